@@ -1,0 +1,390 @@
+//! The app-facing handle. It holds no connection state: every call is a message to the
+//! engine task, which answers on oneshot channels and publishes state on a watch channel.
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use futures_util::Stream;
+use tokio::{
+    runtime::Handle,
+    sync::{broadcast, mpsc, oneshot, watch},
+    task::JoinHandle,
+};
+
+use crate::{
+    config::{ClientConfig, is_valid_namespace},
+    engine::{Channels, Control, Emit, Engine, Filter, Subscriber},
+    error::{Error, Result},
+    event::{AckReply, Args, Event, Notice, State},
+};
+
+/// A connection to one Socket.IO server. Cheap to clone; the connection closes when the last
+/// clone is dropped or [`Client::close`] is called.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctl: mpsc::UnboundedSender<Control>,
+    emits: mpsc::Sender<Emit>,
+    state: watch::Receiver<State>,
+    notices: broadcast::Sender<Notice>,
+    main: Arc<str>,
+    config: Arc<ClientConfig>,
+    runtime: Handle,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.ctl.send(Control::Shutdown);
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.inner.config.url.as_str())
+            .field("state", &*self.inner.state.borrow())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Creates a client and its engine task on the current tokio runtime. Nothing connects
+    /// until [`Client::connect`] or [`Client::start`].
+    ///
+    /// Fails with [`Error::InvalidConfig`] for an unusable configuration, and when called
+    /// outside a tokio runtime.
+    pub fn new(config: ClientConfig) -> Result<Self> {
+        config.validate()?;
+        let runtime = Handle::try_current()
+            .map_err(|_| Error::InvalidConfig("Client::new must run inside a tokio runtime".into()))?;
+        let config = Arc::new(config);
+        let (engine, Channels { ctl, emits, state, notices }) = Engine::new(config.clone());
+        runtime.spawn(engine.run());
+        let main = Arc::from(config.main_namespace());
+        Ok(Self { inner: Arc::new(Inner { ctl, emits, state, notices, main, config, runtime }) })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    fn send(&self, c: Control) -> Result<()> {
+        self.inner.ctl.send(c).map_err(|_| Error::Closed)
+    }
+
+    /// Connects and waits until the main namespace is joined.
+    ///
+    /// Returns early with the reason when the attempt can never succeed (refused credentials,
+    /// the policy gave up), and with [`Error::ConnectTimeout`] after `connect_wait`, in which
+    /// case the client keeps retrying in the background and emits are buffered meanwhile.
+    pub async fn connect(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Control::Connect(Some(tx)))?;
+        let wait = self.inner.config.connect_wait;
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Closed),
+            Err(_) => Err(Error::ConnectTimeout(wait)),
+        }
+    }
+
+    /// Starts connecting in the background and returns at once.
+    pub fn start(&self) -> Result<()> {
+        self.send(Control::Connect(None))
+    }
+
+    /// Leaves every namespace and stops reconnecting; [`Client::connect`] starts again.
+    pub fn disconnect(&self) -> Result<()> {
+        self.send(Control::Disconnect)
+    }
+
+    /// Closes the client for good: stops reconnecting at once, says goodbye to the server if
+    /// the link is alive (bounded to a few tens of milliseconds), and ends the engine task.
+    /// Buffered emits are dropped and pending acknowledgements fail with [`Error::Closed`].
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Control::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.inner.state.borrow().clone()
+    }
+
+    /// A watch on the state: `changed().await` then `borrow()` for every transition that
+    /// matters (intermediate ones may be coalesced).
+    pub fn states(&self) -> watch::Receiver<State> {
+        self.inner.state.clone()
+    }
+
+    /// Lifecycle notices: reconnect attempts, failures, namespace refusals, dropped emits.
+    pub fn notices(&self) -> broadcast::Receiver<Notice> {
+        self.inner.notices.subscribe()
+    }
+
+    /// The app's reachability hint: `false` stops attempts (state `Offline`) and closes the
+    /// link; `true` reconnects at once instead of waiting out the backoff.
+    pub fn set_network_available(&self, available: bool) -> Result<()> {
+        self.send(Control::NetworkAvailable(available))
+    }
+
+    /// A handle for namespace `namespace` on this connection, joining it now and on every
+    /// reconnect (with its own CONNECT and credentials).
+    pub fn socket(&self, namespace: &str) -> Result<Socket> {
+        if !is_valid_namespace(namespace) {
+            return Err(Error::InvalidConfig(format!(
+                "namespace must start with '/' and contain no ',': {namespace:?}"
+            )));
+        }
+        let ns: Arc<str> = Arc::from(namespace);
+        if ns != self.inner.main {
+            self.send(Control::Join(ns.clone()))?;
+        }
+        Ok(Socket { client: self.clone(), namespace: ns })
+    }
+
+    /// The main namespace's handle.
+    pub fn main_socket(&self) -> Socket {
+        Socket { client: self.clone(), namespace: self.inner.main.clone() }
+    }
+
+    /// Emits on the main namespace. Queued in memory while not connected (see
+    /// [`Error::BufferFull`]); waits for room when the connection is slower than the app.
+    pub async fn emit(&self, event: &str, args: impl Into<Args>) -> Result<()> {
+        self.emit_in(self.inner.main.clone(), event, args.into(), None).await
+    }
+
+    /// Emits on the main namespace and waits for the server's acknowledgement. Resolves
+    /// exactly once: the answer, [`Error::AckTimeout`], or [`Error::Disconnected`] when the
+    /// link dropped after the event left.
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        timeout: Duration,
+    ) -> Result<AckReply> {
+        self.emit_with_ack_in(self.inner.main.clone(), event, args.into(), timeout).await
+    }
+
+    /// Emits on the main namespace only if connected right now and there is room; otherwise
+    /// drops it (returns `false`). For telemetry where only the latest value matters.
+    pub fn emit_volatile(&self, event: &str, args: impl Into<Args>) -> Result<bool> {
+        self.emit_volatile_in(self.inner.main.clone(), event, args.into())
+    }
+
+    async fn emit_in(
+        &self,
+        namespace: Arc<str>,
+        event: &str,
+        args: Args,
+        ack: Option<oneshot::Sender<Result<AckReply>>>,
+    ) -> Result<()> {
+        args.check()?;
+        let emit = Emit { namespace, name: event.to_owned(), args, ack };
+        if *self.inner.state.borrow() == State::Connected {
+            // Backpressure while connected: wait for the writer instead of failing.
+            self.inner.emits.send(emit).await.map_err(|_| Error::Closed)
+        } else {
+            self.inner.emits.try_send(emit).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    Error::BufferFull { capacity: self.inner.config.emit_buffer }
+                }
+                mpsc::error::TrySendError::Closed(_) => Error::Closed,
+            })
+        }
+    }
+
+    async fn emit_with_ack_in(
+        &self,
+        namespace: Arc<str>,
+        event: &str,
+        args: Args,
+        timeout: Duration,
+    ) -> Result<AckReply> {
+        let (tx, rx) = oneshot::channel();
+        self.emit_in(namespace, event, args, Some(tx)).await?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Closed),
+            Err(_) => Err(Error::AckTimeout(timeout)),
+        }
+    }
+
+    fn emit_volatile_in(&self, namespace: Arc<str>, event: &str, args: Args) -> Result<bool> {
+        args.check()?;
+        if *self.inner.state.borrow() != State::Connected {
+            return Ok(false);
+        }
+        let emit = Emit { namespace, name: event.to_owned(), args, ack: None };
+        match self.inner.emits.try_send(emit) {
+            Ok(()) => Ok(true),
+            Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::Closed),
+        }
+    }
+
+    fn subscribe(&self, filter: Filter) -> EventStream {
+        let (tx, rx) = mpsc::channel(self.inner.config.listener_buffer);
+        // If the engine is gone the stream simply ends.
+        let _ = self.send(Control::Subscribe(Subscriber { filter, tx }));
+        EventStream { rx }
+    }
+
+    /// Every inbound event on every namespace, in arrival order.
+    ///
+    /// Register before connecting to see the first events. A stream that is not read holds
+    /// the engine back (it stops reading the socket) rather than losing events.
+    pub fn events(&self) -> EventStream {
+        self.subscribe(Filter::Inbound)
+    }
+
+    /// Every event this client sends, as sent.
+    pub fn outgoing(&self) -> EventStream {
+        self.subscribe(Filter::Outbound)
+    }
+
+    /// Calls `handler` for each inbound event named `event` on the main namespace, on a task
+    /// of the client's runtime. Stops when the returned handle is cancelled or dropped.
+    pub fn on(&self, event: &str, handler: impl FnMut(Event) + Send + 'static) -> ListenerHandle {
+        let filter = Filter::Named { namespace: Some(self.inner.main.clone()), name: event.into() };
+        self.listen(self.subscribe(filter), handler)
+    }
+
+    /// Calls `handler` for every inbound event (socket.io-client's `onAny`).
+    pub fn on_any(&self, handler: impl FnMut(Event) + Send + 'static) -> ListenerHandle {
+        self.listen(self.events(), handler)
+    }
+
+    /// Calls `handler` for every outbound event (socket.io-client's `onAnyOutgoing`).
+    pub fn on_any_outgoing(&self, handler: impl FnMut(Event) + Send + 'static) -> ListenerHandle {
+        self.listen(self.outgoing(), handler)
+    }
+
+    fn listen(
+        &self,
+        mut stream: EventStream,
+        mut handler: impl FnMut(Event) + Send + 'static,
+    ) -> ListenerHandle {
+        let task = self.inner.runtime.spawn(async move {
+            let mut batch = Vec::with_capacity(64);
+            while stream.recv_many(&mut batch, 64).await > 0 {
+                batch.drain(..).for_each(&mut handler);
+            }
+        });
+        ListenerHandle { task }
+    }
+}
+
+/// One namespace on a client's connection (socket.io-client's `Socket`).
+#[derive(Clone, Debug)]
+pub struct Socket {
+    client: Client,
+    namespace: Arc<str>,
+}
+
+impl Socket {
+    /// The namespace, e.g. `/rooms/r1`.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Emits on this namespace; see [`Client::emit`].
+    pub async fn emit(&self, event: &str, args: impl Into<Args>) -> Result<()> {
+        self.client.emit_in(self.namespace.clone(), event, args.into(), None).await
+    }
+
+    /// Emits on this namespace and waits for the acknowledgement; see
+    /// [`Client::emit_with_ack`].
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        timeout: Duration,
+    ) -> Result<AckReply> {
+        self.client.emit_with_ack_in(self.namespace.clone(), event, args.into(), timeout).await
+    }
+
+    /// Emits only if connected now; see [`Client::emit_volatile`].
+    pub fn emit_volatile(&self, event: &str, args: impl Into<Args>) -> Result<bool> {
+        self.client.emit_volatile_in(self.namespace.clone(), event, args.into())
+    }
+
+    /// Inbound events named `event` on this namespace.
+    pub fn events_named(&self, event: &str) -> EventStream {
+        self.client.subscribe(Filter::Named {
+            namespace: Some(self.namespace.clone()),
+            name: event.into(),
+        })
+    }
+
+    /// Calls `handler` for each inbound event named `event` on this namespace.
+    pub fn on(&self, event: &str, handler: impl FnMut(Event) + Send + 'static) -> ListenerHandle {
+        self.client.listen(self.events_named(event), handler)
+    }
+
+    /// Leaves the namespace (and stops rejoining it on reconnect).
+    pub fn leave(&self) -> Result<()> {
+        self.client.send(Control::Leave(self.namespace.clone()))
+    }
+}
+
+/// A stream of events for one listener. Ends when the client closes.
+#[derive(Debug)]
+pub struct EventStream {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl EventStream {
+    /// The next event, or `None` once the client is closed.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// Waits for at least one event and appends up to `limit` to `buf`; returns how many
+    /// (0 once the client is closed). The cheapest way to consume a high event rate.
+    pub async fn recv_many(&mut self, buf: &mut Vec<Event>, limit: usize) -> usize {
+        self.rx.recv_many(buf, limit).await
+    }
+
+    /// An event if one is ready now.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// Keeps a listener running; cancels it on [`ListenerHandle::cancel`] or drop.
+#[derive(Debug)]
+pub struct ListenerHandle {
+    task: JoinHandle<()>,
+}
+
+impl ListenerHandle {
+    /// Stops the listener.
+    pub fn cancel(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for ListenerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,270 @@
+//! What the app configures: where to connect, how to authenticate, how to retry.
+
+use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use serde_json::Value;
+use url::Url;
+
+use crate::{backoff::ReconnectPolicy, error::Error};
+
+/// Why the auth provider is being asked for credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthReason {
+    /// A normal (re)connect.
+    Connect,
+    /// The server refused the previous credentials, or said the token expired: return fresh
+    /// ones (refresh the token) rather than a cached value.
+    Refresh {
+        /// What the server said.
+        message: String,
+    },
+}
+
+/// The question put to an [`AuthProvider`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthRequest {
+    /// The namespace about to be joined.
+    pub namespace: String,
+    /// Why credentials are needed.
+    pub reason: AuthReason,
+}
+
+/// The future an [`AuthProvider`] returns.
+pub type AuthFuture = Pin<Box<dyn Future<Output = Result<Option<Value>, String>> + Send>>;
+
+/// Supplies the auth object sent in each namespace CONNECT (`{"token": "..."}`).
+///
+/// Asked on every connect and again after a refusal or `token:expired`, so a provider that
+/// refreshes tokens keeps the client authorised without the app reconnecting by hand.
+/// `Ok(None)` connects without auth; `Err` counts as a failed attempt and is retried.
+pub trait AuthProvider: Send + Sync + 'static {
+    /// Returns the auth object for `request`.
+    fn auth(&self, request: AuthRequest) -> AuthFuture;
+}
+
+impl<F, Fut> AuthProvider for F
+where
+    F: Fn(AuthRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<Value>, String>> + Send + 'static,
+{
+    fn auth(&self, request: AuthRequest) -> AuthFuture {
+        Box::pin(self(request))
+    }
+}
+
+/// A provider that always returns the same auth object.
+#[derive(Clone)]
+pub struct StaticAuth(pub Value);
+
+impl AuthProvider for StaticAuth {
+    fn auth(&self, _: AuthRequest) -> AuthFuture {
+        let v = self.0.clone();
+        Box::pin(async move { Ok(Some(v)) })
+    }
+}
+
+/// Everything a [`crate::Client`] needs to know.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// Server URL: `http(s)://` or `ws(s)://host:port`, optionally with a query string.
+    pub url: Url,
+    /// Engine.IO path on the server.
+    pub path: String,
+    /// Namespaces joined on connect; the first is the main one, whose status is the client's
+    /// state. Defaults to `/`.
+    pub namespaces: Vec<String>,
+    /// Credentials for each namespace CONNECT.
+    pub auth: Option<Arc<dyn AuthProvider>>,
+    /// How to retry.
+    pub reconnect: ReconnectPolicy,
+    /// Time allowed for one attempt: TCP, TLS, WebSocket upgrade and the Engine.IO handshake.
+    pub connect_timeout: Duration,
+    /// How long `Client::connect()` waits for the connection before returning
+    /// [`Error::ConnectTimeout`] (the client keeps retrying).
+    pub connect_wait: Duration,
+    /// Emits held in memory while not connected; beyond it `emit` fails with
+    /// [`Error::BufferFull`].
+    pub emit_buffer: usize,
+    /// Events queued per listener before the engine stops reading the socket (backpressure
+    /// instead of unbounded memory or dropped events).
+    pub listener_buffer: usize,
+    /// Largest inbound message accepted, in bytes; larger ones are refused before they are
+    /// buffered in full.
+    pub max_inbound_bytes: usize,
+    /// The server event that means "your token expired": the client refreshes credentials and
+    /// reconnects.
+    pub token_expired_event: Option<String>,
+    /// Extra HTTP headers for the WebSocket upgrade (cookies for sticky sessions, API keys).
+    pub headers: Vec<(String, String)>,
+}
+
+impl fmt::Debug for ClientConfig {
+    // Hand-written so an auth provider's state never reaches a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("url", &self.url.as_str())
+            .field("path", &self.path)
+            .field("namespaces", &self.namespaces)
+            .field("auth", &self.auth.as_ref().map(|_| "<provider>"))
+            .field("reconnect", &self.reconnect)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("emit_buffer", &self.emit_buffer)
+            .field("headers", &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientConfig {
+    /// A configuration with defaults for `url`.
+    pub fn new(url: &str) -> Result<Self, Error> {
+        let url = Url::parse(url).map_err(|e| Error::InvalidConfig(format!("url {url:?}: {e}")))?;
+        let config = Self {
+            url,
+            path: "/socket.io/".into(),
+            namespaces: vec!["/".into()],
+            auth: None,
+            reconnect: ReconnectPolicy::default(),
+            connect_timeout: Duration::from_secs(10),
+            connect_wait: Duration::from_secs(10),
+            emit_buffer: 10_000,
+            listener_buffer: 4096,
+            max_inbound_bytes: 1_000_000,
+            token_expired_event: Some("token:expired".into()),
+            headers: Vec::new(),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Sets the auth provider.
+    pub fn with_auth(mut self, provider: impl AuthProvider) -> Self {
+        self.auth = Some(Arc::new(provider));
+        self
+    }
+
+    /// Sets a fixed auth object, e.g. `{"token": "..."}`.
+    pub fn with_static_auth(self, auth: Value) -> Self {
+        self.with_auth(StaticAuth(auth))
+    }
+
+    /// Sets the namespaces joined on connect (the first is the main one).
+    pub fn with_namespaces<I, S>(mut self, namespaces: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.namespaces = namespaces.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the reconnect policy.
+    pub fn with_reconnect(mut self, policy: ReconnectPolicy) -> Self {
+        self.reconnect = policy;
+        self
+    }
+
+    /// Checks every field, naming the first one that is unusable.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::InvalidConfig(m));
+        match self.url.scheme() {
+            "http" | "https" | "ws" | "wss" => {}
+            s => return bad(format!("url scheme must be http, https, ws or wss, not {s:?}")),
+        }
+        if self.url.host().is_none() {
+            return bad("url has no host".into());
+        }
+        if !self.path.starts_with('/') {
+            return bad(format!("path must start with '/', got {:?}", self.path));
+        }
+        if self.namespaces.is_empty() {
+            return bad("at least one namespace is required".into());
+        }
+        if let Some(ns) = self.namespaces.iter().find(|n| !is_valid_namespace(n)) {
+            return bad(format!("namespace must start with '/' and contain no ',': {ns:?}"));
+        }
+        if self.emit_buffer == 0 || self.listener_buffer == 0 {
+            return bad("emit_buffer and listener_buffer must be at least 1".into());
+        }
+        if self.max_inbound_bytes < 1024 {
+            return bad("max_inbound_bytes must be at least 1024".into());
+        }
+        if self.connect_timeout.is_zero() {
+            return bad("connect_timeout must be positive".into());
+        }
+        self.reconnect.validate().map_err(Error::InvalidConfig)
+    }
+
+    /// The main namespace: the first configured one.
+    pub fn main_namespace(&self) -> &str {
+        self.namespaces.first().map_or("/", String::as_str)
+    }
+
+    /// The WebSocket URL of the Engine.IO endpoint.
+    pub(crate) fn websocket_url(&self) -> Url {
+        let mut url = self.url.clone();
+        let scheme = match url.scheme() {
+            "https" | "wss" => "wss",
+            _ => "ws",
+        };
+        // Both schemes are special and valid for any URL that parsed as http(s)/ws(s).
+        let _ = url.set_scheme(scheme);
+        url.set_path(&self.path);
+        let existing: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != "EIO" && k != "transport")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(existing)
+            .append_pair("EIO", "4")
+            .append_pair("transport", "websocket");
+        url
+    }
+}
+
+/// Whether `ns` can be written in a packet header: it starts with `/` and has no comma.
+pub fn is_valid_namespace(ns: &str) -> bool {
+    ns.starts_with('/') && !ns.contains(',')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_the_engine_io_url() {
+        let c = ClientConfig::new("http://127.0.0.1:3000/?room=a&EIO=3").unwrap();
+        assert_eq!(
+            c.websocket_url().as_str(),
+            "ws://127.0.0.1:3000/socket.io/?room=a&EIO=4&transport=websocket"
+        );
+        let c = ClientConfig::new("https://example.com").unwrap();
+        assert!(c.websocket_url().as_str().starts_with("wss://example.com/socket.io/?EIO=4"));
+    }
+
+    #[test]
+    fn rejects_bad_config_with_the_field_named() {
+        let err = |c: ClientConfig| c.validate().unwrap_err().to_string();
+        assert!(ClientConfig::new("ftp://x").unwrap_err().to_string().contains("scheme"));
+        assert!(ClientConfig::new("not a url").unwrap_err().to_string().contains("url"));
+        let base = ClientConfig::new("http://localhost:1").unwrap();
+        assert!(err(base.clone().with_namespaces(["admin"])).contains("namespace"));
+        assert!(err(base.clone().with_namespaces(Vec::<String>::new())).contains("namespace"));
+        assert!(err(ClientConfig { emit_buffer: 0, ..base.clone() }).contains("emit_buffer"));
+        assert!(err(ClientConfig { path: "x".into(), ..base.clone() }).contains("path"));
+        let p = ReconnectPolicy { jitter: 2.0, ..Default::default() };
+        assert!(err(base.with_reconnect(p)).contains("jitter"));
+    }
+
+    #[test]
+    fn debug_output_hides_credentials() {
+        let c = ClientConfig::new("http://localhost:1")
+            .unwrap()
+            .with_static_auth(serde_json::json!({"token": "s3cret"}));
+        let mut c = c;
+        c.headers.push(("Authorization".into(), "Bearer s3cret".into()));
+        let s = format!("{c:?}");
+        assert!(!s.contains("s3cret"), "{s}");
+    }
+}

@@ -1,0 +1,576 @@
+//! The connected phase: one Engine.IO session carrying every namespace.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
+use serde_json::Value;
+use tokio::{
+    sync::mpsc::error::TrySendError,
+    time::{Instant, sleep_until, timeout},
+};
+use tracing::{debug, info, warn};
+
+use super::{
+    After, CLOSE_GRACE, Control, Emit, Engine, Next, NsStatus, PendingAck, auth_object,
+};
+use crate::{
+    codec::{
+        CodecError,
+        engineio::{self, Handshake},
+        socketio::{self, Decoder, Packet},
+    },
+    config::AuthReason,
+    error::Error,
+    event::{AckReply, Acker, DisconnectReason, Event, Notice, State},
+    transport::{Frame, Transport, TransportError, Utf8Bytes},
+};
+
+/// Credentials arriving for a namespace.
+pub(super) type AuthFuture =
+    Pin<Box<dyn Future<Output = (Arc<str>, Result<Option<Value>, String>)> + Send>>;
+
+/// How many frames or emits one wake-up handles before the loop looks at everything else:
+/// large enough to amortise the select, small enough to keep heartbeats and commands prompt.
+const BATCH: usize = 512;
+
+/// Per-connection state that dies with the connection.
+struct Link {
+    handshake: Handshake,
+    last_ping: Instant,
+    /// Wall clock of the last ping: a phone that slept may not advance the monotonic clock.
+    last_ping_wall: SystemTime,
+    decoder: Decoder,
+    auth: FuturesUnordered<AuthFuture>,
+    /// Frames produced while handling input, written after the batch.
+    out: Vec<Frame>,
+}
+
+impl Link {
+    fn deadline(&self) -> Instant {
+        self.last_ping + self.handshake.heartbeat_deadline()
+    }
+
+    /// Whether the heartbeat is overdue by either clock.
+    fn is_stale(&self) -> bool {
+        let limit = self.handshake.heartbeat_deadline();
+        Instant::now() >= self.last_ping + limit
+            || SystemTime::now().duration_since(self.last_ping_wall).unwrap_or_default() >= limit
+    }
+}
+
+/// Why the session loop ended and what comes next.
+struct End {
+    reason: DisconnectReason,
+    after: After,
+}
+
+impl End {
+    fn new(reason: DisconnectReason, after: After) -> Self {
+        Self { reason, after }
+    }
+
+    fn lost(reason: DisconnectReason) -> Self {
+        Self::new(reason, After::Reconnect)
+    }
+}
+
+impl From<TransportError> for End {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::Closed => End::lost(DisconnectReason::TransportClose),
+            TransportError::TooLarge { .. } => End::lost(DisconnectReason::ParseError(e.to_string())),
+            TransportError::Io(m) => End::lost(DisconnectReason::TransportError(m)),
+        }
+    }
+}
+
+impl From<CodecError> for End {
+    fn from(e: CodecError) -> Self {
+        End::lost(DisconnectReason::ParseError(e.to_string()))
+    }
+}
+
+impl Engine {
+    pub(super) async fn session<T: Transport>(&mut self, mut t: T, handshake: Handshake) -> Next {
+        self.session_id += 1;
+        debug!(session = self.session_id, ping_interval = ?handshake.ping_interval, "handshake");
+        let mut link = Link {
+            handshake,
+            last_ping: Instant::now(),
+            last_ping_wall: SystemTime::now(),
+            decoder: Decoder::new(),
+            auth: FuturesUnordered::new(),
+            out: Vec::new(),
+        };
+        for i in 0..self.namespaces.len() {
+            if self.namespaces[i].status == NsStatus::Pending {
+                let f = self.auth_request(&self.namespaces[i].name, AuthReason::Connect);
+                link.auth.push(f);
+            }
+        }
+        let end = self.run_link(&mut t, &mut link).await;
+        self.teardown(&mut t, &end).await;
+        self.after_session(end.after, &end.reason)
+    }
+
+    async fn run_link<T: Transport>(&mut self, t: &mut T, link: &mut Link) -> End {
+        loop {
+            let connected = *self.state.borrow() == State::Connected;
+            let readable = self.backlog.is_empty();
+            let backlog_tx = self.backlog.front().map(|(i, _)| self.subscribers[*i].tx.clone());
+            let deadline = link.deadline();
+            let result: Result<(), End> = tokio::select! {
+                biased;
+                c = self.ctl_rx.recv() => match c {
+                    Some(c) => self.on_control_session(c, link),
+                    None => Err(End::new(DisconnectReason::ClientDisconnect, After::Exit)),
+                },
+                Some((ns, creds)) = link.auth.next(), if !link.auth.is_empty() => {
+                    self.on_credentials(ns, creds, link)
+                }
+                permit = async { backlog_tx?.reserve_owned().await.ok() }, if !readable => {
+                    self.drain_backlog(permit);
+                    Ok(())
+                }
+                frame = t.recv(), if readable => {
+                    self.on_frames(frame, t, link)
+                }
+                emit = self.emit_rx.recv(), if connected => match emit {
+                    Some(e) => self.on_emits(e, link),
+                    None => Err(End::new(DisconnectReason::ClientDisconnect, After::Exit)),
+                },
+                _ = sleep_until(deadline) => {
+                    Err(End::lost(DisconnectReason::PingTimeout))
+                }
+            };
+            let flushed = self.write_out(t, link).await;
+            if let Err(end) = result.and(flushed) {
+                return end;
+            }
+        }
+    }
+
+    /// Writes what handling produced, in one flush.
+    async fn write_out<T: Transport>(&mut self, t: &mut T, link: &mut Link) -> Result<(), End> {
+        if link.out.is_empty() {
+            return Ok(());
+        }
+        for f in link.out.drain(..) {
+            t.feed(f).await?;
+        }
+        t.flush().await?;
+        Ok(())
+    }
+
+    /// Handles one frame and whatever else is already readable, up to a batch.
+    fn on_frames<T: Transport>(
+        &mut self,
+        first: Option<Result<Frame, TransportError>>,
+        t: &mut T,
+        link: &mut Link,
+    ) -> Result<(), End> {
+        let mut frame = first;
+        for _ in 0..BATCH {
+            match frame {
+                None => return Err(End::lost(DisconnectReason::TransportClose)),
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(f)) => self.on_frame(f, link)?,
+            }
+            if !self.backlog.is_empty() {
+                break;
+            }
+            // `recv` is cancel-safe, so polling it once and dropping a pending future is fine.
+            match t.recv().now_or_never() {
+                Some(next) => frame = next,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn on_frame(&mut self, frame: Frame, link: &mut Link) -> Result<(), End> {
+        let packet = match frame {
+            Frame::Binary(b) => link.decoder.feed_binary(b.to_vec())?,
+            Frame::Text(text) => match engineio::decode_text(&text)? {
+                engineio::Packet::Message(m) => link.decoder.feed_text(m)?,
+                engineio::Packet::Ping(data) => {
+                    link.last_ping = Instant::now();
+                    link.last_ping_wall = SystemTime::now();
+                    link.out.push(Frame::Text(Utf8Bytes::from(engineio::encode_pong(data))));
+                    None
+                }
+                engineio::Packet::Close => {
+                    return Err(End::lost(DisconnectReason::TransportClose));
+                }
+                engineio::Packet::Open(_)
+                | engineio::Packet::Pong(_)
+                | engineio::Packet::Upgrade
+                | engineio::Packet::Noop
+                | engineio::Packet::Binary(_) => None,
+            },
+        };
+        match packet {
+            Some(p) => self.on_packet(p, link),
+            None => Ok(()),
+        }
+    }
+
+    fn on_packet(&mut self, packet: Packet, link: &mut Link) -> Result<(), End> {
+        match packet {
+            Packet::Event(ev) => {
+                let expired = self.config.token_expired_event.as_deref() == Some(ev.name.as_str());
+                let acker = ev.id.map(|id| Acker {
+                    tx: self.ctl_tx.clone(),
+                    id,
+                    session: self.session_id,
+                });
+                self.dispatch(true, Event::new(ev, acker));
+                if expired {
+                    return Err(End::new(DisconnectReason::TokenExpired, After::ReconnectNow));
+                }
+            }
+            Packet::Ack { id, args, attachments, .. } => {
+                if let Some(a) = self.acks.remove(&id) {
+                    let _ = a.tx.send(Ok(AckReply { args, attachments }));
+                }
+            }
+            Packet::Connect { namespace, .. } => self.on_joined(&namespace, link),
+            Packet::ConnectError { namespace, message, .. } => {
+                return self.on_refused(namespace, message, link);
+            }
+            Packet::Disconnect { namespace } => {
+                if &*namespace == self.main_namespace() {
+                    self.wanted = false;
+                    self.finish_waiters(Err(Error::ServerDisconnected));
+                    return Err(End::new(DisconnectReason::ServerDisconnect, After::Idle));
+                }
+                self.remove_namespace(&namespace);
+                self.notify(Notice::ConnectError {
+                    namespace: namespace.to_string(),
+                    message: "disconnected by the server".into(),
+                    will_retry: false,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn on_joined(&mut self, namespace: &str, link: &mut Link) {
+        let Some(i) = self.namespaces.iter().position(|n| &*n.name == namespace) else {
+            return;
+        };
+        let ns = &mut self.namespaces[i];
+        ns.status = NsStatus::Connected;
+        ns.refused_once = false;
+        let pending: Vec<Emit> = ns.pending.drain(..).collect();
+        let attempts = self.backoff.attempts();
+        self.notify(Notice::Connected { namespace: namespace.to_owned(), attempts });
+        if namespace == self.main_namespace() {
+            self.ever_connected = true;
+            self.backoff.reset();
+            self.set_state(State::Connected);
+            self.finish_waiters(Ok(()));
+            // Emits held over from the previous connection go before anything newer.
+            let held: Vec<Emit> = self.held.drain(..).collect();
+            for e in held {
+                self.write_emit(e, link);
+            }
+        }
+        for e in pending {
+            self.write_emit(e, link);
+        }
+    }
+
+    fn on_refused(&mut self, namespace: Arc<str>, message: String, link: &mut Link) -> Result<(), End> {
+        let Some(i) = self.namespaces.iter().position(|n| n.name == namespace) else {
+            return Ok(());
+        };
+        let retry = !self.namespaces[i].refused_once && self.config.auth.is_some();
+        self.notify(Notice::ConnectError {
+            namespace: namespace.to_string(),
+            message: message.clone(),
+            will_retry: retry,
+        });
+        if retry {
+            self.namespaces[i].refused_once = true;
+            let f = self.auth_request(&namespace, AuthReason::Refresh { message });
+            link.auth.push(f);
+            return Ok(());
+        }
+        warn!(namespace = %namespace, "namespace refused");
+        self.namespaces[i].status = NsStatus::Unauthorized(message.clone());
+        let pending: Vec<Emit> = self.namespaces[i].pending.drain(..).collect();
+        let unauthorized =
+            || Error::Unauthorized { namespace: namespace.to_string(), message: message.clone() };
+        for e in pending {
+            self.drop_emit(e, unauthorized());
+        }
+        if &*namespace == self.main_namespace() {
+            self.wanted = false;
+            self.finish_waiters(Err(unauthorized()));
+            let held: Vec<Emit> = self.held.drain(..).collect();
+            for e in held {
+                self.drop_emit(e, unauthorized());
+            }
+            self.set_state(State::Unauthorized { message });
+            return Err(End::new(DisconnectReason::ClientDisconnect, After::Idle));
+        }
+        Ok(())
+    }
+
+    fn on_credentials(
+        &mut self,
+        ns: Arc<str>,
+        creds: Result<Option<Value>, String>,
+        link: &mut Link,
+    ) -> Result<(), End> {
+        if !self.namespaces.iter().any(|n| n.name == ns && n.status == NsStatus::Pending) {
+            return Ok(());
+        }
+        match creds.and_then(auth_object) {
+            Ok(auth) => {
+                let mut text = String::from("4");
+                socketio::encode_connect(&mut text, &ns, auth.as_ref());
+                link.out.push(Frame::Text(Utf8Bytes::from(text)));
+                Ok(())
+            }
+            Err(message) => {
+                // Never log the credentials; the provider's own message is safe to show.
+                warn!(namespace = %ns, error = %message, "auth provider failed");
+                self.notify(Notice::ConnectFailed {
+                    attempt: self.backoff.attempts(),
+                    error: format!("auth provider: {message}"),
+                });
+                Err(End::lost(DisconnectReason::TransportError(format!(
+                    "auth provider: {message}"
+                ))))
+            }
+        }
+    }
+
+    fn on_control_session(&mut self, c: Control, link: &mut Link) -> Result<(), End> {
+        match c {
+            Control::Connect(reply) => {
+                match reply {
+                    Some(r) if *self.state.borrow() == State::Connected => {
+                        let _ = r.send(Ok(()));
+                    }
+                    Some(r) => self.connect_waiters.push(r),
+                    None => {}
+                }
+                Ok(())
+            }
+            Control::Disconnect => {
+                self.wanted = false;
+                self.finish_waiters(Err(Error::Disconnected));
+                Err(End::new(DisconnectReason::ClientDisconnect, After::Idle))
+            }
+            Control::Close(reply) => {
+                self.close_reply = Some(reply);
+                Err(End::new(DisconnectReason::ClientDisconnect, After::Exit))
+            }
+            Control::Shutdown => Err(End::new(DisconnectReason::ClientDisconnect, After::Exit)),
+            Control::NetworkAvailable(up) => {
+                self.network_up = up;
+                if up {
+                    Ok(())
+                } else {
+                    Err(End::new(DisconnectReason::NetworkDown, After::Offline))
+                }
+            }
+            Control::Subscribe(s) => {
+                self.subscribers.push(s);
+                Ok(())
+            }
+            Control::Join(ns) => {
+                if self.add_namespace(ns.clone()) {
+                    link.auth.push(self.auth_request(&ns, AuthReason::Connect));
+                }
+                Ok(())
+            }
+            Control::Leave(ns) => {
+                if let Some(n) = self.remove_namespace(&ns) {
+                    if n.status == NsStatus::Connected {
+                        let mut text = String::from("4");
+                        socketio::encode_disconnect(&mut text, &ns);
+                        link.out.push(Frame::Text(Utf8Bytes::from(text)));
+                    }
+                }
+                Ok(())
+            }
+            Control::Ack { namespace, id, session, args } => {
+                if session == self.session_id {
+                    let mut text = String::from("4");
+                    socketio::encode_ack(&mut text, &namespace, id, &args.json, args.attachments.len());
+                    link.out.push(Frame::Text(Utf8Bytes::from(text)));
+                    link.out.extend(args.attachments.into_iter().map(|b| Frame::Binary(b.into())));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes one emit and any already queued behind it, up to a batch.
+    fn on_emits(&mut self, first: Emit, link: &mut Link) -> Result<(), End> {
+        // A phone that slept must not write into a socket that died meanwhile: hold the emit
+        // for the next connection instead.
+        if link.is_stale() {
+            self.held.push_back(first);
+            return Err(End::lost(DisconnectReason::PingTimeout));
+        }
+        self.write_emit(first, link);
+        for _ in 1..BATCH {
+            match self.emit_rx.try_recv() {
+                Ok(e) => self.write_emit(e, link),
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn write_emit(&mut self, e: Emit, link: &mut Link) {
+        let Some(ns) = self.namespaces.iter_mut().find(|n| n.name == e.namespace) else {
+            self.drop_emit(e, Error::Disconnected);
+            return;
+        };
+        match &ns.status {
+            NsStatus::Pending => {
+                ns.pending.push_back(e);
+                return;
+            }
+            NsStatus::Unauthorized(message) => {
+                let err = Error::Unauthorized {
+                    namespace: e.namespace.to_string(),
+                    message: message.clone(),
+                };
+                self.drop_emit(e, err);
+                return;
+            }
+            NsStatus::Connected => {}
+        }
+        let mut text = String::with_capacity(e.name.len() + e.args.json.get().len() + 16);
+        text.push('4');
+        let id = e.ack.map(|tx| {
+            self.next_ack_id += 1;
+            self.acks.insert(self.next_ack_id, PendingAck { tx });
+            self.next_ack_id
+        });
+        socketio::encode_event(
+            &mut text,
+            &e.namespace,
+            &e.name,
+            &e.args.json,
+            id,
+            e.args.attachments.len(),
+        );
+        if text.len() > link.handshake.max_payload {
+            warn!(event = %e.name, bytes = text.len(), "emit exceeds the server's maxPayload");
+            if let Some(a) = id.and_then(|id| self.acks.remove(&id)) {
+                let _ = a.tx.send(Err(Error::InvalidArgs(format!(
+                    "{} bytes exceed the server's maxPayload of {}",
+                    text.len(),
+                    link.handshake.max_payload
+                ))));
+            }
+            self.notify(Notice::EmitDropped { namespace: e.namespace.to_string(), event: e.name });
+            return;
+        }
+        if self.subscribers.iter().any(|s| s.filter == super::Filter::Outbound) {
+            let packet = socketio::EventPacket {
+                namespace: e.namespace.clone(),
+                id,
+                name: e.name.clone(),
+                args: e.args.json.clone(),
+                attachments: e.args.attachments.clone(),
+            };
+            self.dispatch(false, Event::new(packet, None));
+        }
+        link.out.push(Frame::Text(Utf8Bytes::from(text)));
+        link.out.extend(e.args.attachments.into_iter().map(|b| Frame::Binary(b.into())));
+    }
+
+    /// Hands an event to every listener that wants it; a full listener's share waits in the
+    /// backlog (and the socket is not read) until it makes room.
+    fn dispatch(&mut self, inbound: bool, ev: Event) {
+        let mut closed = false;
+        for (i, s) in self.subscribers.iter().enumerate() {
+            if !s.filter.accepts(inbound, &ev) {
+                continue;
+            }
+            if !self.backlog.is_empty() {
+                self.backlog.push_back((i, ev.clone()));
+                continue;
+            }
+            match s.tx.try_send(ev.clone()) {
+                Ok(()) => {}
+                Err(TrySendError::Full(ev)) => self.backlog.push_back((i, ev)),
+                Err(TrySendError::Closed(_)) => closed = true,
+            }
+        }
+        if closed && self.backlog.is_empty() {
+            self.subscribers.retain(|s| !s.tx.is_closed());
+        }
+    }
+
+    fn drain_backlog(&mut self, permit: Option<tokio::sync::mpsc::OwnedPermit<Event>>) {
+        let Some((_, ev)) = self.backlog.pop_front() else { return };
+        match permit {
+            Some(p) => {
+                p.send(ev);
+            }
+            None => {} // the listener went away; its events go with it
+        }
+        while let Some((i, ev)) = self.backlog.pop_front() {
+            match self.subscribers[i].tx.try_send(ev) {
+                Ok(()) | Err(TrySendError::Closed(_)) => {}
+                Err(TrySendError::Full(ev)) => {
+                    self.backlog.push_front((i, ev));
+                    return;
+                }
+            }
+        }
+        self.subscribers.retain(|s| !s.tx.is_closed());
+    }
+
+    async fn teardown<T: Transport>(&mut self, t: &mut T, end: &End) {
+        info!(reason = ?end.reason, "disconnected");
+        let polite = matches!(end.after, After::Exit | After::Idle)
+            && end.reason == DisconnectReason::ClientDisconnect;
+        if polite {
+            let mut frames = Vec::new();
+            for ns in self.namespaces.iter().filter(|n| n.status == NsStatus::Connected) {
+                let mut text = String::from("4");
+                socketio::encode_disconnect(&mut text, &ns.name);
+                frames.push(Frame::Text(Utf8Bytes::from(text)));
+            }
+            let _ = timeout(CLOSE_GRACE, async {
+                for f in frames {
+                    t.feed(f).await?;
+                }
+                t.flush().await?;
+                t.close().await;
+                Ok::<(), TransportError>(())
+            })
+            .await;
+        }
+        self.fail_acks(|| Error::Disconnected);
+        for ns in &mut self.namespaces {
+            if ns.status == NsStatus::Connected {
+                ns.status = NsStatus::Pending;
+            }
+            // Emits for a namespace that was never joined wait for the next connection.
+            while let Some(e) = ns.pending.pop_back() {
+                self.held.push_front(e);
+            }
+        }
+        if end.after == After::Reconnect || end.after == After::ReconnectNow {
+            self.set_state(State::Reconnecting { attempt: 1, delay: Duration::ZERO });
+        }
+        self.notify(Notice::Disconnected { reason: end.reason.clone() });
+    }
+}

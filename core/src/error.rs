@@ -1,0 +1,67 @@
+//! The one error type the SDK returns. Each variant says what went wrong and, where there is
+//! one, what the app can do about it. No variant ever carries a token or an auth payload.
+
+use std::time::Duration;
+
+use crate::codec::CodecError;
+
+/// Everything that can go wrong in a Pulselink call.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// The configuration is unusable; the message names the field.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// The arguments of an emit are not a JSON array, or reference attachments that are absent.
+    #[error("invalid arguments: {0}")]
+    InvalidArgs(String),
+    /// The in-memory emit buffer is full while offline; retry later or raise `emit_buffer`.
+    #[error("emit buffer is full ({capacity} emits queued while not connected)")]
+    BufferFull {
+        /// The configured capacity.
+        capacity: usize,
+    },
+    /// No acknowledgement arrived within the timeout. The event may still have been processed.
+    #[error("no acknowledgement within {0:?}")]
+    AckTimeout(Duration),
+    /// The connection dropped after the event was sent and before its acknowledgement arrived;
+    /// the server may or may not have processed it.
+    #[error("disconnected before the acknowledgement arrived")]
+    Disconnected,
+    /// The server refused the credentials for this namespace, also after a fresh token.
+    #[error("unauthorized on {namespace}: {message}")]
+    Unauthorized {
+        /// The namespace that refused.
+        namespace: String,
+        /// The server's message, such as "Authentication failed".
+        message: String,
+    },
+    /// The auth provider failed to produce credentials.
+    #[error("auth provider failed: {0}")]
+    AuthProvider(String),
+    /// `connect()` did not see the connection come up in time; the client keeps retrying in
+    /// the background.
+    #[error("not connected within {0:?}; still retrying in the background")]
+    ConnectTimeout(Duration),
+    /// The reconnect policy gave up; call `connect()` to start again.
+    #[error("gave up after {attempts} reconnect attempts")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The server ended the session (server-side `socket.disconnect()`); call `connect()` to
+    /// come back.
+    #[error("disconnected by the server")]
+    ServerDisconnected,
+    /// The client was closed; create a new one.
+    #[error("client is closed")]
+    Closed,
+    /// A connection attempt failed (refused, TLS, HTTP status, handshake).
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// The server sent something that is not valid protocol.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] CodecError),
+}
+
+/// Shorthand for results of Pulselink calls.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,37 @@
+//! Pulselink: a realtime client that keeps an app connected to a Socket.IO v4 server.
+//!
+//! One engine task per [`Client`] owns the connection: handshake, heartbeat, reconnect with
+//! jittered backoff, namespaces, acknowledgements and an in-memory buffer for emits made while
+//! offline. The app talks to it through the cheap, cloneable [`Client`] handle.
+//!
+//! ```no_run
+//! # async fn demo() -> pulselink::Result<()> {
+//! use pulselink::{Client, ClientConfig};
+//! use serde_json::json;
+//!
+//! let config = ClientConfig::new("http://localhost:3000")?
+//!     .with_static_auth(json!({"token": "abc"}));
+//! let client = Client::new(config)?;
+//! let mut events = client.events();
+//! client.connect().await?;
+//! client.emit("session:feedback", json!({"rating": 5})).await?;
+//! while let Some(ev) = events.recv().await {
+//!     println!("{} {}", ev.name(), ev.args_json());
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod backoff;
+mod client;
+pub mod codec;
+pub mod config;
+mod engine;
+pub mod error;
+pub mod event;
+pub mod transport;
+
+pub use backoff::ReconnectPolicy;
+pub use client::{Client, EventStream, ListenerHandle, Socket};
+pub use config::{AuthProvider, AuthReason, AuthRequest, ClientConfig, StaticAuth};
+pub use error::{Error, Result};
+pub use event::{AckReply, Args, DisconnectReason, Event, Notice, State};

@@ -1,0 +1,98 @@
+//! WebSocket transport over tokio-tungstenite (rustls for `wss://`).
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream, connect_async_with_config,
+    tungstenite::{
+        self, Message,
+        client::IntoClientRequest,
+        http::{HeaderName, HeaderValue},
+        protocol::WebSocketConfig,
+    },
+};
+use url::Url;
+
+use super::{Frame, Transport, TransportError};
+
+/// An open WebSocket.
+pub struct WebSocket {
+    inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    max_message: usize,
+}
+
+impl WebSocket {
+    /// Opens a WebSocket to `url` with extra request `headers`, refusing inbound messages
+    /// larger than `max_message` bytes before they are buffered in full.
+    pub async fn connect(
+        url: &Url,
+        headers: &[(String, String)],
+        max_message: usize,
+    ) -> Result<Self, TransportError> {
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| TransportError::Io(e.to_string()))?;
+        for (k, v) in headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| TransportError::Io(format!("invalid header name {k:?}")))?;
+            // The value may be a credential: never echo it in the error.
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| TransportError::Io(format!("invalid value for header {k:?}")))?;
+            request.headers_mut().append(name, value);
+        }
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message));
+        // Nagle off: acks and heartbeats are small and latency-sensitive; throughput comes from
+        // batching writes before a flush instead.
+        let (inner, _response) = connect_async_with_config(request, Some(config), true)
+            .await
+            .map_err(|e| map_error(e, max_message))?;
+        Ok(Self { inner, max_message })
+    }
+}
+
+fn map_error(e: tungstenite::Error, max: usize) -> TransportError {
+    use tungstenite::{Error as E, error::CapacityError};
+    match e {
+        E::ConnectionClosed | E::AlreadyClosed => TransportError::Closed,
+        E::Capacity(CapacityError::MessageTooLong { .. }) => TransportError::TooLarge { max },
+        E::Http(resp) => TransportError::Io(format!("HTTP {} on WebSocket upgrade", resp.status())),
+        other => TransportError::Io(other.to_string()),
+    }
+}
+
+impl Transport for WebSocket {
+    async fn recv(&mut self) -> Option<Result<Frame, TransportError>> {
+        loop {
+            let msg = match self.inner.next().await? {
+                Ok(m) => m,
+                Err(e) => return Some(Err(map_error(e, self.max_message))),
+            };
+            return Some(Ok(match msg {
+                Message::Text(t) => Frame::Text(t),
+                Message::Binary(b) => Frame::Binary(b),
+                Message::Close(_) => return None,
+                // tungstenite answers pings itself; nothing for the engine to see.
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+            }));
+        }
+    }
+
+    async fn feed(&mut self, frame: Frame) -> Result<(), TransportError> {
+        let msg = match frame {
+            Frame::Text(t) => Message::Text(t),
+            Frame::Binary(b) => Message::Binary(b),
+        };
+        self.inner.feed(msg).await.map_err(|e| map_error(e, self.max_message))
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        self.inner.flush().await.map_err(|e| map_error(e, self.max_message))
+    }
+
+    async fn close(&mut self) {
+        let _ = self.inner.close(None).await;
+    }
+}
