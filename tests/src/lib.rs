@@ -1,1 +1,178 @@
-//! x
+//! Harness for Pulselink's integration tests: real servers started on loopback, no mocks.
+//!
+//! [`NodeServer`] runs the official Node `socket.io` server (`tests/node/server.js`) on a free
+//! port and can kill, restart, pause (SIGSTOP) and resume it, so reconnect and heartbeat
+//! behaviour is tested against the real peer.
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+/// Where the Node fixtures live.
+pub fn node_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node")
+}
+
+/// Options for the Node server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Engine.IO ping interval in ms.
+    pub ping_interval: u64,
+    /// Engine.IO ping timeout in ms.
+    pub ping_timeout: u64,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self { ping_interval: 25_000, ping_timeout: 20_000 }
+    }
+}
+
+/// A running `tests/node/server.js`.
+pub struct NodeServer {
+    child: Option<Child>,
+    port: u16,
+    options: ServerOptions,
+}
+
+impl NodeServer {
+    /// Starts the server on a free port with default options.
+    pub async fn start() -> Self {
+        Self::start_with(ServerOptions::default()).await
+    }
+
+    /// Starts the server on a free port.
+    pub async fn start_with(options: ServerOptions) -> Self {
+        let (child, port) = spawn(0, &options).await;
+        Self { child: Some(child), port, options }
+    }
+
+    /// The port it listens on (kept across restarts).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the process (SIGKILL: no goodbye to clients) and waits for it to exit.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        let (child, _) = spawn(self.port, &self.options).await;
+        self.child = Some(child);
+    }
+
+    /// Freezes the process (SIGSTOP): connections stay open but nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused process (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().and_then(Child::id).expect("server is running");
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid} failed");
+    }
+}
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            if let Some(pid) = c.id() {
+                // A paused process must be thawed to die promptly.
+                let _ = std::process::Command::new("kill").args(["-CONT", &pid.to_string()]).status();
+            }
+            let _ = c.start_kill();
+        }
+    }
+}
+
+async fn spawn(port: u16, options: &ServerOptions) -> (Child, u16) {
+    let dir = node_dir();
+    assert!(
+        dir.join("node_modules/socket.io").exists(),
+        "the Node test servers are not installed: run `npm ci --prefix tests/node` \
+         (scripts/test.sh does this)"
+    );
+    // Port reuse right after a kill can race the kernel; retry briefly.
+    for _ in 0..50 {
+        let mut child = Command::new("node")
+            .arg(dir.join("server.js"))
+            .env("PORT", port.to_string())
+            .env("PING_INTERVAL", options.ping_interval.to_string())
+            .env("PING_TIMEOUT", options.ping_timeout.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node is installed");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
+        if let Ok(Ok(Some(line))) = first {
+            if let Some(p) = line.strip_prefix("listening ") {
+                let port = p.trim().parse().expect("port number");
+                return (child, port);
+            }
+        }
+        // EADDRINUSE or a slow start: try again.
+        let _ = child.kill().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("node test server did not start on port {port}");
+}
+
+/// Waits until `rx` shows a state matching `pred`, or panics after `limit`.
+pub async fn wait_for_state(
+    rx: &mut tokio::sync::watch::Receiver<pulselink::State>,
+    limit: Duration,
+    pred: impl Fn(&pulselink::State) -> bool,
+) -> pulselink::State {
+    let r = tokio::time::timeout(limit, async { rx.wait_for(|s| pred(s)).await.map(|s| s.clone()) })
+        .await;
+    match r {
+        Ok(Ok(s)) => s,
+        _ => panic!("state not reached within {limit:?}; last: {:?}", *rx.borrow()),
+    }
+}
+
+/// Receives the next event named `name` (skipping others), or panics after `limit`.
+pub async fn next_named(
+    events: &mut pulselink::EventStream,
+    name: &str,
+    limit: Duration,
+) -> pulselink::Event {
+    let found = tokio::time::timeout(limit, async {
+        while let Some(ev) = events.recv().await {
+            if ev.name() == name {
+                return Some(ev);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(ev)) => ev,
+        Ok(None) => panic!("event stream ended before {name:?}"),
+        Err(_) => panic!("no {name:?} event within {limit:?}"),
+    }
+}

@@ -452,7 +452,13 @@ impl Engine {
     fn after_session(&mut self, after: After, reason: &DisconnectReason) -> Next {
         match after {
             After::Exit => Next::Exit,
-            After::Idle => Next::Idle,
+            After::Idle => {
+                // An auth refusal already set `Unauthorized`, which says more than `Idle`.
+                if !matches!(*self.state.borrow(), State::Unauthorized { .. }) {
+                    self.set_state(State::Idle);
+                }
+                Next::Idle
+            }
             After::Offline => Next::Offline,
             After::ReconnectNow => {
                 self.backoff.reset();

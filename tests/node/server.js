@@ -1,0 +1,104 @@
+// The official Node Socket.IO server, scripted for Pulselink's integration tests.
+//
+// Usage: node server.js  (env: PORT=0, PING_INTERVAL, PING_TIMEOUT, MAX_PAYLOAD)
+// Prints "listening <port>" on stdout once it accepts connections.
+//
+// Auth: a CONNECT whose auth.token is "bad" or "stale" is refused with "Authentication
+// failed"; anything else is accepted. Namespaces "/" and "/rooms/<id>" exist.
+"use strict";
+const http = require("http");
+const { Server } = require("socket.io");
+
+const port = Number(process.env.PORT || 0);
+const httpServer = http.createServer();
+const io = new Server(httpServer, {
+  pingInterval: Number(process.env.PING_INTERVAL || 25000),
+  pingTimeout: Number(process.env.PING_TIMEOUT || 20000),
+  maxHttpBufferSize: Number(process.env.MAX_PAYLOAD || 1e6),
+  transports: ["websocket", "polling"],
+});
+
+function authenticate(socket, next) {
+  const token = socket.handshake.auth && socket.handshake.auth.token;
+  if (token === "bad" || token === "stale") {
+    const err = new Error("Authentication failed");
+    err.data = { code: "AUTHENTICATION_FAILED" };
+    return next(err);
+  }
+  next();
+}
+
+// A 116-byte event frame, pre-encoded once, for the throughput benchmark.
+const BLAST_EVENT = '42["metric:recorded",{"sessionId":"s_42","metric":"heart_rate","value":142,"unit":"bpm","ts":1732000000}]';
+
+function wsFrame(text) {
+  const payload = Buffer.from(text);
+  if (payload.length >= 126) throw new Error("benchmark frame must stay under 126 bytes");
+  return Buffer.concat([Buffer.from([0x81, payload.length]), payload]);
+}
+
+function handlers(socket) {
+  const ns = socket.nsp.name;
+  socket.emit("welcome", { namespace: ns, auth: socket.handshake.auth, recovered: socket.recovered });
+
+  // Echo every argument back, binary attachments included.
+  socket.on("echo", (...args) => {
+    const ack = typeof args[args.length - 1] === "function" ? args.pop() : null;
+    socket.emit("echo", ...args);
+    if (ack) ack(...args);
+  });
+
+  // socket.io-client style ack: the server answers the client's callback.
+  socket.on("quiz:answer_submit", (answer, ack) => {
+    if (typeof ack === "function") ack({ ok: true, answer, namespace: ns });
+  });
+
+  // The server asks the client for an ack, then reports what the client answered.
+  socket.on("ask", (question) => {
+    socket.emit("server:question", question, (...reply) => {
+      socket.emit("server:got_ack", ...reply);
+    });
+  });
+
+  socket.on("emit-to-me", ({ event, args }) => socket.emit(event, ...args));
+  socket.on("kick-me", () => socket.disconnect(true));
+  socket.on("expire-me", () => socket.emit("token:expired", { reason: "test" }));
+
+  // Count events, for client->server throughput; answers with the count on "count?".
+  let received = 0;
+  socket.on("metric:recorded", () => { received++; });
+  socket.on("count?", (ack) => ack(received));
+
+  // Writes `count` pre-encoded event frames straight onto the WebSocket, so the benchmark
+  // measures the client, not the server's per-emit cost.
+  socket.on("blast", (count, ack) => {
+    const raw = socket.conn.transport.socket && socket.conn.transport.socket._socket;
+    if (!raw) return ack({ error: "not a websocket" });
+    const one = wsFrame(BLAST_EVENT);
+    const chunkCount = Math.min(count, 4096);
+    const chunk = Buffer.concat(Array(chunkCount).fill(one));
+    let left = count;
+    const pump = () => {
+      while (left > 0) {
+        const n = Math.min(left, chunkCount);
+        left -= n;
+        const ok = raw.write(n === chunkCount ? chunk : chunk.subarray(0, n * one.length));
+        if (!ok) return raw.once("drain", pump);
+      }
+    };
+    ack({ bytes: one.length, frameBytes: BLAST_EVENT.length });
+    pump();
+  });
+}
+
+io.use(authenticate);
+io.on("connection", handlers);
+const rooms = io.of(/^\/rooms\/[\w-]+$/);
+rooms.use(authenticate);
+rooms.on("connection", handlers);
+
+httpServer.listen(port, "127.0.0.1", () => {
+  process.stdout.write(`listening ${httpServer.address().port}\n`);
+});
+
+process.on("SIGTERM", () => process.exit(0));

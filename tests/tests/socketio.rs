@@ -1,0 +1,430 @@
+//! The Socket.IO engine against the official Node `socket.io` server.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use pulselink::{
+    Args, AuthReason, AuthRequest, Client, ClientConfig, DisconnectReason, Error, Notice,
+    ReconnectPolicy, State,
+};
+use pulselink_tests::{NodeServer, ServerOptions, next_named, wait_for_state};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(10);
+
+fn fast_policy() -> ReconnectPolicy {
+    ReconnectPolicy {
+        initial_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(200),
+        ..ReconnectPolicy::default()
+    }
+}
+
+fn config(server: &NodeServer) -> ClientConfig {
+    ClientConfig::new(&server.url())
+        .unwrap()
+        .with_static_auth(json!({"token": "t1"}))
+        .with_reconnect(fast_policy())
+}
+
+/// An auth provider returning the given tokens in turn (the last one repeats), recording
+/// every request.
+fn scripted_auth(
+    tokens: &'static [&'static str],
+) -> (impl pulselink::AuthProvider, Arc<std::sync::Mutex<Vec<AuthRequest>>>) {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let calls = Arc::new(AtomicU32::new(0));
+    let seen = log.clone();
+    let provider = move |req: AuthRequest| {
+        seen.lock().unwrap().push(req);
+        let n = calls.fetch_add(1, Ordering::SeqCst) as usize;
+        let token = tokens[n.min(tokens.len() - 1)];
+        async move { Ok(Some(json!({ "token": token }))) }
+    };
+    (provider, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_with_auth_and_receives_events() {
+    let server = NodeServer::start().await;
+    let client = Client::new(config(&server)).unwrap();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+    assert_eq!(client.state(), State::Connected);
+
+    let welcome = next_named(&mut events, "welcome", T).await;
+    assert_eq!(welcome.namespace(), "/");
+    let body: Value = welcome.first_arg().unwrap();
+    assert_eq!(body["auth"], json!({"token": "t1"}));
+    client.close().await;
+    assert_eq!(client.state(), State::Closed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_and_acks_flow_both_ways() {
+    let server = NodeServer::start().await;
+    let client = Client::new(config(&server)).unwrap();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+
+    client.emit("echo", Args::list([json!({"bpm": 72}), json!("x")])).await.unwrap();
+    let echo = next_named(&mut events, "echo", T).await;
+    assert_eq!(echo.args().unwrap(), vec![json!({"bpm": 72}), json!("x")]);
+
+    // Client asks, server acknowledges.
+    let reply = client.emit_with_ack("quiz:answer_submit", json!("B"), T).await.unwrap();
+    assert_eq!(reply.values().unwrap(), vec![json!({"ok": true, "answer": "B", "namespace": "/"})]);
+
+    // Server asks, client acknowledges.
+    client.emit("ask", json!("ready?")).await.unwrap();
+    let question = next_named(&mut events, "server:question", T).await;
+    assert!(question.wants_ack());
+    assert_eq!(question.args().unwrap(), vec![json!("ready?")]);
+    question.ack(Args::list([json!("yes"), json!(42)])).unwrap();
+    let got = next_named(&mut events, "server:got_ack", T).await;
+    assert_eq!(got.args().unwrap(), vec![json!("yes"), json!(42)]);
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_timeout_resolves_once_with_an_error() {
+    let server = NodeServer::start().await;
+    let client = Client::new(config(&server)).unwrap();
+    client.connect().await.unwrap();
+    // The server handles this event but never calls an ack for it.
+    let r = client.emit_with_ack("metric:recorded", json!({}), Duration::from_millis(200)).await;
+    assert_eq!(r.unwrap_err(), Error::AckTimeout(Duration::from_millis(200)));
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_attachments_round_trip_at_any_depth() {
+    let server = NodeServer::start().await;
+    let client = Client::new(config(&server)).unwrap();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+
+    let args = Args::with_attachments(
+        json!([
+            {"frame": pulselink::codec::socketio::placeholder(0), "meta": {"n": 1}},
+            [pulselink::codec::socketio::placeholder(1)],
+            "text"
+        ]),
+        vec![vec![1, 2, 3], vec![0xff; 3000]],
+    )
+    .unwrap()
+    .binary(vec![9, 9]);
+    let reply = client.emit_with_ack("echo", args, T).await.unwrap();
+    assert_eq!(reply.attachments.len(), 3);
+
+    let echo = next_named(&mut events, "echo", T).await;
+    assert_eq!(echo.attachments(), &[vec![1, 2, 3], vec![0xff; 3000], vec![9, 9]]);
+    let a = echo.args().unwrap();
+    assert_eq!(a[0]["meta"], json!({"n": 1}));
+    assert_eq!(a[0]["frame"]["_placeholder"], json!(true));
+    assert_eq!(a[2], json!("text"));
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiplexes_namespaces_each_with_its_own_connect() {
+    let server = NodeServer::start().await;
+    let (auth, log) = scripted_auth(&["t1"]);
+    let cfg = ClientConfig::new(&server.url())
+        .unwrap()
+        .with_auth(auth)
+        .with_namespaces(["/", "/rooms/r1"]);
+    let client = Client::new(cfg).unwrap();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+    let r2 = client.socket("/rooms/r2").unwrap();
+
+    let mut welcomed = Vec::new();
+    while welcomed.len() < 3 {
+        welcomed.push(next_named(&mut events, "welcome", T).await.namespace().to_owned());
+    }
+    welcomed.sort();
+    assert_eq!(welcomed, vec!["/", "/rooms/r1", "/rooms/r2"]);
+    let mut asked: Vec<String> = log.lock().unwrap().iter().map(|r| r.namespace.clone()).collect();
+    asked.sort();
+    assert_eq!(asked, vec!["/", "/rooms/r1", "/rooms/r2"], "one auth request per namespace");
+
+    r2.emit("echo", json!("in r2")).await.unwrap();
+    let echo = next_named(&mut events, "echo", T).await;
+    assert_eq!((echo.namespace(), echo.first_arg::<String>().unwrap()), ("/rooms/r2", "in r2".into()));
+    let reply = r2.emit_with_ack("quiz:answer_submit", json!(1), T).await.unwrap();
+    assert_eq!(reply.values().unwrap()[0]["namespace"], json!("/rooms/r2"));
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_auth_is_refreshed_once_then_unauthorized() {
+    let server = NodeServer::start().await;
+    let (auth, log) = scripted_auth(&["bad"]);
+    let client = Client::new(config(&server).with_auth(auth)).unwrap();
+    let mut notices = client.notices();
+
+    let err = client.connect().await.unwrap_err();
+    assert_eq!(
+        err,
+        Error::Unauthorized { namespace: "/".into(), message: "Authentication failed".into() }
+    );
+    assert_eq!(client.state(), State::Unauthorized { message: "Authentication failed".into() });
+    let reasons: Vec<AuthReason> = log.lock().unwrap().iter().map(|r| r.reason.clone()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            AuthReason::Connect,
+            AuthReason::Refresh { message: "Authentication failed".into() }
+        ]
+    );
+    let mut refusals = Vec::new();
+    while let Ok(n) = notices.try_recv() {
+        if let Notice::ConnectError { will_retry, .. } = n {
+            refusals.push(will_retry);
+        }
+    }
+    assert_eq!(refusals, vec![true, false]);
+    // Stopped retrying: no further auth requests.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(log.lock().unwrap().len(), 2);
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_auth_succeeds_with_a_fresh_token() {
+    let server = NodeServer::start().await;
+    let (auth, log) = scripted_auth(&["stale", "fresh"]);
+    let client = Client::new(config(&server).with_auth(auth)).unwrap();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+    let welcome = next_named(&mut events, "welcome", T).await;
+    assert_eq!(welcome.first_arg::<Value>().unwrap()["auth"]["token"], json!("fresh"));
+    assert_eq!(log.lock().unwrap().len(), 2);
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_expired_refreshes_credentials_and_reconnects() {
+    let server = NodeServer::start().await;
+    let (auth, log) = scripted_auth(&["first", "second"]);
+    let client = Client::new(config(&server).with_auth(auth)).unwrap();
+    let mut events = client.events();
+    let mut notices = client.notices();
+    client.connect().await.unwrap();
+    next_named(&mut events, "welcome", T).await;
+
+    client.emit("expire-me", ()).await.unwrap();
+    next_named(&mut events, "token:expired", T).await;
+    let welcome = next_named(&mut events, "welcome", T).await;
+    assert_eq!(welcome.first_arg::<Value>().unwrap()["auth"]["token"], json!("second"));
+    assert_eq!(log.lock().unwrap().len(), 2);
+    let reason = loop {
+        if let Notice::Disconnected { reason } = notices.recv().await.unwrap() {
+            break reason;
+        }
+    };
+    assert_eq!(reason, DisconnectReason::TokenExpired);
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_disconnect_is_final_until_connect() {
+    let server = NodeServer::start().await;
+    let client = Client::new(config(&server)).unwrap();
+    let mut states = client.states();
+    let mut notices = client.notices();
+    client.connect().await.unwrap();
+    client.emit("kick-me", ()).await.unwrap();
+    wait_for_state(&mut states, T, |s| *s == State::Idle).await;
+    let reason = loop {
+        if let Notice::Disconnected { reason } = notices.recv().await.unwrap() {
+            break reason;
+        }
+    };
+    assert_eq!(reason, DisconnectReason::ServerDisconnect);
+    // The app decides to come back.
+    client.connect().await.unwrap();
+    assert_eq!(client.state(), State::Connected);
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_server_restart_and_flushes_buffered_emits() {
+    let mut server = NodeServer::start().await;
+    let client = Client::new(config(&server)).unwrap();
+    let mut states = client.states();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+
+    server.kill().await;
+    wait_for_state(&mut states, T, |s| matches!(s, State::Reconnecting { .. })).await;
+    // Emits made while down wait in the buffer, in order.
+    for i in 0..5 {
+        client.emit("echo", json!(i)).await.unwrap();
+    }
+    server.restart().await;
+    wait_for_state(&mut states, T, |s| *s == State::Connected).await;
+    for i in 0..5 {
+        let ev = next_named(&mut events, "echo", T).await;
+        assert_eq!(ev.first_arg::<i32>().unwrap(), i);
+    }
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_connect_failures_are_retried() {
+    let mut server = NodeServer::start().await;
+    server.kill().await; // keep its port, nothing listening
+    let client = Client::new(config(&server)).unwrap();
+    let mut states = client.states();
+    let mut notices = client.notices();
+    client.start().unwrap();
+    wait_for_state(&mut states, T, |s| matches!(s, State::Reconnecting { attempt, .. } if *attempt >= 2))
+        .await;
+    assert!(matches!(notices.recv().await.unwrap(), Notice::ConnectFailed { .. }));
+    server.restart().await;
+    wait_for_state(&mut states, T, |s| *s == State::Connected).await;
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gives_up_after_max_attempts() {
+    let mut server = NodeServer::start().await;
+    server.kill().await;
+    let cfg = config(&server).with_reconnect(fast_policy().with_max_attempts(2));
+    let client = Client::new(cfg).unwrap();
+    let mut notices = client.notices();
+    assert_eq!(client.connect().await.unwrap_err(), Error::GaveUp { attempts: 2 });
+    assert_eq!(client.state(), State::Idle);
+    let mut attempts = Vec::new();
+    loop {
+        match notices.recv().await.unwrap() {
+            Notice::ReconnectAttempt { attempt } => attempts.push(attempt),
+            Notice::ReconnectFailed { attempts: n } => {
+                assert_eq!(n, 2);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(attempts, vec![1, 2]);
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detects_a_silent_server_by_heartbeat() {
+    let server = NodeServer::start_with(ServerOptions { ping_interval: 300, ping_timeout: 300 }).await;
+    let client = Client::new(config(&server)).unwrap();
+    let mut notices = client.notices();
+    let mut states = client.states();
+    client.connect().await.unwrap();
+
+    server.pause();
+    let started = tokio::time::Instant::now();
+    let reason = tokio::time::timeout(T, async {
+        loop {
+            if let Ok(Notice::Disconnected { reason }) = notices.recv().await {
+                return reason;
+            }
+        }
+    })
+    .await
+    .expect("heartbeat loss detected");
+    assert_eq!(reason, DisconnectReason::PingTimeout);
+    // Detected within ping interval + ping timeout (plus the time since the last ping).
+    assert!(started.elapsed() <= Duration::from_millis(600 + 400), "{:?}", started.elapsed());
+    server.resume();
+    wait_for_state(&mut states, T, |s| *s == State::Connected).await;
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_during_reconnect_stops_everything() {
+    let mut server = NodeServer::start().await;
+    let client = Client::new(config(&server)).unwrap();
+    let mut states = client.states();
+    client.connect().await.unwrap();
+    server.kill().await;
+    wait_for_state(&mut states, T, |s| matches!(s, State::Reconnecting { .. })).await;
+
+    tokio::time::timeout(Duration::from_secs(1), client.close()).await.expect("close is prompt");
+    assert_eq!(client.state(), State::Closed);
+    assert_eq!(client.emit("echo", json!(1)).await.unwrap_err(), Error::Closed);
+    // Nothing reconnects after close, even when the server is back.
+    server.restart().await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(client.state(), State::Closed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_hint_pauses_and_resumes_at_once() {
+    let server = NodeServer::start().await;
+    let cfg = config(&server).with_reconnect(ReconnectPolicy::patient());
+    let client = Client::new(cfg).unwrap();
+    let mut states = client.states();
+    client.connect().await.unwrap();
+
+    client.set_network_available(false).unwrap();
+    wait_for_state(&mut states, T, |s| *s == State::Offline).await;
+    client.set_network_available(true).unwrap();
+    // The patient policy would wait ≥ 0.5 s; the hint skips the backoff.
+    let started = tokio::time::Instant::now();
+    wait_for_state(&mut states, T, |s| *s == State::Connected).await;
+    assert!(started.elapsed() < Duration::from_millis(450), "{:?}", started.elapsed());
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_buffer_is_bounded_and_volatile_emits_are_dropped() {
+    let mut server = NodeServer::start().await;
+    server.kill().await;
+    let mut cfg = config(&server);
+    cfg.emit_buffer = 3;
+    let client = Client::new(cfg).unwrap();
+    client.start().unwrap();
+    for i in 0..3 {
+        client.emit("echo", json!(i)).await.unwrap();
+    }
+    assert_eq!(client.emit("echo", json!(3)).await.unwrap_err(), Error::BufferFull { capacity: 3 });
+    assert!(!client.emit_volatile("echo", json!("v")).unwrap());
+
+    let mut events = client.events();
+    server.restart().await;
+    for i in 0..3 {
+        assert_eq!(next_named(&mut events, "echo", T).await.first_arg::<i32>().unwrap(), i);
+    }
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_and_outgoing_catch_all() {
+    let server = NodeServer::start().await;
+    let client = Client::new(config(&server)).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let tx2 = tx.clone();
+    let _named = client.on("echo", move |ev| {
+        let _ = tx.send(format!("in:{}", ev.args_json()));
+    });
+    let _out = client.on_any_outgoing(move |ev| {
+        let _ = tx2.send(format!("out:{}", ev.name()));
+    });
+    client.connect().await.unwrap();
+    client.emit("echo", json!(7)).await.unwrap();
+    let mut seen = vec![rx.recv().await.unwrap(), rx.recv().await.unwrap()];
+    seen.sort();
+    assert_eq!(seen, vec!["in:[7]".to_string(), "out:echo".to_string()]);
+
+    // A cancelled listener stops.
+    _named.cancel();
+    client.emit("echo", json!(8)).await.unwrap();
+    assert_eq!(rx.recv().await.unwrap(), "out:echo");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(rx.try_recv().is_err());
+    client.close().await;
+}
