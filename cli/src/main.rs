@@ -1,1 +1,155 @@
-fn main(){}
+//! `pulselink`: the command-line face of the SDK, for gateways, scripts and debugging.
+//!
+//! - `pulselink listen URL` prints inbound events as JSON lines;
+//! - `pulselink emit URL EVENT JSON` sends one event (optionally waiting for its ack);
+//! - `pulselink demo` runs a server and a client in one process and shows a reconnect.
+
+mod demo;
+mod emit;
+mod listen;
+
+use std::{process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+use pulselink::{Client, ClientConfig, Notice, State};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "pulselink", version, about = "Realtime client that keeps an app connected")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Connection options shared by the commands that talk to a server.
+#[derive(clap::Args, Clone)]
+struct Connection {
+    /// Server URL, e.g. http://localhost:3000
+    url: String,
+    /// Token sent as the auth object `{"token": T}` on every namespace CONNECT.
+    #[arg(long)]
+    token: Option<String>,
+    /// Engine.IO path on the server.
+    #[arg(long, default_value = "/socket.io/")]
+    path: String,
+    /// Seconds to wait for the first connection.
+    #[arg(long, default_value_t = 10)]
+    connect_timeout: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print one JSON line per inbound event; state changes go to stderr.
+    Listen {
+        #[command(flatten)]
+        conn: Connection,
+        /// Namespace to join (repeatable; the first is the main one). Default "/".
+        #[arg(long = "namespace")]
+        namespaces: Vec<String>,
+        /// Exit 0 after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Send one event; with --ack, wait for the acknowledgement and print it as JSON.
+    Emit {
+        #[command(flatten)]
+        conn: Connection,
+        /// Event name, e.g. session:feedback
+        event: String,
+        /// The event's argument as JSON (one argument; use --args-array for several).
+        json: String,
+        /// Treat JSON as the array of all arguments instead of one argument.
+        #[arg(long)]
+        args_array: bool,
+        /// Namespace to emit on.
+        #[arg(long, default_value = "/")]
+        namespace: String,
+        /// Wait for the server's acknowledgement and print it.
+        #[arg(long)]
+        ack: bool,
+        /// Acknowledgement timeout in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        timeout: u64,
+    },
+    /// Start a Socket.IO server in this process, connect to it, drop it, restart it, and show
+    /// the client reconnecting. Needs nothing else; ends by itself.
+    Demo,
+}
+
+impl Connection {
+    fn config(&self, namespaces: &[String]) -> pulselink::Result<ClientConfig> {
+        let mut config = ClientConfig::new(&self.url)?;
+        config.path = self.path.clone();
+        config.connect_wait = Duration::from_secs(self.connect_timeout);
+        if !namespaces.is_empty() {
+            config = config.with_namespaces(namespaces.iter().cloned());
+        }
+        if let Some(token) = &self.token {
+            config = config.with_static_auth(json!({ "token": token }));
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Prints state changes and notices to stderr until the client closes.
+fn log_states(client: &Client) {
+    let mut states = client.states();
+    let mut notices = client.notices();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = states.changed() => {
+                    if changed.is_err() { break; }
+                    let s = states.borrow_and_update().clone();
+                    eprintln!("state: {}", describe(&s));
+                    if s == State::Closed { break; }
+                }
+                n = notices.recv() => match n {
+                    Ok(Notice::ConnectFailed { error, .. }) => eprintln!("connect failed: {error}"),
+                    Ok(Notice::ConnectError { namespace, message, will_retry }) => eprintln!(
+                        "{namespace} refused: {message}{}",
+                        if will_retry { " (retrying with fresh credentials)" } else { "" }
+                    ),
+                    Ok(Notice::Disconnected { reason }) => eprintln!("disconnected: {reason:?}"),
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                },
+            }
+        }
+    });
+}
+
+fn describe(s: &State) -> String {
+    match s {
+        State::Reconnecting { attempt, delay } => {
+            format!("reconnecting (attempt {attempt} in {} ms)", delay.as_millis())
+        }
+        State::Unauthorized { message } => format!("unauthorized: {message}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("PULSELINK_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Listen { conn, namespaces, count } => listen::run(conn, namespaces, count).await,
+        Command::Emit { conn, event, json, args_array, namespace, ack, timeout } => {
+            emit::run(conn, emit::Request { event, json, args_array, namespace, ack, timeout }).await
+        }
+        Command::Demo => demo::run().await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -530,3 +530,6 @@ fn auth_object(value: Option<Value>) -> Result<Option<Value>, String> {
 /// How long a polite close (DISCONNECT packets and a WebSocket close frame) may take before
 /// the socket is simply dropped: `close()` must return promptly even on a dead link.
 const CLOSE_GRACE: Duration = Duration::from_millis(50);
+
+/// How long a polite close may spend writing emits the app queued before closing.
+const CLOSE_FLUSH: Duration = Duration::from_secs(1);

@@ -16,7 +16,7 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use super::{
-    After, CLOSE_GRACE, Control, Emit, Engine, Next, NsStatus, PendingAck, auth_object,
+    After, CLOSE_FLUSH, CLOSE_GRACE, Control, Emit, Engine, Next, NsStatus, PendingAck, auth_object,
 };
 use crate::{
     codec::{
@@ -72,6 +72,12 @@ struct End {
 impl End {
     fn new(reason: DisconnectReason, after: After) -> Self {
         Self { reason, after }
+    }
+
+    /// The app ended the session on a live link: say goodbye properly.
+    fn is_polite(&self) -> bool {
+        self.reason == DisconnectReason::ClientDisconnect
+            && matches!(self.after, After::Exit | After::Idle)
     }
 
     fn lost(reason: DisconnectReason) -> Self {
@@ -149,8 +155,13 @@ impl Engine {
                 }
             };
             let flushed = self.write_out(t, link).await;
-            if let Err(end) = result.and(flushed) {
-                return end;
+            match result.and(flushed) {
+                Ok(()) => {}
+                Err(end) if end.is_polite() => {
+                    self.flush_queued(t, link).await;
+                    return end;
+                }
+                Err(end) => return end,
             }
         }
     }
@@ -165,6 +176,18 @@ impl Engine {
         }
         t.flush().await?;
         Ok(())
+    }
+
+    /// Writes the emits the app queued before it asked to close, within [`CLOSE_FLUSH`]: an
+    /// emit that returned Ok while connected should reach the server.
+    async fn flush_queued<T: Transport>(&mut self, t: &mut T, link: &mut Link) {
+        if *self.state.borrow() != State::Connected {
+            return;
+        }
+        while let Ok(e) = self.emit_rx.try_recv() {
+            self.write_emit(e, link);
+        }
+        let _ = timeout(CLOSE_FLUSH, self.write_out(t, link)).await;
     }
 
     /// Handles one frame and whatever else is already readable, up to a batch.
@@ -539,8 +562,7 @@ impl Engine {
 
     async fn teardown<T: Transport>(&mut self, t: &mut T, end: &End) {
         info!(reason = ?end.reason, "disconnected");
-        let polite = matches!(end.after, After::Exit | After::Idle)
-            && end.reason == DisconnectReason::ClientDisconnect;
+        let polite = end.is_polite();
         if polite {
             let mut frames = Vec::new();
             for ns in self.namespaces.iter().filter(|n| n.status == NsStatus::Connected) {
