@@ -1,0 +1,80 @@
+//! The `pulselink` binary against the official Node socket.io server.
+
+use std::process::Stdio;
+
+use pulselink_tests::NodeServer;
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+fn pulselink() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pulselink"));
+    c.stdin(Stdio::null()).kill_on_drop(true);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_prints_json_lines_and_stops_after_count() {
+    let server = NodeServer::start().await;
+    let out = pulselink()
+        .args(["listen", &server.url(), "--token", "cli", "--namespace", "/", "--namespace", "/rooms/r9"])
+        .args(["--count", "2"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let mut namespaces: Vec<&str> = lines.iter().map(|l| l["namespace"].as_str().unwrap()).collect();
+    namespaces.sort();
+    assert_eq!(namespaces, vec!["/", "/rooms/r9"]);
+    for l in &lines {
+        assert_eq!(l["event"], "welcome");
+        assert_eq!(l["args"][0]["auth"], json!({"token": "cli"}));
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("state: connected"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_with_ack_prints_the_answer() {
+    let server = NodeServer::start().await;
+    let out = pulselink()
+        .args(["emit", &server.url(), "quiz:answer_submit", r#"{"q":1,"a":"B"}"#, "--ack"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply, json!([{"ok": true, "answer": {"q": 1, "a": "B"}, "namespace": "/"}]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_reports_refused_auth_and_bad_input_clearly() {
+    let server = NodeServer::start().await;
+    let out = pulselink()
+        .args(["emit", &server.url(), "x", "{}", "--token", "bad"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Authentication failed"));
+
+    let out = pulselink().args(["emit", &server.url(), "x", "{not json"]).output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JSON argument"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_by_itself_and_shows_the_reconnect() {
+    let out = pulselink().arg("demo").output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("client state: reconnecting"), "{text}");
+    assert!(text.contains("reconnected"), "{text}");
+    assert!(text.contains("sent while offline"), "{text}");
+    assert!(text.contains("demo finished"), "{text}");
+}
