@@ -39,7 +39,10 @@ impl DemoServer {
         runtime.spawn(async move {
             let (layer, io) = SocketIo::new_layer();
             io.ns("/", async |socket: SocketRef, Data(auth): Data<Value>| {
-                let user = auth.get("token").and_then(Value::as_str).unwrap_or("anonymous");
+                let user = auth
+                    .get("token")
+                    .and_then(Value::as_str)
+                    .unwrap_or("anonymous");
                 let _ = socket.emit("session:status", &json!({"status": "active", "user": user}));
                 socket.on(
                     "session:feedback",
@@ -56,7 +59,10 @@ impl DemoServer {
                     let n = READING.fetch_add(1, Ordering::Relaxed);
                     let bpm = 120 + (n * 7 % 40);
                     let _ = emitter
-                        .emit("metric:recorded", &json!({"metric": "heart_rate", "value": bpm, "seq": n}))
+                        .emit(
+                            "metric:recorded",
+                            &json!({"metric": "heart_rate", "value": bpm, "seq": n}),
+                        )
                         .await;
                 }
             });
@@ -82,7 +88,10 @@ pub(crate) async fn run() -> pulselink::Result<()> {
     let started = Instant::now();
     let stamp = move || format!("[{:>5.2}s]", started.elapsed().as_secs_f64());
     let (server, addr) = DemoServer::start(([127, 0, 0, 1], 0).into()).map_err(io_error)?;
-    println!("{} server: Socket.IO (socketioxide) listening on {addr}", stamp());
+    println!(
+        "{} server: Socket.IO (socketioxide) listening on {addr}",
+        stamp()
+    );
 
     let config = ClientConfig::new(&format!("http://{addr}"))?
         .with_static_auth(json!({"token": "demo-user"}));
@@ -101,11 +110,16 @@ pub(crate) async fn run() -> pulselink::Result<()> {
 
     client.connect().await?;
     let reply = client
-        .emit_with_ack("session:feedback", json!({"rating": 5}), Duration::from_secs(2))
+        .emit_with_ack(
+            "session:feedback",
+            json!({"rating": 5}),
+            Duration::from_secs(2),
+        )
         .await?;
     println!("{} ack for session:feedback: {}", stamp(), reply.args.get());
 
-    let show = |ev: &pulselink::Event| println!("{} event {} {}", stamp(), ev.name(), ev.args_json());
+    let show =
+        |ev: &pulselink::Event| println!("{} event {} {}", stamp(), ev.name(), ev.args_json());
     let mut shown = 0;
     while shown < 4 {
         let Some(ev) = events.recv().await else { break };
@@ -121,16 +135,26 @@ pub(crate) async fn run() -> pulselink::Result<()> {
     let offline = client.clone();
     let offline_emit = tokio::spawn(async move {
         let feedback = json!({"rating": 4, "note": "sent while offline"});
-        offline.emit_with_ack("session:feedback", feedback, Duration::from_secs(10)).await
+        offline
+            .emit_with_ack("session:feedback", feedback, Duration::from_secs(10))
+            .await
     });
     let (server, _) = DemoServer::start(addr).map_err(io_error)?;
     let back = Instant::now();
     println!("{} server: listening again on {addr}", stamp());
     let mut states = client.states();
     let _ = states.wait_for(|s| *s == State::Connected).await;
-    println!("{} reconnected {} ms after the server came back", stamp(), back.elapsed().as_millis());
+    println!(
+        "{} reconnected {} ms after the server came back",
+        stamp(),
+        back.elapsed().as_millis()
+    );
     match offline_emit.await {
-        Ok(Ok(reply)) => println!("{} ack for the emit made while offline: {}", stamp(), reply.args.get()),
+        Ok(Ok(reply)) => println!(
+            "{} ack for the emit made while offline: {}",
+            stamp(),
+            reply.args.get()
+        ),
         Ok(Err(e)) => println!("{} emit made while offline failed: {e}", stamp()),
         Err(_) => {}
     }
@@ -144,6 +168,9 @@ pub(crate) async fn run() -> pulselink::Result<()> {
     client.close().await;
     let _ = state_log.await;
     server.stop();
-    println!("{} demo finished: the client reconnected by itself and kept receiving", stamp());
+    println!(
+        "{} demo finished: the client reconnected by itself and kept receiving",
+        stamp()
+    );
     Ok(())
 }

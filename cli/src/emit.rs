@@ -24,7 +24,7 @@ pub(crate) async fn run(conn: Connection, req: Request) -> pulselink::Result<()>
     } else {
         Args::from(value)
     };
-    let client = Client::new(conn.config(&[req.namespace.clone()])?)?;
+    let client = Client::new(conn.config(std::slice::from_ref(&req.namespace))?)?;
     log_states(&client);
     client.connect().await?;
     let socket = client.main_socket();

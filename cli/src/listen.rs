@@ -30,7 +30,10 @@ pub(crate) async fn run(
             "event": ev.name(),
             "args": args,
         });
-        if writeln!(stdout, "{line}").and_then(|_| stdout.flush()).is_err() {
+        if writeln!(stdout, "{line}")
+            .and_then(|_| stdout.flush())
+            .is_err()
+        {
             break; // stdout closed (e.g. piped into `head`)
         }
         seen += 1;

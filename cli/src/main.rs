@@ -15,7 +15,11 @@ use pulselink::{Client, ClientConfig, Notice, State};
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "pulselink", version, about = "Realtime client that keeps an app connected")]
+#[command(
+    name = "pulselink",
+    version,
+    about = "Realtime client that keeps an app connected"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -124,7 +128,10 @@ fn log_states(client: &Client) {
 fn describe(s: &State) -> String {
     match s {
         State::Reconnecting { attempt, delay } => {
-            format!("reconnecting (attempt {attempt} in {} ms)", delay.as_millis())
+            format!(
+                "reconnecting (attempt {attempt} in {} ms)",
+                delay.as_millis()
+            )
         }
         State::Unauthorized { message } => format!("unauthorized: {message}"),
         other => format!("{other:?}").to_lowercase(),
@@ -139,9 +146,32 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Listen { conn, namespaces, count } => listen::run(conn, namespaces, count).await,
-        Command::Emit { conn, event, json, args_array, namespace, ack, timeout } => {
-            emit::run(conn, emit::Request { event, json, args_array, namespace, ack, timeout }).await
+        Command::Listen {
+            conn,
+            namespaces,
+            count,
+        } => listen::run(conn, namespaces, count).await,
+        Command::Emit {
+            conn,
+            event,
+            json,
+            args_array,
+            namespace,
+            ack,
+            timeout,
+        } => {
+            emit::run(
+                conn,
+                emit::Request {
+                    event,
+                    json,
+                    args_array,
+                    namespace,
+                    ack,
+                    timeout,
+                },
+            )
+            .await
         }
         Command::Demo => demo::run().await,
     };

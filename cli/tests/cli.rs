@@ -16,19 +16,35 @@ fn pulselink() -> Command {
 async fn listen_prints_json_lines_and_stops_after_count() {
     let server = NodeServer::start().await;
     let out = pulselink()
-        .args(["listen", &server.url(), "--token", "cli", "--namespace", "/", "--namespace", "/rooms/r9"])
+        .args([
+            "listen",
+            &server.url(),
+            "--token",
+            "cli",
+            "--namespace",
+            "/",
+            "--namespace",
+            "/rooms/r9",
+        ])
         .args(["--count", "2"])
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 2);
-    let mut namespaces: Vec<&str> = lines.iter().map(|l| l["namespace"].as_str().unwrap()).collect();
+    let mut namespaces: Vec<&str> = lines
+        .iter()
+        .map(|l| l["namespace"].as_str().unwrap())
+        .collect();
     namespaces.sort();
     assert_eq!(namespaces, vec!["/", "/rooms/r9"]);
     for l in &lines {
@@ -43,13 +59,26 @@ async fn listen_prints_json_lines_and_stops_after_count() {
 async fn emit_with_ack_prints_the_answer() {
     let server = NodeServer::start().await;
     let out = pulselink()
-        .args(["emit", &server.url(), "quiz:answer_submit", r#"{"q":1,"a":"B"}"#, "--ack"])
+        .args([
+            "emit",
+            &server.url(),
+            "quiz:answer_submit",
+            r#"{"q":1,"a":"B"}"#,
+            "--ack",
+        ])
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(reply, json!([{"ok": true, "answer": {"q": 1, "a": "B"}, "namespace": "/"}]));
+    assert_eq!(
+        reply,
+        json!([{"ok": true, "answer": {"q": 1, "a": "B"}, "namespace": "/"}])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +92,11 @@ async fn emit_reports_refused_auth_and_bad_input_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Authentication failed"));
 
-    let out = pulselink().args(["emit", &server.url(), "x", "{not json"]).output().await.unwrap();
+    let out = pulselink()
+        .args(["emit", &server.url(), "x", "{not json"])
+        .output()
+        .await
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("JSON argument"));
 }
@@ -71,7 +104,11 @@ async fn emit_reports_refused_auth_and_bad_input_clearly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_runs_by_itself_and_shows_the_reconnect() {
     let out = pulselink().arg("demo").output().await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("client state: reconnecting"), "{text}");
     assert!(text.contains("reconnected"), "{text}");

@@ -69,22 +69,33 @@ impl ReconnectPolicy {
 
     /// Never reconnects.
     pub fn disabled() -> Self {
-        Self { enabled: false, ..Self::default() }
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
     }
 
     /// Checks the numbers are usable, with a message saying which one is not.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.factor >= 1.0 && self.factor.is_finite()) {
-            return Err(format!("reconnect factor must be a finite number ≥ 1, got {}", self.factor));
+            return Err(format!(
+                "reconnect factor must be a finite number ≥ 1, got {}",
+                self.factor
+            ));
         }
         if !(0.0..=1.0).contains(&self.jitter) {
-            return Err(format!("reconnect jitter must be within 0..=1, got {}", self.jitter));
+            return Err(format!(
+                "reconnect jitter must be within 0..=1, got {}",
+                self.jitter
+            ));
         }
         if self.max_delay < self.initial_delay {
             return Err("reconnect max_delay must not be smaller than initial_delay".into());
         }
         if self.max_attempts == Some(0) {
-            return Err("reconnect max_attempts must be at least 1 (or disable reconnection)".into());
+            return Err(
+                "reconnect max_attempts must be at least 1 (or disable reconnection)".into(),
+            );
         }
         Ok(())
     }
@@ -118,7 +129,7 @@ impl Backoff {
 
     /// The attempt number of the next retry and how long to wait before it, or `None` when
     /// the policy gives up.
-    pub fn next(&mut self) -> Option<(u32, Duration)> {
+    pub fn next_delay(&mut self) -> Option<(u32, Duration)> {
         self.attempt = self.attempt.saturating_add(1);
         let delay = self.policy.delay(self.attempt, fastrand::f64())?;
         Some((self.attempt, delay))
@@ -141,10 +152,18 @@ mod tests {
 
     #[test]
     fn grows_exponentially_up_to_the_cap() {
-        let p = ReconnectPolicy { jitter: 0.0, ..ReconnectPolicy::socketio_client() };
-        let delays: Vec<_> = (1..=5).map(|a| p.delay(a, 0.5).unwrap().as_millis()).collect();
+        let p = ReconnectPolicy {
+            jitter: 0.0,
+            ..ReconnectPolicy::socketio_client()
+        };
+        let delays: Vec<_> = (1..=5)
+            .map(|a| p.delay(a, 0.5).unwrap().as_millis())
+            .collect();
         assert_eq!(delays, vec![1000, 2000, 4000, 5000, 5000]);
-        let p = ReconnectPolicy { jitter: 0.0, ..ReconnectPolicy::patient() };
+        let p = ReconnectPolicy {
+            jitter: 0.0,
+            ..ReconnectPolicy::patient()
+        };
         assert_eq!(p.delay(2, 0.0).unwrap(), Duration::from_millis(1500));
         assert_eq!(p.delay(40, 0.0).unwrap(), Duration::from_secs(30));
     }
@@ -165,19 +184,45 @@ mod tests {
     #[test]
     fn gives_up_after_max_attempts() {
         let mut b = Backoff::new(ReconnectPolicy::default().with_max_attempts(5));
-        let attempts: Vec<_> = std::iter::from_fn(|| b.next().map(|(a, _)| a)).collect();
+        let attempts: Vec<_> = std::iter::from_fn(|| b.next_delay().map(|(a, _)| a)).collect();
         assert_eq!(attempts, vec![1, 2, 3, 4, 5]);
         assert_eq!(ReconnectPolicy::disabled().delay(1, 0.0), None);
         b.reset();
-        assert_eq!(b.next().map(|(a, _)| a), Some(1));
+        assert_eq!(b.next_delay().map(|(a, _)| a), Some(1));
     }
 
     #[test]
     fn rejects_nonsense() {
-        assert!(ReconnectPolicy { factor: 0.5, ..Default::default() }.validate().is_err());
-        assert!(ReconnectPolicy { factor: f64::NAN, ..Default::default() }.validate().is_err());
-        assert!(ReconnectPolicy { jitter: 1.5, ..Default::default() }.validate().is_err());
-        assert!(ReconnectPolicy::default().with_max_attempts(0).validate().is_err());
+        assert!(
+            ReconnectPolicy {
+                factor: 0.5,
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            ReconnectPolicy {
+                factor: f64::NAN,
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            ReconnectPolicy {
+                jitter: 1.5,
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            ReconnectPolicy::default()
+                .with_max_attempts(0)
+                .validate()
+                .is_err()
+        );
         assert!(ReconnectPolicy::default().validate().is_ok());
     }
 
@@ -188,13 +233,17 @@ mod tests {
         let p = ReconnectPolicy::default();
         let mut buckets = [0u32; 400];
         for _ in 0..10_000 {
-            let d = Backoff::new(p.clone()).next().unwrap().1;
+            let d = Backoff::new(p.clone()).next_delay().unwrap().1;
             assert!(d <= p.max_delay);
             buckets[(d.as_millis() / 50) as usize] += 1;
         }
         let used: Vec<u32> = buckets.iter().copied().filter(|&c| c > 0).collect();
         let mean = 10_000.0 / used.len() as f64;
-        assert!(used.len() >= 3, "first retries fall in only {} buckets", used.len());
+        assert!(
+            used.len() >= 3,
+            "first retries fall in only {} buckets",
+            used.len()
+        );
         assert!(used.iter().all(|&c| (c as f64) <= 2.0 * mean), "{used:?}");
     }
 }

@@ -62,13 +62,32 @@ impl Client {
     /// outside a tokio runtime.
     pub fn new(config: ClientConfig) -> Result<Self> {
         config.validate()?;
-        let runtime = Handle::try_current()
-            .map_err(|_| Error::InvalidConfig("Client::new must run inside a tokio runtime".into()))?;
+        let runtime = Handle::try_current().map_err(|_| {
+            Error::InvalidConfig("Client::new must run inside a tokio runtime".into())
+        })?;
         let config = Arc::new(config);
-        let (engine, Channels { ctl, emits, state, notices }) = Engine::new(config.clone());
+        let (
+            engine,
+            Channels {
+                ctl,
+                emits,
+                state,
+                notices,
+            },
+        ) = Engine::new(config.clone());
         runtime.spawn(engine.run());
         let main = Arc::from(config.main_namespace());
-        Ok(Self { inner: Arc::new(Inner { ctl, emits, state, notices, main, config, runtime }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                ctl,
+                emits,
+                state,
+                notices,
+                main,
+                config,
+                runtime,
+            }),
+        })
     }
 
     /// The configuration in use.
@@ -150,18 +169,25 @@ impl Client {
         if ns != self.inner.main {
             self.send(Control::Join(ns.clone()))?;
         }
-        Ok(Socket { client: self.clone(), namespace: ns })
+        Ok(Socket {
+            client: self.clone(),
+            namespace: ns,
+        })
     }
 
     /// The main namespace's handle.
     pub fn main_socket(&self) -> Socket {
-        Socket { client: self.clone(), namespace: self.inner.main.clone() }
+        Socket {
+            client: self.clone(),
+            namespace: self.inner.main.clone(),
+        }
     }
 
     /// Emits on the main namespace. Queued in memory while not connected (see
     /// [`Error::BufferFull`]); waits for room when the connection is slower than the app.
     pub async fn emit(&self, event: &str, args: impl Into<Args>) -> Result<()> {
-        self.emit_in(self.inner.main.clone(), event, args.into(), None).await
+        self.emit_in(self.inner.main.clone(), event, args.into(), None)
+            .await
     }
 
     /// Emits on the main namespace and waits for the server's acknowledgement. Resolves
@@ -173,7 +199,8 @@ impl Client {
         args: impl Into<Args>,
         timeout: Duration,
     ) -> Result<AckReply> {
-        self.emit_with_ack_in(self.inner.main.clone(), event, args.into(), timeout).await
+        self.emit_with_ack_in(self.inner.main.clone(), event, args.into(), timeout)
+            .await
     }
 
     /// Emits on the main namespace only if connected right now and there is room; otherwise
@@ -190,15 +217,20 @@ impl Client {
         ack: Option<oneshot::Sender<Result<AckReply>>>,
     ) -> Result<()> {
         args.check()?;
-        let emit = Emit { namespace, name: event.to_owned(), args, ack };
+        let emit = Emit {
+            namespace,
+            name: event.to_owned(),
+            args,
+            ack,
+        };
         if *self.inner.state.borrow() == State::Connected {
             // Backpressure while connected: wait for the writer instead of failing.
             self.inner.emits.send(emit).await.map_err(|_| Error::Closed)
         } else {
             self.inner.emits.try_send(emit).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => {
-                    Error::BufferFull { capacity: self.inner.config.emit_buffer }
-                }
+                mpsc::error::TrySendError::Full(_) => Error::BufferFull {
+                    capacity: self.inner.config.emit_buffer,
+                },
                 mpsc::error::TrySendError::Closed(_) => Error::Closed,
             })
         }
@@ -225,7 +257,12 @@ impl Client {
         if *self.inner.state.borrow() != State::Connected {
             return Ok(false);
         }
-        let emit = Emit { namespace, name: event.to_owned(), args, ack: None };
+        let emit = Emit {
+            namespace,
+            name: event.to_owned(),
+            args,
+            ack: None,
+        };
         match self.inner.emits.try_send(emit) {
             Ok(()) => Ok(true),
             Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
@@ -256,7 +293,10 @@ impl Client {
     /// Calls `handler` for each inbound event named `event` on the main namespace, on a task
     /// of the client's runtime. Stops when the returned handle is cancelled or dropped.
     pub fn on(&self, event: &str, handler: impl FnMut(Event) + Send + 'static) -> ListenerHandle {
-        let filter = Filter::Named { namespace: Some(self.inner.main.clone()), name: event.into() };
+        let filter = Filter::Named {
+            namespace: Some(self.inner.main.clone()),
+            name: event.into(),
+        };
         self.listen(self.subscribe(filter), handler)
     }
 
@@ -300,7 +340,9 @@ impl Socket {
 
     /// Emits on this namespace; see [`Client::emit`].
     pub async fn emit(&self, event: &str, args: impl Into<Args>) -> Result<()> {
-        self.client.emit_in(self.namespace.clone(), event, args.into(), None).await
+        self.client
+            .emit_in(self.namespace.clone(), event, args.into(), None)
+            .await
     }
 
     /// Emits on this namespace and waits for the acknowledgement; see
@@ -311,12 +353,15 @@ impl Socket {
         args: impl Into<Args>,
         timeout: Duration,
     ) -> Result<AckReply> {
-        self.client.emit_with_ack_in(self.namespace.clone(), event, args.into(), timeout).await
+        self.client
+            .emit_with_ack_in(self.namespace.clone(), event, args.into(), timeout)
+            .await
     }
 
     /// Emits only if connected now; see [`Client::emit_volatile`].
     pub fn emit_volatile(&self, event: &str, args: impl Into<Args>) -> Result<bool> {
-        self.client.emit_volatile_in(self.namespace.clone(), event, args.into())
+        self.client
+            .emit_volatile_in(self.namespace.clone(), event, args.into())
     }
 
     /// Inbound events named `event` on this namespace.

@@ -109,7 +109,10 @@ impl fmt::Debug for ClientConfig {
             .field("reconnect", &self.reconnect)
             .field("connect_timeout", &self.connect_timeout)
             .field("emit_buffer", &self.emit_buffer)
-            .field("headers", &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -168,7 +171,11 @@ impl ClientConfig {
         let bad = |m: String| Err(Error::InvalidConfig(m));
         match self.url.scheme() {
             "http" | "https" | "ws" | "wss" => {}
-            s => return bad(format!("url scheme must be http, https, ws or wss, not {s:?}")),
+            s => {
+                return bad(format!(
+                    "url scheme must be http, https, ws or wss, not {s:?}"
+                ));
+            }
         }
         if self.url.host().is_none() {
             return bad("url has no host".into());
@@ -180,7 +187,9 @@ impl ClientConfig {
             return bad("at least one namespace is required".into());
         }
         if let Some(ns) = self.namespaces.iter().find(|n| !is_valid_namespace(n)) {
-            return bad(format!("namespace must start with '/' and contain no ',': {ns:?}"));
+            return bad(format!(
+                "namespace must start with '/' and contain no ',': {ns:?}"
+            ));
         }
         if self.emit_buffer == 0 || self.listener_buffer == 0 {
             return bad("emit_buffer and listener_buffer must be at least 1".into());
@@ -240,20 +249,49 @@ mod tests {
             "ws://127.0.0.1:3000/socket.io/?room=a&EIO=4&transport=websocket"
         );
         let c = ClientConfig::new("https://example.com").unwrap();
-        assert!(c.websocket_url().as_str().starts_with("wss://example.com/socket.io/?EIO=4"));
+        assert!(
+            c.websocket_url()
+                .as_str()
+                .starts_with("wss://example.com/socket.io/?EIO=4")
+        );
     }
 
     #[test]
     fn rejects_bad_config_with_the_field_named() {
         let err = |c: ClientConfig| c.validate().unwrap_err().to_string();
-        assert!(ClientConfig::new("ftp://x").unwrap_err().to_string().contains("scheme"));
-        assert!(ClientConfig::new("not a url").unwrap_err().to_string().contains("url"));
+        assert!(
+            ClientConfig::new("ftp://x")
+                .unwrap_err()
+                .to_string()
+                .contains("scheme")
+        );
+        assert!(
+            ClientConfig::new("not a url")
+                .unwrap_err()
+                .to_string()
+                .contains("url")
+        );
         let base = ClientConfig::new("http://localhost:1").unwrap();
         assert!(err(base.clone().with_namespaces(["admin"])).contains("namespace"));
         assert!(err(base.clone().with_namespaces(Vec::<String>::new())).contains("namespace"));
-        assert!(err(ClientConfig { emit_buffer: 0, ..base.clone() }).contains("emit_buffer"));
-        assert!(err(ClientConfig { path: "x".into(), ..base.clone() }).contains("path"));
-        let p = ReconnectPolicy { jitter: 2.0, ..Default::default() };
+        assert!(
+            err(ClientConfig {
+                emit_buffer: 0,
+                ..base.clone()
+            })
+            .contains("emit_buffer")
+        );
+        assert!(
+            err(ClientConfig {
+                path: "x".into(),
+                ..base.clone()
+            })
+            .contains("path")
+        );
+        let p = ReconnectPolicy {
+            jitter: 2.0,
+            ..Default::default()
+        };
         assert!(err(base.with_reconnect(p)).contains("jitter"));
     }
 
@@ -263,7 +301,8 @@ mod tests {
             .unwrap()
             .with_static_auth(serde_json::json!({"token": "s3cret"}));
         let mut c = c;
-        c.headers.push(("Authorization".into(), "Bearer s3cret".into()));
+        c.headers
+            .push(("Authorization".into(), "Bearer s3cret".into()));
         let s = format!("{c:?}");
         assert!(!s.contains("s3cret"), "{s}");
     }

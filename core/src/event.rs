@@ -5,12 +5,10 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, value::RawValue};
-
-use crate::codec::socketio::RawJson;
 use tokio::sync::mpsc;
 
 use crate::{
-    codec::socketio::{self, EventPacket},
+    codec::socketio::{self, EventPacket, RawJson},
     error::{Error, Result},
 };
 
@@ -26,7 +24,10 @@ pub struct Event {
 
 impl Event {
     pub(crate) fn new(packet: EventPacket, acker: Option<Acker>) -> Self {
-        Self { packet: Arc::new(packet), acker }
+        Self {
+            packet: Arc::new(packet),
+            acker,
+        }
     }
 
     /// The namespace it arrived on, e.g. `/` or `/rooms/r1`.
@@ -59,7 +60,9 @@ impl Event {
     pub fn first_arg<T: DeserializeOwned>(&self) -> Result<T> {
         let bad = |e: serde_json::Error| Error::InvalidArgs(e.to_string());
         let items: Vec<&RawValue> = serde_json::from_str(self.args_json()).map_err(bad)?;
-        let first = items.first().ok_or_else(|| Error::InvalidArgs("event has no arguments".into()))?;
+        let first = items
+            .first()
+            .ok_or_else(|| Error::InvalidArgs("event has no arguments".into()))?;
         serde_json::from_str(first.get()).map_err(bad)
     }
 
@@ -76,7 +79,9 @@ impl Event {
     /// Answers the server's acknowledgement request. Does nothing when none was asked for, or
     /// when the connection it arrived on is gone (the server forgot the request then).
     pub fn ack(&self, args: impl Into<Args>) -> Result<()> {
-        let Some(acker) = &self.acker else { return Ok(()) };
+        let Some(acker) = &self.acker else {
+            return Ok(());
+        };
         let args = args.into();
         args.check()?;
         let _ = acker.tx.send(crate::engine::Control::Ack {
@@ -147,7 +152,10 @@ impl Args {
         if !json.get().trim_start().starts_with('[') {
             return Err(Error::InvalidArgs("arguments must be a JSON array".into()));
         }
-        Ok(Self { json, attachments: Vec::new() })
+        Ok(Self {
+            json,
+            attachments: Vec::new(),
+        })
     }
 
     /// Arguments that reference binary attachments with [`socketio::placeholder`] values at
@@ -168,7 +176,10 @@ impl Args {
         items.push(socketio::placeholder(self.attachments.len()));
         self.attachments.push(bytes);
         let attachments = std::mem::take(&mut self.attachments);
-        Self { attachments, ..Self::from_value_array(Value::Array(items)) }
+        Self {
+            attachments,
+            ..Self::from_value_array(Value::Array(items))
+        }
     }
 
     /// The JSON array text.
@@ -186,7 +197,10 @@ impl Args {
         // Serializing a Value cannot fail, and its text is valid JSON.
         let json = RawJson::from_string(v.to_string())
             .unwrap_or_else(|_| unreachable!("a JSON value always serializes"));
-        Self { json, attachments: Vec::new() }
+        Self {
+            json,
+            attachments: Vec::new(),
+        }
     }
 
     /// Checks that placeholders and attachments agree.

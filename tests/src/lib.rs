@@ -27,7 +27,10 @@ pub struct ServerOptions {
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { ping_interval: 25_000, ping_timeout: 20_000 }
+        Self {
+            ping_interval: 25_000,
+            ping_timeout: 20_000,
+        }
     }
 }
 
@@ -47,7 +50,11 @@ impl NodeServer {
     /// Starts the server on a free port.
     pub async fn start_with(options: ServerOptions) -> Self {
         let (child, port) = spawn(0, &options).await;
-        Self { child: Some(child), port, options }
+        Self {
+            child: Some(child),
+            port,
+            options,
+        }
     }
 
     /// The port it listens on (kept across restarts).
@@ -85,7 +92,11 @@ impl NodeServer {
     }
 
     fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().and_then(Child::id).expect("server is running");
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("server is running");
         let ok = std::process::Command::new("kill")
             .args([sig, &pid.to_string()])
             .status()
@@ -99,7 +110,9 @@ impl Drop for NodeServer {
         if let Some(c) = self.child.as_mut() {
             if let Some(pid) = c.id() {
                 // A paused process must be thawed to die promptly.
-                let _ = std::process::Command::new("kill").args(["-CONT", &pid.to_string()]).status();
+                let _ = std::process::Command::new("kill")
+                    .args(["-CONT", &pid.to_string()])
+                    .status();
             }
             let _ = c.start_kill();
         }
@@ -128,11 +141,14 @@ async fn spawn(port: u16, options: &ServerOptions) -> (Child, u16) {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
-        if let Ok(Ok(Some(line))) = first {
-            if let Some(p) = line.strip_prefix("listening ") {
-                let port = p.trim().parse().expect("port number");
-                return (child, port);
-            }
+        let line = first
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .unwrap_or_default();
+        if let Some(p) = line.strip_prefix("listening ") {
+            let port = p.trim().parse().expect("port number");
+            return (child, port);
         }
         // EADDRINUSE or a slow start: try again.
         let _ = child.kill().await;
@@ -147,11 +163,16 @@ pub async fn wait_for_state(
     limit: Duration,
     pred: impl Fn(&pulselink::State) -> bool,
 ) -> pulselink::State {
-    let r = tokio::time::timeout(limit, async { rx.wait_for(|s| pred(s)).await.map(|s| s.clone()) })
-        .await;
+    let r = tokio::time::timeout(limit, async {
+        rx.wait_for(|s| pred(s)).await.map(|s| s.clone())
+    })
+    .await;
     match r {
         Ok(Ok(s)) => s,
-        _ => panic!("state not reached within {limit:?}; last: {:?}", *rx.borrow()),
+        _ => panic!(
+            "state not reached within {limit:?}; last: {:?}",
+            *rx.borrow()
+        ),
     }
 }
 

@@ -36,7 +36,10 @@ fn config(server: &NodeServer) -> ClientConfig {
 /// every request.
 fn scripted_auth(
     tokens: &'static [&'static str],
-) -> (impl pulselink::AuthProvider, Arc<std::sync::Mutex<Vec<AuthRequest>>>) {
+) -> (
+    impl pulselink::AuthProvider,
+    Arc<std::sync::Mutex<Vec<AuthRequest>>>,
+) {
     let log = Arc::new(std::sync::Mutex::new(Vec::new()));
     let calls = Arc::new(AtomicU32::new(0));
     let seen = log.clone();
@@ -72,13 +75,22 @@ async fn events_and_acks_flow_both_ways() {
     let mut events = client.events();
     client.connect().await.unwrap();
 
-    client.emit("echo", Args::list([json!({"bpm": 72}), json!("x")])).await.unwrap();
+    client
+        .emit("echo", Args::list([json!({"bpm": 72}), json!("x")]))
+        .await
+        .unwrap();
     let echo = next_named(&mut events, "echo", T).await;
     assert_eq!(echo.args().unwrap(), vec![json!({"bpm": 72}), json!("x")]);
 
     // Client asks, server acknowledges.
-    let reply = client.emit_with_ack("quiz:answer_submit", json!("B"), T).await.unwrap();
-    assert_eq!(reply.values().unwrap(), vec![json!({"ok": true, "answer": "B", "namespace": "/"})]);
+    let reply = client
+        .emit_with_ack("quiz:answer_submit", json!("B"), T)
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.values().unwrap(),
+        vec![json!({"ok": true, "answer": "B", "namespace": "/"})]
+    );
 
     // Server asks, client acknowledges.
     client.emit("ask", json!("ready?")).await.unwrap();
@@ -97,8 +109,13 @@ async fn ack_timeout_resolves_once_with_an_error() {
     let client = Client::new(config(&server)).unwrap();
     client.connect().await.unwrap();
     // The server handles this event but never calls an ack for it.
-    let r = client.emit_with_ack("metric:recorded", json!({}), Duration::from_millis(200)).await;
-    assert_eq!(r.unwrap_err(), Error::AckTimeout(Duration::from_millis(200)));
+    let r = client
+        .emit_with_ack("metric:recorded", json!({}), Duration::from_millis(200))
+        .await;
+    assert_eq!(
+        r.unwrap_err(),
+        Error::AckTimeout(Duration::from_millis(200))
+    );
     client.close().await;
 }
 
@@ -123,7 +140,10 @@ async fn binary_attachments_round_trip_at_any_depth() {
     assert_eq!(reply.attachments.len(), 3);
 
     let echo = next_named(&mut events, "echo", T).await;
-    assert_eq!(echo.attachments(), &[vec![1, 2, 3], vec![0xff; 3000], vec![9, 9]]);
+    assert_eq!(
+        echo.attachments(),
+        &[vec![1, 2, 3], vec![0xff; 3000], vec![9, 9]]
+    );
     let a = echo.args().unwrap();
     assert_eq!(a[0]["meta"], json!({"n": 1}));
     assert_eq!(a[0]["frame"]["_placeholder"], json!(true));
@@ -146,18 +166,38 @@ async fn multiplexes_namespaces_each_with_its_own_connect() {
 
     let mut welcomed = Vec::new();
     while welcomed.len() < 3 {
-        welcomed.push(next_named(&mut events, "welcome", T).await.namespace().to_owned());
+        welcomed.push(
+            next_named(&mut events, "welcome", T)
+                .await
+                .namespace()
+                .to_owned(),
+        );
     }
     welcomed.sort();
     assert_eq!(welcomed, vec!["/", "/rooms/r1", "/rooms/r2"]);
-    let mut asked: Vec<String> = log.lock().unwrap().iter().map(|r| r.namespace.clone()).collect();
+    let mut asked: Vec<String> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.namespace.clone())
+        .collect();
     asked.sort();
-    assert_eq!(asked, vec!["/", "/rooms/r1", "/rooms/r2"], "one auth request per namespace");
+    assert_eq!(
+        asked,
+        vec!["/", "/rooms/r1", "/rooms/r2"],
+        "one auth request per namespace"
+    );
 
     r2.emit("echo", json!("in r2")).await.unwrap();
     let echo = next_named(&mut events, "echo", T).await;
-    assert_eq!((echo.namespace(), echo.first_arg::<String>().unwrap()), ("/rooms/r2", "in r2".into()));
-    let reply = r2.emit_with_ack("quiz:answer_submit", json!(1), T).await.unwrap();
+    assert_eq!(
+        (echo.namespace(), echo.first_arg::<String>().unwrap()),
+        ("/rooms/r2", "in r2".into())
+    );
+    let reply = r2
+        .emit_with_ack("quiz:answer_submit", json!(1), T)
+        .await
+        .unwrap();
     assert_eq!(reply.values().unwrap()[0]["namespace"], json!("/rooms/r2"));
     client.close().await;
 }
@@ -172,15 +212,30 @@ async fn refused_auth_is_refreshed_once_then_unauthorized() {
     let err = client.connect().await.unwrap_err();
     assert_eq!(
         err,
-        Error::Unauthorized { namespace: "/".into(), message: "Authentication failed".into() }
+        Error::Unauthorized {
+            namespace: "/".into(),
+            message: "Authentication failed".into()
+        }
     );
-    assert_eq!(client.state(), State::Unauthorized { message: "Authentication failed".into() });
-    let reasons: Vec<AuthReason> = log.lock().unwrap().iter().map(|r| r.reason.clone()).collect();
+    assert_eq!(
+        client.state(),
+        State::Unauthorized {
+            message: "Authentication failed".into()
+        }
+    );
+    let reasons: Vec<AuthReason> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.reason.clone())
+        .collect();
     assert_eq!(
         reasons,
         vec![
             AuthReason::Connect,
-            AuthReason::Refresh { message: "Authentication failed".into() }
+            AuthReason::Refresh {
+                message: "Authentication failed".into()
+            }
         ]
     );
     let mut refusals = Vec::new();
@@ -204,7 +259,10 @@ async fn refused_auth_succeeds_with_a_fresh_token() {
     let mut events = client.events();
     client.connect().await.unwrap();
     let welcome = next_named(&mut events, "welcome", T).await;
-    assert_eq!(welcome.first_arg::<Value>().unwrap()["auth"]["token"], json!("fresh"));
+    assert_eq!(
+        welcome.first_arg::<Value>().unwrap()["auth"]["token"],
+        json!("fresh")
+    );
     assert_eq!(log.lock().unwrap().len(), 2);
     client.close().await;
 }
@@ -222,7 +280,10 @@ async fn token_expired_refreshes_credentials_and_reconnects() {
     client.emit("expire-me", ()).await.unwrap();
     next_named(&mut events, "token:expired", T).await;
     let welcome = next_named(&mut events, "welcome", T).await;
-    assert_eq!(welcome.first_arg::<Value>().unwrap()["auth"]["token"], json!("second"));
+    assert_eq!(
+        welcome.first_arg::<Value>().unwrap()["auth"]["token"],
+        json!("second")
+    );
     assert_eq!(log.lock().unwrap().len(), 2);
     let reason = loop {
         if let Notice::Disconnected { reason } = notices.recv().await.unwrap() {
@@ -285,9 +346,16 @@ async fn initial_connect_failures_are_retried() {
     let mut states = client.states();
     let mut notices = client.notices();
     client.start().unwrap();
-    wait_for_state(&mut states, T, |s| matches!(s, State::Reconnecting { attempt, .. } if *attempt >= 2))
-        .await;
-    assert!(matches!(notices.recv().await.unwrap(), Notice::ConnectFailed { .. }));
+    wait_for_state(
+        &mut states,
+        T,
+        |s| matches!(s, State::Reconnecting { attempt, .. } if *attempt >= 2),
+    )
+    .await;
+    assert!(matches!(
+        notices.recv().await.unwrap(),
+        Notice::ConnectFailed { .. }
+    ));
     server.restart().await;
     wait_for_state(&mut states, T, |s| *s == State::Connected).await;
     client.close().await;
@@ -300,7 +368,10 @@ async fn gives_up_after_max_attempts() {
     let cfg = config(&server).with_reconnect(fast_policy().with_max_attempts(2));
     let client = Client::new(cfg).unwrap();
     let mut notices = client.notices();
-    assert_eq!(client.connect().await.unwrap_err(), Error::GaveUp { attempts: 2 });
+    assert_eq!(
+        client.connect().await.unwrap_err(),
+        Error::GaveUp { attempts: 2 }
+    );
     assert_eq!(client.state(), State::Idle);
     let mut attempts = Vec::new();
     loop {
@@ -319,7 +390,11 @@ async fn gives_up_after_max_attempts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detects_a_silent_server_by_heartbeat() {
-    let server = NodeServer::start_with(ServerOptions { ping_interval: 300, ping_timeout: 300 }).await;
+    let server = NodeServer::start_with(ServerOptions {
+        ping_interval: 300,
+        ping_timeout: 300,
+    })
+    .await;
     let client = Client::new(config(&server)).unwrap();
     let mut notices = client.notices();
     let mut states = client.states();
@@ -338,7 +413,11 @@ async fn detects_a_silent_server_by_heartbeat() {
     .expect("heartbeat loss detected");
     assert_eq!(reason, DisconnectReason::PingTimeout);
     // Detected within ping interval + ping timeout (plus the time since the last ping).
-    assert!(started.elapsed() <= Duration::from_millis(600 + 400), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() <= Duration::from_millis(600 + 400),
+        "{:?}",
+        started.elapsed()
+    );
     server.resume();
     wait_for_state(&mut states, T, |s| *s == State::Connected).await;
     client.close().await;
@@ -353,9 +432,14 @@ async fn close_during_reconnect_stops_everything() {
     server.kill().await;
     wait_for_state(&mut states, T, |s| matches!(s, State::Reconnecting { .. })).await;
 
-    tokio::time::timeout(Duration::from_secs(1), client.close()).await.expect("close is prompt");
+    tokio::time::timeout(Duration::from_secs(1), client.close())
+        .await
+        .expect("close is prompt");
     assert_eq!(client.state(), State::Closed);
-    assert_eq!(client.emit("echo", json!(1)).await.unwrap_err(), Error::Closed);
+    assert_eq!(
+        client.emit("echo", json!(1)).await.unwrap_err(),
+        Error::Closed
+    );
     // Nothing reconnects after close, even when the server is back.
     server.restart().await;
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -376,7 +460,11 @@ async fn network_hint_pauses_and_resumes_at_once() {
     // The patient policy would wait ≥ 0.5 s; the hint skips the backoff.
     let started = tokio::time::Instant::now();
     wait_for_state(&mut states, T, |s| *s == State::Connected).await;
-    assert!(started.elapsed() < Duration::from_millis(450), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(450),
+        "{:?}",
+        started.elapsed()
+    );
     client.close().await;
 }
 
@@ -391,13 +479,22 @@ async fn offline_buffer_is_bounded_and_volatile_emits_are_dropped() {
     for i in 0..3 {
         client.emit("echo", json!(i)).await.unwrap();
     }
-    assert_eq!(client.emit("echo", json!(3)).await.unwrap_err(), Error::BufferFull { capacity: 3 });
+    assert_eq!(
+        client.emit("echo", json!(3)).await.unwrap_err(),
+        Error::BufferFull { capacity: 3 }
+    );
     assert!(!client.emit_volatile("echo", json!("v")).unwrap());
 
     let mut events = client.events();
     server.restart().await;
     for i in 0..3 {
-        assert_eq!(next_named(&mut events, "echo", T).await.first_arg::<i32>().unwrap(), i);
+        assert_eq!(
+            next_named(&mut events, "echo", T)
+                .await
+                .first_arg::<i32>()
+                .unwrap(),
+            i
+        );
     }
     client.close().await;
 }

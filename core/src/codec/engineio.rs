@@ -132,7 +132,9 @@ mod tests {
             r#"0{"sid":"lv_VI97HAXpY6yYWAAAC","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#,
         )
         .unwrap();
-        let Packet::Open(h) = p else { panic!("not open: {p:?}") };
+        let Packet::Open(h) = p else {
+            panic!("not open: {p:?}")
+        };
         assert_eq!(h.sid, "lv_VI97HAXpY6yYWAAAC");
         assert_eq!(h.upgrades, vec!["websocket"]);
         assert_eq!(h.ping_interval, Duration::from_secs(25));
@@ -159,7 +161,10 @@ mod tests {
         assert_eq!(decode_text("7"), Err(CodecError::UnknownType('7')));
         assert_eq!(decode_text("é4"), Err(CodecError::UnknownType('é')));
         assert!(matches!(decode_text("0{"), Err(CodecError::InvalidJson(_))));
-        assert!(matches!(decode_text(r#"0{"sid":"x"}"#), Err(CodecError::InvalidJson(_))));
+        assert!(matches!(
+            decode_text(r#"0{"sid":"x"}"#),
+            Err(CodecError::InvalidJson(_))
+        ));
     }
 
     #[test]

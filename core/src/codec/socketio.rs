@@ -81,9 +81,8 @@ pub fn parse_header(text: &str) -> Result<RawPacket<'_>, CodecError> {
     let Some(&first) = bytes.first() else {
         return Err(CodecError::Empty);
     };
-    let kind = PacketType::from_byte(first).ok_or_else(|| {
-        CodecError::UnknownType(text.chars().next().unwrap_or('\u{fffd}'))
-    })?;
+    let kind = PacketType::from_byte(first)
+        .ok_or_else(|| CodecError::UnknownType(text.chars().next().unwrap_or('\u{fffd}')))?;
     let mut i = 1;
 
     let mut attachments = 0;
@@ -95,7 +94,9 @@ pub fn parse_header(text: &str) -> Result<RawPacket<'_>, CodecError> {
         if i == start || i >= bytes.len() || bytes[i] != b'-' {
             return Err(CodecError::BadAttachmentCount);
         }
-        attachments = text[start..i].parse::<usize>().map_err(|_| CodecError::BadAttachmentCount)?;
+        attachments = text[start..i]
+            .parse::<usize>()
+            .map_err(|_| CodecError::BadAttachmentCount)?;
         if attachments > MAX_ATTACHMENTS {
             return Err(CodecError::BadAttachmentCount);
         }
@@ -120,10 +121,20 @@ pub fn parse_header(text: &str) -> Result<RawPacket<'_>, CodecError> {
         i += 1;
     }
     if i > start {
-        id = Some(text[start..i].parse::<u64>().map_err(|_| CodecError::BadAckId)?);
+        id = Some(
+            text[start..i]
+                .parse::<u64>()
+                .map_err(|_| CodecError::BadAckId)?,
+        );
     }
 
-    Ok(RawPacket { kind, attachments, namespace, id, data: &text[i..] })
+    Ok(RawPacket {
+        kind,
+        attachments,
+        namespace,
+        id,
+        data: &text[i..],
+    })
 }
 
 /// A validated JSON value kept as text (compared by text).
@@ -133,7 +144,9 @@ pub struct RawJson(Box<RawValue>);
 impl RawJson {
     /// Validates `text` as JSON.
     pub fn from_string(text: String) -> Result<Self, CodecError> {
-        RawValue::from_string(text).map(Self).map_err(|e| CodecError::InvalidJson(e.to_string()))
+        RawValue::from_string(text)
+            .map(Self)
+            .map_err(|e| CodecError::InvalidJson(e.to_string()))
     }
 }
 
@@ -310,23 +323,34 @@ fn build(
     match kind {
         PacketType::Connect => {
             let data = parse_optional(data)?;
-            if let Some(d) = &data {
-                if !d.is_object() {
-                    return Err(CodecError::InvalidPayload("CONNECT payload must be an object"));
-                }
+            if data.as_ref().is_some_and(|d| !d.is_object()) {
+                return Err(CodecError::InvalidPayload(
+                    "CONNECT payload must be an object",
+                ));
             }
             Ok(Packet::Connect { namespace, data })
         }
         PacketType::Disconnect => Ok(Packet::Disconnect { namespace }),
         PacketType::Event | PacketType::BinaryEvent => {
             let (name, args) = split_event(data)?;
-            Ok(Packet::Event(EventPacket { namespace, id, name, args, attachments }))
+            Ok(Packet::Event(EventPacket {
+                namespace,
+                id,
+                name,
+                args,
+                attachments,
+            }))
         }
         PacketType::Ack | PacketType::BinaryAck => {
             let id = id.ok_or(CodecError::InvalidPayload("ACK without an id"))?;
             validate_array(data)?;
             let args = RawJson::from_string(data.trim().to_owned())?;
-            Ok(Packet::Ack { namespace, id, args, attachments })
+            Ok(Packet::Ack {
+                namespace,
+                id,
+                args,
+                attachments,
+            })
         }
         PacketType::ConnectError => {
             let (message, data) = match parse_optional(data)? {
@@ -345,7 +369,11 @@ fn build(
                     ));
                 }
             };
-            Ok(Packet::ConnectError { namespace, message, data })
+            Ok(Packet::ConnectError {
+                namespace,
+                message,
+                data,
+            })
         }
     }
 }
@@ -354,7 +382,9 @@ fn parse_optional(data: &str) -> Result<Option<Value>, CodecError> {
     if data.trim().is_empty() {
         return Ok(None);
     }
-    serde_json::from_str(data).map(Some).map_err(|e| CodecError::InvalidJson(e.to_string()))
+    serde_json::from_str(data)
+        .map(Some)
+        .map_err(|e| CodecError::InvalidJson(e.to_string()))
 }
 
 fn validate_array(data: &str) -> Result<(), CodecError> {
@@ -384,7 +414,11 @@ impl<'de> Deserialize<'de> for ArrayShape<'de> {
                 f.write_str("a JSON array")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut shape = ArrayShape { first: None, second: None, last: None };
+                let mut shape = ArrayShape {
+                    first: None,
+                    second: None,
+                    last: None,
+                };
                 while let Some(v) = seq.next_element::<&'de RawValue>()? {
                     if shape.first.is_none() {
                         shape.first = Some(v);
@@ -409,7 +443,9 @@ fn split_event(data: &str) -> Result<(String, RawJson), CodecError> {
             CodecError::InvalidJson(e.to_string())
         }
     })?;
-    let first = shape.first.ok_or(CodecError::InvalidPayload("EVENT payload is an empty array"))?;
+    let first = shape.first.ok_or(CodecError::InvalidPayload(
+        "EVENT payload is an empty array",
+    ))?;
     let name = match first.get().as_bytes().first() {
         Some(b'"') => serde_json::from_str::<String>(first.get())
             .map_err(|e| CodecError::InvalidJson(e.to_string()))?,
@@ -445,8 +481,14 @@ fn check_placeholders(data: &str, count: usize) -> Result<(), CodecError> {
     let value: Value =
         serde_json::from_str(data).map_err(|e| CodecError::InvalidJson(e.to_string()))?;
     let mut ok = true;
-    visit_placeholders(&value, &mut |num| ok &= num.is_some_and(|n| (n as usize) < count));
-    if ok { Ok(()) } else { Err(CodecError::BadPlaceholder) }
+    visit_placeholders(&value, &mut |num| {
+        ok &= num.is_some_and(|n| (n as usize) < count)
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(CodecError::BadPlaceholder)
+    }
 }
 
 /// Calls `f` with the `num` of every `{"_placeholder": true, ...}` object at any depth.
@@ -469,13 +511,7 @@ pub fn placeholder(num: usize) -> Value {
     serde_json::json!({ "_placeholder": true, "num": num })
 }
 
-fn push_header(
-    out: &mut String,
-    kind: u8,
-    attachments: usize,
-    namespace: &str,
-    id: Option<u64>,
-) {
+fn push_header(out: &mut String, kind: u8, attachments: usize, namespace: &str, id: Option<u64>) {
     use std::fmt::Write;
     out.push(kind as char);
     if attachments > 0 {
@@ -563,7 +599,13 @@ mod tests {
     // Examples from the Socket.IO v5 protocol document.
     #[test]
     fn decodes_connect_packets() {
-        assert_eq!(decode("0"), Packet::Connect { namespace: ns("/"), data: None });
+        assert_eq!(
+            decode("0"),
+            Packet::Connect {
+                namespace: ns("/"),
+                data: None
+            }
+        );
         assert_eq!(
             decode(r#"0/admin,{"sid":"oSO0OpakMV_3jnilAAAA"}"#),
             Packet::Connect {
@@ -573,9 +615,17 @@ mod tests {
         );
         assert_eq!(
             decode(r#"0{"sid":"a","pid":"p1"}"#),
-            Packet::Connect { namespace: ns("/"), data: Some(json!({"sid":"a","pid":"p1"})) }
+            Packet::Connect {
+                namespace: ns("/"),
+                data: Some(json!({"sid":"a","pid":"p1"}))
+            }
         );
-        assert_eq!(decode("1/admin,"), Packet::Disconnect { namespace: ns("/admin") });
+        assert_eq!(
+            decode("1/admin,"),
+            Packet::Disconnect {
+                namespace: ns("/admin")
+            }
+        );
     }
 
     #[test]
@@ -596,49 +646,79 @@ mod tests {
                 data: Some(json!({"code": 401}))
             }
         );
-        assert!(matches!(decode(r#"4"Invalid namespace""#), Packet::ConnectError { message, .. } if message == "Invalid namespace"));
+        assert!(
+            matches!(decode(r#"4"Invalid namespace""#), Packet::ConnectError { message, .. } if message == "Invalid namespace")
+        );
     }
 
     #[test]
     fn decodes_events_and_acks() {
-        let Packet::Event(e) = decode(r#"2["foo"]"#) else { panic!() };
+        let Packet::Event(e) = decode(r#"2["foo"]"#) else {
+            panic!()
+        };
         assert_eq!((e.name.as_str(), e.args.get(), e.id), ("foo", "[]", None));
 
-        let Packet::Event(e) = decode(r#"2/admin,["bar"]"#) else { panic!() };
+        let Packet::Event(e) = decode(r#"2/admin,["bar"]"#) else {
+            panic!()
+        };
         assert_eq!((&*e.namespace, e.name.as_str()), ("/admin", "bar"));
 
-        let Packet::Event(e) = decode(r#"212["foo",{"a":1}, [2, "x"] ]"#) else { panic!() };
+        let Packet::Event(e) = decode(r#"212["foo",{"a":1}, [2, "x"] ]"#) else {
+            panic!()
+        };
         assert_eq!(e.id, Some(12));
         assert_eq!(e.args.get(), r#"[{"a":1}, [2, "x"]]"#);
 
-        let Packet::Event(e) = decode(r#"2["m\"q\u00e9",1]"#) else { panic!() };
+        let Packet::Event(e) = decode(r#"2["m\"q\u00e9",1]"#) else {
+            panic!()
+        };
         assert_eq!(e.name, "m\"qé");
 
         assert_eq!(
             decode(r#"3/admin,13["bar"]"#),
-            Packet::Ack { namespace: ns("/admin"), id: 13, args: raw(r#"["bar"]"#), attachments: vec![] }
+            Packet::Ack {
+                namespace: ns("/admin"),
+                id: 13,
+                args: raw(r#"["bar"]"#),
+                attachments: vec![]
+            }
         );
     }
 
     #[test]
     fn decodes_binary_event_with_attachments_at_any_depth() {
         let mut d = Decoder::new();
-        let header = r#"52-["baz",{"a":{"_placeholder":true,"num":0}},[1,{"_placeholder":true,"num":1}]]"#;
+        let header =
+            r#"52-["baz",{"a":{"_placeholder":true,"num":0}},[1,{"_placeholder":true,"num":1}]]"#;
         assert_eq!(d.feed_text(header).unwrap(), None);
         assert!(d.is_waiting_for_attachments());
         assert_eq!(d.feed_binary(vec![1, 2]).unwrap(), None);
-        let Some(Packet::Event(e)) = d.feed_binary(vec![3]).unwrap() else { panic!() };
+        let Some(Packet::Event(e)) = d.feed_binary(vec![3]).unwrap() else {
+            panic!()
+        };
         assert_eq!(e.name, "baz");
         assert_eq!(e.attachments, vec![vec![1, 2], vec![3]]);
         assert!(!d.is_waiting_for_attachments());
 
         let mut d = Decoder::new();
-        assert_eq!(d.feed_text(r#"61-/admin,15[{"_placeholder":true,"num":0}]"#).unwrap(), None);
-        let Some(Packet::Ack { namespace, id, attachments, .. }) = d.feed_binary(vec![9]).unwrap()
+        assert_eq!(
+            d.feed_text(r#"61-/admin,15[{"_placeholder":true,"num":0}]"#)
+                .unwrap(),
+            None
+        );
+        let Some(Packet::Ack {
+            namespace,
+            id,
+            attachments,
+            ..
+        }) = d.feed_binary(vec![9]).unwrap()
         else {
             panic!()
         };
-        assert_eq!((&*namespace, id, attachments), ("/admin", 15, vec![vec![9]]));
+        assert_eq!(
+            (&*namespace, id, attachments),
+            ("/admin", 15, vec![vec![9]])
+        );
     }
 
     #[test]
@@ -646,36 +726,80 @@ mod tests {
         let mut d = Decoder::new();
         assert_eq!(d.feed_text(""), Err(CodecError::Empty));
         assert_eq!(d.feed_text("9"), Err(CodecError::UnknownType('9')));
-        assert_eq!(d.feed_text(r#"5["a"]"#), Err(CodecError::BadAttachmentCount));
+        assert_eq!(
+            d.feed_text(r#"5["a"]"#),
+            Err(CodecError::BadAttachmentCount)
+        );
         assert_eq!(d.feed_text("51"), Err(CodecError::BadAttachmentCount));
-        assert_eq!(d.feed_text("599999-[\"a\"]"), Err(CodecError::BadAttachmentCount));
-        assert_eq!(d.feed_text("299999999999999999999999[\"a\"]"), Err(CodecError::BadAckId));
-        assert!(matches!(d.feed_text(r#"2["a""#), Err(CodecError::InvalidJson(_))));
-        assert!(matches!(d.feed_text(r#"2{"a":1}"#), Err(CodecError::InvalidPayload(_))));
-        assert!(matches!(d.feed_text("2[]"), Err(CodecError::InvalidPayload(_))));
-        assert!(matches!(d.feed_text("2[{}]"), Err(CodecError::InvalidPayload(_))));
-        assert!(matches!(d.feed_text("2\"x\""), Err(CodecError::InvalidPayload(_))));
-        assert!(matches!(d.feed_text("3[1]"), Err(CodecError::InvalidPayload(_))));
-        assert!(matches!(d.feed_text("31{}"), Err(CodecError::InvalidPayload(_))));
-        assert!(matches!(d.feed_text("0[1]"), Err(CodecError::InvalidPayload(_))));
-        assert!(matches!(d.feed_text("4 12"), Err(CodecError::InvalidPayload(_))));
+        assert_eq!(
+            d.feed_text("599999-[\"a\"]"),
+            Err(CodecError::BadAttachmentCount)
+        );
+        assert_eq!(
+            d.feed_text("299999999999999999999999[\"a\"]"),
+            Err(CodecError::BadAckId)
+        );
+        assert!(matches!(
+            d.feed_text(r#"2["a""#),
+            Err(CodecError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            d.feed_text(r#"2{"a":1}"#),
+            Err(CodecError::InvalidPayload(_))
+        ));
+        assert!(matches!(
+            d.feed_text("2[]"),
+            Err(CodecError::InvalidPayload(_))
+        ));
+        assert!(matches!(
+            d.feed_text("2[{}]"),
+            Err(CodecError::InvalidPayload(_))
+        ));
+        assert!(matches!(
+            d.feed_text("2\"x\""),
+            Err(CodecError::InvalidPayload(_))
+        ));
+        assert!(matches!(
+            d.feed_text("3[1]"),
+            Err(CodecError::InvalidPayload(_))
+        ));
+        assert!(matches!(
+            d.feed_text("31{}"),
+            Err(CodecError::InvalidPayload(_))
+        ));
+        assert!(matches!(
+            d.feed_text("0[1]"),
+            Err(CodecError::InvalidPayload(_))
+        ));
+        assert!(matches!(
+            d.feed_text("4 12"),
+            Err(CodecError::InvalidPayload(_))
+        ));
         assert_eq!(d.feed_binary(vec![1]), Err(CodecError::UnexpectedBinary));
     }
 
     #[test]
     fn rejects_attachment_mismatches() {
         let mut d = Decoder::new();
-        d.feed_text(r#"52-["a",{"_placeholder":true,"num":0}]"#).unwrap();
+        d.feed_text(r#"52-["a",{"_placeholder":true,"num":0}]"#)
+            .unwrap();
         d.feed_binary(vec![1]).unwrap();
         // A text packet before the second attachment: the count did not match.
         assert_eq!(
             d.feed_text(r#"2["b"]"#),
-            Err(CodecError::AttachmentMismatch { expected: 2, received: 1 })
+            Err(CodecError::AttachmentMismatch {
+                expected: 2,
+                received: 1
+            })
         );
         // The decoder recovers for the next packet.
-        assert!(matches!(d.feed_text(r#"2["b"]"#), Ok(Some(Packet::Event(_)))));
+        assert!(matches!(
+            d.feed_text(r#"2["b"]"#),
+            Ok(Some(Packet::Event(_)))
+        ));
 
-        d.feed_text(r#"51-["a",{"_placeholder":true,"num":3}]"#).unwrap();
+        d.feed_text(r#"51-["a",{"_placeholder":true,"num":3}]"#)
+            .unwrap();
         assert_eq!(d.feed_binary(vec![1]), Err(CodecError::BadPlaceholder));
     }
 
@@ -694,10 +818,24 @@ mod tests {
         encode_event(&mut s, "/", "foo", &raw("[]"), None, 0);
         assert_eq!(s, r#"2["foo"]"#);
         s.clear();
-        encode_event(&mut s, "/admin", "bar", &raw(r#"[1, {"a":"b"}]"#), Some(12), 0);
+        encode_event(
+            &mut s,
+            "/admin",
+            "bar",
+            &raw(r#"[1, {"a":"b"}]"#),
+            Some(12),
+            0,
+        );
         assert_eq!(s, r#"2/admin,12["bar",1, {"a":"b"}]"#);
         s.clear();
-        encode_event(&mut s, "/", "baz", &raw(r#"[{"_placeholder":true,"num":0}]"#), None, 1);
+        encode_event(
+            &mut s,
+            "/",
+            "baz",
+            &raw(r#"[{"_placeholder":true,"num":0}]"#),
+            None,
+            1,
+        );
         assert_eq!(s, r#"51-["baz",{"_placeholder":true,"num":0}]"#);
         s.clear();
         encode_ack(&mut s, "/admin", 13, &raw(r#"["bar"]"#), 0);
@@ -707,8 +845,17 @@ mod tests {
     #[test]
     fn encoded_events_decode_back() {
         let mut s = String::new();
-        encode_event(&mut s, "/rooms/r1", "scores:updated", &raw(r#"[{"home":2},"x"]"#), Some(7), 0);
-        let Packet::Event(e) = decode(&s) else { panic!() };
+        encode_event(
+            &mut s,
+            "/rooms/r1",
+            "scores:updated",
+            &raw(r#"[{"home":2},"x"]"#),
+            Some(7),
+            0,
+        );
+        let Packet::Event(e) = decode(&s) else {
+            panic!()
+        };
         assert_eq!(&*e.namespace, "/rooms/r1");
         assert_eq!(e.name, "scores:updated");
         assert_eq!(e.id, Some(7));

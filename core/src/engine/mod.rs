@@ -43,7 +43,12 @@ pub(crate) enum Control {
     /// The app's reachability hint.
     NetworkAvailable(bool),
     /// Answer a server acknowledgement request.
-    Ack { namespace: Arc<str>, id: u64, session: u64, args: Args },
+    Ack {
+        namespace: Arc<str>,
+        id: u64,
+        session: u64,
+        args: Args,
+    },
     /// Close for good; the reply fires when everything is torn down.
     Close(oneshot::Sender<()>),
     /// The last handle was dropped.
@@ -70,7 +75,10 @@ pub(crate) enum Filter {
     /// Every inbound event.
     Inbound,
     /// Inbound events with this name, optionally on one namespace only.
-    Named { namespace: Option<Arc<str>>, name: String },
+    Named {
+        namespace: Option<Arc<str>>,
+        name: String,
+    },
     /// Every event the client sends.
     Outbound,
 }
@@ -111,7 +119,12 @@ struct Namespace {
 
 impl Namespace {
     fn new(name: Arc<str>) -> Self {
-        Self { name, status: NsStatus::Pending, refused_once: false, pending: Default::default() }
+        Self {
+            name,
+            status: NsStatus::Pending,
+            refused_once: false,
+            pending: Default::default(),
+        }
     }
 }
 
@@ -184,8 +197,11 @@ impl Engine {
         let (emit_tx, emit_rx) = mpsc::channel(config.emit_buffer);
         let (state_tx, state_rx) = watch::channel(State::Idle);
         let (notices, _) = broadcast::channel(256);
-        let namespaces =
-            config.namespaces.iter().map(|n| Namespace::new(Arc::from(n.as_str()))).collect();
+        let namespaces = config
+            .namespaces
+            .iter()
+            .map(|n| Namespace::new(Arc::from(n.as_str())))
+            .collect();
         let engine = Self {
             backoff: Backoff::new(config.reconnect.clone()),
             config,
@@ -207,7 +223,12 @@ impl Engine {
             connect_waiters: Vec::new(),
             close_reply: None,
         };
-        let channels = Channels { ctl: ctl_tx, emits: emit_tx, state: state_rx, notices };
+        let channels = Channels {
+            ctl: ctl_tx,
+            emits: emit_tx,
+            state: state_rx,
+            notices,
+        };
         (engine, channels)
     }
 
@@ -279,7 +300,11 @@ impl Engine {
                 for ns in &mut self.namespaces {
                     ns.status = NsStatus::Pending;
                 }
-                Some(if self.network_up { Next::Attempt } else { Next::Offline })
+                Some(if self.network_up {
+                    Next::Attempt
+                } else {
+                    Next::Offline
+                })
             }
             Control::Disconnect => {
                 self.wanted = false;
@@ -338,7 +363,10 @@ impl Engine {
     }
 
     fn drop_emit(&self, e: Emit, err: Error) {
-        self.notify(Notice::EmitDropped { namespace: e.namespace.to_string(), event: e.name });
+        self.notify(Notice::EmitDropped {
+            namespace: e.namespace.to_string(),
+            event: e.name,
+        });
         if let Some(tx) = e.ack {
             let _ = tx.send(Err(err));
         }
@@ -346,7 +374,9 @@ impl Engine {
 
     async fn idle(&mut self) -> Next {
         loop {
-            let Some(c) = self.ctl_rx.recv().await else { return Next::Exit };
+            let Some(c) = self.ctl_rx.recv().await else {
+                return Next::Exit;
+            };
             if let Some(next) = self.on_control_offline(c) {
                 return next;
             }
@@ -427,11 +457,14 @@ impl Engine {
     }
 
     fn schedule_retry(&mut self, last_error: Error) -> Next {
-        match self.backoff.next() {
+        match self.backoff.next_delay() {
             Some((attempt, delay)) => {
                 debug!(attempt, ?delay, "reconnect scheduled");
                 self.set_state(State::Reconnecting { attempt, delay });
-                Next::Wait { at: Instant::now() + delay, attempt }
+                Next::Wait {
+                    at: Instant::now() + delay,
+                    attempt,
+                }
             }
             None => {
                 let attempts = self.backoff.attempts().saturating_sub(1);
@@ -474,7 +507,10 @@ impl Engine {
     /// Starts asking the auth provider for one namespace's credentials.
     fn auth_request(&self, ns: &Arc<str>, reason: AuthReason) -> session::AuthFuture {
         let provider = self.config.auth.clone();
-        let request = AuthRequest { namespace: ns.to_string(), reason };
+        let request = AuthRequest {
+            namespace: ns.to_string(),
+            reason,
+        };
         let ns = ns.clone();
         let limit = self.config.connect_timeout;
         Box::pin(async move {
@@ -496,7 +532,9 @@ async fn open_websocket(
     headers: &[(String, String)],
     max: usize,
 ) -> Result<(WebSocket, engineio::Handshake), Error> {
-    let mut ws = WebSocket::connect(url, headers, max).await.map_err(connect_error)?;
+    let mut ws = WebSocket::connect(url, headers, max)
+        .await
+        .map_err(connect_error)?;
     loop {
         match ws.recv().await {
             Some(Ok(Frame::Text(t))) => match engineio::decode_text(&t)? {

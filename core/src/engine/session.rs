@@ -59,7 +59,10 @@ impl Link {
     fn is_stale(&self) -> bool {
         let limit = self.handshake.heartbeat_deadline();
         Instant::now() >= self.last_ping + limit
-            || SystemTime::now().duration_since(self.last_ping_wall).unwrap_or_default() >= limit
+            || SystemTime::now()
+                .duration_since(self.last_ping_wall)
+                .unwrap_or_default()
+                >= limit
     }
 }
 
@@ -89,7 +92,9 @@ impl From<TransportError> for End {
     fn from(e: TransportError) -> Self {
         match e {
             TransportError::Closed => End::lost(DisconnectReason::TransportClose),
-            TransportError::TooLarge { .. } => End::lost(DisconnectReason::ParseError(e.to_string())),
+            TransportError::TooLarge { .. } => {
+                End::lost(DisconnectReason::ParseError(e.to_string()))
+            }
             TransportError::Io(m) => End::lost(DisconnectReason::TransportError(m)),
         }
     }
@@ -128,7 +133,10 @@ impl Engine {
         loop {
             let connected = *self.state.borrow() == State::Connected;
             let readable = self.backlog.is_empty();
-            let backlog_tx = self.backlog.front().map(|(i, _)| self.subscribers[*i].tx.clone());
+            let backlog_tx = self
+                .backlog
+                .front()
+                .map(|(i, _)| self.subscribers[*i].tx.clone());
             let deadline = link.deadline();
             let result: Result<(), End> = tokio::select! {
                 biased;
@@ -224,7 +232,8 @@ impl Engine {
                 engineio::Packet::Ping(data) => {
                     link.last_ping = Instant::now();
                     link.last_ping_wall = SystemTime::now();
-                    link.out.push(Frame::Text(Utf8Bytes::from(engineio::encode_pong(data))));
+                    link.out
+                        .push(Frame::Text(Utf8Bytes::from(engineio::encode_pong(data))));
                     None
                 }
                 engineio::Packet::Close => {
@@ -254,16 +263,26 @@ impl Engine {
                 });
                 self.dispatch(true, Event::new(ev, acker));
                 if expired {
-                    return Err(End::new(DisconnectReason::TokenExpired, After::ReconnectNow));
+                    return Err(End::new(
+                        DisconnectReason::TokenExpired,
+                        After::ReconnectNow,
+                    ));
                 }
             }
-            Packet::Ack { id, args, attachments, .. } => {
+            Packet::Ack {
+                id,
+                args,
+                attachments,
+                ..
+            } => {
                 if let Some(a) = self.acks.remove(&id) {
                     let _ = a.tx.send(Ok(AckReply { args, attachments }));
                 }
             }
             Packet::Connect { namespace, .. } => self.on_joined(&namespace, link),
-            Packet::ConnectError { namespace, message, .. } => {
+            Packet::ConnectError {
+                namespace, message, ..
+            } => {
                 return self.on_refused(namespace, message, link);
             }
             Packet::Disconnect { namespace } => {
@@ -292,7 +311,10 @@ impl Engine {
         ns.refused_once = false;
         let pending: Vec<Emit> = ns.pending.drain(..).collect();
         let attempts = self.backoff.attempts();
-        self.notify(Notice::Connected { namespace: namespace.to_owned(), attempts });
+        self.notify(Notice::Connected {
+            namespace: namespace.to_owned(),
+            attempts,
+        });
         if namespace == self.main_namespace() {
             self.ever_connected = true;
             self.backoff.reset();
@@ -309,7 +331,12 @@ impl Engine {
         }
     }
 
-    fn on_refused(&mut self, namespace: Arc<str>, message: String, link: &mut Link) -> Result<(), End> {
+    fn on_refused(
+        &mut self,
+        namespace: Arc<str>,
+        message: String,
+        link: &mut Link,
+    ) -> Result<(), End> {
         let Some(i) = self.namespaces.iter().position(|n| n.name == namespace) else {
             return Ok(());
         };
@@ -328,8 +355,10 @@ impl Engine {
         warn!(namespace = %namespace, "namespace refused");
         self.namespaces[i].status = NsStatus::Unauthorized(message.clone());
         let pending: Vec<Emit> = self.namespaces[i].pending.drain(..).collect();
-        let unauthorized =
-            || Error::Unauthorized { namespace: namespace.to_string(), message: message.clone() };
+        let unauthorized = || Error::Unauthorized {
+            namespace: namespace.to_string(),
+            message: message.clone(),
+        };
         for e in pending {
             self.drop_emit(e, unauthorized());
         }
@@ -352,7 +381,11 @@ impl Engine {
         creds: Result<Option<Value>, String>,
         link: &mut Link,
     ) -> Result<(), End> {
-        if !self.namespaces.iter().any(|n| n.name == ns && n.status == NsStatus::Pending) {
+        if !self
+            .namespaces
+            .iter()
+            .any(|n| n.name == ns && n.status == NsStatus::Pending)
+        {
             return Ok(());
         }
         match creds.and_then(auth_object) {
@@ -417,21 +450,35 @@ impl Engine {
                 Ok(())
             }
             Control::Leave(ns) => {
-                if let Some(n) = self.remove_namespace(&ns) {
-                    if n.status == NsStatus::Connected {
-                        let mut text = String::from("4");
-                        socketio::encode_disconnect(&mut text, &ns);
-                        link.out.push(Frame::Text(Utf8Bytes::from(text)));
-                    }
+                let was = self.remove_namespace(&ns).map(|n| n.status);
+                if was == Some(NsStatus::Connected) {
+                    let mut text = String::from("4");
+                    socketio::encode_disconnect(&mut text, &ns);
+                    link.out.push(Frame::Text(Utf8Bytes::from(text)));
                 }
                 Ok(())
             }
-            Control::Ack { namespace, id, session, args } => {
+            Control::Ack {
+                namespace,
+                id,
+                session,
+                args,
+            } => {
                 if session == self.session_id {
                     let mut text = String::from("4");
-                    socketio::encode_ack(&mut text, &namespace, id, &args.json, args.attachments.len());
+                    socketio::encode_ack(
+                        &mut text,
+                        &namespace,
+                        id,
+                        &args.json,
+                        args.attachments.len(),
+                    );
                     link.out.push(Frame::Text(Utf8Bytes::from(text)));
-                    link.out.extend(args.attachments.into_iter().map(|b| Frame::Binary(b.into())));
+                    link.out.extend(
+                        args.attachments
+                            .into_iter()
+                            .map(|b| Frame::Binary(b.into())),
+                    );
                 }
                 Ok(())
             }
@@ -500,10 +547,17 @@ impl Engine {
                     link.handshake.max_payload
                 ))));
             }
-            self.notify(Notice::EmitDropped { namespace: e.namespace.to_string(), event: e.name });
+            self.notify(Notice::EmitDropped {
+                namespace: e.namespace.to_string(),
+                event: e.name,
+            });
             return;
         }
-        if self.subscribers.iter().any(|s| s.filter == super::Filter::Outbound) {
+        if self
+            .subscribers
+            .iter()
+            .any(|s| s.filter == super::Filter::Outbound)
+        {
             let packet = socketio::EventPacket {
                 namespace: e.namespace.clone(),
                 id,
@@ -514,7 +568,12 @@ impl Engine {
             self.dispatch(false, Event::new(packet, None));
         }
         link.out.push(Frame::Text(Utf8Bytes::from(text)));
-        link.out.extend(e.args.attachments.into_iter().map(|b| Frame::Binary(b.into())));
+        link.out.extend(
+            e.args
+                .attachments
+                .into_iter()
+                .map(|b| Frame::Binary(b.into())),
+        );
     }
 
     /// Hands an event to every listener that wants it; a full listener's share waits in the
@@ -541,12 +600,12 @@ impl Engine {
     }
 
     fn drain_backlog(&mut self, permit: Option<tokio::sync::mpsc::OwnedPermit<Event>>) {
-        let Some((_, ev)) = self.backlog.pop_front() else { return };
-        match permit {
-            Some(p) => {
-                p.send(ev);
-            }
-            None => {} // the listener went away; its events go with it
+        let Some((_, ev)) = self.backlog.pop_front() else {
+            return;
+        };
+        // Without a permit the listener went away; its events go with it.
+        if let Some(p) = permit {
+            p.send(ev);
         }
         while let Some((i, ev)) = self.backlog.pop_front() {
             match self.subscribers[i].tx.try_send(ev) {
@@ -565,7 +624,11 @@ impl Engine {
         let polite = end.is_polite();
         if polite {
             let mut frames = Vec::new();
-            for ns in self.namespaces.iter().filter(|n| n.status == NsStatus::Connected) {
+            for ns in self
+                .namespaces
+                .iter()
+                .filter(|n| n.status == NsStatus::Connected)
+            {
                 let mut text = String::from("4");
                 socketio::encode_disconnect(&mut text, &ns.name);
                 frames.push(Frame::Text(Utf8Bytes::from(text)));
@@ -591,8 +654,13 @@ impl Engine {
             }
         }
         if end.after == After::Reconnect || end.after == After::ReconnectNow {
-            self.set_state(State::Reconnecting { attempt: 1, delay: Duration::ZERO });
+            self.set_state(State::Reconnecting {
+                attempt: 1,
+                delay: Duration::ZERO,
+            });
         }
-        self.notify(Notice::Disconnected { reason: end.reason.clone() });
+        self.notify(Notice::Disconnected {
+            reason: end.reason.clone(),
+        });
     }
 }

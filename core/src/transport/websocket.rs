@@ -85,11 +85,17 @@ impl Transport for WebSocket {
             Frame::Text(t) => Message::Text(t),
             Frame::Binary(b) => Message::Binary(b),
         };
-        self.inner.feed(msg).await.map_err(|e| map_error(e, self.max_message))
+        self.inner
+            .feed(msg)
+            .await
+            .map_err(|e| map_error(e, self.max_message))
     }
 
     async fn flush(&mut self) -> Result<(), TransportError> {
-        self.inner.flush().await.map_err(|e| map_error(e, self.max_message))
+        self.inner
+            .flush()
+            .await
+            .map_err(|e| map_error(e, self.max_message))
     }
 
     async fn close(&mut self) {
