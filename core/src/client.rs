@@ -3,7 +3,10 @@
 
 use std::{
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -315,13 +318,21 @@ impl Client {
         mut stream: EventStream,
         mut handler: impl FnMut(Event) + Send + 'static,
     ) -> ListenerHandle {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let stop = cancelled.clone();
         let task = self.inner.runtime.spawn(async move {
             let mut batch = Vec::with_capacity(64);
             while stream.recv_many(&mut batch, 64).await > 0 {
-                batch.drain(..).for_each(&mut handler);
+                for ev in batch.drain(..) {
+                    // Checked per event: once `cancel()` returns, the handler is not called again.
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    handler(ev);
+                }
             }
         });
-        ListenerHandle { task }
+        ListenerHandle { task, cancelled }
     }
 }
 
@@ -419,17 +430,20 @@ impl Stream for EventStream {
 #[derive(Debug)]
 pub struct ListenerHandle {
     task: JoinHandle<()>,
+    cancelled: Arc<AtomicBool>,
 }
 
 impl ListenerHandle {
-    /// Stops the listener.
+    /// Stops the listener: after this returns its handler is not called again (a call already
+    /// running on another thread finishes).
     pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
         self.task.abort();
     }
 }
 
 impl Drop for ListenerHandle {
     fn drop(&mut self) {
-        self.task.abort();
+        self.cancel();
     }
 }

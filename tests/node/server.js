@@ -29,7 +29,7 @@ function authenticate(socket, next) {
 }
 
 // A 116-byte event frame, pre-encoded once, for the throughput benchmark.
-const BLAST_EVENT = '42["metric:recorded",{"sessionId":"s_42","metric":"heart_rate","value":142,"unit":"bpm","ts":1732000000}]';
+const BLAST_EVENT = '42["metric:recorded",{"sessionId":"s_42","metric":"heart_rate","value":142,"unit":"bpm","ts":1732000000,"src":"hr"}]';
 
 function wsFrame(text) {
   const payload = Buffer.from(text);

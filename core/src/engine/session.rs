@@ -288,6 +288,7 @@ impl Engine {
             Packet::Disconnect { namespace } => {
                 if &*namespace == self.main_namespace() {
                     self.wanted = false;
+                    self.set_state(State::Idle);
                     self.finish_waiters(Err(Error::ServerDisconnected));
                     return Err(End::new(DisconnectReason::ServerDisconnect, After::Idle));
                 }
@@ -364,12 +365,15 @@ impl Engine {
         }
         if &*namespace == self.main_namespace() {
             self.wanted = false;
+            // State first: a caller woken by the waiter must already see `Unauthorized`.
+            self.set_state(State::Unauthorized {
+                message: message.clone(),
+            });
             self.finish_waiters(Err(unauthorized()));
             let held: Vec<Emit> = self.held.drain(..).collect();
             for e in held {
                 self.drop_emit(e, unauthorized());
             }
-            self.set_state(State::Unauthorized { message });
             return Err(End::new(DisconnectReason::ClientDisconnect, After::Idle));
         }
         Ok(())
@@ -423,6 +427,7 @@ impl Engine {
             }
             Control::Disconnect => {
                 self.wanted = false;
+                self.set_state(State::Idle);
                 self.finish_waiters(Err(Error::Disconnected));
                 Err(End::new(DisconnectReason::ClientDisconnect, After::Idle))
             }

@@ -1,0 +1,80 @@
+// socket.io-client (npm) as a benchmark peer; same modes and output as pulselink-bench.
+// Usage: node sioclient.js <in|out|ack|reconnect> <url> <n>
+"use strict";
+const { io } = require("../../tests/node/node_modules/socket.io-client");
+
+const [mode, url, nArg] = process.argv.slice(2);
+const n = Number(nArg);
+const EVENT = "metric:recorded";
+const sample = { sessionId: "s_42", metric: "heart_rate", value: 142, unit: "bpm", ts: 1732000000, src: "hr" };
+
+function peakRssKib() {
+  const status = require("fs").readFileSync("/proc/self/status", "utf8");
+  const m = status.match(/VmHWM:\s+(\d+)/);
+  return m ? Number(m[1]) : 0;
+}
+function report(fields) {
+  console.log(JSON.stringify({ mode, client: "socket.io-client", peak_rss_kib: peakRssKib(), ...fields }));
+}
+const now = () => Number(process.hrtime.bigint()) / 1e9;
+
+const socket = io(url, { transports: ["websocket"], reconnectionDelayMax: 5000 });
+
+if (mode === "in") {
+  let seen = 0;
+  let started;
+  socket.once("connect", () => {
+    started = now();
+    socket.emit("blast", n, () => {});
+  });
+  socket.on(EVENT, () => {
+    if (++seen === n) {
+      const secs = now() - started;
+      report({ events: n, secs, events_per_sec: n / secs });
+      process.exit(0);
+    }
+  });
+} else if (mode === "out") {
+  socket.once("connect", async () => {
+    const started = now();
+    // Yield to the event loop now and then so the socket can drain, as an app would.
+    for (let i = 0; i < n; i++) {
+      socket.emit(EVENT, sample);
+      if (i % 1000 === 999) await new Promise((r) => setImmediate(r));
+    }
+    const poll = () =>
+      socket.emit("count?", (count) => {
+        if (count >= n) {
+          const secs = now() - started;
+          report({ events: n, secs, events_per_sec: n / secs });
+          process.exit(0);
+        } else setTimeout(poll, 5);
+      });
+    poll();
+  });
+} else if (mode === "ack") {
+  socket.once("connect", async () => {
+    const us = [];
+    for (let i = 0; i < n + Math.floor(n / 10); i++) {
+      const t = now();
+      await socket.emitWithAck("quiz:answer_submit", i);
+      if (i >= Math.floor(n / 10)) us.push((now() - t) * 1e6);
+    }
+    us.sort((a, b) => a - b);
+    const p = (q) => us[Math.round((us.length - 1) * q)];
+    report({ p50_us: p(0.5), p99_us: p(0.99), samples: us.length });
+    process.exit(0);
+  });
+} else if (mode === "reconnect") {
+  socket.on("connect", () => {
+    console.log(`connected ${(performance.timeOrigin + performance.now()).toFixed(3)}`);
+  });
+  process.stdin.on("end", () => {
+    report({});
+    process.exit(0);
+  });
+  process.stdin.resume();
+} else {
+  console.error(`unknown mode ${mode}`);
+  process.exit(2);
+}

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Runs every benchmark of Pulselink and its peers against one Node socket.io 4.8 server.
+
+One command: `python3 bench/run.py` (add `--quick` for a short smoke run). Builds the
+benchmark clients, starts the official server from tests/node, runs each client in its own
+process several times, and prints a Markdown table of medians with ratios to Pulselink. Raw
+results go to bench/results/latest.json, the table to bench/results/latest.md.
+"""
+import argparse
+import json
+import os
+import pathlib
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+NODE_DIR = ROOT / "tests" / "node"
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", BENCH / "target"))
+BIN = TARGET / "release" / "pulselink-bench"
+
+
+class Server:
+    """tests/node/server.js, killable and restartable on the same port."""
+
+    def __init__(self):
+        self.proc = None
+        self.port = 0
+
+    def start(self):
+        env = {**os.environ, "PORT": str(self.port)}
+        for _ in range(100):
+            self.proc = subprocess.Popen(
+                ["node", str(NODE_DIR / "server.js")], env=env, stdout=subprocess.PIPE, text=True
+            )
+            line = self.proc.stdout.readline()
+            if line.startswith("listening "):
+                self.port = int(line.split()[1])
+                return time.time() * 1000.0
+            self.proc.wait()
+            time.sleep(0.05)
+        sys.exit("node server did not start")
+
+    def kill(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+
+def run_client(client, mode, url, n):
+    if client == "socket.io-client":
+        cmd = ["node", str(BENCH / "node" / "sioclient.js"), mode, url, str(n)]
+    else:
+        cmd = [str(BIN), mode, client, url, str(n)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        sys.exit(f"{client} {mode} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def reconnect_latencies(client, server, cycles, down_s):
+    """Kills the server, keeps it down `down_s`, restarts it; measures restart → connected."""
+    if client == "socket.io-client":
+        cmd = ["node", str(BENCH / "node" / "sioclient.js"), "reconnect", server.url, "0"]
+    else:
+        cmd = [str(BIN), "reconnect", client, server.url, "0"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("connected")
+    latencies = []
+    for _ in range(cycles):
+        server.kill()
+        time.sleep(down_s)
+        up = server.start()
+        line = proc.stdout.readline()
+        assert line.startswith("connected"), line
+        latencies.append(float(line.split()[1]) - up)
+    proc.stdin.close()
+    rss = json.loads(proc.stdout.readlines()[-1])["peak_rss_kib"]
+    proc.wait()
+    return latencies, rss
+
+
+def median(rows, key):
+    vals = [r[key] for r in rows if key in r]
+    return statistics.median(vals) if vals else None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small counts, one repetition")
+    ap.add_argument("--reps", type=int, default=5)
+    args = ap.parse_args()
+    reps = 1 if args.quick else args.reps
+    n_in = 200_000 if args.quick else 1_000_000
+    n_out = 50_000 if args.quick else 200_000
+    n_ack = 500 if args.quick else 3_000
+    cycles = 3 if args.quick else 10
+
+    subprocess.run(["npm", "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund",
+                    "--loglevel=error"], check=True)
+    subprocess.run(["cargo", "build", "--release", "--locked", "--manifest-path",
+                    str(BENCH / "Cargo.toml")], check=True,
+                   env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
+
+    server = Server()
+    server.start()
+    results = {"config": {"n_in": n_in, "n_out": n_out, "n_ack": n_ack, "reps": reps,
+                          "reconnect_cycles": cycles, "cpus": os.cpu_count()}, "runs": []}
+    plan = [
+        ("in", ["pulselink", "pulselink-serde", "socket.io-client", "rust_socketio", "raw"], n_in),
+        ("out", ["pulselink", "socket.io-client", "rust_socketio"], n_out),
+        ("ack", ["pulselink", "socket.io-client", "rust_socketio"], n_ack),
+    ]
+    table = {}
+    for mode, clients, n in plan:
+        for rep in range(reps):
+            # Interleave clients within a repetition so drift hits everyone alike.
+            for client in clients:
+                r = run_client(client, mode, server.url, n)
+                results["runs"].append(r)
+                print(f"  {mode:4} {client:17} {json.dumps(r)}", file=sys.stderr)
+                table.setdefault((mode, client), []).append(r)
+
+    reconnect = {}
+    for client in ["pulselink", "socket.io-client"]:
+        lat, rss = reconnect_latencies(client, server, cycles, 1.0)
+        reconnect[client] = {"latencies_ms": lat, "median_ms": statistics.median(lat),
+                             "max_ms": max(lat), "peak_rss_kib": rss}
+        print(f"  reconnect {client}: {reconnect[client]}", file=sys.stderr)
+    results["reconnect"] = reconnect
+    server.kill()
+
+    def m(mode, client, key):
+        return median(table.get((mode, client), []), key)
+
+    base_in = m("in", "pulselink", "events_per_sec")
+    base_out = m("out", "pulselink", "events_per_sec")
+    lines = [
+        f"Node socket.io 4.8 server on loopback, {os.cpu_count()} CPUs; 116-byte event packets; "
+        f"medians of {reps} runs (in: {n_in:,} events, out: {n_out:,}, ack: {n_ack:,} sequential).",
+        "",
+        "| client | in events/s | vs Pulselink | out events/s | vs Pulselink | ack p50 µs | ack p99 µs | peak RSS MiB (in) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for client in ["pulselink", "pulselink-serde", "socket.io-client", "rust_socketio", "raw"]:
+        ein, eout = m("in", client, "events_per_sec"), m("out", client, "events_per_sec")
+        p50, p99 = m("ack", client, "p50_us"), m("ack", client, "p99_us")
+        rss = m("in", client, "peak_rss_kib")
+        fmt = lambda v, f="{:,.0f}": "–" if v is None else f.format(v)
+        ratio = lambda v, b: "–" if v is None or not b else f"{v / b:.2f}×"
+        lines.append(
+            f"| {client} | {fmt(ein)} | {ratio(ein, base_in)} | {fmt(eout)} | {ratio(eout, base_out)} "
+            f"| {fmt(p50, '{:.0f}')} | {fmt(p99, '{:.0f}')} | {fmt(rss and rss / 1024, '{:.1f}')} |"
+        )
+    lines += [
+        "",
+        f"Reconnect after the server is down 1 s ({cycles} cycles): time from the server listening "
+        "again to the client connected.",
+        "",
+        "| client | median ms | max ms |",
+        "|---|---:|---:|",
+    ]
+    for client, r in reconnect.items():
+        lines.append(f"| {client} | {r['median_ms']:.0f} | {r['max_ms']:.0f} |")
+    text = "\n".join(lines)
+    out_dir = BENCH / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "latest.json").write_text(json.dumps(results, indent=2))
+    (out_dir / "latest.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
