@@ -528,3 +528,28 @@ async fn listeners_and_outgoing_catch_all() {
     assert!(rx.try_recv().is_err());
     client.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_larger_than_every_buffer_arrives_complete_and_in_order() {
+    let server = NodeServer::start().await;
+    let mut cfg = config(&server);
+    // A small listener buffer forces the backpressure path (engine stops reading the socket).
+    cfg.listener_buffer = 64;
+    let client = Client::new(cfg).unwrap();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+    const N: usize = 20_000;
+    client.emit_with_ack("blast", json!(N), T).await.unwrap();
+    let mut seen = 0;
+    let mut batch = Vec::new();
+    while seen < N {
+        let got = tokio::time::timeout(T, events.recv_many(&mut batch, 256)).await;
+        assert!(got.is_ok(), "stalled after {seen} of {N} events");
+        for ev in batch.drain(..).filter(|e| e.name() == "metric:recorded") {
+            assert_eq!(ev.first_arg::<Value>().unwrap()["value"], json!(142));
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, N);
+    client.close().await;
+}

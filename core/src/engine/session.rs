@@ -206,13 +206,16 @@ impl Engine {
         link: &mut Link,
     ) -> Result<(), End> {
         let mut frame = first;
-        for _ in 0..BATCH {
+        let mut handled = 0;
+        loop {
             match frame {
                 None => return Err(End::lost(DisconnectReason::TransportClose)),
                 Some(Err(e)) => return Err(e.into()),
                 Some(Ok(f)) => self.on_frame(f, link)?,
             }
-            if !self.backlog.is_empty() {
+            handled += 1;
+            // Stop before taking another frame: one taken must be handled.
+            if handled == BATCH || !self.backlog.is_empty() {
                 break;
             }
             // `recv` is cancel-safe, so polling it once and dropping a pending future is fine.
