@@ -21,6 +21,7 @@ BENCH = ROOT / "bench"
 NODE_DIR = ROOT / "tests" / "node"
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", BENCH / "target"))
 BIN = TARGET / "release" / "pulselink-bench"
+PEER_BIN = TARGET / "release" / "peer-bench"
 
 
 class Server:
@@ -58,6 +59,8 @@ class Server:
 def run_client(client, mode, url, n):
     if client == "socket.io-client":
         cmd = ["node", str(BENCH / "node" / "sioclient.js"), mode, url, str(n)]
+    elif client == "rust_socketio":
+        cmd = [str(PEER_BIN), mode, client, url, str(n)]
     else:
         cmd = [str(BIN), mode, client, url, str(n)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

@@ -67,11 +67,15 @@ function handlers(socket) {
   // Count events, for client->server throughput; answers with the count on "count?".
   let received = 0;
   socket.on("metric:recorded", () => { received++; });
-  socket.on("count?", (ack) => ack(received));
+  socket.on("count?", (...args) => {
+    const ack = args.pop();
+    if (typeof ack === "function") ack(received);
+  });
 
   // Writes `count` pre-encoded event frames straight onto the WebSocket, so the benchmark
   // measures the client, not the server's per-emit cost.
   socket.on("blast", (count, ack) => {
+    if (typeof ack !== "function") ack = () => {};
     const raw = socket.conn.transport.socket && socket.conn.transport.socket._socket;
     if (!raw) return ack({ error: "not a websocket" });
     const one = wsFrame(BLAST_EVENT);

@@ -209,8 +209,8 @@ pub struct EventPacket {
     pub namespace: Namespace,
     /// The ack id when the server asks for an acknowledgement.
     pub id: Option<u64>,
-    /// Event name.
-    pub name: String,
+    /// Event name (shared between events of the same name).
+    pub name: Arc<str>,
     /// The arguments after the name, as a JSON array.
     pub args: RawJson,
     /// Binary attachments referenced by placeholders in `args`.
@@ -225,6 +225,7 @@ pub struct EventPacket {
 pub struct Decoder {
     pending: Option<PendingBinary>,
     namespaces: Vec<Namespace>,
+    names: Vec<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -273,7 +274,15 @@ impl Decoder {
             });
             return Ok(None);
         }
-        build(raw.kind, namespace, raw.id, raw.data, Vec::new()).map(Some)
+        build(
+            raw.kind,
+            namespace,
+            raw.id,
+            raw.data,
+            Vec::new(),
+            &mut self.names,
+        )
+        .map(Some)
     }
 
     /// Adds one binary attachment to the packet in progress.
@@ -289,7 +298,15 @@ impl Decoder {
             return Err(CodecError::UnexpectedBinary);
         };
         check_placeholders(&p.data, p.expected)?;
-        build(p.kind, p.namespace, p.id, &p.data, p.attachments).map(Some)
+        build(
+            p.kind,
+            p.namespace,
+            p.id,
+            &p.data,
+            p.attachments,
+            &mut self.names,
+        )
+        .map(Some)
     }
 
     /// Drops a half-received binary packet (the transport went away).
@@ -298,16 +315,22 @@ impl Decoder {
     }
 
     fn intern(&mut self, ns: &str) -> Namespace {
-        if let Some(n) = self.namespaces.iter().find(|n| &***n == ns) {
-            return n.clone();
-        }
-        let n: Namespace = Arc::from(ns);
-        // Namespaces are few; a server inventing new ones per packet must not grow this forever.
-        if self.namespaces.len() < 64 {
-            self.namespaces.push(n.clone());
-        }
-        n
+        intern(&mut self.namespaces, ns, 64)
     }
+}
+
+/// A shared copy of `s` from `cache`, added when new. Namespaces and event names repeat
+/// millions of times; sharing them saves an allocation per event. The cache is bounded so a
+/// server inventing a new name per packet cannot grow it forever.
+fn intern(cache: &mut Vec<Arc<str>>, s: &str, limit: usize) -> Arc<str> {
+    if let Some(n) = cache.iter().find(|n| &***n == s) {
+        return n.clone();
+    }
+    let n: Arc<str> = Arc::from(s);
+    if cache.len() < limit {
+        cache.push(n.clone());
+    }
+    n
 }
 
 fn build(
@@ -316,6 +339,7 @@ fn build(
     id: Option<u64>,
     data: &str,
     attachments: Vec<Bytes>,
+    names: &mut Vec<Arc<str>>,
 ) -> Result<Packet, CodecError> {
     match kind {
         PacketType::Connect => {
@@ -330,6 +354,7 @@ fn build(
         PacketType::Disconnect => Ok(Packet::Disconnect { namespace }),
         PacketType::Event | PacketType::BinaryEvent => {
             let (name, args) = split_event(data)?;
+            let name = intern(names, &name, 256);
             Ok(Packet::Event(EventPacket {
                 namespace,
                 id,
@@ -432,7 +457,7 @@ impl<'de> Deserialize<'de> for ArrayShape<'de> {
 }
 
 /// Splits `["name", a, b]` into the name and the arguments array `[a, b]`.
-fn split_event(data: &str) -> Result<(String, RawJson), CodecError> {
+fn split_event(data: &str) -> Result<(std::borrow::Cow<'_, str>, RawJson), CodecError> {
     let shape: ArrayShape<'_> = serde_json::from_str(data).map_err(|e| {
         if e.is_data() {
             CodecError::InvalidPayload("EVENT payload must be a non-empty array")
@@ -443,11 +468,16 @@ fn split_event(data: &str) -> Result<(String, RawJson), CodecError> {
     let first = shape.first.ok_or(CodecError::InvalidPayload(
         "EVENT payload is an empty array",
     ))?;
-    let name = match first.get().as_bytes().first() {
-        Some(b'"') => serde_json::from_str::<String>(first.get())
-            .map_err(|e| CodecError::InvalidJson(e.to_string()))?,
+    let text = first.get();
+    let name = match text.as_bytes().first() {
+        // Without escapes the name is the text between the quotes: no allocation.
+        Some(b'"') if !text.contains('\\') => std::borrow::Cow::Borrowed(&text[1..text.len() - 1]),
+        Some(b'"') => std::borrow::Cow::Owned(
+            serde_json::from_str::<String>(text)
+                .map_err(|e| CodecError::InvalidJson(e.to_string()))?,
+        ),
         // socket.io-parser accepts numeric event names; keep their text.
-        Some(b'0'..=b'9' | b'-') => first.get().to_owned(),
+        Some(b'0'..=b'9' | b'-') => std::borrow::Cow::Borrowed(text),
         _ => return Err(CodecError::InvalidPayload("event name must be a string")),
     };
     let args = match (shape.second, shape.last) {
@@ -654,12 +684,12 @@ mod tests {
         let Packet::Event(e) = decode(r#"2["foo"]"#) else {
             panic!()
         };
-        assert_eq!((e.name.as_str(), e.args.get(), e.id), ("foo", "[]", None));
+        assert_eq!((&*e.name, e.args.get(), e.id), ("foo", "[]", None));
 
         let Packet::Event(e) = decode(r#"2/admin,["bar"]"#) else {
             panic!()
         };
-        assert_eq!((&*e.namespace, e.name.as_str()), ("/admin", "bar"));
+        assert_eq!((&*e.namespace, &*e.name), ("/admin", "bar"));
 
         let Packet::Event(e) = decode(r#"212["foo",{"a":1}, [2, "x"] ]"#) else {
             panic!()
@@ -670,7 +700,7 @@ mod tests {
         let Packet::Event(e) = decode(r#"2["m\"q\u00e9",1]"#) else {
             panic!()
         };
-        assert_eq!(e.name, "m\"qé");
+        assert_eq!(&*e.name, "m\"qé");
 
         assert_eq!(
             decode(r#"3/admin,13["bar"]"#),
@@ -694,7 +724,7 @@ mod tests {
         let Some(Packet::Event(e)) = d.feed_binary(vec![3]).unwrap() else {
             panic!()
         };
-        assert_eq!(e.name, "baz");
+        assert_eq!(&*e.name, "baz");
         assert_eq!(e.attachments, vec![vec![1, 2], vec![3]]);
         assert!(!d.is_waiting_for_attachments());
 
@@ -802,6 +832,22 @@ mod tests {
     }
 
     #[test]
+    fn repeated_names_are_shared_and_the_cache_is_bounded() {
+        let mut d = Decoder::new();
+        let mut name = |text: &str| match d.feed_text(text).unwrap() {
+            Some(Packet::Event(e)) => e.name,
+            other => panic!("{other:?}"),
+        };
+        let a = name(r#"2["metric:recorded",1]"#);
+        let b = name(r#"2["metric:recorded",2]"#);
+        assert!(Arc::ptr_eq(&a, &b));
+        for i in 0..1000 {
+            assert_eq!(&*name(&format!(r#"2["e{i}"]"#)), format!("e{i}"));
+        }
+        assert!(d.names.len() <= 256);
+    }
+
+    #[test]
     fn encodes_client_packets() {
         let mut s = String::new();
         encode_connect(&mut s, "/", None);
@@ -855,7 +901,7 @@ mod tests {
             panic!()
         };
         assert_eq!(&*e.namespace, "/rooms/r1");
-        assert_eq!(e.name, "scores:updated");
+        assert_eq!(&*e.name, "scores:updated");
         assert_eq!(e.id, Some(7));
         assert_eq!(e.args.get(), r#"[{"home":2},"x"]"#);
     }

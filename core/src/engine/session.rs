@@ -258,7 +258,7 @@ impl Engine {
     fn on_packet(&mut self, packet: Packet, link: &mut Link) -> Result<(), End> {
         match packet {
             Packet::Event(ev) => {
-                let expired = self.config.token_expired_event.as_deref() == Some(ev.name.as_str());
+                let expired = self.config.token_expired_event.as_deref() == Some(&*ev.name);
                 let acker = ev.id.map(|id| Acker {
                     tx: self.ctl_tx.clone(),
                     id,
@@ -569,7 +569,7 @@ impl Engine {
             let packet = socketio::EventPacket {
                 namespace: e.namespace.clone(),
                 id,
-                name: e.name.clone(),
+                name: Arc::from(e.name.as_str()),
                 args: e.args.json.clone(),
                 attachments: e.args.attachments.clone(),
             };
