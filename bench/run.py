@@ -59,6 +59,8 @@ class Server:
 def run_client(client, mode, url, n):
     if client == "socket.io-client":
         cmd = ["node", str(BENCH / "node" / "sioclient.js"), mode, url, str(n)]
+    elif client == "tcp-floor":
+        cmd = ["node", str(BENCH / "node" / "tcpfloor.js"), str(n)]
     elif client == "rust_socketio":
         cmd = [str(PEER_BIN), mode, client, url, str(n)]
     else:
@@ -120,7 +122,7 @@ def main():
     plan = [
         ("in", ["pulselink", "pulselink-serde", "socket.io-client", "rust_socketio", "raw"], n_in),
         ("out", ["pulselink", "socket.io-client", "rust_socketio"], n_out),
-        ("ack", ["pulselink", "socket.io-client", "rust_socketio"], n_ack),
+        ("ack", ["pulselink", "socket.io-client", "rust_socketio", "tcp-floor"], n_ack),
     ]
     table = {}
     for mode, clients, n in plan:
@@ -150,10 +152,12 @@ def main():
         f"Node socket.io 4.8 server on loopback, {os.cpu_count()} CPUs; 116-byte event packets; "
         f"medians of {reps} runs (in: {n_in:,} events, out: {n_out:,}, ack: {n_ack:,} sequential).",
         "",
-        "| client | in events/s | vs Pulselink | out events/s | vs Pulselink | ack p50 µs | ack p99 µs | peak RSS MiB (in) |",
+        "| client | in events/s | vs Pulselink | out events/s | vs Pulselink | ack p50 µs "
+        "| ack p99 µs | peak RSS MiB (in) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for client in ["pulselink", "pulselink-serde", "socket.io-client", "rust_socketio", "raw"]:
+    for client in ["pulselink", "pulselink-serde", "socket.io-client", "rust_socketio", "raw",
+                   "tcp-floor"]:
         ein, eout = m("in", client, "events_per_sec"), m("out", client, "events_per_sec")
         p50, p99 = m("ack", client, "p50_us"), m("ack", client, "p99_us")
         rss = m("in", client, "peak_rss_kib")

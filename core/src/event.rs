@@ -3,8 +3,8 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use serde::{Serialize, de::DeserializeOwned};
-use serde_json::{Value, value::RawValue};
+use serde::{Deserializer as _, Serialize, de::DeserializeOwned};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::{
@@ -56,14 +56,11 @@ impl Event {
         serde_json::from_str(self.args_json()).map_err(|e| Error::InvalidArgs(e.to_string()))
     }
 
-    /// The first argument deserialized into the app's own type.
+    /// The first argument deserialized into the app's own type, in one pass over the JSON.
     pub fn first_arg<T: DeserializeOwned>(&self) -> Result<T> {
-        let bad = |e: serde_json::Error| Error::InvalidArgs(e.to_string());
-        let items: Vec<&RawValue> = serde_json::from_str(self.args_json()).map_err(bad)?;
-        let first = items
-            .first()
-            .ok_or_else(|| Error::InvalidArgs("event has no arguments".into()))?;
-        serde_json::from_str(first.get()).map_err(bad)
+        let mut de = serde_json::Deserializer::from_str(self.args_json());
+        de.deserialize_seq(FirstElement(std::marker::PhantomData))
+            .map_err(|e| Error::InvalidArgs(e.to_string()))
     }
 
     /// Binary attachments, in placeholder order.
@@ -103,6 +100,25 @@ impl fmt::Debug for Event {
             .field("attachments", &self.packet.attachments.len())
             .field("wants_ack", &self.wants_ack())
             .finish()
+    }
+}
+
+/// Deserializes the first element of a JSON array as `T` and skips the rest.
+struct FirstElement<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for FirstElement<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an argument list with at least one argument")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+        let first = seq
+            .next_element::<T>()?
+            .ok_or_else(|| serde::de::Error::custom("event has no arguments"))?;
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(first)
     }
 }
 
@@ -360,4 +376,58 @@ pub enum Notice {
         /// The event name.
         event: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::codec::socketio::{Decoder, Packet};
+
+    fn event(text: &str) -> Event {
+        match Decoder::new().feed_text(text).unwrap() {
+            Some(Packet::Event(p)) => Event::new(p, None),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn arguments_deserialize_on_demand() {
+        let ev = event(r#"2["metric:recorded",{"bpm":72},"x"]"#);
+        assert_eq!(ev.first_arg::<Value>().unwrap(), json!({"bpm": 72}));
+        assert_eq!(ev.args().unwrap(), vec![json!({"bpm": 72}), json!("x")]);
+        let (a, b): (Value, String) = ev.args_as().unwrap();
+        assert_eq!((a, b), (json!({"bpm": 72}), "x".to_string()));
+        assert!(matches!(ev.first_arg::<u32>(), Err(Error::InvalidArgs(_))));
+        let empty = event(r#"2["ping"]"#);
+        assert!(
+            matches!(empty.first_arg::<Value>(), Err(Error::InvalidArgs(m)) if m.contains("no arguments"))
+        );
+        assert!(!empty.wants_ack());
+        assert!(
+            empty.ack(json!(1)).is_ok(),
+            "acking an event that asked for none is a no-op"
+        );
+    }
+
+    #[test]
+    fn args_are_validated_when_built() {
+        assert_eq!(Args::none().json(), "[]");
+        assert_eq!(Args::from(json!({"a": 1})).json(), r#"[{"a":1}]"#);
+        assert_eq!(Args::serialize(&(1, "b")).unwrap().json(), r#"[1,"b"]"#);
+        assert!(Args::from_json_array("{}").is_err());
+        assert!(Args::from_json_array("[1,").is_err());
+        let bin = Args::list([json!("t")]).binary(vec![1]).binary(vec![2]);
+        assert_eq!(
+            bin.json(),
+            r#"["t",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
+        );
+        assert!(bin.check().is_ok());
+        let missing =
+            Args::with_attachments(json!([{"_placeholder": true, "num": 1}]), vec![vec![1]]);
+        assert!(missing.is_err(), "placeholder 1 with one attachment");
+        let unused = Args::with_attachments(json!([1]), vec![vec![1]]);
+        assert!(unused.is_err(), "an attachment without a placeholder");
+    }
 }

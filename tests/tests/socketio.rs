@@ -553,3 +553,65 @@ async fn a_burst_larger_than_every_buffer_arrives_complete_and_in_order() {
     assert_eq!(seen, N);
     client.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_inbound_message_is_refused_and_the_client_recovers() {
+    let server = NodeServer::start().await;
+    let mut cfg = config(&server);
+    cfg.max_inbound_bytes = 64 * 1024;
+    let client = Client::new(cfg).unwrap();
+    let mut events = client.events();
+    let mut notices = client.notices();
+    let mut states = client.states();
+    client.connect().await.unwrap();
+
+    let big = "x".repeat(256 * 1024);
+    client
+        .emit("emit-to-me", json!({"event": "huge", "args": [big]}))
+        .await
+        .unwrap();
+    let reason = loop {
+        if let Notice::Disconnected { reason } = notices.recv().await.unwrap() {
+            break reason;
+        }
+    };
+    assert!(
+        matches!(reason, DisconnectReason::ParseError(ref m) if m.contains("65536")),
+        "{reason:?}"
+    );
+    // It reconnects by itself and works normally.
+    wait_for_state(&mut states, T, |s| *s == State::Connected).await;
+    client.emit("echo", json!("after")).await.unwrap();
+    let ev = next_named(&mut events, "echo", T).await;
+    assert_eq!(ev.first_arg::<String>().unwrap(), "after");
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emit_over_the_servers_max_payload_fails_alone() {
+    let server = NodeServer::start().await;
+    let client = Client::new(config(&server)).unwrap();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+    // The server's maxPayload is 1,000,000 bytes: a larger packet would get the whole session
+    // closed, so it is refused before it is written.
+    let big = "y".repeat(1_100_000);
+    let err = client
+        .emit_with_ack("echo", json!(big), T)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgs(ref m) if m.contains("1000000")),
+        "{err:?}"
+    );
+    client.emit("echo", json!("small")).await.unwrap();
+    assert_eq!(
+        next_named(&mut events, "echo", T)
+            .await
+            .first_arg::<String>()
+            .unwrap(),
+        "small"
+    );
+    assert_eq!(client.state(), State::Connected);
+    client.close().await;
+}

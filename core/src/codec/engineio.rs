@@ -114,6 +114,16 @@ pub fn encode_pong(data: &str) -> String {
     format!("3{data}")
 }
 
+/// Checks a packet of `len` bytes against the negotiated maximum payload: the server closes
+/// the whole session on a larger one, so it is refused before it is written.
+pub fn check_size(len: usize, max: usize) -> Result<(), CodecError> {
+    if len > max {
+        Err(CodecError::TooLarge { len, max })
+    } else {
+        Ok(())
+    }
+}
+
 /// The ping a client sends to probe a new transport during an upgrade.
 pub const PING_PROBE: &str = "2probe";
 /// The packet that completes an upgrade.
@@ -165,6 +175,15 @@ mod tests {
             decode_text(r#"0{"sid":"x"}"#),
             Err(CodecError::InvalidJson(_))
         ));
+    }
+
+    #[test]
+    fn checks_the_payload_limit() {
+        assert_eq!(check_size(10, 10), Ok(()));
+        assert_eq!(
+            check_size(11, 10),
+            Err(CodecError::TooLarge { len: 11, max: 10 })
+        );
     }
 
     #[test]

@@ -546,14 +546,10 @@ impl Engine {
             id,
             e.args.attachments.len(),
         );
-        if text.len() > link.handshake.max_payload {
-            warn!(event = %e.name, bytes = text.len(), "emit exceeds the server's maxPayload");
+        if let Err(err) = engineio::check_size(text.len(), link.handshake.max_payload) {
+            warn!(event = %e.name, error = %err, "emit refused");
             if let Some(a) = id.and_then(|id| self.acks.remove(&id)) {
-                let _ = a.tx.send(Err(Error::InvalidArgs(format!(
-                    "{} bytes exceed the server's maxPayload of {}",
-                    text.len(),
-                    link.handshake.max_payload
-                ))));
+                let _ = a.tx.send(Err(Error::InvalidArgs(err.to_string())));
             }
             self.notify(Notice::EmitDropped {
                 namespace: e.namespace.to_string(),
