@@ -615,3 +615,30 @@ async fn an_emit_over_the_servers_max_payload_fails_alone() {
     assert_eq!(client.state(), State::Connected);
     client.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_connect_is_left_within_the_timeout() {
+    let server = NodeServer::start().await;
+    let mut cfg = config(&server).with_static_auth(json!({"token": "hang"}));
+    cfg.connect_timeout = Duration::from_millis(300);
+    let client = Client::new(cfg).unwrap();
+    let mut notices = client.notices();
+    let mut states = client.states();
+    client.start().unwrap();
+    let reason = tokio::time::timeout(T, async {
+        loop {
+            if let Ok(Notice::Disconnected { reason }) = notices.recv().await {
+                return reason;
+            }
+        }
+    })
+    .await
+    .expect("the hung CONNECT is abandoned");
+    assert!(
+        matches!(reason, DisconnectReason::TransportError(ref m) if m.contains("CONNECT")),
+        "{reason:?}"
+    );
+    // It keeps retrying rather than giving up.
+    wait_for_state(&mut states, T, |s| matches!(s, State::Reconnecting { .. })).await;
+    client.close().await;
+}

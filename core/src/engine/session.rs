@@ -45,6 +45,9 @@ struct Link {
     /// Wall clock of the last ping: a phone that slept may not advance the monotonic clock.
     last_ping_wall: SystemTime,
     decoder: Decoder,
+    /// When the main namespace must be joined by: a server that completes the handshake but
+    /// never answers CONNECT (a hung auth middleware) must not hold the client forever.
+    join_by: Instant,
     auth: FuturesUnordered<AuthFuture>,
     /// Frames produced while handling input, written after the batch.
     out: Vec<Frame>,
@@ -115,6 +118,7 @@ impl Engine {
             last_ping: Instant::now(),
             last_ping_wall: SystemTime::now(),
             decoder: Decoder::new(),
+            join_by: Instant::now() + self.config.connect_timeout,
             auth: FuturesUnordered::new(),
             out: Vec::new(),
         };
@@ -137,7 +141,11 @@ impl Engine {
                 .backlog
                 .front()
                 .map(|(i, _)| self.subscribers[*i].tx.clone());
-            let deadline = link.deadline();
+            let deadline = if connected {
+                link.deadline()
+            } else {
+                link.deadline().min(link.join_by)
+            };
             let result: Result<(), End> = tokio::select! {
                 biased;
                 c = self.ctl_rx.recv() => match c {
@@ -158,9 +166,7 @@ impl Engine {
                     Some(e) => self.on_emits(e, link),
                     None => Err(End::new(DisconnectReason::ClientDisconnect, After::Exit)),
                 },
-                _ = sleep_until(deadline) => {
-                    Err(End::lost(DisconnectReason::PingTimeout))
-                }
+                _ = sleep_until(deadline) => Err(self.on_deadline(link)),
             };
             let flushed = self.write_out(t, link).await;
             match result.and(flushed) {
@@ -171,6 +177,18 @@ impl Engine {
                 }
                 Err(end) => return end,
             }
+        }
+    }
+
+    /// Which deadline passed: the heartbeat, or the wait for the main namespace's CONNECT.
+    fn on_deadline(&self, link: &Link) -> End {
+        if *self.state.borrow() != State::Connected && Instant::now() >= link.join_by {
+            let limit = self.config.connect_timeout;
+            End::lost(DisconnectReason::TransportError(format!(
+                "the server did not answer CONNECT within {limit:?}"
+            )))
+        } else {
+            End::lost(DisconnectReason::PingTimeout)
         }
     }
 
