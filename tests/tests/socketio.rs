@@ -642,3 +642,36 @@ async fn a_server_that_never_answers_connect_is_left_within_the_timeout() {
     wait_for_state(&mut states, T, |s| matches!(s, State::Reconnecting { .. })).await;
     client.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_leaves_no_task_behind() {
+    let mut server = NodeServer::start().await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let client = Client::new(config(&server)).unwrap();
+    let listener = client.on_any(|_| {});
+    let mut states = client.states();
+    client.connect().await.unwrap();
+    assert!(
+        metrics.num_alive_tasks() >= before + 2,
+        "engine and listener tasks run"
+    );
+
+    server.kill().await;
+    wait_for_state(&mut states, T, |s| matches!(s, State::Reconnecting { .. })).await;
+    client.close().await;
+    drop(listener);
+    // The engine has returned when close() returns; the aborted listener task is reaped by
+    // the runtime right after.
+    let settled = tokio::time::timeout(T, async {
+        while metrics.num_alive_tasks() > before {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        settled.is_ok(),
+        "{} tasks still alive",
+        metrics.num_alive_tasks() - before
+    );
+}
