@@ -107,7 +107,7 @@ def main():
     n_in = 200_000 if args.quick else 1_000_000
     n_out = 50_000 if args.quick else 200_000
     n_ack = 500 if args.quick else 3_000
-    cycles = 3 if args.quick else 10
+    cycles = 3 if args.quick else 20
 
     subprocess.run(["npm", "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund",
                     "--loglevel=error"], check=True)

