@@ -7,13 +7,25 @@ use serde_json::Value;
 
 use crate::{Connection, log_states};
 
+/// What to send.
+#[derive(clap::Args)]
 pub(crate) struct Request {
-    pub(crate) event: String,
-    pub(crate) json: String,
-    pub(crate) args_array: bool,
-    pub(crate) namespace: String,
-    pub(crate) ack: bool,
-    pub(crate) timeout: u64,
+    /// Event name, e.g. session:feedback
+    event: String,
+    /// The event's argument as JSON (one argument; use --args-array for several).
+    json: String,
+    /// Treat JSON as the array of all arguments instead of one argument.
+    #[arg(long)]
+    args_array: bool,
+    /// Namespace to emit on.
+    #[arg(long, default_value = "/")]
+    namespace: String,
+    /// Wait for the server's acknowledgement and print it.
+    #[arg(long)]
+    ack: bool,
+    /// Acknowledgement timeout in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    timeout: u64,
 }
 
 pub(crate) async fn run(conn: Connection, req: Request) -> pulselink::Result<()> {

@@ -58,22 +58,8 @@ enum Command {
     Emit {
         #[command(flatten)]
         conn: Connection,
-        /// Event name, e.g. session:feedback
-        event: String,
-        /// The event's argument as JSON (one argument; use --args-array for several).
-        json: String,
-        /// Treat JSON as the array of all arguments instead of one argument.
-        #[arg(long)]
-        args_array: bool,
-        /// Namespace to emit on.
-        #[arg(long, default_value = "/")]
-        namespace: String,
-        /// Wait for the server's acknowledgement and print it.
-        #[arg(long)]
-        ack: bool,
-        /// Acknowledgement timeout in milliseconds.
-        #[arg(long, default_value_t = 5000)]
-        timeout: u64,
+        #[command(flatten)]
+        request: emit::Request,
     },
     /// Start a Socket.IO server in this process, connect to it, drop it, restart it, and show
     /// the client reconnecting. Needs nothing else; ends by itself.
@@ -151,28 +137,7 @@ async fn main() -> ExitCode {
             namespaces,
             count,
         } => listen::run(conn, namespaces, count).await,
-        Command::Emit {
-            conn,
-            event,
-            json,
-            args_array,
-            namespace,
-            ack,
-            timeout,
-        } => {
-            emit::run(
-                conn,
-                emit::Request {
-                    event,
-                    json,
-                    args_array,
-                    namespace,
-                    ack,
-                    timeout,
-                },
-            )
-            .await
-        }
+        Command::Emit { conn, request } => emit::run(conn, request).await,
         Command::Demo => demo::run().await,
     };
     match result {

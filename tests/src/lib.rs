@@ -197,3 +197,21 @@ pub async fn next_named(
         Err(_) => panic!("no {name:?} event within {limit:?}"),
     }
 }
+
+/// Waits for the next `Notice::Disconnected` and returns its reason, or panics after `limit`.
+pub async fn next_disconnect(
+    notices: &mut tokio::sync::broadcast::Receiver<pulselink::Notice>,
+    limit: Duration,
+) -> pulselink::DisconnectReason {
+    let found = tokio::time::timeout(limit, async {
+        loop {
+            match notices.recv().await {
+                Ok(pulselink::Notice::Disconnected { reason }) => return reason,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("notices ended: {e}"),
+            }
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no disconnect within {limit:?}"))
+}

@@ -12,7 +12,7 @@ use pulselink::{
     Args, AuthReason, AuthRequest, Client, ClientConfig, DisconnectReason, Error, Notice,
     ReconnectPolicy, State,
 };
-use pulselink_tests::{NodeServer, ServerOptions, next_named, wait_for_state};
+use pulselink_tests::{NodeServer, ServerOptions, next_disconnect, next_named, wait_for_state};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(10);
@@ -285,11 +285,7 @@ async fn token_expired_refreshes_credentials_and_reconnects() {
         json!("second")
     );
     assert_eq!(log.lock().unwrap().len(), 2);
-    let reason = loop {
-        if let Notice::Disconnected { reason } = notices.recv().await.unwrap() {
-            break reason;
-        }
-    };
+    let reason = next_disconnect(&mut notices, T).await;
     assert_eq!(reason, DisconnectReason::TokenExpired);
     client.close().await;
 }
@@ -303,11 +299,7 @@ async fn server_disconnect_is_final_until_connect() {
     client.connect().await.unwrap();
     client.emit("kick-me", ()).await.unwrap();
     wait_for_state(&mut states, T, |s| *s == State::Idle).await;
-    let reason = loop {
-        if let Notice::Disconnected { reason } = notices.recv().await.unwrap() {
-            break reason;
-        }
-    };
+    let reason = next_disconnect(&mut notices, T).await;
     assert_eq!(reason, DisconnectReason::ServerDisconnect);
     // The app decides to come back.
     client.connect().await.unwrap();
@@ -402,15 +394,7 @@ async fn detects_a_silent_server_by_heartbeat() {
 
     server.pause();
     let started = tokio::time::Instant::now();
-    let reason = tokio::time::timeout(T, async {
-        loop {
-            if let Ok(Notice::Disconnected { reason }) = notices.recv().await {
-                return reason;
-            }
-        }
-    })
-    .await
-    .expect("heartbeat loss detected");
+    let reason = next_disconnect(&mut notices, T).await;
     assert_eq!(reason, DisconnectReason::PingTimeout);
     // Detected within ping interval + ping timeout (plus the time since the last ping).
     assert!(
@@ -570,11 +554,7 @@ async fn an_oversized_inbound_message_is_refused_and_the_client_recovers() {
         .emit("emit-to-me", json!({"event": "huge", "args": [big]}))
         .await
         .unwrap();
-    let reason = loop {
-        if let Notice::Disconnected { reason } = notices.recv().await.unwrap() {
-            break reason;
-        }
-    };
+    let reason = next_disconnect(&mut notices, T).await;
     assert!(
         matches!(reason, DisconnectReason::ParseError(ref m) if m.contains("65536")),
         "{reason:?}"
@@ -625,15 +605,7 @@ async fn a_server_that_never_answers_connect_is_left_within_the_timeout() {
     let mut notices = client.notices();
     let mut states = client.states();
     client.start().unwrap();
-    let reason = tokio::time::timeout(T, async {
-        loop {
-            if let Ok(Notice::Disconnected { reason }) = notices.recv().await {
-                return reason;
-            }
-        }
-    })
-    .await
-    .expect("the hung CONNECT is abandoned");
+    let reason = next_disconnect(&mut notices, T).await;
     assert!(
         matches!(reason, DisconnectReason::TransportError(ref m) if m.contains("CONNECT")),
         "{reason:?}"
