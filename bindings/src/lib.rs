@@ -107,8 +107,7 @@ impl From<pulselink::Error> for PulselinkError {
             E::Disconnected => Self::Disconnected { message },
             E::Unauthorized { message: m, .. } => Self::Unauthorized { message: m },
             E::Closed => Self::Closed,
-            E::AuthProvider(_)
-            | E::ConnectTimeout(_)
+            E::ConnectTimeout(_)
             | E::GaveUp { .. }
             | E::ServerDisconnected
             | E::Connect(_)

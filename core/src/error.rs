@@ -35,9 +35,6 @@ pub enum Error {
         /// The server's message, such as "Authentication failed".
         message: String,
     },
-    /// The auth provider failed to produce credentials.
-    #[error("auth provider failed: {0}")]
-    AuthProvider(String),
     /// `connect()` did not see the connection come up in time; the client keeps retrying in
     /// the background.
     #[error("not connected within {0:?}; still retrying in the background")]

@@ -309,11 +309,6 @@ impl Decoder {
         .map(Some)
     }
 
-    /// Drops a half-received binary packet (the transport went away).
-    pub fn reset(&mut self) {
-        self.pending = None;
-    }
-
     fn intern(&mut self, ns: &str) -> Namespace {
         intern(&mut self.namespaces, ns, 64)
     }
