@@ -14,8 +14,9 @@ struct Metric {
     value: f64,
 }
 
-/// Stands in for the app's token store: a refresh after a refusal returns a new token.
+/// Stands in for the app's token service: a refresh after a refusal returns a new token.
 async fn fetch_token(reason: AuthReason) -> String {
+    tokio::time::sleep(Duration::from_millis(5)).await; // the round trip to the token service
     match reason {
         AuthReason::Connect => "cached-token".into(),
         AuthReason::Refresh { .. } => "fresh-token".into(),
