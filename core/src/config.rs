@@ -130,7 +130,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             connect_wait: Duration::from_secs(10),
             emit_buffer: 10_000,
-            listener_buffer: 1024,
+            listener_buffer: 512,
             max_inbound_bytes: 1_000_000,
             token_expired_event: Some("token:expired".into()),
             headers: Vec::new(),
