@@ -101,11 +101,12 @@ pub fn decode_text(frame: &str) -> Result<Packet<'_>, CodecError> {
     }
 }
 
-/// Encodes a text message packet (`4` + data).
-pub fn encode_message(data: &str) -> String {
-    let mut out = String::with_capacity(data.len() + 1);
+/// Encodes a text message packet: `4` followed by what `encode` writes (the layer above's
+/// packet), built in one buffer so the packet is never copied. `capacity` is a size hint.
+pub fn encode_message(capacity: usize, encode: impl FnOnce(&mut String)) -> String {
+    let mut out = String::with_capacity(capacity + 1);
     out.push('4');
-    out.push_str(data);
+    encode(&mut out);
     out
 }
 
@@ -188,7 +189,7 @@ mod tests {
 
     #[test]
     fn encodes_client_packets() {
-        assert_eq!(encode_message("2[\"a\"]"), "42[\"a\"]");
+        assert_eq!(encode_message(8, |s| s.push_str("2[\"a\"]")), "42[\"a\"]");
         assert_eq!(encode_pong(""), "3");
         assert_eq!(encode_pong("probe"), "3probe");
     }

@@ -495,6 +495,11 @@ impl Engine {
             After::Offline => Next::Offline,
             After::ReconnectNow => {
                 self.backoff.reset();
+                // No backoff wait sets a state on this path; say what is happening.
+                self.set_state(State::Reconnecting {
+                    attempt: 1,
+                    delay: Duration::ZERO,
+                });
                 Next::Attempt
             }
             After::Reconnect => {

@@ -1,11 +1,6 @@
 //! The connected phase: one Engine.IO session carrying every namespace.
 
-use std::{
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{future::Future, pin::Pin, sync::Arc, time::SystemTime};
 
 use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
 use serde_json::Value;
@@ -38,6 +33,16 @@ pub(super) type AuthFuture =
 /// large enough to amortise the select, small enough to keep heartbeats and commands prompt.
 const BATCH: usize = 512;
 
+/// A Socket.IO packet written by `encode`, as one Engine.IO message frame.
+fn message(encode: impl FnOnce(&mut String)) -> Frame {
+    Frame::Text(Utf8Bytes::from(engineio::encode_message(32, encode)))
+}
+
+/// The binary frames that follow a packet with attachments.
+fn attachment_frames(attachments: Vec<Vec<u8>>) -> impl Iterator<Item = Frame> {
+    attachments.into_iter().map(|b| Frame::Binary(b.into()))
+}
+
 /// Per-connection state that dies with the connection.
 struct Link {
     handshake: Handshake,
@@ -61,7 +66,7 @@ impl Link {
     /// Whether the heartbeat is overdue by either clock.
     fn is_stale(&self) -> bool {
         let limit = self.handshake.heartbeat_deadline();
-        Instant::now() >= self.last_ping + limit
+        Instant::now() >= self.deadline()
             || SystemTime::now()
                 .duration_since(self.last_ping_wall)
                 .unwrap_or_default()
@@ -415,9 +420,8 @@ impl Engine {
         }
         match creds.and_then(auth_object) {
             Ok(auth) => {
-                let mut text = String::from("4");
-                socketio::encode_connect(&mut text, &ns, auth.as_ref());
-                link.out.push(Frame::Text(Utf8Bytes::from(text)));
+                link.out
+                    .push(message(|m| socketio::encode_connect(m, &ns, auth.as_ref())));
                 Ok(())
             }
             Err(message) => {
@@ -478,9 +482,8 @@ impl Engine {
             Control::Leave(ns) => {
                 let was = self.remove_namespace(&ns).map(|n| n.status);
                 if was == Some(NsStatus::Connected) {
-                    let mut text = String::from("4");
-                    socketio::encode_disconnect(&mut text, &ns);
-                    link.out.push(Frame::Text(Utf8Bytes::from(text)));
+                    link.out
+                        .push(message(|m| socketio::encode_disconnect(m, &ns)));
                 }
                 Ok(())
             }
@@ -491,20 +494,11 @@ impl Engine {
                 args,
             } => {
                 if session == self.session_id {
-                    let mut text = String::from("4");
-                    socketio::encode_ack(
-                        &mut text,
-                        &namespace,
-                        id,
-                        &args.json,
-                        args.attachments.len(),
-                    );
-                    link.out.push(Frame::Text(Utf8Bytes::from(text)));
-                    link.out.extend(
-                        args.attachments
-                            .into_iter()
-                            .map(|b| Frame::Binary(b.into())),
-                    );
+                    let n = args.attachments.len();
+                    link.out.push(message(|m| {
+                        socketio::encode_ack(m, &namespace, id, &args.json, n)
+                    }));
+                    link.out.extend(attachment_frames(args.attachments));
                 }
                 Ok(())
             }
@@ -549,21 +543,16 @@ impl Engine {
             }
             NsStatus::Connected => {}
         }
-        let mut text = String::with_capacity(e.name.len() + e.args.json.get().len() + 16);
-        text.push('4');
         let id = e.ack.map(|tx| {
             self.next_ack_id += 1;
             self.acks.insert(self.next_ack_id, PendingAck { tx });
             self.next_ack_id
         });
-        socketio::encode_event(
-            &mut text,
-            &e.namespace,
-            &e.name,
-            &e.args.json,
-            id,
-            e.args.attachments.len(),
-        );
+        let capacity = e.name.len() + e.args.json.get().len() + 16;
+        let text = engineio::encode_message(capacity, |m| {
+            let n = e.args.attachments.len();
+            socketio::encode_event(m, &e.namespace, &e.name, &e.args.json, id, n)
+        });
         if let Err(err) = engineio::check_size(text.len(), link.handshake.max_payload) {
             warn!(event = %e.name, error = %err, "emit refused");
             if let Some(a) = id.and_then(|id| self.acks.remove(&id)) {
@@ -590,12 +579,7 @@ impl Engine {
             self.dispatch(false, Event::new(packet, None));
         }
         link.out.push(Frame::Text(Utf8Bytes::from(text)));
-        link.out.extend(
-            e.args
-                .attachments
-                .into_iter()
-                .map(|b| Frame::Binary(b.into())),
-        );
+        link.out.extend(attachment_frames(e.args.attachments));
     }
 
     /// Hands an event to every listener that wants it; a full listener's share waits in the
@@ -651,9 +635,7 @@ impl Engine {
                 .iter()
                 .filter(|n| n.status == NsStatus::Connected)
             {
-                let mut text = String::from("4");
-                socketio::encode_disconnect(&mut text, &ns.name);
-                frames.push(Frame::Text(Utf8Bytes::from(text)));
+                frames.push(message(|m| socketio::encode_disconnect(m, &ns.name)));
             }
             let _ = timeout(CLOSE_GRACE, async {
                 for f in frames {
@@ -674,12 +656,6 @@ impl Engine {
             while let Some(e) = ns.pending.pop_back() {
                 self.held.push_front(e);
             }
-        }
-        if end.after == After::Reconnect || end.after == After::ReconnectNow {
-            self.set_state(State::Reconnecting {
-                attempt: 1,
-                delay: Duration::ZERO,
-            });
         }
         self.notify(Notice::Disconnected {
             reason: end.reason.clone(),
