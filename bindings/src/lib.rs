@@ -54,9 +54,21 @@ pub enum PulselinkError {
         /// What is wrong.
         message: String,
     },
-    /// The offline buffer is full.
+    /// The outbox is at its limit; nothing queued was lost.
     #[error("{message}")]
-    BufferFull {
+    OutboxFull {
+        /// Details.
+        message: String,
+    },
+    /// The emit expired (its TTL passed) before it could be delivered.
+    #[error("{message}")]
+    Expired {
+        /// Details.
+        message: String,
+    },
+    /// The store failed: disk full, a damaged file, or another I/O error.
+    #[error("{message}")]
+    Storage {
         /// Details.
         message: String,
     },
@@ -102,7 +114,9 @@ impl From<pulselink::Error> for PulselinkError {
         match e {
             E::InvalidConfig(_) => Self::InvalidConfig { message },
             E::InvalidArgs(_) => Self::InvalidArgs { message },
-            E::BufferFull { .. } => Self::BufferFull { message },
+            E::OutboxFull { .. } => Self::OutboxFull { message },
+            E::Expired => Self::Expired { message },
+            E::DiskFull(_) | E::StoreCorrupt(_) | E::Store(_) => Self::Storage { message },
             E::AckTimeout(_) => Self::AckTimeout { message },
             E::Disconnected => Self::Disconnected { message },
             E::Unauthorized { message: m, .. } => Self::Unauthorized { message: m },
@@ -125,6 +139,9 @@ pub struct ClientConfig {
     pub namespaces: Vec<String>,
     /// The auth object for every namespace CONNECT, as JSON text (e.g. `{"token":"..."}`).
     pub auth_json: Option<String>,
+    /// SQLite file for the durable outbox; `None` keeps it in memory.
+    #[uniffi(default = None)]
+    pub store_path: Option<String>,
 }
 
 /// An inbound event.
@@ -219,6 +236,9 @@ impl Client {
             })?;
             core = core.with_static_auth(value);
         }
+        if let Some(path) = config.store_path {
+            core = core.with_store(path);
+        }
         let _guard = RUNTIME.enter();
         let inner = pulselink::Client::new(core)?;
         let events = Arc::new(Mutex::new(inner.events()));
@@ -292,6 +312,7 @@ mod tests {
             url: url.into(),
             namespaces: vec![],
             auth_json: auth.map(Into::into),
+            store_path: None,
         };
         assert!(matches!(
             Client::new(cfg("nope", None)),
@@ -311,6 +332,7 @@ mod tests {
             url: "http://127.0.0.1:1".into(),
             namespaces: vec![],
             auth_json: None,
+            store_path: None,
         })
         .unwrap();
         let threads: Vec<_> = (0..8)

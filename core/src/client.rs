@@ -23,6 +23,9 @@ use crate::{
     engine::{Channels, Control, Emit, Engine, Filter, Subscriber},
     error::{Error, Result},
     event::{AckReply, Args, Event, Notice, State},
+    metrics::Metrics,
+    outbox::{EmitOptions, OutboxStats, PendingEmit},
+    store::{AckTx, Cmd, NewEntry, Store, StoredSubscription},
 };
 
 /// A connection to one Socket.IO server. Cheap to clone; the connection closes when the last
@@ -34,7 +37,9 @@ pub struct Client {
 
 struct Inner {
     ctl: mpsc::UnboundedSender<Control>,
+    /// Volatile emits.
     emits: mpsc::Sender<Emit>,
+    store: Store,
     state: watch::Receiver<State>,
     notices: broadcast::Sender<Notice>,
     main: Arc<str>,
@@ -58,17 +63,22 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Creates a client and its engine task on the current tokio runtime. Nothing connects
-    /// until [`Client::connect`] or [`Client::start`].
+    /// Creates a client and its engine task on the current tokio runtime, opening its store
+    /// (a few milliseconds of blocking file I/O; migrations and an integrity check after an
+    /// unclean exit happen here). Nothing connects until [`Client::connect`] or
+    /// [`Client::start`].
     ///
-    /// Fails with [`Error::InvalidConfig`] for an unusable configuration, and when called
-    /// outside a tokio runtime.
+    /// Fails with [`Error::InvalidConfig`] for an unusable configuration or outside a tokio
+    /// runtime, and with [`Error::StoreCorrupt`] / [`Error::Store`] when the store cannot be
+    /// opened.
     pub fn new(config: ClientConfig) -> Result<Self> {
         config.validate()?;
         let runtime = Handle::try_current().map_err(|_| {
             Error::InvalidConfig("Client::new must run inside a tokio runtime".into())
         })?;
         let config = Arc::new(config);
+        let (notices, _) = broadcast::channel(256);
+        let (store, snapshot) = Store::open(&config.outbox, notices.clone())?;
         let (
             engine,
             Channels {
@@ -77,13 +87,14 @@ impl Client {
                 state,
                 notices,
             },
-        ) = Engine::new(config.clone());
+        ) = Engine::new(config.clone(), store.clone(), snapshot, notices);
         runtime.spawn(engine.run());
         let main = Arc::from(config.main_namespace());
         Ok(Self {
             inner: Arc::new(Inner {
                 ctl,
                 emits,
+                store,
                 state,
                 notices,
                 main,
@@ -128,9 +139,10 @@ impl Client {
         self.send(Control::Disconnect)
     }
 
-    /// Closes the client for good: stops reconnecting at once, says goodbye to the server if
-    /// the link is alive (bounded to a few tens of milliseconds), and ends the engine task.
-    /// Buffered emits are dropped and pending acknowledgements fail with [`Error::Closed`].
+    /// Closes the client for good: stops reconnecting at once, writes what the outbox holds
+    /// if the link is alive (bounded to a second), says goodbye to the server, closes the
+    /// store and ends the engine task. Entries not delivered stay in the store for the next
+    /// client on the same file; pending acknowledgements fail with [`Error::Closed`].
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
         if self.send(Control::Close(tx)).is_ok() {
@@ -186,68 +198,95 @@ impl Client {
         }
     }
 
-    /// Emits on the main namespace. Queued in memory while not connected (see
-    /// [`Error::BufferFull`]); waits for room when the connection is slower than the app.
+    /// Emits on the main namespace, durably: when this returns Ok the event is in the store
+    /// and will be delivered (at least once, in order, with its idempotency key) even across
+    /// reconnects and, with a store file, an app restart. Waits only for the store's commit.
     pub async fn emit(&self, event: &str, args: impl Into<Args>) -> Result<()> {
-        self.emit_in(self.inner.main.clone(), event, args.into(), None)
+        self.emit_in(
+            &self.inner.main,
+            event,
+            args.into(),
+            EmitOptions::default(),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Emits with a priority, TTL or coalescing key; returns the entry's outbox id.
+    pub async fn emit_with(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        options: EmitOptions,
+    ) -> Result<u64> {
+        self.emit_in(&self.inner.main, event, args.into(), options, None)
             .await
     }
 
-    /// Emits on the main namespace and waits for the server's acknowledgement. Resolves
-    /// exactly once: the answer, [`Error::AckTimeout`], or [`Error::Disconnected`] when the
-    /// link dropped after the event left.
+    /// Emits on the main namespace durably and waits for the server's acknowledgement.
+    /// Resolves exactly once: the answer, [`Error::AckTimeout`] (the entry stays in the
+    /// outbox and is still delivered later), [`Error::Expired`], or [`Error::Closed`].
     pub async fn emit_with_ack(
         &self,
         event: &str,
         args: impl Into<Args>,
         timeout: Duration,
     ) -> Result<AckReply> {
-        self.emit_with_ack_in(self.inner.main.clone(), event, args.into(), timeout)
+        self.emit_with_ack_in(&self.inner.main, event, args.into(), timeout)
             .await
     }
 
     /// Emits on the main namespace only if connected right now and there is room; otherwise
-    /// drops it (returns `false`). For telemetry where only the latest value matters.
+    /// drops it (returns `false`). Never stored: for telemetry where only the latest value
+    /// matters and losing one is fine.
     pub fn emit_volatile(&self, event: &str, args: impl Into<Args>) -> Result<bool> {
         self.emit_volatile_in(self.inner.main.clone(), event, args.into())
     }
 
     async fn emit_in(
         &self,
-        namespace: Arc<str>,
+        namespace: &str,
         event: &str,
         args: Args,
-        ack: Option<oneshot::Sender<Result<AckReply>>>,
-    ) -> Result<()> {
+        options: EmitOptions,
+        ack: Option<AckTx>,
+    ) -> Result<u64> {
         args.check()?;
-        let emit = Emit {
-            namespace,
-            name: event.to_owned(),
-            args,
-            ack,
-        };
-        if *self.inner.state.borrow() == State::Connected {
-            // Backpressure while connected: wait for the writer instead of failing.
-            self.inner.emits.send(emit).await.map_err(|_| Error::Closed)
-        } else {
-            self.inner.emits.try_send(emit).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => Error::BufferFull {
-                    capacity: self.inner.config.emit_buffer,
-                },
-                mpsc::error::TrySendError::Closed(_) => Error::Closed,
-            })
+        if event.is_empty() {
+            return Err(Error::InvalidArgs("event name is empty".into()));
         }
+        if ack.is_some() && options.coalesce_key.is_some() {
+            return Err(Error::InvalidArgs(
+                "a coalescing key cannot be combined with an acknowledgement".into(),
+            ));
+        }
+        let entry = NewEntry {
+            lane: options.priority,
+            namespace: Arc::from(namespace),
+            event: event.to_owned(),
+            args: args.json.into_string(),
+            attachments: args.attachments,
+            want_ack: ack.is_some(),
+            ttl: options.ttl,
+            coalesce_key: options.coalesce_key,
+        };
+        self.inner
+            .store
+            .ask(|reply| Cmd::Append { entry, ack, reply })
+            .await
     }
 
     async fn emit_with_ack_in(
         &self,
-        namespace: Arc<str>,
+        namespace: &str,
         event: &str,
         args: Args,
         timeout: Duration,
     ) -> Result<AckReply> {
         let (tx, rx) = oneshot::channel();
-        self.emit_in(namespace, event, args, Some(tx)).await?;
+        self.emit_in(namespace, event, args, EmitOptions::default(), Some(tx))
+            .await?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::Closed),
@@ -264,7 +303,6 @@ impl Client {
             namespace,
             name: event.to_owned(),
             args,
-            ack: None,
         };
         match self.inner.emits.try_send(emit) {
             Ok(()) => Ok(true),
@@ -273,10 +311,106 @@ impl Client {
         }
     }
 
-    fn subscribe(&self, filter: Filter) -> EventStream {
+    /// Declares a subscription on the main namespace: `event` with `args` is sent on every
+    /// connect (and now, if connected), its acknowledgement awaited before the outbox flushes.
+    /// Persisted, so it survives an app restart. `unsubscribe` names the event that undoes it
+    /// (e.g. `room:unsubscribe`), sent with the same arguments by [`Client::unsubscribe`].
+    pub async fn subscribe(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        unsubscribe: Option<&str>,
+    ) -> Result<()> {
+        self.subscribe_in(&self.inner.main, event, args.into(), unsubscribe)
+            .await
+    }
+
+    /// Removes a subscription made with [`Client::subscribe`] and, if it named an unsubscribe
+    /// event, emits that (durably) with the same arguments.
+    pub async fn unsubscribe(&self, event: &str, args: impl Into<Args>) -> Result<()> {
+        self.unsubscribe_in(&self.inner.main, event, args.into())
+            .await
+    }
+
+    async fn subscribe_in(
+        &self,
+        namespace: &str,
+        event: &str,
+        args: Args,
+        unsubscribe: Option<&str>,
+    ) -> Result<()> {
+        if !args.attachments.is_empty() || event.is_empty() {
+            return Err(Error::InvalidArgs(
+                "a subscription needs an event name and JSON arguments (no binary)".into(),
+            ));
+        }
+        let sub = StoredSubscription {
+            namespace: namespace.to_owned(),
+            event: event.to_owned(),
+            args: args.json.into_string(),
+            unsubscribe: unsubscribe.map(str::to_owned),
+        };
+        let stored = sub.clone();
+        self.inner
+            .store
+            .ask(|reply| Cmd::PutSubscription(stored, reply))
+            .await?;
+        self.send(Control::AddSubscription(sub))
+    }
+
+    async fn unsubscribe_in(&self, namespace: &str, event: &str, args: Args) -> Result<()> {
+        let sub = StoredSubscription {
+            namespace: namespace.to_owned(),
+            event: event.to_owned(),
+            args: args.json.get().to_owned(),
+            unsubscribe: None,
+        };
+        let stored = sub.clone();
+        let removed = self
+            .inner
+            .store
+            .ask(|reply| Cmd::RemoveSubscription(stored, reply))
+            .await?;
+        self.send(Control::RemoveSubscription(sub))?;
+        if let Some(undo) = removed {
+            self.emit_in(namespace, &undo, args, EmitOptions::default(), None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The durable outbox: size, contents, removal.
+    pub fn outbox(&self) -> Outbox {
+        Outbox {
+            store: self.inner.store.clone(),
+        }
+    }
+
+    /// Counters, outbox size and acknowledgement latency percentiles.
+    pub async fn metrics(&self) -> Result<Metrics> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Control::Metrics(tx))?;
+        let (c, state) = rx.await.map_err(|_| Error::Closed)?;
+        let outbox = self.outbox().stats().await?;
+        Ok(Metrics {
+            state,
+            connects: c.connects,
+            reconnects: c.reconnects,
+            events_sent: c.sent,
+            events_received: c.received,
+            duplicates_dropped: c.duplicates,
+            stale_dropped: c.stale,
+            recovered_sessions: c.recovered,
+            subscriptions_failed: c.subscriptions_failed,
+            outbox,
+            ack_latency: c.latencies.summary(),
+        })
+    }
+
+    fn listen_stream(&self, filter: Filter) -> EventStream {
         let (tx, rx) = mpsc::channel(self.inner.config.listener_buffer);
         // If the engine is gone the stream simply ends.
-        let _ = self.send(Control::Subscribe(Subscriber { filter, tx }));
+        let _ = self.send(Control::Listen(Subscriber { filter, tx }));
         EventStream { rx }
     }
 
@@ -285,12 +419,12 @@ impl Client {
     /// Register before connecting to see the first events. A stream that is not read holds
     /// the engine back (it stops reading the socket) rather than losing events.
     pub fn events(&self) -> EventStream {
-        self.subscribe(Filter::Inbound)
+        self.listen_stream(Filter::Inbound)
     }
 
     /// Every event this client sends, as sent.
     pub fn outgoing(&self) -> EventStream {
-        self.subscribe(Filter::Outbound)
+        self.listen_stream(Filter::Outbound)
     }
 
     /// Calls `handler` for each inbound event named `event` on the main namespace, on a task
@@ -300,7 +434,7 @@ impl Client {
             namespace: Some(self.inner.main.clone()),
             name: event.into(),
         };
-        self.listen(self.subscribe(filter), handler)
+        self.listen(self.listen_stream(filter), handler)
     }
 
     /// Calls `handler` for every inbound event (socket.io-client's `onAny`).
@@ -351,8 +485,41 @@ impl Socket {
 
     /// Emits on this namespace; see [`Client::emit`].
     pub async fn emit(&self, event: &str, args: impl Into<Args>) -> Result<()> {
+        let opts = EmitOptions::default();
         self.client
-            .emit_in(self.namespace.clone(), event, args.into(), None)
+            .emit_in(&self.namespace, event, args.into(), opts, None)
+            .await
+            .map(drop)
+    }
+
+    /// Emits with options on this namespace; see [`Client::emit_with`].
+    pub async fn emit_with(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        options: EmitOptions,
+    ) -> Result<u64> {
+        self.client
+            .emit_in(&self.namespace, event, args.into(), options, None)
+            .await
+    }
+
+    /// Declares a subscription on this namespace; see [`Client::subscribe`].
+    pub async fn subscribe(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        unsubscribe: Option<&str>,
+    ) -> Result<()> {
+        self.client
+            .subscribe_in(&self.namespace, event, args.into(), unsubscribe)
+            .await
+    }
+
+    /// Removes a subscription on this namespace; see [`Client::unsubscribe`].
+    pub async fn unsubscribe(&self, event: &str, args: impl Into<Args>) -> Result<()> {
+        self.client
+            .unsubscribe_in(&self.namespace, event, args.into())
             .await
     }
 
@@ -365,7 +532,7 @@ impl Socket {
         timeout: Duration,
     ) -> Result<AckReply> {
         self.client
-            .emit_with_ack_in(self.namespace.clone(), event, args.into(), timeout)
+            .emit_with_ack_in(&self.namespace, event, args.into(), timeout)
             .await
     }
 
@@ -377,7 +544,7 @@ impl Socket {
 
     /// Inbound events named `event` on this namespace.
     pub fn events_named(&self, event: &str) -> EventStream {
-        self.client.subscribe(Filter::Named {
+        self.client.listen_stream(Filter::Named {
             namespace: Some(self.namespace.clone()),
             name: event.into(),
         })
@@ -391,6 +558,43 @@ impl Socket {
     /// Leaves the namespace (and stops rejoining it on reconnect).
     pub fn leave(&self) -> Result<()> {
         self.client.send(Control::Leave(self.namespace.clone()))
+    }
+}
+
+/// The durable outbox of a client: what waits, and the means to drop it.
+#[derive(Clone)]
+pub struct Outbox {
+    store: Store,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    /// Size and counters.
+    pub async fn stats(&self) -> Result<OutboxStats> {
+        let (tx, rx) = oneshot::channel();
+        self.store.send(Cmd::Stats(tx)).await?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// Up to `limit` entries in the order they will be sent.
+    pub async fn list(&self, limit: usize) -> Result<Vec<PendingEmit>> {
+        self.store.ask(|reply| Cmd::List { limit, reply }).await
+    }
+
+    /// Removes entry `id` (counted as failed); false if it was already gone. An entry already
+    /// written to the server may still arrive there.
+    pub async fn remove(&self, id: u64) -> Result<bool> {
+        self.store.ask(|reply| Cmd::Remove { id, reply }).await
+    }
+
+    /// Removes every entry; returns how many.
+    pub async fn clear(&self) -> Result<u64> {
+        self.store.ask(Cmd::Clear).await
     }
 }
 

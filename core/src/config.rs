@@ -5,7 +5,12 @@ use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 use serde_json::Value;
 use url::Url;
 
-use crate::{backoff::ReconnectPolicy, error::Error};
+use crate::{
+    backoff::ReconnectPolicy,
+    error::Error,
+    inbox::{DedupConfig, Freshness},
+    outbox::OutboxConfig,
+};
 
 /// Why the auth provider is being asked for credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,9 +87,12 @@ pub struct ClientConfig {
     /// How long `Client::connect()` waits for the connection before returning
     /// [`Error::ConnectTimeout`] (the client keeps retrying).
     pub connect_wait: Duration,
-    /// Emits held in memory while not connected; beyond it `emit` fails with
-    /// [`Error::BufferFull`].
-    pub emit_buffer: usize,
+    /// The durable outbox: where it is stored, its limits and policies.
+    pub outbox: OutboxConfig,
+    /// Inbound de-duplication by event id; `None` checks only recovery offsets.
+    pub dedup: Option<DedupConfig>,
+    /// Drop inbound events older than this.
+    pub freshness: Option<Freshness>,
     /// Events queued per listener before the engine stops reading the socket (backpressure
     /// instead of unbounded memory or dropped events).
     pub listener_buffer: usize,
@@ -108,7 +116,9 @@ impl fmt::Debug for ClientConfig {
             .field("auth", &self.auth.as_ref().map(|_| "<provider>"))
             .field("reconnect", &self.reconnect)
             .field("connect_timeout", &self.connect_timeout)
-            .field("emit_buffer", &self.emit_buffer)
+            .field("outbox", &self.outbox)
+            .field("dedup", &self.dedup)
+            .field("freshness", &self.freshness)
             .field(
                 "headers",
                 &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
@@ -129,7 +139,9 @@ impl ClientConfig {
             reconnect: ReconnectPolicy::default(),
             connect_timeout: Duration::from_secs(10),
             connect_wait: Duration::from_secs(10),
-            emit_buffer: 10_000,
+            outbox: OutboxConfig::default(),
+            dedup: None,
+            freshness: None,
             listener_buffer: 512,
             max_inbound_bytes: 1_000_000,
             token_expired_event: Some("token:expired".into()),
@@ -157,6 +169,19 @@ impl ClientConfig {
         S: Into<String>,
     {
         self.namespaces = namespaces.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Stores the outbox (and subscriptions, seen ids, recovery sessions) in the SQLite file
+    /// at `path`, so they survive the app being killed.
+    pub fn with_store(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.outbox.path = Some(path.into());
+        self
+    }
+
+    /// Sets inbound de-duplication.
+    pub fn with_dedup(mut self, dedup: DedupConfig) -> Self {
+        self.dedup = Some(dedup);
         self
     }
 
@@ -191,8 +216,41 @@ impl ClientConfig {
                 "namespace must start with '/' and contain no ',': {ns:?}"
             ));
         }
-        if self.emit_buffer == 0 || self.listener_buffer == 0 {
-            return bad("emit_buffer and listener_buffer must be at least 1".into());
+        if self.listener_buffer == 0 {
+            return bad("listener_buffer must be at least 1".into());
+        }
+        let o = &self.outbox;
+        if o.max_entries == 0 || o.max_bytes == 0 || o.max_in_flight == 0 || o.max_sends == 0 {
+            return bad(
+                "outbox max_entries, max_bytes, max_in_flight and max_sends must be at least 1"
+                    .into(),
+            );
+        }
+        if o.ack_timeout.is_zero() {
+            return bad("outbox ack_timeout must be positive".into());
+        }
+        if let Some(d) = &self.dedup {
+            let pointers = d.pointer.iter().chain(d.per_event.values());
+            if let Some(p) = pointers
+                .into_iter()
+                .find(|p| !p.is_empty() && !p.starts_with('/'))
+            {
+                return bad(format!(
+                    "dedup pointer must be empty or start with '/': {p:?}"
+                ));
+            }
+            if d.window == 0 {
+                return bad("dedup window must be at least 1".into());
+            }
+        }
+        if let Some(f) = &self.freshness
+            && !f.pointer.is_empty()
+            && !f.pointer.starts_with('/')
+        {
+            return bad(format!(
+                "freshness pointer must start with '/': {:?}",
+                f.pointer
+            ));
         }
         if self.max_inbound_bytes < 1024 {
             return bad("max_inbound_bytes must be at least 1024".into());
@@ -276,11 +334,16 @@ mod tests {
         assert!(err(base.clone().with_namespaces(Vec::<String>::new())).contains("namespace"));
         assert!(
             err(ClientConfig {
-                emit_buffer: 0,
+                listener_buffer: 0,
                 ..base.clone()
             })
-            .contains("emit_buffer")
+            .contains("listener_buffer")
         );
+        let mut zero_window = base.clone();
+        zero_window.outbox.max_in_flight = 0;
+        assert!(err(zero_window).contains("max_in_flight"));
+        let bad_pointer = base.clone().with_dedup(DedupConfig::with_pointer("id"));
+        assert!(err(bad_pointer).contains("pointer"));
         assert!(
             err(ClientConfig {
                 path: "x".into(),

@@ -14,12 +14,27 @@ pub enum Error {
     /// The arguments of an emit are not a JSON array, or reference attachments that are absent.
     #[error("invalid arguments: {0}")]
     InvalidArgs(String),
-    /// The in-memory emit buffer is full while offline; retry later or raise `emit_buffer`.
-    #[error("emit buffer is full ({capacity} emits queued while not connected)")]
-    BufferFull {
-        /// The configured capacity.
-        capacity: usize,
+    /// The outbox is at its limit (policy `Reject`); nothing queued was lost. Retry later,
+    /// raise the limit, or choose `Overflow::DropOldest`.
+    #[error("outbox is full ({entries} entries, {bytes} bytes waiting)")]
+    OutboxFull {
+        /// Entries waiting.
+        entries: u64,
+        /// Their bytes.
+        bytes: u64,
     },
+    /// The emit's TTL passed before it could be delivered.
+    #[error("expired before it could be delivered")]
+    Expired,
+    /// The disk is full: the emit was not stored. Free space; nothing stored was lost.
+    #[error("disk full: {0}")]
+    DiskFull(String),
+    /// The store file is damaged; move it aside (or delete it) to start with an empty one.
+    #[error("store is corrupt: {0}")]
+    StoreCorrupt(String),
+    /// The store failed otherwise (permissions, a newer schema, I/O).
+    #[error("store: {0}")]
+    Store(String),
     /// No acknowledgement arrived within the timeout. The event may still have been processed.
     #[error("no acknowledgement within {0:?}")]
     AckTimeout(Duration),

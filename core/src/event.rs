@@ -337,6 +337,14 @@ pub enum Notice {
         namespace: String,
         /// Attempts it took since the last success (0 for the first try).
         attempts: u32,
+        /// The server restored the previous session: events sent while away follow.
+        recovered: bool,
+    },
+    /// The server could not restore the previous session (connection state recovery): events
+    /// sent while the client was away may be missed; resynchronise if that matters.
+    RecoveryFailed {
+        /// The namespace.
+        namespace: String,
     },
     /// The connection ended.
     Disconnected {
@@ -369,12 +377,36 @@ pub enum Notice {
         /// Whether the client will try again with fresh credentials.
         will_retry: bool,
     },
-    /// An outbound event was dropped: volatile while offline, or its namespace is unauthorized.
+    /// A volatile event was dropped (not connected, or its namespace is not joined).
     EmitDropped {
         /// The namespace.
         namespace: String,
         /// The event name.
         event: String,
+    },
+    /// An outbox entry was given up: never acknowledged after `max_sends`, or larger than the
+    /// server accepts.
+    EmitFailed {
+        /// The namespace.
+        namespace: String,
+        /// The event name.
+        event: String,
+        /// Why.
+        error: String,
+    },
+    /// The outbox overflowed and dropped its oldest lowest-priority entries.
+    OutboxOverflow {
+        /// Entries dropped.
+        dropped: u64,
+    },
+    /// A subscription was not acknowledged; the outbox flushed anyway.
+    SubscriptionFailed {
+        /// The namespace.
+        namespace: String,
+        /// The subscription event.
+        event: String,
+        /// What went wrong.
+        error: String,
     },
 }
 

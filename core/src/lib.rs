@@ -28,10 +28,20 @@ pub mod config;
 mod engine;
 pub mod error;
 pub mod event;
+pub mod inbox;
+pub mod metrics;
+pub mod outbox;
+mod store;
 pub mod transport;
 
 pub use backoff::ReconnectPolicy;
-pub use client::{Client, EventStream, ListenerHandle, Socket};
+pub use client::{Client, EventStream, ListenerHandle, Outbox, Socket};
 pub use config::{AuthProvider, AuthReason, AuthRequest, ClientConfig, StaticAuth};
 pub use error::{Error, Result};
 pub use event::{AckReply, Args, DisconnectReason, Event, Notice, State};
+pub use inbox::{DedupConfig, Freshness};
+pub use metrics::{Latency, Metrics};
+pub use outbox::{
+    Durability, EmitOptions, KeyPlacement, OutboxConfig, OutboxStats, Overflow, PendingEmit,
+    Priority,
+};

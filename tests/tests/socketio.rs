@@ -80,7 +80,12 @@ async fn events_and_acks_flow_both_ways() {
         .await
         .unwrap();
     let echo = next_named(&mut events, "echo", T).await;
-    assert_eq!(echo.args().unwrap(), vec![json!({"bpm": 72}), json!("x")]);
+    let mut args = echo.args().unwrap();
+    // The outbox's idempotency key rides in the first object argument.
+    let key = args[0]["idempotencyKey"].take();
+    assert!(key.as_str().is_some_and(|k| k.contains('-')), "{key}");
+    args[0].as_object_mut().unwrap().remove("idempotencyKey");
+    assert_eq!(args, vec![json!({"bpm": 72}), json!("x")]);
 
     // Client asks, server acknowledges.
     let reply = client
@@ -453,20 +458,20 @@ async fn network_hint_pauses_and_resumes_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn offline_buffer_is_bounded_and_volatile_emits_are_dropped() {
+async fn offline_outbox_is_bounded_and_volatile_emits_are_dropped() {
     let mut server = NodeServer::start().await;
     server.kill().await;
     let mut cfg = config(&server);
-    cfg.emit_buffer = 3;
+    cfg.outbox.max_entries = 3;
     let client = Client::new(cfg).unwrap();
     client.start().unwrap();
     for i in 0..3 {
         client.emit("echo", json!(i)).await.unwrap();
     }
-    assert_eq!(
+    assert!(matches!(
         client.emit("echo", json!(3)).await.unwrap_err(),
-        Error::BufferFull { capacity: 3 }
-    );
+        Error::OutboxFull { entries: 3, .. }
+    ));
     assert!(!client.emit_volatile("echo", json!("v")).unwrap());
 
     let mut events = client.events();

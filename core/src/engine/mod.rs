@@ -1,14 +1,19 @@
 //! The engine task: one per client, the only owner and writer of connection state.
 //!
-//! Handles talk to it over two channels. Control commands (connect, close, join, network
-//! hints, listener registration) are unbounded and always read. Emits travel on a bounded
-//! channel that the engine reads only while connected, so the channel itself is the offline
-//! buffer: its capacity is the limit, and nothing is copied twice.
+//! Handles talk to it over a control channel (connect, close, join, network hints, listener
+//! registration), unbounded and always read. Durable emits go through the store (see
+//! `outbox`): the engine fetches them in windows while connected and retires them once
+//! delivered. Volatile emits travel on a small bounded channel read only while connected.
+//!
+//! Order on every connect: handshake and auth → namespaces → subscriptions replayed (acks
+//! awaited) → outbox flushed (priority, then age) → live traffic.
 //!
 //! Phases: Idle → Attempt → Session → (Wait → Attempt)* …, with Offline when the app says the
 //! network is down and Exit on close. Each phase is a function that returns the next one.
 
+mod outbox;
 mod session;
+mod subscriptions;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -24,7 +29,10 @@ use crate::{
     codec::{CodecError, engineio},
     config::{AuthReason, AuthRequest, ClientConfig},
     error::Error,
-    event::{AckReply, Args, DisconnectReason, Event, Notice, State},
+    event::{Args, DisconnectReason, Event, Notice, State},
+    inbox::Inbox,
+    metrics::Counters,
+    store::{Cmd as StoreCmd, Snapshot, Store, StoredSubscription},
     transport::{Frame, Transport, TransportError, websocket::WebSocket},
 };
 
@@ -39,7 +47,13 @@ pub(crate) enum Control {
     /// Leave a namespace.
     Leave(Arc<str>),
     /// Register an event listener.
-    Subscribe(Subscriber),
+    Listen(Subscriber),
+    /// Add a subscription (already persisted) and send it now if its namespace is joined.
+    AddSubscription(StoredSubscription),
+    /// Forget a subscription (already removed from the store).
+    RemoveSubscription(StoredSubscription),
+    /// A snapshot of the counters.
+    Metrics(oneshot::Sender<(Counters, State)>),
     /// The app's reachability hint.
     NetworkAvailable(bool),
     /// Answer a server acknowledgement request.
@@ -55,12 +69,11 @@ pub(crate) enum Control {
     Shutdown,
 }
 
-/// One outbound event.
+/// A volatile outbound event: sent now if connected, never stored.
 pub(crate) struct Emit {
     pub(crate) namespace: Arc<str>,
     pub(crate) name: String,
     pub(crate) args: Args,
-    pub(crate) ack: Option<oneshot::Sender<Result<AckReply, Error>>>,
 }
 
 /// A listener's channel and what it wants to see.
@@ -113,8 +126,8 @@ struct Namespace {
     status: NsStatus,
     /// Whether the server already refused once in this session (the next refusal is final).
     refused_once: bool,
-    /// Emits waiting for this namespace to be joined.
-    pending: std::collections::VecDeque<Emit>,
+    /// Joined and its subscriptions replayed: its outbox entries may flow.
+    ready: bool,
 }
 
 impl Namespace {
@@ -123,13 +136,18 @@ impl Namespace {
             name,
             status: NsStatus::Pending,
             refused_once: false,
-            pending: Default::default(),
+            ready: false,
         }
     }
 }
 
-struct PendingAck {
-    tx: oneshot::Sender<Result<AckReply, Error>>,
+/// A namespace's connection-state-recovery session.
+#[derive(Debug, Clone)]
+struct Recovery {
+    pid: String,
+    offset: Option<String>,
+    /// Changed since it was last written to the store.
+    dirty: bool,
 }
 
 /// What to do when a session ends.
@@ -162,17 +180,20 @@ pub(crate) struct Engine {
     /// For ackers handed out with events; the client's drop guard sends `Shutdown`, so this
     /// does not keep the engine alive on its own.
     ctl_tx: mpsc::UnboundedSender<Control>,
+    /// Volatile emits.
     emit_rx: mpsc::Receiver<Emit>,
+    store: Store,
+    flush: outbox::Flush,
+    inbox: Inbox,
+    subs: subscriptions::Subscriptions,
+    recovery: HashMap<Arc<str>, Recovery>,
+    counters: Counters,
     state: watch::Sender<State>,
     notices: broadcast::Sender<Notice>,
     namespaces: Vec<Namespace>,
     subscribers: Vec<Subscriber>,
     /// Events a full listener has not taken yet, in order; the socket is not read meanwhile.
     backlog: std::collections::VecDeque<(usize, Event)>,
-    /// Emits taken from the channel that must go out before any newer one.
-    held: std::collections::VecDeque<Emit>,
-    acks: HashMap<u64, PendingAck>,
-    next_ack_id: u64,
     backoff: Backoff,
     network_up: bool,
     /// The app wants a connection (between `connect()` and `disconnect()`/a terminal failure).
@@ -191,31 +212,54 @@ pub(crate) struct Channels {
     pub(crate) notices: broadcast::Sender<Notice>,
 }
 
+/// Volatile emits queued to the writer; beyond it a volatile emit is dropped.
+const VOLATILE_QUEUE: usize = 1024;
+
 impl Engine {
-    pub(crate) fn new(config: Arc<ClientConfig>) -> (Self, Channels) {
+    pub(crate) fn new(
+        config: Arc<ClientConfig>,
+        store: Store,
+        snapshot: Snapshot,
+        notices: broadcast::Sender<Notice>,
+    ) -> (Self, Channels) {
         let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-        let (emit_tx, emit_rx) = mpsc::channel(config.emit_buffer);
+        let (emit_tx, emit_rx) = mpsc::channel(VOLATILE_QUEUE);
         let (state_tx, state_rx) = watch::channel(State::Idle);
-        let (notices, _) = broadcast::channel(256);
+        let recovery = snapshot
+            .recovery
+            .into_iter()
+            .map(|(ns, pid, offset)| {
+                let r = Recovery {
+                    pid,
+                    offset,
+                    dirty: false,
+                };
+                (Arc::from(ns.as_str()), r)
+            })
+            .collect();
         let namespaces = config
             .namespaces
             .iter()
             .map(|n| Namespace::new(Arc::from(n.as_str())))
             .collect();
+        let config_dedup = (config.dedup.clone(), config.freshness.clone());
         let engine = Self {
             backoff: Backoff::new(config.reconnect.clone()),
             config,
             ctl_rx,
             ctl_tx: ctl_tx.clone(),
             emit_rx,
+            flush: outbox::Flush::new(store.appended()),
+            store,
+            inbox: Inbox::new(config_dedup.0, config_dedup.1, snapshot.seen),
+            subs: subscriptions::Subscriptions::new(snapshot.subscriptions),
+            recovery,
+            counters: Counters::default(),
             state: state_tx,
             notices: notices.clone(),
             namespaces,
             subscribers: Vec::new(),
             backlog: Default::default(),
-            held: Default::default(),
-            acks: HashMap::new(),
-            next_ack_id: 0,
             network_up: true,
             wanted: false,
             ever_connected: false,
@@ -244,11 +288,14 @@ impl Engine {
                 Next::Exit => break,
             };
         }
-        self.fail_acks(|| Error::Closed);
+        self.flush.fail_waiters(|| Error::Closed);
         self.finish_waiters(Err(Error::Closed));
         self.set_state(State::Closed);
-        // Emits still queued fail with `Closed` when their ack senders drop with the channel.
         self.emit_rx.close();
+        // Mark the store closed cleanly before saying the client is closed.
+        let (tx, rx) = oneshot::channel();
+        self.store.post(StoreCmd::Close(tx));
+        let _ = rx.await;
         if let Some(reply) = self.close_reply.take() {
             let _ = reply.send(());
         }
@@ -278,12 +325,6 @@ impl Engine {
     fn finish_waiters(&mut self, result: Result<(), Error>) {
         for w in self.connect_waiters.drain(..) {
             let _ = w.send(result.clone());
-        }
-    }
-
-    fn fail_acks(&mut self, err: impl Fn() -> Error) {
-        for (_, a) in self.acks.drain() {
-            let _ = a.tx.send(Err(err()));
         }
     }
 
@@ -320,8 +361,20 @@ impl Engine {
                 self.remove_namespace(&ns);
                 None
             }
-            Control::Subscribe(s) => {
+            Control::Listen(s) => {
                 self.subscribers.push(s);
+                None
+            }
+            Control::AddSubscription(s) => {
+                self.subs.add(s);
+                None
+            }
+            Control::RemoveSubscription(s) => {
+                self.subs.remove(&s);
+                None
+            }
+            Control::Metrics(reply) => {
+                let _ = reply.send((self.counters.clone(), self.state.borrow().clone()));
                 None
             }
             Control::NetworkAvailable(up) => {
@@ -355,21 +408,7 @@ impl Engine {
 
     fn remove_namespace(&mut self, ns: &str) -> Option<Namespace> {
         let i = self.namespaces.iter().position(|n| &*n.name == ns)?;
-        let mut removed = self.namespaces.remove(i);
-        for e in removed.pending.drain(..) {
-            self.drop_emit(e, Error::Disconnected);
-        }
-        Some(removed)
-    }
-
-    fn drop_emit(&self, e: Emit, err: Error) {
-        self.notify(Notice::EmitDropped {
-            namespace: e.namespace.to_string(),
-            event: e.name,
-        });
-        if let Some(tx) = e.ack {
-            let _ = tx.send(Err(err));
-        }
+        Some(self.namespaces.remove(i))
     }
 
     async fn idle(&mut self) -> Next {

@@ -10,9 +10,7 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use super::{
-    After, CLOSE_FLUSH, CLOSE_GRACE, Control, Emit, Engine, Next, NsStatus, PendingAck, auth_object,
-};
+use super::{After, CLOSE_FLUSH, CLOSE_GRACE, Control, Emit, Engine, Next, NsStatus, auth_object};
 use crate::{
     codec::{
         CodecError,
@@ -22,6 +20,8 @@ use crate::{
     config::AuthReason,
     error::Error,
     event::{AckReply, Acker, DisconnectReason, Event, Notice, State},
+    inbox::Verdict,
+    store::{Cmd as StoreCmd, now_ms},
     transport::{Frame, Transport, TransportError, Utf8Bytes},
 };
 
@@ -34,7 +34,7 @@ pub(super) type AuthFuture =
 const BATCH: usize = 512;
 
 /// A Socket.IO packet written by `encode`, as one Engine.IO message frame.
-fn message(encode: impl FnOnce(&mut String)) -> Frame {
+pub(super) fn message(encode: impl FnOnce(&mut String)) -> Frame {
     Frame::Text(Utf8Bytes::from(engineio::encode_message(32, encode)))
 }
 
@@ -44,8 +44,8 @@ fn attachment_frames(attachments: Vec<Vec<u8>>) -> impl Iterator<Item = Frame> {
 }
 
 /// Per-connection state that dies with the connection.
-struct Link {
-    handshake: Handshake,
+pub(super) struct Link {
+    pub(super) handshake: Handshake,
     last_ping: Instant,
     /// Wall clock of the last ping: a phone that slept may not advance the monotonic clock.
     last_ping_wall: SystemTime,
@@ -55,7 +55,7 @@ struct Link {
     join_by: Instant,
     auth: FuturesUnordered<AuthFuture>,
     /// Frames produced while handling input, written after the batch.
-    out: Vec<Frame>,
+    pub(super) out: Vec<Frame>,
 }
 
 impl Link {
@@ -141,6 +141,18 @@ impl Engine {
     async fn run_link<T: Transport>(&mut self, t: &mut T, link: &mut Link) -> End {
         loop {
             let connected = *self.state.borrow() == State::Connected;
+            if connected {
+                self.fetch_if_due();
+            }
+            let timer = [
+                self.flush.next_ack_deadline(self.config.outbox.ack_timeout),
+                self.subs.next_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let fetching = self.flush.is_fetching();
+            let drained = connected && self.flush.is_drained();
             let readable = self.backlog.is_empty();
             let backlog_tx = self
                 .backlog
@@ -167,10 +179,23 @@ impl Engine {
                 frame = t.recv(), if readable => {
                     self.on_frames(frame, t, link)
                 }
+                (session, limit, entries) = super::outbox::fetched(&mut self.flush.fetching), if fetching => {
+                    self.on_fetched(session, limit, entries, link);
+                    Ok(())
+                }
+                _ = super::outbox::appended(&mut self.flush.appended), if drained => {
+                    self.flush.woke();
+                    Ok(())
+                }
                 emit = self.emit_rx.recv(), if connected => match emit {
                     Some(e) => self.on_emits(e, link),
                     None => Err(End::new(DisconnectReason::ClientDisconnect, After::Exit)),
                 },
+                _ = sleep_until(timer.unwrap_or(deadline)), if timer.is_some() => {
+                    self.check_in_flight(link);
+                    self.check_subscriptions();
+                    Ok(())
+                }
                 _ = sleep_until(deadline) => Err(self.on_deadline(link)),
             };
             let flushed = self.write_out(t, link).await;
@@ -206,11 +231,13 @@ impl Engine {
             t.feed(f).await?;
         }
         t.flush().await?;
+        self.on_flushed();
         Ok(())
     }
 
-    /// Writes the emits the app queued before it asked to close, within [`CLOSE_FLUSH`]: an
-    /// emit that returned Ok while connected should reach the server.
+    /// Writes what the outbox holds before a polite close, within [`CLOSE_FLUSH`]: an emit
+    /// that returned Ok just before `close()` should reach the server now rather than on the
+    /// next start. Whatever is not written stays in the store.
     async fn flush_queued<T: Transport>(&mut self, t: &mut T, link: &mut Link) {
         if *self.state.borrow() != State::Connected {
             return;
@@ -218,7 +245,19 @@ impl Engine {
         while let Ok(e) = self.emit_rx.try_recv() {
             self.write_emit(e, link);
         }
-        let _ = timeout(CLOSE_FLUSH, self.write_out(t, link)).await;
+        let _ = timeout(CLOSE_FLUSH, async {
+            loop {
+                self.write_out(t, link).await?;
+                self.fetch_if_due();
+                if !self.flush.is_fetching() {
+                    return Ok::<(), End>(());
+                }
+                let (session, limit, entries) =
+                    super::outbox::fetched(&mut self.flush.fetching).await;
+                self.on_fetched(session, limit, entries, link);
+            }
+        })
+        .await;
     }
 
     /// Handles one frame and whatever else is already readable, up to a batch.
@@ -247,7 +286,29 @@ impl Engine {
                 None => break,
             }
         }
+        self.persist_inbound();
         Ok(())
+    }
+
+    /// Writes what this batch taught the filter (seen ids, recovery offsets) to the store.
+    fn persist_inbound(&mut self) {
+        let ids = self.inbox.take_new();
+        if !ids.is_empty() {
+            let (window, min_ms) = self.inbox.retention(now_ms());
+            self.store.post(StoreCmd::Seen {
+                ids,
+                window,
+                min_ms,
+            });
+        }
+        for (ns, r) in self.recovery.iter_mut().filter(|(_, r)| r.dirty) {
+            r.dirty = false;
+            self.store.post(StoreCmd::Recovery {
+                namespace: ns.to_string(),
+                pid: Some(r.pid.clone()),
+                offset: r.offset.clone(),
+            });
+        }
     }
 
     fn on_frame(&mut self, frame: Frame, link: &mut Link) -> Result<(), End> {
@@ -280,7 +341,10 @@ impl Engine {
 
     fn on_packet(&mut self, packet: Packet, link: &mut Link) -> Result<(), End> {
         match packet {
-            Packet::Event(ev) => {
+            Packet::Event(mut ev) => {
+                if !self.admit(&mut ev) {
+                    return Ok(());
+                }
                 let expired = self.config.token_expired_event.as_deref() == Some(&*ev.name);
                 let acker = ev.id.map(|id| Acker {
                     tx: self.ctl_tx.clone(),
@@ -301,11 +365,11 @@ impl Engine {
                 attachments,
                 ..
             } => {
-                if let Some(a) = self.acks.remove(&id) {
-                    let _ = a.tx.send(Ok(AckReply { args, attachments }));
+                if !self.on_subscription_ack(id) {
+                    self.on_entry_ack(id, AckReply { args, attachments });
                 }
             }
-            Packet::Connect { namespace, .. } => self.on_joined(&namespace, link),
+            Packet::Connect { namespace, data } => self.on_joined(&namespace, data, link),
             Packet::ConnectError {
                 namespace, message, ..
             } => {
@@ -329,33 +393,111 @@ impl Engine {
         Ok(())
     }
 
-    fn on_joined(&mut self, namespace: &str, link: &mut Link) {
+    /// Strips a recovery offset and asks the filter; false when the event is dropped.
+    fn admit(&mut self, ev: &mut socketio::EventPacket) -> bool {
+        let now = now_ms();
+        let mut offset = None;
+        if let Some(r) = self.recovery.get_mut(&ev.namespace)
+            && let Some((args, o)) = socketio::split_offset(ev.args.get(), now)
+        {
+            let o = o.to_owned();
+            r.offset = Some(o.clone());
+            r.dirty = true;
+            ev.args = socketio::RawJson::validated(args);
+            offset = Some(o);
+        }
+        if offset.is_some() || self.inbox.is_active() {
+            match self.inbox.check(
+                &ev.namespace,
+                &ev.name,
+                ev.args.get(),
+                offset.as_deref(),
+                now,
+            ) {
+                Verdict::Deliver => {}
+                Verdict::Duplicate => {
+                    self.counters.duplicates += 1;
+                    return false;
+                }
+                Verdict::Stale => {
+                    self.counters.stale += 1;
+                    return false;
+                }
+            }
+        }
+        self.counters.received += 1;
+        true
+    }
+
+    fn on_joined(&mut self, namespace: &str, data: Option<Value>, link: &mut Link) {
         let Some(i) = self.namespaces.iter().position(|n| &*n.name == namespace) else {
             return;
         };
+        let recovered = self.on_recovery_session(i, data);
         let ns = &mut self.namespaces[i];
         ns.status = NsStatus::Connected;
         ns.refused_once = false;
-        let pending: Vec<Emit> = ns.pending.drain(..).collect();
         let attempts = self.backoff.attempts();
         self.notify(Notice::Connected {
             namespace: namespace.to_owned(),
             attempts,
+            recovered,
         });
         if namespace == self.main_namespace() {
+            self.counters.connects += 1;
+            if self.ever_connected {
+                self.counters.reconnects += 1;
+            }
             self.ever_connected = true;
             self.backoff.reset();
             self.set_state(State::Connected);
             self.finish_waiters(Ok(()));
-            // Emits held over from the previous connection go before anything newer.
-            let held: Vec<Emit> = self.held.drain(..).collect();
-            for e in held {
-                self.write_emit(e, link);
+        }
+        if self.replay_subscriptions(i, link) {
+            self.mark_ready(namespace);
+        }
+    }
+
+    /// Records the server's recovery session id (`pid`) for namespace `i`; returns whether
+    /// the server restored the previous session (its missed events follow).
+    fn on_recovery_session(&mut self, i: usize, data: Option<Value>) -> bool {
+        let ns = self.namespaces[i].name.clone();
+        let pid = data
+            .as_ref()
+            .and_then(|d| d.get("pid"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let previous = self.recovery.remove(&ns);
+        let recovered = matches!((&previous, &pid), (Some(p), Some(new)) if p.pid == *new);
+        if previous.is_some() && !recovered {
+            // The server could not restore the session: events sent meanwhile are gone.
+            self.notify(Notice::RecoveryFailed {
+                namespace: ns.to_string(),
+            });
+        }
+        if recovered {
+            self.counters.recovered += 1;
+        }
+        match pid {
+            Some(pid) => {
+                let offset = previous.filter(|_| recovered).and_then(|p| p.offset);
+                self.recovery.insert(
+                    ns,
+                    super::Recovery {
+                        pid,
+                        offset,
+                        dirty: true,
+                    },
+                );
             }
+            None if previous.is_some() => self.store.post(StoreCmd::Recovery {
+                namespace: ns.to_string(),
+                pid: None,
+                offset: None,
+            }),
+            None => {}
         }
-        for e in pending {
-            self.write_emit(e, link);
-        }
+        recovered
     }
 
     fn on_refused(
@@ -379,27 +521,19 @@ impl Engine {
             link.auth.push(f);
             return Ok(());
         }
+        // Its outbox entries stay stored for when the app connects with better credentials.
         warn!(namespace = %namespace, "namespace refused");
         self.namespaces[i].status = NsStatus::Unauthorized(message.clone());
-        let pending: Vec<Emit> = self.namespaces[i].pending.drain(..).collect();
-        let unauthorized = || Error::Unauthorized {
-            namespace: namespace.to_string(),
-            message: message.clone(),
-        };
-        for e in pending {
-            self.drop_emit(e, unauthorized());
-        }
         if &*namespace == self.main_namespace() {
             self.wanted = false;
             // State first: a caller woken by the waiter must already see `Unauthorized`.
             self.set_state(State::Unauthorized {
                 message: message.clone(),
             });
-            self.finish_waiters(Err(unauthorized()));
-            let held: Vec<Emit> = self.held.drain(..).collect();
-            for e in held {
-                self.drop_emit(e, unauthorized());
-            }
+            self.finish_waiters(Err(Error::Unauthorized {
+                namespace: namespace.to_string(),
+                message,
+            }));
             return Err(End::new(DisconnectReason::ClientDisconnect, After::Idle));
         }
         Ok(())
@@ -419,7 +553,17 @@ impl Engine {
             return Ok(());
         }
         match creds.and_then(auth_object) {
-            Ok(auth) => {
+            Ok(mut auth) => {
+                if let Some(r) = self.recovery.get(&ns) {
+                    // Ask the server to restore the session (socket.io-client does the same).
+                    let obj = auth.get_or_insert_with(|| Value::Object(Default::default()));
+                    if let Value::Object(m) = obj {
+                        m.entry("pid").or_insert_with(|| r.pid.clone().into());
+                        if let Some(o) = &r.offset {
+                            m.entry("offset").or_insert_with(|| o.clone().into());
+                        }
+                    }
+                }
                 link.out
                     .push(message(|m| socketio::encode_connect(m, &ns, auth.as_ref())));
                 Ok(())
@@ -469,8 +613,20 @@ impl Engine {
                     Err(End::new(DisconnectReason::NetworkDown, After::Offline))
                 }
             }
-            Control::Subscribe(s) => {
+            Control::Listen(s) => {
                 self.subscribers.push(s);
+                Ok(())
+            }
+            Control::AddSubscription(s) => {
+                self.subscribe_now(s, link);
+                Ok(())
+            }
+            Control::RemoveSubscription(s) => {
+                self.subs.remove(&s);
+                Ok(())
+            }
+            Control::Metrics(reply) => {
+                let _ = reply.send((self.counters.clone(), self.state.borrow().clone()));
                 Ok(())
             }
             Control::Join(ns) => {
@@ -505,12 +661,12 @@ impl Engine {
         }
     }
 
-    /// Writes one emit and any already queued behind it, up to a batch.
+    /// Writes one volatile emit and any already queued behind it, up to a batch.
     fn on_emits(&mut self, first: Emit, link: &mut Link) -> Result<(), End> {
-        // A phone that slept must not write into a socket that died meanwhile: hold the emit
-        // for the next connection instead.
+        // A phone that slept must not write into a socket that died meanwhile; a volatile
+        // emit is not worth keeping for the next connection.
         if link.is_stale() {
-            self.held.push_back(first);
+            self.drop_volatile(first);
             return Err(End::lost(DisconnectReason::PingTimeout));
         }
         self.write_emit(first, link);
@@ -523,45 +679,30 @@ impl Engine {
         Ok(())
     }
 
-    fn write_emit(&mut self, e: Emit, link: &mut Link) {
-        let Some(ns) = self.namespaces.iter_mut().find(|n| n.name == e.namespace) else {
-            self.drop_emit(e, Error::Disconnected);
-            return;
-        };
-        match &ns.status {
-            NsStatus::Pending => {
-                ns.pending.push_back(e);
-                return;
-            }
-            NsStatus::Unauthorized(message) => {
-                let err = Error::Unauthorized {
-                    namespace: e.namespace.to_string(),
-                    message: message.clone(),
-                };
-                self.drop_emit(e, err);
-                return;
-            }
-            NsStatus::Connected => {}
-        }
-        let id = e.ack.map(|tx| {
-            self.next_ack_id += 1;
-            self.acks.insert(self.next_ack_id, PendingAck { tx });
-            self.next_ack_id
+    fn drop_volatile(&self, e: Emit) {
+        self.notify(Notice::EmitDropped {
+            namespace: e.namespace.to_string(),
+            event: e.name,
         });
+    }
+
+    fn write_emit(&mut self, e: Emit, link: &mut Link) {
+        if !self
+            .namespaces
+            .iter()
+            .any(|n| n.name == e.namespace && n.status == NsStatus::Connected)
+        {
+            self.drop_volatile(e);
+            return;
+        }
         let capacity = e.name.len() + e.args.json.get().len() + 16;
         let text = engineio::encode_message(capacity, |m| {
             let n = e.args.attachments.len();
-            socketio::encode_event(m, &e.namespace, &e.name, &e.args.json, id, n)
+            socketio::encode_event(m, &e.namespace, &e.name, &e.args.json, None, n)
         });
         if let Err(err) = engineio::check_size(text.len(), link.handshake.max_payload) {
             warn!(event = %e.name, error = %err, "emit refused");
-            if let Some(a) = id.and_then(|id| self.acks.remove(&id)) {
-                let _ = a.tx.send(Err(Error::InvalidArgs(err.to_string())));
-            }
-            self.notify(Notice::EmitDropped {
-                namespace: e.namespace.to_string(),
-                event: e.name,
-            });
+            self.drop_volatile(e);
             return;
         }
         if self
@@ -571,20 +712,21 @@ impl Engine {
         {
             let packet = socketio::EventPacket {
                 namespace: e.namespace.clone(),
-                id,
+                id: None,
                 name: Arc::from(e.name.as_str()),
                 args: e.args.json.clone(),
                 attachments: e.args.attachments.clone(),
             };
             self.dispatch(false, Event::new(packet, None));
         }
+        self.counters.sent += 1;
         link.out.push(Frame::Text(Utf8Bytes::from(text)));
         link.out.extend(attachment_frames(e.args.attachments));
     }
 
     /// Hands an event to every listener that wants it; a full listener's share waits in the
     /// backlog (and the socket is not read) until it makes room.
-    fn dispatch(&mut self, inbound: bool, ev: Event) {
+    pub(super) fn dispatch(&mut self, inbound: bool, ev: Event) {
         let mut closed = false;
         for (i, s) in self.subscribers.iter().enumerate() {
             if !s.filter.accepts(inbound, &ev) {
@@ -647,15 +789,13 @@ impl Engine {
             })
             .await;
         }
-        self.fail_acks(|| Error::Disconnected);
+        self.flush.link_lost();
+        self.subs.link_lost();
         for ns in &mut self.namespaces {
             if ns.status == NsStatus::Connected {
                 ns.status = NsStatus::Pending;
             }
-            // Emits for a namespace that was never joined wait for the next connection.
-            while let Some(e) = ns.pending.pop_back() {
-                self.held.push_front(e);
-            }
+            ns.ready = false;
         }
         self.notify(Notice::Disconnected {
             reason: end.reason.clone(),

@@ -1,0 +1,331 @@
+//! Sending the outbox: entries are fetched from the store in windows while connected,
+//! written in order, and retired once delivered.
+//!
+//! An entry that asked for an acknowledgement is delivered when the server acks it (its
+//! sequence number is its ack id); any other when its frame was flushed to a healthy link.
+//! Up to `max_in_flight` acknowledgements are awaited at once: a backlog drains pipelined,
+//! not one at a time. Anything not delivered when a link drops stays in the store and is sent
+//! again, in order and with the same idempotency key, on the next connection.
+
+use std::{collections::HashMap, sync::Arc};
+
+use tokio::{
+    sync::{oneshot, watch},
+    time::Instant,
+};
+use tracing::warn;
+
+use super::{Engine, Filter, session::Link};
+use crate::{
+    codec::{
+        engineio,
+        socketio::{self, RawJson},
+    },
+    error::Error,
+    event::{AckReply, Event, Notice},
+    outbox::{KeyPlacement, Priority},
+    store::{AckTx, Cmd, Fetched},
+    transport::{Frame, Utf8Bytes},
+};
+
+/// Entries asked for in one fetch at most.
+const FETCH: usize = 512;
+
+/// An entry written and awaiting its acknowledgement.
+struct InFlight {
+    frames: Vec<Frame>,
+    sent_at: Instant,
+    sends: u32,
+    namespace: Arc<str>,
+    event: String,
+}
+
+/// The engine's view of the outbox while it sends.
+pub(super) struct Flush {
+    /// Highest sequence number fetched in this session, per lane ([`Priority::DESCENDING`]).
+    cursors: [u64; 3],
+    pub(super) fetching: Fetching,
+    /// The store had nothing after the cursors; wait for the next append.
+    drained: bool,
+    pub(super) appended: watch::Receiver<u64>,
+    in_flight: HashMap<u64, InFlight>,
+    /// Written without an ack request; delivered once the write is flushed.
+    written: Vec<u64>,
+    /// Delivered, to be deleted from the store.
+    delivered: Vec<u64>,
+    /// Callers waiting for acknowledgements, by sequence number, across connections.
+    waiters: HashMap<u64, AckTx>,
+}
+
+impl Flush {
+    pub(super) fn new(appended: watch::Receiver<u64>) -> Self {
+        Self {
+            cursors: [0; 3],
+            fetching: None,
+            drained: false,
+            appended,
+            in_flight: HashMap::new(),
+            written: Vec::new(),
+            delivered: Vec::new(),
+            waiters: HashMap::new(),
+        }
+    }
+
+    /// Starts over from the oldest entry (a new connection, or a namespace became ready).
+    pub(super) fn rewind(&mut self) {
+        self.cursors = [0; 3];
+        self.drained = false;
+    }
+
+    /// The link is gone: nothing is in flight any more. Callers keep waiting; their entries
+    /// are resent on the next connection.
+    pub(super) fn link_lost(&mut self) {
+        self.in_flight.clear();
+        // Not flushed, so not known to be delivered: they stay in the store.
+        self.written.clear();
+        self.rewind();
+    }
+
+    pub(super) fn fail_waiters(&mut self, err: impl Fn() -> Error) {
+        for (_, w) in self.waiters.drain() {
+            let _ = w.send(Err(err()));
+        }
+    }
+
+    pub(super) fn is_fetching(&self) -> bool {
+        self.fetching.is_some()
+    }
+
+    pub(super) fn is_drained(&self) -> bool {
+        self.drained
+    }
+
+    /// The earliest moment an acknowledgement can be overdue.
+    pub(super) fn next_ack_deadline(&self, timeout: std::time::Duration) -> Option<Instant> {
+        self.in_flight.values().map(|f| f.sent_at + timeout).min()
+    }
+
+    pub(super) fn woke(&mut self) {
+        self.drained = false;
+    }
+}
+
+/// A fetch under way: the session it was asked in, how many were asked, the answer.
+pub(super) type Fetching = Option<(u64, usize, oneshot::Receiver<Vec<Fetched>>)>;
+
+/// Waits for the answer to the fetch under way (a free function so the select loop can
+/// borrow this field beside the others).
+pub(super) async fn fetched(fetching: &mut Fetching) -> (u64, usize, Vec<Fetched>) {
+    match fetching {
+        Some((session, limit, rx)) => (*session, *limit, rx.await.unwrap_or_default()),
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits until the store commits new entries.
+pub(super) async fn appended(rx: &mut watch::Receiver<u64>) {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+impl Engine {
+    /// Asks the store for the next window when connected, room is free and entries may wait.
+    pub(super) fn fetch_if_due(&mut self) {
+        let f = &mut self.flush;
+        let room = self
+            .config
+            .outbox
+            .max_in_flight
+            .saturating_sub(f.in_flight.len());
+        if f.fetching.is_some()
+            || f.drained
+            || room == 0
+            || !self.namespaces.iter().any(|n| n.ready)
+        {
+            return;
+        }
+        let limit = room.min(FETCH);
+        f.appended.borrow_and_update();
+        let (tx, rx) = oneshot::channel();
+        self.store.post(Cmd::Fetch {
+            after: f.cursors,
+            limit,
+            reply: tx,
+        });
+        f.fetching = Some((self.session_id, limit, rx));
+    }
+
+    /// Writes a fetched window.
+    pub(super) fn on_fetched(
+        &mut self,
+        session: u64,
+        limit: usize,
+        entries: Vec<Fetched>,
+        link: &mut Link,
+    ) {
+        self.flush.fetching = None;
+        if entries.len() < limit {
+            self.flush.drained = true;
+        }
+        for f in entries {
+            if let Some(ack) = f.ack {
+                self.flush.waiters.insert(f.entry.seq, ack);
+            }
+            // Asked for on a connection that is gone: the next one starts over anyway.
+            if session != self.session_id {
+                continue;
+            }
+            let lane = Priority::DESCENDING
+                .iter()
+                .position(|p| *p == f.entry.lane)
+                .unwrap_or(1);
+            self.flush.cursors[lane] = self.flush.cursors[lane].max(f.entry.seq);
+            self.send_entry(f.entry, link);
+        }
+    }
+
+    fn send_entry(&mut self, e: crate::store::StoredEntry, link: &mut Link) {
+        let seq = e.seq;
+        let Some(ns) = self.namespaces.iter().find(|n| *n.name == *e.namespace) else {
+            return; // A namespace the app has not joined (yet): the entry waits.
+        };
+        if !ns.ready || self.flush.in_flight.contains_key(&seq) {
+            return;
+        }
+        let namespace = ns.name.clone();
+        let key = self.store.key(seq);
+        let args = with_key(&e.args, &self.config.outbox.key, &key);
+        let args = RawJson::validated(args);
+        let id = e.want_ack.then_some(seq);
+        let n = e.attachments.len();
+        let text = engineio::encode_message(e.event.len() + args.get().len() + 16, |m| {
+            socketio::encode_event(m, &namespace, &e.event, &args, id, n)
+        });
+        if let Err(err) = engineio::check_size(text.len(), link.handshake.max_payload) {
+            warn!(event = %e.event, error = %err, "outbox entry refused by the server's limit");
+            self.give_up(
+                seq,
+                &namespace,
+                e.event,
+                Error::InvalidArgs(err.to_string()),
+            );
+            return;
+        }
+        if self
+            .subscribers
+            .iter()
+            .any(|s| s.filter == Filter::Outbound)
+        {
+            let packet = socketio::EventPacket {
+                namespace: namespace.clone(),
+                id,
+                name: Arc::from(e.event.as_str()),
+                args,
+                attachments: e.attachments.clone(),
+            };
+            self.dispatch(false, Event::new(packet, None));
+        }
+        let mut frames = Vec::with_capacity(1 + n);
+        frames.push(Frame::Text(Utf8Bytes::from(text)));
+        frames.extend(e.attachments.into_iter().map(|b| Frame::Binary(b.into())));
+        self.counters.sent += 1;
+        if e.want_ack {
+            link.out.extend(frames.iter().cloned());
+            let f = InFlight {
+                frames,
+                sent_at: Instant::now(),
+                sends: 1,
+                namespace,
+                event: e.event,
+            };
+            self.flush.in_flight.insert(seq, f);
+        } else {
+            link.out.extend(frames);
+            self.flush.written.push(seq);
+        }
+    }
+
+    /// The frames written so far reached a healthy link.
+    pub(super) fn on_flushed(&mut self) {
+        let f = &mut self.flush;
+        f.delivered.append(&mut f.written);
+        if !f.delivered.is_empty() {
+            let done = std::mem::take(&mut f.delivered);
+            self.store.post(Cmd::Delivered(done));
+        }
+    }
+
+    /// An acknowledgement for an outbox entry; false when `id` is not one in flight.
+    pub(super) fn on_entry_ack(&mut self, id: u64, reply: AckReply) -> bool {
+        let Some(f) = self.flush.in_flight.remove(&id) else {
+            return false;
+        };
+        self.counters.latencies.record(f.sent_at.elapsed());
+        self.flush.delivered.push(id);
+        if let Some(w) = self.flush.waiters.remove(&id) {
+            let _ = w.send(Ok(reply));
+        }
+        true
+    }
+
+    /// Sends again what was not acknowledged in time; gives up after `max_sends`.
+    pub(super) fn check_in_flight(&mut self, link: &mut Link) {
+        let timeout = self.config.outbox.ack_timeout;
+        let max = self.config.outbox.max_sends;
+        let now = Instant::now();
+        let overdue: Vec<u64> = self
+            .flush
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.sent_at + timeout <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        let mut overdue = overdue;
+        overdue.sort_unstable();
+        for seq in overdue {
+            let Some(f) = self.flush.in_flight.get_mut(&seq) else {
+                continue;
+            };
+            if f.sends >= max {
+                let f = self.flush.in_flight.remove(&seq).expect("present");
+                self.give_up(seq, &f.namespace, f.event, Error::AckTimeout(timeout));
+                continue;
+            }
+            f.sends += 1;
+            f.sent_at = now;
+            link.out.extend(f.frames.iter().cloned());
+            self.counters.sent += 1;
+        }
+    }
+
+    fn give_up(&mut self, seq: u64, namespace: &str, event: String, err: Error) {
+        self.store.post(Cmd::Failed(vec![seq]));
+        if let Some(w) = self.flush.waiters.remove(&seq) {
+            let _ = w.send(Err(err.clone()));
+        }
+        self.notify(Notice::EmitFailed {
+            namespace: namespace.to_owned(),
+            event,
+            error: err.to_string(),
+        });
+    }
+}
+
+/// `args` carrying `key` where the configuration puts it.
+fn with_key(args: &str, placement: &KeyPlacement, key: &str) -> String {
+    let quoted = serde_json::to_string(key).unwrap_or_default();
+    match placement {
+        KeyPlacement::Field(name) => {
+            socketio::insert_field(args, name, &quoted).unwrap_or_else(|| args.to_owned())
+        }
+        KeyPlacement::TrailingArg(name) => {
+            let obj = format!(
+                "{{{}:{quoted}}}",
+                serde_json::to_string(name).unwrap_or_default()
+            );
+            socketio::append_arg(args, &obj)
+        }
+        KeyPlacement::None => args.to_owned(),
+    }
+}

@@ -1,0 +1,125 @@
+//! Counters and acknowledgement latencies, as a snapshot the app can log or chart.
+
+use std::{collections::VecDeque, time::Duration};
+
+use crate::{event::State, outbox::OutboxStats};
+
+/// A point-in-time view of a client (seed: connects, reconnects, events sent / received /
+/// failed, duplicates, outbox depth, ack latency percentiles, state).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    /// The state now.
+    pub state: State,
+    /// Successful connections (main namespace joined), the first one included.
+    pub connects: u64,
+    /// Of those, connections after a loss.
+    pub reconnects: u64,
+    /// Events written to the server (resends included).
+    pub events_sent: u64,
+    /// Events delivered to the app.
+    pub events_received: u64,
+    /// Inbound duplicates dropped.
+    pub duplicates_dropped: u64,
+    /// Inbound events dropped as too old.
+    pub stale_dropped: u64,
+    /// Inbound events the server sent again after a reconnect that recovered the session.
+    pub recovered_sessions: u64,
+    /// Subscriptions that were not acknowledged in time.
+    pub subscriptions_failed: u64,
+    /// The outbox.
+    pub outbox: OutboxStats,
+    /// Acknowledgement latency of emits, over the most recent ones.
+    pub ack_latency: Latency,
+}
+
+/// Latency summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Latency {
+    /// Samples summarised.
+    pub samples: usize,
+    /// Mean.
+    pub avg: Duration,
+    /// Median.
+    pub p50: Duration,
+    /// 95th percentile.
+    pub p95: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+}
+
+/// The engine's counters.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Counters {
+    pub(crate) connects: u64,
+    pub(crate) reconnects: u64,
+    pub(crate) sent: u64,
+    pub(crate) received: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) stale: u64,
+    pub(crate) recovered: u64,
+    pub(crate) subscriptions_failed: u64,
+    pub(crate) latencies: Samples,
+}
+
+/// The most recent latency samples, in microseconds.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Samples(VecDeque<u32>);
+
+/// Samples kept: enough for a stable p99, small enough to sort on demand.
+const SAMPLES: usize = 4096;
+
+impl Samples {
+    pub(crate) fn record(&mut self, d: Duration) {
+        if self.0.len() == SAMPLES {
+            self.0.pop_front();
+        }
+        self.0.push_back(d.as_micros().min(u32::MAX as u128) as u32);
+    }
+
+    pub(crate) fn summary(&self) -> Latency {
+        if self.0.is_empty() {
+            return Latency::default();
+        }
+        let mut v: Vec<u32> = self.0.iter().copied().collect();
+        v.sort_unstable();
+        let at = |q: f64| {
+            let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
+            Duration::from_micros(v[i] as u64)
+        };
+        let sum: u64 = v.iter().map(|x| *x as u64).sum();
+        Latency {
+            samples: v.len(),
+            avg: Duration::from_micros(sum / v.len() as u64),
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_over_the_recent_window() {
+        let mut s = Samples::default();
+        assert_eq!(s.summary().samples, 0);
+        for i in 1..=100 {
+            s.record(Duration::from_micros(i));
+        }
+        let l = s.summary();
+        assert_eq!(l.p50, Duration::from_micros(50));
+        assert_eq!(l.p95, Duration::from_micros(95));
+        assert_eq!(l.p99, Duration::from_micros(99));
+        assert_eq!(l.avg, Duration::from_micros(50));
+        for _ in 0..SAMPLES {
+            s.record(Duration::from_micros(7));
+        }
+        assert_eq!(
+            s.summary().p99,
+            Duration::from_micros(7),
+            "old samples age out"
+        );
+    }
+}

@@ -1,0 +1,550 @@
+//! The SQL side of the store: schema, migrations and every statement, on one connection.
+//!
+//! Synchronous on purpose: only the store thread calls it, and unit tests drive it directly.
+
+use std::{path::Path, time::Duration};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::{Lane, NewEntry, StoreError, StoredEntry, StoredSubscription};
+use crate::outbox::Durability;
+
+/// The schema version this build writes; older files are migrated on open.
+pub(super) const SCHEMA_VERSION: i32 = 1;
+
+/// One migration per version step; index `i` upgrades from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    lane INTEGER NOT NULL,
+    namespace TEXT NOT NULL,
+    event TEXT NOT NULL,
+    args TEXT NOT NULL,
+    attachments BLOB,
+    want_ack INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER,
+    coalesce_key TEXT,
+    bytes INTEGER NOT NULL
+);
+CREATE INDEX outbox_by_lane ON outbox (lane, seq);
+CREATE INDEX outbox_by_expiry ON outbox (expires_ms) WHERE expires_ms IS NOT NULL;
+CREATE UNIQUE INDEX outbox_by_coalesce_key ON outbox (namespace, coalesce_key)
+    WHERE coalesce_key IS NOT NULL;
+CREATE TABLE subscriptions (
+    namespace TEXT NOT NULL,
+    event TEXT NOT NULL,
+    args TEXT NOT NULL,
+    unsubscribe TEXT,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (namespace, event, args)
+) WITHOUT ROWID;
+CREATE TABLE seen (id TEXT PRIMARY KEY, seen_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX seen_by_age ON seen (seen_ms);
+CREATE TABLE recovery (namespace TEXT PRIMARY KEY, pid TEXT NOT NULL, offset TEXT)
+    WITHOUT ROWID;
+"#];
+
+/// What a freshly opened database holds for the engine.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    /// Random per-store id, the prefix of every idempotency key.
+    pub(crate) client_id: String,
+    /// Entries waiting, and their payload bytes.
+    pub(crate) count: u64,
+    pub(crate) bytes: u64,
+    pub(crate) subscriptions: Vec<StoredSubscription>,
+    /// Seen inbound ids, oldest first, with when they were seen (ms since the epoch).
+    pub(crate) seen: Vec<(String, i64)>,
+    /// Per-namespace recovery session: `(namespace, pid, offset)`.
+    pub(crate) recovery: Vec<(String, String, Option<String>)>,
+    /// Whether the previous run ended without closing the store (a kill or a crash).
+    pub(crate) unclean: bool,
+}
+
+/// Opens (creating or migrating) the database at `path`, or an in-memory one for `None`.
+pub(super) fn open(
+    path: Option<&Path>,
+    durability: Durability,
+) -> Result<(Connection, Snapshot), StoreError> {
+    let conn = match path {
+        Some(p) => Connection::open_with_flags(
+            p,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        ),
+        None => Connection::open_in_memory(),
+    }
+    .map_err(|e| StoreError::from_sqlite("open", e))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| StoreError::from_sqlite("busy_timeout", e))?;
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    // `journal_mode` answers with a row, so it is queried rather than executed.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| StoreError::from_sqlite("journal_mode", e))?;
+    if path.is_some() && !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Io(format!(
+            "could not switch the store to WAL mode (got {mode})"
+        )));
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -2000;"
+    ))
+    .map_err(|e| StoreError::from_sqlite("pragma", e))?;
+    migrate(&conn)?;
+    let unclean = meta_get(&conn, "clean")?.as_deref() == Some("0");
+    if unclean {
+        quick_check(&conn)?;
+    }
+    meta_set(&conn, "clean", "0")?;
+    let snapshot = load(&conn, unclean)?;
+    Ok((conn, snapshot))
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| StoreError::from_sqlite("user_version", e))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Incompatible {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let to = from + 1;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql} PRAGMA user_version = {to}; COMMIT;"
+        ))
+        .map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            StoreError::from_sqlite("migration", e)
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs SQLite's `quick_check`; a damaged file is a clear error rather than silent loss.
+pub(super) fn quick_check(conn: &Connection) -> Result<(), StoreError> {
+    let result: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| StoreError::from_sqlite("quick_check", e))?;
+    if result == "ok" {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(result))
+    }
+}
+
+fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+        .map_err(|e| StoreError::from_sqlite("meta", e))
+}
+
+pub(super) fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )
+    .map(drop)
+    .map_err(|e| StoreError::from_sqlite("meta", e))
+}
+
+fn load(conn: &Connection, unclean: bool) -> Result<Snapshot, StoreError> {
+    let sql = |e| StoreError::from_sqlite("load", e);
+    let client_id = match meta_get(conn, "client_id")? {
+        Some(id) => id,
+        None => {
+            let id = format!("{:016x}", fastrand::u64(..));
+            meta_set(conn, "client_id", &id)?;
+            id
+        }
+    };
+    let (count, bytes): (i64, i64) = conn
+        .query_row(
+            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sql)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT namespace, event, args, unsubscribe FROM subscriptions ORDER BY created_ms",
+        )
+        .map_err(sql)?;
+    let subscriptions = stmt
+        .query_map([], |r| {
+            Ok(StoredSubscription {
+                namespace: r.get(0)?,
+                event: r.get(1)?,
+                args: r.get(2)?,
+                unsubscribe: r.get(3)?,
+            })
+        })
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    let mut stmt = conn
+        .prepare("SELECT id, seen_ms FROM seen ORDER BY seen_ms")
+        .map_err(sql)?;
+    let seen = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    let mut stmt = conn
+        .prepare("SELECT namespace, pid, offset FROM recovery")
+        .map_err(sql)?;
+    let recovery = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    Ok(Snapshot {
+        client_id,
+        count: count as u64,
+        bytes: bytes as u64,
+        subscriptions,
+        seen,
+        recovery,
+        unclean,
+    })
+}
+
+/// Starts the transaction a batch of commands shares.
+pub(super) fn begin(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| StoreError::from_sqlite("begin", e))
+}
+
+/// Commits the batch; on failure the batch is rolled back and nothing in it happened.
+pub(super) fn commit(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("COMMIT").map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        StoreError::from_sqlite("commit", e)
+    })
+}
+
+/// Rolls back a batch that failed part-way.
+pub(super) fn rollback(conn: &Connection) {
+    let _ = conn.execute_batch("ROLLBACK");
+}
+
+/// Inserts an entry, first removing an undelivered one with the same coalescing key. Returns
+/// the new sequence number and the entry it replaced (`seq`, `bytes`), if any.
+pub(super) fn insert(
+    conn: &Connection,
+    e: &NewEntry,
+    now_ms: i64,
+) -> Result<(u64, Option<(u64, u64)>), StoreError> {
+    let sql = |err| StoreError::from_sqlite("insert", err);
+    let mut replaced = None;
+    if let Some(key) = &e.coalesce_key {
+        let old: Option<(i64, i64)> = conn
+            .prepare_cached(
+                "DELETE FROM outbox WHERE namespace = ?1 AND coalesce_key = ?2
+                 RETURNING seq, bytes",
+            )
+            .map_err(sql)?
+            .query_row(params![&*e.namespace, key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(sql)?;
+        replaced = old.map(|(s, b)| (s as u64, b as u64));
+    }
+    let attachments = (!e.attachments.is_empty()).then(|| pack(&e.attachments));
+    let expires = e.ttl.map(|t| now_ms.saturating_add(t.as_millis() as i64));
+    conn.prepare_cached(
+        "INSERT INTO outbox (lane, namespace, event, args, attachments, want_ack, created_ms,
+                             expires_ms, coalesce_key, bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .map_err(sql)?
+    .execute(params![
+        e.lane as i64,
+        &*e.namespace,
+        e.event,
+        e.args,
+        attachments,
+        e.want_ack,
+        now_ms,
+        expires,
+        e.coalesce_key,
+        e.bytes() as i64,
+    ])
+    .map_err(sql)?;
+    Ok((conn.last_insert_rowid() as u64, replaced))
+}
+
+/// Deletes delivered (or dropped) entries; returns how many rows and bytes went.
+pub(super) fn delete(conn: &Connection, seqs: &[u64]) -> Result<(u64, u64), StoreError> {
+    let sql = |err| StoreError::from_sqlite("delete", err);
+    let mut stmt = conn
+        .prepare_cached("DELETE FROM outbox WHERE seq = ?1 RETURNING bytes")
+        .map_err(sql)?;
+    let (mut rows, mut bytes) = (0, 0);
+    for s in seqs {
+        if let Some(b) = stmt
+            .query_row([*s as i64], |r| r.get::<_, i64>(0))
+            .optional()
+            .map_err(sql)?
+        {
+            rows += 1;
+            bytes += b as u64;
+        }
+    }
+    Ok((rows, bytes))
+}
+
+/// Deletes entries whose TTL has passed; returns each one's `(seq, bytes)`.
+pub(super) fn expire(conn: &Connection, now_ms: i64) -> Result<Vec<(u64, u64)>, StoreError> {
+    let sql = |err| StoreError::from_sqlite("expire", err);
+    conn.prepare_cached(
+        "DELETE FROM outbox WHERE expires_ms IS NOT NULL AND expires_ms <= ?1
+         RETURNING seq, bytes",
+    )
+    .map_err(sql)?
+    .query_map([now_ms], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+    })
+    .map_err(sql)?
+    .collect::<Result<_, _>>()
+    .map_err(sql)
+}
+
+/// The oldest entry of the lowest lane: what `DropOldest` gives up first.
+pub(super) fn oldest_lowest(conn: &Connection) -> Result<Option<(u64, u64)>, StoreError> {
+    conn.prepare_cached("SELECT seq, bytes FROM outbox ORDER BY lane, seq LIMIT 1")
+        .map_err(|e| StoreError::from_sqlite("overflow", e))?
+        .query_row([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })
+        .optional()
+        .map_err(|e| StoreError::from_sqlite("overflow", e))
+}
+
+const COLUMNS: &str = "seq, lane, namespace, event, args, attachments, want_ack, created_ms, \
+                       expires_ms, coalesce_key";
+
+fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
+    let blob: Option<Vec<u8>> = r.get(5)?;
+    Ok(StoredEntry {
+        seq: r.get::<_, i64>(0)? as u64,
+        lane: Lane::from_i64(r.get(1)?),
+        namespace: r.get(2)?,
+        event: r.get(3)?,
+        args: r.get(4)?,
+        attachments: blob.map(|b| unpack(&b)).unwrap_or_default(),
+        want_ack: r.get(6)?,
+        created_ms: r.get(7)?,
+        expires_ms: r.get(8)?,
+        coalesce_key: r.get(9)?,
+    })
+}
+
+/// Up to `limit` entries of `lane` after `after`, in order, skipping expired ones.
+pub(super) fn fetch(
+    conn: &Connection,
+    lane: Lane,
+    after: u64,
+    limit: usize,
+    now_ms: i64,
+) -> Result<Vec<StoredEntry>, StoreError> {
+    let sql = |err| StoreError::from_sqlite("fetch", err);
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM outbox
+         WHERE lane = ?1 AND seq > ?2 AND (expires_ms IS NULL OR expires_ms > ?3)
+         ORDER BY seq LIMIT ?4"
+    ))
+    .map_err(sql)?
+    .query_map(
+        params![lane as i64, after as i64, now_ms, limit as i64],
+        row_to_entry,
+    )
+    .map_err(sql)?
+    .collect::<Result<_, _>>()
+    .map_err(sql)
+}
+
+/// Up to `limit` entries in send order (lane, then age), for the app to inspect.
+pub(super) fn list(conn: &Connection, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
+    let sql = |err| StoreError::from_sqlite("list", err);
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM outbox ORDER BY lane DESC, seq LIMIT ?1"
+    ))
+    .map_err(sql)?
+    .query_map([limit as i64], row_to_entry)
+    .map_err(sql)?
+    .collect::<Result<_, _>>()
+    .map_err(sql)
+}
+
+/// Deletes every entry; returns how many went.
+pub(super) fn clear(conn: &Connection) -> Result<u64, StoreError> {
+    conn.execute("DELETE FROM outbox", [])
+        .map(|n| n as u64)
+        .map_err(|e| StoreError::from_sqlite("clear", e))
+}
+
+/// Adds or replaces a subscription.
+pub(super) fn put_subscription(
+    conn: &Connection,
+    s: &StoredSubscription,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO subscriptions (namespace, event, args, unsubscribe, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (namespace, event, args) DO UPDATE SET unsubscribe = excluded.unsubscribe",
+    )
+    .and_then(|mut st| st.execute(params![s.namespace, s.event, s.args, s.unsubscribe, now_ms]))
+    .map(drop)
+    .map_err(|e| StoreError::from_sqlite("subscribe", e))
+}
+
+/// Removes a subscription; returns its unsubscribe event, if it had one.
+pub(super) fn remove_subscription(
+    conn: &Connection,
+    namespace: &str,
+    event: &str,
+    args: &str,
+) -> Result<Option<String>, StoreError> {
+    conn.prepare_cached(
+        "DELETE FROM subscriptions WHERE namespace = ?1 AND event = ?2 AND args = ?3
+         RETURNING unsubscribe",
+    )
+    .and_then(|mut st| {
+        st.query_row(params![namespace, event, args], |r| {
+            r.get::<_, Option<String>>(0)
+        })
+        .optional()
+    })
+    .map(Option::flatten)
+    .map_err(|e| StoreError::from_sqlite("unsubscribe", e))
+}
+
+/// Records inbound ids as seen and forgets the oldest beyond `window` or older than `min_ms`.
+pub(super) fn record_seen(
+    conn: &Connection,
+    ids: &[(String, i64)],
+    window: usize,
+    min_ms: i64,
+) -> Result<(), StoreError> {
+    let sql = |err| StoreError::from_sqlite("seen", err);
+    let mut stmt = conn
+        .prepare_cached("INSERT OR REPLACE INTO seen (id, seen_ms) VALUES (?1, ?2)")
+        .map_err(sql)?;
+    for (id, at) in ids {
+        stmt.execute(params![id, at]).map_err(sql)?;
+    }
+    conn.prepare_cached(
+        "DELETE FROM seen WHERE seen_ms < ?1 OR id IN
+            (SELECT id FROM seen ORDER BY seen_ms DESC LIMIT -1 OFFSET ?2)",
+    )
+    .map_err(sql)?
+    .execute(params![min_ms, window as i64])
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// Stores a namespace's recovery session.
+pub(super) fn set_recovery(
+    conn: &Connection,
+    namespace: &str,
+    pid: Option<&str>,
+    offset: Option<&str>,
+) -> Result<(), StoreError> {
+    let r = match pid {
+        Some(pid) => conn
+            .prepare_cached(
+                "INSERT INTO recovery (namespace, pid, offset) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (namespace) DO UPDATE SET pid = excluded.pid, offset = excluded.offset",
+            )
+            .and_then(|mut st| st.execute(params![namespace, pid, offset])),
+        None => conn
+            .prepare_cached("DELETE FROM recovery WHERE namespace = ?1")
+            .and_then(|mut st| st.execute([namespace])),
+    };
+    r.map(drop)
+        .map_err(|e| StoreError::from_sqlite("recovery", e))
+}
+
+/// Attachments as one blob: each is a little-endian u32 length followed by its bytes.
+fn pack(parts: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 4).sum());
+    for p in parts {
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// The inverse of [`pack`]; a truncated blob yields the parts that are whole.
+fn unpack(mut blob: &[u8]) -> Vec<Vec<u8>> {
+    let mut parts = Vec::new();
+    while blob.len() >= 4 {
+        let len = u32::from_le_bytes([blob[0], blob[1], blob[2], blob[3]]) as usize;
+        blob = &blob[4..];
+        if blob.len() < len {
+            break;
+        }
+        parts.push(blob[..len].to_vec());
+        blob = &blob[len..];
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachments_round_trip() {
+        let parts = vec![vec![], vec![1, 2, 3], vec![0; 300]];
+        assert_eq!(unpack(&pack(&parts)), parts);
+        assert!(unpack(&[5, 0, 0, 0, 1]).is_empty(), "truncated blob");
+    }
+
+    #[test]
+    fn opening_twice_migrates_once_and_flags_an_unclean_exit() {
+        let dir = std::env::temp_dir().join(format!("pl-db-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        let (conn, snap) = open(Some(&path), Durability::Normal).unwrap();
+        assert!(!snap.unclean);
+        let id = snap.client_id;
+        drop(conn); // no clean close recorded
+        let (conn, snap) = open(Some(&path), Durability::Full).unwrap();
+        assert!(snap.unclean, "a run that never closed the store is unclean");
+        assert_eq!(snap.client_id, id, "the client id survives");
+        let v: i32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        drop(conn);
+        assert!(matches!(
+            open(Some(&path), Durability::Normal),
+            Err(StoreError::Incompatible { found: 99, .. })
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn garbage_file_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("pl-db-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let err = open(Some(&path), Durability::Normal).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
