@@ -74,7 +74,13 @@ async fn emit_with_ack_prints_the_answer() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The outbox's idempotency key travelled in the payload, and came back in the echo.
+    let key = reply[0]["answer"]
+        .as_object_mut()
+        .unwrap()
+        .remove("idempotencyKey");
+    assert!(key.is_some_and(|k| k.is_string()));
     assert_eq!(
         reply,
         json!([{"ok": true, "answer": {"q": 1, "a": "B"}, "namespace": "/"}])

@@ -267,7 +267,7 @@ impl Client {
             event: event.to_owned(),
             args: args.json.into_string(),
             attachments: args.attachments,
-            want_ack: ack.is_some(),
+            want_ack: ack.is_some() || options.confirm,
             ttl: options.ttl,
             coalesce_key: options.coalesce_key,
         };
@@ -590,6 +590,14 @@ impl Outbox {
     /// written to the server may still arrive there.
     pub async fn remove(&self, id: u64) -> Result<bool> {
         self.store.ask(|reply| Cmd::Remove { id, reply }).await
+    }
+
+    /// Waits until every entry is delivered (or dropped): a gateway draining before it exits,
+    /// a test waiting for a flush. Ends with [`Error::Closed`] if the client closes first.
+    pub async fn drained(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.store.send(Cmd::WhenEmpty(tx)).await?;
+        rx.await.map_err(|_| Error::Closed)
     }
 
     /// Removes every entry; returns how many.

@@ -42,11 +42,21 @@ pub struct EmitOptions {
     pub ttl: Option<Duration>,
     /// Keeps only the newest undelivered entry with this key on its namespace: for a
     /// high-rate metric such as heart rate, where only the latest value matters. Not allowed
-    /// with an acknowledgement (the replaced emit's caller would never hear back).
+    /// with `emit_with_ack` (the replaced emit's caller would never hear back).
     pub coalesce_key: Option<String>,
+    /// Keep the entry until the server acknowledges it, without waiting for the answer:
+    /// delivery that survives a server crash mid-stream (the server's handler must call its
+    /// ack callback). Without it an entry is delivered once written to a healthy link.
+    pub confirm: bool,
 }
 
 impl EmitOptions {
+    /// Asks for delivery confirmed by the server's acknowledgement.
+    pub fn confirm(mut self) -> Self {
+        self.confirm = true;
+        self
+    }
+
     /// Sets the priority.
     pub fn priority(mut self, p: Priority) -> Self {
         self.priority = p;

@@ -1,11 +1,14 @@
 // The official Node Socket.IO server, scripted for Pulselink's integration tests.
 //
-// Usage: node server.js  (env: PORT=0, PING_INTERVAL, PING_TIMEOUT, MAX_PAYLOAD)
+// Usage: node server.js  (env: PORT=0, PING_INTERVAL, PING_TIMEOUT, MAX_PAYLOAD,
+//   RECOVERY_MS: enable connection state recovery with this window,
+//   LEDGER: file where "tick" events are recorded, one line per unique idempotency key)
 // Prints "listening <port>" on stdout once it accepts connections.
 //
 // Auth: a CONNECT whose auth.token is "bad" or "stale" is refused with "Authentication
 // failed"; anything else is accepted. Namespaces "/" and "/rooms/<id>" exist.
 "use strict";
+const fs = require("fs");
 const http = require("http");
 const { Server } = require("socket.io");
 
@@ -16,7 +19,25 @@ const io = new Server(httpServer, {
   pingTimeout: Number(process.env.PING_TIMEOUT || 20000),
   maxHttpBufferSize: Number(process.env.MAX_PAYLOAD || 1e6),
   transports: ["websocket", "polling"],
+  connectionStateRecovery: process.env.RECOVERY_MS
+    ? { maxDisconnectionDuration: Number(process.env.RECOVERY_MS), skipMiddlewares: true }
+    : undefined,
 });
+
+// The ledger: what a server that drops repeated idempotency keys has accepted. Lines are
+// "<key> <n>" for a first delivery and "dup <key> <n>" for a repeat. It survives SIGKILL of
+// this process (the kernel holds written bytes), so a restarted server still drops repeats.
+const ledgerPath = process.env.LEDGER;
+const seenKeys = new Set();
+if (ledgerPath && fs.existsSync(ledgerPath)) {
+  for (const line of fs.readFileSync(ledgerPath, "utf8").split("\n")) {
+    const [key] = line.split(" ");
+    if (key && key !== "dup") seenKeys.add(key);
+  }
+}
+
+// The last news items sent, replayed to every new connection: a server that repeats itself.
+const NEWS_REPLAY = 20;
 
 function authenticate(socket, next) {
   const token = socket.handshake.auth && socket.handshake.auth.token;
@@ -63,6 +84,41 @@ function handlers(socket) {
   });
 
   socket.on("emit-to-me", ({ event, args }) => socket.emit(event, ...args));
+  // Broadcasts are what connection state recovery stores and replays.
+  socket.on("broadcast", ({ event, args }, ack) => {
+    io.of(ns).emit(event, ...args);
+    if (typeof ack === "function") ack();
+  });
+
+  // Every event this connection received, in order, for "what came first" assertions.
+  const log = [];
+  socket.onAny((event) => log.push(event));
+  socket.on("log?", (ack) => ack(log));
+
+  socket.on("room:subscribe", (p, ack) => {
+    socket.join(p.roomId);
+    if (typeof ack === "function") ack({ ok: true, roomId: p.roomId });
+  });
+  socket.on("room:unsubscribe", (p, ack) => {
+    socket.leave(p.roomId);
+    if (typeof ack === "function") ack({ ok: true });
+  });
+
+  // Durable delivery: record each key once, ack after it is written.
+  socket.on("tick", (p, ack) => {
+    const key = p && p.idempotencyKey;
+    if (ledgerPath) {
+      const dup = seenKeys.has(key);
+      seenKeys.add(key);
+      fs.appendFileSync(ledgerPath, `${dup ? "dup " : ""}${key} ${p.n}\n`);
+    }
+    if (typeof ack === "function") ack();
+  });
+
+  // Inbound duplicates: the same news ids on every connection.
+  if (socket.handshake.auth && socket.handshake.auth.news) {
+    for (let id = 1; id <= NEWS_REPLAY; id++) socket.emit("news", { id, title: `item ${id}` });
+  }
   socket.on("kick-me", () => socket.disconnect(true));
   socket.on("expire-me", () => socket.emit("token:expired", { reason: "test" }));
 

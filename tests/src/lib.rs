@@ -23,6 +23,10 @@ pub struct ServerOptions {
     pub ping_interval: u64,
     /// Engine.IO ping timeout in ms.
     pub ping_timeout: u64,
+    /// Connection state recovery window in ms (`None`: recovery off).
+    pub recovery_ms: Option<u64>,
+    /// File recording each `tick` once per idempotency key (see `server.js`).
+    pub ledger: Option<PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -30,6 +34,8 @@ impl Default for ServerOptions {
         Self {
             ping_interval: 25_000,
             ping_timeout: 20_000,
+            recovery_ms: None,
+            ledger: None,
         }
     }
 }
@@ -128,11 +134,18 @@ async fn spawn(port: u16, options: &ServerOptions) -> (Child, u16) {
     );
     // Port reuse right after a kill can race the kernel; retry briefly.
     for _ in 0..50 {
-        let mut child = Command::new("node")
-            .arg(dir.join("server.js"))
+        let mut cmd = Command::new("node");
+        cmd.arg(dir.join("server.js"))
             .env("PORT", port.to_string())
             .env("PING_INTERVAL", options.ping_interval.to_string())
-            .env("PING_TIMEOUT", options.ping_timeout.to_string())
+            .env("PING_TIMEOUT", options.ping_timeout.to_string());
+        if let Some(ms) = options.recovery_ms {
+            cmd.env("RECOVERY_MS", ms.to_string());
+        }
+        if let Some(l) = &options.ledger {
+            cmd.env("LEDGER", l);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -155,6 +168,47 @@ async fn spawn(port: u16, options: &ServerOptions) -> (Child, u16) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("node test server did not start on port {port}");
+}
+
+/// A fresh directory under the system temp dir for one test's files.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "pulselink-{name}-{}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// One ledger line: a first delivery or a repeat the server dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerLine {
+    /// The idempotency key.
+    pub key: String,
+    /// The tick's number.
+    pub n: u64,
+    /// Whether the server had already seen the key.
+    pub dup: bool,
+}
+
+/// Reads the server's ledger (see `ServerOptions::ledger`).
+pub fn read_ledger(path: &std::path::Path) -> Vec<LedgerLine> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut parts: Vec<&str> = l.split(' ').collect();
+            let dup = parts.first() == Some(&"dup");
+            if dup {
+                parts.remove(0);
+            }
+            Some(LedgerLine {
+                key: parts.first()?.to_string(),
+                n: parts.get(1)?.parse().ok()?,
+                dup,
+            })
+        })
+        .collect()
 }
 
 /// Waits until `rx` shows a state matching `pred`, or panics after `limit`.

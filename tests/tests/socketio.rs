@@ -390,6 +390,7 @@ async fn detects_a_silent_server_by_heartbeat() {
     let server = NodeServer::start_with(ServerOptions {
         ping_interval: 300,
         ping_timeout: 300,
+        ..Default::default()
     })
     .await;
     let client = Client::new(config(&server)).unwrap();

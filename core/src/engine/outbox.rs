@@ -250,8 +250,13 @@ impl Engine {
     pub(super) fn on_flushed(&mut self) {
         let f = &mut self.flush;
         f.delivered.append(&mut f.written);
-        if !f.delivered.is_empty() {
-            let done = std::mem::take(&mut f.delivered);
+        self.post_delivered();
+    }
+
+    /// Deletes delivered entries from the store.
+    pub(super) fn post_delivered(&mut self) {
+        if !self.flush.delivered.is_empty() {
+            let done = std::mem::take(&mut self.flush.delivered);
             self.store.post(Cmd::Delivered(done));
         }
     }

@@ -224,13 +224,12 @@ impl Engine {
 
     /// Writes what handling produced, in one flush.
     async fn write_out<T: Transport>(&mut self, t: &mut T, link: &mut Link) -> Result<(), End> {
-        if link.out.is_empty() {
-            return Ok(());
+        if !link.out.is_empty() {
+            for f in link.out.drain(..) {
+                t.feed(f).await?;
+            }
+            t.flush().await?;
         }
-        for f in link.out.drain(..) {
-            t.feed(f).await?;
-        }
-        t.flush().await?;
         self.on_flushed();
         Ok(())
     }
@@ -789,6 +788,8 @@ impl Engine {
             })
             .await;
         }
+        // Acknowledged entries are delivered whatever happens to the link now.
+        self.post_delivered();
         self.flush.link_lost();
         self.subs.link_lost();
         for ns in &mut self.namespaces {

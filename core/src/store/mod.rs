@@ -170,6 +170,8 @@ pub(crate) enum Cmd {
         pid: Option<String>,
         offset: Option<String>,
     },
+    /// Answered once the outbox is empty (at once if it is).
+    WhenEmpty(oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
 }
 
@@ -207,6 +209,7 @@ impl Store {
             waiters: HashMap::new(),
             appended: appended_tx,
             notices,
+            empty_waiters: Vec::new(),
         };
         std::thread::Builder::new()
             .name("pulselink-store".into())
@@ -293,6 +296,8 @@ struct Worker {
     waiters: HashMap<u64, AckTx>,
     appended: watch::Sender<u64>,
     notices: broadcast::Sender<Notice>,
+    /// Callers of `Outbox::drained`.
+    empty_waiters: Vec<oneshot::Sender<()>>,
 }
 
 impl Worker {
@@ -364,6 +369,11 @@ impl Worker {
         }
         if appended {
             self.appended.send_modify(|v| *v += 1);
+        }
+        if self.stats.pending == 0 {
+            for w in self.empty_waiters.drain(..) {
+                let _ = w.send(());
+            }
         }
         closing
     }
@@ -439,6 +449,7 @@ impl Worker {
             Cmd::Stats(reply) => {
                 let _ = reply.send(self.stats.clone());
             }
+            Cmd::WhenEmpty(reply) => self.empty_waiters.push(reply),
             Cmd::PutSubscription(s, reply) => {
                 db::put_subscription(&self.conn, &s, now)?;
                 out.push(Deferred::Done(reply));

@@ -1,0 +1,48 @@
+//! A child process for the durability tests: emits `tick {n}` events durably, printing
+//! `ok <n>` once each emit returned Ok, then waits until the outbox is drained and prints
+//! `drained`. The tests SIGKILL it at random instants.
+//!
+//! Usage: `pl-emitter URL STORE FROM COUNT`
+
+use std::{
+    io::Write,
+    time::{Duration, Instant},
+};
+
+use pulselink::{Client, ClientConfig, EmitOptions, ReconnectPolicy};
+use serde_json::json;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, url, store, from, count] = &args[..] else {
+        eprintln!("usage: pl-emitter URL STORE FROM COUNT");
+        std::process::exit(2);
+    };
+    let from: u64 = from.parse().expect("FROM is a number");
+    let count: u64 = count.parse().expect("COUNT is a number");
+    let config = ClientConfig::new(url)
+        .expect("url")
+        .with_store(store)
+        .with_reconnect(ReconnectPolicy {
+            initial_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+            ..ReconnectPolicy::default()
+        });
+    let client = Client::new(config).expect("client");
+    client.start().expect("start");
+    let mut out = std::io::stdout().lock();
+    for n in from..from + count {
+        client
+            .emit_with("tick", json!({ "n": n }), EmitOptions::default().confirm())
+            .await
+            .expect("emit");
+        writeln!(out, "ok {n}")
+            .and_then(|()| out.flush())
+            .expect("stdout");
+    }
+    let started = Instant::now();
+    client.outbox().drained().await.expect("drained");
+    writeln!(out, "drained in {:?}", started.elapsed()).expect("stdout");
+    client.close().await;
+}

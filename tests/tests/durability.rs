@@ -1,0 +1,572 @@
+//! Durable delivery against the official Node Socket.IO server: the outbox across process
+//! kills and server restarts, idempotency keys, subscriptions replayed before the outbox,
+//! inbound de-duplication, connection state recovery, priorities, TTL and coalescing.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::Path,
+    process::Stdio,
+    time::Duration,
+};
+
+use pulselink::{
+    Client, ClientConfig, DedupConfig, EmitOptions, Error, Notice, Priority, ReconnectPolicy, State,
+};
+use pulselink_tests::{
+    LedgerLine, NodeServer, ServerOptions, next_named, read_ledger, temp_dir, wait_for_state,
+};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const T: Duration = Duration::from_secs(10);
+
+fn fast_policy() -> ReconnectPolicy {
+    ReconnectPolicy {
+        initial_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        ..ReconnectPolicy::default()
+    }
+}
+
+fn config(server: &NodeServer) -> ClientConfig {
+    ClientConfig::new(&server.url())
+        .unwrap()
+        .with_reconnect(fast_policy())
+}
+
+/// Every tick number recorded once, in increasing order, and the number of repeats dropped.
+fn check_ledger(lines: &[LedgerLine]) -> (Vec<u64>, usize) {
+    let firsts: Vec<u64> = lines.iter().filter(|l| !l.dup).map(|l| l.n).collect();
+    let unique: BTreeSet<u64> = firsts.iter().copied().collect();
+    assert_eq!(unique.len(), firsts.len(), "a tick was accepted twice");
+    let mut by_key: HashMap<&str, u64> = HashMap::new();
+    for l in lines {
+        let n = *by_key.entry(&l.key).or_insert(l.n);
+        assert_eq!(n, l.n, "one key, one tick: {l:?}");
+    }
+    assert!(
+        firsts.windows(2).all(|w| w[0] < w[1]),
+        "ticks arrived out of order"
+    );
+    (firsts, lines.iter().filter(|l| l.dup).count())
+}
+
+fn integrity_ok(path: &Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let r: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(r, "ok");
+}
+
+/// Runs `pl-emitter`, returns the numbers whose emit returned Ok; kills it after
+/// `kill_after` (if given) counted from its first `ok` line.
+async fn run_emitter(
+    url: &str,
+    store: &Path,
+    from: u64,
+    count: u64,
+    kill_after: Option<Duration>,
+) -> (Vec<u64>, bool) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pl-emitter"))
+        .args([
+            url,
+            store.to_str().unwrap(),
+            &from.to_string(),
+            &count.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut ok = Vec::new();
+    let mut drained = false;
+    let mut deadline = None;
+    loop {
+        let line = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, lines.next_line()).await {
+                Ok(l) => l,
+                Err(_) => {
+                    child.start_kill().unwrap();
+                    deadline = None;
+                    continue;
+                }
+            },
+            None => tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+                .await
+                .expect("emitter is stuck"),
+        };
+        let Some(line) = line.unwrap() else { break };
+        if let Some(n) = line.strip_prefix("ok ") {
+            ok.push(n.parse().unwrap());
+            if ok.len() == 1 {
+                deadline = kill_after.map(|d| tokio::time::Instant::now() + d);
+            }
+        } else if line.starts_with("drained") {
+            drained = true;
+        }
+    }
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.success(), drained, "{status:?}");
+    (ok, drained)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_emit_that_returned_ok_survives_sigkill_exactly_once() {
+    let dir = temp_dir("sigkill");
+    let ledger = dir.join("ledger");
+    let store = dir.join("outbox.db");
+    let server = NodeServer::start_with(ServerOptions {
+        ledger: Some(ledger.clone()),
+        ..Default::default()
+    })
+    .await;
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    let mut promised = Vec::new();
+    let mut kills = 0;
+    for round in 0..8u64 {
+        let kill = Duration::from_millis(rng.u64(1..250));
+        let (ok, drained) =
+            run_emitter(&server.url(), &store, round * 100_000, 5_000, Some(kill)).await;
+        kills += u32::from(!drained);
+        promised.extend(ok);
+    }
+    assert!(kills >= 6, "the kills must land mid-stream ({kills} of 8)");
+    // A last run with nothing new to say delivers whatever the killed runs left behind.
+    let (_, drained) = run_emitter(&server.url(), &store, 0, 0, None).await;
+    assert!(drained);
+
+    let (delivered, dups) = check_ledger(&read_ledger(&ledger));
+    let delivered: BTreeSet<u64> = delivered.into_iter().collect();
+    let lost: Vec<&u64> = promised.iter().filter(|n| !delivered.contains(n)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged emits lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    println!(
+        "sigkill: {} emits returned Ok over {kills} kills, all delivered once; {dups} resends dropped by key",
+        promised.len()
+    );
+    integrity_ok(&store);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_mid_stream_loses_nothing_and_app_sees_no_duplicate() {
+    let dir = temp_dir("server-kill");
+    let ledger = dir.join("ledger");
+    let mut server = NodeServer::start_with(ServerOptions {
+        ledger: Some(ledger.clone()),
+        ..Default::default()
+    })
+    .await;
+    let cfg = config(&server)
+        .with_store(dir.join("outbox.db"))
+        .with_static_auth(json!({"news": true}))
+        .with_dedup(DedupConfig::default().event("news", "/id"));
+    let client = Client::new(cfg).unwrap();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+
+    const TICKS: u64 = 3_000;
+    let emitter = client.clone();
+    let producer = tokio::spawn(async move {
+        for n in 0..TICKS {
+            let opts = EmitOptions::default().confirm();
+            emitter
+                .emit_with("tick", json!({"n": n}), opts)
+                .await
+                .unwrap();
+        }
+    });
+    let mut rng = fastrand::Rng::with_seed(7);
+    let restarts = 10;
+    for _ in 0..restarts {
+        // Fault injection at random instants, not synchronisation.
+        tokio::time::sleep(Duration::from_millis(rng.u64(20..120))).await;
+        server.restart().await;
+    }
+    producer.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), client.outbox().drained())
+        .await
+        .expect("outbox drained")
+        .unwrap();
+
+    let (delivered, dups) = check_ledger(&read_ledger(&ledger));
+    assert_eq!(
+        delivered,
+        (0..TICKS).collect::<Vec<_>>(),
+        "every tick, once, in order"
+    );
+
+    // Each connection replayed news 1..=20; the app saw each id once.
+    let mut news = Vec::new();
+    while let Some(ev) = events.try_recv() {
+        if ev.name() == "news" {
+            news.push(ev.first_arg::<Value>().unwrap()["id"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(news, (1..=20).collect::<Vec<_>>());
+    let m = client.metrics().await.unwrap();
+    assert!(m.reconnects >= 1, "{m:?}");
+    assert!(m.duplicates_dropped >= 20, "{m:?}");
+    assert_eq!(m.outbox.pending, 0);
+    assert!(m.ack_latency.samples > 0);
+    println!(
+        "server restarts: {restarts}, {TICKS} ticks delivered once in order, {dups} resends dropped by key, \
+         {} inbound duplicates dropped, {} reconnects",
+        m.duplicates_dropped, m.reconnects
+    );
+    client.close().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_are_acked_before_the_outbox_flushes_on_every_connect() {
+    let dir = temp_dir("subs");
+    let store = dir.join("outbox.db");
+    let server = NodeServer::start().await;
+    let client = Client::new(config(&server).with_store(&store)).unwrap();
+    let mut states = client.states();
+    client.connect().await.unwrap();
+    for i in 0..100 {
+        let room = json!({"roomId": format!("room_{i}")});
+        client
+            .subscribe("room:subscribe", room, Some("room:unsubscribe"))
+            .await
+            .unwrap();
+    }
+    for round in 0..25 {
+        client.set_network_available(false).unwrap();
+        wait_for_state(&mut states, T, |s| *s == State::Offline).await;
+        for k in 0..3 {
+            client
+                .emit("tick", json!({"n": round * 10 + k}))
+                .await
+                .unwrap();
+        }
+        client.set_network_available(true).unwrap();
+        let log = client
+            .emit_with_ack("log?", (), T)
+            .await
+            .unwrap()
+            .args_as::<(Vec<String>,)>()
+            .unwrap()
+            .0;
+        let subs = log.iter().take_while(|e| *e == "room:subscribe").count();
+        assert_eq!(subs, 100, "round {round}: all 100 replayed first: {log:?}");
+        assert_eq!(
+            &log[100..],
+            ["tick", "tick", "tick", "log?"],
+            "round {round}"
+        );
+    }
+
+    // The subscriptions are persisted: a new client on the same store replays them.
+    client.close().await;
+    let again = Client::new(config(&server).with_store(&store)).unwrap();
+    again.connect().await.unwrap();
+    again
+        .unsubscribe("room:subscribe", json!({"roomId": "room_0"}))
+        .await
+        .unwrap();
+    let log = again
+        .emit_with_ack("log?", (), T)
+        .await
+        .unwrap()
+        .args_as::<(Vec<String>,)>()
+        .unwrap()
+        .0;
+    assert_eq!(log.iter().filter(|e| *e == "room:subscribe").count(), 100);
+    assert_eq!(log[100..], ["room:unsubscribe", "log?"]);
+    again.close().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_the_server_never_acks_is_reported_and_does_not_block() {
+    let server = NodeServer::start().await;
+    let mut cfg = config(&server);
+    cfg.connect_timeout = Duration::from_millis(300);
+    let client = Client::new(cfg).unwrap();
+    let mut notices = client.notices();
+    // The server has no handler that acks this event.
+    client
+        .subscribe("metric:recorded", json!({}), None)
+        .await
+        .unwrap();
+    client.connect().await.unwrap();
+    let reply = client
+        .emit_with_ack("quiz:answer_submit", json!("A"), T)
+        .await;
+    assert!(
+        reply.is_ok(),
+        "the outbox flowed after the timeout: {reply:?}"
+    );
+    let failed = tokio::time::timeout(T, async {
+        loop {
+            if let Ok(Notice::SubscriptionFailed { event, .. }) = notices.recv().await {
+                return event;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(failed, "metric:recorded");
+    assert_eq!(client.metrics().await.unwrap().subscriptions_failed, 1);
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_inbound_ids_are_dropped_across_a_client_restart() {
+    let dir = temp_dir("dedup");
+    let store = dir.join("outbox.db");
+    let server = NodeServer::start().await;
+    let cfg = || {
+        config(&server)
+            .with_store(&store)
+            .with_dedup(DedupConfig::with_pointer("/messageId"))
+    };
+    let send = |id: &str| json!({"event": "chat:message", "args": [{"messageId": id}]});
+
+    let client = Client::new(cfg()).unwrap();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+    for id in ["m1", "m1", "m2"] {
+        client.emit("emit-to-me", send(id)).await.unwrap();
+    }
+    client
+        .emit("emit-to-me", json!({"event": "done", "args": []}))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let ev = tokio::time::timeout(T, events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        match ev.name() {
+            "chat:message" => seen.push(ev.first_arg::<Value>().unwrap()["messageId"].clone()),
+            "done" => break,
+            _ => {}
+        }
+    }
+    assert_eq!(seen, [json!("m1"), json!("m2")]);
+    client.close().await;
+
+    // The seen ids were persisted: a restarted app does not show m2 again.
+    let client = Client::new(cfg()).unwrap();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+    for id in ["m2", "m3"] {
+        client.emit("emit-to-me", send(id)).await.unwrap();
+    }
+    let ev = next_named(&mut events, "chat:message", T).await;
+    assert_eq!(ev.first_arg::<Value>().unwrap()["messageId"], "m3");
+    assert_eq!(client.metrics().await.unwrap().duplicates_dropped, 1);
+    client.close().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_state_recovery_replays_missed_events_or_says_it_could_not() {
+    let server = NodeServer::start_with(ServerOptions {
+        recovery_ms: Some(1_500),
+        ..Default::default()
+    })
+    .await;
+    let client = Client::new(config(&server)).unwrap();
+    let mut events = client.events();
+    let mut states = client.states();
+    client.connect().await.unwrap();
+    // A second client makes the server broadcast while the first is away.
+    let other = Client::new(config(&server)).unwrap();
+    other.connect().await.unwrap();
+    let broadcast = |n: u32| json!({"event": "scores:updated", "args": [{"n": n}]});
+
+    other
+        .emit_with_ack("broadcast", broadcast(0), T)
+        .await
+        .unwrap();
+    let first = next_named(&mut events, "scores:updated", T).await;
+    assert_eq!(
+        first.args().unwrap(),
+        vec![json!({"n": 0})],
+        "offset stripped"
+    );
+
+    client.set_network_available(false).unwrap();
+    wait_for_state(&mut states, T, |s| *s == State::Offline).await;
+    let mut notices = client.notices();
+    for n in 1..=3 {
+        other
+            .emit_with_ack("broadcast", broadcast(n), T)
+            .await
+            .unwrap();
+    }
+    client.set_network_available(true).unwrap();
+    let recovered = tokio::time::timeout(T, async {
+        loop {
+            if let Ok(Notice::Connected { recovered, .. }) = notices.recv().await {
+                return recovered;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(recovered, "within the window the session is restored");
+    for n in 1..=3 {
+        let ev = next_named(&mut events, "scores:updated", T).await;
+        assert_eq!(
+            ev.args().unwrap(),
+            vec![json!({"n": n})],
+            "missed events, in order"
+        );
+    }
+
+    // Beyond the window: the server cannot restore, and the app is told.
+    client.set_network_available(false).unwrap();
+    wait_for_state(&mut states, T, |s| *s == State::Offline).await;
+    other
+        .emit_with_ack("broadcast", broadcast(4), T)
+        .await
+        .unwrap();
+    // The server's recovery window is wall-clock time; nothing to wait on but the clock.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    client.set_network_available(true).unwrap();
+    let failed = tokio::time::timeout(T, async {
+        loop {
+            match notices.recv().await {
+                Ok(Notice::RecoveryFailed { namespace }) => return namespace,
+                Ok(_) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(failed, "/");
+    assert_eq!(client.metrics().await.unwrap().recovered_sessions, 1);
+    client.close().await;
+    other.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_outbox_flushes_by_priority_drops_expired_and_coalesces() {
+    let mut server = NodeServer::start().await;
+    server.kill().await;
+    let client = Client::new(config(&server)).unwrap();
+    let mut sent = client.outgoing();
+    client.start().unwrap();
+    let low = EmitOptions::default().priority(Priority::Low);
+    client
+        .emit_with("telemetry", json!({"i": 1}), low.clone())
+        .await
+        .unwrap();
+    for bpm in [70, 71, 72, 73] {
+        let hr = EmitOptions::default().coalesce("hr");
+        client
+            .emit_with("heart_rate", json!({"bpm": bpm}), hr)
+            .await
+            .unwrap();
+    }
+    let ttl = EmitOptions::default().ttl(Duration::from_millis(50));
+    let doomed = client.emit_with("stale", json!({}), ttl).await.unwrap();
+    client
+        .emit_with("telemetry", json!({"i": 2}), low)
+        .await
+        .unwrap();
+    let high = EmitOptions::default().priority(Priority::High);
+    client
+        .emit_with("alert", json!({"fall": true}), high)
+        .await
+        .unwrap();
+
+    let outbox = client.outbox();
+    let listed = outbox.list(10).await.unwrap();
+    let names: Vec<&str> = listed.iter().map(|p| p.event.as_str()).collect();
+    assert_eq!(
+        names,
+        ["alert", "heart_rate", "stale", "telemetry", "telemetry"]
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|p| p.id == doomed && p.expires_ms.is_some())
+    );
+    let stats = outbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.coalesced), (5, 3));
+
+    // Past the TTL before any connection exists.
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    server.restart().await;
+    let mut order = Vec::new();
+    while order.len() < 4 {
+        let ev = tokio::time::timeout(T, sent.recv()).await.unwrap().unwrap();
+        order.push((ev.name().to_owned(), ev.first_arg::<Value>().unwrap()));
+    }
+    let names: Vec<&str> = order.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["alert", "heart_rate", "telemetry", "telemetry"]);
+    assert_eq!(order[1].1["bpm"], 73, "only the newest heart rate");
+    client.outbox().drained().await.unwrap();
+    let stats = client.outbox().stats().await.unwrap();
+    assert_eq!((stats.expired, stats.delivered, stats.pending), (1, 4, 0));
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_can_be_listed_removed_cleared_and_overflow_drops_oldest() {
+    let mut server = NodeServer::start().await;
+    server.kill().await;
+    let mut cfg = config(&server);
+    cfg.outbox.max_entries = 3;
+    cfg.outbox.overflow = pulselink::Overflow::DropOldest;
+    let client = Client::new(cfg).unwrap();
+    let mut notices = client.notices();
+    let outbox = client.outbox();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(
+            client
+                .emit_with("e", json!({"i": i}), EmitOptions::default())
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(matches!(
+        notices.recv().await.unwrap(),
+        Notice::OutboxOverflow { dropped: 1 }
+    ));
+    let listed: Vec<u64> = outbox
+        .list(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(listed, ids[1..]);
+    assert!(outbox.remove(ids[2]).await.unwrap());
+    assert!(!outbox.remove(ids[2]).await.unwrap());
+    assert_eq!(outbox.clear().await.unwrap(), 2);
+    let s = outbox.stats().await.unwrap();
+    assert_eq!(
+        (s.pending, s.pending_bytes, s.dropped_overflow, s.failed),
+        (0, 0, 1, 3)
+    );
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_store_is_a_clear_error() {
+    let dir = temp_dir("corrupt");
+    let path = dir.join("outbox.db");
+    std::fs::write(&path, vec![0x42; 16 * 1024]).unwrap();
+    let server = NodeServer::start().await;
+    let err = Client::new(config(&server).with_store(&path)).unwrap_err();
+    assert!(matches!(err, Error::StoreCorrupt(_)), "{err:?}");
+    assert!(err.to_string().contains("corrupt"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
