@@ -333,28 +333,34 @@ impl Worker {
         let mut deferred = Vec::with_capacity(batch.len());
         let mut appended = false;
         let mut closing = false;
-        let result = db::begin(&self.conn).and_then(|()| {
-            for cmd in batch.drain(..) {
-                match cmd {
-                    Cmd::Close(reply) => {
-                        closing = true;
-                        deferred.push(Deferred::Closed(reply));
-                    }
-                    cmd => {
-                        appended |= matches!(cmd, Cmd::Append { .. });
-                        self.apply(cmd, now, &mut deferred)?;
+        let mut failure = db::begin(&self.conn).err();
+        for cmd in batch.drain(..) {
+            if let Cmd::Close(reply) = cmd {
+                closing = true;
+                deferred.push(Deferred::Closed(reply));
+                continue;
+            }
+            appended |= matches!(cmd, Cmd::Append { .. });
+            match &failure {
+                // Once a statement failed the transaction is lost: refuse the rest clearly.
+                Some(e) => self.refuse(cmd, e),
+                None => {
+                    if let Err(e) = self.apply(cmd, now, &mut deferred) {
+                        failure = Some(e);
                     }
                 }
             }
-            db::commit(&self.conn)
-        });
-        match result {
-            Ok(()) => {
+        }
+        if failure.is_none() {
+            failure = db::commit(&self.conn).err();
+        }
+        match failure {
+            None => {
                 for d in deferred {
                     d.send_ok();
                 }
             }
-            Err(e) => {
+            Some(e) => {
                 // Nothing in the batch happened: restore the counters, fail every write.
                 db::rollback(&self.conn);
                 warn!(error = %e, "store batch failed");
@@ -378,6 +384,25 @@ impl Worker {
         closing
     }
 
+    /// Answers a command that cannot run because its batch already failed. Lost deletions
+    /// only mean an entry is sent again (with its key); nothing is lost.
+    fn refuse(&mut self, cmd: Cmd, e: &StoreError) {
+        let err = || Error::from(e.clone());
+        match cmd {
+            Cmd::Append { reply, .. } => drop(reply.send(Err(err()))),
+            Cmd::Fetch { reply, .. } => drop(reply.send(Vec::new())),
+            Cmd::List { reply, .. } => drop(reply.send(Err(err()))),
+            Cmd::Remove { reply, .. } => drop(reply.send(Err(err()))),
+            Cmd::Clear(reply) => drop(reply.send(Err(err()))),
+            Cmd::PutSubscription(_, reply) => drop(reply.send(Err(err()))),
+            Cmd::RemoveSubscription(_, reply) => drop(reply.send(Err(err()))),
+            Cmd::Stats(reply) => drop(reply.send(self.stats.clone())),
+            Cmd::WhenEmpty(reply) => self.empty_waiters.push(reply),
+            Cmd::Delivered(_) | Cmd::Failed(_) | Cmd::Seen { .. } | Cmd::Recovery { .. } => {}
+            Cmd::Close(_) => unreachable!("handled by run_batch"),
+        }
+    }
+
     fn apply(&mut self, cmd: Cmd, now: i64, out: &mut Vec<Deferred>) -> Result<(), StoreError> {
         match cmd {
             Cmd::Append { entry, ack, reply } => match self.append(&entry, now) {
@@ -391,7 +416,6 @@ impl Worker {
                     let _ = reply.send(Err(refused));
                 }
                 Err(e) => {
-                    // The reply must say the emit failed even though later commands run on.
                     let _ = reply.send(Err(e.clone().into()));
                     return Err(e);
                 }
@@ -600,5 +624,95 @@ impl Deferred {
             Deferred::Unsubscribed(r, _) => drop(r.send(Err(err.clone()))),
             Deferred::Closed(r) => drop(r.send(())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(config: OutboxConfig) -> Worker {
+        let (conn, snapshot) = db::open(None, config.durability).unwrap();
+        Worker {
+            conn,
+            client_id: snapshot.client_id,
+            limits: config,
+            stats: OutboxStats::default(),
+            waiters: HashMap::new(),
+            appended: watch::channel(0).0,
+            notices: broadcast::channel(4).0,
+            empty_waiters: Vec::new(),
+        }
+    }
+
+    fn append(n: usize) -> (Cmd, oneshot::Receiver<Result<u64, Error>>) {
+        let (reply, rx) = oneshot::channel();
+        let entry = NewEntry {
+            lane: Priority::Normal,
+            namespace: Arc::from("/"),
+            event: "metric:recorded".into(),
+            args: format!(r#"[{{"n":{n},"pad":"{}"}}]"#, "x".repeat(200)),
+            attachments: vec![],
+            want_ack: false,
+            ttl: None,
+            coalesce_key: None,
+        };
+        let cmd = Cmd::Append {
+            entry,
+            ack: None,
+            reply,
+        };
+        (cmd, rx)
+    }
+
+    #[test]
+    fn a_batch_commits_together_and_answers_after_the_commit() {
+        let mut w = worker(OutboxConfig::default());
+        let (mut batch, rxs): (Vec<_>, Vec<_>) = (0..1000).map(append).unzip();
+        w.run_batch(&mut batch);
+        let seqs: Vec<u64> = rxs
+            .into_iter()
+            .map(|mut rx| rx.try_recv().unwrap().unwrap())
+            .collect();
+        assert_eq!(seqs, (1..=1000).collect::<Vec<_>>());
+        assert_eq!(w.stats.pending, 1000);
+    }
+
+    #[test]
+    fn disk_full_fails_the_batch_clearly_and_keeps_what_was_stored() {
+        let mut w = worker(OutboxConfig::default());
+        let (mut batch, _rxs): (Vec<_>, Vec<_>) = (0..10).map(append).unzip();
+        w.run_batch(&mut batch);
+        let pages: i64 = w
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        // The file may not grow any more: the next writes hit SQLITE_FULL.
+        w.conn
+            .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+            .unwrap();
+        let (mut batch, rxs): (Vec<_>, Vec<_>) = (10..200).map(append).unzip();
+        w.run_batch(&mut batch);
+        let errors: Vec<Error> = rxs
+            .into_iter()
+            .map(|mut rx| rx.try_recv().unwrap().unwrap_err())
+            .collect();
+        assert!(
+            errors.iter().all(|e| matches!(e, Error::DiskFull(_))),
+            "{:?}",
+            &errors[..2]
+        );
+        assert!(errors[0].to_string().contains("disk full"), "{}", errors[0]);
+        assert_eq!(w.stats.pending, 10, "counters match what is stored");
+        assert_eq!(db::list(&w.conn, 100).unwrap().len(), 10, "nothing lost");
+        db::quick_check(&w.conn).unwrap();
+        // Space comes back: writes work again.
+        w.conn
+            .execute_batch("PRAGMA max_page_count = 1000000")
+            .unwrap();
+        let (mut batch, mut rxs): (Vec<_>, Vec<_>) = (200..201).map(append).unzip();
+        w.run_batch(&mut batch);
+        assert!(rxs[0].try_recv().unwrap().is_ok());
+        assert_eq!(w.stats.pending, 11);
     }
 }
