@@ -122,7 +122,16 @@ def main():
     plan = [
         ("in", ["pulselink", "pulselink-serde", "socket.io-client", "rust_socketio", "raw"], n_in),
         ("out", ["pulselink", "socket.io-client", "rust_socketio"], n_out),
+        ("out-seq", ["pulselink"], n_out // 10),
         ("ack", ["pulselink", "socket.io-client", "rust_socketio", "tcp-floor"], n_ack),
+        # Durability: commit rates into a store file, memory while offline, backlog drain.
+        ("commit-full-1", ["pulselink"], 500 if args.quick else 2_000),
+        ("commit-full-256", ["pulselink"], 20_000 if args.quick else 100_000),
+        ("commit-normal-1", ["pulselink"], 2_000 if args.quick else 10_000),
+        ("commit-normal-256", ["pulselink"], 50_000 if args.quick else 300_000),
+        ("offline-rss", ["pulselink", "socket.io-client"], 50_000 if args.quick else 300_000),
+        ("drain", ["pulselink"], 10_000 if args.quick else 50_000),
+        ("resubscribe", ["pulselink"], 100),
     ]
     table = {}
     for mode, clients, n in plan:
@@ -177,6 +186,42 @@ def main():
     ]
     for client, r in reconnect.items():
         lines.append(f"| {client} | {r['median_ms']:.0f} | {r['max_ms']:.0f} |")
+
+    def rate(mode):
+        v = m(mode, "pulselink", "events_per_sec")
+        return "–" if v is None else f"{v:,.0f}"
+
+    single, grouped = (m("commit-full-1", "pulselink", "events_per_sec"),
+                       m("commit-full-256", "pulselink", "events_per_sec"))
+    growth = lambda c: m("offline-rss", c, "rss_growth_kib")
+    lines += [
+        "",
+        "Durability (store file on this machine's disk; emits while offline unless noted).",
+        "",
+        "| measure | value |",
+        "|---|---:|",
+        f"| commits/s, `Full`, one emit at a time (single-row commit rate) | {rate('commit-full-1')} |",
+        f"| emits/s, `Full`, 256 in flight (group commit) | {rate('commit-full-256')} "
+        f"({'–' if not single else f'{grouped / single:.0f}× single'}) |",
+        f"| emits/s, `Normal`, one at a time | {rate('commit-normal-1')} |",
+        f"| emits/s, `Normal`, 256 in flight | {rate('commit-normal-256')} |",
+        f"| emits/s while connected, one at a time (awaiting each commit) | {rate('out-seq')} |",
+    ]
+    for c in ["pulselink", "socket.io-client"]:
+        g = growth(c)
+        n_off = 50_000 if args.quick else 300_000
+        lines.append(f"| RSS growth holding {n_off:,} offline emits, {c} | "
+                     f"{'–' if g is None else f'{g / 1024:.1f} MiB'} |")
+    drain_rate = m("drain", "pulselink", "acked_per_sec")
+    drain_secs = m("drain", "pulselink", "secs")
+    resub = m("resubscribe", "pulselink", "ms")
+    n_drain = 10_000 if args.quick else 50_000
+    lines += [
+        f"| backlog of {n_drain:,} confirmed emits: connect → all acked | "
+        f"{'–' if drain_secs is None else f'{drain_secs:.2f} s ({drain_rate:,.0f} acked/s, in order)'} |",
+        f"| 100 subscriptions: connect → replayed, acked, first outbox entry acked | "
+        f"{'–' if resub is None else f'{resub:.0f} ms'} |",
+    ]
     text = "\n".join(lines)
     out_dir = BENCH / "results"
     out_dir.mkdir(exist_ok=True)

@@ -1,5 +1,5 @@
 // socket.io-client (npm) as a benchmark peer; same modes and output as pulselink-bench.
-// Usage: node sioclient.js <in|out|ack|reconnect> <url> <n>
+// Usage: node sioclient.js <in|out|ack|reconnect|offline-rss> <url> <n>
 "use strict";
 const { io } = require("../../tests/node/node_modules/socket.io-client");
 
@@ -18,7 +18,10 @@ function report(fields) {
 }
 const now = () => Number(process.hrtime.bigint()) / 1e9;
 
-const socket = io(url, { transports: ["websocket"], reconnectionDelayMax: 5000 });
+// offline-rss never connects: emits pile up in socket.io-client's in-memory send buffer.
+const socket = mode === "offline-rss"
+  ? io(url, { autoConnect: false })
+  : io(url, { transports: ["websocket"], reconnectionDelayMax: 5000 });
 
 if (mode === "in") {
   let seen = 0;
@@ -65,6 +68,14 @@ if (mode === "in") {
     report({ p50_us: p(0.5), p99_us: p(0.99), samples: us.length });
     process.exit(0);
   });
+} else if (mode === "offline-rss") {
+  for (let i = 0; i < 1000; i++) socket.emit(EVENT, sample);
+  const before = peakRssKib();
+  const started = now();
+  for (let i = 0; i < n; i++) socket.emit(EVENT, { ...sample, i });
+  const secs = now() - started;
+  report({ events: n, secs, rss_before_kib: before, rss_growth_kib: peakRssKib() - before, buffered: socket.sendBuffer.length });
+  process.exit(0);
 } else if (mode === "reconnect") {
   socket.on("connect", () => {
     console.log(`connected ${(performance.timeOrigin + performance.now()).toFixed(3)}`);

@@ -1,13 +1,20 @@
 //! Pulselink (and a raw tokio-tungstenite reader, the ceiling) as benchmark clients.
 //! `pulselink-bench <in|out|ack|reconnect> <pulselink|pulselink-serde|raw> <url> <n>`
+//!
+//! Durability modes (client `pulselink`; a store file in a fresh temp dir):
+//! `commit-full-1`, `commit-full-256`, `commit-normal-1`, `commit-normal-256` (n emits while
+//! offline, 1 or 256 in flight), `offline-rss` (n emits offline: RSS growth), `drain` (n
+//! confirmed emits queued offline, then connect: time until all are acknowledged),
+//! `resubscribe` (n subscriptions, then connect: time until the first outbox entry is acked).
 
 use std::{
     io::BufRead,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use futures_util::{SinkExt, StreamExt};
-use pulselink_bench::{EVENT, parse_args, percentiles, report, runtime, sample};
+use futures_util::{SinkExt, StreamExt, stream::FuturesUnordered};
+use pulselink::{Durability, EmitOptions};
+use pulselink_bench::{EVENT, parse_args, peak_rss_kib, percentiles, report, runtime, sample};
 use serde_json::json;
 
 fn main() {
@@ -17,9 +24,23 @@ fn main() {
             ("in", "pulselink") => pulselink_in(&url, n, false).await,
             ("in", "pulselink-serde") => pulselink_in(&url, n, true).await,
             ("in", "raw") => raw_in(&url, n).await,
-            ("out", "pulselink") => pulselink_out(&url, n).await,
+            ("out", "pulselink") => pulselink_out(&url, n, 256).await,
+            ("out-seq", "pulselink") => pulselink_out(&url, n, 1).await,
             ("ack", "pulselink") => pulselink_ack(&url, n).await,
             ("reconnect", "pulselink") => pulselink_reconnect(&url).await,
+            ("commit-full-1", "pulselink") => commit(&url, n, Durability::Full, 1, &mode).await,
+            ("commit-full-256", "pulselink") => {
+                commit(&url, n, Durability::Full, 256, &mode).await
+            }
+            ("commit-normal-1", "pulselink") => {
+                commit(&url, n, Durability::Normal, 1, &mode).await
+            }
+            ("commit-normal-256", "pulselink") => {
+                commit(&url, n, Durability::Normal, 256, &mode).await
+            }
+            ("offline-rss", "pulselink") => offline_rss(&url, n).await,
+            ("drain", "pulselink") => drain(&url, n).await,
+            ("resubscribe", "pulselink") => resubscribe(&url, n).await,
             other => panic!("unknown mode/client {other:?}"),
         }
     });
@@ -71,14 +92,13 @@ async fn pulselink_in(url: &str, n: u64, typed: bool) {
     client.close().await;
 }
 
-async fn pulselink_out(url: &str, n: u64) {
+/// Durable emits (each awaits the store's commit), `in_flight` at a time: 1 is an app that
+/// awaits every emit, 256 a producer that keeps many in flight and gets group commit.
+async fn pulselink_out(url: &str, n: u64, in_flight: usize) {
     let client = pulselink_client(url).await;
     client.connect().await.unwrap();
-    let value = sample();
     let started = Instant::now();
-    for _ in 0..n {
-        client.emit(EVENT, value.clone()).await.unwrap();
-    }
+    emit_many(&client, EVENT, n, in_flight, EmitOptions::default()).await;
     loop {
         let reply = client.emit_with_ack("count?", (), Duration::from_secs(30)).await.unwrap();
         if reply.values().unwrap()[0].as_u64() == Some(n) {
@@ -87,7 +107,8 @@ async fn pulselink_out(url: &str, n: u64) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let secs = started.elapsed().as_secs_f64();
-    report("out", "pulselink", json!({"events": n, "secs": secs, "events_per_sec": n as f64 / secs}));
+    let mode = if in_flight == 1 { "out-seq" } else { "out" };
+    report(mode, "pulselink", json!({"events": n, "secs": secs, "events_per_sec": n as f64 / secs}));
     client.close().await;
 }
 
@@ -157,4 +178,107 @@ async fn raw_in(url: &str, n: u64) {
     }
     let secs = started.elapsed().as_secs_f64();
     report("in", "raw", json!({"events": n, "secs": secs, "events_per_sec": n as f64 / secs}));
+}
+
+/// A fresh store path; the directory is removed by [`Scratch::drop`].
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("pulselink-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn store(&self) -> std::path::PathBuf {
+        self.0.join("outbox.db")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn durable_client(url: &str, store: &std::path::Path, durability: Durability) -> pulselink::Client {
+    let mut config = pulselink::ClientConfig::new(url).unwrap().with_store(store);
+    config.outbox.durability = durability;
+    pulselink::Client::new(config).unwrap()
+}
+
+/// `n` emits of `event`, `in_flight` at a time.
+async fn emit_many(
+    client: &pulselink::Client,
+    event: &str,
+    n: u64,
+    in_flight: usize,
+    options: EmitOptions,
+) {
+    let value = sample();
+    let mut pending = FuturesUnordered::new();
+    for _ in 0..n {
+        pending.push(client.emit_with(event, value.clone(), options.clone()));
+        if pending.len() >= in_flight {
+            pending.next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(r) = pending.next().await {
+        r.unwrap();
+    }
+}
+
+async fn commit(url: &str, n: u64, durability: Durability, in_flight: usize, mode: &str) {
+    let scratch = Scratch::new();
+    let client = durable_client(url, &scratch.store(), durability);
+    let started = Instant::now();
+    emit_many(&client, EVENT, n, in_flight, EmitOptions::default()).await;
+    let secs = started.elapsed().as_secs_f64();
+    report(mode, "pulselink", json!({"events": n, "secs": secs, "events_per_sec": n as f64 / secs}));
+    client.close().await;
+}
+
+async fn offline_rss(url: &str, n: u64) {
+    let scratch = Scratch::new();
+    let client = durable_client(url, &scratch.store(), Durability::Normal);
+    // Warm up the allocator and SQLite's page cache before the baseline.
+    emit_many(&client, EVENT, 1_000, 256, EmitOptions::default()).await;
+    let before = peak_rss_kib();
+    let started = Instant::now();
+    emit_many(&client, EVENT, n, 256, EmitOptions::default()).await;
+    let secs = started.elapsed().as_secs_f64();
+    let pending = client.outbox().stats().await.unwrap().pending;
+    assert_eq!(pending, n + 1_000);
+    report("offline-rss", "pulselink", json!({"events": n, "secs": secs, "rss_before_kib": before, "rss_growth_kib": peak_rss_kib() - before}));
+    client.close().await;
+}
+
+async fn drain(url: &str, n: u64) {
+    let scratch = Scratch::new();
+    let client = durable_client(url, &scratch.store(), Durability::Normal);
+    // Queued while offline (the client has not started), each kept until the server acks it
+    // (the test server acks `tick`).
+    emit_many(&client, "tick", n, 256, EmitOptions::default().confirm()).await;
+    let started = Instant::now();
+    client.connect().await.unwrap();
+    client.outbox().drained().await.unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    report("drain", "pulselink", json!({"events": n, "secs": secs, "acked_per_sec": n as f64 / secs}));
+    client.close().await;
+}
+
+async fn resubscribe(url: &str, n: u64) {
+    let scratch = Scratch::new();
+    let client = durable_client(url, &scratch.store(), Durability::Normal);
+    for i in 0..n {
+        let room = json!({"roomId": format!("room_{i}")});
+        client.subscribe("room:subscribe", room, Some("room:unsubscribe")).await.unwrap();
+    }
+    let started = Instant::now();
+    client.connect().await.unwrap();
+    // The outbox flows only after every subscription's ack: this ack marks the end.
+    client.emit_with_ack("quiz:answer_submit", json!("A"), Duration::from_secs(10)).await.unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    report("resubscribe", "pulselink", json!({"subscriptions": n, "ms": secs * 1000.0}));
+    client.close().await;
 }

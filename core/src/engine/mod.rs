@@ -249,7 +249,7 @@ impl Engine {
             ctl_rx,
             ctl_tx: ctl_tx.clone(),
             emit_rx,
-            flush: outbox::Flush::new(store.appended()),
+            flush: outbox::Flush::new(),
             store,
             inbox: Inbox::new(config_dedup.0, config_dedup.1, snapshot.seen),
             subs: subscriptions::Subscriptions::new(snapshot.subscriptions),

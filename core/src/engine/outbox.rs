@@ -1,18 +1,17 @@
 //! Sending the outbox: entries are fetched from the store in windows while connected,
 //! written in order, and retired once delivered.
 //!
-//! An entry that asked for an acknowledgement is delivered when the server acks it (its
-//! sequence number is its ack id); any other when its frame was flushed to a healthy link.
+//! One fetch is kept outstanding while there is room; the store parks it until entries exist,
+//! so live emits flow without polling. An entry that asked for an acknowledgement is
+//! delivered when the server acks it (its sequence number is its ack id); any other when its
+//! frame was flushed to a healthy link.
 //! Up to `max_in_flight` acknowledgements are awaited at once: a backlog drains pipelined,
 //! not one at a time. Anything not delivered when a link drops stays in the store and is sent
 //! again, in order and with the same idempotency key, on the next connection.
 
 use std::{collections::HashMap, sync::Arc};
 
-use tokio::{
-    sync::{oneshot, watch},
-    time::Instant,
-};
+use tokio::{sync::oneshot, time::Instant};
 use tracing::warn;
 
 use super::{Engine, Filter, session::Link};
@@ -45,9 +44,6 @@ pub(super) struct Flush {
     /// Highest sequence number fetched in this session, per lane ([`Priority::DESCENDING`]).
     cursors: [u64; 3],
     pub(super) fetching: Fetching,
-    /// The store had nothing after the cursors; wait for the next append.
-    drained: bool,
-    pub(super) appended: watch::Receiver<u64>,
     in_flight: HashMap<u64, InFlight>,
     /// Written without an ack request; delivered once the write is flushed.
     written: Vec<u64>,
@@ -58,12 +54,10 @@ pub(super) struct Flush {
 }
 
 impl Flush {
-    pub(super) fn new(appended: watch::Receiver<u64>) -> Self {
+    pub(super) fn new() -> Self {
         Self {
             cursors: [0; 3],
             fetching: None,
-            drained: false,
-            appended,
             in_flight: HashMap::new(),
             written: Vec::new(),
             delivered: Vec::new(),
@@ -72,9 +66,10 @@ impl Flush {
     }
 
     /// Starts over from the oldest entry (a new connection, or a namespace became ready).
+    /// A fetch under way is abandoned; the store hands its callers' waiters to the next one.
     pub(super) fn rewind(&mut self) {
         self.cursors = [0; 3];
-        self.drained = false;
+        self.fetching = None;
     }
 
     /// The link is gone: nothing is in flight any more. Callers keep waiting; their entries
@@ -96,37 +91,25 @@ impl Flush {
         self.fetching.is_some()
     }
 
-    pub(super) fn is_drained(&self) -> bool {
-        self.drained
-    }
-
     /// The earliest moment an acknowledgement can be overdue.
     pub(super) fn next_ack_deadline(&self, timeout: std::time::Duration) -> Option<Instant> {
         self.in_flight.values().map(|f| f.sent_at + timeout).min()
     }
-
-    pub(super) fn woke(&mut self) {
-        self.drained = false;
-    }
 }
 
-/// A fetch under way: the session it was asked in, how many were asked, the answer.
-pub(super) type Fetching = Option<(u64, usize, oneshot::Receiver<Vec<Fetched>>)>;
+/// A fetch under way: the session it was asked in, and the answer.
+pub(super) type Fetching = Option<(u64, oneshot::Receiver<Vec<Fetched>>)>;
 
 /// Waits for the answer to the fetch under way (a free function so the select loop can
-/// borrow this field beside the others).
-pub(super) async fn fetched(fetching: &mut Fetching) -> (u64, usize, Vec<Fetched>) {
-    match fetching {
-        Some((session, limit, rx)) => (*session, *limit, rx.await.unwrap_or_default()),
-        None => std::future::pending().await,
+/// borrow this field beside the others). Never ends if the store is gone: the client is
+/// closing then, and the control channel ends the session.
+pub(super) async fn fetched(fetching: &mut Fetching) -> (u64, Vec<Fetched>) {
+    if let Some((session, rx)) = fetching
+        && let Ok(found) = rx.await
+    {
+        return (*session, found);
     }
-}
-
-/// Waits until the store commits new entries.
-pub(super) async fn appended(rx: &mut watch::Receiver<u64>) {
-    if rx.changed().await.is_err() {
-        std::future::pending::<()>().await;
-    }
+    std::future::pending().await
 }
 
 impl Engine {
@@ -138,36 +121,23 @@ impl Engine {
             .outbox
             .max_in_flight
             .saturating_sub(f.in_flight.len());
-        if f.fetching.is_some()
-            || f.drained
-            || room == 0
-            || !self.namespaces.iter().any(|n| n.ready)
-        {
+        if f.fetching.is_some() || room == 0 || !self.namespaces.iter().any(|n| n.ready) {
             return;
         }
         let limit = room.min(FETCH);
-        f.appended.borrow_and_update();
         let (tx, rx) = oneshot::channel();
         self.store.post(Cmd::Fetch {
             after: f.cursors,
             limit,
+            park: true,
             reply: tx,
         });
-        f.fetching = Some((self.session_id, limit, rx));
+        f.fetching = Some((self.session_id, rx));
     }
 
     /// Writes a fetched window.
-    pub(super) fn on_fetched(
-        &mut self,
-        session: u64,
-        limit: usize,
-        entries: Vec<Fetched>,
-        link: &mut Link,
-    ) {
+    pub(super) fn on_fetched(&mut self, session: u64, entries: Vec<Fetched>, link: &mut Link) {
         self.flush.fetching = None;
-        if entries.len() < limit {
-            self.flush.drained = true;
-        }
         for f in entries {
             if let Some(ack) = f.ack {
                 self.flush.waiters.insert(f.entry.seq, ack);
@@ -244,6 +214,32 @@ impl Engine {
             link.out.extend(frames);
             self.flush.written.push(seq);
         }
+    }
+
+    /// Writes whatever the outbox holds now, without parking: the polite close's last flush.
+    /// Returns whether anything was written.
+    pub(super) async fn send_remaining(&mut self, link: &mut Link) -> bool {
+        // A parked fetch would never answer; ask afresh from the same cursors.
+        self.flush.fetching = None;
+        let room = self
+            .config
+            .outbox
+            .max_in_flight
+            .saturating_sub(self.flush.in_flight.len());
+        if room == 0 {
+            return false;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.store.post(Cmd::Fetch {
+            after: self.flush.cursors,
+            limit: room.min(FETCH),
+            park: false,
+            reply: tx,
+        });
+        let found = rx.await.unwrap_or_default();
+        let any = !found.is_empty();
+        self.on_fetched(self.session_id, found, link);
+        any
     }
 
     /// The frames written so far reached a healthy link.

@@ -152,7 +152,6 @@ impl Engine {
             .flatten()
             .min();
             let fetching = self.flush.is_fetching();
-            let drained = connected && self.flush.is_drained();
             let readable = self.backlog.is_empty();
             let backlog_tx = self
                 .backlog
@@ -179,12 +178,8 @@ impl Engine {
                 frame = t.recv(), if readable => {
                     self.on_frames(frame, t, link)
                 }
-                (session, limit, entries) = super::outbox::fetched(&mut self.flush.fetching), if fetching => {
-                    self.on_fetched(session, limit, entries, link);
-                    Ok(())
-                }
-                _ = super::outbox::appended(&mut self.flush.appended), if drained => {
-                    self.flush.woke();
+                (session, entries) = super::outbox::fetched(&mut self.flush.fetching), if fetching => {
+                    self.on_fetched(session, entries, link);
                     Ok(())
                 }
                 emit = self.emit_rx.recv(), if connected => match emit {
@@ -247,13 +242,9 @@ impl Engine {
         let _ = timeout(CLOSE_FLUSH, async {
             loop {
                 self.write_out(t, link).await?;
-                self.fetch_if_due();
-                if !self.flush.is_fetching() {
+                if !self.send_remaining(link).await {
                     return Ok::<(), End>(());
                 }
-                let (session, limit, entries) =
-                    super::outbox::fetched(&mut self.flush.fetching).await;
-                self.on_fetched(session, limit, entries, link);
             }
         })
         .await;

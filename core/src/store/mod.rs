@@ -4,6 +4,10 @@
 //! Commands arrive on a channel. The thread takes every command already queued (up to a
 //! batch), runs them in one `BEGIN IMMEDIATE` transaction and answers after the commit: that
 //! is the group commit that lets many concurrent emits share one fsync.
+//!
+//! The engine keeps one fetch outstanding while it can send. When nothing waits the fetch is
+//! parked here and answered by the next commit that adds entries, so a live emit reaches the
+//! wire without the engine having to ask again.
 
 mod db;
 
@@ -14,7 +18,7 @@ use std::{
 };
 
 use rusqlite::{Connection, ErrorCode};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, warn};
 
 pub(crate) use self::db::Snapshot;
@@ -138,10 +142,13 @@ pub(crate) enum Cmd {
         ack: Option<AckTx>,
         reply: Reply<u64>,
     },
-    /// The next entries of each lane after the engine's cursors, highest lane first.
+    /// The next entries of each lane after the engine's cursors, highest lane first; parked
+    /// until there are some.
     Fetch {
         after: [u64; 3],
         limit: usize,
+        /// Wait for entries rather than answer empty.
+        park: bool,
         reply: oneshot::Sender<Vec<Fetched>>,
     },
     Delivered(Vec<u64>),
@@ -179,8 +186,6 @@ pub(crate) enum Cmd {
 #[derive(Clone)]
 pub(crate) struct Store {
     tx: mpsc::Sender<Cmd>,
-    /// Bumped after every commit that added entries: the engine's cue to fetch.
-    appended: watch::Receiver<u64>,
     /// Prefix of every idempotency key.
     pub(crate) client_id: Arc<str>,
 }
@@ -196,7 +201,6 @@ impl Store {
             debug!("store was not closed cleanly last time; quick_check passed");
         }
         let (tx, rx) = mpsc::channel(CHANNEL);
-        let (appended_tx, appended) = watch::channel(0);
         let worker = Worker {
             conn,
             client_id: snapshot.client_id.clone(),
@@ -207,7 +211,7 @@ impl Store {
                 ..Default::default()
             },
             waiters: HashMap::new(),
-            appended: appended_tx,
+            parked: None,
             notices,
             empty_waiters: Vec::new(),
         };
@@ -217,7 +221,6 @@ impl Store {
             .map_err(|e| Error::Store(format!("cannot start the store thread: {e}")))?;
         let store = Store {
             tx,
-            appended,
             client_id: Arc::from(snapshot.client_id.as_str()),
         };
         Ok((store, snapshot))
@@ -251,11 +254,6 @@ impl Store {
         rx.await.map_err(|_| Error::Closed)?
     }
 
-    /// The commit counter the engine watches.
-    pub(crate) fn appended(&self) -> watch::Receiver<u64> {
-        self.appended.clone()
-    }
-
     /// The idempotency key of entry `seq`.
     pub(crate) fn key(&self, seq: u64) -> String {
         idempotency_key(&self.client_id, seq)
@@ -273,6 +271,47 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// How long the store thread polls for the next command before it sleeps. Waking a sleeping
+/// thread costs tens of microseconds on virtual machines; an app emitting in a loop sends the
+/// next command well within this window, so a short poll saves that on every emit.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// The next command: polled briefly, then waited for.
+fn next_command(rx: &mut mpsc::Receiver<Cmd>) -> Option<Cmd> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < SPIN {
+        match rx.try_recv() {
+            Ok(cmd) => return Some(cmd),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) => std::hint::spin_loop(),
+        }
+    }
+    rx.blocking_recv()
+}
+
+/// A fetch waiting for entries.
+struct Parked {
+    after: [u64; 3],
+    limit: usize,
+    reply: oneshot::Sender<Vec<Fetched>>,
+}
+
+/// Answers a fetch. If the engine has stopped listening (its link dropped), the callers'
+/// acknowledgement waiters go back to the store for the next fetch.
+fn answer_fetch(
+    reply: oneshot::Sender<Vec<Fetched>>,
+    found: Vec<Fetched>,
+    waiters: &mut HashMap<u64, AckTx>,
+) {
+    if let Err(found) = reply.send(found) {
+        for f in found {
+            if let Some(ack) = f.ack {
+                waiters.insert(f.entry.seq, ack);
+            }
+        }
+    }
 }
 
 /// A reply that is sent only once the batch it belongs to has committed.
@@ -294,7 +333,8 @@ struct Worker {
     stats: OutboxStats,
     /// Callers awaiting acknowledgements of entries the engine has not fetched yet.
     waiters: HashMap<u64, AckTx>,
-    appended: watch::Sender<u64>,
+    /// The engine's fetch while nothing waited.
+    parked: Option<Parked>,
     notices: broadcast::Sender<Notice>,
     /// Callers of `Outbox::drained`.
     empty_waiters: Vec<oneshot::Sender<()>>,
@@ -306,7 +346,7 @@ impl Worker {
         let mut closing = false;
         while !closing {
             batch.clear();
-            match rx.blocking_recv() {
+            match next_command(&mut rx) {
                 Some(cmd) => batch.push(cmd),
                 None => break,
             }
@@ -357,7 +397,7 @@ impl Worker {
         match failure {
             None => {
                 for d in deferred {
-                    d.send_ok();
+                    d.send_ok(&mut self.waiters);
                 }
             }
             Some(e) => {
@@ -369,12 +409,10 @@ impl Worker {
                 for d in deferred {
                     d.send_err(&err, &mut self.waiters);
                 }
-                // The engine may have been told nothing more is waiting; let it look again.
-                appended = true;
             }
         }
         if appended {
-            self.appended.send_modify(|v| *v += 1);
+            self.answer_parked(now);
         }
         if self.stats.pending == 0 {
             for w in self.empty_waiters.drain(..) {
@@ -423,20 +461,21 @@ impl Worker {
             Cmd::Fetch {
                 after,
                 limit,
+                park,
                 reply,
             } => {
                 self.expire(now)?;
-                let mut found = Vec::new();
-                for (lane, after) in Priority::DESCENDING.into_iter().zip(after) {
-                    if found.len() >= limit {
-                        break;
-                    }
-                    for entry in db::fetch(&self.conn, lane, after, limit - found.len(), now)? {
-                        let ack = self.waiters.remove(&entry.seq);
-                        found.push(Fetched { entry, ack });
-                    }
+                let found = self.fetch(after, limit, now)?;
+                if found.is_empty() && park {
+                    // A newer fetch replaces an older one, whose asker has moved on.
+                    self.parked = Some(Parked {
+                        after,
+                        limit,
+                        reply,
+                    });
+                } else {
+                    out.push(Deferred::Fetched(reply, found));
                 }
-                out.push(Deferred::Fetched(reply, found));
             }
             Cmd::Delivered(seqs) => {
                 let (n, bytes) = db::delete(&self.conn, &seqs)?;
@@ -495,6 +534,39 @@ impl Worker {
             Cmd::Close(_) => unreachable!("handled by run_batch"),
         }
         Ok(())
+    }
+
+    fn fetch(
+        &mut self,
+        after: [u64; 3],
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<Fetched>, StoreError> {
+        let mut found = Vec::new();
+        for (lane, after) in Priority::DESCENDING.into_iter().zip(after) {
+            if found.len() >= limit {
+                break;
+            }
+            for entry in db::fetch(&self.conn, lane, after, limit - found.len(), now)? {
+                let ack = self.waiters.remove(&entry.seq);
+                found.push(Fetched { entry, ack });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Answers the parked fetch if entries arrived for it.
+    fn answer_parked(&mut self, now: i64) {
+        let Some(p) = self.parked.take() else { return };
+        if p.reply.is_closed() {
+            return;
+        }
+        match self.fetch(p.after, p.limit, now) {
+            Ok(found) if found.is_empty() => self.parked = Some(p),
+            Ok(found) => answer_fetch(p.reply, found, &mut self.waiters),
+            // The engine hears nothing and asks again on its next connection.
+            Err(e) => warn!(error = %e, "store fetch failed"),
+        }
     }
 
     /// Inserts an entry within the limits. The outer error is a store failure; the inner one
@@ -589,10 +661,10 @@ impl Worker {
 }
 
 impl Deferred {
-    fn send_ok(self) {
+    fn send_ok(self, waiters: &mut HashMap<u64, AckTx>) {
         match self {
             Deferred::Appended(r, seq) => drop(r.send(Ok(seq))),
-            Deferred::Fetched(r, v) => drop(r.send(v)),
+            Deferred::Fetched(r, v) => answer_fetch(r, v, waiters),
             Deferred::Listed(r, v) => drop(r.send(Ok(v))),
             Deferred::Removed(r, b) => drop(r.send(Ok(b))),
             Deferred::Cleared(r, n) => drop(r.send(Ok(n))),
@@ -639,7 +711,7 @@ mod tests {
             limits: config,
             stats: OutboxStats::default(),
             waiters: HashMap::new(),
-            appended: watch::channel(0).0,
+            parked: None,
             notices: broadcast::channel(4).0,
             empty_waiters: Vec::new(),
         }
