@@ -273,24 +273,6 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// How long the store thread polls for the next command before it sleeps. Waking a sleeping
-/// thread costs tens of microseconds on virtual machines; an app emitting in a loop sends the
-/// next command well within this window, so a short poll saves that on every emit.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
-
-/// The next command: polled briefly, then waited for.
-fn next_command(rx: &mut mpsc::Receiver<Cmd>) -> Option<Cmd> {
-    let start = std::time::Instant::now();
-    while start.elapsed() < SPIN {
-        match rx.try_recv() {
-            Ok(cmd) => return Some(cmd),
-            Err(mpsc::error::TryRecvError::Disconnected) => return None,
-            Err(mpsc::error::TryRecvError::Empty) => std::hint::spin_loop(),
-        }
-    }
-    rx.blocking_recv()
-}
-
 /// A fetch waiting for entries.
 struct Parked {
     after: [u64; 3],
@@ -346,7 +328,7 @@ impl Worker {
         let mut closing = false;
         while !closing {
             batch.clear();
-            match next_command(&mut rx) {
+            match rx.blocking_recv() {
                 Some(cmd) => batch.push(cmd),
                 None => break,
             }
