@@ -402,6 +402,7 @@ impl Client {
             stale_dropped: c.stale,
             recovered_sessions: c.recovered,
             subscriptions_failed: c.subscriptions_failed,
+            rate_limit_pauses: c.rate_limit_pauses,
             outbox,
             ack_latency: c.latencies.summary(),
         })

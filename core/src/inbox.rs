@@ -193,7 +193,7 @@ impl Inbox {
 
 /// The value at `pointer` (RFC 6901) inside the first element of the JSON array `args`,
 /// as raw JSON text borrowed from `args`. Only the path is parsed; the rest is skipped.
-fn lookup<'a>(args: &'a str, pointer: &str) -> Option<&'a RawValue> {
+pub(crate) fn lookup<'a>(args: &'a str, pointer: &str) -> Option<&'a RawValue> {
     let list: Vec<&'a RawValue> = serde_json::from_str(args).ok()?;
     let mut cur: &'a RawValue = list.first()?;
     if pointer.is_empty() {
@@ -228,7 +228,7 @@ fn scalar_text(v: &RawValue) -> Option<String> {
 }
 
 /// Milliseconds since the epoch from an RFC 3339 string or a number.
-fn timestamp_ms(v: &RawValue) -> Option<i64> {
+pub(crate) fn timestamp_ms(v: &RawValue) -> Option<i64> {
     let t = v.get();
     if t.starts_with('"') {
         parse_rfc3339(&serde_json::from_str::<String>(t).ok()?)

@@ -31,6 +31,7 @@ pub mod event;
 pub mod inbox;
 pub mod metrics;
 pub mod outbox;
+pub mod ratelimit;
 mod store;
 pub mod transport;
 
@@ -45,3 +46,4 @@ pub use outbox::{
     Durability, EmitOptions, KeyPlacement, OutboxConfig, OutboxStats, Overflow, PendingEmit,
     Priority,
 };
+pub use ratelimit::RateLimit;

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub recovered_sessions: u64,
     /// Subscriptions that were not acknowledged in time.
     pub subscriptions_failed: u64,
+    /// Times the server said the rate limit was exceeded (sending paused).
+    pub rate_limit_pauses: u64,
     /// The outbox.
     pub outbox: OutboxStats,
     /// Acknowledgement latency of emits, over the most recent ones.
@@ -58,6 +60,7 @@ pub(crate) struct Counters {
     pub(crate) stale: u64,
     pub(crate) recovered: u64,
     pub(crate) subscriptions_failed: u64,
+    pub(crate) rate_limit_pauses: u64,
     pub(crate) latencies: Samples,
 }
 

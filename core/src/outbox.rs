@@ -139,6 +139,13 @@ pub struct OutboxConfig {
     /// Sends of one entry before it is given up (counted as failed, announced with
     /// [`crate::Notice::EmitFailed`]).
     pub max_sends: u32,
+    /// Client-side limits on entries sent (token buckets, all applied), e.g. 10 per second
+    /// and 100 per minute. Entries wait in the outbox rather than being refused.
+    pub rate_limits: Vec<crate::RateLimit>,
+    /// Server events that mean "slow down": sending pauses until the `resetTime` (or for
+    /// `retryAfter` seconds) they carry, one second if they carry neither. An `error` event
+    /// whose first argument has `"code": "RATE_LIMIT_EXCEEDED"` counts too.
+    pub rate_limit_events: Vec<String>,
 }
 
 impl Default for OutboxConfig {
@@ -153,6 +160,8 @@ impl Default for OutboxConfig {
             max_in_flight: 1024,
             ack_timeout: Duration::from_secs(30),
             max_sends: 5,
+            rate_limits: Vec::new(),
+            rate_limit_events: vec!["rate_limit_exceeded".into()],
         }
     }
 }

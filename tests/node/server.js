@@ -120,6 +120,11 @@ function handlers(socket) {
     for (let id = 1; id <= NEWS_REPLAY; id++) socket.emit("news", { id, title: `item ${id}` });
   }
   socket.on("kick-me", () => socket.disconnect(true));
+  // The seed's rate-limit signal, with the time sending may resume.
+  socket.on("limit-me", (ms) => {
+    const resetTime = new Date(Date.now() + ms).toISOString();
+    socket.emit("rate_limit_exceeded", { limit: 10, window: 1000, resetTime });
+  });
   socket.on("expire-me", () => socket.emit("token:expired", { reason: "test" }));
 
   // Count events, for client->server throughput; answers with the count on "count?".

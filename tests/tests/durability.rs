@@ -10,7 +10,8 @@ use std::{
 };
 
 use pulselink::{
-    Client, ClientConfig, DedupConfig, EmitOptions, Error, Notice, Priority, ReconnectPolicy, State,
+    Client, ClientConfig, DedupConfig, EmitOptions, Error, Notice, Priority, RateLimit,
+    ReconnectPolicy, State,
 };
 use pulselink_tests::{
     LedgerLine, NodeServer, ServerOptions, next_named, read_ledger, temp_dir, wait_for_state,
@@ -569,4 +570,45 @@ async fn a_corrupt_store_is_a_clear_error() {
     assert!(matches!(err, Error::StoreCorrupt(_)), "{err:?}");
     assert!(err.to_string().contains("corrupt"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_space_out_the_outbox_and_the_server_can_pause_it() {
+    let server = NodeServer::start().await;
+    let mut cfg = config(&server);
+    // 100 per second with bursts of 20.
+    cfg.outbox.rate_limits = vec![RateLimit::new(20, Duration::from_millis(200))];
+    let client = Client::new(cfg).unwrap();
+    let mut sent = client.outgoing();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+    // A lower bound that scheduling delays cannot fake: from before the first emit to the
+    // 60th send, 20 go at once and 40 more need 0.4 s of refill.
+    let started = tokio::time::Instant::now();
+    for n in 0..60 {
+        client.emit("tick", json!({"n": n})).await.unwrap();
+    }
+    for n in 0..60 {
+        let ev = tokio::time::timeout(T, sent.recv()).await.unwrap().unwrap();
+        assert_eq!(ev.first_arg::<Value>().unwrap()["n"], n, "order kept");
+    }
+    let spread = started.elapsed();
+    assert!(spread >= Duration::from_millis(390), "{spread:?}");
+
+    // The server's own signal pauses the outbox until its resetTime, 600 ms after it read
+    // "limit-me" (so at least 600 ms after this instant).
+    let asked_at = tokio::time::Instant::now();
+    client.emit("limit-me", json!(600)).await.unwrap();
+    next_named(&mut events, "rate_limit_exceeded", T).await;
+    client.emit("tick", json!({"n": "after"})).await.unwrap();
+    loop {
+        let ev = tokio::time::timeout(T, sent.recv()).await.unwrap().unwrap();
+        if ev.name() == "tick" {
+            break;
+        }
+    }
+    let waited = asked_at.elapsed();
+    assert!(waited >= Duration::from_millis(580), "{waited:?}");
+    assert_eq!(client.metrics().await.unwrap().rate_limit_pauses, 1);
+    client.close().await;
 }

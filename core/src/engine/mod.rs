@@ -243,13 +243,14 @@ impl Engine {
             .map(|n| Namespace::new(Arc::from(n.as_str())))
             .collect();
         let config_dedup = (config.dedup.clone(), config.freshness.clone());
+        let flush = outbox::Flush::new(&config.outbox.rate_limits);
         let engine = Self {
             backoff: Backoff::new(config.reconnect.clone()),
             config,
             ctl_rx,
             ctl_tx: ctl_tx.clone(),
             emit_rx,
-            flush: outbox::Flush::new(),
+            flush,
             store,
             inbox: Inbox::new(config_dedup.0, config_dedup.1, snapshot.seen),
             subs: subscriptions::Subscriptions::new(snapshot.subscriptions),

@@ -9,7 +9,10 @@
 //! not one at a time. Anything not delivered when a link drops stays in the store and is sent
 //! again, in order and with the same idempotency key, on the next connection.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
 
 use tokio::{sync::oneshot, time::Instant};
 use tracing::warn;
@@ -23,7 +26,8 @@ use crate::{
     error::Error,
     event::{AckReply, Event, Notice},
     outbox::{KeyPlacement, Priority},
-    store::{AckTx, Cmd, Fetched},
+    ratelimit::Limiter,
+    store::{AckTx, Cmd, Fetched, StoredEntry},
     transport::{Frame, Utf8Bytes},
 };
 
@@ -44,6 +48,11 @@ pub(super) struct Flush {
     /// Highest sequence number fetched in this session, per lane ([`Priority::DESCENDING`]).
     cursors: [u64; 3],
     pub(super) fetching: Fetching,
+    /// Fetched, waiting for a rate-limit token.
+    held: VecDeque<StoredEntry>,
+    limiter: Limiter,
+    /// When the rate limit lets the next held entry go.
+    resume_at: Option<Instant>,
     in_flight: HashMap<u64, InFlight>,
     /// Written without an ack request; delivered once the write is flushed.
     written: Vec<u64>,
@@ -54,10 +63,13 @@ pub(super) struct Flush {
 }
 
 impl Flush {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(limits: &[crate::RateLimit]) -> Self {
         Self {
             cursors: [0; 3],
             fetching: None,
+            held: VecDeque::new(),
+            limiter: Limiter::new(limits, Instant::now()),
+            resume_at: None,
             in_flight: HashMap::new(),
             written: Vec::new(),
             delivered: Vec::new(),
@@ -70,6 +82,18 @@ impl Flush {
     pub(super) fn rewind(&mut self) {
         self.cursors = [0; 3];
         self.fetching = None;
+        self.held.clear();
+        self.resume_at = None;
+    }
+
+    /// When held entries may go again (rate limit).
+    pub(super) fn resume_at(&self) -> Option<Instant> {
+        self.resume_at
+    }
+
+    /// The server asked for a pause.
+    pub(super) fn pause_for(&mut self, d: std::time::Duration) {
+        self.limiter.pause_until(Instant::now() + d);
     }
 
     /// The link is gone: nothing is in flight any more. Callers keep waiting; their entries
@@ -121,7 +145,11 @@ impl Engine {
             .outbox
             .max_in_flight
             .saturating_sub(f.in_flight.len());
-        if f.fetching.is_some() || room == 0 || !self.namespaces.iter().any(|n| n.ready) {
+        if f.fetching.is_some()
+            || !f.held.is_empty()
+            || room == 0
+            || !self.namespaces.iter().any(|n| n.ready)
+        {
             return;
         }
         let limit = room.min(FETCH);
@@ -151,19 +179,37 @@ impl Engine {
                 .position(|p| *p == f.entry.lane)
                 .unwrap_or(1);
             self.flush.cursors[lane] = self.flush.cursors[lane].max(f.entry.seq);
-            self.send_entry(f.entry, link);
+            self.flush.held.push_back(f.entry);
+        }
+        self.pump(link);
+    }
+
+    /// Sends held entries while the rate limits allow.
+    pub(super) fn pump(&mut self, link: &mut Link) {
+        self.flush.resume_at = None;
+        while let Some(e) = self.flush.held.front() {
+            let Some(ns) = self.namespaces.iter().find(|n| *n.name == *e.namespace) else {
+                // A namespace the app has not joined (yet): the entry waits in the store.
+                self.flush.held.pop_front();
+                continue;
+            };
+            if !ns.ready || self.flush.in_flight.contains_key(&e.seq) {
+                self.flush.held.pop_front();
+                continue;
+            }
+            if let Err(at) = self.flush.limiter.try_take(Instant::now()) {
+                self.flush.resume_at = Some(at);
+                return;
+            }
+            let namespace = ns.name.clone();
+            if let Some(e) = self.flush.held.pop_front() {
+                self.send_entry(e, namespace, link);
+            }
         }
     }
 
-    fn send_entry(&mut self, e: crate::store::StoredEntry, link: &mut Link) {
+    fn send_entry(&mut self, e: StoredEntry, namespace: Arc<str>, link: &mut Link) {
         let seq = e.seq;
-        let Some(ns) = self.namespaces.iter().find(|n| *n.name == *e.namespace) else {
-            return; // A namespace the app has not joined (yet): the entry waits.
-        };
-        if !ns.ready || self.flush.in_flight.contains_key(&seq) {
-            return;
-        }
-        let namespace = ns.name.clone();
         let key = self.store.key(seq);
         let args = with_key(&e.args, &self.config.outbox.key, &key);
         let args = RawJson::validated(args);

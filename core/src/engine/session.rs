@@ -147,6 +147,7 @@ impl Engine {
             let timer = [
                 self.flush.next_ack_deadline(self.config.outbox.ack_timeout),
                 self.subs.next_deadline(),
+                self.flush.resume_at(),
             ]
             .into_iter()
             .flatten()
@@ -189,6 +190,7 @@ impl Engine {
                 _ = sleep_until(timer.unwrap_or(deadline)), if timer.is_some() => {
                     self.check_in_flight(link);
                     self.check_subscriptions();
+                    self.pump(link);
                     Ok(())
                 }
                 _ = sleep_until(deadline) => Err(self.on_deadline(link)),
@@ -335,6 +337,7 @@ impl Engine {
                 if !self.admit(&mut ev) {
                     return Ok(());
                 }
+                self.on_rate_limit_signal(&ev);
                 let expired = self.config.token_expired_event.as_deref() == Some(&*ev.name);
                 let acker = ev.id.map(|id| Acker {
                     tx: self.ctl_tx.clone(),
@@ -383,8 +386,33 @@ impl Engine {
         Ok(())
     }
 
+    /// Pauses the outbox when the server says the rate limit was exceeded.
+    fn on_rate_limit_signal(&mut self, ev: &socketio::EventPacket) {
+        let args = ev.args.get();
+        let named = self
+            .config
+            .outbox
+            .rate_limit_events
+            .iter()
+            .any(|n| *n == *ev.name);
+        let coded = &*ev.name == "error"
+            && crate::inbox::lookup(args, "/code")
+                .is_some_and(|c| c.get() == r#""RATE_LIMIT_EXCEEDED""#);
+        if named || coded {
+            let pause = crate::ratelimit::pause_requested(args, now_ms())
+                .unwrap_or(std::time::Duration::from_secs(1));
+            warn!(?pause, "server rate limit exceeded; pausing the outbox");
+            self.counters.rate_limit_pauses += 1;
+            self.flush.pause_for(pause);
+        }
+    }
+
     /// Strips a recovery offset and asks the filter; false when the event is dropped.
     fn admit(&mut self, ev: &mut socketio::EventPacket) -> bool {
+        self.counters.received += 1;
+        if self.recovery.is_empty() && !self.inbox.is_active() {
+            return true; // The common case: nothing to check, no clock to read.
+        }
         let now = now_ms();
         let mut offset = None;
         if let Some(r) = self.recovery.get_mut(&ev.namespace)
@@ -406,16 +434,17 @@ impl Engine {
             ) {
                 Verdict::Deliver => {}
                 Verdict::Duplicate => {
+                    self.counters.received -= 1;
                     self.counters.duplicates += 1;
                     return false;
                 }
                 Verdict::Stale => {
+                    self.counters.received -= 1;
                     self.counters.stale += 1;
                     return false;
                 }
             }
         }
-        self.counters.received += 1;
         true
     }
 
