@@ -111,6 +111,9 @@ function handlers(socket) {
       const dup = seenKeys.has(key);
       seenKeys.add(key);
       fs.appendFileSync(ledgerPath, `${dup ? "dup " : ""}${key} ${p.n}\n`);
+      // "holdAckOnce": record the first delivery but never acknowledge it, so the client
+      // keeps the entry and must send it again (same key) after a restart.
+      if (p.holdAckOnce && !dup) return;
     }
     if (typeof ack === "function") ack();
   });

@@ -69,17 +69,38 @@ async fn run_emitter(
     count: u64,
     kill_after: Option<Duration>,
 ) -> (Vec<u64>, bool) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pl-emitter"))
-        .args([
-            url,
-            store.to_str().unwrap(),
-            &from.to_string(),
-            &count.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let child = emitter(url, store, from, count, false);
+    finish_emitter(child, kill_after).await
+}
+
+fn emitter(
+    url: &str,
+    store: &Path,
+    from: u64,
+    count: u64,
+    hold_ack: bool,
+) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pl-emitter"));
+    if hold_ack {
+        cmd.env("PL_HOLD_ACK", "1");
+    }
+    cmd.args([
+        url,
+        store.to_str().unwrap(),
+        &from.to_string(),
+        &count.to_string(),
+    ])
+    .stdout(Stdio::piped())
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap()
+}
+
+/// Reads an emitter's output to the end, killing it `kill_after` its first `ok` line.
+async fn finish_emitter(
+    mut child: tokio::process::Child,
+    kill_after: Option<Duration>,
+) -> (Vec<u64>, bool) {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut ok = Vec::new();
     let mut drained = false;
@@ -126,14 +147,14 @@ async fn every_emit_that_returned_ok_survives_sigkill_exactly_once() {
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let mut promised = Vec::new();
     let mut kills = 0;
-    for round in 0..8u64 {
-        let kill = Duration::from_millis(rng.u64(1..250));
+    for round in 0..10u64 {
+        let kill = Duration::from_millis(rng.u64(1..500));
         let (ok, drained) =
             run_emitter(&server.url(), &store, round * 100_000, 5_000, Some(kill)).await;
         kills += u32::from(!drained);
         promised.extend(ok);
     }
-    assert!(kills >= 6, "the kills must land mid-stream ({kills} of 8)");
+    assert!(kills >= 8, "the kills must land mid-stream ({kills} of 10)");
     // A last run with nothing new to say delivers whatever the killed runs left behind.
     let (_, drained) = run_emitter(&server.url(), &store, 0, 0, None).await;
     assert!(drained);
@@ -151,6 +172,48 @@ async fn every_emit_that_returned_ok_survives_sigkill_exactly_once() {
         "sigkill: {} emits returned Ok over {kills} kills, all delivered once; {dups} resends dropped by key",
         promised.len()
     );
+    integrity_ok(&store);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_send_and_delete_the_resend_keeps_its_key() {
+    let dir = temp_dir("between");
+    let ledger = dir.join("ledger");
+    let store = dir.join("outbox.db");
+    let server = NodeServer::start_with(ServerOptions {
+        ledger: Some(ledger.clone()),
+        ..Default::default()
+    })
+    .await;
+    // The server records the tick but holds its ack: the entry is sent and not yet deleted.
+    let mut child = emitter(&server.url(), &store, 7, 1, true);
+    let recorded = tokio::time::timeout(T, async {
+        loop {
+            if let Some(line) = read_ledger(&ledger).pop() {
+                return line;
+            }
+            // The ledger is a file another process appends to: nothing to wait on but it.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the server recorded the tick");
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let (_, drained) = run_emitter(&server.url(), &store, 0, 0, None).await;
+    assert!(
+        drained,
+        "the restarted process resent the entry and got its ack"
+    );
+    let lines = read_ledger(&ledger);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!((lines[0].n, lines[0].dup), (7, false));
+    assert_eq!(
+        lines[1].key, recorded.key,
+        "the resend carries the original key"
+    );
+    assert!(lines[1].dup, "and the server kept one copy");
     integrity_ok(&store);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -184,10 +247,10 @@ async fn server_killed_mid_stream_loses_nothing_and_app_sees_no_duplicate() {
         }
     });
     let mut rng = fastrand::Rng::with_seed(7);
-    let restarts = 10;
+    let restarts = 50;
     for _ in 0..restarts {
         // Fault injection at random instants, not synchronisation.
-        tokio::time::sleep(Duration::from_millis(rng.u64(20..120))).await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(10..60))).await;
         server.restart().await;
     }
     producer.await.unwrap();

@@ -2,7 +2,8 @@
 //! `ok <n>` once each emit returned Ok, then waits until the outbox is drained and prints
 //! `drained`. The tests SIGKILL it at random instants.
 //!
-//! Usage: `pl-emitter URL STORE FROM COUNT`
+//! Usage: `pl-emitter URL STORE FROM COUNT` (env `PL_HOLD_ACK=1`: ask the test server to hold
+//! the first acknowledgement of each tick, see `tests/node/server.js`)
 
 use std::{
     io::Write,
@@ -31,10 +32,12 @@ async fn main() {
         });
     let client = Client::new(config).expect("client");
     client.start().expect("start");
+    let hold = std::env::var_os("PL_HOLD_ACK").is_some();
     let mut out = std::io::stdout().lock();
     for n in from..from + count {
+        let tick = json!({ "n": n, "holdAckOnce": hold });
         client
-            .emit_with("tick", json!({ "n": n }), EmitOptions::default().confirm())
+            .emit_with("tick", tick, EmitOptions::default().confirm())
             .await
             .expect("emit");
         writeln!(out, "ok {n}")
