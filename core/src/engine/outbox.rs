@@ -102,6 +102,8 @@ impl Flush {
         self.in_flight.clear();
         // Not flushed, so not known to be delivered: they stay in the store.
         self.written.clear();
+        // Callers who gave up (their own timeout) need no answer when the entry goes later.
+        self.waiters.retain(|_, w| !w.is_closed());
         self.rewind();
     }
 
