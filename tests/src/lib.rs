@@ -211,6 +211,28 @@ pub fn read_ledger(path: &std::path::Path) -> Vec<LedgerLine> {
         .collect()
 }
 
+/// The first notice `pick` maps to `Some`, or panics after `limit`.
+pub async fn next_notice<T>(
+    notices: &mut tokio::sync::broadcast::Receiver<pulselink::Notice>,
+    limit: Duration,
+    mut pick: impl FnMut(pulselink::Notice) -> Option<T>,
+) -> T {
+    let found = tokio::time::timeout(limit, async {
+        loop {
+            match notices.recv().await {
+                Ok(n) => {
+                    if let Some(v) = pick(n) {
+                        return v;
+                    }
+                }
+                Err(e) => panic!("notices: {e}"),
+            }
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no matching notice within {limit:?}"))
+}
+
 /// Waits until `rx` shows a state matching `pred`, or panics after `limit`.
 pub async fn wait_for_state(
     rx: &mut tokio::sync::watch::Receiver<pulselink::State>,

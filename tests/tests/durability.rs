@@ -4,7 +4,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    path::Path,
+    path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
 };
@@ -14,7 +14,8 @@ use pulselink::{
     ReconnectPolicy, State,
 };
 use pulselink_tests::{
-    LedgerLine, NodeServer, ServerOptions, next_named, read_ledger, temp_dir, wait_for_state,
+    LedgerLine, NodeServer, ServerOptions, next_named, next_notice, read_ledger, temp_dir,
+    wait_for_state,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -50,6 +51,29 @@ fn check_ledger(lines: &[LedgerLine]) -> (Vec<u64>, usize) {
         "ticks arrived out of order"
     );
     (firsts, lines.iter().filter(|l| l.dup).count())
+}
+
+/// A temp dir with the paths of a server ledger and a store file in it.
+fn scratch(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = temp_dir(name);
+    let ledger = dir.join("ledger");
+    let store = dir.join("outbox.db");
+    (dir, ledger, store)
+}
+
+/// The Node server recording ticks in `ledger`.
+async fn ledger_server(ledger: &Path) -> NodeServer {
+    NodeServer::start_with(ServerOptions {
+        ledger: Some(ledger.to_owned()),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Every event the server received on this client's current connection, in order.
+async fn server_log(client: &Client) -> Vec<String> {
+    let reply = client.emit_with_ack("log?", (), T).await.unwrap();
+    reply.args_as::<(Vec<String>,)>().unwrap().0
 }
 
 fn integrity_ok(path: &Path) {
@@ -136,14 +160,8 @@ async fn finish_emitter(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_emit_that_returned_ok_survives_sigkill_exactly_once() {
-    let dir = temp_dir("sigkill");
-    let ledger = dir.join("ledger");
-    let store = dir.join("outbox.db");
-    let server = NodeServer::start_with(ServerOptions {
-        ledger: Some(ledger.clone()),
-        ..Default::default()
-    })
-    .await;
+    let (dir, ledger, store) = scratch("sigkill");
+    let server = ledger_server(&ledger).await;
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let mut promised = Vec::new();
     let mut kills = 0;
@@ -178,14 +196,8 @@ async fn every_emit_that_returned_ok_survives_sigkill_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_between_send_and_delete_the_resend_keeps_its_key() {
-    let dir = temp_dir("between");
-    let ledger = dir.join("ledger");
-    let store = dir.join("outbox.db");
-    let server = NodeServer::start_with(ServerOptions {
-        ledger: Some(ledger.clone()),
-        ..Default::default()
-    })
-    .await;
+    let (dir, ledger, store) = scratch("between");
+    let server = ledger_server(&ledger).await;
     // The server records the tick but holds its ack: the entry is sent and not yet deleted.
     let mut child = emitter(&server.url(), &store, 7, 1, true);
     let recorded = tokio::time::timeout(T, async {
@@ -220,15 +232,10 @@ async fn killed_between_send_and_delete_the_resend_keeps_its_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_killed_mid_stream_loses_nothing_and_app_sees_no_duplicate() {
-    let dir = temp_dir("server-kill");
-    let ledger = dir.join("ledger");
-    let mut server = NodeServer::start_with(ServerOptions {
-        ledger: Some(ledger.clone()),
-        ..Default::default()
-    })
-    .await;
+    let (dir, ledger, store) = scratch("server-kill");
+    let mut server = ledger_server(&ledger).await;
     let cfg = config(&server)
-        .with_store(dir.join("outbox.db"))
+        .with_store(&store)
         .with_static_auth(json!({"news": true}))
         .with_dedup(DedupConfig::default().event("news", "/id"));
     let client = Client::new(cfg).unwrap();
@@ -313,13 +320,7 @@ async fn subscriptions_are_acked_before_the_outbox_flushes_on_every_connect() {
                 .unwrap();
         }
         client.set_network_available(true).unwrap();
-        let log = client
-            .emit_with_ack("log?", (), T)
-            .await
-            .unwrap()
-            .args_as::<(Vec<String>,)>()
-            .unwrap()
-            .0;
+        let log = server_log(&client).await;
         let subs = log.iter().take_while(|e| *e == "room:subscribe").count();
         assert_eq!(subs, 100, "round {round}: all 100 replayed first: {log:?}");
         assert_eq!(
@@ -337,13 +338,7 @@ async fn subscriptions_are_acked_before_the_outbox_flushes_on_every_connect() {
         .unsubscribe("room:subscribe", json!({"roomId": "room_0"}))
         .await
         .unwrap();
-    let log = again
-        .emit_with_ack("log?", (), T)
-        .await
-        .unwrap()
-        .args_as::<(Vec<String>,)>()
-        .unwrap()
-        .0;
+    let log = server_log(&again).await;
     assert_eq!(log.iter().filter(|e| *e == "room:subscribe").count(), 100);
     assert_eq!(log[100..], ["room:unsubscribe", "log?"]);
     again.close().await;
@@ -370,15 +365,11 @@ async fn a_subscription_the_server_never_acks_is_reported_and_does_not_block() {
         reply.is_ok(),
         "the outbox flowed after the timeout: {reply:?}"
     );
-    let failed = tokio::time::timeout(T, async {
-        loop {
-            if let Ok(Notice::SubscriptionFailed { event, .. }) = notices.recv().await {
-                return event;
-            }
-        }
+    let failed = next_notice(&mut notices, T, |n| match n {
+        Notice::SubscriptionFailed { event, .. } => Some(event),
+        _ => None,
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(failed, "metric:recorded");
     assert_eq!(client.metrics().await.unwrap().subscriptions_failed, 1);
     client.close().await;
@@ -472,15 +463,11 @@ async fn connection_state_recovery_replays_missed_events_or_says_it_could_not() 
             .unwrap();
     }
     client.set_network_available(true).unwrap();
-    let recovered = tokio::time::timeout(T, async {
-        loop {
-            if let Ok(Notice::Connected { recovered, .. }) = notices.recv().await {
-                return recovered;
-            }
-        }
+    let recovered = next_notice(&mut notices, T, |n| match n {
+        Notice::Connected { recovered, .. } => Some(recovered),
+        _ => None,
     })
-    .await
-    .unwrap();
+    .await;
     assert!(recovered, "within the window the session is restored");
     for n in 1..=3 {
         let ev = next_named(&mut events, "scores:updated", T).await;
@@ -501,17 +488,11 @@ async fn connection_state_recovery_replays_missed_events_or_says_it_could_not() 
     // The server's recovery window is wall-clock time; nothing to wait on but the clock.
     tokio::time::sleep(Duration::from_millis(2_000)).await;
     client.set_network_available(true).unwrap();
-    let failed = tokio::time::timeout(T, async {
-        loop {
-            match notices.recv().await {
-                Ok(Notice::RecoveryFailed { namespace }) => return namespace,
-                Ok(_) => {}
-                Err(e) => panic!("{e}"),
-            }
-        }
+    let failed = next_notice(&mut notices, T, |n| match n {
+        Notice::RecoveryFailed { namespace } => Some(namespace),
+        _ => None,
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(failed, "/");
     assert_eq!(client.metrics().await.unwrap().recovered_sessions, 1);
     client.close().await;
