@@ -1,8 +1,10 @@
 //! Pulselink: a realtime client that keeps an app connected to a Socket.IO v4 server.
 //!
 //! One engine task per [`Client`] owns the connection: handshake, heartbeat, reconnect with
-//! jittered backoff, namespaces, acknowledgements and an in-memory buffer for emits made while
-//! offline. The app talks to it through the cheap, cloneable [`Client`] handle.
+//! jittered backoff, namespaces, acknowledgements, subscriptions replayed on every connect,
+//! inbound de-duplication and connection state recovery. Emits go through a durable SQLite
+//! outbox (on its own thread) before `emit` returns and leave it only once delivered. The app
+//! talks to the engine through the cheap, cloneable [`Client`] handle.
 //!
 //! ```no_run
 //! # async fn demo() -> pulselink::Result<()> {
@@ -10,6 +12,7 @@
 //! use serde_json::json;
 //!
 //! let config = ClientConfig::new("http://localhost:3000")?
+//!     .with_store("/data/pulselink.db")
 //!     .with_static_auth(json!({"token": "abc"}));
 //! let client = Client::new(config)?;
 //! let mut events = client.events();
