@@ -2,13 +2,15 @@
 //!
 //! - `pulselink listen URL` prints inbound events as JSON lines;
 //! - `pulselink emit URL EVENT JSON` sends one event (optionally waiting for its ack);
+//! - `pulselink gateway URL` forwards telemetry lines durably over a bad uplink;
 //! - `pulselink demo` runs a server and a client in one process and shows a reconnect.
 
 mod demo;
 mod emit;
+mod gateway;
 mod listen;
 
-use std::{process::ExitCode, time::Duration};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use pulselink::{Client, ClientConfig, Notice, State};
@@ -60,6 +62,15 @@ enum Command {
         conn: Connection,
         #[command(flatten)]
         request: emit::Request,
+    },
+    /// Forward telemetry lines (stdin, --udp or --follow) durably: each reading is stored
+    /// before it counts as accepted and sent once the link allows; drains and exits 0 when the
+    /// input ends or on SIGINT/SIGTERM.
+    Gateway {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        options: gateway::Options,
     },
     /// Start a Socket.IO server in this process, connect to it, drop it, restart it, and show
     /// the client reconnecting. Needs nothing else; ends by itself.
@@ -125,7 +136,7 @@ fn describe(s: &State) -> String {
 }
 
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("PULSELINK_LOG"))
         .with_writer(std::io::stderr)
@@ -138,13 +149,17 @@ async fn main() -> ExitCode {
             count,
         } => listen::run(conn, namespaces, count).await,
         Command::Emit { conn, request } => emit::run(conn, request).await,
+        Command::Gateway { conn, options } => gateway::run(conn, options).await,
         Command::Demo => demo::run().await,
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match result {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            1
         }
-    }
+    };
+    // Exit here rather than by dropping the runtime: a stdin read still blocked in the
+    // runtime's blocking pool would otherwise hold the process until the next line arrives.
+    std::process::exit(code)
 }

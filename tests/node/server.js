@@ -106,7 +106,8 @@ function handlers(socket) {
 
   // Durable delivery: record each key once, ack after it is written.
   socket.on("tick", (p, ack) => {
-    const key = p && p.idempotencyKey;
+    p = p || {};
+    const key = p.idempotencyKey;
     if (ledgerPath) {
       const dup = seenKeys.has(key);
       seenKeys.add(key);

@@ -1,0 +1,292 @@
+//! `pulselink gateway` end to end: a scripted telemetry source through the gateway to the
+//! official Node socket.io server, with the server restarted and the gateway SIGKILLed.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use pulselink_tests::{NodeServer, ServerOptions, read_ledger, temp_dir};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    process::{Child, ChildStdout, Command},
+};
+
+const T: Duration = Duration::from_secs(30);
+
+struct Gateway {
+    child: Child,
+    status: Lines<BufReader<ChildStdout>>,
+}
+
+impl Gateway {
+    fn start(url: &str, store: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pulselink"))
+            .args(["gateway", url, "--store"])
+            .arg(store)
+            .args(["--json-status", "--status-interval", "20", "--grace", "20"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let status = BufReader::new(child.stdout.take().unwrap()).lines();
+        Self { child, status }
+    }
+
+    /// Writes `lines` to its stdin in the background; the writer keeps stdin open unless
+    /// `close` (EOF makes the gateway drain and exit).
+    fn feed(&mut self, lines: Vec<String>, close: bool) -> tokio::task::JoinHandle<()> {
+        let mut stdin = self.child.stdin.take().unwrap();
+        tokio::spawn(async move {
+            for l in lines {
+                if stdin.write_all(format!("{l}\n").as_bytes()).await.is_err() {
+                    return; // killed
+                }
+            }
+            let _ = stdin.flush().await;
+            if !close {
+                std::future::pending::<()>().await;
+            }
+        })
+    }
+
+    /// Reads status lines until `accepted` reaches `n`; returns the last status.
+    async fn until_accepted(&mut self, n: u64) -> Value {
+        tokio::time::timeout(T, async {
+            loop {
+                let line = self
+                    .status
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("gateway exited");
+                let v: Value = serde_json::from_str(&line).unwrap();
+                if v["accepted"].as_u64().unwrap() >= n {
+                    return v;
+                }
+            }
+        })
+        .await
+        .expect("gateway accepted the readings")
+    }
+
+    /// Waits for the exit; returns the final status line and stderr.
+    async fn finish(mut self) -> (Value, String) {
+        let mut last = None;
+        while let Some(line) = self.status.next_line().await.unwrap() {
+            last = Some(serde_json::from_str(&line).unwrap());
+        }
+        let out = tokio::time::timeout(T, self.child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        (last.expect("a final status"), stderr)
+    }
+}
+
+fn ticks(range: std::ops::Range<u64>) -> Vec<String> {
+    range
+        .map(|n| format!(r#"{{"event":"tick","data":{{"n":{n}}}}}"#))
+        .collect()
+}
+
+fn scratch(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = temp_dir(name);
+    (dir.clone(), dir.join("ledger"), dir.join("gateway.db"))
+}
+
+async fn ledger_server(ledger: &Path) -> NodeServer {
+    NodeServer::start_with(ServerOptions {
+        ledger: Some(ledger.to_owned()),
+        ..Default::default()
+    })
+    .await
+}
+
+/// The tick numbers the server accepted, each once (panics on a second copy).
+fn delivered_once(ledger: &Path) -> Vec<u64> {
+    let firsts: Vec<u64> = read_ledger(ledger)
+        .into_iter()
+        .filter(|l| !l.dup)
+        .map(|l| l.n)
+        .collect();
+    let unique: BTreeSet<u64> = firsts.iter().copied().collect();
+    assert_eq!(unique.len(), firsts.len(), "a reading arrived twice");
+    firsts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_accepted_reading_arrives_once_across_server_restart_and_gateway_kill() {
+    let (dir, ledger, store) = scratch("gateway-kill");
+    let mut server = ledger_server(&ledger).await;
+
+    let mut gw = Gateway::start(&server.url(), &store, &[]);
+    let _writer = gw.feed(ticks(0..3_000), false);
+    gw.until_accepted(500).await;
+    server.restart().await;
+    let before_kill = gw.until_accepted(1_500).await;
+    let promised = before_kill["accepted"].as_u64().unwrap();
+    gw.child.start_kill().unwrap();
+    let _ = gw.child.wait().await;
+
+    // The next start sends what the killed one left, then its own readings, then drains.
+    let mut gw = Gateway::start(&server.url(), &store, &[]);
+    gw.feed(ticks(10_000..10_500), true);
+    let (last, _) = gw.finish().await;
+    assert_eq!(last["queued"], 0, "{last}");
+
+    let delivered = delivered_once(&ledger);
+    assert!(delivered.windows(2).all(|w| w[0] < w[1]), "order kept");
+    let got: BTreeSet<u64> = delivered.into_iter().collect();
+    for n in (0..promised).chain(10_000..10_500) {
+        assert!(got.contains(&n), "accepted reading {n} was lost");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_and_bad_lines_are_applied_and_reported_with_line_numbers() {
+    let (dir, ledger, store) = scratch("gateway-rules");
+    let server = ledger_server(&ledger).await;
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        r#"
+        max_line_bytes = 200
+        [[rule]]
+        match = "hr"
+        event = "tick"
+        min_interval_ms = 60000
+        "#,
+    )
+    .unwrap();
+    let mut gw = Gateway::start(
+        &server.url(),
+        &store,
+        &["--config", config.to_str().unwrap()],
+    );
+    let long = format!(r#"{{"event":"hr","data":"{}"}}"#, "x".repeat(300));
+    let too_long = format!(
+        "stdin line 5: line of {} bytes is over the limit",
+        long.len()
+    );
+    let lines = vec![
+        r#"{"event":"hr","data":{"n":1}}"#.to_string(),
+        "not json".into(),
+        r#"{"event":"hr","data":{"n":2}}"#.into(),
+        r#"{"event":"power","data":{"w":200}}"#.into(),
+        long,
+    ];
+    gw.feed(lines, true);
+    let (last, stderr) = gw.finish().await;
+    assert!(
+        stderr.contains("stdin line 2: not a JSON event line"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stdin line 4: no rule for event \"power\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&too_long), "{stderr}");
+    assert_eq!(
+        (&last["accepted"], &last["throttled"], &last["refused"]),
+        (&1.into(), &1.into(), &3.into()),
+        "{last}"
+    );
+    assert_eq!(
+        delivered_once(&ledger),
+        [1],
+        "mapped hr → tick, the second throttled"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_zero_while_input_is_still_open() {
+    let (dir, ledger, store) = scratch("gateway-term");
+    let server = ledger_server(&ledger).await;
+    let mut gw = Gateway::start(&server.url(), &store, &[]);
+    let _writer = gw.feed(ticks(0..200), false);
+    gw.until_accepted(200).await;
+    terminate(&gw.child);
+    let (last, _) = gw.finish().await;
+    assert_eq!(last["queued"], 0, "{last}");
+    assert_eq!(delivered_once(&ledger), (0..200).collect::<Vec<_>>());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_and_followed_file_inputs_are_forwarded() {
+    let (dir, ledger, store) = scratch("gateway-inputs");
+    let server = ledger_server(&ledger).await;
+
+    // UDP: datagrams of one or several lines.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let port_arg = port.to_string();
+    let mut gw = Gateway::start(&server.url(), &store, &["--udp", &port_arg]);
+    gw.until_accepted(0).await; // listening once it reports
+    let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let lines = ticks(0..6);
+    sender
+        .send_to(lines[..3].join("\n").as_bytes(), ("127.0.0.1", port))
+        .await
+        .unwrap();
+    for l in &lines[3..] {
+        sender
+            .send_to(l.as_bytes(), ("127.0.0.1", port))
+            .await
+            .unwrap();
+    }
+    gw.until_accepted(6).await;
+    terminate(&gw.child);
+    gw.finish().await;
+
+    // A followed file: lines appended after the gateway opened it.
+    let followed = dir.join("telemetry.log");
+    std::fs::write(&followed, format!("{}\n", ticks(999..1000)[0])).unwrap();
+    let mut gw = Gateway::start(
+        &server.url(),
+        &dir.join("follow.db"),
+        &["--follow", followed.to_str().unwrap()],
+    );
+    gw.until_accepted(0).await; // the file is open and read to its end
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&followed)
+        .unwrap();
+    for l in ticks(100..104) {
+        std::io::Write::write_all(&mut f, format!("{l}\n").as_bytes()).unwrap();
+    }
+    gw.until_accepted(4).await;
+    terminate(&gw.child);
+    gw.finish().await;
+
+    let delivered = delivered_once(&ledger);
+    assert_eq!(
+        delivered,
+        [0, 1, 2, 3, 4, 5, 100, 101, 102, 103],
+        "line 999 was there before"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn terminate(child: &Child) {
+    let pid = child.id().unwrap().to_string();
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
