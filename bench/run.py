@@ -21,6 +21,7 @@ BENCH = ROOT / "bench"
 NODE_DIR = ROOT / "tests" / "node"
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", BENCH / "target"))
 BIN = TARGET / "release" / "pulselink-bench"
+CLI = TARGET / "release" / "pulselink"
 PEER_BIN = TARGET / "release" / "peer-bench"
 
 
@@ -93,6 +94,36 @@ def reconnect_latencies(client, server, cycles, down_s):
     return latencies, rss
 
 
+def run_gateway(url, n, rate):
+    """Feeds `n` tick lines to `pulselink gateway` (at `rate` lines/s, or as fast as it reads
+    when None), closes stdin, and waits for the exit: every reading stored, sent and acked."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen(
+            [str(CLI), "gateway", url, "--store", f"{tmp}/gw.db", "--json-status"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        started = time.monotonic()
+        chunk = 100
+        for base in range(0, n, chunk):
+            lines = "".join(f'{{"event":"tick","data":{{"n":{i},"bpm":142}}}}\n'
+                            for i in range(base, min(base + chunk, n)))
+            proc.stdin.write(lines.encode())
+            if rate:
+                ahead = started + (base + chunk) / rate - time.monotonic()
+                if ahead > 0:
+                    proc.stdin.flush()
+                    time.sleep(ahead)
+        proc.stdin.close()
+        out = proc.stdout.read().decode().strip().splitlines()
+        proc.wait()
+        secs = time.monotonic() - started
+        final = json.loads(out[-1])
+        assert final["delivered"] == n and final["queued"] == 0, final
+        mode = "gateway-max" if rate is None else "gateway-10k"
+        return {"mode": mode, "client": "pulselink", "events": n, "secs": secs,
+                "events_per_sec": n / secs, "peak_rss_kib": final["peak_rss_kib"]}
+
+
 def median(rows, key):
     vals = [r[key] for r in rows if key in r]
     return statistics.median(vals) if vals else None
@@ -113,6 +144,9 @@ def main():
                     "--loglevel=error"], check=True)
     subprocess.run(["cargo", "build", "--release", "--locked", "--manifest-path",
                     str(BENCH / "Cargo.toml")], check=True,
+                   env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
+    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "pulselink-cli",
+                    "--manifest-path", str(ROOT / "Cargo.toml")], check=True,
                    env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
 
     server = Server()
@@ -142,6 +176,14 @@ def main():
                 results["runs"].append(r)
                 print(f"  {mode:4} {client:17} {json.dumps(r)}", file=sys.stderr)
                 table.setdefault((mode, client), []).append(r)
+
+    n_gw = 20_000 if args.quick else 100_000
+    for rep in range(reps):
+        for rate, n in [(None, n_gw), (10_000, 10_000 if args.quick else 50_000)]:
+            r = run_gateway(server.url, n, rate)
+            results["runs"].append(r)
+            print(f"  {r['mode']:11} {json.dumps(r)}", file=sys.stderr)
+            table.setdefault((r["mode"], "pulselink"), []).append(r)
 
     reconnect = {}
     for client in ["pulselink", "socket.io-client"]:
@@ -217,6 +259,13 @@ def main():
     drain_secs = m("drain", "pulselink", "secs")
     resub = m("resubscribe", "pulselink", "ms")
     n_drain = 10_000 if args.quick else 50_000
+    gw_rss = m("gateway-10k", "pulselink", "peak_rss_kib")
+    lines += [
+        f"| gateway, stdin → server, each reading stored (`Full`), sent and acked: readings/s "
+        f"| {rate('gateway-max')} |",
+        f"| gateway peak RSS fed 10,000 readings/s | "
+        f"{'–' if gw_rss is None else f'{gw_rss / 1024:.1f} MiB'} |",
+    ]
     lines += [
         f"| backlog of {n_drain:,} confirmed emits: connect → all acked | "
         f"{'–' if drain_secs is None else f'{drain_secs:.2f} s ({drain_rate:,.0f} acked/s, in order)'} |",

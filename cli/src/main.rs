@@ -135,7 +135,7 @@ fn describe(s: &State) -> String {
     }
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("PULSELINK_LOG"))
