@@ -278,6 +278,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../../examples/gateway.toml");
+        let config = GatewayConfig::parse(text).unwrap();
+        assert_eq!(config.rules.len(), 5);
+    }
+
+    #[test]
     fn bad_lines_are_refused_with_a_reason() {
         let mut r = Router::new(GatewayConfig {
             max_line_bytes: Some(64),
