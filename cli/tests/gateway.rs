@@ -165,6 +165,10 @@ async fn rules_and_bad_lines_are_applied_and_reported_with_line_numbers() {
         match = "hr"
         event = "tick"
         min_interval_ms = 60000
+
+        [[subscription]]
+        event = "room:subscribe"
+        data = { roomId = "gym-3" }
         "#,
     )
     .unwrap();
@@ -201,11 +205,10 @@ async fn rules_and_bad_lines_are_applied_and_reported_with_line_numbers() {
         (&1.into(), &1.into(), &3.into()),
         "{last}"
     );
-    assert_eq!(
-        delivered_once(&ledger),
-        [1],
-        "mapped hr → tick, the second throttled"
-    );
+    let ledger = read_ledger(&ledger);
+    assert_eq!(ledger[0].key, "room:gym-3", "the subscription went first");
+    let ticks: Vec<u64> = ledger[1..].iter().map(|l| l.n).collect();
+    assert_eq!(ticks, [1], "mapped hr → tick, the second throttled");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -25,7 +25,8 @@ const io = new Server(httpServer, {
 });
 
 // The ledger: what a server that drops repeated idempotency keys has accepted. Lines are
-// "<key> <n>" for a first delivery and "dup <key> <n>" for a repeat. It survives SIGKILL of
+// "<key> <n>" for a first delivery and "dup <key> <n>" for a repeat; a room subscription is
+// recorded as "room:<id> 0". It survives SIGKILL of
 // this process (the kernel holds written bytes), so a restarted server still drops repeats.
 const ledgerPath = process.env.LEDGER;
 const seenKeys = new Set();
@@ -97,6 +98,7 @@ function handlers(socket) {
 
   socket.on("room:subscribe", (p, ack) => {
     socket.join(p.roomId);
+    if (ledgerPath) fs.appendFileSync(ledgerPath, `room:${p.roomId} 0\n`);
     if (typeof ack === "function") ack({ ok: true, roomId: p.roomId });
   });
   socket.on("room:unsubscribe", (p, ack) => {

@@ -67,6 +67,7 @@ pub(crate) async fn run(conn: Connection, opts: Options) -> pulselink::Result<()
         }
         None => GatewayConfig::default(),
     };
+    let subscriptions = rules.subscriptions.clone();
     let mut router = Router::new(rules);
     let mut config = conn.config(&[])?.with_store(&opts.store);
     config.outbox.durability = match opts.durability.as_str() {
@@ -80,6 +81,12 @@ pub(crate) async fn run(conn: Connection, opts: Options) -> pulselink::Result<()
     };
     let client = Client::new(config)?;
     crate::log_states(&client);
+    for s in &subscriptions {
+        let args = s.args().map_err(Error::InvalidConfig)?;
+        client
+            .subscribe(&s.event, args, s.unsubscribe.as_deref())
+            .await?;
+    }
     client.start()?;
 
     let (tx, mut rx) = mpsc::channel(IN_FLIGHT);

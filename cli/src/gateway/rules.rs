@@ -22,6 +22,30 @@ pub(crate) struct GatewayConfig {
     /// The rules, `[[rule]]` tables.
     #[serde(default, rename = "rule")]
     pub(crate) rules: Vec<Rule>,
+    /// Subscriptions sent on every connect, `[[subscription]]` tables.
+    #[serde(default, rename = "subscription")]
+    pub(crate) subscriptions: Vec<Subscription>,
+}
+
+/// One `[[subscription]]`: an event and payload the server must get on every connect, such
+/// as `room:subscribe {"roomId": "gym-3"}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Subscription {
+    /// The event, e.g. `room:subscribe`.
+    pub(crate) event: String,
+    /// Its payload (one argument).
+    pub(crate) data: toml::Value,
+    /// The event that undoes it.
+    pub(crate) unsubscribe: Option<String>,
+}
+
+impl Subscription {
+    /// The payload as the emit's one JSON argument.
+    pub(crate) fn args(&self) -> Result<Args, String> {
+        let value = serde_json::to_value(&self.data).map_err(|e| e.to_string())?;
+        Ok(Args::from(value))
+    }
 }
 
 /// One `[[rule]]`.
@@ -52,6 +76,10 @@ impl GatewayConfig {
             if let Some(p) = &r.priority {
                 parse_priority(p).map_err(|e| format!("rule {:?}: {e}", r.input))?;
             }
+        }
+        for s in &config.subscriptions {
+            s.args()
+                .map_err(|e| format!("subscription {:?}: {e}", s.event))?;
         }
         Ok(config)
     }
@@ -282,6 +310,8 @@ mod tests {
         let text = include_str!("../../examples/gateway.toml");
         let config = GatewayConfig::parse(text).unwrap();
         assert_eq!(config.rules.len(), 5);
+        let sub = &config.subscriptions[0];
+        assert_eq!(sub.args().unwrap().json(), r#"[{"roomId":"gym-3"}]"#);
     }
 
     #[test]
