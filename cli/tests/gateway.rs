@@ -1,14 +1,9 @@
 //! `pulselink gateway` end to end: a scripted telemetry source through the gateway to the
 //! official Node socket.io server, with the server restarted and the gateway SIGKILLed.
 
-use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+use std::{collections::BTreeSet, path::Path, process::Stdio, time::Duration};
 
-use pulselink_tests::{NodeServer, ServerOptions, read_ledger, temp_dir};
+use pulselink_tests::{NodeServer, read_ledger, scratch};
 use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
@@ -98,19 +93,6 @@ fn ticks(range: std::ops::Range<u64>) -> Vec<String> {
         .collect()
 }
 
-fn scratch(name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let dir = temp_dir(name);
-    (dir.clone(), dir.join("ledger"), dir.join("gateway.db"))
-}
-
-async fn ledger_server(ledger: &Path) -> NodeServer {
-    NodeServer::start_with(ServerOptions {
-        ledger: Some(ledger.to_owned()),
-        ..Default::default()
-    })
-    .await
-}
-
 /// The tick numbers the server accepted, each once (panics on a second copy).
 fn delivered_once(ledger: &Path) -> Vec<u64> {
     let firsts: Vec<u64> = read_ledger(ledger)
@@ -126,7 +108,7 @@ fn delivered_once(ledger: &Path) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_reading_arrives_once_across_server_restart_and_gateway_kill() {
     let (dir, ledger, store) = scratch("gateway-kill");
-    let mut server = ledger_server(&ledger).await;
+    let mut server = NodeServer::start_with_ledger(&ledger).await;
 
     let mut gw = Gateway::start(&server.url(), &store, &[]);
     let _writer = gw.feed(ticks(0..3_000), false);
@@ -155,7 +137,7 @@ async fn every_accepted_reading_arrives_once_across_server_restart_and_gateway_k
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_and_bad_lines_are_applied_and_reported_with_line_numbers() {
     let (dir, ledger, store) = scratch("gateway-rules");
-    let server = ledger_server(&ledger).await;
+    let server = NodeServer::start_with_ledger(&ledger).await;
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,
@@ -215,7 +197,7 @@ async fn rules_and_bad_lines_are_applied_and_reported_with_line_numbers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero_while_input_is_still_open() {
     let (dir, ledger, store) = scratch("gateway-term");
-    let server = ledger_server(&ledger).await;
+    let server = NodeServer::start_with_ledger(&ledger).await;
     let mut gw = Gateway::start(&server.url(), &store, &[]);
     let _writer = gw.feed(ticks(0..200), false);
     gw.until_accepted(200).await;
@@ -229,7 +211,7 @@ async fn sigterm_drains_and_exits_zero_while_input_is_still_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_and_followed_file_inputs_are_forwarded() {
     let (dir, ledger, store) = scratch("gateway-inputs");
-    let server = ledger_server(&ledger).await;
+    let server = NodeServer::start_with_ledger(&ledger).await;
 
     // UDP: datagrams of one or several lines.
     let port = std::net::UdpSocket::bind("127.0.0.1:0")

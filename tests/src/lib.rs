@@ -53,6 +53,16 @@ impl NodeServer {
         Self::start_with(ServerOptions::default()).await
     }
 
+    /// Starts the server on a free port recording `tick` events in `ledger` (see
+    /// [`ServerOptions::ledger`]).
+    pub async fn start_with_ledger(ledger: &std::path::Path) -> Self {
+        Self::start_with(ServerOptions {
+            ledger: Some(ledger.to_owned()),
+            ..Default::default()
+        })
+        .await
+    }
+
     /// Starts the server on a free port.
     pub async fn start_with(options: ServerOptions) -> Self {
         let (child, port) = spawn(0, &options).await;
@@ -179,6 +189,15 @@ pub fn temp_dir(name: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// A fresh temp dir with the paths of a server ledger and a store file in it:
+/// `(dir, ledger, store)`.
+pub fn scratch(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = temp_dir(name);
+    let ledger = dir.join("ledger");
+    let store = dir.join("outbox.db");
+    (dir, ledger, store)
 }
 
 /// One ledger line: a first delivery or a repeat the server dropped.

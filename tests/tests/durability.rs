@@ -4,7 +4,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    path::{Path, PathBuf},
+    path::Path,
     process::Stdio,
     time::Duration,
 };
@@ -14,7 +14,7 @@ use pulselink::{
     ReconnectPolicy, State,
 };
 use pulselink_tests::{
-    LedgerLine, NodeServer, ServerOptions, next_named, next_notice, read_ledger, temp_dir,
+    LedgerLine, NodeServer, ServerOptions, next_named, next_notice, read_ledger, scratch, temp_dir,
     wait_for_state,
 };
 use serde_json::{Value, json};
@@ -51,23 +51,6 @@ fn check_ledger(lines: &[LedgerLine]) -> (Vec<u64>, usize) {
         "ticks arrived out of order"
     );
     (firsts, lines.iter().filter(|l| l.dup).count())
-}
-
-/// A temp dir with the paths of a server ledger and a store file in it.
-fn scratch(name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let dir = temp_dir(name);
-    let ledger = dir.join("ledger");
-    let store = dir.join("outbox.db");
-    (dir, ledger, store)
-}
-
-/// The Node server recording ticks in `ledger`.
-async fn ledger_server(ledger: &Path) -> NodeServer {
-    NodeServer::start_with(ServerOptions {
-        ledger: Some(ledger.to_owned()),
-        ..Default::default()
-    })
-    .await
 }
 
 /// Every event the server received on this client's current connection, in order.
@@ -161,7 +144,7 @@ async fn finish_emitter(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_emit_that_returned_ok_survives_sigkill_exactly_once() {
     let (dir, ledger, store) = scratch("sigkill");
-    let server = ledger_server(&ledger).await;
+    let server = NodeServer::start_with_ledger(&ledger).await;
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let mut promised = Vec::new();
     let mut kills = 0;
@@ -197,7 +180,7 @@ async fn every_emit_that_returned_ok_survives_sigkill_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_between_send_and_delete_the_resend_keeps_its_key() {
     let (dir, ledger, store) = scratch("between");
-    let server = ledger_server(&ledger).await;
+    let server = NodeServer::start_with_ledger(&ledger).await;
     // The server records the tick but holds its ack: the entry is sent and not yet deleted.
     let mut child = emitter(&server.url(), &store, 7, 1, true);
     let recorded = tokio::time::timeout(T, async {
@@ -233,7 +216,7 @@ async fn killed_between_send_and_delete_the_resend_keeps_its_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_killed_mid_stream_loses_nothing_and_app_sees_no_duplicate() {
     let (dir, ledger, store) = scratch("server-kill");
-    let mut server = ledger_server(&ledger).await;
+    let mut server = NodeServer::start_with_ledger(&ledger).await;
     let cfg = config(&server)
         .with_store(&store)
         .with_static_auth(json!({"news": true}))
