@@ -323,22 +323,22 @@ impl Engine {
         let timeout = self.config.outbox.ack_timeout;
         let max = self.config.outbox.max_sends;
         let now = Instant::now();
-        let overdue: Vec<u64> = self
+        let mut overdue: Vec<u64> = self
             .flush
             .in_flight
             .iter()
             .filter(|(_, f)| f.sent_at + timeout <= now)
             .map(|(s, _)| *s)
             .collect();
-        let mut overdue = overdue;
         overdue.sort_unstable();
         for seq in overdue {
             let Some(f) = self.flush.in_flight.get_mut(&seq) else {
                 continue;
             };
             if f.sends >= max {
-                let f = self.flush.in_flight.remove(&seq).expect("present");
-                self.give_up(seq, &f.namespace, f.event, Error::AckTimeout(timeout));
+                if let Some(f) = self.flush.in_flight.remove(&seq) {
+                    self.give_up(seq, &f.namespace, f.event, Error::AckTimeout(timeout));
+                }
                 continue;
             }
             f.sends += 1;
