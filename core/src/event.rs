@@ -20,6 +20,7 @@ use crate::{
 pub struct Event {
     packet: Arc<EventPacket>,
     acker: Option<Acker>,
+    offset: Option<Arc<str>>,
 }
 
 impl Event {
@@ -27,7 +28,19 @@ impl Event {
         Self {
             packet: Arc::new(packet),
             acker,
+            offset: None,
         }
+    }
+
+    pub(crate) fn with_offset(mut self, offset: Option<Arc<str>>) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    /// The server's connection-state-recovery offset of this event (the id the server
+    /// replays from and Pulselink de-duplicates by), when recovery is on for its namespace.
+    pub fn offset(&self) -> Option<&str> {
+        self.offset.as_deref()
     }
 
     /// The namespace it arrived on, e.g. `/` or `/rooms/r1`.

@@ -435,6 +435,9 @@ async fn connection_state_recovery_replays_missed_events_or_says_it_could_not() 
         vec![json!({"n": 0})],
         "offset stripped"
     );
+    let first_offset = first
+        .offset()
+        .expect("the server's offset is the event's id");
 
     client.set_network_available(false).unwrap();
     wait_for_state(&mut states, T, |s| *s == State::Offline).await;
@@ -459,6 +462,7 @@ async fn connection_state_recovery_replays_missed_events_or_says_it_could_not() 
             vec![json!({"n": n})],
             "missed events, in order"
         );
+        assert!(ev.offset().is_some_and(|o| o != first_offset));
     }
 
     // Beyond the window: the server cannot restore, and the app is told.

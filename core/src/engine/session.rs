@@ -334,9 +334,9 @@ impl Engine {
     fn on_packet(&mut self, packet: Packet, link: &mut Link) -> Result<(), End> {
         match packet {
             Packet::Event(mut ev) => {
-                if !self.admit(&mut ev) {
+                let Some(offset) = self.admit(&mut ev) else {
                     return Ok(());
-                }
+                };
                 self.on_rate_limit_signal(&ev);
                 let expired = self.config.token_expired_event.as_deref() == Some(&*ev.name);
                 let acker = ev.id.map(|id| Acker {
@@ -344,7 +344,7 @@ impl Engine {
                     id,
                     session: self.session_id,
                 });
-                self.dispatch(true, Event::new(ev, acker));
+                self.dispatch(true, Event::new(ev, acker).with_offset(offset));
                 if expired {
                     return Err(End::new(
                         DisconnectReason::TokenExpired,
@@ -407,11 +407,12 @@ impl Engine {
         }
     }
 
-    /// Strips a recovery offset and asks the filter; false when the event is dropped.
-    fn admit(&mut self, ev: &mut socketio::EventPacket) -> bool {
+    /// Strips a recovery offset and asks the filter: `None` when the event is dropped, else
+    /// the offset it carried.
+    fn admit(&mut self, ev: &mut socketio::EventPacket) -> Option<Option<Arc<str>>> {
         self.counters.received += 1;
         if self.recovery.is_empty() && !self.inbox.is_active() {
-            return true; // The common case: nothing to check, no clock to read.
+            return Some(None); // The common case: nothing to check, no clock to read.
         }
         let now = now_ms();
         let mut offset = None;
@@ -436,16 +437,16 @@ impl Engine {
                 Verdict::Duplicate => {
                     self.counters.received -= 1;
                     self.counters.duplicates += 1;
-                    return false;
+                    return None;
                 }
                 Verdict::Stale => {
                     self.counters.received -= 1;
                     self.counters.stale += 1;
-                    return false;
+                    return None;
                 }
             }
         }
-        true
+        Some(offset.map(Arc::from))
     }
 
     fn on_joined(&mut self, namespace: &str, data: Option<Value>, link: &mut Link) {
