@@ -1,0 +1,72 @@
+//! The auth provider foreign code implements, and its adapter to the core's trait.
+
+use std::sync::Arc;
+
+/// Why credentials are asked for, and for which namespace.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct AuthRequest {
+    /// The namespace about to be joined.
+    pub namespace: String,
+    /// True when the server refused the previous credentials or said the token expired:
+    /// return fresh ones (refresh the token) rather than a cached value.
+    pub refresh: bool,
+    /// What the server said, when `refresh` is true.
+    pub message: Option<String>,
+}
+
+/// The provider could not produce credentials; the attempt counts as failed and is retried.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum AuthError {
+    /// Details (never include the token itself: this text reaches logs).
+    #[error("auth provider failed: {message}")]
+    Failed {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for AuthError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        Self::Failed { message: e.reason }
+    }
+}
+
+/// Supplies the auth object for each namespace CONNECT, as JSON text (`{"token":"..."}`),
+/// or `None` to connect without one. Called on a background thread, on every connect and
+/// again after a refusal or `token:expired`; blocking there (a token refresh over HTTP) is
+/// fine.
+#[uniffi::export(with_foreign)]
+pub trait AuthProvider: Send + Sync {
+    /// Returns the auth object for `request`.
+    fn auth(&self, request: AuthRequest) -> Result<Option<String>, AuthError>;
+}
+
+/// Presents a foreign provider to the core, off the engine's threads.
+pub(crate) struct Adapter(pub(crate) Arc<dyn AuthProvider>);
+
+impl pulselink::AuthProvider for Adapter {
+    fn auth(&self, request: pulselink::AuthRequest) -> pulselink::config::AuthFuture {
+        let provider = self.0.clone();
+        let (refresh, message) = match request.reason {
+            pulselink::AuthReason::Connect => (false, None),
+            pulselink::AuthReason::Refresh { message } => (true, Some(message)),
+        };
+        let request = AuthRequest {
+            namespace: request.namespace,
+            refresh,
+            message,
+        };
+        Box::pin(async move {
+            let answer = tokio::task::spawn_blocking(move || provider.auth(request))
+                .await
+                .map_err(|e| format!("auth provider panicked: {e}"))?
+                .map_err(|e| e.to_string())?;
+            answer
+                .map(|text| {
+                    serde_json::from_str(&text)
+                        .map_err(|e| format!("auth provider returned invalid JSON: {e}"))
+                })
+                .transpose()
+        })
+    }
+}

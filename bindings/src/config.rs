@@ -1,0 +1,244 @@
+//! Configuration records and their translation into the core's `ClientConfig`.
+//!
+//! Every optional field left `None` keeps the core's default, so the defaults live in one
+//! place (the core) and the bindings cannot drift from them.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use crate::{auth::AuthProvider, error::PulselinkError};
+
+/// Where and how to connect. Only `url` is required.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ClientConfig {
+    /// Server URL, e.g. `https://api.example.com` (query parameters are kept).
+    pub url: String,
+    /// Namespaces to join; the first is the main one. Empty means `/`.
+    #[uniffi(default)]
+    pub namespaces: Vec<String>,
+    /// A fixed auth object for every namespace CONNECT, as JSON text (`{"token":"..."}`).
+    /// An `AuthProvider` passed to the client takes precedence.
+    #[uniffi(default)]
+    pub auth_json: Option<String>,
+    /// SQLite file of the durable outbox; `None` keeps it in memory (lost on exit).
+    #[uniffi(default)]
+    pub store_path: Option<String>,
+    /// How much each outbox commit survives.
+    #[uniffi(default)]
+    pub durability: Option<Durability>,
+    /// Engine.IO path on the server (default `/socket.io/`).
+    #[uniffi(default)]
+    pub path: Option<String>,
+    /// Extra HTTP headers for the upgrade request (cookies for sticky sessions, API keys).
+    #[uniffi(default)]
+    pub headers: HashMap<String, String>,
+    /// Retry policy (default: 250 ms growing ×1.3 up to 5 s, jitter 0.5, forever).
+    #[uniffi(default)]
+    pub reconnect: Option<ReconnectConfig>,
+    /// Time allowed for one connection attempt, in milliseconds (default 10 s).
+    #[uniffi(default)]
+    pub connect_timeout_ms: Option<u64>,
+    /// How long `connect()` waits before failing while retries go on (default 10 s).
+    #[uniffi(default)]
+    pub connect_wait_ms: Option<u64>,
+    /// Outbox limits and policies.
+    #[uniffi(default)]
+    pub outbox: Option<OutboxConfig>,
+    /// Inbound de-duplication by event id; `None` checks only recovery offsets.
+    #[uniffi(default)]
+    pub dedup: Option<DedupConfig>,
+    /// Drop inbound events whose first argument's `timestamp` (RFC 3339 or epoch ms) is older
+    /// than this many milliseconds.
+    #[uniffi(default)]
+    pub max_event_age_ms: Option<u64>,
+    /// Largest inbound message accepted, in bytes (default 1,000,000).
+    #[uniffi(default)]
+    pub max_inbound_bytes: Option<u64>,
+    /// The server event meaning "token expired" (default `token:expired`).
+    #[uniffi(default)]
+    pub token_expired_event: Option<String>,
+}
+
+/// How much each outbox commit survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Durability {
+    /// Survives power loss: gateways and wearables.
+    Full,
+    /// Survives the app being killed, not a power cut: phones (the default).
+    Normal,
+}
+
+/// When and how often to retry.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ReconnectConfig {
+    /// Whether to reconnect at all.
+    #[uniffi(default = true)]
+    pub enabled: bool,
+    /// Nominal delay before the first retry, in milliseconds.
+    pub initial_delay_ms: u64,
+    /// Largest delay between attempts, in milliseconds.
+    pub max_delay_ms: u64,
+    /// Growth of the delay per failed attempt (≥ 1).
+    pub factor: f64,
+    /// Fraction of each delay randomised away, in [0, 1].
+    pub jitter: f64,
+    /// Attempts before giving up; `None` retries forever.
+    #[uniffi(default)]
+    pub max_attempts: Option<u32>,
+}
+
+/// What `emit` does when the outbox is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Overflow {
+    /// Fail the new emit with `OutboxFull`; nothing queued is lost (the default).
+    Reject,
+    /// Drop the oldest lowest-priority entry to make room (counted and announced).
+    DropOldest,
+}
+
+/// Outbox limits and policies; `None` keeps the default.
+#[derive(Debug, Clone, Default, uniffi::Record)]
+pub struct OutboxConfig {
+    /// Most entries held (default 1,000,000).
+    #[uniffi(default)]
+    pub max_entries: Option<u64>,
+    /// Most payload bytes held (default 256 MiB).
+    #[uniffi(default)]
+    pub max_bytes: Option<u64>,
+    /// What happens at a limit.
+    #[uniffi(default)]
+    pub overflow: Option<Overflow>,
+    /// Acknowledgement wait before an entry is sent again with the same key (default 30 s).
+    #[uniffi(default)]
+    pub ack_timeout_ms: Option<u64>,
+    /// Sends of one entry before it is given up (default 5).
+    #[uniffi(default)]
+    pub max_sends: Option<u32>,
+    /// Client-side rate limits, all applied (e.g. 10 per second and 100 per minute).
+    #[uniffi(default)]
+    pub rate_limits: Vec<RateLimit>,
+}
+
+/// At most `events` entries sent per `per_ms` milliseconds.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct RateLimit {
+    /// Entries allowed per window.
+    pub events: u32,
+    /// Window length in milliseconds.
+    pub per_ms: u64,
+}
+
+/// Where inbound events carry their id.
+#[derive(Debug, Clone, Default, uniffi::Record)]
+pub struct DedupConfig {
+    /// JSON pointer to the id in every event's first argument, e.g. `/id`.
+    #[uniffi(default)]
+    pub pointer: Option<String>,
+    /// Per-event pointers, overriding `pointer`.
+    #[uniffi(default)]
+    pub per_event: HashMap<String, String>,
+    /// Ids remembered (default 10,000).
+    #[uniffi(default)]
+    pub window: Option<u32>,
+    /// How long an id is remembered, in milliseconds (default 24 h).
+    #[uniffi(default)]
+    pub ttl_ms: Option<u64>,
+}
+
+impl ClientConfig {
+    /// The core configuration this describes.
+    pub(crate) fn into_core(
+        self,
+        auth: Option<Arc<dyn AuthProvider>>,
+    ) -> Result<pulselink::ClientConfig, PulselinkError> {
+        let mut core = pulselink::ClientConfig::new(&self.url)?;
+        if !self.namespaces.is_empty() {
+            core = core.with_namespaces(self.namespaces);
+        }
+        if let Some(auth) = self.auth_json {
+            let value =
+                serde_json::from_str(&auth).map_err(|e| PulselinkError::config("auth_json", e))?;
+            core = core.with_static_auth(value);
+        }
+        if let Some(provider) = auth {
+            core = core.with_auth(crate::auth::Adapter(provider));
+        }
+        if let Some(path) = self.store_path {
+            core = core.with_store(path);
+        }
+        if let Some(d) = self.durability {
+            core.outbox.durability = match d {
+                Durability::Full => pulselink::Durability::Full,
+                Durability::Normal => pulselink::Durability::Normal,
+            };
+        }
+        if let Some(path) = self.path {
+            core.path = path;
+        }
+        core.headers = self.headers.into_iter().collect();
+        if let Some(r) = self.reconnect {
+            core = core.with_reconnect(pulselink::ReconnectPolicy {
+                enabled: r.enabled,
+                initial_delay: ms(r.initial_delay_ms),
+                max_delay: ms(r.max_delay_ms),
+                factor: r.factor,
+                jitter: r.jitter,
+                max_attempts: r.max_attempts,
+            });
+        }
+        set(&mut core.connect_timeout, self.connect_timeout_ms.map(ms));
+        set(&mut core.connect_wait, self.connect_wait_ms.map(ms));
+        if let Some(o) = self.outbox {
+            let out = &mut core.outbox;
+            set(&mut out.max_entries, o.max_entries);
+            set(&mut out.max_bytes, o.max_bytes);
+            set(
+                &mut out.overflow,
+                o.overflow.map(|o| match o {
+                    Overflow::Reject => pulselink::Overflow::Reject,
+                    Overflow::DropOldest => pulselink::Overflow::DropOldest,
+                }),
+            );
+            set(&mut out.ack_timeout, o.ack_timeout_ms.map(ms));
+            set(&mut out.max_sends, o.max_sends);
+            out.rate_limits = o
+                .rate_limits
+                .into_iter()
+                .map(|l| pulselink::RateLimit::new(l.events, ms(l.per_ms)))
+                .collect();
+        }
+        if let Some(d) = self.dedup {
+            let mut dedup = pulselink::DedupConfig {
+                pointer: d.pointer,
+                per_event: d.per_event,
+                ..Default::default()
+            };
+            set(&mut dedup.window, d.window.map(|w| w as usize));
+            set(&mut dedup.ttl, d.ttl_ms.map(ms));
+            core = core.with_dedup(dedup);
+        }
+        if let Some(age) = self.max_event_age_ms {
+            core.freshness = Some(pulselink::Freshness::new(ms(age)));
+        }
+        set(
+            &mut core.max_inbound_bytes,
+            self.max_inbound_bytes
+                .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
+        );
+        if self.token_expired_event.is_some() {
+            core.token_expired_event = self.token_expired_event;
+        }
+        core.validate()?;
+        Ok(core)
+    }
+}
+
+fn ms(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// Overrides a default when the foreign side gave a value.
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *field = v;
+    }
+}

@@ -1,0 +1,74 @@
+//! A point-in-time view of a client, for logs and dashboards.
+
+use crate::{event::State, outbox::OutboxStats};
+
+/// Counters, the outbox and acknowledgement latency (see the core's `Metrics`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Metrics {
+    /// The state now.
+    pub state: State,
+    /// Successful connections, the first one included.
+    pub connects: u64,
+    /// Of those, connections after a loss.
+    pub reconnects: u64,
+    /// Events written to the server (resends included).
+    pub events_sent: u64,
+    /// Events delivered to the app.
+    pub events_received: u64,
+    /// Inbound duplicates dropped.
+    pub duplicates_dropped: u64,
+    /// Inbound events dropped as too old.
+    pub stale_dropped: u64,
+    /// Reconnects on which the server restored the session.
+    pub recovered_sessions: u64,
+    /// Subscriptions not acknowledged in time.
+    pub subscriptions_failed: u64,
+    /// Times the server said the rate limit was exceeded.
+    pub rate_limit_pauses: u64,
+    /// The outbox.
+    pub outbox: OutboxStats,
+    /// Acknowledgement latency over the most recent emits.
+    pub ack_latency: Latency,
+}
+
+/// Latency summary, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, uniffi::Record)]
+pub struct Latency {
+    /// Samples summarised.
+    pub samples: u64,
+    /// Mean.
+    pub avg_us: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 95th percentile.
+    pub p95_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+}
+
+impl From<pulselink::Metrics> for Metrics {
+    fn from(m: pulselink::Metrics) -> Self {
+        let l = m.ack_latency;
+        let us = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        Self {
+            state: m.state.into(),
+            connects: m.connects,
+            reconnects: m.reconnects,
+            events_sent: m.events_sent,
+            events_received: m.events_received,
+            duplicates_dropped: m.duplicates_dropped,
+            stale_dropped: m.stale_dropped,
+            recovered_sessions: m.recovered_sessions,
+            subscriptions_failed: m.subscriptions_failed,
+            rate_limit_pauses: m.rate_limit_pauses,
+            outbox: m.outbox.into(),
+            ack_latency: Latency {
+                samples: l.samples as u64,
+                avg_us: us(l.avg),
+                p50_us: us(l.p50),
+                p95_us: us(l.p95),
+                p99_us: us(l.p99),
+            },
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Pull delivery: receivers foreign code awaits for the next batch of events or notices.
+//!
+//! These futures are polled in place rather than spawned on the runtime, and the channels
+//! they read are cancel-safe: a foreign caller that cancels its wait (a Python task
+//! cancelled, a Kotlin coroutine scope ended) loses nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{Mutex, Notify, broadcast};
+
+use crate::event::{Event, Notice};
+
+/// Inbound events for one consumer; every receiver sees every event it matches.
+///
+/// Created before `connect()`, it sees the first events. A receiver nobody reads holds the
+/// engine back once its buffer is full (backpressure, never loss): close it when done.
+#[derive(uniffi::Object)]
+pub struct EventReceiver {
+    stream: Mutex<Option<pulselink::EventStream>>,
+    closed: AtomicBool,
+    /// Wakes a `next_batch` waiting while `close()` is called.
+    closing: Notify,
+}
+
+impl EventReceiver {
+    pub(crate) fn new(stream: pulselink::EventStream) -> Self {
+        Self {
+            stream: Mutex::new(Some(stream)),
+            closed: AtomicBool::new(false),
+            closing: Notify::new(),
+        }
+    }
+}
+
+#[uniffi::export]
+impl EventReceiver {
+    /// Waits for at least one event and returns up to `max`; empty once the client or this
+    /// receiver is closed.
+    pub async fn next_batch(&self, max: u32) -> Vec<Event> {
+        let mut guard = self.stream.lock().await;
+        let max = max.max(1) as usize;
+        let mut buf = Vec::with_capacity(max.min(1024));
+        if let Some(stream) = guard.as_mut().filter(|_| !self.is_closed()) {
+            tokio::select! {
+                _ = stream.recv_many(&mut buf, max) => {}
+                () = self.closing.notified() => {}
+            }
+        }
+        if self.is_closed() {
+            // Unregisters from the engine so an unread receiver never holds it back.
+            guard.take();
+        }
+        buf.into_iter().map(Event::from).collect()
+    }
+
+    /// Stops receiving and unregisters; a waiting `next_batch` returns at once.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.closing.notify_one();
+        if let Ok(mut guard) = self.stream.try_lock() {
+            guard.take();
+        }
+    }
+}
+
+impl EventReceiver {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// Lifecycle notices for one consumer. Notices are a bounded broadcast: a consumer that falls
+/// far behind skips the oldest ones (never events).
+#[derive(uniffi::Object)]
+pub struct NoticeReceiver(Mutex<broadcast::Receiver<pulselink::Notice>>);
+
+impl NoticeReceiver {
+    pub(crate) fn new(rx: broadcast::Receiver<pulselink::Notice>) -> Self {
+        Self(Mutex::new(rx))
+    }
+}
+
+#[uniffi::export]
+impl NoticeReceiver {
+    /// Waits for at least one notice and returns up to `max`; empty once the client closed.
+    pub async fn next_batch(&self, max: u32) -> Vec<Notice> {
+        let mut rx = self.0.lock().await;
+        let mut out = Vec::new();
+        loop {
+            match rx.recv().await {
+                Ok(n) => {
+                    out.push(n.into());
+                    break;
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return out,
+            }
+        }
+        while out.len() < max.max(1) as usize {
+            match rx.try_recv() {
+                Ok(n) => out.push(n.into()),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,369 @@
+//! The FFI surface driven as foreign code drives it: foreign-trait implementations, calls from
+//! threads with their own executors, cancelled waits, against the official Node server.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use pulselink_ffi::{
+    AuthError, AuthProvider, AuthRequest, Client, ClientConfig, EmitOptions, Event, EventListener,
+    Notice, Priority, PulselinkError, State, StateListener,
+};
+use pulselink_tests::{NodeServer, temp_dir};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+fn config(url: &str) -> ClientConfig {
+    ClientConfig {
+        url: url.into(),
+        namespaces: vec![],
+        auth_json: None,
+        store_path: None,
+        durability: None,
+        path: None,
+        headers: Default::default(),
+        reconnect: None,
+        connect_timeout_ms: None,
+        connect_wait_ms: None,
+        outbox: None,
+        dedup: None,
+        max_event_age_ms: None,
+        max_inbound_bytes: None,
+        token_expired_event: None,
+    }
+}
+
+fn first_arg(ev: &Event) -> Value {
+    serde_json::from_str::<Vec<Value>>(&ev.args_json).unwrap()[0].clone()
+}
+
+/// Hands out a stale token first, a fresh one when asked to refresh; panics once on request
+/// (a foreign exception the boundary must survive).
+struct Tokens {
+    asked: Mutex<Vec<AuthRequest>>,
+    panic_first: bool,
+}
+
+impl AuthProvider for Tokens {
+    fn auth(&self, request: AuthRequest) -> Result<Option<String>, AuthError> {
+        let mut asked = self.asked.lock().unwrap();
+        asked.push(request.clone());
+        if self.panic_first && asked.len() == 1 {
+            drop(asked);
+            panic!("a provider bug");
+        }
+        let token = if request.refresh { "fresh" } else { "stale" };
+        Ok(Some(json!({ "token": token }).to_string()))
+    }
+}
+
+struct Collect(mpsc::UnboundedSender<Event>);
+
+impl EventListener for Collect {
+    fn on_events(&self, events: Vec<Event>) {
+        for e in events {
+            let _ = self.0.send(e);
+        }
+    }
+}
+
+struct States(mpsc::UnboundedSender<State>);
+
+impl StateListener for States {
+    fn on_state(&self, state: State) {
+        let _ = self.0.send(state);
+    }
+}
+
+#[tokio::test]
+async fn auth_provider_refreshes_and_listeners_see_events_and_states() {
+    let server = NodeServer::start().await;
+    let tokens = Arc::new(Tokens {
+        asked: Mutex::default(),
+        panic_first: false,
+    });
+    let client = Client::new(config(&server.url()), Some(tokens.clone())).unwrap();
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let handle = client.add_listener(Arc::new(Collect(tx)), None);
+    let (tx, mut states) = mpsc::unbounded_channel();
+    let _watch = client.watch_state(Arc::new(States(tx)));
+    assert_eq!(states.recv().await, Some(State::Idle));
+
+    client.connect().await.unwrap();
+    let welcome = events.recv().await.unwrap();
+    assert_eq!(welcome.name, "welcome");
+    assert_eq!(first_arg(&welcome)["auth"], json!({"token": "fresh"}));
+    let asked = tokens.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert!(!asked[0].refresh && asked[1].refresh, "{asked:?}");
+    assert!(
+        asked[1]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("Authentication failed")
+    );
+    let mut seen = Vec::new();
+    while seen.last() != Some(&State::Connected) {
+        seen.push(states.recv().await.unwrap());
+    }
+    assert_eq!(seen.first(), Some(&State::Connecting), "{seen:?}");
+
+    // The server asks for an ack; the event's responder answers it.
+    client
+        .emit("ask".into(), r#"["q1"]"#.into(), vec![])
+        .await
+        .unwrap();
+    let question = events.recv().await.unwrap();
+    assert_eq!(question.name, "server:question");
+    let responder = question.ack.clone().expect("the server asked for an ack");
+    responder.send(r#"["a1",2]"#.into()).unwrap();
+    let got = events.recv().await.unwrap();
+    assert_eq!(
+        (got.name.as_str(), got.args_json.as_str()),
+        ("server:got_ack", r#"["a1",2]"#)
+    );
+
+    // Batches keep order across many events.
+    let n = 2_000;
+    let args = json!([{ "event": "n", "args": [] }]);
+    for _ in 0..n {
+        client
+            .emit("emit-to-me".into(), args.to_string(), vec![])
+            .await
+            .unwrap();
+    }
+    for _ in 0..n {
+        assert_eq!(events.recv().await.unwrap().name, "n");
+    }
+
+    // Once cancelled, the listener hears nothing more.
+    handle.cancel();
+    let marker = client.events();
+    client
+        .emit("emit-to-me".into(), args.to_string(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(marker.next_batch(10).await[0].name, "n");
+    client.close().await.unwrap();
+    assert!(
+        events.try_recv().is_err(),
+        "a cancelled listener was called"
+    );
+    assert_eq!(client.state(), State::Closed);
+}
+
+#[tokio::test]
+async fn a_panicking_provider_is_a_failed_attempt_not_a_crash() {
+    let server = NodeServer::start().await;
+    let tokens = Arc::new(Tokens {
+        asked: Mutex::default(),
+        panic_first: true,
+    });
+    let client = Client::new(config(&server.url()), Some(tokens.clone())).unwrap();
+    let notices = client.notices();
+    client.connect().await.unwrap();
+    let mut failures = Vec::new();
+    'wait: loop {
+        for notice in notices.next_batch(16).await {
+            match notice {
+                Notice::Connected { .. } => break 'wait,
+                Notice::ConnectFailed { .. } => failures.push(notice),
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        matches!(&failures[..], [Notice::ConnectFailed { error, .. }] if error.contains("panicked")),
+        "{failures:?}"
+    );
+    client.close().await.unwrap();
+}
+
+#[test]
+fn calls_from_many_foreign_threads_each_with_its_own_executor() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(NodeServer::start());
+    let client = Client::new(config(&server.url()), None).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let c = client.clone();
+            std::thread::spawn(move || {
+                // A foreign thread with its own executor, no tokio context of ours.
+                let local = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .unwrap();
+                local.block_on(async {
+                    c.connect().await.unwrap();
+                    for j in 0..50 {
+                        let answer = format!("{i}-{j}");
+                        let reply = c
+                            .emit_with_ack(
+                                "quiz:answer_submit".into(),
+                                json!([answer]).to_string(),
+                                5_000,
+                                vec![],
+                            )
+                            .await
+                            .unwrap();
+                        let v: Value = serde_json::from_str(&reply.args_json).unwrap();
+                        assert_eq!(v[0]["answer"], json!(answer));
+                    }
+                    let bad = c.emit("t".into(), "{}".into(), vec![]).await;
+                    assert!(
+                        matches!(bad, Err(PulselinkError::InvalidArgs { .. })),
+                        "{bad:?}"
+                    );
+                });
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    rt.block_on(client.close()).unwrap();
+    drop(server);
+}
+
+#[tokio::test]
+async fn a_cancelled_wait_for_events_loses_none() {
+    let server = NodeServer::start().await;
+    let client = Client::new(config(&server.url()), None).unwrap();
+    let rx = client.events();
+    client.connect().await.unwrap();
+    assert_eq!(rx.next_batch(1).await[0].name, "welcome");
+    // Nothing is coming: the wait is cancelled, as a foreign task cancellation would.
+    let waited = tokio::time::timeout(Duration::from_millis(20), rx.next_batch(100)).await;
+    assert!(waited.is_err());
+    let args = json!([{ "event": "n", "args": [1] }]).to_string();
+    for _ in 0..3 {
+        client
+            .emit("emit-to-me".into(), args.clone(), vec![])
+            .await
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        got.extend(rx.next_batch(100).await);
+    }
+    assert_eq!(got.len(), 3, "an event went to the cancelled wait");
+
+    // close() wakes a waiting receiver, which then stays empty.
+    let rx = Arc::new(rx);
+    let waiter = tokio::spawn({
+        let rx = rx.clone();
+        async move { rx.next_batch(10).await }
+    });
+    tokio::task::yield_now().await;
+    rx.close();
+    assert!(waiter.await.unwrap().is_empty());
+    assert!(rx.next_batch(10).await.is_empty());
+    client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn outbox_options_and_metrics_cross_the_boundary() {
+    let dir = temp_dir("ffi-outbox");
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.store_path = Some(dir.join("o.db").to_string_lossy().into_owned());
+    let client = Client::new(cfg.clone(), None).unwrap();
+    let high = EmitOptions {
+        priority: Some(Priority::High),
+        ..Default::default()
+    };
+    client
+        .emit("metric:recorded".into(), "[1]".into(), vec![])
+        .await
+        .unwrap();
+    let id = client
+        .emit_with(
+            "session:status".into(),
+            r#"[{"s":"paused"}]"#.into(),
+            high,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let coalesced = EmitOptions {
+        coalesce_key: Some("hr".into()),
+        ..Default::default()
+    };
+    for bpm in [70, 71] {
+        client
+            .emit_with(
+                "hr".into(),
+                json!([{ "bpm": bpm }]).to_string(),
+                coalesced.clone(),
+                vec![],
+            )
+            .await
+            .unwrap();
+    }
+    let bin = client
+        .emit(
+            "frame".into(),
+            r#"[{"_placeholder":true,"num":0}]"#.into(),
+            vec![vec![1, 2]],
+        )
+        .await;
+    assert!(bin.is_ok(), "{bin:?}");
+    let missing = client
+        .emit("frame".into(), "[1]".into(), vec![vec![1]])
+        .await;
+    assert!(
+        matches!(missing, Err(PulselinkError::InvalidArgs { .. })),
+        "{missing:?}"
+    );
+
+    let outbox = client.outbox();
+    let list = outbox.list(10).await.unwrap();
+    let names: Vec<_> = list.iter().map(|p| p.event.as_str()).collect();
+    assert_eq!(names, ["session:status", "metric:recorded", "hr", "frame"]);
+    assert_eq!((list[0].id, list[0].priority), (id, Priority::High));
+    assert_eq!(list[2].args_json, r#"[{"bpm":71}]"#);
+    assert_eq!(list[3].attachments, 1);
+    let stats = outbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.coalesced), (4, 1));
+    assert!(outbox.remove(id).await.unwrap());
+    client.close().await.unwrap();
+
+    // The same file, a new client: the entries are still there and flow once connected.
+    let server = NodeServer::start().await;
+    cfg.url = server.url();
+    let client = Client::new(cfg, None).unwrap();
+    assert_eq!(client.outbox().stats().await.unwrap().pending, 3);
+    client.connect().await.unwrap();
+    client.outbox().drained().await.unwrap();
+    let m = client.metrics().await.unwrap();
+    assert_eq!(
+        (&m.state, m.connects, m.outbox.pending),
+        (&State::Connected, 1, 0)
+    );
+    assert!(m.events_sent >= 3, "{m:?}");
+    client.close().await.unwrap();
+}
+
+#[test]
+fn bad_configuration_is_an_error_with_the_field_named() {
+    let err = |cfg: ClientConfig| Client::new(cfg, None).err().unwrap();
+    assert!(matches!(
+        err(config("nope")),
+        PulselinkError::InvalidConfig { .. }
+    ));
+    let mut c = config("http://127.0.0.1:1");
+    c.auth_json = Some("{token".into());
+    assert!(err(c).to_string().contains("auth_json"));
+    let mut c = config("http://127.0.0.1:1");
+    c.namespaces = vec!["rooms".into()];
+    assert!(err(c).to_string().contains("namespace"));
+    let mut c = config("http://127.0.0.1:1");
+    c.reconnect = Some(pulselink_ffi::ReconnectConfig {
+        enabled: true,
+        initial_delay_ms: 100,
+        max_delay_ms: 10,
+        factor: 0.5,
+        jitter: 2.0,
+        max_attempts: None,
+    });
+    assert!(matches!(err(c), PulselinkError::InvalidConfig { .. }));
+}
