@@ -23,6 +23,9 @@ TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", BENCH / "target"))
 BIN = TARGET / "release" / "pulselink-bench"
 CLI = TARGET / "release" / "pulselink"
 PEER_BIN = TARGET / "release" / "peer-bench"
+PY_VENV = TARGET / "py-venv"
+PY = PY_VENV / "bin" / "python"
+PY_CLIENTS = ("pulselink-py", "python-socketio")
 
 
 class Server:
@@ -62,6 +65,8 @@ def run_client(client, mode, url, n):
         cmd = ["node", str(BENCH / "node" / "sioclient.js"), mode, url, str(n)]
     elif client == "tcp-floor":
         cmd = ["node", str(BENCH / "node" / "tcpfloor.js"), str(n)]
+    elif client in PY_CLIENTS:
+        cmd = [str(PY), str(BENCH / "python" / "pyclient.py"), mode, client, url, str(n)]
     elif client == "rust_socketio":
         cmd = [str(PEER_BIN), mode, client, url, str(n)]
     else:
@@ -124,6 +129,22 @@ def run_gateway(url, n, rate):
                 "events_per_sec": n / secs, "peak_rss_kib": final["peak_rss_kib"]}
 
 
+def setup_python():
+    """A virtualenv with python-socketio and the pulselink wheel (maturin, release build)."""
+    if not PY.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PY_VENV)], check=True)
+    subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "maturin==1.16.0",
+                    "python-socketio[asyncio-client]==5.18.1"], check=True)
+    wheels = TARGET / "wheels"
+    for old in wheels.glob("pulselink-*.whl"):
+        old.unlink()
+    subprocess.run([str(PY_VENV / "bin" / "maturin"), "build", "--release", "--quiet", "--out",
+                    str(wheels)], check=True, cwd=ROOT / "platforms" / "python",
+                   env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
+    subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps",
+                    *map(str, wheels.glob("pulselink-*.whl"))], check=True)
+
+
 def median(rows, key):
     vals = [r[key] for r in rows if key in r]
     return statistics.median(vals) if vals else None
@@ -138,6 +159,7 @@ def main():
     n_in = 200_000 if args.quick else 1_000_000
     n_out = 50_000 if args.quick else 200_000
     n_ack = 500 if args.quick else 3_000
+    n_py = 50_000 if args.quick else 200_000
     cycles = 3 if args.quick else 20
 
     subprocess.run(["npm", "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund",
@@ -148,6 +170,7 @@ def main():
     subprocess.run(["cargo", "build", "--release", "--locked", "-p", "pulselink-cli",
                     "--manifest-path", str(ROOT / "Cargo.toml")], check=True,
                    env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
+    setup_python()
 
     server = Server()
     server.start()
@@ -155,6 +178,9 @@ def main():
                           "reconnect_cycles": cycles, "cpus": os.cpu_count()}, "runs": []}
     plan = [
         ("in", ["pulselink", "pulselink-serde", "socket.io-client", "rust_socketio", "raw"], n_in),
+        # Python clients take longer per event: fewer events, same server, same packets.
+        ("in-py", PY_CLIENTS, n_py),
+        ("ack-py", PY_CLIENTS, n_ack),
         ("out", ["pulselink", "socket.io-client", "rust_socketio"], n_out),
         ("out-seq", ["pulselink"], n_out // 10),
         ("ack", ["pulselink", "socket.io-client", "rust_socketio", "tcp-floor"], n_ack),
@@ -272,6 +298,22 @@ def main():
         f"| 100 subscriptions: connect → replayed, acked, first outbox entry acked | "
         f"{'–' if resub is None else f'{resub:.0f} ms'} |",
     ]
+    py_base = m("in-py", "python-socketio", "events_per_sec")
+    lines += [
+        "",
+        f"Python (the `pulselink` wheel's asyncio API, `async for ev in client.events(...)` with "
+        f"`ev.args` decoded, against python-socketio's `AsyncClient` handlers; in: {n_py:,} "
+        f"events, ack: {n_ack:,} sequential).",
+        "",
+        "| client | in events/s | vs python-socketio | ack p50 µs | ack p99 µs | peak RSS MiB (in) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for client in PY_CLIENTS:
+        ein = m("in-py", client, "events_per_sec")
+        p50, p99 = m("ack-py", client, "p50_us"), m("ack-py", client, "p99_us")
+        rss = m("in-py", client, "peak_rss_kib")
+        ratio = "–" if ein is None or not py_base else f"{ein / py_base:.1f}×"
+        lines.append(f"| {client} | {ein:,.0f} | {ratio} | {p50:.0f} | {p99:.0f} | {rss / 1024:.1f} |")
     text = "\n".join(lines)
     out_dir = BENCH / "results"
     out_dir.mkdir(exist_ok=True)

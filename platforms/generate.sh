@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Generates the Python, Kotlin and Swift bindings from the compiled pulselink-ffi library into
-# platforms/<language>/generated (never committed). Python also gets a copy of the library so
-# the generated module can be imported from that folder.
+# Generates the Kotlin and Swift bindings from the compiled pulselink-ffi library into
+# platforms/<language>/generated (never committed). Python's come from maturin, inside the
+# wheel (platforms/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${PROFILE:-debug}
@@ -13,15 +13,13 @@ else
 fi
 lib="$target/$profile/libpulselink_ffi.so"
 bindgen="$target/$profile/uniffi-bindgen"
-for lang in python kotlin swift; do
+for lang in kotlin swift; do
   out="platforms/$lang/generated"
   rm -rf "$out"
   "$bindgen" generate --library "$lib" --language "$lang" --out-dir "$out" --config uniffi.toml --no-format
 done
-cp "$lib" platforms/python/generated/
 # Check the names the platform wrappers rely on.
 grep -q '^package io.pulselink' platforms/kotlin/generated/io/pulselink/pulselink.kt
 grep -q 'class Client' platforms/swift/generated/Pulselink.swift
 grep -q 'module PulselinkFFI' platforms/swift/generated/PulselinkFFI.modulemap
-test -f platforms/python/generated/pulselink.py
-echo "bindings generated under platforms/{python,kotlin,swift}/generated"
+echo "bindings generated under platforms/{kotlin,swift}/generated"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of Pulselink. Installs what it needs (npm packages for the real
-# Socket.IO peers) and needs only cargo, node/npm and python3 with pytest on the machine.
+# Socket.IO peers, a Python virtualenv with maturin/pytest/mypy, Maven dependencies) and needs
+# only cargo, node/npm, python3 and a JDK 17 with Maven on the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -10,11 +11,6 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "npm ci (official socket.io server and client used as test peers)"
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
-
-if ! python3 -c 'import pytest' 2>/dev/null; then
-  step "pip install pytest"
-  python3 -m pip install --quiet pytest
-fi
 
 step "rustfmt"
 # rustfmt.toml's import grouping needs nightly rustfmt; stable checks everything else.
@@ -31,10 +27,17 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test (unit tests, integration tests against the Node server, CLI tests)"
 cargo test --workspace --locked
 
-step "UniFFI bindings for Python, Kotlin and Swift"
-bash platforms/generate.sh
+step "Python: wheel (maturin), type check (mypy --strict), pytest against the Node server"
+venv="$target/py-venv"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet maturin==1.16.0 pytest==9.2.0 mypy==2.4.1
+rm -rf "$target/wheels"
+(cd platforms/python && "$venv/bin/maturin" build --release --quiet --out "$target/wheels")
+"$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps "$target"/wheels/pulselink-*.whl
+(cd platforms/python && "$venv/bin/python" -m mypy --strict python/pulselink tests)
+"$venv/bin/python" -m pytest -q -p no:cacheprovider platforms/python/tests
 
-step "pytest (Python binding smoke test against the Node server)"
-PULSELINK_PY_BINDINGS="$root/platforms/python/generated" python3 -m pytest -q platforms/python/tests
+step "UniFFI bindings for Kotlin and Swift"
+bash platforms/generate.sh
 
 step "all checks passed"

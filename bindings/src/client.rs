@@ -102,6 +102,11 @@ impl Client {
         Ok(self.inner.set_network_available(available)?)
     }
 
+    /// The socket of the main namespace (the URL's path, `/` by default).
+    pub fn main_socket(&self) -> Arc<Socket> {
+        self.main.clone()
+    }
+
     /// The socket of `namespace`, joined now and on every reconnect.
     pub fn socket(&self, namespace: String) -> Result<Arc<Socket>, PulselinkError> {
         Ok(Arc::new(Socket(self.inner.socket(&namespace)?)))

@@ -67,20 +67,25 @@ pub enum Durability {
     Normal,
 }
 
-/// When and how often to retry.
+/// When and how often to retry; `None` keeps the default (250 ms growing ×1.3 up to 5 s,
+/// jitter 0.5, forever).
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct ReconnectConfig {
     /// Whether to reconnect at all.
     #[uniffi(default = true)]
     pub enabled: bool,
     /// Nominal delay before the first retry, in milliseconds.
-    pub initial_delay_ms: u64,
+    #[uniffi(default)]
+    pub initial_delay_ms: Option<u64>,
     /// Largest delay between attempts, in milliseconds.
-    pub max_delay_ms: u64,
+    #[uniffi(default)]
+    pub max_delay_ms: Option<u64>,
     /// Growth of the delay per failed attempt (≥ 1).
-    pub factor: f64,
+    #[uniffi(default)]
+    pub factor: Option<f64>,
     /// Fraction of each delay randomised away, in [0, 1].
-    pub jitter: f64,
+    #[uniffi(default)]
+    pub jitter: Option<f64>,
     /// Attempts before giving up; `None` retries forever.
     #[uniffi(default)]
     pub max_attempts: Option<u32>,
@@ -176,14 +181,16 @@ impl ClientConfig {
         }
         core.headers = self.headers.into_iter().collect();
         if let Some(r) = self.reconnect {
-            core = core.with_reconnect(pulselink::ReconnectPolicy {
+            let mut policy = pulselink::ReconnectPolicy {
                 enabled: r.enabled,
-                initial_delay: ms(r.initial_delay_ms),
-                max_delay: ms(r.max_delay_ms),
-                factor: r.factor,
-                jitter: r.jitter,
                 max_attempts: r.max_attempts,
-            });
+                ..Default::default()
+            };
+            set(&mut policy.initial_delay, r.initial_delay_ms.map(ms));
+            set(&mut policy.max_delay, r.max_delay_ms.map(ms));
+            set(&mut policy.factor, r.factor);
+            set(&mut policy.jitter, r.jitter);
+            core = core.with_reconnect(policy);
         }
         set(&mut core.connect_timeout, self.connect_timeout_ms.map(ms));
         set(&mut core.connect_wait, self.connect_wait_ms.map(ms));

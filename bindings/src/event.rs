@@ -36,6 +36,73 @@ impl From<pulselink::Event> for Event {
     }
 }
 
+/// A batch of events as one JSON text: `[[namespace, name, args, id], ...]`, where `args` is
+/// the event's argument array and `id` is `null` when absent.
+#[derive(Debug, uniffi::Record)]
+pub struct PackedEvents {
+    /// The rows, one per event, in arrival order.
+    pub rows_json: String,
+    /// The events that also carry binary attachments or an ack request, by row.
+    pub extras: Vec<EventExtras>,
+}
+
+/// What a packed row cannot carry: attachments and the ack responder.
+#[derive(Debug, uniffi::Record)]
+pub struct EventExtras {
+    /// Index of the row.
+    pub row: u32,
+    /// Binary attachments, in placeholder order.
+    pub attachments: Vec<Vec<u8>>,
+    /// Present when the server asked for an acknowledgement.
+    pub ack: Option<Arc<AckResponder>>,
+}
+
+impl PackedEvents {
+    pub(crate) fn pack(events: Vec<pulselink::Event>) -> Self {
+        let mut rows = String::with_capacity(events.iter().map(|e| e.args_json().len() + 32).sum());
+        let mut extras = Vec::new();
+        rows.push('[');
+        for (i, e) in events.into_iter().enumerate() {
+            if i > 0 {
+                rows.push(',');
+            }
+            rows.push('[');
+            push_json_str(&mut rows, e.namespace());
+            rows.push(',');
+            push_json_str(&mut rows, e.name());
+            rows.push(',');
+            // Validated JSON already: copied, not re-encoded.
+            rows.push_str(e.args_json());
+            rows.push(',');
+            match e.offset() {
+                Some(id) => push_json_str(&mut rows, id),
+                None => rows.push_str("null"),
+            }
+            rows.push(']');
+            if !e.attachments().is_empty() || e.wants_ack() {
+                extras.push(EventExtras {
+                    row: u32::try_from(i).unwrap_or(u32::MAX),
+                    attachments: e.attachments().to_vec(),
+                    ack: e.wants_ack().then(|| Arc::new(AckResponder(e))),
+                });
+            }
+        }
+        rows.push(']');
+        Self {
+            rows_json: rows,
+            extras,
+        }
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+fn push_json_str(out: &mut String, s: &str) {
+    // Serializing a str into a String cannot fail.
+    if let Ok(quoted) = serde_json::to_string(s) {
+        out.push_str(&quoted);
+    }
+}
+
 /// Answers a server's acknowledgement request.
 #[derive(Debug, uniffi::Object)]
 pub struct AckResponder(pulselink::Event);

@@ -359,10 +359,10 @@ fn bad_configuration_is_an_error_with_the_field_named() {
     let mut c = config("http://127.0.0.1:1");
     c.reconnect = Some(pulselink_ffi::ReconnectConfig {
         enabled: true,
-        initial_delay_ms: 100,
-        max_delay_ms: 10,
-        factor: 0.5,
-        jitter: 2.0,
+        initial_delay_ms: Some(100),
+        max_delay_ms: Some(10),
+        factor: Some(0.5),
+        jitter: None,
         max_attempts: None,
     });
     assert!(matches!(err(c), PulselinkError::InvalidConfig { .. }));

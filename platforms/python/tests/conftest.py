@@ -1,29 +1,74 @@
-"""Fixtures for the Python binding tests: the generated module and a real Node server."""
+"""Fixtures for the Python package's tests: the official Node Socket.IO server, real sockets.
+
+The package under test is the installed wheel (``scripts/test.sh`` builds and installs it in
+a virtualenv). Coroutine tests run on a fresh event loop each, without a plugin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
 import os
 import pathlib
 import subprocess
-import sys
+from typing import Iterator, Optional
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-GENERATED = os.environ.get("PULSELINK_PY_BINDINGS", str(ROOT / "platforms/python/generated"))
-sys.path.insert(0, GENERATED)
+SERVER_JS = ROOT / "tests" / "node" / "server.js"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Optional[bool]:
+    """Runs ``async def`` tests with ``asyncio.run``."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+    asyncio.run(asyncio.wait_for(pyfuncitem.obj(**kwargs), timeout=60))
+    return True
+
+
+class NodeServer:
+    """``tests/node/server.js`` on loopback; ``kill`` and ``restart`` keep the port."""
+
+    def __init__(self, ledger: pathlib.Path, **env: str) -> None:
+        self.ledger = ledger
+        self._env = {**os.environ, "LEDGER": str(ledger), **env}
+        self.port = 0
+        self._proc: Optional[subprocess.Popen[str]] = None
+        self.restart()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def restart(self) -> None:
+        self._proc = subprocess.Popen(
+            ["node", str(SERVER_JS)],
+            env={**self._env, "PORT": str(self.port)},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        assert line.startswith("listening "), f"server did not start: {line!r}"
+        self.port = int(line.split()[1])
+
+    def kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+    def ledger_lines(self) -> list[str]:
+        return self.ledger.read_text().splitlines() if self.ledger.exists() else []
 
 
 @pytest.fixture
-def server_url():
-    """Starts tests/node/server.js (official socket.io) on a free port."""
-    proc = subprocess.Popen(
-        ["node", str(ROOT / "tests/node/server.js")],
-        env={**os.environ, "PORT": "0"},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("listening "), line
-        yield f"http://127.0.0.1:{line.split()[1]}"
-    finally:
-        proc.kill()
-        proc.wait()
+def server(tmp_path: pathlib.Path) -> Iterator[NodeServer]:
+    """A fresh official Socket.IO server per test."""
+    s = NodeServer(tmp_path / "ledger.txt")
+    yield s
+    s.kill()

@@ -1,0 +1,87 @@
+"""Pulselink: a realtime Socket.IO v4 client that loses nothing.
+
+    import pulselink
+
+    async with pulselink.Client(url, auth=lambda: {"token": token}, store_path="outbox.db") as client:
+        await client.subscribe("room:subscribe", {"roomId": "r1"}, unsubscribe="room:unsubscribe")
+        await client.emit("session:feedback", {"rating": 5})
+        reply = await client.emit_with_ack("quiz:answer_submit", {"answer": "A"}, timeout=5.0)
+        async for ev in client.events():
+            print(ev.namespace, ev.event, ev.args)
+
+The Rust core keeps the connection (heartbeat, reconnect with backoff and jitter, connection
+state recovery), persists every emit in a durable outbox until the server has it, replays
+subscriptions and drops inbound duplicates. This package is its asyncio face; the generated
+UniFFI layer is ``pulselink._ffi``.
+"""
+
+from ._auth import Auth, AuthObject
+from ._client import Client, Outbox, Socket
+from ._errors import (
+    AckTimeout,
+    ClientClosed,
+    ConnectionFailed,
+    Disconnected,
+    Expired,
+    InternalError,
+    InvalidArgs,
+    InvalidConfig,
+    OutboxFull,
+    PulselinkError,
+    StorageError,
+    Unauthorized,
+)
+from ._events import Event, EventStream, NoticeStream
+from ._ffi import (
+    AuthRequest,
+    DedupConfig,
+    DisconnectReason,
+    Durability,
+    Metrics,
+    Notice,
+    OutboxConfig,
+    OutboxStats,
+    Overflow,
+    PendingEmit,
+    Priority,
+    RateLimit,
+    ReconnectConfig,
+    State,
+)
+
+__all__ = [
+    "AckTimeout",
+    "Auth",
+    "AuthObject",
+    "AuthRequest",
+    "Client",
+    "ClientClosed",
+    "ConnectionFailed",
+    "DedupConfig",
+    "DisconnectReason",
+    "Disconnected",
+    "Durability",
+    "Event",
+    "EventStream",
+    "Expired",
+    "InternalError",
+    "InvalidArgs",
+    "InvalidConfig",
+    "Metrics",
+    "Notice",
+    "NoticeStream",
+    "Outbox",
+    "OutboxConfig",
+    "OutboxFull",
+    "OutboxStats",
+    "Overflow",
+    "PendingEmit",
+    "Priority",
+    "PulselinkError",
+    "RateLimit",
+    "ReconnectConfig",
+    "Socket",
+    "State",
+    "StorageError",
+    "Unauthorized",
+]

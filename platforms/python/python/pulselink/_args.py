@@ -1,0 +1,61 @@
+"""Arguments between Python objects and the core's JSON text with binary attachments.
+
+Socket.IO carries binary as attachments referenced from the JSON by placeholders
+(`{"_placeholder": true, "num": N}`); here they are plain `bytes` anywhere in the arguments.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, List, Sequence, Tuple
+
+_PLACEHOLDER = "_placeholder"
+_COMPACT = (",", ":")
+
+
+def encode(args: Sequence[Any]) -> Tuple[str, List[bytes]]:
+    """Returns the JSON array text of `args` and the binary attachments it references."""
+    attachments: List[bytes] = []
+
+    def lift(value: Any) -> Any:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            attachments.append(bytes(value))
+            return {_PLACEHOLDER: True, "num": len(attachments) - 1}
+        if isinstance(value, dict):
+            return {k: lift(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [lift(v) for v in value]
+        return value
+
+    # The common case, no binary anywhere, costs one scan and one dumps.
+    if not any(_has_binary(a) for a in args):
+        return json.dumps(list(args), separators=_COMPACT), attachments
+    return json.dumps([lift(a) for a in args], separators=_COMPACT), attachments
+
+
+def decode(args_json: str, attachments: Sequence[bytes]) -> List[Any]:
+    """Returns the arguments as Python objects, placeholders replaced by their `bytes`."""
+    args: List[Any] = json.loads(args_json)
+    return resolve(args, attachments) if attachments else args
+
+
+def resolve(value: Any, attachments: Sequence[bytes]) -> Any:
+    """Replaces the placeholders in decoded JSON by their attachments."""
+    if isinstance(value, dict):
+        num = value.get("num")
+        if value.get(_PLACEHOLDER) is True and isinstance(num, int) and 0 <= num < len(attachments):
+            return bytes(attachments[num])
+        return {k: resolve(v, attachments) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, attachments) for v in value]
+    return value
+
+
+def _has_binary(value: Any) -> bool:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return True
+    if isinstance(value, dict):
+        return any(_has_binary(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_binary(v) for v in value)
+    return False

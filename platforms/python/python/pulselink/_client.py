@@ -1,0 +1,269 @@
+"""The asyncio ``Client`` and ``Socket``: Python objects in, Python objects out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, AsyncIterator, List, Mapping, Optional, Sequence
+
+from . import _args, _ffi
+from ._errors import translated, translated_async
+from ._auth import Auth, Provider
+from ._events import EventStream, NoticeStream
+
+
+def _ms(seconds: Optional[float]) -> Optional[int]:
+    return None if seconds is None else max(0, round(seconds * 1000))
+
+
+class Outbox:
+    """The durable outbox of a client."""
+
+    def __init__(self, inner: _ffi.Outbox) -> None:
+        self._inner = inner
+
+    @translated_async
+    async def stats(self) -> _ffi.OutboxStats:
+        """Entries and bytes waiting, and counters since the client was created."""
+        return await self._inner.stats()
+
+    @translated_async
+    async def list(self, limit: int = 100) -> List[_ffi.PendingEmit]:
+        """Up to ``limit`` waiting entries, oldest first."""
+        return await self._inner.list(limit)
+
+    @translated_async
+    async def remove(self, entry_id: int) -> bool:
+        """Withdraws an unsent entry; ``False`` when it is gone already."""
+        return await self._inner.remove(entry_id)
+
+    @translated_async
+    async def clear(self) -> int:
+        """Withdraws every unsent entry and returns how many."""
+        return await self._inner.clear()
+
+    @translated_async
+    async def drained(self) -> None:
+        """Returns once nothing is waiting (delivered, or acknowledged for ``confirm``)."""
+        await self._inner.drained()
+
+
+class Socket:
+    """One namespace on a client's connection (``client.socket("/rooms/r1")``)."""
+
+    def __init__(self, inner: _ffi.Socket) -> None:
+        self._inner = inner
+
+    @property
+    def namespace(self) -> str:
+        """The namespace, e.g. ``"/rooms/r1"``."""
+        return self._inner.namespace()
+
+    @translated_async
+    async def emit(
+        self,
+        event: str,
+        *args: Any,
+        priority: Optional[_ffi.Priority] = None,
+        ttl: Optional[float] = None,
+        coalesce_key: Optional[str] = None,
+        confirm: bool = False,
+    ) -> int:
+        """Queues ``event`` with ``args`` in the durable outbox and returns its entry id.
+
+        Once this returns the emit survives a crash or an app kill; it is sent, in order, as
+        soon as the connection allows. ``bytes`` arguments travel as binary attachments.
+        ``ttl`` (seconds) drops it if still unsent by then, ``coalesce_key`` replaces an
+        unsent emit with the same key, ``confirm`` keeps it until the server acknowledges.
+        """
+        text, blobs = _args.encode(args)
+        options = _ffi.EmitOptions(
+            priority=priority, ttl_ms=_ms(ttl), coalesce_key=coalesce_key, confirm=confirm
+        )
+        return await self._inner.emit_with(event, text, options, blobs)
+
+    @translated_async
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float = 10.0) -> List[Any]:
+        """Emits durably and returns the server's acknowledgement arguments.
+
+        Raises :class:`AckTimeout` (a ``TimeoutError``) after ``timeout`` seconds; the emit itself stays
+        queued and is still delivered.
+        """
+        text, blobs = _args.encode(args)
+        reply = await self._inner.emit_with_ack(event, text, _ms(timeout) or 0, blobs)
+        return _args.decode(reply.args_json, reply.attachments)
+
+    @translated
+    def emit_volatile(self, event: str, *args: Any) -> bool:
+        """Sends only if connected right now (telemetry that is stale a second later);
+        ``False`` when dropped."""
+        text, blobs = _args.encode(args)
+        if blobs:
+            raise ValueError("volatile emits carry JSON arguments only")
+        return self._inner.emit_volatile(event, text)
+
+    @translated_async
+    async def subscribe(self, event: str, *args: Any, unsubscribe: Optional[str] = None) -> None:
+        """Declares a subscription (``room:subscribe``), sent and acknowledged on every
+        (re)connect before queued emits flow, and remembered across restarts.
+        ``unsubscribe`` names the event that undoes it."""
+        text, _ = _args.encode(args)
+        await self._inner.subscribe(event, text, unsubscribe)
+
+    @translated_async
+    async def unsubscribe(self, event: str, *args: Any) -> None:
+        """Forgets the subscription made with the same ``event`` and ``args`` and sends its
+        ``unsubscribe`` counterpart."""
+        text, _ = _args.encode(args)
+        await self._inner.unsubscribe(event, text)
+
+    def events(self, event: str) -> EventStream:
+        """Events named ``event`` on this namespace, from now on."""
+        return EventStream(self._inner.events_named(event))
+
+    @translated
+    def leave(self) -> None:
+        """Leaves the namespace and stops rejoining it."""
+        self._inner.leave()
+
+
+class Client(Socket):
+    """A connection to a Socket.IO v4 server that loses nothing.
+
+    Emits go through a durable outbox (SQLite at ``store_path``, in memory without one), the
+    connection is kept with heartbeats and reconnects with backoff, subscriptions are
+    replayed, and inbound duplicates are dropped. The emit and subscribe methods act on the
+    main namespace; :meth:`socket` gives the others.
+
+    ``auth`` is the Socket.IO auth object, or a callable (plain or ``async``) returning it;
+    a callable is asked again with ``request.refresh`` true after the server refuses the
+    token or says it expired. Durations are in seconds.
+    """
+
+    @translated
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth: Optional[Auth] = None,
+        store_path: Optional[str] = None,
+        namespaces: Sequence[str] = (),
+        path: Optional[str] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        reconnect: Optional[_ffi.ReconnectConfig] = None,
+        connect_timeout: Optional[float] = None,
+        connect_wait: Optional[float] = None,
+        outbox: Optional[_ffi.OutboxConfig] = None,
+        dedup: Optional[_ffi.DedupConfig] = None,
+        durability: Optional[_ffi.Durability] = None,
+        max_event_age: Optional[float] = None,
+        max_inbound_bytes: Optional[int] = None,
+        token_expired_event: Optional[str] = None,
+    ) -> None:
+        provider = None
+        auth_json = None
+        if callable(auth):
+            try:
+                loop: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            provider = Provider(auth, loop)
+        elif auth is not None:
+            auth_json = json.dumps(dict(auth))
+        config = _ffi.ClientConfig(
+            url=url,
+            namespaces=list(namespaces),
+            auth_json=auth_json,
+            store_path=store_path,
+            durability=durability,
+            path=path,
+            headers=dict(headers or {}),
+            reconnect=reconnect,
+            connect_timeout_ms=_ms(connect_timeout),
+            connect_wait_ms=_ms(connect_wait),
+            outbox=outbox,
+            dedup=dedup,
+            max_event_age_ms=_ms(max_event_age),
+            max_inbound_bytes=max_inbound_bytes,
+            token_expired_event=token_expired_event,
+        )
+        self._client = _ffi.Client(config, provider)
+        super().__init__(self._client.main_socket())
+
+    @translated_async
+    async def connect(self) -> None:
+        """Connects and returns once the main namespace is joined.
+
+        Raises :class:`Unauthorized` when the credentials are refused (also after a fresh
+        token), or :class:`ConnectionFailed` if not connected within
+        ``connect_wait`` while retries go on in the background.
+        """
+        await self._client.connect()
+
+    @translated
+    def start(self) -> None:
+        """Starts connecting in the background and returns at once."""
+        self._client.start()
+
+    @translated
+    def disconnect(self) -> None:
+        """Disconnects and stops retrying until :meth:`connect`; queued emits stay queued."""
+        self._client.disconnect()
+
+    @translated_async
+    async def close(self) -> None:
+        """Closes for good: sends what the connection can still take, ends every stream."""
+        await self._client.close()
+
+    async def __aenter__(self) -> "Client":
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def state(self) -> _ffi.State:
+        """The connection state now (``state.is_connected()``, ``State.RECONNECTING``...)."""
+        return self._client.state()
+
+    async def states(self) -> AsyncIterator[_ffi.State]:
+        """Yields the current state, then every change, until the client is closed."""
+        state = self._client.state()
+        yield state
+        while not state.is_closed():
+            state = await self._client.next_state(state)
+            yield state
+
+    @translated
+    def set_network_available(self, available: bool) -> None:
+        """Reachability hint: ``False`` stops retrying (state ``OFFLINE``), ``True``
+        reconnects at once."""
+        self._client.set_network_available(available)
+
+    @translated
+    def socket(self, namespace: str) -> Socket:
+        """The socket of ``namespace``, joined now and on every reconnect."""
+        return Socket(self._client.socket(namespace))
+
+    def events(self, event: Optional[str] = None) -> EventStream:
+        """Inbound events from now on: every event on every namespace, or the main
+        namespace's events named ``event``."""
+        if event is not None:
+            return super().events(event)
+        return EventStream(self._client.events())
+
+    def notices(self) -> NoticeStream:
+        """Lifecycle notices from now on."""
+        return NoticeStream(self._client.notices())
+
+    @property
+    def outbox(self) -> Outbox:
+        """The durable outbox: what is waiting, and tools to inspect or drop it."""
+        return Outbox(self._client.outbox())
+
+    @translated_async
+    async def metrics(self) -> _ffi.Metrics:
+        """Counters, outbox size and latency figures now."""
+        return await self._client.metrics()
+

@@ -1,0 +1,213 @@
+"""The Python package against the official Node Socket.IO server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any, List
+
+import pytest
+
+import pulselink
+from pulselink import Event, EventStream, ReconnectConfig
+
+FAST_RETRY = ReconnectConfig(initial_delay_ms=50, max_delay_ms=250)
+
+
+async def next_named(stream: EventStream, name: str) -> Event:
+    async for ev in stream:
+        if ev.event == name:
+            return ev
+    raise AssertionError(f"stream ended before {name!r}")
+
+
+async def test_connect_events_acks_and_close(server: Any) -> None:
+    client = pulselink.Client(server.url, auth={"token": "t1"})
+    events = client.events()
+    await client.connect()
+    assert client.state.is_connected()
+
+    welcome = await next_named(events, "welcome")
+    assert welcome.namespace == "/"
+    assert welcome.args == [{"namespace": "/", "auth": {"token": "t1"}, "recovered": False}]
+
+    reply = await client.emit_with_ack("quiz:answer_submit", {"answer": "A"}, timeout=5.0)
+    # The outbox adds its idempotency key to the first object argument.
+    assert reply[0]["ok"] and reply[0]["answer"]["answer"] == "A"
+    assert reply[0]["answer"]["idempotencyKey"]
+
+    # Binary arguments travel as attachments and come back as bytes, anywhere in the args.
+    blob = bytes(range(256))
+    await client.emit("echo", {"sample": blob, "n": 1}, b"\x00tail")
+    echo = await next_named(events, "echo")
+    sent, tail = echo.args
+    assert (sent["sample"], sent["n"], tail) == (blob, 1, b"\x00tail")
+
+    # The server asks us for an ack; our answer reaches it.
+    await client.emit("ask", "ready?")
+    question = await next_named(events, "server:question")
+    assert question.wants_ack and question.args == ["ready?"]
+    question.ack("yes", 42)
+    got = await next_named(events, "server:got_ack")
+    assert got.args == ["yes", 42]
+
+    await client.close()
+    assert client.state.is_closed()
+    # Closing ends every stream.
+    assert [ev async for ev in events] == []
+    with pytest.raises(pulselink.ClientClosed):
+        await client.emit("echo", 1)
+
+
+async def test_refused_credentials_are_refreshed_once_then_unauthorized(server: Any) -> None:
+    asked: List[pulselink.AuthRequest] = []
+
+    def stale_then_fresh(request: pulselink.AuthRequest) -> dict[str, str]:
+        asked.append(request)
+        return {"token": "fresh" if request.refresh else "stale"}
+
+    client = pulselink.Client(server.url, auth=stale_then_fresh)
+    events = client.events()
+    await client.connect()
+    assert [r.refresh for r in asked] == [False, True]
+    assert asked[1].message == "Authentication failed"
+    assert (await next_named(events, "welcome")).args[0]["auth"] == {"token": "fresh"}
+    await client.close()
+
+    refused = pulselink.Client(server.url, auth=lambda: {"token": "bad"})
+    with pytest.raises(pulselink.Unauthorized, match="Authentication failed"):
+        await refused.connect()
+    assert refused.state.is_unauthorized()
+    await refused.close()
+
+
+async def test_async_auth_provider_runs_on_the_event_loop(server: Any) -> None:
+    loop_thread: List[threading.Thread] = []
+
+    async def token() -> dict[str, str]:
+        loop_thread.append(threading.current_thread())
+        await asyncio.sleep(0)
+        return {"token": "from-async"}
+
+    async with pulselink.Client(server.url, auth=token) as client:
+        assert loop_thread == [threading.current_thread()]
+        reply = await client.emit_with_ack("quiz:answer_submit", "B", timeout=5.0)
+        assert reply[0]["answer"] == "B"
+
+
+async def test_reconnect_resubscribes_and_delivers_what_was_queued(server: Any, tmp_path: pathlib.Path) -> None:
+    client = pulselink.Client(server.url, reconnect=FAST_RETRY, store_path=str(tmp_path / "o.db"))
+    await client.connect()
+    await client.subscribe("room:subscribe", {"roomId": "r1"}, unsubscribe="room:unsubscribe")
+    # Answered after the subscription on the same connection: the server has it now.
+    await client.emit_with_ack("log?")
+    assert server.ledger_lines() == ["room:r1 0"]
+
+    server.kill()
+    states = client.states()
+    async for state in states:
+        if state.is_reconnecting():
+            break
+    for n in range(3):
+        await client.emit("tick", {"n": n}, confirm=True)
+    assert (await client.outbox.stats()).pending == 3
+
+    notices = client.notices()
+    server.restart()
+    async for notice in notices:
+        if notice.is_connected():
+            break
+    await client.outbox.drained()
+    lines = server.ledger_lines()
+    assert lines[0] == "room:r1 0" and lines[1] == "room:r1 0", lines
+    assert [line.split()[1] for line in lines[2:]] == ["0", "1", "2"], lines
+    metrics = await client.metrics()
+    assert metrics.reconnects >= 1
+    await client.close()
+
+
+CHILD = """
+import asyncio, sys, pulselink
+async def main():
+    client = pulselink.Client(sys.argv[1], store_path=sys.argv[2])
+    for n in range(5):
+        await client.emit("tick", {"n": n}, confirm=True)
+    print("queued", flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+async def test_outbox_survives_a_killed_process(server: Any, tmp_path: pathlib.Path) -> None:
+    store = tmp_path / "outbox.db"
+    # The first process queues emits while the server is unreachable and is killed.
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, "http://127.0.0.1:9", str(store)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "queued"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+    # The next process, same store: everything is delivered, in order, once.
+    client = pulselink.Client(server.url, store_path=str(store))
+    assert (await client.outbox.stats()).pending == 5
+    await client.connect()
+    await client.outbox.drained()
+    assert [line.split()[1] for line in server.ledger_lines()] == ["0", "1", "2", "3", "4"]
+    await client.close()
+
+
+async def test_cancelled_waits_lose_no_event(server: Any) -> None:
+    client = pulselink.Client(server.url)
+    events = client.events("tick:back")
+    await client.connect()
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(events.__anext__(), timeout=0.05)
+    for n in range(100):
+        await client.emit("emit-to-me", {"event": "tick:back", "args": [n]})
+    got: List[int] = []
+    async for batch in events.batches():
+        got.extend(ev.args[0] for ev in batch)
+        if len(got) == 100:
+            break
+    assert got == list(range(100))
+    await client.close()
+
+
+async def test_namespaces_and_volatile_emits(server: Any) -> None:
+    client = pulselink.Client(server.url)
+    await client.connect()
+    room = client.socket("/rooms/r7")
+    welcomes = room.events("welcome")
+    assert (await next_named(welcomes, "welcome")).args[0]["namespace"] == "/rooms/r7"
+    reply = await room.emit_with_ack("quiz:answer_submit", "C")
+    assert reply[0]["namespace"] == "/rooms/r7"
+    assert client.emit_volatile("metric:recorded", {"bpm": 120}) is True
+    await client.close()
+
+
+async def test_bad_input_raises_clear_errors(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(pulselink.InvalidConfig, match="url"):
+        pulselink.Client("not a url")
+    with pytest.raises(pulselink.InvalidConfig, match="namespace"):
+        pulselink.Client("http://127.0.0.1:9", namespaces=["no-slash"])
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(pulselink.StorageError):
+        pulselink.Client("http://127.0.0.1:9", store_path=str(tmp_path / "dir.db"))
+    client = pulselink.Client("http://127.0.0.1:9")
+    with pytest.raises(TypeError):
+        await client.emit("x", object())
+    with pytest.raises(pulselink.AckTimeout):
+        await client.emit_with_ack("x", 1, timeout=0.05)
+    # The errors are Python's own kinds too.
+    with pytest.raises(TimeoutError):
+        await client.emit_with_ack("x", 2, timeout=0.05)
+    await client.close()
