@@ -18,16 +18,16 @@ pub struct AuthRequest {
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum AuthError {
     /// Details (never include the token itself: this text reaches logs).
-    #[error("auth provider failed: {message}")]
+    #[error("auth provider failed: {reason}")]
     Failed {
-        /// What went wrong.
-        message: String,
+        /// What went wrong (`reason`, as `message` is taken by Kotlin's `Throwable`).
+        reason: String,
     },
 }
 
 impl From<uniffi::UnexpectedUniFFICallbackError> for AuthError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        Self::Failed { message: e.reason }
+        Self::Failed { reason: e.reason }
     }
 }
 

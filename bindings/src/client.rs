@@ -69,7 +69,9 @@ impl Client {
 
     /// Closes the client for good: sends what the connection can still take, stops every
     /// task, ends every receiver and listener.
-    pub async fn close(&self) -> Result<(), PulselinkError> {
+    /// (Named `shutdown` because `close()` is the generated objects' handle release in
+    /// Kotlin and Python.)
+    pub async fn shutdown(&self) -> Result<(), PulselinkError> {
         let c = self.inner.clone();
         on_runtime(async move { c.close().await }).await
     }

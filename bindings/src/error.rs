@@ -1,7 +1,11 @@
 //! The one error enum foreign code sees.
 
 /// Errors foreign code sees; each message says what happened and what to do.
+///
+/// Flat across the boundary: each variant is an exception type carrying this message (a
+/// field named `message` would clash with Kotlin's `Throwable.message`).
 #[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi(flat_error)]
 pub enum PulselinkError {
     /// The configuration is unusable.
     #[error("invalid configuration: {message}")]

@@ -51,7 +51,7 @@ impl EventReceiver {
     }
 
     /// Stops receiving and unregisters; a waiting `next_batch` returns at once.
-    pub fn close(&self) {
+    pub fn cancel(&self) {
         self.closed.store(true, Ordering::Release);
         self.closing.notify_one();
         if let Ok(mut guard) = self.stream.try_lock() {

@@ -146,7 +146,7 @@ async fn auth_provider_refreshes_and_listeners_see_events_and_states() {
         .await
         .unwrap();
     assert_eq!(marker.next_batch(10).await[0].name, "n");
-    client.close().await.unwrap();
+    client.shutdown().await.unwrap();
     assert!(
         events.try_recv().is_err(),
         "a cancelled listener was called"
@@ -178,7 +178,7 @@ async fn a_panicking_provider_is_a_failed_attempt_not_a_crash() {
         matches!(&failures[..], [Notice::ConnectFailed { error, .. }] if error.contains("panicked")),
         "{failures:?}"
     );
-    client.close().await.unwrap();
+    client.shutdown().await.unwrap();
 }
 
 #[test]
@@ -221,7 +221,7 @@ fn calls_from_many_foreign_threads_each_with_its_own_executor() {
         })
         .collect();
     threads.into_iter().for_each(|t| t.join().unwrap());
-    rt.block_on(client.close()).unwrap();
+    rt.block_on(client.shutdown()).unwrap();
     drop(server);
 }
 
@@ -255,10 +255,10 @@ async fn a_cancelled_wait_for_events_loses_none() {
         async move { rx.next_batch(10).await }
     });
     tokio::task::yield_now().await;
-    rx.close();
+    rx.cancel();
     assert!(waiter.await.unwrap().is_empty());
     assert!(rx.next_batch(10).await.is_empty());
-    client.close().await.unwrap();
+    client.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -325,7 +325,7 @@ async fn outbox_options_and_metrics_cross_the_boundary() {
     let stats = outbox.stats().await.unwrap();
     assert_eq!((stats.pending, stats.coalesced), (4, 1));
     assert!(outbox.remove(id).await.unwrap());
-    client.close().await.unwrap();
+    client.shutdown().await.unwrap();
 
     // The same file, a new client: the entries are still there and flow once connected.
     let server = NodeServer::start().await;
@@ -340,7 +340,7 @@ async fn outbox_options_and_metrics_cross_the_boundary() {
         (&State::Connected, 1, 0)
     );
     assert!(m.events_sent >= 3, "{m:?}");
-    client.close().await.unwrap();
+    client.shutdown().await.unwrap();
 }
 
 #[test]

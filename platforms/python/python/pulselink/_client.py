@@ -213,7 +213,7 @@ class Client(Socket):
     @translated_async
     async def close(self) -> None:
         """Closes for good: sends what the connection can still take, ends every stream."""
-        await self._client.close()
+        await self._client.shutdown()
 
     async def __aenter__(self) -> "Client":
         await self.connect()

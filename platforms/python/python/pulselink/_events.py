@@ -131,7 +131,7 @@ class EventStream(_Stream[Event]):
 
     def close(self) -> None:
         """Stops receiving; an ``async for`` waiting on this stream ends."""
-        self._receiver.close()
+        self._receiver.cancel()
 
     async def __aenter__(self) -> "EventStream":
         return self
