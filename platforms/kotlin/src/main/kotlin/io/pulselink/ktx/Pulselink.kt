@@ -1,0 +1,232 @@
+package io.pulselink.ktx
+
+import io.pulselink.AuthProvider
+import io.pulselink.AuthRequest
+import io.pulselink.Client
+import io.pulselink.ClientConfig
+import io.pulselink.EmitOptions
+import io.pulselink.EventReceiver
+import io.pulselink.ListenerHandle
+import io.pulselink.Metrics
+import io.pulselink.Notice
+import io.pulselink.Outbox
+import io.pulselink.Priority
+import io.pulselink.Socket
+import io.pulselink.State
+import io.pulselink.StateListener
+import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.MutableStateFlow
+import kotlinx.coroutines.flow.StateFlow
+import kotlinx.coroutines.flow.asStateFlow
+import kotlinx.coroutines.flow.flow
+import kotlinx.coroutines.runBlocking
+import kotlinx.serialization.json.JsonArray
+import kotlinx.serialization.json.JsonObject
+import kotlin.time.Duration
+import kotlin.time.Duration.Companion.seconds
+
+/** One inbound event, arguments parsed. */
+class InboundEvent internal constructor(
+    /** Namespace it arrived on, e.g. `/`. */
+    val namespace: String,
+    /** Event name, e.g. `metric:recorded`. */
+    val name: String,
+    /** Arguments; binary ones are placeholders: resolve them with [JsonElement.attachment]. */
+    val args: JsonArray,
+    /** Binary attachments, in placeholder order. */
+    val attachments: List<ByteArray>,
+    /** The server's connection-state-recovery offset, when recovery is on. */
+    val id: String?,
+    private val responder: io.pulselink.AckResponder?,
+) {
+    /** True when the server waits for an acknowledgement: answer with [ack]. */
+    val wantsAck: Boolean get() = responder != null
+
+    /** Answers the server's acknowledgement request with JSON arguments. */
+    fun ack(vararg args: Any?) {
+        val responder = checkNotNull(responder) { "event '$name' did not ask for an acknowledgement" }
+        responder.send(encodeArgs(args).json)
+    }
+
+    override fun toString() = "InboundEvent(namespace=$namespace, name=$name, args=$args, id=$id)"
+
+    internal companion object {
+        fun of(e: io.pulselink.Event) = InboundEvent(e.namespace, e.name, decodeArgs(e.argsJson), e.attachments, e.id, e.ack)
+    }
+}
+
+/** The answer to [PulselinkSocket.emitWithAck]. */
+data class AckResult(
+    /** The answer's arguments. */
+    val args: JsonArray,
+    /** Binary attachments of the answer. */
+    val attachments: List<ByteArray>,
+)
+
+/** Events pulled from `receiver` a batch at a time; the receiver is closed with the flow. */
+internal fun eventFlow(open: () -> EventReceiver): Flow<InboundEvent> = flow {
+    val receiver = open()
+    try {
+        while (true) {
+            val batch = receiver.nextBatch(BATCH)
+            if (batch.isEmpty()) break
+            for (e in batch) emit(InboundEvent.of(e))
+        }
+    } finally {
+        receiver.cancel()
+        receiver.destroy()
+    }
+}
+
+private const val BATCH = 256u
+
+/** One namespace on a client's connection. Arguments follow [PulselinkClient]'s rules. */
+open class PulselinkSocket internal constructor(internal val socket: Socket) {
+    /** The namespace, e.g. `/rooms/r1`. */
+    val namespace: String get() = socket.namespace()
+
+    /**
+     * Queues `event` in the durable outbox and returns its entry id: once this returns the
+     * emit survives a crash or an app kill and is delivered in order when connected.
+     */
+    suspend fun emit(
+        event: String,
+        vararg args: Any?,
+        priority: Priority? = null,
+        ttl: Duration? = null,
+        coalesceKey: String? = null,
+        confirm: Boolean = false,
+    ): ULong {
+        val a = encodeArgs(args)
+        val options = EmitOptions(priority, ttl?.inWholeMilliseconds?.toULong(), coalesceKey, confirm)
+        return socket.emitWith(event, a.json, options, a.attachments)
+    }
+
+    /**
+     * Emits durably and returns the server's acknowledgement; throws
+     * `PulselinkException.AckTimeout` after `timeout` (the emit stays queued).
+     */
+    suspend fun emitWithAck(event: String, vararg args: Any?, timeout: Duration = 10.seconds): AckResult {
+        val a = encodeArgs(args)
+        val reply = socket.emitWithAck(event, a.json, timeout.inWholeMilliseconds.toULong(), a.attachments)
+        return AckResult(decodeArgs(reply.argsJson), reply.attachments)
+    }
+
+    /** Sends only if connected now; `false` when dropped. */
+    fun emitVolatile(event: String, vararg args: Any?): Boolean = socket.emitVolatile(event, encodeArgs(args).json)
+
+    /**
+     * Declares a subscription, sent and acknowledged on every (re)connect before queued emits
+     * flow and kept across restarts; `unsubscribe` names the event that undoes it.
+     */
+    suspend fun subscribe(event: String, vararg args: Any?, unsubscribe: String? = null) =
+        socket.subscribe(event, encodeArgs(args).json, unsubscribe)
+
+    /** Forgets a subscription and sends its `unsubscribe` counterpart. */
+    suspend fun unsubscribe(event: String, vararg args: Any?) = socket.unsubscribe(event, encodeArgs(args).json)
+
+    /** Events named `event` on this namespace, from the moment the flow is collected. */
+    fun events(event: String): Flow<InboundEvent> = eventFlow { socket.eventsNamed(event) }
+
+    /** Leaves the namespace and stops rejoining it. */
+    fun leave() = socket.leave()
+}
+
+/**
+ * A connection to a Socket.IO v4 server that loses nothing: durable outbox, reconnect with
+ * backoff, subscriptions replayed, duplicates dropped.
+ *
+ * Emit arguments are [kotlinx.serialization.json.JsonElement]s, strings, numbers, booleans,
+ * `null`, maps and lists of those, and [ByteArray]s (sent as binary attachments).
+ *
+ * `auth` is asked on a background thread on every connect, and again with
+ * `request.refresh = true` after the server refused the token or said it expired; it may
+ * suspend (a token refresh over HTTP).
+ */
+class PulselinkClient private constructor(
+    /** The generated client, for what this wrapper does not cover. */
+    val client: Client,
+) : PulselinkSocket(client.mainSocket()), AutoCloseable {
+    /** Creates a client from `config`; nothing connects until [connect] or [start]. */
+    constructor(config: ClientConfig, auth: (suspend (AuthRequest) -> JsonObject?)? = null) :
+        this(Client(config, auth?.let(::provider)))
+
+    private val stateFlow = MutableStateFlow(client.state())
+    private val stateWatch: ListenerHandle = client.watchState(object : StateListener {
+        // Callbacks arrive on a background thread, possibly after `connect()` returned: reading
+        // the state now (rather than the one passed) never moves the flow back to a stale one.
+        override fun onState(state: State) = refreshState()
+    })
+
+    private fun refreshState() {
+        stateFlow.value = client.state()
+    }
+
+    /** The connection state, as it changes. */
+    val state: StateFlow<State> = stateFlow.asStateFlow()
+
+    /**
+     * Connects and returns once the main namespace is joined; throws
+     * `PulselinkException.Unauthorized` when the credentials are refused (also after a fresh
+     * token) or `PulselinkException.Connection` if not connected within `connectWaitMs`.
+     */
+    suspend fun connect() {
+        try {
+            client.connect()
+        } finally {
+            refreshState()
+        }
+    }
+
+    /** Starts connecting in the background and returns at once. */
+    fun start() = client.start()
+
+    /** Disconnects and stops retrying until [connect]; queued emits stay queued. */
+    fun disconnect() = client.disconnect()
+
+    /** Closes for good: sends what the connection can still take, completes every flow. */
+    suspend fun shutdown() {
+        client.shutdown()
+        stateWatch.cancel()
+        refreshState()
+    }
+
+    /** Blocking [shutdown], for `use { }`. */
+    override fun close() = runBlocking { shutdown() }
+
+    /** Reachability hint: `false` stops retrying (state `Offline`), `true` reconnects now. */
+    fun setNetworkAvailable(available: Boolean) = client.setNetworkAvailable(available)
+
+    /** The socket of `namespace`, joined now and on every reconnect. */
+    fun socket(namespace: String) = PulselinkSocket(client.socket(namespace))
+
+    /** Every inbound event on every namespace, from the moment the flow is collected. */
+    fun events(): Flow<InboundEvent> = eventFlow { client.events() }
+
+    /** Lifecycle notices, from the moment the flow is collected. */
+    fun notices(): Flow<Notice> = flow {
+        val receiver = client.notices()
+        try {
+            while (true) {
+                val batch = receiver.nextBatch(64u)
+                if (batch.isEmpty()) break
+                batch.forEach { emit(it) }
+            }
+        } finally {
+            receiver.destroy()
+        }
+    }
+
+    /** The durable outbox. */
+    val outbox: Outbox get() = client.outbox()
+
+    /** Counters, outbox size and latency figures now. */
+    suspend fun metrics(): Metrics = client.metrics()
+
+}
+
+/** Presents a Kotlin function as the core's auth provider. */
+private fun provider(auth: suspend (AuthRequest) -> JsonObject?) = object : AuthProvider {
+    // Runs on a Pulselink background thread: blocking it is fine.
+    override fun auth(request: AuthRequest): String? = runBlocking { auth(request) }?.toString()
+}

@@ -1,0 +1,202 @@
+package io.pulselink.ktx
+
+import io.pulselink.AuthRequest
+import io.pulselink.ClientConfig
+import io.pulselink.PulselinkException
+import io.pulselink.ReconnectConfig
+import io.pulselink.State
+import kotlinx.coroutines.CoroutineStart
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.async
+import kotlinx.coroutines.awaitAll
+import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.flow.take
+import kotlinx.coroutines.flow.toList
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withTimeout
+import kotlinx.serialization.json.JsonPrimitive
+import kotlinx.serialization.json.buildJsonObject
+import kotlinx.serialization.json.int
+import kotlinx.serialization.json.jsonObject
+import kotlinx.serialization.json.jsonPrimitive
+import kotlinx.serialization.json.put
+import org.junit.jupiter.api.AfterEach
+import org.junit.jupiter.api.Assertions.assertArrayEquals
+import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertTrue
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+import org.junit.jupiter.api.io.TempDir
+import java.io.File
+import java.nio.file.Path
+import java.util.Collections
+import kotlin.time.Duration.Companion.milliseconds
+import kotlin.time.Duration.Companion.seconds
+
+/** The Kotlin wrapper against the official Node Socket.IO server (tests/node/server.js). */
+class PulselinkClientTest {
+    @TempDir
+    lateinit var dir: Path
+
+    private val servers = mutableListOf<NodeServer>()
+
+    private fun server() = NodeServer(dir.resolve("ledger.txt").toFile()).also { servers += it }
+
+    @AfterEach
+    fun stopServers() = servers.forEach { it.kill() }
+
+    private fun test(body: suspend kotlinx.coroutines.CoroutineScope.() -> Unit) =
+        runBlocking { withTimeout(60.seconds) { body() } }
+
+    @Test
+    fun `connects with a refreshed token, exchanges events and acks, then closes`() = test {
+        val server = server()
+        val asked = Collections.synchronizedList(mutableListOf<AuthRequest>())
+        val client = PulselinkClient(ClientConfig(url = server.url)) { request ->
+            asked += request
+            buildJsonObject { put("token", if (request.refresh) "fresh" else "stale") }
+        }
+        // Collection starts (and registers) before connect, so the welcome is not missed.
+        val welcome = async(start = CoroutineStart.UNDISPATCHED) { client.events("welcome").first() }
+        client.connect()
+        assertEquals(State.Connected, client.state.value)
+        assertEquals(listOf(false, true), asked.map { it.refresh })
+        assertEquals("fresh", welcome.await().args[0].jsonObject["auth"]!!.jsonObject["token"]!!.jsonPrimitive.content)
+
+        val reply = client.emitWithAck("quiz:answer_submit", "A", timeout = 5.seconds)
+        assertEquals("A", reply.args[0].jsonObject["answer"]!!.jsonPrimitive.content)
+
+        // Binary arguments travel as attachments.
+        val echo = async(start = CoroutineStart.UNDISPATCHED) { client.events("echo").first() }
+        val blob = ByteArray(300) { it.toByte() }
+        client.emit("echo", mapOf("n" to 1), blob)
+        val back = echo.await()
+        assertArrayEquals(blob, back.args[1].attachment(back.attachments))
+
+        // The server asks for an ack; the answer reaches it.
+        val got = async(start = CoroutineStart.UNDISPATCHED) { client.events("server:got_ack").first() }
+        val question = async(start = CoroutineStart.UNDISPATCHED) { client.events("server:question").first() }
+        client.emit("ask", "ready?")
+        question.await().also { assertTrue(it.wantsAck) }.ack("yes", 42)
+        assertEquals(listOf(JsonPrimitive("yes"), JsonPrimitive(42)), got.await().args.toList())
+
+        val all = async(start = CoroutineStart.UNDISPATCHED) { client.events().toList() }
+        client.shutdown()
+        assertEquals(State.Closed, client.state.value)
+        assertEquals(emptyList<InboundEvent>(), all.await(), "closing completes every flow")
+    }
+
+    @Test
+    fun `refused credentials end in Unauthorized`() = test {
+        val server = server()
+        val client = PulselinkClient(ClientConfig(url = server.url)) { buildJsonObject { put("token", "bad") } }
+        val e = assertThrows<PulselinkException.Unauthorized> { runBlocking { client.connect() } }
+        assertTrue(e.message!!.contains("Authentication failed"), e.message)
+        assertTrue(client.state.value is State.Unauthorized)
+        client.shutdown()
+    }
+
+    @Test
+    fun `reconnects, replays the subscription, then sends what was queued in order`() = test {
+        val server = server()
+        val config = ClientConfig(
+            url = server.url,
+            storePath = dir.resolve("outbox.db").toString(),
+            reconnect = ReconnectConfig(initialDelayMs = 50u, maxDelayMs = 250u),
+        )
+        val client = PulselinkClient(config)
+        client.connect()
+        client.subscribe("room:subscribe", mapOf("roomId" to "r1"), unsubscribe = "room:unsubscribe")
+        client.emitWithAck("log?") // answered after the subscription: the server has it
+        server.kill()
+        client.state.first { it is State.Reconnecting }
+        for (n in 0 until 3) client.emit("tick", mapOf("n" to n), confirm = true)
+        server.restart()
+        client.state.first { it == State.Connected }
+        client.outbox.drained()
+        val lines = server.ledger()
+        assertEquals(listOf("room:r1 0", "room:r1 0"), lines.take(2), lines.toString())
+        assertEquals(listOf("0", "1", "2"), lines.drop(2).map { it.split(" ")[1] })
+        client.shutdown()
+    }
+
+    @Test
+    fun `the outbox outlives the client that queued it`() = test {
+        val server = server()
+        val store = dir.resolve("outbox.db").toString()
+        PulselinkClient(ClientConfig(url = "http://127.0.0.1:9", storePath = store)).use { offline ->
+            runBlocking { for (n in 0 until 5) offline.emit("tick", mapOf("n" to n), confirm = true) }
+        }
+        val client = PulselinkClient(ClientConfig(url = server.url, storePath = store))
+        assertEquals(5uL, client.outbox.stats().pending)
+        client.connect()
+        client.outbox.drained()
+        assertEquals(listOf("0", "1", "2", "3", "4"), server.ledger().map { it.split(" ")[1] })
+        client.shutdown()
+    }
+
+    @Test
+    fun `many coroutines on many threads share one client`() = test {
+        val server = server()
+        val client = PulselinkClient(ClientConfig(url = server.url))
+        client.connect()
+        val answers = (0 until 16).map { i ->
+            async(Dispatchers.Default) {
+                (0 until 20).map { j -> client.emitWithAck("quiz:answer_submit", "$i-$j").args[0].jsonObject["answer"]!!.jsonPrimitive.content }
+            }
+        }.awaitAll().flatten()
+        assertEquals((0 until 16).flatMap { i -> (0 until 20).map { j -> "$i-$j" } }, answers)
+
+        // A flow collected on another dispatcher sees events in order.
+        val ticks = async(Dispatchers.Default, start = CoroutineStart.UNDISPATCHED) {
+            client.events("tick:back").take(100).toList().map { it.args[0].jsonPrimitive.int }
+        }
+        launch { for (n in 0 until 100) client.emit("emit-to-me", mapOf("event" to "tick:back", "args" to listOf(n))) }
+        assertEquals((0 until 100).toList(), ticks.await())
+        client.shutdown()
+    }
+
+    @Test
+    fun `bad input is a clear exception`() = test {
+        assertThrows<PulselinkException.InvalidConfig> { PulselinkClient(ClientConfig(url = "not a url")) }
+        val client = PulselinkClient(ClientConfig(url = "http://127.0.0.1:9"))
+        assertThrows<IllegalArgumentException> { runBlocking { client.emit("x", Any()) } }
+        assertThrows<PulselinkException.AckTimeout> {
+            runBlocking { client.emitWithAck("x", 1, timeout = 50.milliseconds) }
+        }
+        client.shutdown()
+    }
+}
+
+/** `tests/node/server.js` on loopback; [kill] and [restart] keep the port. */
+class NodeServer(private val ledgerFile: File) {
+    private val root = File(System.getProperty("pulselink.root") ?: "../..")
+    private var process: Process? = null
+    var port = 0
+        private set
+    val url get() = "http://127.0.0.1:$port"
+
+    init {
+        restart()
+    }
+
+    fun restart() {
+        val pb = ProcessBuilder("node", File(root, "tests/node/server.js").path)
+        pb.environment()["PORT"] = port.toString()
+        pb.environment()["LEDGER"] = ledgerFile.path
+        pb.redirectError(ProcessBuilder.Redirect.INHERIT)
+        val p = pb.start()
+        val line = p.inputStream.bufferedReader().readLine() ?: error("server did not start")
+        check(line.startsWith("listening ")) { "server said: $line" }
+        port = line.split(" ")[1].toInt()
+        process = p
+    }
+
+    fun kill() {
+        process?.destroyForcibly()?.waitFor()
+        process = null
+    }
+
+    fun ledger(): List<String> = if (ledgerFile.exists()) ledgerFile.readLines().filter { it.isNotEmpty() } else emptyList()
+}
