@@ -1,0 +1,123 @@
+// XCTest suite for the Swift wrapper against the official Node Socket.IO server
+// (tests/node/server.js; `npm ci --prefix tests/node` first). Runs on macOS with
+// `./build-xcframework.sh && swift test`; not run on the Linux CI machine (no Swift toolchain).
+import Foundation
+import XCTest
+@testable import Pulselink
+
+final class PulselinkClientTests: XCTestCase {
+    var server: NodeServer!
+
+    override func setUpWithError() throws { server = try NodeServer() }
+    override func tearDown() { server.kill() }
+
+    func testConnectsWithRefreshedTokenExchangesEventsAndAcks() async throws {
+        let asked = Locked<[Bool]>([])
+        let client = try PulselinkClient(ClientConfig(url: server.url)) { request in
+            asked.mutate { $0.append(request.refresh) }
+            return ["token": request.refresh ? "fresh" : "stale"]
+        }
+        let events = client.events()
+        try await client.connect()
+        XCTAssertEqual(client.state, .connected)
+        XCTAssertEqual(asked.value, [false, true])
+
+        var iterator = events.makeAsyncIterator()
+        let welcome = await iterator.next()
+        XCTAssertEqual(welcome?.name, "welcome")
+        let auth = (welcome?.args.first as? [String: Any])?["auth"] as? [String: Any]
+        XCTAssertEqual(auth?["token"] as? String, "fresh")
+
+        let reply = try await client.emitWithAck("quiz:answer_submit", "A", timeout: .seconds(5))
+        XCTAssertEqual((reply.first as? [String: Any])?["answer"] as? String, "A")
+
+        let blob = Data((0..<300).map { UInt8($0 % 256) })
+        try await client.emit("echo", ["n": 1], blob)
+        while let ev = await iterator.next() {
+            if ev.name == "echo" {
+                XCTAssertEqual(ev.args[1] as? Data, blob)
+                break
+            }
+        }
+        try await client.close()
+        XCTAssertEqual(client.state, .closed)
+        let rest = await iterator.next()
+        XCTAssertNil(rest, "closing ends every sequence")
+    }
+
+    func testRefusedCredentialsEndInUnauthorized() async throws {
+        let client = try PulselinkClient(ClientConfig(url: server.url)) { _ in ["token": "bad"] }
+        do {
+            try await client.connect()
+            XCTFail("a refused token must throw")
+        } catch PulselinkError.Unauthorized(let message) {
+            XCTAssertTrue(message.contains("Authentication failed"), message)
+        }
+        try await client.close()
+    }
+
+    func testTheOutboxOutlivesTheClientThatQueuedIt() async throws {
+        let store = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString + ".db").path
+        let offline = try PulselinkClient(ClientConfig(url: "http://127.0.0.1:9", storePath: store))
+        for n in 0..<5 { try await offline.emit("tick", ["n": n], options: EmitOptions(confirm: true)) }
+        try await offline.close()
+
+        let client = try PulselinkClient(ClientConfig(url: server.url, storePath: store))
+        try await client.connect()
+        try await client.outbox.drained()
+        XCTAssertEqual(server.ledger().map { $0.split(separator: " ")[1] }, ["0", "1", "2", "3", "4"])
+        try await client.close()
+    }
+
+    func testBadInputIsAClearError() async throws {
+        XCTAssertThrowsError(try PulselinkClient(ClientConfig(url: "not a url")))
+        let client = try PulselinkClient(ClientConfig(url: "http://127.0.0.1:9"))
+        do {
+            _ = try await client.emitWithAck("x", 1, timeout: .milliseconds(50))
+            XCTFail("no server, no ack")
+        } catch PulselinkError.AckTimeout {}
+        try await client.close()
+    }
+}
+
+/// A value shared with the auth closure, which runs on another thread.
+final class Locked<T>: @unchecked Sendable {
+    private var inner: T
+    private let lock = NSLock()
+    init(_ value: T) { inner = value }
+    var value: T { lock.lock(); defer { lock.unlock() }; return inner }
+    func mutate(_ f: (inout T) -> Void) { lock.lock(); f(&inner); lock.unlock() }
+}
+
+/// tests/node/server.js on loopback.
+final class NodeServer {
+    let process = Process()
+    let ledgerPath = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString).path
+    private(set) var port = 0
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    init() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../../..").standardized
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["node", root.appendingPathComponent("tests/node/server.js").path]
+        process.environment = ProcessInfo.processInfo.environment.merging(["PORT": "0", "LEDGER": ledgerPath]) { $1 }
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        var line = Data()
+        while let byte = try out.fileHandleForReading.read(upToCount: 1), !byte.isEmpty, byte != Data("\n".utf8) {
+            line.append(byte)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.hasPrefix("listening "), let p = Int(text.dropFirst("listening ".count)) else {
+            throw NSError(domain: "NodeServer", code: 1, userInfo: [NSLocalizedDescriptionKey: text])
+        }
+        port = p
+    }
+
+    func kill() { process.terminate(); process.waitUntilExit() }
+
+    func ledger() -> [String] {
+        ((try? String(contentsOfFile: ledgerPath, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+}
