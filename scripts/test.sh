@@ -43,6 +43,7 @@ bash platforms/generate.sh
 step "Kotlin: compile the generated bindings and the coroutine wrapper, JUnit against the Node server"
 # Maven downloads its plugins and dependencies on the first run (into ~/.m2).
 mvn -B -q -f platforms/kotlin/pom.xml test -Dpulselink.lib.dir="$target/debug"
+grep -h "Tests run" platforms/kotlin/target/surefire-reports/*.txt
 
 step "Swift: the generated bindings declare everything the Swift wrapper calls (no Swift compiler here)"
 python3 platforms/swift/check_api.py platforms/swift/generated/Pulselink.swift
