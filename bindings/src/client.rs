@@ -95,7 +95,7 @@ impl Client {
 
     /// Calls `listener` with every state change, starting with the current state.
     pub fn watch_state(&self, listener: Arc<dyn StateListener>) -> Arc<ListenerHandle> {
-        listener::states(self.inner.states(), listener)
+        listener::states(&self.inner, listener)
     }
 
     /// Reachability hint from the platform: `false` stops retrying (state `Offline`),
@@ -128,7 +128,7 @@ impl Client {
         event: Option<String>,
     ) -> Arc<ListenerHandle> {
         match event {
-            None => listener::events(self.inner.events(), listener),
+            None => listener::events(&self.inner, self.inner.events(), listener),
             Some(name) => self.main.add_listener(name, listener),
         }
     }
@@ -309,7 +309,7 @@ impl Socket {
         event: String,
         listener: Arc<dyn EventListener>,
     ) -> Arc<ListenerHandle> {
-        listener::events(self.0.events_named(&event), listener)
+        listener::events(self.0.client(), self.0.events_named(&event), listener)
     }
 
     /// Leaves the namespace and stops rejoining it.

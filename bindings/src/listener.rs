@@ -1,20 +1,12 @@
 //! Push delivery: foreign listeners called with batches of events or with state changes.
 //!
-//! Foreign code runs on the runtime's blocking pool, one batch at a time per listener and in
+//! The core runs them on its runtime's blocking pool, one call at a time per listener and in
 //! order, so a slow or blocking listener (a GIL, a main-thread hop) never stalls the engine;
 //! the engine stops reading the socket instead once the listener's buffer is full.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
-};
+use std::sync::Arc;
 
-use tokio::{sync::watch, task::AbortHandle};
-
-use crate::{
-    event::{Event, State},
-    runtime::RUNTIME,
-};
+use crate::event::{Event, State};
 
 /// Receives inbound events in batches (cheaper per event than one call each).
 #[uniffi::export(with_foreign)]
@@ -33,79 +25,38 @@ pub trait StateListener: Send + Sync {
 
 /// Keeps a listener registered; `cancel()` or dropping it stops the listener.
 #[derive(Debug, uniffi::Object)]
-pub struct ListenerHandle {
-    cancelled: Arc<AtomicBool>,
-    task: AbortHandle,
-}
+pub struct ListenerHandle(pulselink::ListenerHandle);
 
 #[uniffi::export]
 impl ListenerHandle {
     /// Stops the listener: once this returns it is not called again (a call already running
     /// on another thread finishes).
     pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Release);
-        self.task.abort();
-    }
-}
-
-impl Drop for ListenerHandle {
-    fn drop(&mut self) {
-        self.cancel();
+        self.0.cancel();
     }
 }
 
 /// Most events handed to a listener in one call.
 const BATCH: usize = 256;
 
-/// Feeds `stream` to `listener` until the client closes or the handle is cancelled.
+/// Feeds `stream` to `listener` until the client closes or the handle is cancelled or dropped.
 pub(crate) fn events(
-    mut stream: pulselink::EventStream,
+    client: &pulselink::Client,
+    stream: pulselink::EventStream,
     listener: Arc<dyn EventListener>,
 ) -> Arc<ListenerHandle> {
-    spawn(move |cancelled| async move {
-        let mut batch = Vec::with_capacity(BATCH);
-        while stream.recv_many(&mut batch, BATCH).await > 0 {
-            let events: Vec<Event> = batch.drain(..).map(Event::from).collect();
-            let (l, stop) = (listener.clone(), cancelled.clone());
-            // A panic (an exception the listener let escape) ends only this call.
-            let _ = tokio::task::spawn_blocking(move || {
-                if !stop.load(Ordering::Acquire) {
-                    l.on_events(events);
-                }
-            })
-            .await;
-        }
-    })
+    let handle = client.listen_batches(stream, BATCH, move |batch| {
+        listener.on_events(batch.into_iter().map(Event::from).collect());
+    });
+    Arc::new(ListenerHandle(handle))
 }
 
 /// Feeds state changes to `listener`, starting with the current state.
 pub(crate) fn states(
-    mut states: watch::Receiver<pulselink::State>,
+    client: &pulselink::Client,
     listener: Arc<dyn StateListener>,
 ) -> Arc<ListenerHandle> {
-    spawn(move |cancelled| async move {
-        loop {
-            let state: State = states.borrow_and_update().clone().into();
-            let (l, stop) = (listener.clone(), cancelled.clone());
-            let _ = tokio::task::spawn_blocking(move || {
-                if !stop.load(Ordering::Acquire) {
-                    l.on_state(state);
-                }
-            })
-            .await;
-            if states.changed().await.is_err() {
-                return;
-            }
-        }
-    })
-}
-
-fn spawn<F, Fut>(run: F) -> Arc<ListenerHandle>
-where
-    F: FnOnce(Arc<AtomicBool>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let cancelled = Arc::new(AtomicBool::new(false));
-    let task = RUNTIME.spawn(run(cancelled.clone())).abort_handle();
-    Arc::new(ListenerHandle { cancelled, task })
+    Arc::new(ListenerHandle(
+        client.watch_states(move |state| listener.on_state(state.into())),
+    ))
 }

@@ -448,6 +448,65 @@ impl Client {
         self.listen(self.outgoing(), handler)
     }
 
+    /// Calls `handler` with batches of up to `batch` events from `stream`, in order, one call
+    /// at a time, on the runtime's blocking pool: for handlers that may block or are slow
+    /// (foreign code taking a GIL or hopping to a main thread). While a call runs the stream
+    /// fills and then holds the engine back: backpressure, never loss. A panic in the handler
+    /// ends that call only.
+    pub fn listen_batches(
+        &self,
+        mut stream: EventStream,
+        batch: usize,
+        handler: impl Fn(Vec<Event>) + Send + Sync + 'static,
+    ) -> ListenerHandle {
+        let handler = Arc::new(handler);
+        self.spawn_blocking_listener(move |stop| async move {
+            let mut buf = Vec::with_capacity(batch);
+            while stream.recv_many(&mut buf, batch.max(1)).await > 0 {
+                let events = std::mem::take(&mut buf);
+                let (h, stop) = (handler.clone(), stop.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    if !stop.load(Ordering::Acquire) {
+                        h(events);
+                    }
+                })
+                .await;
+            }
+        })
+    }
+
+    /// Calls `handler` with the current state and then every change, one call at a time, on
+    /// the runtime's blocking pool (see [`Client::listen_batches`]).
+    pub fn watch_states(&self, handler: impl Fn(State) + Send + Sync + 'static) -> ListenerHandle {
+        let handler = Arc::new(handler);
+        let mut states = self.states();
+        self.spawn_blocking_listener(move |stop| async move {
+            loop {
+                let state = states.borrow_and_update().clone();
+                let (h, stop) = (handler.clone(), stop.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    if !stop.load(Ordering::Acquire) {
+                        h(state);
+                    }
+                })
+                .await;
+                if states.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    fn spawn_blocking_listener<F, Fut>(&self, run: F) -> ListenerHandle
+    where
+        F: FnOnce(Arc<AtomicBool>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let task = self.inner.runtime.spawn(run(cancelled.clone()));
+        ListenerHandle { task, cancelled }
+    }
+
     fn listen(
         &self,
         mut stream: EventStream,
@@ -482,6 +541,11 @@ impl Socket {
     /// The namespace, e.g. `/rooms/r1`.
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// The client this socket belongs to.
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Emits on this namespace; see [`Client::emit`].
