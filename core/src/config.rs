@@ -102,8 +102,28 @@ pub struct ClientConfig {
     /// The server event that means "your token expired": the client refreshes credentials and
     /// reconnects.
     pub token_expired_event: Option<String>,
-    /// Extra HTTP headers for the WebSocket upgrade (cookies for sticky sessions, API keys).
+    /// Extra HTTP headers for the WebSocket upgrade and every polling request (cookies for
+    /// sticky sessions, API keys).
     pub headers: Vec<(String, String)>,
+    /// Which transports to use and in what order.
+    pub transports: Transports,
+}
+
+/// Which Engine.IO transports a client uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transports {
+    /// WebSocket only: one round trip fewer, the right choice where WebSocket is known to
+    /// pass (the default).
+    #[default]
+    WebSocket,
+    /// HTTP long-polling only.
+    Polling,
+    /// Long-polling first, then upgrade to WebSocket if the server offers it and the probe
+    /// passes (socket.io-client's default): connects wherever HTTP does.
+    PollingThenUpgrade,
+    /// WebSocket first; if it fails (refused upgrade, a proxy that drops it, no answer within
+    /// half the connect timeout), long-polling on the same attempt.
+    WebSocketThenFallback,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -119,6 +139,7 @@ impl fmt::Debug for ClientConfig {
             .field("outbox", &self.outbox)
             .field("dedup", &self.dedup)
             .field("freshness", &self.freshness)
+            .field("transports", &self.transports)
             .field(
                 "headers",
                 &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
@@ -146,6 +167,7 @@ impl ClientConfig {
             max_inbound_bytes: 1_000_000,
             token_expired_event: Some("token:expired".into()),
             headers: Vec::new(),
+            transports: Transports::default(),
         };
         config.validate()?;
         Ok(config)
@@ -182,6 +204,12 @@ impl ClientConfig {
     /// Sets inbound de-duplication.
     pub fn with_dedup(mut self, dedup: DedupConfig) -> Self {
         self.dedup = Some(dedup);
+        self
+    }
+
+    /// Sets which transports to use.
+    pub fn with_transports(mut self, transports: Transports) -> Self {
+        self.transports = transports;
         self
     }
 
@@ -268,10 +296,22 @@ impl ClientConfig {
 
     /// The WebSocket URL of the Engine.IO endpoint.
     pub(crate) fn websocket_url(&self) -> Url {
+        self.engineio_url("websocket")
+    }
+
+    /// The long-polling handshake URL (`http(s)://…?EIO=4&transport=polling`).
+    pub(crate) fn polling_url(&self) -> Url {
+        self.engineio_url("polling")
+    }
+
+    fn engineio_url(&self, transport: &str) -> Url {
         let mut url = self.url.clone();
-        let scheme = match url.scheme() {
-            "https" | "wss" => "wss",
-            _ => "ws",
+        let secure = matches!(url.scheme(), "https" | "wss");
+        let scheme = match (transport, secure) {
+            ("websocket", true) => "wss",
+            ("websocket", false) => "ws",
+            (_, true) => "https",
+            (_, false) => "http",
         };
         // Both schemes are special and valid for any URL that parsed as http(s)/ws(s).
         let _ = url.set_scheme(scheme);
@@ -285,7 +325,7 @@ impl ClientConfig {
             .clear()
             .extend_pairs(existing)
             .append_pair("EIO", "4")
-            .append_pair("transport", "websocket");
+            .append_pair("transport", transport);
         url
     }
 }

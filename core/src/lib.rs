@@ -40,7 +40,7 @@ pub mod transport;
 
 pub use backoff::ReconnectPolicy;
 pub use client::{Client, EventStream, ListenerHandle, Outbox, Socket};
-pub use config::{AuthProvider, AuthReason, AuthRequest, ClientConfig, StaticAuth};
+pub use config::{AuthProvider, AuthReason, AuthRequest, ClientConfig, StaticAuth, Transports};
 pub use error::{Error, Result};
 pub use event::{AckReply, Args, DisconnectReason, Event, Notice, State};
 pub use inbox::{DedupConfig, Freshness};

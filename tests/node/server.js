@@ -2,7 +2,8 @@
 //
 // Usage: node server.js  (env: PORT=0, PING_INTERVAL, PING_TIMEOUT, MAX_PAYLOAD,
 //   RECOVERY_MS: enable connection state recovery with this window,
-//   LEDGER: file where "tick" events are recorded, one line per unique idempotency key)
+//   LEDGER: file where "tick" events are recorded, one line per unique idempotency key,
+//   TRANSPORTS: comma-separated Engine.IO transports accepted, default "websocket,polling")
 // Prints "listening <port>" on stdout once it accepts connections.
 //
 // Auth: a CONNECT whose auth.token is "bad" or "stale" is refused with "Authentication
@@ -18,7 +19,7 @@ const io = new Server(httpServer, {
   pingInterval: Number(process.env.PING_INTERVAL || 25000),
   pingTimeout: Number(process.env.PING_TIMEOUT || 20000),
   maxHttpBufferSize: Number(process.env.MAX_PAYLOAD || 1e6),
-  transports: ["websocket", "polling"],
+  transports: (process.env.TRANSPORTS || "websocket,polling").split(","),
   connectionStateRecovery: process.env.RECOVERY_MS
     ? { maxDisconnectionDuration: Number(process.env.RECOVERY_MS), skipMiddlewares: true }
     : undefined,
@@ -64,6 +65,9 @@ function wsFrame(text) {
 function handlers(socket) {
   const ns = socket.nsp.name;
   socket.emit("welcome", { namespace: ns, auth: socket.handshake.auth, recovered: socket.recovered });
+  // Which Engine.IO transport carries this session now; "upgraded" when it moves to WebSocket.
+  socket.on("transport?", (ack) => ack(socket.conn.transport.name));
+  socket.conn.once("upgrade", (t) => socket.emit("upgraded", t.name));
 
   // Echo every argument back, binary attachments included.
   socket.on("echo", (...args) => {

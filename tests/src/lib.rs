@@ -27,6 +27,8 @@ pub struct ServerOptions {
     pub recovery_ms: Option<u64>,
     /// File recording each `tick` once per idempotency key (see `server.js`).
     pub ledger: Option<PathBuf>,
+    /// Engine.IO transports the server accepts, e.g. `"polling"` (`None`: both).
+    pub transports: Option<&'static str>,
 }
 
 impl Default for ServerOptions {
@@ -36,6 +38,7 @@ impl Default for ServerOptions {
             ping_timeout: 20_000,
             recovery_ms: None,
             ledger: None,
+            transports: None,
         }
     }
 }
@@ -151,6 +154,9 @@ async fn spawn(port: u16, options: &ServerOptions) -> (Child, u16) {
             .env("PING_TIMEOUT", options.ping_timeout.to_string());
         if let Some(ms) = options.recovery_ms {
             cmd.env("RECOVERY_MS", ms.to_string());
+        }
+        if let Some(t) = options.transports {
+            cmd.env("TRANSPORTS", t);
         }
         if let Some(l) = &options.ledger {
             cmd.env("LEDGER", l);

@@ -2,6 +2,7 @@
 //! every malformed input is a [`CodecError`].
 
 pub mod engineio;
+pub mod polling;
 pub mod socketio;
 
 /// Why a frame could not be decoded. The engine counts these and drops the connection; the

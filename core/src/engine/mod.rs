@@ -27,13 +27,13 @@ use tracing::{debug, info, warn};
 use crate::{
     backoff::Backoff,
     codec::{CodecError, engineio},
-    config::{AuthReason, AuthRequest, ClientConfig},
+    config::{AuthReason, AuthRequest, ClientConfig, Transports},
     error::Error,
     event::{Args, DisconnectReason, Event, Notice, State},
     inbox::Inbox,
     metrics::Counters,
     store::{Cmd as StoreCmd, Snapshot, Store, StoredSubscription},
-    transport::{Frame, Transport, TransportError, websocket::WebSocket},
+    transport::{Frame, Link, Transport, TransportError, polling::Polling, websocket::WebSocket},
 };
 
 /// A command from a handle.
@@ -454,16 +454,7 @@ impl Engine {
         if self.backoff.attempts() == 0 && !self.ever_connected {
             self.set_state(State::Connecting);
         }
-        let url = self.config.websocket_url();
-        let headers = self.config.headers.clone();
-        let max = self.config.max_inbound_bytes;
-        let limit = self.config.connect_timeout;
-        let connecting = async move {
-            match timeout(limit, open_websocket(&url, &headers, max)).await {
-                Ok(r) => r,
-                Err(_) => Err(Error::Connect(format!("no handshake within {limit:?}"))),
-            }
-        };
+        let connecting = open_link(self.config.clone());
         tokio::pin!(connecting);
         loop {
             tokio::select! {
@@ -571,19 +562,60 @@ impl Engine {
     }
 }
 
-/// Connects the WebSocket and reads the Engine.IO handshake.
-async fn open_websocket(
-    url: &url::Url,
-    headers: &[(String, String)],
-    max: usize,
-) -> Result<(WebSocket, engineio::Handshake), Error> {
-    let mut ws = WebSocket::connect(url, headers, max)
+/// Opens the configured transport and reads the Engine.IO handshake, within the connect
+/// timeout.
+async fn open_link(config: Arc<ClientConfig>) -> Result<(Link, engineio::Handshake), Error> {
+    let limit = config.connect_timeout;
+    let timed_out = || Error::Connect(format!("no handshake within {limit:?}"));
+    let headers = &config.headers;
+    let max = config.max_inbound_bytes;
+    let websocket = async |limit| {
+        let url = config.websocket_url();
+        let ws = WebSocket::connect(&url, headers, max);
+        match timeout(limit, async {
+            handshake(Link::WebSocket(ws.await.map_err(connect_error)?)).await
+        })
         .await
-        .map_err(connect_error)?;
+        {
+            Ok(r) => r,
+            Err(_) => Err(timed_out()),
+        }
+    };
+    let polling = async |limit, upgrade: bool| {
+        let to = upgrade.then(|| config.websocket_url());
+        let url = config.polling_url();
+        let open = Polling::connect(&url, headers, max, to);
+        match timeout(limit, async {
+            handshake(Link::Polling(open.await.map_err(connect_error)?)).await
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(timed_out()),
+        }
+    };
+    match config.transports {
+        Transports::WebSocket => websocket(limit).await,
+        Transports::Polling => polling(limit, false).await,
+        Transports::PollingThenUpgrade => polling(limit, true).await,
+        Transports::WebSocketThenFallback => match websocket(limit / 2).await {
+            Ok(link) => Ok(link),
+            Err(ws_error) => {
+                debug!(error = %ws_error, "websocket failed; falling back to polling");
+                polling(limit / 2, false)
+                    .await
+                    .map_err(|e| Error::Connect(format!("websocket: {ws_error}; polling: {e}")))
+            }
+        },
+    }
+}
+
+/// Reads the Engine.IO handshake: the `open` packet, the first frame of every transport.
+async fn handshake(mut link: Link) -> Result<(Link, engineio::Handshake), Error> {
     loop {
-        match ws.recv().await {
+        match link.recv().await {
             Some(Ok(Frame::Text(t))) => match engineio::decode_text(&t)? {
-                engineio::Packet::Open(h) => return Ok((ws, h)),
+                engineio::Packet::Open(h) => return Ok((link, h)),
                 // Some servers send a noop or a ping first; keep waiting for `open`.
                 engineio::Packet::Noop | engineio::Packet::Ping(_) => {}
                 _ => return Err(CodecError::UnexpectedFrame("expected the open packet").into()),

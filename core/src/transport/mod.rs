@@ -1,7 +1,9 @@
 //! Transports move frames; they know nothing about Socket.IO. The engine is generic over
 //! [`Transport`], so reconnect, heartbeat, acks and buffering are written once for every
-//! transport (WebSocket here; HTTP long-polling plugs in beside it).
+//! transport (WebSocket, HTTP long-polling with its upgrade to WebSocket).
 
+pub(crate) mod http;
+pub mod polling;
 pub mod websocket;
 
 use std::future::Future;
@@ -46,4 +48,45 @@ pub trait Transport: Send {
     fn flush(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
     /// Closes the link politely (best effort; the caller bounds the time it may take).
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// The transport a session runs on, chosen per connection attempt.
+// One per connection, held by the session for its lifetime: the WebSocket stays inline (no
+// indirection on the hot path) at the cost of a larger enum.
+#[allow(clippy::large_enum_variant)]
+pub enum Link {
+    /// A WebSocket from the start.
+    WebSocket(websocket::WebSocket),
+    /// HTTP long-polling, possibly upgraded to WebSocket since.
+    Polling(polling::Polling),
+}
+
+impl Transport for Link {
+    async fn recv(&mut self) -> Option<Result<Frame, TransportError>> {
+        match self {
+            Link::WebSocket(t) => t.recv().await,
+            Link::Polling(t) => t.recv().await,
+        }
+    }
+
+    async fn feed(&mut self, frame: Frame) -> Result<(), TransportError> {
+        match self {
+            Link::WebSocket(t) => t.feed(frame).await,
+            Link::Polling(t) => t.feed(frame).await,
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        match self {
+            Link::WebSocket(t) => t.flush().await,
+            Link::Polling(t) => t.flush().await,
+        }
+    }
+
+    async fn close(&mut self) {
+        match self {
+            Link::WebSocket(t) => t.close().await,
+            Link::Polling(t) => t.close().await,
+        }
+    }
 }

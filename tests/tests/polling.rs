@@ -1,0 +1,204 @@
+//! HTTP long-polling against the official Node Socket.IO server: polling only, polling with
+//! the upgrade to WebSocket, WebSocket refused and polling as the fallback, and the outbox
+//! across a server restart over polling.
+
+use std::time::Duration;
+
+use pulselink::{Args, Client, ClientConfig, EmitOptions, ReconnectPolicy, State, Transports};
+use pulselink_tests::{
+    NodeServer, ServerOptions, next_named, read_ledger, scratch, wait_for_state,
+};
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(10);
+
+fn config(server: &NodeServer, transports: Transports) -> ClientConfig {
+    ClientConfig::new(&server.url())
+        .unwrap()
+        .with_transports(transports)
+        .with_reconnect(ReconnectPolicy {
+            initial_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+            ..ReconnectPolicy::default()
+        })
+}
+
+/// The Engine.IO transport the server says this session uses now.
+async fn server_transport(client: &Client) -> String {
+    let reply = client.emit_with_ack("transport?", (), T).await.unwrap();
+    reply.args_as::<(String,)>().unwrap().0
+}
+
+fn polling_only_server() -> ServerOptions {
+    ServerOptions {
+        // Several heartbeats within the test: pings arrive on GETs, pongs leave on POSTs.
+        ping_interval: 200,
+        ping_timeout: 400,
+        transports: Some("polling"),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_only_carries_events_acks_binary_and_heartbeats() {
+    let server = NodeServer::start_with(polling_only_server()).await;
+    let client = Client::new(config(&server, Transports::Polling)).unwrap();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+    next_named(&mut events, "welcome", T).await;
+    assert_eq!(server_transport(&client).await, "polling");
+
+    let reply = client
+        .emit_with_ack("quiz:answer_submit", json!("A"), T)
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.args_as::<(serde_json::Value,)>().unwrap().0["answer"],
+        "A"
+    );
+
+    // Binary travels base64-encoded in polling payloads and comes back intact.
+    let blob: Vec<u8> = (0..=255).collect();
+    let args = Args::with_attachments(
+        json!([{"_placeholder": true, "num": 0}]),
+        vec![blob.clone()],
+    )
+    .unwrap();
+    client.emit("echo", args).await.unwrap();
+    let echo = next_named(&mut events, "echo", T).await;
+    assert_eq!(echo.attachments(), [blob]);
+
+    // Well past ping interval + timeout: only answered pings keep the session alive.
+    let mut states = client.states();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(*states.borrow_and_update(), State::Connected);
+    assert!(!states.has_changed().unwrap(), "no reconnect happened");
+    assert_eq!(client.metrics().await.unwrap().reconnects, 0);
+
+    // Many emits at once leave in batched POSTs, in order.
+    for n in 0..300 {
+        client
+            .emit("emit-to-me", json!({"event": "seq", "args": [n]}))
+            .await
+            .unwrap();
+    }
+    for n in 0..300 {
+        let ev = next_named(&mut events, "seq", T).await;
+        assert_eq!(ev.args_as::<(u32,)>().unwrap().0, n);
+    }
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_upgrades_to_websocket_without_losing_or_reordering_anything() {
+    let server = NodeServer::start().await;
+    let client = Client::new(config(&server, Transports::PollingThenUpgrade)).unwrap();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+    // Traffic in flight while the upgrade happens.
+    for n in 0..200 {
+        client
+            .emit("emit-to-me", json!({"event": "seq", "args": [n]}))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut upgraded = false;
+    while seen.len() < 200 || !upgraded {
+        let ev = tokio::time::timeout(T, events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        match ev.name() {
+            "seq" => seen.push(ev.args_as::<(u32,)>().unwrap().0),
+            "upgraded" => upgraded = true,
+            _ => {}
+        }
+    }
+    assert_eq!(seen, (0..200).collect::<Vec<_>>());
+    assert_eq!(server_transport(&client).await, "websocket");
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_websocket_falls_back_to_polling() {
+    let server = NodeServer::start_with(polling_only_server()).await;
+    let client = Client::new(config(&server, Transports::WebSocketThenFallback)).unwrap();
+    client.connect().await.unwrap();
+    assert_eq!(server_transport(&client).await, "polling");
+    client.close().await;
+
+    // WebSocket only, against the same server: a clear failure, not a hang.
+    let ws_only = ClientConfig {
+        connect_wait: Duration::from_millis(500),
+        ..config(&server, Transports::WebSocket)
+    };
+    let client = Client::new(ws_only).unwrap();
+    assert!(client.connect().await.is_err());
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_survives_a_server_restart_over_polling() {
+    let (_dir, ledger, store) = scratch("polling-outbox");
+    let mut server = NodeServer::start_with(ServerOptions {
+        ledger: Some(ledger.clone()),
+        ..polling_only_server()
+    })
+    .await;
+    let client = Client::new(config(&server, Transports::Polling).with_store(&store)).unwrap();
+    let mut states = client.states();
+    client.connect().await.unwrap();
+    client
+        .emit_with("tick", json!({"n": 0}), EmitOptions::default().confirm())
+        .await
+        .unwrap();
+    client.outbox().drained().await.unwrap();
+
+    server.kill().await;
+    wait_for_state(&mut states, T, |s| matches!(s, State::Reconnecting { .. })).await;
+    for n in 1..=5 {
+        client
+            .emit_with("tick", json!({"n": n}), EmitOptions::default().confirm())
+            .await
+            .unwrap();
+    }
+    server.restart().await;
+    tokio::time::timeout(T, client.outbox().drained())
+        .await
+        .unwrap()
+        .unwrap();
+    let ticks: Vec<u64> = read_ledger(&ledger).iter().map(|l| l.n).collect();
+    assert_eq!(ticks, [0, 1, 2, 3, 4, 5]);
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_a_plain_server_is_a_clear_failure_on_both_transports() {
+    // The server speaks plain HTTP: the TLS handshake fails. (Before rustls had a crypto
+    // provider this panicked in the engine task.)
+    let server = NodeServer::start().await;
+    let https = server.url().replace("http://", "https://");
+    for transports in [Transports::WebSocket, Transports::Polling] {
+        let config = ClientConfig {
+            connect_wait: Duration::from_millis(300),
+            ..ClientConfig::new(&https)
+                .unwrap()
+                .with_transports(transports)
+        };
+        let client = Client::new(config).unwrap();
+        let mut notices = client.notices();
+        assert!(client.connect().await.is_err());
+        let error = pulselink_tests::next_notice(&mut notices, T, |n| match n {
+            pulselink::Notice::ConnectFailed { error, .. } => Some(error),
+            _ => None,
+        })
+        .await;
+        // rustls: "received corrupt message of type InvalidContentType" (HTTP is not TLS).
+        assert!(
+            error.contains("InvalidContentType"),
+            "{transports:?}: {error}"
+        );
+        client.close().await;
+    }
+}
