@@ -28,9 +28,13 @@ pub struct ClientConfig {
     /// Engine.IO path on the server (default `/socket.io/`).
     #[uniffi(default)]
     pub path: Option<String>,
-    /// Extra HTTP headers for the upgrade request (cookies for sticky sessions, API keys).
+    /// Extra HTTP headers for the WebSocket upgrade and polling requests (cookies for sticky
+    /// sessions, API keys).
     #[uniffi(default)]
     pub headers: HashMap<String, String>,
+    /// Which transports to use (default: WebSocket only).
+    #[uniffi(default)]
+    pub transports: Option<Transports>,
     /// Retry policy (default: 250 ms growing ×1.3 up to 5 s, jitter 0.5, forever).
     #[uniffi(default)]
     pub reconnect: Option<ReconnectConfig>,
@@ -56,6 +60,19 @@ pub struct ClientConfig {
     /// The server event meaning "token expired" (default `token:expired`).
     #[uniffi(default)]
     pub token_expired_event: Option<String>,
+}
+
+/// Which Engine.IO transports a client uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Transports {
+    /// WebSocket only.
+    WebSocket,
+    /// HTTP long-polling only.
+    Polling,
+    /// Long-polling first, then upgrade to WebSocket (socket.io-client's default).
+    PollingThenUpgrade,
+    /// WebSocket first, long-polling if it fails.
+    WebSocketThenFallback,
 }
 
 /// How much each outbox commit survives.
@@ -180,6 +197,14 @@ impl ClientConfig {
             core.path = path;
         }
         core.headers = self.headers.into_iter().collect();
+        if let Some(t) = self.transports {
+            core.transports = match t {
+                Transports::WebSocket => pulselink::Transports::WebSocket,
+                Transports::Polling => pulselink::Transports::Polling,
+                Transports::PollingThenUpgrade => pulselink::Transports::PollingThenUpgrade,
+                Transports::WebSocketThenFallback => pulselink::Transports::WebSocketThenFallback,
+            };
+        }
         if let Some(r) = self.reconnect {
             let mut policy = pulselink::ReconnectPolicy {
                 enabled: r.enabled,

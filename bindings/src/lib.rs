@@ -21,9 +21,12 @@ pub use auth::{AuthError, AuthProvider, AuthRequest};
 pub use client::{Client, Socket};
 pub use config::{
     ClientConfig, DedupConfig, Durability, OutboxConfig, Overflow, RateLimit, ReconnectConfig,
+    Transports,
 };
 pub use error::PulselinkError;
-pub use event::{AckReply, AckResponder, DisconnectReason, Event, Notice, State};
+pub use event::{
+    AckReply, AckResponder, DisconnectReason, Event, EventExtras, Notice, PackedEvents, State,
+};
 pub use listener::{EventListener, ListenerHandle, StateListener};
 pub use metrics::{Latency, Metrics};
 pub use outbox::{EmitOptions, Outbox, OutboxStats, PendingEmit, Priority};

@@ -23,6 +23,7 @@ fn config(url: &str) -> ClientConfig {
         durability: None,
         path: None,
         headers: Default::default(),
+        transports: None,
         reconnect: None,
         connect_timeout_ms: None,
         connect_wait_ms: None,

@@ -13,7 +13,7 @@ mod listen;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use pulselink::{Client, ClientConfig, Notice, State};
+use pulselink::{Client, ClientConfig, Notice, State, Transports};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -41,6 +41,22 @@ struct Connection {
     /// Seconds to wait for the first connection.
     #[arg(long, default_value_t = 10)]
     connect_timeout: u64,
+    /// Engine.IO transports: websocket, polling, polling-upgrade (polling, then WebSocket if
+    /// offered) or websocket-fallback (WebSocket, polling if that fails).
+    #[arg(long, default_value = "websocket", value_parser = parse_transports)]
+    transport: Transports,
+}
+
+fn parse_transports(s: &str) -> Result<Transports, String> {
+    match s {
+        "websocket" => Ok(Transports::WebSocket),
+        "polling" => Ok(Transports::Polling),
+        "polling-upgrade" => Ok(Transports::PollingThenUpgrade),
+        "websocket-fallback" => Ok(Transports::WebSocketThenFallback),
+        other => Err(format!(
+            "unknown transport {other:?}: websocket, polling, polling-upgrade or websocket-fallback"
+        )),
+    }
 }
 
 #[derive(Subcommand)]
@@ -82,6 +98,7 @@ impl Connection {
         let mut config = ClientConfig::new(&self.url)?;
         config.path = self.path.clone();
         config.connect_wait = Duration::from_secs(self.connect_timeout);
+        config.transports = self.transport;
         if !namespaces.is_empty() {
             config = config.with_namespaces(namespaces.iter().cloned());
         }

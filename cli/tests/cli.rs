@@ -2,7 +2,7 @@
 
 use std::process::Stdio;
 
-use pulselink_tests::NodeServer;
+use pulselink_tests::{NodeServer, ServerOptions};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
@@ -120,4 +120,48 @@ async fn demo_runs_by_itself_and_shows_the_reconnect() {
     assert!(text.contains("reconnected"), "{text}");
     assert!(text.contains("sent while offline"), "{text}");
     assert!(text.contains("demo finished"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_polling_talks_to_a_server_without_websocket() {
+    let server = NodeServer::start_with(ServerOptions {
+        transports: Some("polling"),
+        ..Default::default()
+    })
+    .await;
+    let out = pulselink()
+        .args([
+            "emit",
+            &server.url(),
+            "transport?",
+            "[]",
+            "--args-array",
+            "--ack",
+        ])
+        .args(["--transport", "polling"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply, json!(["polling"]));
+
+    let bad = pulselink()
+        .args([
+            "emit",
+            &server.url(),
+            "x",
+            "1",
+            "--transport",
+            "carrier-pigeon",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown transport"));
 }

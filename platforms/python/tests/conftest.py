@@ -67,6 +67,14 @@ class NodeServer:
 
 
 @pytest.fixture
+def polling_server(tmp_path: pathlib.Path) -> Iterator[NodeServer]:
+    """A server that refuses WebSocket: HTTP long-polling only."""
+    s = NodeServer(tmp_path / "ledger.txt", TRANSPORTS="polling")
+    yield s
+    s.kill()
+
+
+@pytest.fixture
 def server(tmp_path: pathlib.Path) -> Iterator[NodeServer]:
     """A fresh official Socket.IO server per test."""
     s = NodeServer(tmp_path / "ledger.txt")

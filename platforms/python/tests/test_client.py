@@ -211,3 +211,12 @@ async def test_bad_input_raises_clear_errors(tmp_path: pathlib.Path) -> None:
     with pytest.raises(TimeoutError):
         await client.emit_with_ack("x", 2, timeout=0.05)
     await client.close()
+
+
+async def test_long_polling_when_websocket_is_refused(polling_server: Any) -> None:
+    client = pulselink.Client(polling_server.url, transports=pulselink.Transports.WEB_SOCKET_THEN_FALLBACK)
+    await client.connect()
+    assert await client.emit_with_ack("transport?") == ["polling"]
+    reply = await client.emit_with_ack("quiz:answer_submit", "D")
+    assert reply[0]["answer"] == "D"
+    await client.close()

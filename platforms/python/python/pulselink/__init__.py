@@ -47,6 +47,7 @@ from ._ffi import (
     RateLimit,
     ReconnectConfig,
     State,
+    Transports,
 )
 
 __all__ = [
@@ -83,5 +84,6 @@ __all__ = [
     "Socket",
     "State",
     "StorageError",
+    "Transports",
     "Unauthorized",
 ]
