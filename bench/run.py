@@ -160,6 +160,7 @@ def main():
     n_out = 50_000 if args.quick else 200_000
     n_ack = 500 if args.quick else 3_000
     n_py = 50_000 if args.quick else 200_000
+    n_emit = 50_000 if args.quick else 200_000
     cycles = 3 if args.quick else 20
 
     subprocess.run(["npm", "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund",
@@ -180,6 +181,9 @@ def main():
         ("in", ["pulselink", "pulselink-serde", "socket.io-client", "rust_socketio", "raw"], n_in),
         # Python clients take longer per event: fewer events, same server, same packets.
         ("in-py", PY_CLIENTS, n_py),
+        # The server's own socket.emit path, over WebSocket and over HTTP long-polling.
+        ("in-emit", ["pulselink", "socket.io-client"], n_emit),
+        ("in-emit-polling", ["pulselink", "socket.io-client"], n_emit),
         ("ack-py", PY_CLIENTS, n_ack),
         ("out", ["pulselink", "socket.io-client", "rust_socketio"], n_out),
         ("out-seq", ["pulselink"], n_out // 10),
@@ -298,6 +302,18 @@ def main():
         f"| 100 subscriptions: connect → replayed, acked, first outbox entry acked | "
         f"{'–' if resub is None else f'{resub:.0f} ms'} |",
     ]
+    lines += [
+        "",
+        f"Transports ({n_emit:,} events the server sends with `socket.emit`, so the server's "
+        "per-emit cost bounds every row; polling payloads batch many packets per GET).",
+        "",
+        "| client | WebSocket events/s | long-polling events/s | polling / WebSocket |",
+        "|---|---:|---:|---:|",
+    ]
+    for client in ["pulselink", "socket.io-client"]:
+        ws, lp = m("in-emit", client, "events_per_sec"), m("in-emit-polling", client, "events_per_sec")
+        ratio = "–" if not ws or lp is None else f"{lp / ws:.2f}"
+        lines.append(f"| {client} | {ws:,.0f} | {lp:,.0f} | {ratio} |")
     py_base = m("in-py", "python-socketio", "events_per_sec")
     lines += [
         "",

@@ -21,9 +21,26 @@ const now = () => Number(process.hrtime.bigint()) / 1e9;
 // offline-rss never connects: emits pile up in socket.io-client's in-memory send buffer.
 const socket = mode === "offline-rss"
   ? io(url, { autoConnect: false })
-  : io(url, { transports: ["websocket"], reconnectionDelayMax: 5000 });
+  : io(url, {
+    transports: mode === "in-emit-polling" ? ["polling"] : ["websocket"],
+    reconnectionDelayMax: 5000,
+  });
 
-if (mode === "in") {
+if (mode === "in-emit" || mode === "in-emit-polling") {
+  let seen = 0;
+  let started;
+  socket.once("connect", () => {
+    started = now();
+    socket.emit("emit-many", n, () => {});
+  });
+  socket.on(EVENT, () => {
+    if (++seen === n) {
+      const secs = now() - started;
+      report({ events: n, secs, events_per_sec: n / secs });
+      process.exit(0);
+    }
+  });
+} else if (mode === "in") {
   let seen = 0;
   let started;
   socket.once("connect", () => {

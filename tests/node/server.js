@@ -20,6 +20,8 @@ const io = new Server(httpServer, {
   pingTimeout: Number(process.env.PING_TIMEOUT || 20000),
   maxHttpBufferSize: Number(process.env.MAX_PAYLOAD || 1e6),
   transports: (process.env.TRANSPORTS || "websocket,polling").split(","),
+  // COOKIE: set a sticky-session cookie on the handshake, as a load balancer would.
+  cookie: process.env.COOKIE ? { name: "stick", httpOnly: true, path: "/" } : false,
   connectionStateRecovery: process.env.RECOVERY_MS
     ? { maxDisconnectionDuration: Number(process.env.RECOVERY_MS), skipMiddlewares: true }
     : undefined,
@@ -145,6 +147,19 @@ function handlers(socket) {
     if (typeof ack === "function") ack(received);
   });
 
+  // Emits `count` events through socket.io's normal path (any transport), a chunk per tick so
+  // the transport can drain: the benchmark's polling-versus-WebSocket comparison.
+  socket.on("emit-many", (count, ack) => {
+    if (typeof ack === "function") ack();
+    const payload = { sessionId: "s_42", metric: "heart_rate", value: 142, unit: "bpm", ts: 1732000000, src: "hr" };
+    let left = count;
+    const pump = () => {
+      for (let i = 0; i < 1000 && left > 0; i++, left--) socket.emit("metric:recorded", payload);
+      if (left > 0) setImmediate(pump);
+    };
+    pump();
+  });
+
   // Writes `count` pre-encoded event frames straight onto the WebSocket, so the benchmark
   // measures the client, not the server's per-emit cost.
   socket.on("blast", (count, ack) => {
@@ -167,6 +182,17 @@ function handlers(socket) {
     pump();
   });
 }
+
+// What the HTTP requests of established sessions carried (polling GETs/POSTs and the
+// upgrade), for the sticky-session and header pass-through tests.
+const seen = { sessionRequests: 0, withCookie: 0, withApiKey: 0 };
+httpServer.on("request", (req) => {
+  if (!req.url.includes("sid=")) return;
+  seen.sessionRequests++;
+  if ((req.headers.cookie || "").includes("stick=")) seen.withCookie++;
+  if (req.headers["x-api-key"] === "k1") seen.withApiKey++;
+});
+io.on("connection", (socket) => socket.on("requests?", (ack) => ack(seen)));
 
 io.use(authenticate);
 io.on("connection", handlers);

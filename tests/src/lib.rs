@@ -29,6 +29,8 @@ pub struct ServerOptions {
     pub ledger: Option<PathBuf>,
     /// Engine.IO transports the server accepts, e.g. `"polling"` (`None`: both).
     pub transports: Option<&'static str>,
+    /// Set a sticky-session cookie on the handshake, as a load balancer would.
+    pub cookie: bool,
 }
 
 impl Default for ServerOptions {
@@ -39,6 +41,7 @@ impl Default for ServerOptions {
             recovery_ms: None,
             ledger: None,
             transports: None,
+            cookie: false,
         }
     }
 }
@@ -154,6 +157,9 @@ async fn spawn(port: u16, options: &ServerOptions) -> (Child, u16) {
             .env("PING_TIMEOUT", options.ping_timeout.to_string());
         if let Some(ms) = options.recovery_ms {
             cmd.env("RECOVERY_MS", ms.to_string());
+        }
+        if options.cookie {
+            cmd.env("COOKIE", "1");
         }
         if let Some(t) = options.transports {
             cmd.env("TRANSPORTS", t);

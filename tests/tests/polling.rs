@@ -174,6 +174,38 @@ async fn the_outbox_survives_a_server_restart_over_polling() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_and_headers_go_with_every_request_of_the_session() {
+    let server = NodeServer::start_with(ServerOptions {
+        cookie: true,
+        ..polling_only_server()
+    })
+    .await;
+    let mut config = config(&server, Transports::Polling);
+    config.headers = vec![("x-api-key".into(), "k1".into())];
+    let client = Client::new(config).unwrap();
+    client.connect().await.unwrap();
+    for n in 0..5 {
+        client
+            .emit_with_ack("quiz:answer_submit", json!(n), T)
+            .await
+            .unwrap();
+    }
+    let reply = client.emit_with_ack("requests?", (), T).await.unwrap();
+    let seen = reply.args_as::<(serde_json::Value,)>().unwrap().0;
+    let requests = seen["sessionRequests"].as_u64().unwrap();
+    assert!(requests >= 6, "{seen}");
+    assert_eq!(
+        seen["withCookie"], requests,
+        "the sticky cookie on every request: {seen}"
+    );
+    assert_eq!(
+        seen["withApiKey"], requests,
+        "the configured header on every request: {seen}"
+    );
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_to_a_plain_server_is_a_clear_failure_on_both_transports() {
     // The server speaks plain HTTP: the TLS handshake fails. (Before rustls had a crypto
     // provider this panicked in the engine task.)

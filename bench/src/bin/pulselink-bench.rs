@@ -13,7 +13,7 @@ use std::{
 };
 
 use futures_util::{SinkExt, StreamExt, stream::FuturesUnordered};
-use pulselink::{Durability, EmitOptions};
+use pulselink::{Durability, EmitOptions, Transports};
 use pulselink_bench::{EVENT, parse_args, peak_rss_kib, percentiles, report, runtime, sample};
 use serde_json::json;
 
@@ -23,6 +23,10 @@ fn main() {
         match (mode.as_str(), client.as_str()) {
             ("in", "pulselink") => pulselink_in(&url, n, false).await,
             ("in", "pulselink-serde") => pulselink_in(&url, n, true).await,
+            ("in-emit", "pulselink") => pulselink_in_emit(&url, n, Transports::WebSocket, &mode).await,
+            ("in-emit-polling", "pulselink") => {
+                pulselink_in_emit(&url, n, Transports::Polling, &mode).await
+            }
             ("in", "raw") => raw_in(&url, n).await,
             ("out", "pulselink") => pulselink_out(&url, n, 256).await,
             ("out-seq", "pulselink") => pulselink_out(&url, n, 1).await,
@@ -89,6 +93,27 @@ async fn pulselink_in(url: &str, n: u64, typed: bool) {
     let secs = started.elapsed().as_secs_f64();
     let client_name = if typed { "pulselink-serde" } else { "pulselink" };
     report("in", client_name, json!({"events": n, "secs": secs, "events_per_sec": n as f64 / secs, "checksum": checksum}));
+    client.close().await;
+}
+
+/// Inbound events the server sends through `socket.emit` (`emit-many`), on `transports`.
+async fn pulselink_in_emit(url: &str, n: u64, transports: Transports, mode: &str) {
+    let config = pulselink::ClientConfig::new(url).unwrap().with_transports(transports);
+    let client = pulselink::Client::new(config).unwrap();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+    let started = Instant::now();
+    client.emit_with_ack("emit-many", json!(n), Duration::from_secs(10)).await.unwrap();
+    let mut seen = 0u64;
+    let mut batch = Vec::with_capacity(512);
+    while seen < n {
+        if events.recv_many(&mut batch, 512).await == 0 {
+            panic!("stream ended after {seen} events");
+        }
+        seen += batch.drain(..).filter(|ev| ev.name() == EVENT).count() as u64;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    report(mode, "pulselink", json!({"events": n, "secs": secs, "events_per_sec": n as f64 / secs}));
     client.close().await;
 }
 
