@@ -29,6 +29,9 @@ use crate::codec::{
 
 type Pending<T> = Pin<Box<dyn Future<Output = Result<T, TransportError>> + Send>>;
 
+/// How long the WebSocket of an upgrade may take to answer its probe.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What woke a waiting `recv`.
 enum Woke {
     Get(Result<Answer, TransportError>),
@@ -114,7 +117,13 @@ impl Polling {
         {
             ws_url.query_pairs_mut().append_pair("sid", &handshake.sid);
             let headers = me.request_headers();
-            me.upgrade = Upgrade::Probing(Box::pin(probe(ws_url, headers, max_inbound)));
+            // A proxy that swallows the upgrade must not leave a probe hanging forever.
+            let probe = tokio::time::timeout(PROBE_TIMEOUT, probe(ws_url, headers, max_inbound));
+            me.upgrade = Upgrade::Probing(Box::pin(async move {
+                probe
+                    .await
+                    .unwrap_or_else(|_| Err(TransportError::Io("upgrade probe timed out".into())))
+            }));
         }
         Ok(me)
     }
