@@ -2,6 +2,7 @@
 //! every malformed input is a [`CodecError`].
 
 pub mod engineio;
+pub mod envelope;
 pub mod polling;
 pub mod socketio;
 
