@@ -32,9 +32,12 @@ pub struct ClientConfig {
     /// sessions, API keys).
     #[uniffi(default)]
     pub headers: HashMap<String, String>,
-    /// Which transports to use (default: WebSocket only).
+    /// Which transports to use (default: WebSocket only; Socket.IO only).
     #[uniffi(default)]
     pub transports: Option<Transports>,
+    /// The wire protocol (default: Socket.IO).
+    #[uniffi(default)]
+    pub protocol: Option<Protocol>,
     /// Retry policy (default: 250 ms growing ×1.3 up to 5 s, jitter 0.5, forever).
     #[uniffi(default)]
     pub reconnect: Option<ReconnectConfig>,
@@ -73,6 +76,22 @@ pub enum Transports {
     PollingThenUpgrade,
     /// WebSocket first, long-polling if it fails.
     WebSocketThenFallback,
+}
+
+/// The wire protocol a server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Protocol {
+    /// Socket.IO v4 at `url` + `path`.
+    SocketIo,
+    /// JSON envelopes over a plain WebSocket at `url` as given; the client pings every
+    /// `ping_interval_ms` and counts the link dead when a pong takes over `ping_timeout_ms`
+    /// (`None`: 25 s and 10 s).
+    Envelope {
+        /// How often the client pings, in milliseconds.
+        ping_interval_ms: Option<u64>,
+        /// How long a pong may take, in milliseconds.
+        ping_timeout_ms: Option<u64>,
+    },
 }
 
 /// How much each outbox commit survives.
@@ -203,6 +222,20 @@ impl ClientConfig {
                 Transports::Polling => pulselink::Transports::Polling,
                 Transports::PollingThenUpgrade => pulselink::Transports::PollingThenUpgrade,
                 Transports::WebSocketThenFallback => pulselink::Transports::WebSocketThenFallback,
+            };
+        }
+        if let Some(p) = self.protocol {
+            core.protocol = match p {
+                Protocol::SocketIo => pulselink::Protocol::SocketIo,
+                Protocol::Envelope {
+                    ping_interval_ms,
+                    ping_timeout_ms,
+                } => {
+                    let mut o = pulselink::EnvelopeOptions::default();
+                    set(&mut o.ping_interval, ping_interval_ms.map(ms));
+                    set(&mut o.ping_timeout, ping_timeout_ms.map(ms));
+                    pulselink::Protocol::Envelope(o)
+                }
             };
         }
         if let Some(r) = self.reconnect {

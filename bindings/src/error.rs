@@ -55,6 +55,12 @@ pub enum PulselinkError {
         /// The server's message.
         message: String,
     },
+    /// The server answered the request with a failure; it will not be sent again.
+    #[error("{message}")]
+    Rejected {
+        /// The server's code and message.
+        message: String,
+    },
     /// Not connected in time (still retrying), gave up, or the connection failed.
     #[error("{message}")]
     Connection {
@@ -84,6 +90,7 @@ impl From<pulselink::Error> for PulselinkError {
             E::DiskFull(_) | E::StoreCorrupt(_) | E::Store(_) => Self::Storage { message },
             E::AckTimeout(_) => Self::AckTimeout { message },
             E::Disconnected => Self::Disconnected { message },
+            E::Rejected { .. } => Self::Rejected { message },
             E::Unauthorized { message: m, .. } => Self::Unauthorized { message: m },
             E::Closed => Self::Closed,
             E::ConnectTimeout(_)

@@ -204,6 +204,13 @@ pub enum DisconnectReason {
     TokenExpired,
     /// The app said the network went down.
     NetworkDown,
+    /// The server reported an error a reconnect cures; retrying with backoff.
+    ServerError {
+        /// The server's code.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
 }
 
 impl From<pulselink::DisconnectReason> for DisconnectReason {
@@ -218,6 +225,7 @@ impl From<pulselink::DisconnectReason> for DisconnectReason {
             R::ParseError(message) => Self::ParseError { message },
             R::TokenExpired => Self::TokenExpired,
             R::NetworkDown => Self::NetworkDown,
+            R::ServerError { code, message } => Self::ServerError { code, message },
         }
     }
 }
@@ -291,6 +299,18 @@ pub enum Notice {
         /// Entries dropped.
         dropped: u64,
     },
+    /// The server reported an error not tied to a request.
+    ServerError {
+        /// The server's code.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// An inbound message failed validation and was dropped.
+    InvalidMessage {
+        /// What was wrong with it.
+        error: String,
+    },
     /// A subscription was not acknowledged; the outbox flushed anyway.
     SubscriptionFailed {
         /// The namespace.
@@ -332,6 +352,8 @@ impl From<pulselink::Notice> for Notice {
                 will_retry,
             },
             N::EmitDropped { namespace, event } => Self::EmitDropped { namespace, event },
+            N::ServerError { code, message } => Self::ServerError { code, message },
+            N::InvalidMessage { error } => Self::InvalidMessage { error },
             N::EmitFailed {
                 namespace,
                 event,

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub duplicates_dropped: u64,
     /// Inbound events dropped as too old.
     pub stale_dropped: u64,
+    /// Inbound messages dropped because they failed validation (envelope protocol).
+    pub invalid_dropped: u64,
     /// Reconnects on which the server restored the session.
     pub recovered_sessions: u64,
     /// Subscriptions not acknowledged in time.
@@ -58,6 +60,7 @@ impl From<pulselink::Metrics> for Metrics {
             events_received: m.events_received,
             duplicates_dropped: m.duplicates_dropped,
             stale_dropped: m.stale_dropped,
+            invalid_dropped: m.invalid_dropped,
             recovered_sessions: m.recovered_sessions,
             subscriptions_failed: m.subscriptions_failed,
             rate_limit_pauses: m.rate_limit_pauses,

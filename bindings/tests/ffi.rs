@@ -24,6 +24,7 @@ fn config(url: &str) -> ClientConfig {
         path: None,
         headers: Default::default(),
         transports: None,
+        protocol: None,
         reconnect: None,
         connect_timeout_ms: None,
         connect_wait_ms: None,

@@ -19,7 +19,7 @@ use tokio::{
 };
 
 use crate::{
-    config::{ClientConfig, is_valid_namespace},
+    config::{ClientConfig, Protocol, is_valid_namespace},
     engine::{Channels, Control, Emit, Engine, Filter, Subscriber},
     error::{Error, Result},
     event::{AckReply, Args, Event, Notice, State},
@@ -181,6 +181,11 @@ impl Client {
             )));
         }
         let ns: Arc<str> = Arc::from(namespace);
+        if ns != self.inner.main && matches!(self.inner.config.protocol, Protocol::Envelope(_)) {
+            return Err(Error::InvalidConfig(
+                "the envelope protocol has no namespaces".into(),
+            ));
+        }
         if ns != self.inner.main {
             self.send(Control::Join(ns.clone()))?;
         }
@@ -252,7 +257,7 @@ impl Client {
         options: EmitOptions,
         ack: Option<AckTx>,
     ) -> Result<u64> {
-        args.check()?;
+        self.check_args(&args)?;
         if event.is_empty() {
             return Err(Error::InvalidArgs("event name is empty".into()));
         }
@@ -294,8 +299,21 @@ impl Client {
         }
     }
 
-    fn emit_volatile_in(&self, namespace: Arc<str>, event: &str, args: Args) -> Result<bool> {
+    /// Refuses what the configured protocol cannot carry, before anything is stored.
+    fn check_args(&self, args: &Args) -> Result<()> {
         args.check()?;
+        if matches!(self.inner.config.protocol, Protocol::Envelope(_))
+            && !args.attachments.is_empty()
+        {
+            return Err(Error::InvalidArgs(
+                "binary attachments need the Socket.IO protocol".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn emit_volatile_in(&self, namespace: Arc<str>, event: &str, args: Args) -> Result<bool> {
+        self.check_args(&args)?;
         if *self.inner.state.borrow() != State::Connected {
             return Ok(false);
         }
@@ -400,6 +418,7 @@ impl Client {
             events_received: c.received,
             duplicates_dropped: c.duplicates,
             stale_dropped: c.stale,
+            invalid_dropped: c.invalid,
             recovered_sessions: c.recovered,
             subscriptions_failed: c.subscriptions_failed,
             rate_limit_pauses: c.rate_limit_pauses,

@@ -105,8 +105,41 @@ pub struct ClientConfig {
     /// Extra HTTP headers for the WebSocket upgrade and every polling request (cookies for
     /// sticky sessions, API keys).
     pub headers: Vec<(String, String)>,
-    /// Which transports to use and in what order.
+    /// Which transports to use and in what order (Socket.IO only).
     pub transports: Transports,
+    /// The wire protocol the server speaks.
+    pub protocol: Protocol,
+}
+
+/// The wire protocol a server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// Socket.IO v4 (Engine.IO 4, Socket.IO 5) at `url` + `path` (the default).
+    #[default]
+    SocketIo,
+    /// JSON envelopes (`{"id","type","timestamp","data"}`) over a plain WebSocket at `url`
+    /// exactly as given: one namespace, no binary attachments, WebSocket only.
+    Envelope(EnvelopeOptions),
+}
+
+/// The envelope protocol's client-driven heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeOptions {
+    /// How often the client pings.
+    pub ping_interval: Duration,
+    /// How long a pong may take before the link counts as dead.
+    pub ping_timeout: Duration,
+}
+
+/// Defaults suit a phone: a dead link is noticed within 35 s without pinging so often that
+/// the radio never sleeps.
+impl Default for EnvelopeOptions {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Which Engine.IO transports a client uses.
@@ -140,6 +173,7 @@ impl fmt::Debug for ClientConfig {
             .field("dedup", &self.dedup)
             .field("freshness", &self.freshness)
             .field("transports", &self.transports)
+            .field("protocol", &self.protocol)
             .field(
                 "headers",
                 &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
@@ -168,6 +202,7 @@ impl ClientConfig {
             token_expired_event: Some("token:expired".into()),
             headers: Vec::new(),
             transports: Transports::default(),
+            protocol: Protocol::default(),
         };
         config.validate()?;
         Ok(config)
@@ -210,6 +245,12 @@ impl ClientConfig {
     /// Sets which transports to use.
     pub fn with_transports(mut self, transports: Transports) -> Self {
         self.transports = transports;
+        self
+    }
+
+    /// Sets the wire protocol.
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
         self
     }
 
@@ -286,6 +327,17 @@ impl ClientConfig {
         if self.connect_timeout.is_zero() {
             return bad("connect_timeout must be positive".into());
         }
+        if let Protocol::Envelope(e) = &self.protocol {
+            if e.ping_interval.is_zero() || e.ping_timeout.is_zero() {
+                return bad("envelope ping_interval and ping_timeout must be positive".into());
+            }
+            if self.namespaces.iter().any(|n| n != "/") {
+                return bad("the envelope protocol has no namespaces: leave namespaces as [\"/\"]".into());
+            }
+            if self.transports != Transports::WebSocket {
+                return bad("the envelope protocol runs over WebSocket only: set transports to WebSocket".into());
+            }
+        }
         self.reconnect.validate().map_err(Error::InvalidConfig)
     }
 
@@ -297,6 +349,17 @@ impl ClientConfig {
     /// The WebSocket URL of the Engine.IO endpoint.
     pub(crate) fn websocket_url(&self) -> Url {
         self.engineio_url("websocket")
+    }
+
+    /// The envelope protocol's WebSocket URL: `url` as given, with a WebSocket scheme.
+    pub(crate) fn envelope_url(&self) -> Url {
+        let mut url = self.url.clone();
+        let scheme = match url.scheme() {
+            "https" | "wss" => "wss",
+            _ => "ws",
+        };
+        let _ = url.set_scheme(scheme);
+        url
     }
 
     /// The long-polling handshake URL (`http(s)://…?EIO=4&transport=polling`).

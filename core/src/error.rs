@@ -38,6 +38,15 @@ pub enum Error {
     /// No acknowledgement arrived within the timeout. The event may still have been processed.
     #[error("no acknowledgement within {0:?}")]
     AckTimeout(Duration),
+    /// The server answered the request with a failure (envelope `success: false` or an
+    /// `error` carrying its request id); it will not be sent again.
+    #[error("rejected by the server: {code}: {message}")]
+    Rejected {
+        /// The server's code, such as `INVALID_MESSAGE_FORMAT`.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
     /// The connection dropped after the event was sent and before its acknowledgement arrived;
     /// the server may or may not have processed it.
     #[error("disconnected before the acknowledgement arrived")]

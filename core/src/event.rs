@@ -338,6 +338,14 @@ pub enum DisconnectReason {
     TokenExpired,
     /// The app said the network went down.
     NetworkDown,
+    /// The server reported an error that a reconnect cures (envelope `SERVICE_UNAVAILABLE`,
+    /// `INTERNAL_SERVER_ERROR`, `CONNECTION_TIMEOUT`); retrying with backoff.
+    ServerError {
+        /// The server's code.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
 }
 
 /// Lifecycle notices for logs, UIs and metrics. Delivered on a bounded broadcast channel; a
@@ -411,6 +419,20 @@ pub enum Notice {
     OutboxOverflow {
         /// Entries dropped.
         dropped: u64,
+    },
+    /// The server reported an error not tied to a request (also delivered as an `error`
+    /// event).
+    ServerError {
+        /// The server's code, such as `SERVICE_UNAVAILABLE`.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// An inbound message failed validation and was dropped (counted in
+    /// `Metrics::invalid_dropped`).
+    InvalidMessage {
+        /// What was wrong with it (never its content).
+        error: String,
     },
     /// A subscription was not acknowledged; the outbox flushed anyway.
     SubscriptionFailed {

@@ -34,13 +34,17 @@ pub mod event;
 pub mod inbox;
 pub mod metrics;
 pub mod outbox;
+mod protocol;
 pub mod ratelimit;
 mod store;
 pub mod transport;
 
 pub use backoff::ReconnectPolicy;
 pub use client::{Client, EventStream, ListenerHandle, Outbox, Socket};
-pub use config::{AuthProvider, AuthReason, AuthRequest, ClientConfig, StaticAuth, Transports};
+pub use config::{
+    AuthProvider, AuthReason, AuthRequest, ClientConfig, EnvelopeOptions, Protocol, StaticAuth,
+    Transports,
+};
 pub use error::{Error, Result};
 pub use event::{AckReply, Args, DisconnectReason, Event, Notice, State};
 pub use inbox::{DedupConfig, Freshness};

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub duplicates_dropped: u64,
     /// Inbound events dropped as too old.
     pub stale_dropped: u64,
+    /// Inbound messages dropped because they failed validation (envelope protocol).
+    pub invalid_dropped: u64,
     /// Inbound events the server sent again after a reconnect that recovered the session.
     pub recovered_sessions: u64,
     /// Subscriptions that were not acknowledged in time.
@@ -58,6 +60,7 @@ pub(crate) struct Counters {
     pub(crate) received: u64,
     pub(crate) duplicates: u64,
     pub(crate) stale: u64,
+    pub(crate) invalid: u64,
     pub(crate) recovered: u64,
     pub(crate) subscriptions_failed: u64,
     pub(crate) rate_limit_pauses: u64,

@@ -98,7 +98,8 @@ pub enum Overflow {
     DropOldest,
 }
 
-/// Where an entry's idempotency key travels on the wire.
+/// Where an entry's idempotency key travels on the wire with Socket.IO. (With the envelope
+/// protocol the key is the message's `id`, and the data is left as the app wrote it.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyPlacement {
     /// As a field of the first argument when that is a JSON object (events whose first

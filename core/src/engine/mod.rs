@@ -11,6 +11,7 @@
 //! Phases: Idle → Attempt → Session → (Wait → Attempt)* …, with Offline when the app says the
 //! network is down and Exit on close. Each phase is a function that returns the next one.
 
+mod heartbeat;
 mod outbox;
 mod session;
 mod subscriptions;
@@ -27,11 +28,12 @@ use tracing::{debug, info, warn};
 use crate::{
     backoff::Backoff,
     codec::{CodecError, engineio},
-    config::{AuthReason, AuthRequest, ClientConfig, Transports},
+    config::{AuthReason, AuthRequest, ClientConfig, Protocol, Transports},
     error::Error,
     event::{Args, DisconnectReason, Event, Notice, State},
     inbox::Inbox,
     metrics::Counters,
+    protocol::{Envelope, SocketIo, Wire},
     store::{Cmd as StoreCmd, Snapshot, Store, StoredSubscription},
     transport::{Frame, Link, Transport, TransportError, polling::Polling, websocket::WebSocket},
 };
@@ -124,8 +126,14 @@ enum NsStatus {
 struct Namespace {
     name: Arc<str>,
     status: NsStatus,
-    /// Whether the server already refused once in this session (the next refusal is final).
-    refused_once: bool,
+    /// What the server said when it last refused these credentials, since the last success
+    /// or `connect()`: the next attempt asks the provider for fresh ones, and a second
+    /// refusal is final. Kept across links, because some servers close after refusing.
+    refused: Option<String>,
+    /// Fresh credentials sent after a refusal on a link that died before the server answered
+    /// (some servers close after refusing): tried first on the next link, so the provider is
+    /// asked for a refresh once, not once per link.
+    retry_credentials: Option<Option<Value>>,
     /// Joined and its subscriptions replayed: its outbox entries may flow.
     ready: bool,
 }
@@ -135,7 +143,8 @@ impl Namespace {
         Self {
             name,
             status: NsStatus::Pending,
-            refused_once: false,
+            refused: None,
+            retry_credentials: None,
             ready: false,
         }
     }
@@ -341,6 +350,8 @@ impl Engine {
                 self.backoff.reset();
                 for ns in &mut self.namespaces {
                     ns.status = NsStatus::Pending;
+                    ns.refused = None;
+                    ns.retry_credentials = None;
                 }
                 Some(if self.network_up {
                     Next::Attempt
@@ -459,7 +470,7 @@ impl Engine {
         loop {
             tokio::select! {
                 r = &mut connecting => match r {
-                    Ok((ws, handshake)) => return self.session(ws, handshake).await,
+                    Ok((t, wire)) => return self.session(t, wire).await,
                     Err(e) => {
                         warn!(error = %e, attempt = self.backoff.attempts(), "connect failed");
                         self.notify(Notice::ConnectFailed {
@@ -562,10 +573,19 @@ impl Engine {
     }
 }
 
-/// Opens the configured transport and reads the Engine.IO handshake, within the connect
-/// timeout.
-async fn open_link(config: Arc<ClientConfig>) -> Result<(Link, engineio::Handshake), Error> {
+/// Opens the configured transport and reads the Engine.IO handshake (Socket.IO), or opens the
+/// envelope WebSocket, within the connect timeout.
+async fn open_link(config: Arc<ClientConfig>) -> Result<(Link, Wire), Error> {
     let limit = config.connect_timeout;
+    if let Protocol::Envelope(options) = config.protocol {
+        let url = config.envelope_url();
+        let max = config.max_inbound_bytes;
+        let ws = timeout(limit, WebSocket::connect(&url, &config.headers, max))
+            .await
+            .map_err(|_| Error::Connect(format!("no WebSocket within {limit:?}")))?
+            .map_err(connect_error)?;
+        return Ok((Link::WebSocket(ws), Wire::Envelope(Envelope::new(options, max))));
+    }
     let timed_out = || Error::Connect(format!("no handshake within {limit:?}"));
     let headers = &config.headers;
     let max = config.max_inbound_bytes;
@@ -611,11 +631,11 @@ async fn open_link(config: Arc<ClientConfig>) -> Result<(Link, engineio::Handsha
 }
 
 /// Reads the Engine.IO handshake: the `open` packet, the first frame of every transport.
-async fn handshake(mut link: Link) -> Result<(Link, engineio::Handshake), Error> {
+async fn handshake(mut link: Link) -> Result<(Link, Wire), Error> {
     loop {
         match link.recv().await {
             Some(Ok(Frame::Text(t))) => match engineio::decode_text(&t)? {
-                engineio::Packet::Open(h) => return Ok((link, h)),
+                engineio::Packet::Open(h) => return Ok((link, Wire::SocketIo(SocketIo::new(h)))),
                 // Some servers send a noop or a ping first; keep waiting for `open`.
                 engineio::Packet::Noop | engineio::Packet::Ping(_) => {}
                 _ => return Err(CodecError::UnexpectedFrame("expected the open packet").into()),

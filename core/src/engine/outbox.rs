@@ -17,18 +17,17 @@ use std::{
 use tokio::{sync::oneshot, time::Instant};
 use tracing::warn;
 
-use super::{Engine, Filter, session::Link};
+use super::{Engine, session::Link};
 use crate::{
-    codec::{
-        engineio,
-        socketio::{self, RawJson},
-    },
+    codec::socketio::{self, EventPacket, RawJson},
+    config::Protocol,
     error::Error,
     event::{AckReply, Event, Notice},
     outbox::{KeyPlacement, Priority},
+    protocol::Rejection,
     ratelimit::Limiter,
     store::{AckTx, Cmd, Fetched, StoredEntry},
-    transport::{Frame, Utf8Bytes},
+    transport::Frame,
 };
 
 /// Entries asked for in one fetch at most.
@@ -210,17 +209,32 @@ impl Engine {
         }
     }
 
-    fn send_entry(&mut self, e: StoredEntry, namespace: Arc<str>, link: &mut Link) {
+    fn send_entry(&mut self, mut e: StoredEntry, namespace: Arc<str>, link: &mut Link) {
         let seq = e.seq;
         let key = self.store.key(seq);
-        let args = with_key(&e.args, &self.config.outbox.key, &key);
+        // The envelope protocol carries the key as the message id; the data stays the app's.
+        let args = match self.config.protocol {
+            Protocol::SocketIo => with_key(&e.args, &self.config.outbox.key, &key),
+            Protocol::Envelope(_) => std::mem::take(&mut e.args),
+        };
         let args = RawJson::validated(args);
         let id = e.want_ack.then_some(seq);
-        let n = e.attachments.len();
-        let text = engineio::encode_message(e.event.len() + args.get().len() + 16, |m| {
-            socketio::encode_event(m, &namespace, &e.event, &args, id, n)
-        });
-        if let Err(err) = engineio::check_size(text.len(), link.handshake.max_payload) {
+        let outbound = self.wants_outbound();
+        let attachments = if outbound {
+            e.attachments.clone()
+        } else {
+            std::mem::take(&mut e.attachments)
+        };
+        let mut frames = Vec::with_capacity(1 + attachments.len());
+        if let Err(err) = link.wire.push_event(
+            &mut frames,
+            &namespace,
+            &e.event,
+            &args,
+            id,
+            attachments,
+            Some(&key),
+        ) {
             warn!(event = %e.event, error = %err, "outbox entry refused by the server's limit");
             self.give_up(
                 seq,
@@ -230,23 +244,16 @@ impl Engine {
             );
             return;
         }
-        if self
-            .subscribers
-            .iter()
-            .any(|s| s.filter == Filter::Outbound)
-        {
-            let packet = socketio::EventPacket {
+        if outbound {
+            let packet = EventPacket {
                 namespace: namespace.clone(),
                 id,
                 name: Arc::from(e.event.as_str()),
                 args,
-                attachments: e.attachments.clone(),
+                attachments: e.attachments,
             };
             self.dispatch(false, Event::new(packet, None));
         }
-        let mut frames = Vec::with_capacity(1 + n);
-        frames.push(Frame::Text(Utf8Bytes::from(text)));
-        frames.extend(e.attachments.into_iter().map(|b| Frame::Binary(b.into())));
         self.counters.sent += 1;
         if e.want_ack {
             link.out.extend(frames.iter().cloned());
@@ -316,6 +323,33 @@ impl Engine {
             let _ = w.send(Ok(reply));
         }
         true
+    }
+
+    /// The server answered an outbox entry with a failure: a retryable one (rate limit, an
+    /// overloaded server) leaves the entry stored to go again from the oldest; any other ends
+    /// it with [`Error::Rejected`], since sending it again would be refused again.
+    pub(super) fn on_entry_rejected(&mut self, id: u64, rejection: Rejection) {
+        let Some(f) = self.flush.in_flight.remove(&id) else {
+            return;
+        };
+        if rejection.is_retryable() {
+            self.flush.rewind();
+            return;
+        }
+        warn!(event = %f.event, code = %rejection.code, "emit rejected by the server");
+        self.flush.delivered.push(id);
+        let err = Error::Rejected {
+            code: rejection.code,
+            message: rejection.message,
+        };
+        if let Some(w) = self.flush.waiters.remove(&id) {
+            let _ = w.send(Err(err.clone()));
+        }
+        self.notify(Notice::EmitFailed {
+            namespace: f.namespace.to_string(),
+            event: f.event,
+            error: err.to_string(),
+        });
     }
 
     /// Sends again what was not acknowledged in time; gives up after `max_sends`.

@@ -1,6 +1,7 @@
-//! The connected phase: one Engine.IO session carrying every namespace.
+//! The connected phase: one session (an Engine.IO session carrying every namespace, or one
+//! envelope WebSocket) from the handshake to the link's end.
 
-use std::{future::Future, pin::Pin, sync::Arc, time::SystemTime};
+use std::{future::Future, pin::Pin, sync::Arc};
 
 use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
 use serde_json::Value;
@@ -10,19 +11,22 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use super::{After, CLOSE_FLUSH, CLOSE_GRACE, Control, Emit, Engine, Next, NsStatus, auth_object};
+use super::{
+    After, CLOSE_FLUSH, CLOSE_GRACE, Control, Emit, Engine, Next, NsStatus, auth_object,
+    heartbeat::{Due, Heartbeat},
+};
 use crate::{
     codec::{
         CodecError,
-        engineio::{self, Handshake},
-        socketio::{self, Decoder, Packet},
+        socketio::{self, EventPacket},
     },
     config::AuthReason,
     error::Error,
-    event::{AckReply, Acker, DisconnectReason, Event, Notice, State},
+    event::{Acker, DisconnectReason, Event, Notice, State},
     inbox::Verdict,
+    protocol::{Input, RATE_LIMITED, RECONNECT_CODES, Wire},
     store::{Cmd as StoreCmd, now_ms},
-    transport::{Frame, Transport, TransportError, Utf8Bytes},
+    transport::{Frame, Transport, TransportError},
 };
 
 /// Credentials arriving for a namespace.
@@ -33,45 +37,17 @@ pub(super) type AuthFuture =
 /// large enough to amortise the select, small enough to keep heartbeats and commands prompt.
 const BATCH: usize = 512;
 
-/// A Socket.IO packet written by `encode`, as one Engine.IO message frame.
-pub(super) fn message(encode: impl FnOnce(&mut String)) -> Frame {
-    Frame::Text(Utf8Bytes::from(engineio::encode_message(32, encode)))
-}
-
-/// The binary frames that follow a packet with attachments.
-fn attachment_frames(attachments: Vec<Vec<u8>>) -> impl Iterator<Item = Frame> {
-    attachments.into_iter().map(|b| Frame::Binary(b.into()))
-}
-
 /// Per-connection state that dies with the connection.
 pub(super) struct Link {
-    pub(super) handshake: Handshake,
-    last_ping: Instant,
-    /// Wall clock of the last ping: a phone that slept may not advance the monotonic clock.
-    last_ping_wall: SystemTime,
-    decoder: Decoder,
+    /// The protocol: what frames mean, and the frames requests become.
+    pub(super) wire: Wire,
+    heartbeat: Heartbeat,
     /// When the main namespace must be joined by: a server that completes the handshake but
     /// never answers CONNECT (a hung auth middleware) must not hold the client forever.
     join_by: Instant,
     auth: FuturesUnordered<AuthFuture>,
     /// Frames produced while handling input, written after the batch.
     pub(super) out: Vec<Frame>,
-}
-
-impl Link {
-    fn deadline(&self) -> Instant {
-        self.last_ping + self.handshake.heartbeat_deadline()
-    }
-
-    /// Whether the heartbeat is overdue by either clock.
-    fn is_stale(&self) -> bool {
-        let limit = self.handshake.heartbeat_deadline();
-        Instant::now() >= self.deadline()
-            || SystemTime::now()
-                .duration_since(self.last_ping_wall)
-                .unwrap_or_default()
-                >= limit
-    }
 }
 
 /// Why the session loop ended and what comes next.
@@ -115,26 +91,36 @@ impl From<CodecError> for End {
 }
 
 impl Engine {
-    pub(super) async fn session<T: Transport>(&mut self, mut t: T, handshake: Handshake) -> Next {
+    pub(super) async fn session<T: Transport>(&mut self, mut t: T, wire: Wire) -> Next {
         self.session_id += 1;
-        debug!(session = self.session_id, ping_interval = ?handshake.ping_interval, "handshake");
+        let heartbeat = wire.heartbeat();
+        debug!(session = self.session_id, ?heartbeat, "handshake");
         let mut link = Link {
-            handshake,
-            last_ping: Instant::now(),
-            last_ping_wall: SystemTime::now(),
-            decoder: Decoder::new(),
+            heartbeat: Heartbeat::new(heartbeat),
+            wire,
             join_by: Instant::now() + self.config.connect_timeout,
             auth: FuturesUnordered::new(),
             out: Vec::new(),
         };
         for i in 0..self.namespaces.len() {
             if self.namespaces[i].status == NsStatus::Pending {
-                let f = self.auth_request(&self.namespaces[i].name, AuthReason::Connect);
+                if let Some(creds) = self.namespaces[i].retry_credentials.take() {
+                    let ns = self.namespaces[i].name.clone();
+                    link.auth.push(Box::pin(async move { (ns, Ok(creds)) }));
+                    continue;
+                }
+                let reason = match &self.namespaces[i].refused {
+                    Some(message) => AuthReason::Refresh {
+                        message: message.clone(),
+                    },
+                    None => AuthReason::Connect,
+                };
+                let f = self.auth_request(&self.namespaces[i].name, reason);
                 link.auth.push(f);
             }
         }
         let end = self.run_link(&mut t, &mut link).await;
-        self.teardown(&mut t, &end).await;
+        self.teardown(&mut t, &link.wire, &end).await;
         self.after_session(end.after, &end.reason)
     }
 
@@ -159,9 +145,9 @@ impl Engine {
                 .front()
                 .map(|(i, _)| self.subscribers[*i].tx.clone());
             let deadline = if connected {
-                link.deadline()
+                link.heartbeat.deadline()
             } else {
-                link.deadline().min(link.join_by)
+                link.heartbeat.deadline().min(link.join_by)
             };
             let result: Result<(), End> = tokio::select! {
                 biased;
@@ -193,7 +179,7 @@ impl Engine {
                     self.pump(link);
                     Ok(())
                 }
-                _ = sleep_until(deadline) => Err(self.on_deadline(link)),
+                _ = sleep_until(deadline) => self.on_deadline(link),
             };
             let flushed = self.write_out(t, link).await;
             match result.and(flushed) {
@@ -207,15 +193,22 @@ impl Engine {
         }
     }
 
-    /// Which deadline passed: the heartbeat, or the wait for the main namespace's CONNECT.
-    fn on_deadline(&self, link: &Link) -> End {
+    /// A deadline passed: the wait for the main namespace's CONNECT (or auth answer), or the
+    /// heartbeat's (time to ping, or the link is dead).
+    fn on_deadline(&self, link: &mut Link) -> Result<(), End> {
         if *self.state.borrow() != State::Connected && Instant::now() >= link.join_by {
             let limit = self.config.connect_timeout;
-            End::lost(DisconnectReason::TransportError(format!(
+            return Err(End::lost(DisconnectReason::TransportError(format!(
                 "the server did not answer CONNECT within {limit:?}"
-            )))
-        } else {
-            End::lost(DisconnectReason::PingTimeout)
+            ))));
+        }
+        match link.heartbeat.on_deadline() {
+            Due::Nothing => Ok(()),
+            Due::Ping => {
+                link.out.extend(link.wire.ping());
+                Ok(())
+            }
+            Due::Dead => Err(End::lost(DisconnectReason::PingTimeout)),
         }
     }
 
@@ -304,71 +297,35 @@ impl Engine {
     }
 
     fn on_frame(&mut self, frame: Frame, link: &mut Link) -> Result<(), End> {
-        let packet = match frame {
-            Frame::Binary(b) => link.decoder.feed_binary(b.to_vec())?,
-            Frame::Text(text) => match engineio::decode_text(&text)? {
-                engineio::Packet::Message(m) => link.decoder.feed_text(m)?,
-                engineio::Packet::Ping(data) => {
-                    link.last_ping = Instant::now();
-                    link.last_ping_wall = SystemTime::now();
-                    link.out
-                        .push(Frame::Text(Utf8Bytes::from(engineio::encode_pong(data))));
-                    None
-                }
-                engineio::Packet::Close => {
-                    return Err(End::lost(DisconnectReason::TransportClose));
-                }
-                engineio::Packet::Open(_)
-                | engineio::Packet::Pong(_)
-                | engineio::Packet::Upgrade
-                | engineio::Packet::Noop
-                | engineio::Packet::Binary(_) => None,
-            },
-        };
-        match packet {
-            Some(p) => self.on_packet(p, link),
-            None => Ok(()),
-        }
+        let input = link.wire.decode(frame, &mut link.out)?;
+        self.on_input(input, link)
     }
 
-    fn on_packet(&mut self, packet: Packet, link: &mut Link) -> Result<(), End> {
-        match packet {
-            Packet::Event(mut ev) => {
-                let Some(offset) = self.admit(&mut ev) else {
-                    return Ok(());
-                };
-                self.on_rate_limit_signal(&ev);
-                let expired = self.config.token_expired_event.as_deref() == Some(&*ev.name);
-                let acker = ev.id.map(|id| Acker {
-                    tx: self.ctl_tx.clone(),
-                    id,
-                    session: self.session_id,
-                });
-                self.dispatch(true, Event::new(ev, acker).with_offset(offset));
-                if expired {
-                    return Err(End::new(
-                        DisconnectReason::TokenExpired,
-                        After::ReconnectNow,
-                    ));
+    fn on_input(&mut self, input: Input, link: &mut Link) -> Result<(), End> {
+        match input {
+            Input::Nothing => {}
+            Input::Event { packet, id } => return self.on_event(packet, id),
+            Input::Alive => link.heartbeat.alive(),
+            Input::Ack { id, reply } => match reply {
+                Ok(reply) => {
+                    if !self.on_subscription_ack(id, None) {
+                        self.on_entry_ack(id, reply);
+                    }
                 }
-            }
-            Packet::Ack {
-                id,
-                args,
-                attachments,
-                ..
-            } => {
-                if !self.on_subscription_ack(id) {
-                    self.on_entry_ack(id, AckReply { args, attachments });
+                Err(rejection) => {
+                    if rejection.code == RATE_LIMITED {
+                        self.on_rate_limited(&format!("[{}]", rejection.data));
+                    }
+                    if !self.on_subscription_ack(id, Some(&rejection)) {
+                        self.on_entry_rejected(id, rejection);
+                    }
                 }
-            }
-            Packet::Connect { namespace, data } => self.on_joined(&namespace, data, link),
-            Packet::ConnectError {
-                namespace, message, ..
-            } => {
+            },
+            Input::Joined { namespace, data } => self.on_joined(&namespace, data, link),
+            Input::Refused { namespace, message } => {
                 return self.on_refused(namespace, message, link);
             }
-            Packet::Disconnect { namespace } => {
+            Input::Left { namespace } => {
                 if &*namespace == self.main_namespace() {
                     self.wanted = false;
                     self.set_state(State::Idle);
@@ -382,12 +339,58 @@ impl Engine {
                     will_retry: false,
                 });
             }
+            Input::Closed => return Err(End::lost(DisconnectReason::TransportClose)),
+            Input::ServerError {
+                code,
+                message,
+                event,
+            } => {
+                warn!(code, message, "server error");
+                self.notify(Notice::ServerError {
+                    code: code.clone(),
+                    message: message.clone(),
+                });
+                self.on_event(event, None)?;
+                if RECONNECT_CODES.contains(&code.as_str()) {
+                    return Err(End::lost(DisconnectReason::ServerError { code, message }));
+                }
+            }
+            Input::Invalid(e) => {
+                // The message itself is not logged: it may carry personal data.
+                warn!(error = %e, "invalid inbound message dropped");
+                self.counters.invalid += 1;
+                self.notify(Notice::InvalidMessage {
+                    error: e.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// An inbound app event: filtered, dispatched, and acted on when it is a signal.
+    fn on_event(&mut self, mut ev: EventPacket, id: Option<String>) -> Result<(), End> {
+        let Some(offset) = self.admit(&mut ev, id) else {
+            return Ok(());
+        };
+        self.on_rate_limit_signal(&ev);
+        let expired = self.config.token_expired_event.as_deref() == Some(&*ev.name);
+        let acker = ev.id.map(|id| Acker {
+            tx: self.ctl_tx.clone(),
+            id,
+            session: self.session_id,
+        });
+        self.dispatch(true, Event::new(ev, acker).with_offset(offset));
+        if expired {
+            return Err(End::new(
+                DisconnectReason::TokenExpired,
+                After::ReconnectNow,
+            ));
         }
         Ok(())
     }
 
     /// Pauses the outbox when the server says the rate limit was exceeded.
-    fn on_rate_limit_signal(&mut self, ev: &socketio::EventPacket) {
+    fn on_rate_limit_signal(&mut self, ev: &EventPacket) {
         let args = ev.args.get();
         let named = self
             .config
@@ -399,23 +402,29 @@ impl Engine {
             && crate::inbox::lookup(args, "/code")
                 .is_some_and(|c| c.get() == r#""RATE_LIMIT_EXCEEDED""#);
         if named || coded {
-            let pause = crate::ratelimit::pause_requested(args, now_ms())
-                .unwrap_or(std::time::Duration::from_secs(1));
-            warn!(?pause, "server rate limit exceeded; pausing the outbox");
-            self.counters.rate_limit_pauses += 1;
-            self.flush.pause_for(pause);
+            self.on_rate_limited(args);
         }
     }
 
+    /// Pauses sending for as long as the server's rate-limit signal (`args`, a JSON array)
+    /// asks, one second when it names no time.
+    fn on_rate_limited(&mut self, args: &str) {
+        let pause = crate::ratelimit::pause_requested(args, now_ms())
+            .unwrap_or(std::time::Duration::from_secs(1));
+        warn!(?pause, "server rate limit exceeded; pausing the outbox");
+        self.counters.rate_limit_pauses += 1;
+        self.flush.pause_for(pause);
+    }
+
     /// Strips a recovery offset and asks the filter: `None` when the event is dropped, else
-    /// the offset it carried.
-    fn admit(&mut self, ev: &mut socketio::EventPacket) -> Option<Option<Arc<str>>> {
+    /// the id it carried (its recovery offset, or the envelope id given as `id`).
+    fn admit(&mut self, ev: &mut EventPacket, id: Option<String>) -> Option<Option<Arc<str>>> {
         self.counters.received += 1;
-        if self.recovery.is_empty() && !self.inbox.is_active() {
+        if id.is_none() && self.recovery.is_empty() && !self.inbox.is_active() {
             return Some(None); // The common case: nothing to check, no clock to read.
         }
         let now = now_ms();
-        let mut offset = None;
+        let mut offset = id;
         if let Some(r) = self.recovery.get_mut(&ev.namespace)
             && let Some((args, o)) = socketio::split_offset(ev.args.get(), now)
         {
@@ -456,7 +465,8 @@ impl Engine {
         let recovered = self.on_recovery_session(i, data);
         let ns = &mut self.namespaces[i];
         ns.status = NsStatus::Connected;
-        ns.refused_once = false;
+        ns.refused = None;
+        ns.retry_credentials = None;
         let attempts = self.backoff.attempts();
         self.notify(Notice::Connected {
             namespace: namespace.to_owned(),
@@ -529,14 +539,27 @@ impl Engine {
         let Some(i) = self.namespaces.iter().position(|n| n.name == namespace) else {
             return Ok(());
         };
-        let retry = !self.namespaces[i].refused_once && self.config.auth.is_some();
+        if self.namespaces[i].status == NsStatus::Connected {
+            // Credentials revoked mid-session (an envelope server's AUTHENTICATION_FAILED):
+            // reconnect at once with fresh ones; a refusal of those is final.
+            self.namespaces[i].refused = Some(message.clone());
+            return Err(End::new(
+                DisconnectReason::ServerError {
+                    code: "AUTHENTICATION_FAILED".into(),
+                    message,
+                },
+                After::ReconnectNow,
+            ));
+        }
+        self.namespaces[i].retry_credentials = None;
+        let retry = self.namespaces[i].refused.is_none() && self.config.auth.is_some();
         self.notify(Notice::ConnectError {
             namespace: namespace.to_string(),
             message: message.clone(),
             will_retry: retry,
         });
         if retry {
-            self.namespaces[i].refused_once = true;
+            self.namespaces[i].refused = Some(message.clone());
             let f = self.auth_request(&namespace, AuthReason::Refresh { message });
             link.auth.push(f);
             return Ok(());
@@ -565,15 +588,18 @@ impl Engine {
         creds: Result<Option<Value>, String>,
         link: &mut Link,
     ) -> Result<(), End> {
-        if !self
+        let Some(i) = self
             .namespaces
             .iter()
-            .any(|n| n.name == ns && n.status == NsStatus::Pending)
-        {
+            .position(|n| n.name == ns && n.status == NsStatus::Pending)
+        else {
             return Ok(());
-        }
+        };
         match creds.and_then(auth_object) {
             Ok(mut auth) => {
+                if self.namespaces[i].refused.is_some() {
+                    self.namespaces[i].retry_credentials = Some(auth.clone());
+                }
                 if let Some(r) = self.recovery.get(&ns) {
                     // Ask the server to restore the session (socket.io-client does the same).
                     let obj = auth.get_or_insert_with(|| Value::Object(Default::default()));
@@ -584,8 +610,18 @@ impl Engine {
                         }
                     }
                 }
-                link.out
-                    .push(message(|m| socketio::encode_connect(m, &ns, auth.as_ref())));
+                match link.wire.connect(&ns, auth.as_ref()) {
+                    Ok(frame) => link.out.push(frame),
+                    // Defensive: the client refuses such namespaces before they get here.
+                    Err(why) => {
+                        self.namespaces.retain(|n| n.name != ns);
+                        self.notify(Notice::ConnectError {
+                            namespace: ns.to_string(),
+                            message: why,
+                            will_retry: false,
+                        });
+                    }
+                }
                 Ok(())
             }
             Err(message) => {
@@ -658,8 +694,7 @@ impl Engine {
             Control::Leave(ns) => {
                 let was = self.remove_namespace(&ns).map(|n| n.status);
                 if was == Some(NsStatus::Connected) {
-                    link.out
-                        .push(message(|m| socketio::encode_disconnect(m, &ns)));
+                    link.out.extend(link.wire.disconnect(&ns));
                 }
                 Ok(())
             }
@@ -670,11 +705,7 @@ impl Engine {
                 args,
             } => {
                 if session == self.session_id {
-                    let n = args.attachments.len();
-                    link.out.push(message(|m| {
-                        socketio::encode_ack(m, &namespace, id, &args.json, n)
-                    }));
-                    link.out.extend(attachment_frames(args.attachments));
+                    link.wire.push_ack(&mut link.out, &namespace, id, args);
                 }
                 Ok(())
             }
@@ -685,7 +716,7 @@ impl Engine {
     fn on_emits(&mut self, first: Emit, link: &mut Link) -> Result<(), End> {
         // A phone that slept must not write into a socket that died meanwhile; a volatile
         // emit is not worth keeping for the next connection.
-        if link.is_stale() {
+        if link.heartbeat.is_stale() {
             self.drop_volatile(first);
             return Err(End::lost(DisconnectReason::PingTimeout));
         }
@@ -706,7 +737,7 @@ impl Engine {
         });
     }
 
-    fn write_emit(&mut self, e: Emit, link: &mut Link) {
+    fn write_emit(&mut self, mut e: Emit, link: &mut Link) {
         if !self
             .namespaces
             .iter()
@@ -715,33 +746,44 @@ impl Engine {
             self.drop_volatile(e);
             return;
         }
-        let capacity = e.name.len() + e.args.json.get().len() + 16;
-        let text = engineio::encode_message(capacity, |m| {
-            let n = e.args.attachments.len();
-            socketio::encode_event(m, &e.namespace, &e.name, &e.args.json, None, n)
-        });
-        if let Err(err) = engineio::check_size(text.len(), link.handshake.max_payload) {
+        let before = link.out.len();
+        let attachments = if self.wants_outbound() {
+            e.args.attachments.clone()
+        } else {
+            std::mem::take(&mut e.args.attachments)
+        };
+        if let Err(err) = link.wire.push_event(
+            &mut link.out,
+            &e.namespace,
+            &e.name,
+            &e.args.json,
+            None,
+            attachments,
+            None,
+        ) {
+            link.out.truncate(before);
             warn!(event = %e.name, error = %err, "emit refused");
             self.drop_volatile(e);
             return;
         }
-        if self
-            .subscribers
-            .iter()
-            .any(|s| s.filter == super::Filter::Outbound)
-        {
-            let packet = socketio::EventPacket {
-                namespace: e.namespace.clone(),
+        self.counters.sent += 1;
+        if self.wants_outbound() {
+            let packet = EventPacket {
+                namespace: e.namespace,
                 id: None,
                 name: Arc::from(e.name.as_str()),
-                args: e.args.json.clone(),
-                attachments: e.args.attachments.clone(),
+                args: e.args.json,
+                attachments: e.args.attachments,
             };
             self.dispatch(false, Event::new(packet, None));
         }
-        self.counters.sent += 1;
-        link.out.push(Frame::Text(Utf8Bytes::from(text)));
-        link.out.extend(attachment_frames(e.args.attachments));
+    }
+
+    /// Whether a listener wants the events the client sends.
+    pub(super) fn wants_outbound(&self) -> bool {
+        self.subscribers
+            .iter()
+            .any(|s| s.filter == super::Filter::Outbound)
     }
 
     /// Hands an event to every listener that wants it; a full listener's share waits in the
@@ -787,18 +829,16 @@ impl Engine {
         self.subscribers.retain(|s| !s.tx.is_closed());
     }
 
-    async fn teardown<T: Transport>(&mut self, t: &mut T, end: &End) {
+    async fn teardown<T: Transport>(&mut self, t: &mut T, wire: &Wire, end: &End) {
         info!(reason = ?end.reason, "disconnected");
         let polite = end.is_polite();
         if polite {
-            let mut frames = Vec::new();
-            for ns in self
+            let frames: Vec<Frame> = self
                 .namespaces
                 .iter()
                 .filter(|n| n.status == NsStatus::Connected)
-            {
-                frames.push(message(|m| socketio::encode_disconnect(m, &ns.name)));
-            }
+                .filter_map(|ns| wire.disconnect(&ns.name))
+                .collect();
             let _ = timeout(CLOSE_GRACE, async {
                 for f in frames {
                     t.feed(f).await?;

@@ -8,11 +8,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::{Engine, session::Link};
-use crate::{
-    codec::socketio::{self, RawJson},
-    event::Notice,
-    store::StoredSubscription,
-};
+use crate::{codec::socketio::RawJson, event::Notice, protocol::Rejection, store::StoredSubscription};
 
 /// Ack ids for subscriptions start here, far above any outbox sequence number, so one ack
 /// id space serves both (JavaScript servers keep ids exact up to 2^53).
@@ -97,7 +93,7 @@ impl Engine {
         for s in &subs {
             self.send_subscription(s, true, link);
         }
-        subs.is_empty()
+        !self.subs.gating(&ns)
     }
 
     /// A subscription added while connected: sent now if its namespace is joined.
@@ -115,9 +111,18 @@ impl Engine {
         let id = self.subs.next_id;
         self.subs.next_id += 1;
         let args = RawJson::validated(s.args.clone());
-        link.out.push(super::session::message(|m| {
-            socketio::encode_event(m, &s.namespace, &s.event, &args, Some(id), 0)
-        }));
+        if let Err(e) = link.wire.push_event(
+            &mut link.out,
+            &s.namespace,
+            &s.event,
+            &args,
+            Some(id),
+            Vec::new(),
+            None,
+        ) {
+            self.subscription_failed(&s.namespace, &s.event, e.to_string());
+            return;
+        }
         let waiting = Waiting {
             namespace: Arc::from(s.namespace.as_str()),
             event: s.event.clone(),
@@ -127,11 +132,15 @@ impl Engine {
         self.subs.waiting.insert(id, waiting);
     }
 
-    /// An acknowledgement for a subscription; false when `id` is not one.
-    pub(super) fn on_subscription_ack(&mut self, id: u64) -> bool {
+    /// An acknowledgement (or a refusal) for a subscription; false when `id` is not one.
+    pub(super) fn on_subscription_ack(&mut self, id: u64, refused: Option<&Rejection>) -> bool {
         let Some(w) = self.subs.waiting.remove(&id) else {
             return false;
         };
+        if let Some(r) = refused {
+            let error = format!("refused: {}: {}", r.code, r.message);
+            self.subscription_failed(&w.namespace, &w.event, error);
+        }
         if w.gating && !self.subs.gating(&w.namespace) {
             self.mark_ready(&w.namespace);
         }
@@ -153,20 +162,25 @@ impl Engine {
             let Some(w) = self.subs.waiting.remove(&id) else {
                 continue;
             };
-            warn!(namespace = %w.namespace, event = %w.event, "subscription not acknowledged");
-            self.counters.subscriptions_failed += 1;
-            self.notify(Notice::SubscriptionFailed {
-                namespace: w.namespace.to_string(),
-                event: w.event.clone(),
-                error: format!(
-                    "no acknowledgement within {:?}",
-                    self.config.connect_timeout
-                ),
-            });
+            let error = format!(
+                "no acknowledgement within {:?}",
+                self.config.connect_timeout
+            );
+            self.subscription_failed(&w.namespace, &w.event, error);
             if w.gating && !self.subs.gating(&w.namespace) {
                 self.mark_ready(&w.namespace);
             }
         }
+    }
+
+    fn subscription_failed(&mut self, namespace: &str, event: &str, error: String) {
+        warn!(namespace, event, error, "subscription failed");
+        self.counters.subscriptions_failed += 1;
+        self.notify(Notice::SubscriptionFailed {
+            namespace: namespace.to_owned(),
+            event: event.to_owned(),
+            error,
+        });
     }
 
     /// Lets a namespace's outbox entries flow, starting from the oldest.
