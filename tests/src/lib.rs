@@ -31,6 +31,10 @@ pub struct ServerOptions {
     pub transports: Option<&'static str>,
     /// Set a sticky-session cookie on the handshake, as a load balancer would.
     pub cookie: bool,
+    /// Run the JSON-envelope server (`tests/node/envelope-server.js`) instead of Socket.IO.
+    pub envelope: bool,
+    /// Envelope server only: `tick` messages allowed per window of this many ms.
+    pub rate_limit: Option<(u32, u64)>,
 }
 
 impl Default for ServerOptions {
@@ -42,6 +46,8 @@ impl Default for ServerOptions {
             ledger: None,
             transports: None,
             cookie: false,
+            envelope: false,
+            rate_limit: None,
         }
     }
 }
@@ -87,6 +93,11 @@ impl NodeServer {
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The envelope server's WebSocket URL, `ws://127.0.0.1:<port>/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
     }
 
     /// Kills the process (SIGKILL: no goodbye to clients) and waits for it to exit.
@@ -151,7 +162,12 @@ async fn spawn(port: u16, options: &ServerOptions) -> (Child, u16) {
     // Port reuse right after a kill can race the kernel; retry briefly.
     for _ in 0..50 {
         let mut cmd = Command::new("node");
-        cmd.arg(dir.join("server.js"))
+        let script = if options.envelope {
+            "envelope-server.js"
+        } else {
+            "server.js"
+        };
+        cmd.arg(dir.join(script))
             .env("PORT", port.to_string())
             .env("PING_INTERVAL", options.ping_interval.to_string())
             .env("PING_TIMEOUT", options.ping_timeout.to_string());
@@ -163,6 +179,10 @@ async fn spawn(port: u16, options: &ServerOptions) -> (Child, u16) {
         }
         if let Some(t) = options.transports {
             cmd.env("TRANSPORTS", t);
+        }
+        if let Some((n, window)) = options.rate_limit {
+            cmd.env("RATE_LIMIT", n.to_string())
+                .env("RATE_WINDOW", window.to_string());
         }
         if let Some(l) = &options.ledger {
             cmd.env("LEDGER", l);
