@@ -3,20 +3,48 @@
 use std::io::Write;
 
 use pulselink::Client;
-use serde_json::value::RawValue;
+use serde_json::{Value, value::RawValue};
 
 use crate::{Connection, log_states};
+
+/// A `--subscribe EVENT=JSON` option: the event sent on every connect and its argument.
+#[derive(Clone, Debug)]
+pub(crate) struct Subscription {
+    event: String,
+    arg: Value,
+}
+
+/// Parses `EVENT=JSON`; the JSON is the event's single argument.
+pub(crate) fn parse_subscription(s: &str) -> Result<Subscription, String> {
+    let (event, json) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected EVENT=JSON, got {s:?}"))?;
+    if event.is_empty() {
+        return Err("the subscription's event name is empty".into());
+    }
+    let arg = serde_json::from_str(json).map_err(|e| format!("subscription JSON: {e}"))?;
+    Ok(Subscription {
+        event: event.to_owned(),
+        arg,
+    })
+}
 
 pub(crate) async fn run(
     conn: Connection,
     namespaces: Vec<String>,
     count: Option<u64>,
+    subscriptions: Vec<Subscription>,
 ) -> pulselink::Result<()> {
     let client = Client::new(conn.config(&namespaces)?)?;
     log_states(&client);
     let mut events = client.events();
     for ns in namespaces.iter().skip(1) {
         client.socket(ns)?;
+    }
+    // Declared before connecting, so they go out (and are answered) on every connect before
+    // anything else. The listener's store is in memory: nothing outlives the run.
+    for s in subscriptions {
+        client.subscribe(&s.event, s.arg, None).await?;
     }
     client.connect().await?;
     let mut seen = 0u64;

@@ -13,7 +13,7 @@ mod listen;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use pulselink::{Client, ClientConfig, Notice, State, Transports};
+use pulselink::{Client, ClientConfig, EnvelopeOptions, Notice, Protocol, State, Transports};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -30,12 +30,17 @@ struct Cli {
 /// Connection options shared by the commands that talk to a server.
 #[derive(clap::Args, Clone)]
 struct Connection {
-    /// Server URL, e.g. http://localhost:3000
+    /// Server URL, e.g. http://localhost:3000 (Socket.IO) or ws://localhost:8080/ws (envelope)
     url: String,
-    /// Token sent as the auth object `{"token": T}` on every namespace CONNECT.
+    /// Token sent as the auth object `{"token": T}` on every namespace CONNECT (Socket.IO), or
+    /// in the first `auth` message (envelope).
     #[arg(long)]
     token: Option<String>,
-    /// Engine.IO path on the server.
+    /// Wire protocol: socketio (Socket.IO v4 over Engine.IO) or envelope (JSON envelopes over a
+    /// plain WebSocket at exactly URL).
+    #[arg(long, default_value = "socketio", value_parser = parse_protocol)]
+    protocol: Protocol,
+    /// Engine.IO path on the server (Socket.IO only).
     #[arg(long, default_value = "/socket.io/")]
     path: String,
     /// Seconds to wait for the first connection.
@@ -45,6 +50,14 @@ struct Connection {
     /// offered) or websocket-fallback (WebSocket, polling if that fails).
     #[arg(long, default_value = "websocket", value_parser = parse_transports)]
     transport: Transports,
+}
+
+fn parse_protocol(s: &str) -> Result<Protocol, String> {
+    match s {
+        "socketio" | "socket.io" => Ok(Protocol::SocketIo),
+        "envelope" => Ok(Protocol::Envelope(EnvelopeOptions::default())),
+        other => Err(format!("unknown protocol {other:?}: socketio or envelope")),
+    }
 }
 
 fn parse_transports(s: &str) -> Result<Transports, String> {
@@ -71,6 +84,11 @@ enum Command {
         /// Exit 0 after this many events.
         #[arg(long)]
         count: Option<u64>,
+        /// Subscription sent on every connect, as EVENT=JSON: e.g.
+        /// `room:subscribe={"roomId":"r1"}` (Socket.IO) or
+        /// `subscribe={"eventTypes":["scores:updated"]}` (envelope). Repeatable.
+        #[arg(long = "subscribe", value_parser = listen::parse_subscription)]
+        subscriptions: Vec<listen::Subscription>,
     },
     /// Send one event; with --ack, wait for the acknowledgement and print it as JSON.
     Emit {
@@ -99,6 +117,7 @@ impl Connection {
         config.path = self.path.clone();
         config.connect_wait = Duration::from_secs(self.connect_timeout);
         config.transports = self.transport;
+        config.protocol = self.protocol;
         if !namespaces.is_empty() {
             config = config.with_namespaces(namespaces.iter().cloned());
         }
@@ -164,7 +183,8 @@ async fn main() {
             conn,
             namespaces,
             count,
-        } => listen::run(conn, namespaces, count).await,
+            subscriptions,
+        } => listen::run(conn, namespaces, count, subscriptions).await,
         Command::Emit { conn, request } => emit::run(conn, request).await,
         Command::Gateway { conn, options } => gateway::run(conn, options).await,
         Command::Demo => demo::run().await,

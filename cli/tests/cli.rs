@@ -165,3 +165,99 @@ async fn transport_polling_talks_to_a_server_without_websocket() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown transport"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envelope_protocol_listen_subscribe_and_emit() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let server = NodeServer::start_with(ServerOptions {
+        envelope: true,
+        ..Default::default()
+    })
+    .await;
+    let url = server.ws_url();
+    let mut listener = pulselink()
+        .args(["listen", &url, "--protocol", "envelope", "--token", "t1"])
+        .args([
+            "--subscribe",
+            r#"subscribe={"eventTypes":["scores:updated"]}"#,
+        ])
+        .args(["--count", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(listener.stderr.take().unwrap()).lines();
+    while let Some(line) = stderr.next_line().await.unwrap() {
+        if line == "state: connected" {
+            break;
+        }
+    }
+    let publish = |n: u32| {
+        let url = url.clone();
+        async move {
+            let out = pulselink()
+                .args([
+                    "emit",
+                    &url,
+                    "publish",
+                    "--protocol",
+                    "envelope",
+                    "--token",
+                    "t2",
+                ])
+                .arg(json!({"type": "scores:updated", "data": {"home": n}}).to_string())
+                .arg("--ack")
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+            reply[0]["delivered"].as_u64().unwrap()
+        }
+    };
+    // Connected is announced before the server has answered the subscription: publish until
+    // the server reports the listener as a recipient, the first time it can.
+    let mut attempts = 0;
+    while publish(1).await == 0 {
+        attempts += 1;
+        assert!(attempts < 100, "the listener never subscribed");
+    }
+    assert_eq!(publish(2).await, 1);
+    let out = listener.wait_with_output().await.unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            json!({"namespace": "/", "event": "scores:updated", "args": [{"home": 1}]}),
+            json!({"namespace": "/", "event": "scores:updated", "args": [{"home": 2}]}),
+        ]
+    );
+
+    let out = pulselink()
+        .args([
+            "emit",
+            &url,
+            "x",
+            "{}",
+            "--protocol",
+            "envelope",
+            "--token",
+            "bad",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Invalid token"), "{stderr}");
+}
