@@ -17,6 +17,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 SERVER_JS = ROOT / "tests" / "node" / "server.js"
+ENVELOPE_JS = ROOT / "tests" / "node" / "envelope-server.js"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -31,10 +32,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Optional[bool]:
 
 
 class NodeServer:
-    """``tests/node/server.js`` on loopback; ``kill`` and ``restart`` keep the port."""
+    """A Node test server (``tests/node/server.js`` unless ``script`` says otherwise) on
+    loopback; ``kill`` and ``restart`` keep the port."""
 
-    def __init__(self, ledger: pathlib.Path, **env: str) -> None:
+    def __init__(self, ledger: pathlib.Path, script: pathlib.Path = SERVER_JS, **env: str) -> None:
         self.ledger = ledger
+        self._script = script
         self._env = {**os.environ, "LEDGER": str(ledger), **env}
         self.port = 0
         self._proc: Optional[subprocess.Popen[str]] = None
@@ -44,9 +47,13 @@ class NodeServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
     def restart(self) -> None:
         self._proc = subprocess.Popen(
-            ["node", str(SERVER_JS)],
+            ["node", str(self._script)],
             env={**self._env, "PORT": str(self.port)},
             stdout=subprocess.PIPE,
             text=True,
@@ -70,6 +77,14 @@ class NodeServer:
 def polling_server(tmp_path: pathlib.Path) -> Iterator[NodeServer]:
     """A server that refuses WebSocket: HTTP long-polling only."""
     s = NodeServer(tmp_path / "ledger.txt", TRANSPORTS="polling")
+    yield s
+    s.kill()
+
+
+@pytest.fixture
+def envelope_server(tmp_path: pathlib.Path) -> Iterator[NodeServer]:
+    """The JSON-envelope server (``tests/node/envelope-server.js``); ``ws_url`` is its URL."""
+    s = NodeServer(tmp_path / "ledger.txt", script=ENVELOPE_JS)
     yield s
     s.kill()
 

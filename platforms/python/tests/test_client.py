@@ -220,3 +220,26 @@ async def test_long_polling_when_websocket_is_refused(polling_server: Any) -> No
     reply = await client.emit_with_ack("quiz:answer_submit", "D")
     assert reply[0]["answer"] == "D"
     await client.close()
+
+
+async def test_envelope_protocol_events_requests_and_rejections(envelope_server: Any) -> None:
+    client = pulselink.Client(
+        envelope_server.ws_url,
+        auth={"token": "py", "userId": "u1"},
+        protocol="envelope",
+    )
+    async with client:
+        await client.subscribe("subscribe", {"eventTypes": ["winner:selected"]})
+        winners = client.events("winner:selected")
+        reply = await client.emit_with_ack("publish", {"type": "winner:selected", "data": {"user": "u1"}})
+        assert reply == [{"delivered": 1}]
+        ev = await asyncio.wait_for(winners.__anext__(), 5)
+        assert (ev.event, ev.args) == ("winner:selected", [{"user": "u1"}])
+        with pytest.raises(pulselink.Rejected, match="INVALID_MESSAGE_FORMAT"):
+            await client.emit_with_ack("reject-me", {})
+    with pytest.raises(pulselink.InvalidConfig, match="namespace"):
+        pulselink.Client(envelope_server.ws_url, namespaces=["/", "/rooms"], protocol="envelope")
+    with pytest.raises(pulselink.InvalidConfig, match="ping_interval"):
+        pulselink.Client(envelope_server.ws_url, protocol="envelope", ping_interval=0)
+    with pytest.raises(pulselink.InvalidConfig, match="protocol"):
+        pulselink.Client(envelope_server.ws_url, protocol="mqtt")  # type: ignore[arg-type]

@@ -1,4 +1,5 @@
-"""Pulselink: a realtime Socket.IO v4 client that loses nothing.
+"""Pulselink: a realtime client (Socket.IO v4 or JSON envelopes over WebSocket) that loses
+nothing.
 
     import pulselink
 
@@ -28,6 +29,7 @@ from ._errors import (
     InvalidConfig,
     OutboxFull,
     PulselinkError,
+    Rejected,
     StorageError,
     Unauthorized,
 )
@@ -81,6 +83,7 @@ __all__ = [
     "PulselinkError",
     "RateLimit",
     "ReconnectConfig",
+    "Rejected",
     "Socket",
     "State",
     "StorageError",

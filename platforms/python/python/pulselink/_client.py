@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, AsyncIterator, List, Mapping, Optional, Sequence
+from typing import Any, AsyncIterator, List, Literal, Mapping, Optional, Sequence, cast
 
 from . import _args, _ffi
-from ._errors import translated, translated_async
+from ._errors import InvalidConfig, translated, translated_async
 from ._auth import Auth, Provider
 from ._events import EventStream, NoticeStream
 
 
 def _ms(seconds: Optional[float]) -> Optional[int]:
     return None if seconds is None else max(0, round(seconds * 1000))
+
+
+def _protocol(name: str, ping_interval: Optional[float], ping_timeout: Optional[float]) -> Optional[_ffi.Protocol]:
+    if name == "socketio":
+        if ping_interval is not None or ping_timeout is not None:
+            raise InvalidConfig(
+                "ping_interval and ping_timeout are for the envelope protocol; Socket.IO servers set their own"
+            )
+        return None  # the core's default
+    if name == "envelope":
+        # UniFFI's variant classes are not subclasses of their enum for mypy.
+        return cast(_ffi.Protocol, _ffi.Protocol.ENVELOPE(_ms(ping_interval), _ms(ping_timeout)))
+    raise InvalidConfig(f"protocol: unknown {name!r}, expected 'socketio' or 'envelope'")
 
 
 class Outbox:
@@ -128,7 +141,7 @@ class Socket:
 
 
 class Client(Socket):
-    """A connection to a Socket.IO v4 server that loses nothing.
+    """A connection to a realtime server that loses nothing.
 
     Emits go through a durable outbox (SQLite at ``store_path``, in memory without one), the
     connection is kept with heartbeats and reconnects with backoff, subscriptions are
@@ -138,6 +151,13 @@ class Client(Socket):
     ``auth`` is the Socket.IO auth object, or a callable (plain or ``async``) returning it;
     a callable is asked again with ``request.refresh`` true after the server refuses the
     token or says it expired. Durations are in seconds.
+
+    ``protocol`` is ``"socketio"`` (Socket.IO v4, the default) or ``"envelope"`` for servers
+    that speak JSON envelopes (``{"id","type","timestamp","data"}``) over a plain WebSocket at
+    ``url``. With envelopes the client pings every ``ping_interval`` seconds (25 by default)
+    and counts the link dead when a pong takes over ``ping_timeout`` (10); ``auth`` keys
+    ``token``, ``userId`` and ``sessionId`` go into the first ``auth`` message, events are
+    named by their ``type``, and a failed response raises :class:`Rejected`.
     """
 
     @translated
@@ -151,6 +171,9 @@ class Client(Socket):
         path: Optional[str] = None,
         headers: Optional[Mapping[str, str]] = None,
         transports: Optional[_ffi.Transports] = None,
+        protocol: Literal["socketio", "envelope"] = "socketio",
+        ping_interval: Optional[float] = None,
+        ping_timeout: Optional[float] = None,
         reconnect: Optional[_ffi.ReconnectConfig] = None,
         connect_timeout: Optional[float] = None,
         connect_wait: Optional[float] = None,
@@ -180,6 +203,7 @@ class Client(Socket):
             path=path,
             headers=dict(headers or {}),
             transports=transports,
+            protocol=_protocol(protocol, ping_interval, ping_timeout),
             reconnect=reconnect,
             connect_timeout_ms=_ms(connect_timeout),
             connect_wait_ms=_ms(connect_wait),

@@ -46,6 +46,11 @@ class Unauthorized(PulselinkError, PermissionError):
     """The server refused the credentials, also after a fresh token."""
 
 
+class Rejected(PulselinkError):
+    """The server answered the request with a failure (envelope protocol); it is not sent
+    again. The message carries the server's code and message."""
+
+
 class ConnectionFailed(PulselinkError, ConnectionError):
     """Not connected in time; retries go on in the background."""
 
@@ -67,6 +72,7 @@ _BY_VARIANT: Dict[str, type[PulselinkError]] = {
     "AckTimeout": AckTimeout,
     "Disconnected": Disconnected,
     "Unauthorized": Unauthorized,
+    "Rejected": Rejected,
     "Connection": ConnectionFailed,
     "Closed": ClientClosed,
     "Internal": InternalError,
