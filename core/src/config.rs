@@ -332,10 +332,15 @@ impl ClientConfig {
                 return bad("envelope ping_interval and ping_timeout must be positive".into());
             }
             if self.namespaces.iter().any(|n| n != "/") {
-                return bad("the envelope protocol has no namespaces: leave namespaces as [\"/\"]".into());
+                return bad(
+                    "the envelope protocol has no namespaces: leave namespaces as [\"/\"]".into(),
+                );
             }
             if self.transports != Transports::WebSocket {
-                return bad("the envelope protocol runs over WebSocket only: set transports to WebSocket".into());
+                return bad(
+                    "the envelope protocol runs over WebSocket only: set transports to WebSocket"
+                        .into(),
+                );
             }
         }
         self.reconnect.validate().map_err(Error::InvalidConfig)

@@ -13,7 +13,9 @@ use pulselink::{
     AuthReason, AuthRequest, Client, ClientConfig, DisconnectReason, EnvelopeOptions, Error,
     Notice, Protocol, ReconnectPolicy, State,
 };
-use pulselink_tests::{NodeServer, ServerOptions, next_named, next_notice, scratch, wait_for_state};
+use pulselink_tests::{
+    NodeServer, ServerOptions, next_named, next_notice, scratch, wait_for_state,
+};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(10);
@@ -138,7 +140,9 @@ async fn a_refused_token_is_refreshed_once_then_the_refusal_is_final() {
         let asked = asked.lock().unwrap();
         assert_eq!(asked.len(), 2, "{asked:?}");
         assert_eq!(asked[0], AuthReason::Connect);
-        assert!(matches!(asked[1], AuthReason::Refresh { ref message } if message == "Invalid token"));
+        assert!(
+            matches!(asked[1], AuthReason::Refresh { ref message } if message == "Invalid token")
+        );
     }
     client.close().await;
 
@@ -154,7 +158,10 @@ async fn a_refused_token_is_refreshed_once_then_the_refusal_is_final() {
     };
     let client = Client::new(default_config(&server).with_auth(provider)).unwrap();
     let err = client.connect().await.unwrap_err();
-    assert!(matches!(err, Error::Unauthorized { ref message, .. } if message == "Invalid token"), "{err:?}");
+    assert!(
+        matches!(err, Error::Unauthorized { ref message, .. } if message == "Invalid token"),
+        "{err:?}"
+    );
     assert!(matches!(client.state(), State::Unauthorized { .. }));
     assert_eq!(*count.lock().unwrap(), 2);
     client.close().await;
@@ -188,7 +195,10 @@ async fn a_missing_pong_is_a_dead_link_within_interval_plus_timeout() {
     println!("envelope heartbeat: dead link detected after {detected:?} (limit 500 ms + 1 s)");
     assert!(detected <= Duration::from_millis(1500), "{detected:?}");
     // The fresh connection answers pings again.
-    next_notice(&mut notices, T, |n| matches!(n, Notice::Connected { .. }).then_some(())).await;
+    next_notice(&mut notices, T, |n| {
+        matches!(n, Notice::Connected { .. }).then_some(())
+    })
+    .await;
     assert_eq!(client.metrics().await.unwrap().reconnects, 1);
     client.close().await;
 }
@@ -219,7 +229,10 @@ async fn the_rate_limit_pauses_sending_until_reset_and_loses_nothing() {
     assert!(m.rate_limit_pauses >= 1);
     // Three windows are needed; a client that ignored resetTime would retry at once and be
     // refused over and over.
-    assert!(took >= Duration::from_millis(2 * WINDOW_MS - 50), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(2 * WINDOW_MS - 50),
+        "{took:?}"
+    );
     assert!(refused > 0 && refused <= 15, "{refused} refused");
     client.close().await;
 }
@@ -233,7 +246,11 @@ async fn a_server_restart_replays_subscriptions_before_the_outbox() {
     let mut states = client.states();
     client.connect().await.unwrap();
     client
-        .subscribe("subscribe", json!({"eventTypes": ["winner:selected"]}), None)
+        .subscribe(
+            "subscribe",
+            json!({"eventTypes": ["winner:selected"]}),
+            None,
+        )
         .await
         .unwrap();
 
@@ -266,7 +283,11 @@ async fn a_server_restart_replays_subscriptions_before_the_outbox() {
         .filter_map(Value::as_str)
         .filter(|t| *t != "ping")
         .collect();
-    assert_eq!(arrivals[..4], ["subscribe", "tick", "tick", "tick"], "{arrivals:?}");
+    assert_eq!(
+        arrivals[..4],
+        ["subscribe", "tick", "tick", "tick"],
+        "{arrivals:?}"
+    );
     client.close().await;
 }
 
@@ -281,11 +302,20 @@ async fn repeated_envelope_ids_are_dropped_also_after_a_restart() {
         let mut events = client.events();
         client.connect().await.unwrap();
         for _ in 0..2 {
-            client.emit_with_ack("emit-to-me", repeat.clone(), T).await.unwrap();
+            client
+                .emit_with_ack("emit-to-me", repeat.clone(), T)
+                .await
+                .unwrap();
         }
-        client.emit_with_ack("emit-to-me", marker.clone(), T).await.unwrap();
+        client
+            .emit_with_ack("emit-to-me", marker.clone(), T)
+            .await
+            .unwrap();
         let first = events.recv().await.unwrap();
-        assert_eq!((first.name(), first.offset()), ("metric:recorded", Some("m-1")));
+        assert_eq!(
+            (first.name(), first.offset()),
+            ("metric:recorded", Some("m-1"))
+        );
         // The repeat was dropped: the next event is the marker.
         assert_eq!(events.recv().await.unwrap().name(), "marker");
         assert_eq!(client.metrics().await.unwrap().duplicates_dropped, 1);
@@ -322,7 +352,11 @@ async fn invalid_messages_are_counted_and_reported_not_fatal() {
             .unwrap();
     }
     client
-        .emit_with_ack("emit-to-me", json!({"type": "metric:recorded", "data": 1}), T)
+        .emit_with_ack(
+            "emit-to-me",
+            json!({"type": "metric:recorded", "data": 1}),
+            T,
+        )
         .await
         .unwrap();
     let ev = events.recv().await.unwrap();
@@ -355,12 +389,18 @@ async fn service_unavailable_backs_off_and_reconnects() {
     let mut states = client.states();
     client.connect().await.unwrap();
     client
-        .emit("fail", json!({"code": "SERVICE_UNAVAILABLE", "message": "maintenance"}))
+        .emit(
+            "fail",
+            json!({"code": "SERVICE_UNAVAILABLE", "message": "maintenance"}),
+        )
         .await
         .unwrap();
     // The app sees the error as an event, and the client treats it as a lost link.
     let ev = next_named(&mut events, "error", T).await;
-    assert_eq!(ev.args_as::<(Value,)>().unwrap().0["code"], "SERVICE_UNAVAILABLE");
+    assert_eq!(
+        ev.args_as::<(Value,)>().unwrap().0["code"],
+        "SERVICE_UNAVAILABLE"
+    );
     let reason = next_notice(&mut notices, T, |n| match n {
         Notice::Disconnected { reason } => Some(reason),
         _ => None,

@@ -107,7 +107,9 @@ pub fn decode(text: &str) -> Result<Inbound, CodecError> {
     }
     // Serde would also read a struct from a JSON array; an envelope is an object.
     if !trimmed.starts_with('{') {
-        return Err(CodecError::InvalidPayload("an envelope must be a JSON object"));
+        return Err(CodecError::InvalidPayload(
+            "an envelope must be a JSON object",
+        ));
     }
     let w: Wire<'_> = serde_json::from_str(text).map_err(|e| {
         if e.is_data() {
@@ -123,7 +125,9 @@ pub fn decode(text: &str) -> Result<Inbound, CodecError> {
     if kind.is_empty() {
         return Err(CodecError::InvalidPayload("type is empty"));
     }
-    let data = w.data.map_or_else(|| "null".to_owned(), |d| d.get().to_owned());
+    let data = w
+        .data
+        .map_or_else(|| "null".to_owned(), |d| d.get().to_owned());
     let success = match w.success {
         None => None,
         Some(s) => Some(
@@ -363,16 +367,31 @@ mod tests {
     #[test]
     fn refuses_events_without_typed_id_type_and_timestamp() {
         let cases = [
-            (r#"{"type":"x","timestamp":"2026-01-01T00:00:00Z"}"#, "id is missing"),
-            (r#"{"id":{},"type":"x","timestamp":"2026-01-01T00:00:00Z"}"#, "id must"),
-            (r#"{"id":"a","timestamp":"2026-01-01T00:00:00Z"}"#, "type is missing"),
+            (
+                r#"{"type":"x","timestamp":"2026-01-01T00:00:00Z"}"#,
+                "id is missing",
+            ),
+            (
+                r#"{"id":{},"type":"x","timestamp":"2026-01-01T00:00:00Z"}"#,
+                "id must",
+            ),
+            (
+                r#"{"id":"a","timestamp":"2026-01-01T00:00:00Z"}"#,
+                "type is missing",
+            ),
             (r#"{"id":"a","type":7}"#, "type must"),
             (r#"{"id":"a","type":"x"}"#, "timestamp is missing"),
             (r#"{"id":"a","type":"x","timestamp":5}"#, "timestamp must"),
-            (r#"{"id":"a","type":"x","timestamp":"yesterday"}"#, "ISO-8601"),
+            (
+                r#"{"id":"a","type":"x","timestamp":"yesterday"}"#,
+                "ISO-8601",
+            ),
             (r#"[1,2]"#, "JSON object"),
             (r#"{"id":"a","#, "invalid JSON"),
-            (r#"{"id":"a","type":"x","timestamp":"2026-01-01T00:00:00Z","success":"yes"}"#, "boolean"),
+            (
+                r#"{"id":"a","type":"x","timestamp":"2026-01-01T00:00:00Z","success":"yes"}"#,
+                "boolean",
+            ),
         ];
         for (text, why) in cases {
             let err = decode(text).unwrap_err().to_string();
@@ -408,9 +427,13 @@ mod tests {
             }
         );
         let e = decode(r#"{"type":"error","data":{"code":"SERVICE_UNAVAILABLE","message":"down","timestamp":"x"}}"#).unwrap();
-        assert!(matches!(e, Inbound::Error { ref body, request_id: None, .. } if body.code == "SERVICE_UNAVAILABLE"));
+        assert!(
+            matches!(e, Inbound::Error { ref body, request_id: None, .. } if body.code == "SERVICE_UNAVAILABLE")
+        );
         let r = decode(r#"{"type":"rate_limit_exceeded","data":{"limit":10,"window":1000,"resetTime":"2026-01-01T00:00:01Z"}}"#).unwrap();
-        assert!(matches!(r, Inbound::Event { id: None, ref kind, .. } if kind == RATE_LIMIT_EXCEEDED));
+        assert!(
+            matches!(r, Inbound::Event { id: None, ref kind, .. } if kind == RATE_LIMIT_EXCEEDED)
+        );
     }
 
     #[test]
@@ -429,13 +452,22 @@ mod tests {
             }
         );
         let r = decode(r#"{"type":"x","success":false,"error":{"code":"INVALID_MESSAGE_FORMAT","message":"no"},"metadata":{"requestId":7}}"#).unwrap();
-        assert!(matches!(r, Inbound::Response { success: false, ref request_id, .. } if request_id == "7"));
+        assert!(
+            matches!(r, Inbound::Response { success: false, ref request_id, .. } if request_id == "7")
+        );
     }
 
     #[test]
     fn encodes_messages_the_decoder_reads_back() {
         let mut out = String::new();
-        encode_message(&mut out, "k\"1", "session:feedback", TS, r#"{"a":1}"#, Some(9));
+        encode_message(
+            &mut out,
+            "k\"1",
+            "session:feedback",
+            TS,
+            r#"{"a":1}"#,
+            Some(9),
+        );
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["id"], "k\"1");
         assert_eq!(v["metadata"]["requestId"], "9");
@@ -461,10 +493,19 @@ mod tests {
 
     #[test]
     fn timestamps_round_trip_through_the_parser() {
-        for ms in [0, 951_782_400_000, 1_732_000_000_123, 4_102_444_799_999, -86_400_000] {
+        for ms in [
+            0,
+            951_782_400_000,
+            1_732_000_000_123,
+            4_102_444_799_999,
+            -86_400_000,
+        ] {
             let s = format_timestamp(ms);
             assert_eq!(crate::inbox::parse_rfc3339(&s), Some(ms), "{s}");
         }
-        assert_eq!(format_timestamp(1_732_000_000_123), "2024-11-19T07:06:40.123Z");
+        assert_eq!(
+            format_timestamp(1_732_000_000_123),
+            "2024-11-19T07:06:40.123Z"
+        );
     }
 }

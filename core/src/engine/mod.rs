@@ -584,7 +584,10 @@ async fn open_link(config: Arc<ClientConfig>) -> Result<(Link, Wire), Error> {
             .await
             .map_err(|_| Error::Connect(format!("no WebSocket within {limit:?}")))?
             .map_err(connect_error)?;
-        return Ok((Link::WebSocket(ws), Wire::Envelope(Envelope::new(options, max))));
+        return Ok((
+            Link::WebSocket(ws),
+            Wire::Envelope(Envelope::new(options, max)),
+        ));
     }
     let timed_out = || Error::Connect(format!("no handshake within {limit:?}"));
     let headers = &config.headers;

@@ -8,7 +8,9 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::{Engine, session::Link};
-use crate::{codec::socketio::RawJson, event::Notice, protocol::Rejection, store::StoredSubscription};
+use crate::{
+    codec::socketio::RawJson, event::Notice, protocol::Rejection, store::StoredSubscription,
+};
 
 /// Ack ids for subscriptions start here, far above any outbox sequence number, so one ack
 /// id space serves both (JavaScript servers keep ids exact up to 2^53).

@@ -47,7 +47,10 @@ pub(crate) enum Input {
         data: Option<Value>,
     },
     /// The server refused a namespace's credentials.
-    Refused { namespace: Namespace, message: String },
+    Refused {
+        namespace: Namespace,
+        message: String,
+    },
     /// The server closed a namespace.
     Left { namespace: Namespace },
     /// The server closes the whole session.
@@ -94,9 +97,15 @@ impl Rejection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HeartbeatMode {
     /// The server pings every `interval`; silent for `interval + timeout` means dead.
-    ServerPings { interval: Duration, timeout: Duration },
+    ServerPings {
+        interval: Duration,
+        timeout: Duration,
+    },
     /// The client pings every `interval`; no pong within `timeout` means dead.
-    ClientPings { interval: Duration, timeout: Duration },
+    ClientPings {
+        interval: Duration,
+        timeout: Duration,
+    },
 }
 
 /// The protocol of one connection.
@@ -112,7 +121,11 @@ impl Wire {
     /// What `frame` means; a Socket.IO decoding error is fatal to the link (nothing after it
     /// can be trusted), an envelope one is [`Input::Invalid`] (each message stands alone).
     /// Replies the protocol owes at once (pongs) are appended to `out`.
-    pub(crate) fn decode(&mut self, frame: Frame, out: &mut Vec<Frame>) -> Result<Input, CodecError> {
+    pub(crate) fn decode(
+        &mut self,
+        frame: Frame,
+        out: &mut Vec<Frame>,
+    ) -> Result<Input, CodecError> {
         match self {
             Wire::SocketIo(w) => w.decode(frame, out),
             Wire::Envelope(w) => Ok(w.decode(frame, out)),
@@ -139,7 +152,11 @@ impl Wire {
     }
 
     /// The frame that joins `namespace` with `auth`, or why this protocol cannot.
-    pub(crate) fn connect(&mut self, namespace: &str, auth: Option<&Value>) -> Result<Frame, String> {
+    pub(crate) fn connect(
+        &mut self,
+        namespace: &str,
+        auth: Option<&Value>,
+    ) -> Result<Frame, String> {
         match self {
             Wire::SocketIo(w) => Ok(w.connect(namespace, auth)),
             Wire::Envelope(w) => w.auth(namespace, auth),
@@ -155,7 +172,13 @@ impl Wire {
     }
 
     /// Appends the answer to a server's acknowledgement request.
-    pub(crate) fn push_ack(&self, out: &mut Vec<Frame>, namespace: &str, id: u64, args: crate::Args) {
+    pub(crate) fn push_ack(
+        &self,
+        out: &mut Vec<Frame>,
+        namespace: &str,
+        id: u64,
+        args: crate::Args,
+    ) {
         match self {
             Wire::SocketIo(_) => SocketIo::push_ack(out, namespace, id, args),
             // Envelope events never ask the client for an acknowledgement.

@@ -36,7 +36,11 @@ impl SocketIo {
         }
     }
 
-    pub(super) fn decode(&mut self, frame: Frame, out: &mut Vec<Frame>) -> Result<Input, CodecError> {
+    pub(super) fn decode(
+        &mut self,
+        frame: Frame,
+        out: &mut Vec<Frame>,
+    ) -> Result<Input, CodecError> {
         let packet = match frame {
             Frame::Binary(b) => self.decoder.feed_binary(b.to_vec())?,
             Frame::Text(text) => match engineio::decode_text(&text)? {
@@ -105,7 +109,11 @@ impl SocketIo {
         out.push(message(32 + args.json.get().len(), |m| {
             socketio::encode_ack(m, namespace, id, &args.json, n)
         }));
-        out.extend(args.attachments.into_iter().map(|b| Frame::Binary(b.into())));
+        out.extend(
+            args.attachments
+                .into_iter()
+                .map(|b| Frame::Binary(b.into())),
+        );
     }
 
     pub(super) fn heartbeat(&self) -> HeartbeatMode {
