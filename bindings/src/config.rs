@@ -37,7 +37,7 @@ pub struct ClientConfig {
     pub transports: Option<Transports>,
     /// The wire protocol (default: Socket.IO).
     #[uniffi(default)]
-    pub protocol: Option<Protocol>,
+    pub protocol: Option<WireProtocol>,
     /// Retry policy (default: 250 ms growing ×1.3 up to 5 s, jitter 0.5, forever).
     #[uniffi(default)]
     pub reconnect: Option<ReconnectConfig>,
@@ -78,9 +78,10 @@ pub enum Transports {
     WebSocketThenFallback,
 }
 
-/// The wire protocol a server speaks.
+/// The wire protocol a server speaks. Not called `Protocol`: Swift reserves `T.Protocol` for
+/// metatypes, and the type sits next to Swift's `protocol` keyword.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-pub enum Protocol {
+pub enum WireProtocol {
     /// Socket.IO v4 at `url` + `path`.
     SocketIo,
     /// JSON envelopes over a plain WebSocket at `url` as given; the client pings every
@@ -226,8 +227,8 @@ impl ClientConfig {
         }
         if let Some(p) = self.protocol {
             core.protocol = match p {
-                Protocol::SocketIo => pulselink::Protocol::SocketIo,
-                Protocol::Envelope {
+                WireProtocol::SocketIo => pulselink::Protocol::SocketIo,
+                WireProtocol::Envelope {
                     ping_interval_ms,
                     ping_timeout_ms,
                 } => {

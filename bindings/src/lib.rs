@@ -20,8 +20,8 @@ mod stream;
 pub use auth::{AuthError, AuthProvider, AuthRequest};
 pub use client::{Client, Socket};
 pub use config::{
-    ClientConfig, DedupConfig, Durability, OutboxConfig, Overflow, Protocol, RateLimit,
-    ReconnectConfig, Transports,
+    ClientConfig, DedupConfig, Durability, OutboxConfig, Overflow, RateLimit, ReconnectConfig,
+    Transports, WireProtocol,
 };
 pub use error::PulselinkError;
 pub use event::{

@@ -16,7 +16,7 @@ def _ms(seconds: Optional[float]) -> Optional[int]:
     return None if seconds is None else max(0, round(seconds * 1000))
 
 
-def _protocol(name: str, ping_interval: Optional[float], ping_timeout: Optional[float]) -> Optional[_ffi.Protocol]:
+def _protocol(name: str, ping_interval: Optional[float], ping_timeout: Optional[float]) -> Optional[_ffi.WireProtocol]:
     if name == "socketio":
         if ping_interval is not None or ping_timeout is not None:
             raise InvalidConfig(
@@ -25,7 +25,7 @@ def _protocol(name: str, ping_interval: Optional[float], ping_timeout: Optional[
         return None  # the core's default
     if name == "envelope":
         # UniFFI's variant classes are not subclasses of their enum for mypy.
-        return cast(_ffi.Protocol, _ffi.Protocol.ENVELOPE(_ms(ping_interval), _ms(ping_timeout)))
+        return cast(_ffi.WireProtocol, _ffi.WireProtocol.ENVELOPE(_ms(ping_interval), _ms(ping_timeout)))
     raise InvalidConfig(f"protocol: unknown {name!r}, expected 'socketio' or 'envelope'")
 
 

@@ -69,6 +69,27 @@ final class PulselinkClientTests: XCTestCase {
         try await client.close()
     }
 
+    func testSpeaksTheJsonEnvelopeProtocolWithTheSameAPI() async throws {
+        let envelope = try NodeServer(script: "envelope-server.js")
+        defer { envelope.kill() }
+        let config = ClientConfig(url: envelope.wsUrl, protocol: .envelope(pingIntervalMs: nil, pingTimeoutMs: nil))
+        let client = try PulselinkClient(config) { _ in ["token": "swift", "userId": "u7"] }
+        try await client.connect()
+        try await client.subscribe("subscribe", ["eventTypes": ["scores:updated"]])
+        var scores = client.events(named: "scores:updated").makeAsyncIterator()
+        let reply = try await client.emitWithAck("publish", ["type": "scores:updated", "data": ["home": 3]])
+        XCTAssertEqual((reply.first as? [String: Any])?["delivered"] as? Int, 1)
+        let score = await scores.next()
+        XCTAssertEqual((score?.args.first as? [String: Any])?["home"] as? Int, 3)
+        do {
+            _ = try await client.emitWithAck("reject-me", ["a": 1])
+            XCTFail("the server refuses reject-me")
+        } catch PulselinkError.Rejected(let message) {
+            XCTAssertTrue(message.contains("INVALID_MESSAGE_FORMAT"), message)
+        }
+        try await client.close()
+    }
+
     func testBadInputIsAClearError() async throws {
         XCTAssertThrowsError(try PulselinkClient(ClientConfig(url: "not a url")))
         let client = try PulselinkClient(ClientConfig(url: "http://127.0.0.1:9"))
@@ -89,17 +110,18 @@ final class Locked<T>: @unchecked Sendable {
     func mutate(_ f: (inout T) -> Void) { lock.lock(); f(&inner); lock.unlock() }
 }
 
-/// tests/node/server.js on loopback.
+/// tests/node/<script> on loopback (server.js: Socket.IO; envelope-server.js: JSON envelopes).
 final class NodeServer {
     let process = Process()
     let ledgerPath = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString).path
     private(set) var port = 0
     var url: String { "http://127.0.0.1:\(port)" }
+    var wsUrl: String { "ws://127.0.0.1:\(port)/ws" }
 
-    init() throws {
+    init(script: String = "server.js") throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../../..").standardized
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["node", root.appendingPathComponent("tests/node/server.js").path]
+        process.arguments = ["node", root.appendingPathComponent("tests/node/\(script)").path]
         process.environment = ProcessInfo.processInfo.environment.merging(["PORT": "0", "LEDGER": ledgerPath]) { $1 }
         let out = Pipe()
         process.standardOutput = out

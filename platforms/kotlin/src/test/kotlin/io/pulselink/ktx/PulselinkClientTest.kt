@@ -2,6 +2,7 @@ package io.pulselink.ktx
 
 import io.pulselink.AuthRequest
 import io.pulselink.ClientConfig
+import io.pulselink.WireProtocol
 import io.pulselink.PulselinkException
 import io.pulselink.ReconnectConfig
 import io.pulselink.State
@@ -41,7 +42,8 @@ class PulselinkClientTest {
 
     private val servers = mutableListOf<NodeServer>()
 
-    private fun server() = NodeServer(dir.resolve("ledger.txt").toFile()).also { servers += it }
+    private fun server(script: String = "server.js") =
+        NodeServer(dir.resolve("ledger.txt").toFile(), script).also { servers += it }
 
     @AfterEach
     fun stopServers() = servers.forEach { it.kill() }
@@ -158,6 +160,24 @@ class PulselinkClientTest {
     }
 
     @Test
+    fun `speaks the JSON-envelope protocol with the same API`() = test {
+        val server = server("envelope-server.js")
+        val config = ClientConfig(
+            url = server.wsUrl,
+            protocol = WireProtocol.Envelope(pingIntervalMs = null, pingTimeoutMs = null),
+        )
+        val client = PulselinkClient(config) { buildJsonObject { put("token", "kt"); put("userId", "u7") } }
+        client.connect()
+        client.subscribe("subscribe", mapOf("eventTypes" to listOf("scores:updated")))
+        val scores = async(start = CoroutineStart.UNDISPATCHED) { client.events("scores:updated").first() }
+        val reply = client.emitWithAck("publish", mapOf("type" to "scores:updated", "data" to mapOf("home" to 3)))
+        assertEquals(1, reply.args[0].jsonObject["delivered"]!!.jsonPrimitive.int)
+        assertEquals(3, scores.await().args[0].jsonObject["home"]!!.jsonPrimitive.int)
+        assertThrows<PulselinkException.Rejected> { runBlocking { client.emitWithAck("reject-me", mapOf("a" to 1)) } }
+        client.shutdown()
+    }
+
+    @Test
     fun `bad input is a clear exception`() = test {
         assertThrows<PulselinkException.InvalidConfig> { PulselinkClient(ClientConfig(url = "not a url")) }
         val client = PulselinkClient(ClientConfig(url = "http://127.0.0.1:9"))
@@ -169,20 +189,23 @@ class PulselinkClientTest {
     }
 }
 
-/** `tests/node/server.js` on loopback; [kill] and [restart] keep the port. */
-class NodeServer(private val ledgerFile: File) {
+/** `tests/node/<script>` on loopback; [kill] and [restart] keep the port. */
+class NodeServer(private val ledgerFile: File, private val script: String = "server.js") {
     private val root = File(System.getProperty("pulselink.root") ?: "../..")
     private var process: Process? = null
     var port = 0
         private set
     val url get() = "http://127.0.0.1:$port"
 
+    /** The envelope server's WebSocket URL. */
+    val wsUrl get() = "ws://127.0.0.1:$port/ws"
+
     init {
         restart()
     }
 
     fun restart() {
-        val pb = ProcessBuilder("node", File(root, "tests/node/server.js").path)
+        val pb = ProcessBuilder("node", File(root, "tests/node/$script").path)
         pb.environment()["PORT"] = port.toString()
         pb.environment()["LEDGER"] = ledgerFile.path
         pb.redirectError(ProcessBuilder.Redirect.INHERIT)
