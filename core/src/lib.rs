@@ -1,10 +1,13 @@
-//! Pulselink: a realtime client that keeps an app connected to a Socket.IO v4 server.
+//! Pulselink: a realtime client that keeps an app connected to a Socket.IO v4 server, or to a
+//! server speaking JSON envelopes over a plain WebSocket ([`Protocol::Envelope`]).
 //!
 //! One engine task per [`Client`] owns the connection: handshake, heartbeat, reconnect with
 //! jittered backoff, namespaces, acknowledgements, subscriptions replayed on every connect,
 //! inbound de-duplication and connection state recovery. Emits go through a durable SQLite
 //! outbox (on its own thread) before `emit` returns and leave it only once delivered. The app
-//! talks to the engine through the cheap, cloneable [`Client`] handle.
+//! talks to the engine through the cheap, cloneable [`Client`] handle. Frames run one way:
+//! transport → codec (pure) → protocol (what a frame means) → engine → inbox filter → app; and
+//! back: app → outbox → engine → protocol → codec → transport.
 //!
 //! ```no_run
 //! # async fn demo() -> pulselink::Result<()> {
