@@ -2,10 +2,14 @@
 //!
 //! [`NodeServer`] runs the official Node `socket.io` server (`tests/node/server.js`) on a free
 //! port and can kill, restart, pause (SIGSTOP) and resume it, so reconnect and heartbeat
-//! behaviour is tested against the real peer.
+//! behaviour is tested against the real peer. [`FaultProxy`] sits between the client and a
+//! server and injects network faults while traffic flows.
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
+pub mod proxy;
+
+pub use proxy::{FaultProxy, Faults};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pulselink::{Args, Client, ClientConfig, EmitOptions, ReconnectPolicy, State, Transports};
 use pulselink_tests::{
-    NodeServer, ServerOptions, next_named, read_ledger, scratch, wait_for_state,
+    FaultProxy, NodeServer, ServerOptions, next_named, read_ledger, scratch, wait_for_state,
 };
 use serde_json::json;
 
@@ -233,4 +233,77 @@ async fn tls_to_a_plain_server_is_a_clear_failure_on_both_transports() {
         );
         client.close().await;
     }
+}
+
+/// A server taking both transports behind a proxy that swallows WebSocket upgrades (no answer,
+/// no close), as some corporate proxies do.
+async fn server_behind_a_websocket_black_hole() -> (NodeServer, FaultProxy) {
+    let server = NodeServer::start_with(ServerOptions {
+        ping_interval: 200,
+        ping_timeout: 400,
+        ..Default::default()
+    })
+    .await;
+    let proxy = FaultProxy::start(([127, 0, 0, 1], server.port()).into()).await;
+    proxy.set(|f| f.blackhole_websocket_upgrades = true);
+    (server, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_websocket_falls_back_to_polling_within_the_connect_timeout() {
+    let (_server, proxy) = server_behind_a_websocket_black_hole().await;
+    let connect_timeout = Duration::from_secs(1);
+    let config = ClientConfig {
+        connect_timeout,
+        ..ClientConfig::new(&proxy.url())
+            .unwrap()
+            .with_transports(Transports::WebSocketThenFallback)
+    };
+    let client = Client::new(config).unwrap();
+    let started = std::time::Instant::now();
+    client.connect().await.unwrap();
+    let took = started.elapsed();
+    println!("black-holed WebSocket: connected over polling after {took:?}");
+    // The WebSocket attempt has half the connect timeout; polling connects within the rest.
+    assert!(took >= connect_timeout / 2, "{took:?}");
+    assert!(took < connect_timeout, "{took:?}");
+    assert_eq!(server_transport(&client).await, "polling");
+    let reply = client
+        .emit_with_ack("quiz:answer_submit", json!("C"), T)
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.args_as::<(serde_json::Value,)>().unwrap().0["answer"],
+        "C"
+    );
+    client.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_upgrade_leaves_polling_working() {
+    let (_server, proxy) = server_behind_a_websocket_black_hole().await;
+    let config = ClientConfig::new(&proxy.url())
+        .unwrap()
+        .with_transports(Transports::PollingThenUpgrade);
+    let client = Client::new(config).unwrap();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+    // The probe hangs in the black hole; meanwhile polling carries everything, in order,
+    // across several heartbeats (200 ms interval).
+    for n in 0..20u32 {
+        client
+            .emit("emit-to-me", json!({"event": "seq", "args": [n]}))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 20 {
+        let ev = next_named(&mut events, "seq", T).await;
+        seen.push(ev.args_as::<(u32,)>().unwrap().0);
+    }
+    assert_eq!(seen, (0..20).collect::<Vec<_>>());
+    assert_eq!(server_transport(&client).await, "polling");
+    assert_eq!(client.state(), State::Connected);
+    client.close().await;
 }
