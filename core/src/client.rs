@@ -679,9 +679,17 @@ impl Outbox {
     /// Waits until every entry is delivered (or dropped): a gateway draining before it exits,
     /// a test waiting for a flush. Ends with [`Error::Closed`] if the client closes first.
     pub async fn drained(&self) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.store.send(Cmd::WhenEmpty(tx)).await?;
-        rx.await.map_err(|_| Error::Closed)
+        // Asked again now and then: another process sharing the store file may deliver the
+        // last entries without this one hearing of it, and each ask re-reads the file.
+        const RECHECK: Duration = Duration::from_millis(250);
+        loop {
+            let (tx, rx) = oneshot::channel();
+            self.store.send(Cmd::WhenEmpty(tx)).await?;
+            match tokio::time::timeout(RECHECK, rx).await {
+                Ok(done) => return done.map_err(|_| Error::Closed),
+                Err(_) => continue,
+            }
+        }
     }
 
     /// Removes every entry; returns how many.

@@ -84,10 +84,7 @@ pub(super) fn open(
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
     };
-    // `journal_mode` answers with a row, so it is queried rather than executed.
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(|e| StoreError::from_sqlite("journal_mode", e))?;
+    let mode = wal_mode(&conn)?;
     if path.is_some() && !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Io(format!(
             "could not switch the store to WAL mode (got {mode})"
@@ -107,27 +104,68 @@ pub(super) fn open(
     Ok((conn, snapshot))
 }
 
+/// Switches the file to WAL and returns the journal mode now in force. The switch needs an
+/// exclusive lock and SQLite does not wait for it (no busy handler), so while another process
+/// opens the same file it is retried for as long as the busy timeout.
+fn wal_mode(conn: &Connection) -> Result<String, StoreError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        // `journal_mode` answers with a row, so it is queried rather than executed.
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(mode) => return Ok(mode),
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(StoreError::from_sqlite("journal_mode", e)),
+        }
+    }
+}
+
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    let version: i32 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| StoreError::from_sqlite("user_version", e))?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::Incompatible {
-            found: version,
-            supported: SCHEMA_VERSION,
-        });
+    let user_version = |conn: &Connection| -> Result<i32, StoreError> {
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| StoreError::from_sqlite("user_version", e))
+    };
+    // The common case, an up-to-date file, takes no write lock.
+    if user_version(conn)? == SCHEMA_VERSION {
+        return Ok(());
     }
-    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let to = from + 1;
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {sql} PRAGMA user_version = {to}; COMMIT;"
-        ))
-        .map_err(|e| {
-            let _ = conn.execute_batch("ROLLBACK");
-            StoreError::from_sqlite("migration", e)
-        })?;
+    // Another process may be migrating the same file right now: the version that counts is
+    // the one read under the write lock.
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| StoreError::from_sqlite("migration", e))?;
+    let result = (|| {
+        let version = user_version(conn)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Incompatible {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        for sql in MIGRATIONS.iter().skip(version as usize) {
+            conn.execute_batch(sql)
+                .map_err(|e| StoreError::from_sqlite("migration", e))?;
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
+            .map_err(|e| StoreError::from_sqlite("migration", e))
+    })();
+    if result.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
     }
-    Ok(())
+    result
+}
+
+/// The outbox's entry count and payload bytes, as stored.
+pub(super) fn totals(conn: &Connection) -> Result<(u64, u64), StoreError> {
+    conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM outbox",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )
+    .map_err(|e| StoreError::from_sqlite("totals", e))
 }
 
 /// Runs SQLite's `quick_check`; a damaged file is a clear error rather than silent loss.
@@ -160,21 +198,16 @@ pub(super) fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<(), 
 
 fn load(conn: &Connection, unclean: bool) -> Result<Snapshot, StoreError> {
     let sql = |e| StoreError::from_sqlite("load", e);
-    let client_id = match meta_get(conn, "client_id")? {
-        Some(id) => id,
-        None => {
-            let id = format!("{:016x}", fastrand::u64(..));
-            meta_set(conn, "client_id", &id)?;
-            id
-        }
-    };
-    let (count, bytes): (i64, i64) = conn
-        .query_row(
-            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM outbox",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map_err(sql)?;
+    // Insert-if-absent, then read: two processes opening a new file at once agree on one id
+    // (the idempotency keys of rows either may send).
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('client_id', ?1) ON CONFLICT (key) DO NOTHING",
+        [format!("{:016x}", fastrand::u64(..))],
+    )
+    .map_err(|e| StoreError::from_sqlite("meta", e))?;
+    let client_id = meta_get(conn, "client_id")?
+        .ok_or_else(|| StoreError::Io("the store's client id vanished".into()))?;
+    let (count, bytes) = totals(conn)?;
     let mut stmt = conn
         .prepare(
             "SELECT namespace, event, args, unsubscribe FROM subscriptions ORDER BY created_ms",
@@ -210,8 +243,8 @@ fn load(conn: &Connection, unclean: bool) -> Result<Snapshot, StoreError> {
         .map_err(sql)?;
     Ok(Snapshot {
         client_id,
-        count: count as u64,
-        bytes: bytes as u64,
+        count,
+        bytes,
         subscriptions,
         seen,
         recovery,
@@ -534,6 +567,27 @@ mod tests {
             open(Some(&path), Durability::Normal),
             Err(StoreError::Incompatible { found: 99, .. })
         ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn concurrent_first_opens_agree_on_schema_and_client_id() {
+        let dir = std::env::temp_dir().join(format!("pl-db-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        let barrier = std::sync::Barrier::new(4);
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        open(Some(&path), Durability::Normal).unwrap().1.client_id
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

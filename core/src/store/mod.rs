@@ -448,6 +448,11 @@ impl Worker {
             } => {
                 self.expire(now)?;
                 let found = self.fetch(after, limit, now)?;
+                if found.is_empty() {
+                    // Nothing left to send: the moment to notice entries another process
+                    // sharing the file has delivered.
+                    self.recount()?;
+                }
                 if found.is_empty() && park {
                     // A newer fetch replaces an older one, whose asker has moved on.
                     self.parked = Some(Parked {
@@ -463,11 +468,13 @@ impl Worker {
                 let (n, bytes) = db::delete(&self.conn, &seqs)?;
                 self.stats.delivered += n;
                 self.shrink(n, bytes);
+                self.recount_if_shared(n, seqs.len())?;
             }
             Cmd::Failed(seqs) => {
                 let (n, bytes) = db::delete(&self.conn, &seqs)?;
                 self.stats.failed += n;
                 self.shrink(n, bytes);
+                self.recount_if_shared(n, seqs.len())?;
             }
             Cmd::List { limit, reply } => {
                 let items = db::list(&self.conn, limit)?
@@ -494,7 +501,14 @@ impl Worker {
             Cmd::Stats(reply) => {
                 let _ = reply.send(self.stats.clone());
             }
-            Cmd::WhenEmpty(reply) => self.empty_waiters.push(reply),
+            Cmd::WhenEmpty(reply) => {
+                if self.stats.pending > 0 {
+                    self.recount()?;
+                }
+                // Callers re-ask periodically (see `Outbox::drained`); drop those gone.
+                self.empty_waiters.retain(|w| !w.is_closed());
+                self.empty_waiters.push(reply);
+            }
             Cmd::PutSubscription(s, reply) => {
                 db::put_subscription(&self.conn, &s, now)?;
                 out.push(Deferred::Done(reply));
@@ -619,6 +633,24 @@ impl Worker {
         if let Some(w) = self.waiters.remove(&seq) {
             let _ = w.send(Err(err));
         }
+    }
+
+    /// Fewer rows deleted than asked means another process sharing the file (or the app's
+    /// `remove`) took some: the counts kept in memory are then re-read from the file, so
+    /// `drained()` does not wait for entries that are gone.
+    fn recount_if_shared(&mut self, deleted: u64, asked: usize) -> Result<(), StoreError> {
+        if deleted < asked as u64 {
+            self.recount()?;
+        }
+        Ok(())
+    }
+
+    /// Re-reads the pending counts from the file.
+    fn recount(&mut self) -> Result<(), StoreError> {
+        let (count, bytes) = db::totals(&self.conn)?;
+        self.stats.pending = count;
+        self.stats.pending_bytes = bytes;
+        Ok(())
     }
 
     fn shrink(&mut self, n: u64, bytes: u64) {
