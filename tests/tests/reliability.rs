@@ -1,0 +1,455 @@
+//! Reliability under network faults, against the official Node Socket.IO server with the
+//! fault proxy (`pulselink_tests::FaultProxy`) in between. Each test asserts its criterion and
+//! prints its figure as a `RELIABILITY|name|criterion|figure` line, which
+//! `scripts/reliability.sh` collects into `tests/RELIABILITY.md`.
+//!
+//! Sizes and durations have CI defaults; the long runs set `PULSELINK_HALF_OPEN_CLIENTS` and
+//! `PULSELINK_BAD_LINK_SECS`.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use futures_util::future::join_all;
+use pulselink::{
+    Client, ClientConfig, DisconnectReason, EmitOptions, Error, ReconnectPolicy, State, Transports,
+};
+use pulselink_tests::{
+    FaultProxy, NodeServer, ServerOptions, next_disconnect, read_ledger, scratch, wait_for_state,
+};
+use serde_json::json;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+
+const T: Duration = Duration::from_secs(20);
+
+/// Prints a figure for the report.
+fn figure(name: &str, criterion: &str, value: impl std::fmt::Display) {
+    println!("RELIABILITY|{name}|{criterion}|{value}");
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn fast_policy() -> ReconnectPolicy {
+    ReconnectPolicy {
+        initial_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        ..ReconnectPolicy::default()
+    }
+}
+
+fn config(url: &str) -> ClientConfig {
+    ClientConfig::new(url)
+        .unwrap()
+        .with_reconnect(fast_policy())
+}
+
+fn addr(server: &NodeServer) -> SocketAddr {
+    ([127, 0, 0, 1], server.port()).into()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A black hole (no FIN, no RST, nothing delivered) under live links: every client notices by
+/// the heartbeat alone, within ping interval + ping timeout + 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_links_are_detected_within_interval_plus_timeout_plus_one_second() {
+    let (interval, timeout) = (300, 300);
+    let server = NodeServer::start_with(ServerOptions {
+        ping_interval: interval,
+        ping_timeout: timeout,
+        ..Default::default()
+    })
+    .await;
+    let proxy = FaultProxy::start(addr(&server)).await;
+    let n = env_or("PULSELINK_HALF_OPEN_CLIENTS", 100) as usize;
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let client = Client::new(config(&proxy.url())).unwrap();
+        let notices = client.notices();
+        client.connect().await.unwrap();
+        clients.push((client, notices));
+    }
+    proxy.set(|f| f.blackhole = true);
+    let started = Instant::now();
+    let detected = join_all(clients.iter_mut().map(|(_, notices)| async {
+        let reason = next_disconnect(notices, T).await;
+        (reason, started.elapsed())
+    }))
+    .await;
+    let limit = Duration::from_millis(interval + timeout + 1000);
+    let mut times: Vec<Duration> = Vec::new();
+    for (reason, took) in detected {
+        assert_eq!(reason, DisconnectReason::PingTimeout);
+        assert!(took <= limit, "detected after {took:?}, limit {limit:?}");
+        times.push(took);
+    }
+    times.sort();
+    figure(
+        "half-open link detected (ping 300 + 300 ms)",
+        &format!("{n} of {n} within {}", ms(limit)),
+        format!(
+            "{} of {n}; median {}, max {}",
+            times.len(),
+            ms(times[times.len() / 2]),
+            ms(times[times.len() - 1])
+        ),
+    );
+    for (client, _) in clients {
+        client.close().await;
+    }
+}
+
+/// A slow, jittery link cut into 1-byte segments keeps working: no heartbeat timeout, every
+/// acknowledgement arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_sliced_jittery_link_has_no_false_heartbeat_timeouts() {
+    let server = NodeServer::start_with(ServerOptions {
+        ping_interval: 300,
+        ping_timeout: 400,
+        ..Default::default()
+    })
+    .await;
+    let proxy = FaultProxy::start(addr(&server)).await;
+    proxy.set(|f| {
+        f.latency = Duration::from_millis(40);
+        f.jitter = Duration::from_millis(60);
+        f.slice = true;
+        f.bandwidth = Some(32 * 1024);
+    });
+    let client = Client::new(config(&proxy.url())).unwrap();
+    let mut notices = client.notices();
+    client.connect().await.unwrap();
+    let secs = env_or("PULSELINK_BAD_LINK_SECS", 5);
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut rtts = Vec::new();
+    let mut n = 0u64;
+    while Instant::now() < until {
+        let sent = Instant::now();
+        let reply = client
+            .emit_with_ack("quiz:answer_submit", json!({"n": n}), T)
+            .await
+            .unwrap();
+        assert_eq!(
+            reply.args_as::<(serde_json::Value,)>().unwrap().0["answer"]["n"],
+            n
+        );
+        rtts.push(sent.elapsed());
+        n += 1;
+    }
+    let mut disconnects = 0;
+    while let Ok(notice) = notices.try_recv() {
+        if matches!(notice, pulselink::Notice::Disconnected { .. }) {
+            disconnects += 1;
+        }
+    }
+    assert_eq!(disconnects, 0, "no false timeout on a slow link");
+    assert_eq!(client.state(), State::Connected);
+    rtts.sort();
+    figure(
+        "slow link (40+0..60 ms each way, 1-byte segments, 32 KiB/s; ping 300 + 400 ms)",
+        &format!("0 disconnects in {secs} s"),
+        format!(
+            "0 disconnects; {n} acks, RTT median {}, max {}",
+            ms(rtts[rtts.len() / 2]),
+            ms(rtts[rtts.len() - 1])
+        ),
+    );
+    client.close().await;
+}
+
+/// Emits the server received but never acknowledged when the link was reset are sent again,
+/// in their original order and with their original idempotency keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacked_emits_are_resent_in_order_with_their_keys_after_a_reset() {
+    let (_dir, ledger, store) = scratch("reliability-resend");
+    let server = NodeServer::start_with(ServerOptions {
+        ledger: Some(ledger.clone()),
+        ..Default::default()
+    })
+    .await;
+    let proxy = FaultProxy::start(addr(&server)).await;
+    let client = Client::new(config(&proxy.url()).with_store(&store)).unwrap();
+    let mut notices = client.notices();
+    client.connect().await.unwrap();
+    let count = 30;
+    for n in 0..count {
+        // The test server records a "holdAckOnce" tick and does not acknowledge it.
+        client
+            .emit_with(
+                "tick",
+                json!({"n": n, "holdAckOnce": true}),
+                EmitOptions::default().confirm(),
+            )
+            .await
+            .unwrap();
+    }
+    let keys: Vec<String> = client
+        .outbox()
+        .list(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.key)
+        .collect();
+    assert_eq!(keys.len(), count as usize);
+    // The ledger file is the only sign the server has them all.
+    tokio::time::timeout(T, async {
+        while read_ledger(&ledger).len() < count as usize {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the server records every tick");
+
+    let pending_ack = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .emit_with_ack("quiz:answer_submit", json!("late"), T)
+                .await
+        }
+    });
+    proxy.reset_all();
+    next_disconnect(&mut notices, T).await;
+    client.outbox().drained().await.unwrap();
+    let reply = pending_ack.await.unwrap();
+    assert!(
+        matches!(reply, Ok(_) | Err(Error::Disconnected)),
+        "{reply:?}"
+    );
+
+    let lines = read_ledger(&ledger);
+    let (first, again): (Vec<_>, Vec<_>) = lines.iter().partition(|l| !l.dup);
+    let order = |ls: &[&pulselink_tests::LedgerLine]| ls.iter().map(|l| l.n).collect::<Vec<_>>();
+    let key_list =
+        |ls: &[&pulselink_tests::LedgerLine]| ls.iter().map(|l| l.key.clone()).collect::<Vec<_>>();
+    assert_eq!(order(&first), (0..count).collect::<Vec<_>>());
+    assert_eq!(order(&again), (0..count).collect::<Vec<_>>());
+    assert_eq!(key_list(&first), keys);
+    assert_eq!(key_list(&again), keys);
+    figure(
+        "unacked emits at a connection reset",
+        "resent in order with their original keys",
+        format!("{count} of {count} resent in order, same keys; emit_with_ack resolved once"),
+    );
+    client.close().await;
+}
+
+/// A loopback server that misbehaves in one way, for the connect-failure tests.
+#[derive(Clone, Copy, Debug)]
+enum Misbehaviour {
+    AcceptThenClose,
+    NeverAnswer,
+    Http500,
+}
+
+async fn misbehaving_server(how: Misbehaviour) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = listener.accept().await {
+            match how {
+                Misbehaviour::AcceptThenClose => drop(s),
+                Misbehaviour::NeverAnswer => held.push(s),
+                Misbehaviour::Http500 => {
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 4096];
+                        let _ = s.read(&mut buf).await;
+                        let _ = s
+                            .write_all(
+                                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 5\r\n\
+                                  connection: close\r\n\r\noops!",
+                            )
+                            .await;
+                    });
+                }
+            }
+        }
+    });
+    addr
+}
+
+/// Connection attempts that fail in every way reach `Reconnecting` within the connect
+/// timeout and keep being retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failures_lead_to_reconnecting_within_the_timeout_and_keep_retrying() {
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let cases = [
+        ("connection refused", refused, Transports::WebSocket),
+        (
+            "accept then close",
+            misbehaving_server(Misbehaviour::AcceptThenClose).await,
+            Transports::WebSocket,
+        ),
+        (
+            "no handshake reply",
+            misbehaving_server(Misbehaviour::NeverAnswer).await,
+            Transports::WebSocket,
+        ),
+        (
+            "HTTP 500 on polling",
+            misbehaving_server(Misbehaviour::Http500).await,
+            Transports::Polling,
+        ),
+    ];
+    let connect_timeout = Duration::from_millis(500);
+    for (name, addr, transports) in cases {
+        let config = ClientConfig {
+            connect_timeout,
+            ..config(&format!("http://{addr}")).with_transports(transports)
+        };
+        let client = Client::new(config).unwrap();
+        let mut states = client.states();
+        let started = Instant::now();
+        client.start().unwrap();
+        wait_for_state(&mut states, T, |s| matches!(s, State::Reconnecting { .. })).await;
+        let first = started.elapsed();
+        assert!(
+            first <= connect_timeout + Duration::from_millis(100),
+            "{name}: {first:?}"
+        );
+        wait_for_state(
+            &mut states,
+            T,
+            |s| matches!(s, State::Reconnecting { attempt, .. } if *attempt >= 3),
+        )
+        .await;
+        figure(
+            &format!("connect failure: {name}"),
+            &format!("Reconnecting within {} and retrying", ms(connect_timeout)),
+            format!(
+                "Reconnecting after {}; attempt 3 after {}",
+                ms(first),
+                ms(started.elapsed())
+            ),
+        );
+        client.close().await;
+    }
+}
+
+/// `close()` while reconnecting through a black hole returns at once and leaves no task and
+/// no socket behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_while_reconnecting_is_prompt_and_leaves_nothing() {
+    let server = NodeServer::start().await;
+    let proxy = FaultProxy::start(addr(&server)).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let tasks_before = metrics.num_alive_tasks();
+    let client = Client::new(config(&proxy.url())).unwrap();
+    let mut notices = client.notices();
+    client.connect().await.unwrap();
+    let accepted = proxy.accepted();
+    proxy.set(|f| f.blackhole = true);
+    proxy.reset_all();
+    next_disconnect(&mut notices, T).await;
+    // Close while a reconnect attempt hangs in the black hole (the proxy counts it; nothing
+    // else tells).
+    tokio::time::timeout(T, async {
+        while proxy.accepted() == accepted {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("a reconnect attempt");
+
+    let started = Instant::now();
+    client.close().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(100), "close took {took:?}");
+    assert_eq!(client.state(), State::Closed);
+    let settled = tokio::time::timeout(T, async {
+        while proxy.open_connections() > 0 || metrics.num_alive_tasks() > tasks_before {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(
+        settled.is_ok(),
+        "{} sockets, {} tasks left",
+        proxy.open_connections(),
+        metrics.num_alive_tasks() as i64 - tasks_before as i64
+    );
+    figure(
+        "close() while reconnecting",
+        "returns within 100 ms, no task or socket left",
+        format!("returned in {took:.1?}; 0 tasks, 0 sockets left"),
+    );
+}
+
+/// Two processes emitting through one store file at once: neither sees an error, the server
+/// gets every emit, and the file passes SQLite's integrity check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_one_store_without_errors_or_loss() {
+    let (_dir, ledger, store) = scratch("reliability-two-writers");
+    let server = NodeServer::start_with(ServerOptions {
+        ledger: Some(ledger.clone()),
+        ..Default::default()
+    })
+    .await;
+    let count = 200u64;
+    let run = |from: u64| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_pl-emitter"))
+            .args([
+                &server.url(),
+                store.to_str().unwrap(),
+                &from.to_string(),
+                &count.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .output()
+    };
+    let started = Instant::now();
+    let (a, b) = tokio::join!(run(0), run(10_000));
+    let took = started.elapsed();
+    for out in [a.unwrap(), b.unwrap()] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.trim().is_empty(), "no error surfaced: {stderr}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+            count as usize
+        );
+        assert!(stdout.contains("drained"), "{stdout}");
+    }
+    let mut delivered: Vec<u64> = read_ledger(&ledger)
+        .iter()
+        .filter(|l| !l.dup)
+        .map(|l| l.n)
+        .collect();
+    delivered.sort();
+    let expected: Vec<u64> = (0..count).chain(10_000..10_000 + count).collect();
+    assert_eq!(delivered, expected);
+    let db = rusqlite::Connection::open(&store).unwrap();
+    let integrity: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    figure(
+        "two processes writing one store",
+        "no error, every emit delivered, integrity ok",
+        format!(
+            "{} of {} delivered in {}, integrity {integrity}",
+            delivered.len(),
+            expected.len(),
+            ms(took)
+        ),
+    );
+}
