@@ -453,3 +453,73 @@ async fn two_processes_share_one_store_without_errors_or_loss() {
         ),
     );
 }
+
+/// 10,000 clients dropped at once (the default policy, simulated with its own jitter): no
+/// retry waits longer than the cap, and the first retries spread out, with no 100 ms bucket
+/// above twice the mean of the buckets in use.
+#[test]
+fn a_crowd_of_clients_spreads_its_first_retries() {
+    let policy = ReconnectPolicy::default();
+    let clients = 10_000;
+    let mut buckets = std::collections::BTreeMap::<u128, u32>::new();
+    let mut longest = Duration::ZERO;
+    for _ in 0..clients {
+        let first = policy.delay(1, fastrand::f64()).unwrap();
+        *buckets.entry(first.as_millis() / 100).or_default() += 1;
+        for attempt in 1..=20 {
+            longest = longest.max(policy.delay(attempt, fastrand::f64()).unwrap());
+        }
+    }
+    assert!(longest <= policy.max_delay, "{longest:?}");
+    let mean = clients as f64 / buckets.len() as f64;
+    let fullest = *buckets.values().max().unwrap();
+    assert!(buckets.len() >= 2, "{buckets:?}");
+    assert!(f64::from(fullest) <= 2.0 * mean, "{buckets:?}");
+    figure(
+        "10,000 clients dropped at once (default policy)",
+        "no delay above the cap; no 100 ms bucket above 2× the mean",
+        format!(
+            "longest delay {} (cap {}); fullest bucket {:.2}× the mean over {} buckets",
+            ms(longest),
+            ms(policy.max_delay),
+            f64::from(fullest) / mean,
+            buckets.len()
+        ),
+    );
+}
+
+/// The app's network-up hint skips the backoff: connected again within 50 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_up_hint_reconnects_within_50_ms() {
+    let server = NodeServer::start().await;
+    // A patient policy: without the hint the next attempt would be ≥ 0.5 s away.
+    let client = Client::new(
+        ClientConfig::new(&server.url())
+            .unwrap()
+            .with_reconnect(ReconnectPolicy::patient()),
+    )
+    .unwrap();
+    let mut states = client.states();
+    client.connect().await.unwrap();
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        client.set_network_available(false).unwrap();
+        wait_for_state(&mut states, T, |s| *s == State::Offline).await;
+        let started = Instant::now();
+        client.set_network_available(true).unwrap();
+        wait_for_state(&mut states, T, |s| *s == State::Connected).await;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let worst = times[times.len() - 1];
+    assert!(worst <= Duration::from_millis(50), "{times:?}");
+    figure(
+        "network-up hint",
+        "connected within 50 ms",
+        format!(
+            "median {:.1?}, max {worst:.1?} (10 runs)",
+            times[times.len() / 2]
+        ),
+    );
+    client.close().await;
+}
