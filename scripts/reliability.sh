@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the reliability suite (tests/tests/reliability.rs: the official Node Socket.IO server
-# behind the fault proxy) and writes its figures to tests/RELIABILITY.md.
+# behind the fault proxy; tests/tests/secrets.rs: credentials in logs) and writes its figures
+# to tests/RELIABILITY.md.
 #
 #   scripts/reliability.sh           # the CI-sized run (about 15 s of tests)
 #   scripts/reliability.sh --long    # minutes on the slow link, 500 half-open clients
@@ -13,12 +14,12 @@ fi
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --locked -p pulselink-tests --test reliability -- --nocapture --test-threads 1 | tee "$log"
+cargo test --locked -p pulselink-tests --test reliability --test secrets -- --nocapture --test-threads 1 | tee "$log"
 {
   echo "# Reliability report"
   echo
   echo "Produced by \`scripts/reliability.sh${1:+ $1}\` on $(date -u +%Y-%m-%d) ($(nproc) CPUs, $(uname -sm));"
-  echo "every row is a test in \`tests/tests/reliability.rs\` that asserts its criterion, against the"
+  echo "every row is a test in \`tests/tests/reliability.rs\` or \`secrets.rs\` that asserts its criterion, against the"
   echo "official Node socket.io server with \`tests/src/proxy.rs\` injecting the faults."
   echo
   echo "| test | criterion | latest figure |"

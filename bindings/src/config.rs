@@ -8,7 +8,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use crate::{auth::AuthProvider, error::PulselinkError};
 
 /// Where and how to connect. Only `url` is required.
-#[derive(Debug, Clone, uniffi::Record)]
+#[derive(Clone, uniffi::Record)] // no Debug: it would print `auth_json` and header values
 pub struct ClientConfig {
     /// Server URL, e.g. `https://api.example.com` (query parameters are kept).
     pub url: String,
@@ -16,7 +16,9 @@ pub struct ClientConfig {
     #[uniffi(default)]
     pub namespaces: Vec<String>,
     /// A fixed auth object for every namespace CONNECT, as JSON text (`{"token":"..."}`).
-    /// An `AuthProvider` passed to the client takes precedence.
+    /// An `AuthProvider` passed to the client takes precedence, and is the better home for a
+    /// token: the generated Kotlin, Swift and Python records print every field in their
+    /// `toString`/`description`/`repr`, this one included.
     #[uniffi(default)]
     pub auth_json: Option<String>,
     /// SQLite file of the durable outbox; `None` keeps it in memory (lost on exit).

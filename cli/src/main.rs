@@ -174,7 +174,12 @@ fn describe(s: &State) -> String {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("PULSELINK_LOG"))
+        // Even PULSELINK_LOG=trace keeps tokens out of the logs.
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "{},{}",
+            std::env::var("PULSELINK_LOG").unwrap_or_default(),
+            pulselink::TRACE_SAFE_FILTER
+        )))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

@@ -56,7 +56,7 @@ impl Drop for Inner {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("url", &self.inner.config.url.as_str())
+            .field("url", &crate::config::redacted(&self.inner.config.url))
             .field("state", &*self.inner.state.borrow())
             .finish()
     }

@@ -159,11 +159,30 @@ pub enum Transports {
     WebSocketThenFallback,
 }
 
+/// `url` for logs and `Debug`: query values and any user name or password replaced, since
+/// apps put API keys and tokens there.
+pub(crate) fn redacted(url: &Url) -> String {
+    let mut shown = url.clone();
+    if !url.username().is_empty() || url.password().is_some() {
+        let _ = shown.set_username("<redacted>");
+        let _ = shown.set_password(None);
+    }
+    if url.query().is_some() {
+        let keys: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        shown.set_query(None);
+        let mut pairs = shown.query_pairs_mut();
+        for k in keys {
+            pairs.append_pair(&k, "<redacted>");
+        }
+    }
+    shown.to_string()
+}
+
 impl fmt::Debug for ClientConfig {
     // Hand-written so an auth provider's state never reaches a log line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientConfig")
-            .field("url", &self.url.as_str())
+            .field("url", &redacted(&self.url))
             .field("path", &self.path)
             .field("namespaces", &self.namespaces)
             .field("auth", &self.auth.as_ref().map(|_| "<provider>"))
@@ -185,7 +204,11 @@ impl fmt::Debug for ClientConfig {
 impl ClientConfig {
     /// A configuration with defaults for `url`.
     pub fn new(url: &str) -> Result<Self, Error> {
-        let url = Url::parse(url).map_err(|e| Error::InvalidConfig(format!("url {url:?}: {e}")))?;
+        let url = Url::parse(url).map_err(|e| {
+            // Only the part before any query: some apps put an API key there.
+            let shown = url.split('?').next().unwrap_or_default();
+            Error::InvalidConfig(format!("url {shown:?}: {e}"))
+        })?;
         let config = Self {
             url,
             path: "/socket.io/".into(),
@@ -406,6 +429,21 @@ pub fn is_valid_namespace(ns: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_hides_url_secrets() {
+        let c = ClientConfig::new("https://u:pw@example.com/rt?apiKey=k3y&room=r1").unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains(
+                "https://%3Credacted%3E@example.com/rt?apiKey=%3Credacted%3E&room=%3Credacted%3E"
+            ),
+            "{shown}"
+        );
+        assert!(!shown.contains("k3y") && !shown.contains("pw"), "{shown}");
+        let err = ClientConfig::new("nope?token=k3y").unwrap_err().to_string();
+        assert!(!err.contains("k3y"), "{err}");
+    }
 
     #[test]
     fn builds_the_engine_io_url() {

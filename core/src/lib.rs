@@ -42,6 +42,13 @@ pub mod ratelimit;
 mod store;
 pub mod transport;
 
+/// Log filter directives (for `tracing_subscriber::EnvFilter`) that keep credentials out of
+/// logs when everything else is traced. Pulselink never logs tokens, auth payloads or header
+/// values, but the WebSocket library underneath (tungstenite) dumps whole frames and the
+/// handshake request at TRACE. Append it to your filter:
+/// `EnvFilter::new(format!("trace,{}", pulselink::TRACE_SAFE_FILTER))`.
+pub const TRACE_SAFE_FILTER: &str = "tungstenite=debug,tokio_tungstenite=debug";
+
 pub use backoff::ReconnectPolicy;
 pub use client::{Client, EventStream, ListenerHandle, Outbox, Socket};
 pub use config::{

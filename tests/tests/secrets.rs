@@ -1,0 +1,157 @@
+//! Credentials never leak: tokens, auth payloads, secret URL query values and header values
+//! appear in no log line (captured at TRACE), no `Debug` or `Display` of the configuration,
+//! errors, notices, states or metrics — across connects, refusals, refreshes and both
+//! protocols.
+
+use std::{
+    io::Write,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use pulselink::{AuthRequest, Client, ClientConfig, EnvelopeOptions, Protocol, ReconnectPolicy};
+use pulselink_tests::{NodeServer, ServerOptions};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(10);
+
+/// Every log line of the process.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An auth provider answering with `answers` in turn (the last one repeated).
+fn provider(
+    answers: Vec<Value>,
+) -> impl Fn(AuthRequest) -> std::future::Ready<Result<Option<Value>, String>> + Send + Sync {
+    let calls = AtomicU32::new(0);
+    move |_| {
+        let n = calls.fetch_add(1, Ordering::SeqCst) as usize;
+        std::future::ready(Ok(Some(answers[n.min(answers.len() - 1)].clone())))
+    }
+}
+
+fn fast(config: ClientConfig) -> ClientConfig {
+    config.with_reconnect(ReconnectPolicy {
+        initial_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+        ..ReconnectPolicy::default()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_logs_debug_output_errors_or_metrics() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    // TRACE for everything, as an app debugging a connection would set it, except the
+    // WebSocket library's frame dumps (see `TRACE_SAFE_FILTER`).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "trace,{}",
+            pulselink::TRACE_SAFE_FILTER
+        )))
+        .with_writer(move || writer.clone())
+        .init();
+    // Everything the app could print about the client, besides the logs.
+    let mut shown = String::new();
+
+    // Socket.IO: a refused first token (with a secret beside it), then an accepted one; a
+    // secret in the URL's query and in a header.
+    let server = NodeServer::start().await;
+    let mut config =
+        fast(ClientConfig::new(&format!("{}/?apiKey=SECRET-URL-0", server.url())).unwrap());
+    config
+        .headers
+        .push(("authorization".into(), "Bearer SECRET-HEADER-1".into()));
+    let config = config.with_auth(provider(vec![
+        json!({"token": "bad", "pin": "SECRET-AUTH-2"}),
+        json!({"token": "SECRET-TOKEN-3"}),
+    ]));
+    shown += &format!("{config:?}\n");
+    let client = Client::new(config).unwrap();
+    let mut notices = client.notices();
+    client.connect().await.unwrap();
+    client
+        .emit_with_ack("quiz:answer_submit", json!("A"), T)
+        .await
+        .unwrap();
+    shown += &format!(
+        "{:?}\n{:?}\n",
+        client.state(),
+        client.metrics().await.unwrap()
+    );
+    client.close().await;
+    while let Ok(n) = notices.try_recv() {
+        shown += &format!("{n:?}\n");
+    }
+
+    // Refused for good: the error and every notice on the way.
+    let config = fast(ClientConfig::new(&server.url()).unwrap()).with_auth(provider(vec![
+        json!({"token": "bad", "pin": "SECRET-AUTH-4"}),
+    ]));
+    let client = Client::new(config).unwrap();
+    let mut notices = client.notices();
+    let err = client.connect().await.unwrap_err();
+    shown += &format!("{err}\n{err:?}\n{:?}\n", client.state());
+    client.close().await;
+    while let Ok(n) = notices.try_recv() {
+        shown += &format!("{n:?}\n");
+    }
+
+    // The envelope protocol: a refused token, then a good one, both beside a secret session id.
+    let envelope = NodeServer::start_with(ServerOptions {
+        envelope: true,
+        ..Default::default()
+    })
+    .await;
+    let config = fast(ClientConfig::new(&envelope.ws_url()).unwrap())
+        .with_protocol(Protocol::Envelope(EnvelopeOptions::default()))
+        .with_auth(provider(vec![
+            json!({"token": "stale", "sessionId": "SECRET-SESSION-5"}),
+            json!({"token": "SECRET-TOKEN-6", "sessionId": "SECRET-SESSION-7"}),
+        ]));
+    shown += &format!("{config:?}\n");
+    let client = Client::new(config).unwrap();
+    let mut notices = client.notices();
+    client.connect().await.unwrap();
+    client
+        .emit_with_ack("echo", json!({"n": 1}), T)
+        .await
+        .unwrap();
+    shown += &format!("{:?}\n", client.metrics().await.unwrap());
+    client.close().await;
+    while let Ok(n) = notices.try_recv() {
+        shown += &format!("{n:?}\n");
+    }
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    // The capture works: the refusals and state changes were logged.
+    assert!(logs.contains("namespace refused"), "{logs}");
+    assert!(logs.contains("state"), "{logs}");
+    for (what, text) in [("logs", &logs), ("Debug/Display output", &shown)] {
+        let leaks: Vec<&str> = text.lines().filter(|l| l.contains("SECRET")).collect();
+        assert!(
+            leaks.is_empty(),
+            "secrets in the {what}:\n{}",
+            leaks.join("\n")
+        );
+    }
+    println!(
+        "RELIABILITY|credentials in logs (TRACE) and Debug/Display output|none of 8 planted \
+         secrets (token, auth fields, URL query, header)|0 of 8 in {} log lines and {} output lines",
+        logs.lines().count(),
+        shown.lines().count()
+    );
+}
