@@ -48,4 +48,11 @@ grep -h "Tests run" platforms/kotlin/target/surefire-reports/*.txt
 step "Swift: the generated bindings declare everything the Swift wrapper calls (no Swift compiler here)"
 python3 platforms/swift/check_api.py platforms/swift/generated/Pulselink.swift
 
+step "Fuzzing: each codec under libFuzzer for 15 s (scripts/fuzz.sh; longer runs: scripts/fuzz.sh 3600)"
+if cargo +nightly --version >/dev/null 2>&1; then
+  ./scripts/fuzz.sh 15
+else
+  echo "skipped: fuzzing needs a nightly toolchain (rustup toolchain install nightly)"
+fi
+
 step "all checks passed"
