@@ -30,7 +30,7 @@ cargo test --workspace --locked
 step "Python: wheel (maturin), type check (mypy --strict), pytest against the Node server"
 venv="$target/py-venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet maturin==1.16.0 pytest==9.2.0 mypy==2.4.1
+"$venv/bin/python" -m pip install --quiet maturin==1.16.0 pytest==9.2.0 mypy==2.4.1 trustme==1.2.1
 rm -rf "$target/wheels"
 (cd platforms/python && "$venv/bin/maturin" build --release --quiet --out "$target/wheels")
 "$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps "$target"/wheels/pulselink-*.whl

@@ -65,6 +65,33 @@ pub struct ClientConfig {
     /// The server event meaning "token expired" (default `token:expired`).
     #[uniffi(default)]
     pub token_expired_event: Option<String>,
+    /// Whom to trust on `wss://` and `https://` (default: the built-in webpki roots).
+    #[uniffi(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// Certificate trust for `wss://` and `https://`. Verification is always on; this only
+/// chooses what counts as trusted.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct TlsConfig {
+    /// Extra CA certificates, PEM: a company CA, or a development server's self-signed
+    /// certificate.
+    #[uniffi(default)]
+    pub ca_pem: Vec<String>,
+    /// Trust the built-in webpki (Mozilla) roots as well; off trusts only `ca_pem`.
+    #[uniffi(default = true)]
+    pub builtin_roots: bool,
+    /// Public-key pins, `sha256/<base64>` (as OkHttp): the server must present a certificate
+    /// with one of these keys. Ship a backup pin. `certificate_pins` computes them.
+    #[uniffi(default)]
+    pub pins: Vec<String>,
+}
+
+/// The pin (`sha256/<base64>` of the public key) of each certificate in `pem`, for
+/// `TlsConfig.pins`.
+#[uniffi::export]
+pub fn certificate_pins(pem: String) -> Result<Vec<String>, PulselinkError> {
+    Ok(pulselink::certificate_pins(&pem)?)
 }
 
 /// Which Engine.IO transports a client uses.
@@ -294,6 +321,13 @@ impl ClientConfig {
         );
         if self.token_expired_event.is_some() {
             core.token_expired_event = self.token_expired_event;
+        }
+        if let Some(t) = self.tls {
+            core.tls = pulselink::TlsOptions {
+                ca_pem: t.ca_pem,
+                builtin_roots: t.builtin_roots,
+                pins: t.pins,
+            };
         }
         core.validate()?;
         Ok(core)

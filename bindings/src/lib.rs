@@ -21,7 +21,7 @@ pub use auth::{AuthError, AuthProvider, AuthRequest};
 pub use client::{Client, Socket};
 pub use config::{
     ClientConfig, DedupConfig, Durability, OutboxConfig, Overflow, RateLimit, ReconnectConfig,
-    Transports, WireProtocol,
+    TlsConfig, Transports, WireProtocol, certificate_pins,
 };
 pub use error::PulselinkError;
 pub use event::{

@@ -33,6 +33,7 @@ fn config(url: &str) -> ClientConfig {
         max_event_age_ms: None,
         max_inbound_bytes: None,
         token_expired_event: None,
+        tls: None,
     }
 }
 
@@ -368,4 +369,15 @@ fn bad_configuration_is_an_error_with_the_field_named() {
         max_attempts: None,
     });
     assert!(matches!(err(c), PulselinkError::InvalidConfig { .. }));
+    let mut c = config("wss://127.0.0.1:1");
+    c.tls = Some(pulselink_ffi::TlsConfig {
+        ca_pem: vec![],
+        builtin_roots: true,
+        pins: vec!["sha256/short".into()],
+    });
+    assert!(err(c).to_string().contains("pins[0]"));
+    assert!(matches!(
+        pulselink_ffi::certificate_pins("no certificate here".into()),
+        Err(PulselinkError::InvalidArgs { .. })
+    ));
 }

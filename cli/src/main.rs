@@ -3,7 +3,8 @@
 //! - `pulselink listen URL` prints inbound events as JSON lines;
 //! - `pulselink emit URL EVENT JSON` sends one event (optionally waiting for its ack);
 //! - `pulselink gateway URL` forwards telemetry lines durably over a bad uplink;
-//! - `pulselink demo` runs a server and a client in one process and shows a reconnect.
+//! - `pulselink demo` runs a server and a client in one process and shows a reconnect;
+//! - `pulselink pin CERT.pem` prints the `--pin` value of each certificate in a file.
 
 mod demo;
 mod emit;
@@ -50,6 +51,17 @@ struct Connection {
     /// offered) or websocket-fallback (WebSocket, polling if that fails).
     #[arg(long, default_value = "websocket", value_parser = parse_transports)]
     transport: Transports,
+    /// Also trust the CA certificates in this PEM file for wss:// and https:// (a company
+    /// CA, a development server's self-signed certificate). Repeatable.
+    #[arg(long = "ca-file", value_name = "PEM")]
+    ca_files: Vec<std::path::PathBuf>,
+    /// Trust only the --ca-file certificates, not the built-in webpki roots.
+    #[arg(long)]
+    no_builtin_roots: bool,
+    /// Accept the server only if it presents a certificate with this public key,
+    /// `sha256/<base64>` (see `pulselink pin`). Repeatable: ship a backup pin.
+    #[arg(long = "pin", value_name = "sha256/BASE64")]
+    pins: Vec<String>,
 }
 
 fn parse_protocol(s: &str) -> Result<Protocol, String> {
@@ -109,6 +121,12 @@ enum Command {
     /// Start a Socket.IO server in this process, connect to it, drop it, restart it, and show
     /// the client reconnecting. Needs nothing else; ends by itself.
     Demo,
+    /// Print the `--pin` value (`sha256/` + base64 SHA-256 of the public key) of each
+    /// certificate in a PEM file, one per line.
+    Pin {
+        /// PEM file with one or more certificates (e.g. the server's fullchain.pem).
+        file: std::path::PathBuf,
+    },
 }
 
 impl Connection {
@@ -124,6 +142,14 @@ impl Connection {
         if let Some(token) = &self.token {
             config = config.with_static_auth(json!({ "token": token }));
         }
+        for path in &self.ca_files {
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                pulselink::Error::InvalidConfig(format!("--ca-file {}: {e}", path.display()))
+            })?;
+            config.tls.ca_pem.push(pem);
+        }
+        config.tls.builtin_roots = !self.no_builtin_roots;
+        config.tls.pins = self.pins.clone();
         config.validate()?;
         Ok(config)
     }
@@ -171,6 +197,15 @@ fn describe(s: &State) -> String {
     }
 }
 
+fn print_pins(file: &std::path::Path) -> pulselink::Result<()> {
+    let pem = std::fs::read_to_string(file)
+        .map_err(|e| pulselink::Error::InvalidArgs(format!("{}: {e}", file.display())))?;
+    for pin in pulselink::certificate_pins(&pem)? {
+        println!("{pin}");
+    }
+    Ok(())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     tracing_subscriber::fmt()
@@ -193,6 +228,7 @@ async fn main() {
         Command::Emit { conn, request } => emit::run(conn, request).await,
         Command::Gateway { conn, options } => gateway::run(conn, options).await,
         Command::Demo => demo::run().await,
+        Command::Pin { file } => print_pins(&file),
     };
     let code = match result {
         Ok(()) => 0,

@@ -2,7 +2,7 @@
 
 use std::process::Stdio;
 
-use pulselink_tests::{NodeServer, ServerOptions};
+use pulselink_tests::{NodeServer, ServerOptions, TestCa};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
@@ -260,4 +260,75 @@ async fn envelope_protocol_listen_subscribe_and_emit() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Invalid token"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_options_trust_a_private_ca_and_pin_the_key() {
+    let dir = pulselink_tests::temp_dir("cli-tls");
+    let ca = TestCa::new("CLI test CA");
+    let leaf = ca.issue(&["127.0.0.1"], false);
+    let server = leaf.serve(&dir).await;
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let ca_file = ca_file.to_str().unwrap();
+
+    // `pulselink pin` prints what the client checks.
+    let out = pulselink()
+        .args(["pin", dir.join("cert.pem").to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let pin = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(Some(pin.clone()), pulselink::certificate_pin(&leaf.der));
+
+    let emit = |extra: Vec<String>| {
+        let mut c = pulselink();
+        c.args(["emit", &server.url(), "echo", "{}", "--ack"])
+            .args(["--connect-timeout", "3"])
+            .args(extra);
+        c
+    };
+    // Trusted CA and the right pin: the ack comes back over wss://.
+    let out = emit(vec![
+        "--ca-file".into(),
+        ca_file.into(),
+        "--pin".into(),
+        pin,
+    ])
+    .output()
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+
+    // Without the CA the certificate is refused, and the error says why.
+    let out = emit(vec![]).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+
+    // The CA but a pin for another key: refused.
+    let other = pulselink::certificate_pin(&ca.issue(&["127.0.0.1"], false).der).unwrap();
+    let out = emit(vec![
+        "--ca-file".into(),
+        ca_file.into(),
+        "--pin".into(),
+        other,
+    ])
+    .output()
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("pin mismatch"), "{stderr}");
+
+    // A malformed pin is a configuration error, before any connection.
+    let out = emit(vec!["--pin".into(), "md5/xyz".into()])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("pins[0]"), "{stderr}");
 }

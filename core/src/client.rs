@@ -73,6 +73,8 @@ impl Client {
     /// opened.
     pub fn new(config: ClientConfig) -> Result<Self> {
         config.validate()?;
+        let tls =
+            crate::transport::tls::client_config(&config.tls).map_err(Error::InvalidConfig)?;
         let runtime = Handle::try_current().map_err(|_| {
             Error::InvalidConfig("Client::new must run inside a tokio runtime".into())
         })?;
@@ -87,7 +89,7 @@ impl Client {
                 state,
                 notices,
             },
-        ) = Engine::new(config.clone(), store.clone(), snapshot, notices);
+        ) = Engine::new(config.clone(), tls, store.clone(), snapshot, notices);
         runtime.spawn(engine.run());
         let main = Arc::from(config.main_namespace());
         Ok(Self {

@@ -109,6 +109,35 @@ pub struct ClientConfig {
     pub transports: Transports,
     /// The wire protocol the server speaks.
     pub protocol: Protocol,
+    /// Whom to trust on `wss://` and `https://`.
+    pub tls: TlsOptions,
+}
+
+/// Certificate trust for `wss://` and `https://`. Verification is always on; these options
+/// only choose what counts as trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// Extra CA certificates, PEM (each string may hold several `BEGIN CERTIFICATE` blocks):
+    /// a company CA, or a development server's self-signed certificate.
+    pub ca_pem: Vec<String>,
+    /// Trust the built-in webpki (Mozilla) roots as well. Turn off to trust only `ca_pem`
+    /// (private PKI).
+    pub builtin_roots: bool,
+    /// Public-key pins, `sha256/<base64 of the SHA-256 of a SubjectPublicKeyInfo>` (the
+    /// format of OkHttp and HPKP). When any are set, a server is accepted only if, after full
+    /// verification, the leaf or an intermediate it presents has one of these keys. Pin a
+    /// backup key too, or a key rotation locks every installed app out.
+    pub pins: Vec<String>,
+}
+
+impl Default for TlsOptions {
+    fn default() -> Self {
+        Self {
+            ca_pem: Vec::new(),
+            builtin_roots: true,
+            pins: Vec::new(),
+        }
+    }
 }
 
 /// The wire protocol a server speaks.
@@ -193,6 +222,7 @@ impl fmt::Debug for ClientConfig {
             .field("freshness", &self.freshness)
             .field("transports", &self.transports)
             .field("protocol", &self.protocol)
+            .field("tls", &self.tls)
             .field(
                 "headers",
                 &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
@@ -226,6 +256,7 @@ impl ClientConfig {
             headers: Vec::new(),
             transports: Transports::default(),
             protocol: Protocol::default(),
+            tls: TlsOptions::default(),
         };
         config.validate()?;
         Ok(config)
@@ -366,6 +397,7 @@ impl ClientConfig {
                 );
             }
         }
+        crate::transport::tls::client_config(&self.tls).map_err(Error::InvalidConfig)?;
         self.reconnect.validate().map_err(Error::InvalidConfig)
     }
 

@@ -53,7 +53,7 @@ pub use backoff::ReconnectPolicy;
 pub use client::{Client, EventStream, ListenerHandle, Outbox, Socket};
 pub use config::{
     AuthProvider, AuthReason, AuthRequest, ClientConfig, EnvelopeOptions, Protocol, StaticAuth,
-    Transports,
+    TlsOptions, Transports,
 };
 pub use error::{Error, Result};
 pub use event::{AckReply, Args, DisconnectReason, Event, Notice, State};
@@ -64,3 +64,4 @@ pub use outbox::{
     Priority,
 };
 pub use ratelimit::RateLimit;
+pub use transport::tls::{certificate_pin, certificate_pins};

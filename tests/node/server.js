@@ -3,7 +3,9 @@
 // Usage: node server.js  (env: PORT=0, PING_INTERVAL, PING_TIMEOUT, MAX_PAYLOAD,
 //   RECOVERY_MS: enable connection state recovery with this window,
 //   LEDGER: file where "tick" events are recorded, one line per unique idempotency key,
-//   TRANSPORTS: comma-separated Engine.IO transports accepted, default "websocket,polling")
+//   TRANSPORTS: comma-separated Engine.IO transports accepted, default "websocket,polling",
+//   TLS_CERT, TLS_KEY: PEM files, or TLS_PFX (+ TLS_PASSPHRASE): a PKCS#12 file; when set
+//   the server speaks HTTPS/WSS only)
 // Prints "listening <port>" on stdout once it accepts connections.
 //
 // Auth: a CONNECT whose auth.token is "bad" or "stale" is refused with "Authentication
@@ -11,10 +13,21 @@
 "use strict";
 const fs = require("fs");
 const http = require("http");
+const https = require("https");
 const { Server } = require("socket.io");
 
 const port = Number(process.env.PORT || 0);
-const httpServer = http.createServer();
+const httpServer = process.env.TLS_CERT
+  ? https.createServer({
+      cert: fs.readFileSync(process.env.TLS_CERT),
+      key: fs.readFileSync(process.env.TLS_KEY),
+    })
+  : process.env.TLS_PFX
+    ? https.createServer({
+        pfx: fs.readFileSync(process.env.TLS_PFX),
+        passphrase: process.env.TLS_PASSPHRASE,
+      })
+    : http.createServer();
 const io = new Server(httpServer, {
   pingInterval: Number(process.env.PING_INTERVAL || 25000),
   pingTimeout: Number(process.env.PING_TIMEOUT || 20000),

@@ -7,8 +7,10 @@
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
+pub mod pki;
 pub mod proxy;
 
+pub use pki::{Leaf, TestCa};
 pub use proxy::{FaultProxy, Faults};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -39,6 +41,8 @@ pub struct ServerOptions {
     pub envelope: bool,
     /// Envelope server only: `tick` messages allowed per window of this many ms.
     pub rate_limit: Option<(u32, u64)>,
+    /// Serve HTTPS/WSS with this certificate chain and key (PEM files); Socket.IO server only.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for ServerOptions {
@@ -52,6 +56,7 @@ impl Default for ServerOptions {
             cookie: false,
             envelope: false,
             rate_limit: None,
+            tls: None,
         }
     }
 }
@@ -94,9 +99,14 @@ impl NodeServer {
         self.port
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://` when serving TLS).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The envelope server's WebSocket URL, `ws://127.0.0.1:<port>/ws`.
@@ -190,6 +200,9 @@ async fn spawn(port: u16, options: &ServerOptions) -> (Child, u16) {
         }
         if let Some(l) = &options.ledger {
             cmd.env("LEDGER", l);
+        }
+        if let Some((cert, key)) = &options.tls {
+            cmd.env("TLS_CERT", cert).env("TLS_KEY", key);
         }
         let mut child = cmd
             .stdout(Stdio::piped())

@@ -185,6 +185,8 @@ enum Next {
 /// The engine state. See the module docs.
 pub(crate) struct Engine {
     config: Arc<ClientConfig>,
+    /// Built once from `config.tls` (parsing CAs and pins per attempt would be waste).
+    tls: Arc<rustls::ClientConfig>,
     ctl_rx: mpsc::UnboundedReceiver<Control>,
     /// For ackers handed out with events; the client's drop guard sends `Shutdown`, so this
     /// does not keep the engine alive on its own.
@@ -227,6 +229,7 @@ const VOLATILE_QUEUE: usize = 1024;
 impl Engine {
     pub(crate) fn new(
         config: Arc<ClientConfig>,
+        tls: Arc<rustls::ClientConfig>,
         store: Store,
         snapshot: Snapshot,
         notices: broadcast::Sender<Notice>,
@@ -256,6 +259,7 @@ impl Engine {
         let engine = Self {
             backoff: Backoff::new(config.reconnect.clone()),
             config,
+            tls,
             ctl_rx,
             ctl_tx: ctl_tx.clone(),
             emit_rx,
@@ -465,7 +469,7 @@ impl Engine {
         if self.backoff.attempts() == 0 && !self.ever_connected {
             self.set_state(State::Connecting);
         }
-        let connecting = open_link(self.config.clone());
+        let connecting = open_link(self.config.clone(), self.tls.clone());
         tokio::pin!(connecting);
         loop {
             tokio::select! {
@@ -575,12 +579,15 @@ impl Engine {
 
 /// Opens the configured transport and reads the Engine.IO handshake (Socket.IO), or opens the
 /// envelope WebSocket, within the connect timeout.
-async fn open_link(config: Arc<ClientConfig>) -> Result<(Link, Wire), Error> {
+async fn open_link(
+    config: Arc<ClientConfig>,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<(Link, Wire), Error> {
     let limit = config.connect_timeout;
     if let Protocol::Envelope(options) = config.protocol {
         let url = config.envelope_url();
         let max = config.max_inbound_bytes;
-        let ws = timeout(limit, WebSocket::connect(&url, &config.headers, max))
+        let ws = timeout(limit, WebSocket::connect(&url, &config.headers, max, &tls))
             .await
             .map_err(|_| Error::Connect(format!("no WebSocket within {limit:?}")))?
             .map_err(connect_error)?;
@@ -594,7 +601,7 @@ async fn open_link(config: Arc<ClientConfig>) -> Result<(Link, Wire), Error> {
     let max = config.max_inbound_bytes;
     let websocket = async |limit| {
         let url = config.websocket_url();
-        let ws = WebSocket::connect(&url, headers, max);
+        let ws = WebSocket::connect(&url, headers, max, &tls);
         match timeout(limit, async {
             handshake(Link::WebSocket(ws.await.map_err(connect_error)?)).await
         })
@@ -607,7 +614,7 @@ async fn open_link(config: Arc<ClientConfig>) -> Result<(Link, Wire), Error> {
     let polling = async |limit, upgrade: bool| {
         let to = upgrade.then(|| config.websocket_url());
         let url = config.polling_url();
-        let open = Polling::connect(&url, headers, max, to);
+        let open = Polling::connect(&url, headers, max, to, &tls);
         match timeout(limit, async {
             handshake(Link::Polling(open.await.map_err(connect_error)?)).await
         })

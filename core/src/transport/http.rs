@@ -1,11 +1,11 @@
 //! The HTTP/1.1 client under long-polling: one keep-alive connection per lane (hyper), TLS by
-//! rustls with the webpki roots for `https://`.
+//! rustls for `https://` (configured by [`super::tls`]).
 //!
 //! Polling keeps at most one GET and one POST in flight, so each gets its own lane: a lane is
 //! a connection that a request future takes and gives back, which keeps the futures `'static`
 //! (the transport stores them across `recv` calls, so cancelling a `recv` loses nothing).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full};
 use hyper::{
@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::{
     TlsConnector,
-    rustls::{ClientConfig, RootCertStore, pki_types::ServerName},
+    rustls::{ClientConfig, pki_types::ServerName},
 };
 use url::Url;
 
@@ -35,18 +35,8 @@ pub(crate) struct Answer {
     pub(crate) body: Bytes,
 }
 
-static TLS: LazyLock<TlsConnector> = LazyLock::new(|| {
-    let roots = RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let config = ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    TlsConnector::from(Arc::new(config))
-});
-
-/// Sends `method url` with `headers` and `body` on `lane` (connecting it first if needed) and
-/// reads the whole answer, refusing bodies over `max_body` bytes.
+/// Sends `method url` with `headers` and `body` on `lane` (connecting it first if needed, with
+/// `tls` for `https://`) and reads the whole answer, refusing bodies over `max_body` bytes.
 pub(crate) async fn request(
     lane: Lane,
     method: &'static str,
@@ -54,10 +44,11 @@ pub(crate) async fn request(
     headers: Vec<(String, String)>,
     body: Option<Bytes>,
     max_body: usize,
+    tls: Arc<ClientConfig>,
 ) -> Result<Answer, TransportError> {
     let mut sender = match lane {
         Some(s) if !s.is_closed() => s,
-        _ => connect(&url).await?,
+        _ => connect(&url, tls).await?,
     };
     let mut req = Request::builder().method(method).uri(request_target(&url));
     let host = url.host_str().unwrap_or_default();
@@ -128,7 +119,10 @@ fn request_target(url: &Url) -> String {
     }
 }
 
-async fn connect(url: &Url) -> Result<SendRequest<Full<Bytes>>, TransportError> {
+async fn connect(
+    url: &Url,
+    tls: Arc<ClientConfig>,
+) -> Result<SendRequest<Full<Bytes>>, TransportError> {
     let host = url
         .host_str()
         .ok_or_else(|| TransportError::Io("URL has no host".into()))?
@@ -146,7 +140,7 @@ async fn connect(url: &Url) -> Result<SendRequest<Full<Bytes>>, TransportError> 
                 .to_owned(),
         )
         .map_err(|e| TransportError::Io(format!("invalid TLS server name: {e}")))?;
-        let tls = TLS
+        let tls = TlsConnector::from(tls)
             .connect(name, tcp)
             .await
             .map_err(|e| TransportError::Io(format!("TLS: {e}")))?;

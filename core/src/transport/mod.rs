@@ -4,6 +4,7 @@
 
 pub(crate) mod http;
 pub mod polling;
+pub mod tls;
 pub mod websocket;
 
 use std::future::Future;

@@ -11,9 +11,10 @@
 //! a noop), `5` is sent on the WebSocket and every later frame uses it. A failed probe leaves
 //! the session on polling. The engine never sees the switch.
 
-use std::{collections::VecDeque, future::Future, pin::Pin};
+use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc};
 
 use hyper::{StatusCode, body::Bytes};
+use rustls::ClientConfig;
 use tracing::{debug, warn};
 use url::Url;
 
@@ -63,17 +64,20 @@ pub struct Polling {
     outbound: Vec<Frame>,
     upgrade: Upgrade,
     closed: bool,
+    tls: Arc<ClientConfig>,
 }
 
 impl Polling {
     /// Opens a session at `url` (an `http(s)://…?EIO=4&transport=polling` URL): the handshake
     /// GET. Its packets, the `open` packet first, are the first frames `recv` returns. With
     /// `upgrade_to` (the WebSocket URL), the upgrade starts at once if the server offers it.
+    /// `tls` secures `https://` and `wss://`.
     pub async fn connect(
         url: &Url,
         headers: &[(String, String)],
         max_inbound: usize,
         upgrade_to: Option<Url>,
+        tls: &Arc<ClientConfig>,
     ) -> Result<Self, TransportError> {
         let mut me = Self {
             url: url.clone(),
@@ -88,6 +92,7 @@ impl Polling {
             outbound: Vec::new(),
             upgrade: Upgrade::Off,
             closed: false,
+            tls: tls.clone(),
         };
         let answer = http::request(
             None,
@@ -96,6 +101,7 @@ impl Polling {
             me.request_headers(),
             None,
             max_inbound,
+            me.tls.clone(),
         )
         .await?;
         me.get_lane = me.take_answer(answer)?;
@@ -118,7 +124,10 @@ impl Polling {
             ws_url.query_pairs_mut().append_pair("sid", &handshake.sid);
             let headers = me.request_headers();
             // A proxy that swallows the upgrade must not leave a probe hanging forever.
-            let probe = tokio::time::timeout(PROBE_TIMEOUT, probe(ws_url, headers, max_inbound));
+            let probe = tokio::time::timeout(
+                PROBE_TIMEOUT,
+                probe(ws_url, headers, max_inbound, me.tls.clone()),
+            );
             me.upgrade = Upgrade::Probing(Box::pin(async move {
                 probe
                     .await
@@ -182,6 +191,7 @@ impl Polling {
             self.request_headers(),
             None,
             self.max_inbound,
+            self.tls.clone(),
         );
         self.get = Some(Box::pin(fut));
     }
@@ -230,6 +240,7 @@ impl Polling {
             self.request_headers(),
             Some(Bytes::from(payload)),
             4096,
+            self.tls.clone(),
         )
         .await?;
         let status = answer.status;
@@ -248,8 +259,9 @@ async fn probe(
     url: Url,
     headers: Vec<(String, String)>,
     max: usize,
+    tls: Arc<ClientConfig>,
 ) -> Result<Box<WebSocket>, TransportError> {
-    let mut ws = WebSocket::connect(&url, &headers, max).await?;
+    let mut ws = WebSocket::connect(&url, &headers, max, &tls).await?;
     ws.feed(Frame::Text(Utf8Bytes::from_static("2probe")))
         .await?;
     ws.flush().await?;

@@ -1,9 +1,12 @@
-//! WebSocket transport over tokio-tungstenite (rustls for `wss://`).
+//! WebSocket transport over tokio-tungstenite (rustls for `wss://`, configured by
+//! [`super::tls`]).
+
+use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream, connect_async_with_config,
+    Connector, MaybeTlsStream, WebSocketStream, connect_async_tls_with_config,
     tungstenite::{
         self, Message,
         client::IntoClientRequest,
@@ -22,12 +25,14 @@ pub struct WebSocket {
 }
 
 impl WebSocket {
-    /// Opens a WebSocket to `url` with extra request `headers`, refusing inbound messages
-    /// larger than `max_message` bytes before they are buffered in full.
+    /// Opens a WebSocket to `url` with extra request `headers` (and `tls` for `wss://`),
+    /// refusing inbound messages larger than `max_message` bytes before they are buffered in
+    /// full.
     pub async fn connect(
         url: &Url,
         headers: &[(String, String)],
         max_message: usize,
+        tls: &Arc<rustls::ClientConfig>,
     ) -> Result<Self, TransportError> {
         let mut request = url
             .as_str()
@@ -46,9 +51,11 @@ impl WebSocket {
             .max_frame_size(Some(max_message));
         // Nagle off: acks and heartbeats are small and latency-sensitive; throughput comes from
         // batching writes before a flush instead.
-        let (inner, _response) = connect_async_with_config(request, Some(config), true)
-            .await
-            .map_err(|e| map_error(e, max_message))?;
+        let connector = Connector::Rustls(tls.clone());
+        let (inner, _response) =
+            connect_async_tls_with_config(request, Some(config), true, Some(connector))
+                .await
+                .map_err(|e| map_error(e, max_message))?;
         Ok(Self { inner, max_message })
     }
 }

@@ -14,6 +14,7 @@ import subprocess
 from typing import Iterator, Optional
 
 import pytest
+import trustme
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 SERVER_JS = ROOT / "tests" / "node" / "server.js"
@@ -45,7 +46,8 @@ class NodeServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if "TLS_CERT" in self._env else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def ws_url(self) -> str:
@@ -85,6 +87,34 @@ def polling_server(tmp_path: pathlib.Path) -> Iterator[NodeServer]:
 def envelope_server(tmp_path: pathlib.Path) -> Iterator[NodeServer]:
     """The JSON-envelope server (``tests/node/envelope-server.js``); ``ws_url`` is its URL."""
     s = NodeServer(tmp_path / "ledger.txt", script=ENVELOPE_JS)
+    yield s
+    s.kill()
+
+
+class TlsServer(NodeServer):
+    """The Socket.IO server on HTTPS/WSS with a certificate from a CA made for the test."""
+
+    def __init__(self, tmp_path: pathlib.Path) -> None:
+        self.ca = trustme.CA()
+        cert = self.ca.issue_cert("127.0.0.1")
+        self.cert_pem = cert.cert_chain_pems[0].bytes().decode()
+        cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+        cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+        super().__init__(
+            tmp_path / "ledger.txt",
+            TLS_CERT=str(tmp_path / "cert.pem"),
+            TLS_KEY=str(tmp_path / "key.pem"),
+        )
+
+    @property
+    def ca_pem(self) -> str:
+        return self.ca.cert_pem.bytes().decode()
+
+
+@pytest.fixture
+def tls_server(tmp_path: pathlib.Path) -> Iterator[TlsServer]:
+    """A server on HTTPS/WSS whose certificate only a test CA vouches for."""
+    s = TlsServer(tmp_path)
     yield s
     s.kill()
 

@@ -243,3 +243,44 @@ async def test_envelope_protocol_events_requests_and_rejections(envelope_server:
         pulselink.Client(envelope_server.ws_url, protocol="envelope", ping_interval=0)
     with pytest.raises(pulselink.InvalidConfig, match="protocol"):
         pulselink.Client(envelope_server.ws_url, protocol="mqtt")  # type: ignore[arg-type]
+
+
+async def test_tls_trusts_a_private_ca_and_checks_pins(tls_server: Any) -> None:
+    # The default trust (webpki roots) refuses a certificate from an unknown CA, and says why.
+    refused = pulselink.Client(tls_server.url, reconnect=FAST_RETRY)
+    notices = refused.notices()
+    refused.start()
+    async for notice in notices:
+        assert not notice.is_connected(), "connected to a server it must not trust"
+        if isinstance(notice, pulselink.Notice.CONNECT_FAILED):
+            assert "UnknownIssuer" in notice.error
+            break
+    await refused.close()
+
+    pins = pulselink.certificate_pins(tls_server.cert_pem)
+    assert len(pins) == 1 and pins[0].startswith("sha256/")
+    trusted = pulselink.TlsConfig(ca_pem=[tls_server.ca_pem], pins=pins)
+    for transports, name in (
+        (pulselink.Transports.WEB_SOCKET, "websocket"),
+        (pulselink.Transports.POLLING, "polling"),
+    ):
+        async with pulselink.Client(tls_server.url, tls=trusted, transports=transports) as client:
+            assert await client.emit_with_ack("transport?") == [name]
+
+    # A valid certificate from the same CA but another key does not match the pin.
+    other = tls_server.ca.issue_cert("127.0.0.1").cert_chain_pems[0].bytes().decode()
+    wrong = pulselink.TlsConfig(ca_pem=[tls_server.ca_pem], pins=pulselink.certificate_pins(other))
+    client = pulselink.Client(tls_server.url, tls=wrong, reconnect=FAST_RETRY)
+    notices = client.notices()
+    client.start()
+    async for notice in notices:
+        assert not notice.is_connected(), "connected despite the pin"
+        if isinstance(notice, pulselink.Notice.CONNECT_FAILED):
+            assert "pin mismatch" in notice.error
+            break
+    await client.close()
+
+    with pytest.raises(pulselink.InvalidConfig, match="no trust anchors"):
+        pulselink.Client(tls_server.url, tls=pulselink.TlsConfig(builtin_roots=False))
+    with pytest.raises(pulselink.InvalidArgs):
+        pulselink.certificate_pins("not a certificate")

@@ -34,6 +34,7 @@ from ._errors import (
     Unauthorized,
 )
 from ._events import Event, EventStream, NoticeStream
+from ._tls import certificate_pins
 from ._ffi import (
     AuthRequest,
     DedupConfig,
@@ -49,6 +50,7 @@ from ._ffi import (
     RateLimit,
     ReconnectConfig,
     State,
+    TlsConfig,
     Transports,
 )
 
@@ -87,6 +89,8 @@ __all__ = [
     "Socket",
     "State",
     "StorageError",
+    "TlsConfig",
     "Transports",
     "Unauthorized",
+    "certificate_pins",
 ]

@@ -158,6 +158,10 @@ class Client(Socket):
     and counts the link dead when a pong takes over ``ping_timeout`` (10); ``auth`` keys
     ``token``, ``userId`` and ``sessionId`` go into the first ``auth`` message, events are
     named by their ``type``, and a failed response raises :class:`Rejected`.
+
+    ``tls`` chooses whom ``wss://`` and ``https://`` trust (verification is always on):
+    ``TlsConfig(ca_pem=[company_ca_pem])`` adds a CA, ``builtin_roots=False`` trusts only
+    those, and ``pins=certificate_pins(server_cert_pem)`` pins the server's key.
     """
 
     @translated
@@ -183,6 +187,7 @@ class Client(Socket):
         max_event_age: Optional[float] = None,
         max_inbound_bytes: Optional[int] = None,
         token_expired_event: Optional[str] = None,
+        tls: Optional[_ffi.TlsConfig] = None,
     ) -> None:
         provider = None
         auth_json = None
@@ -212,6 +217,7 @@ class Client(Socket):
             max_event_age_ms=_ms(max_event_age),
             max_inbound_bytes=max_inbound_bytes,
             token_expired_event=token_expired_event,
+            tls=tls,
         )
         self._client = _ffi.Client(config, provider)
         super().__init__(self._client.main_socket())

@@ -99,6 +99,15 @@ final class PulselinkClientTests: XCTestCase {
         } catch PulselinkError.AckTimeout {}
         try await client.close()
     }
+
+    func testTlsOptionsAreCheckedBeforeAnyConnection() throws {
+        // No trust anchor at all would refuse every server: a configuration error, at once.
+        XCTAssertThrowsError(try PulselinkClient(ClientConfig(
+            url: "wss://example.com", tls: TlsConfig(builtinRoots: false))))
+        XCTAssertThrowsError(try PulselinkClient(ClientConfig(
+            url: "wss://example.com", tls: TlsConfig(pins: ["md5/nope"]))))
+        XCTAssertThrowsError(try certificatePins(pem: "not a certificate"))
+    }
 }
 
 /// A value shared with the auth closure, which runs on another thread.

@@ -3,9 +3,13 @@ package io.pulselink.ktx
 import io.pulselink.AuthRequest
 import io.pulselink.ClientConfig
 import io.pulselink.WireProtocol
+import io.pulselink.Notice
 import io.pulselink.PulselinkException
 import io.pulselink.ReconnectConfig
 import io.pulselink.State
+import io.pulselink.TlsConfig
+import io.pulselink.Transports
+import io.pulselink.certificatePins
 import kotlinx.coroutines.CoroutineStart
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.async
@@ -42,8 +46,8 @@ class PulselinkClientTest {
 
     private val servers = mutableListOf<NodeServer>()
 
-    private fun server(script: String = "server.js") =
-        NodeServer(dir.resolve("ledger.txt").toFile(), script).also { servers += it }
+    private fun server(script: String = "server.js", env: Map<String, String> = emptyMap()) =
+        NodeServer(dir.resolve("ledger.txt").toFile(), script, env).also { servers += it }
 
     @AfterEach
     fun stopServers() = servers.forEach { it.kill() }
@@ -177,6 +181,49 @@ class PulselinkClientTest {
         client.shutdown()
     }
 
+    /** Runs the JDK's keytool (a self-signed certificate needs nothing else) and returns its output. */
+    private fun keytool(vararg args: String): String {
+        val p = ProcessBuilder(File(System.getProperty("java.home"), "bin/keytool").path, *args)
+            .redirectErrorStream(true).start()
+        val out = p.inputStream.bufferedReader().readText()
+        check(p.waitFor() == 0) { "keytool ${args.first()}: $out" }
+        return out
+    }
+
+    @Test
+    fun `wss to a self-signed server trusted by its own certificate and pinned`() = test {
+        val p12 = dir.resolve("server.p12").toFile().path
+        val store = arrayOf("-keystore", p12, "-storetype", "PKCS12", "-storepass", "pulselink", "-alias", "server")
+        keytool("-genkeypair", "-keyalg", "EC", "-groupname", "secp256r1", "-dname", "CN=pulselink-test",
+            "-ext", "san=ip:127.0.0.1", "-validity", "2", *store)
+        val pem = keytool("-exportcert", "-rfc", *store)
+        val server = server(env = mapOf("TLS_PFX" to p12, "TLS_PASSPHRASE" to "pulselink"))
+        assertTrue(server.url.startsWith("https://"))
+
+        // Trusted as the only anchor and pinned: WebSocket and polling both work.
+        val tls = TlsConfig(caPem = listOf(pem), builtinRoots = false, pins = certificatePins(pem))
+        for ((transports, name) in listOf(Transports.WEB_SOCKET to "websocket", Transports.POLLING to "polling")) {
+            val client = PulselinkClient(ClientConfig(url = server.url, tls = tls, transports = transports))
+            client.connect()
+            assertEquals(JsonPrimitive(name), client.emitWithAck("transport?").args[0])
+            client.shutdown()
+        }
+
+        // The default trust refuses it, and the connect error says why.
+        val refused = PulselinkClient(ClientConfig(url = server.url, connectWaitMs = 2000u))
+        val failed = async(start = CoroutineStart.UNDISPATCHED) {
+            refused.notices().first { it is Notice.ConnectFailed } as Notice.ConnectFailed
+        }
+        refused.start()
+        assertTrue("UnknownIssuer" in failed.await().error, failed.await().error)
+        refused.shutdown()
+
+        assertThrows<PulselinkException.InvalidConfig> {
+            PulselinkClient(ClientConfig(url = server.url, tls = TlsConfig(builtinRoots = false)))
+        }
+        assertThrows<PulselinkException.InvalidArgs> { certificatePins("not a certificate") }
+    }
+
     @Test
     fun `bad input is a clear exception`() = test {
         assertThrows<PulselinkException.InvalidConfig> { PulselinkClient(ClientConfig(url = "not a url")) }
@@ -190,12 +237,16 @@ class PulselinkClientTest {
 }
 
 /** `tests/node/<script>` on loopback; [kill] and [restart] keep the port. */
-class NodeServer(private val ledgerFile: File, private val script: String = "server.js") {
+class NodeServer(
+    private val ledgerFile: File,
+    private val script: String = "server.js",
+    private val env: Map<String, String> = emptyMap(),
+) {
     private val root = File(System.getProperty("pulselink.root") ?: "../..")
     private var process: Process? = null
     var port = 0
         private set
-    val url get() = "http://127.0.0.1:$port"
+    val url get() = (if ("TLS_PFX" in env) "https" else "http") + "://127.0.0.1:$port"
 
     /** The envelope server's WebSocket URL. */
     val wsUrl get() = "ws://127.0.0.1:$port/ws"
@@ -208,6 +259,7 @@ class NodeServer(private val ledgerFile: File, private val script: String = "ser
         val pb = ProcessBuilder("node", File(root, "tests/node/$script").path)
         pb.environment()["PORT"] = port.toString()
         pb.environment()["LEDGER"] = ledgerFile.path
+        pb.environment().putAll(env)
         pb.redirectError(ProcessBuilder.Redirect.INHERIT)
         val p = pb.start()
         val line = p.inputStream.bufferedReader().readLine() ?: error("server did not start")
