@@ -1,7 +1,10 @@
 //! A loopback TCP proxy a test programs while traffic flows, to put real faults between
-//! Pulselink and a real server: black holes, latency with jitter, bandwidth limits, 1-byte
-//! segments, abrupt resets, a close after N bytes, and WebSocket upgrades swallowed (a proxy
-//! that lets plain HTTP through but not WebSocket).
+//! Pulselink and a real server: black holes (an outage on the path), latency with jitter,
+//! bandwidth limits, 1-byte segments, abrupt resets, a close after N bytes, and WebSocket
+//! upgrades swallowed (a proxy that lets plain HTTP through but not WebSocket).
+//!
+//! Every fault keeps TCP's promise: the bytes of a connection arrive in order or not at all,
+//! never with a hole in the middle.
 //!
 //! Each accepted connection gets an upstream connection and two pumps (one per direction).
 //! A pump reads what arrives and hands it to a delay line, which writes it out no earlier than
@@ -11,8 +14,8 @@
 use std::{
     net::SocketAddr,
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -30,7 +33,9 @@ use tokio::{
 /// The faults applied to traffic; change them with [`FaultProxy::set`].
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
-    /// Drop every byte both ways without closing (no FIN, no RST): a half-open link.
+    /// An outage on the path: nothing arrives either way, not even a FIN or RST (a half-open
+    /// link). Bytes wait as TCP's retransmissions would, and arrive in order if it heals
+    /// while the connection is still open.
     pub blackhole: bool,
     /// Added one-way delay for every chunk.
     pub latency: Duration,
@@ -45,10 +50,16 @@ pub struct Faults {
     /// Swallow connections whose first request is a WebSocket upgrade (bytes dropped, never
     /// answered, never closed), as some corporate proxies do; plain HTTP passes.
     pub blackhole_websocket_upgrades: bool,
+    /// Send every server→client WebSocket data frame twice, as a misbehaving intermediary or
+    /// a retrying server would.
+    pub duplicate_frames: bool,
+    /// Reverse each run of server→client WebSocket data frames that arrive together.
+    pub reorder_frames: bool,
 }
 
 struct Shared {
-    faults: Mutex<Faults>,
+    /// A watch, so a delay line held by a black hole resumes the moment it heals.
+    faults: watch::Sender<Faults>,
     /// Bumped by [`FaultProxy::reset_all`]; every live connection resets when it changes.
     resets: watch::Sender<u64>,
     open: AtomicUsize,
@@ -58,7 +69,13 @@ struct Shared {
 
 impl Shared {
     fn faults(&self) -> Faults {
-        self.faults.lock().unwrap().clone()
+        self.faults.borrow().clone()
+    }
+
+    /// Returns once no black hole is in the way.
+    async fn path_open(&self) {
+        let mut faults = self.faults.subscribe();
+        let _ = faults.wait_for(|f| !f.blackhole).await;
     }
 }
 
@@ -75,7 +92,7 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
-            faults: Mutex::new(Faults::default()),
+            faults: watch::channel(Faults::default()).0,
             resets: watch::channel(0).0,
             open: AtomicUsize::new(0),
             accepted: AtomicUsize::new(0),
@@ -109,7 +126,7 @@ impl FaultProxy {
 
     /// Changes the faults; open connections see the change on their next chunk.
     pub fn set(&self, change: impl FnOnce(&mut Faults)) {
-        change(&mut self.shared.faults.lock().unwrap());
+        self.shared.faults.send_modify(change);
     }
 
     /// Removes every fault.
@@ -156,13 +173,14 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, shared: Arc<Shared>)
     let mut resets = shared.resets.subscribe();
     resets.borrow_and_update();
     let carried = AtomicU64::new(0);
+    let websocket = AtomicBool::new(false);
     let reset = {
         // Borrowed halves: the sockets outlive the pumps, so a reset can set SO_LINGER before
         // they close.
         let (cr, cw) = client.split();
         let (sr, sw) = server.split();
-        let up = pump(cr, sw, &shared, &carried, true);
-        let down = pump(sr, cw, &shared, &carried, false);
+        let up = pump(cr, sw, &shared, &carried, &websocket, true);
+        let down = pump(sr, cw, &shared, &carried, &websocket, false);
         tokio::select! {
             _ = up => false,
             _ = down => false,
@@ -185,6 +203,7 @@ async fn pump(
     to: WriteHalf<'_>,
     shared: &Shared,
     carried: &AtomicU64,
+    websocket: &AtomicBool,
     client_to_server: bool,
 ) {
     let (tx, rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
@@ -193,20 +212,34 @@ async fn pump(
         let mut first = true;
         let mut swallowed = false;
         let mut last_due = Instant::now();
+        let mut frames = Framer::default();
         loop {
             let n = match from.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
             let faults = shared.faults();
-            if first && client_to_server && faults.blackhole_websocket_upgrades {
+            if first && client_to_server {
                 let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
-                swallowed = head.contains("upgrade: websocket");
+                let upgrade = head.contains("upgrade: websocket");
+                websocket.store(upgrade, Ordering::SeqCst);
+                swallowed = upgrade && faults.blackhole_websocket_upgrades;
             }
             first = false;
-            if swallowed || faults.blackhole {
+            if swallowed {
                 continue;
             }
+            // Server→client WebSocket bytes go out as whole frames, so frames can be
+            // duplicated or reordered without breaking the framing.
+            let chunk = if !client_to_server && websocket.load(Ordering::SeqCst) {
+                frames.rewrite(&buf[..n], &faults)
+            } else {
+                buf[..n].to_vec()
+            };
+            if chunk.is_empty() {
+                continue;
+            }
+            let n = chunk.len();
             let total = carried.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
             if let Some(limit) = faults.close_after_bytes
                 && total > limit
@@ -217,12 +250,76 @@ async fn pump(
             // Never earlier than the chunk before: jitter delays, it does not reorder bytes.
             let due = (Instant::now() + faults.latency + jitter).max(last_due);
             last_due = due;
-            if tx.send((due, buf[..n].to_vec())).is_err() {
+            if tx.send((due, chunk)).is_err() {
                 break;
             }
         }
     };
     tokio::join!(read, delay_line(rx, to, shared));
+}
+
+/// Cuts a server→client WebSocket stream into the HTTP response head and whole frames.
+#[derive(Default)]
+struct Framer {
+    head_done: bool,
+    pending: Vec<u8>,
+}
+
+impl Framer {
+    /// What to forward for `bytes`: the complete units they finish, with data frames
+    /// duplicated or neighbours swapped as `faults` say; an incomplete frame waits.
+    fn rewrite(&mut self, bytes: &[u8], faults: &Faults) -> Vec<u8> {
+        self.pending.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        if !self.head_done {
+            let Some(end) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return out;
+            };
+            out.extend(self.pending.drain(..end + 4));
+            self.head_done = true;
+        }
+        let mut units: Vec<Vec<u8>> = Vec::new();
+        while let Some(len) = frame_len(&self.pending) {
+            units.push(self.pending.drain(..len).collect());
+        }
+        // Data frames only (text, binary, unfragmented): control frames keep their meaning.
+        let is_data = |f: &[u8]| f[0] == 0x81 || f[0] == 0x82;
+        if faults.reorder_frames {
+            // Each run of data frames that arrived together goes out last first.
+            let mut start = 0;
+            while start < units.len() {
+                let run = units[start..].iter().take_while(|u| is_data(u)).count();
+                units[start..start + run].reverse();
+                start += run.max(1);
+            }
+        }
+        for unit in units {
+            if faults.duplicate_frames && is_data(&unit) {
+                out.extend_from_slice(&unit);
+            }
+            out.extend(unit);
+        }
+        out
+    }
+}
+
+/// The length of the WebSocket frame at the start of `b`, once all of it is there.
+fn frame_len(b: &[u8]) -> Option<usize> {
+    let second = *b.get(1)?;
+    let (header, payload) = match second & 0x7f {
+        126 => (
+            4,
+            u16::from_be_bytes(b.get(2..4)?.try_into().ok()?) as usize,
+        ),
+        127 => (
+            10,
+            usize::try_from(u64::from_be_bytes(b.get(2..10)?.try_into().ok()?)).ok()?,
+        ),
+        n => (2, n as usize),
+    };
+    let mask = if second & 0x80 != 0 { 4 } else { 0 };
+    let total = header + mask + payload;
+    (b.len() >= total).then_some(total)
 }
 
 /// Writes chunks when they are due, at the configured bandwidth, sliced if asked.
@@ -235,10 +332,8 @@ async fn delay_line(
     let mut paced = Instant::now();
     while let Some((due, chunk)) = rx.recv().await {
         tokio::time::sleep_until(due).await;
+        shared.path_open().await;
         let faults = shared.faults();
-        if faults.blackhole {
-            continue;
-        }
         let piece_len = if faults.slice { 1 } else { chunk.len().max(1) };
         for piece in chunk.chunks(piece_len) {
             if to.write_all(piece).await.is_err() {
@@ -261,6 +356,8 @@ async fn delay_line(
                 .fetch_add(piece.len() as u64, Ordering::SeqCst);
         }
     }
+    // The FIN waits out a black hole too.
+    shared.path_open().await;
     let _ = to.shutdown().await;
 }
 
@@ -291,17 +388,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn forwards_then_black_holes_without_closing_then_heals() {
+    async fn forwards_then_black_holes_without_closing_then_heals_in_order() {
         let proxy = FaultProxy::start(echo_server().await).await;
         let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
         assert_eq!(round_trip(&mut s, b"hello").await, b"hello");
         proxy.set(|f| f.blackhole = true);
-        s.write_all(b"lost").await.unwrap();
+        s.write_all(b"held").await.unwrap();
         let mut buf = [0u8; 8];
         let silent = tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await;
         assert!(silent.is_err(), "a black hole neither answers nor closes");
         proxy.heal();
-        assert_eq!(round_trip(&mut s, b"back").await, b"back");
+        // What was sent into the outage arrives first, as TCP retransmission would deliver it.
+        s.write_all(b"back").await.unwrap();
+        let mut both = [0u8; 8];
+        s.read_exact(&mut both).await.unwrap();
+        assert_eq!(&both, b"heldback");
         assert_eq!(proxy.open_connections(), 1);
     }
 
@@ -320,6 +421,56 @@ mod tests {
         assert_eq!(round_trip(&mut s, b"12345").await, b"12345"); // 10 bytes carried
         s.write_all(b"6").await.unwrap();
         assert_eq!(s.read(&mut buf).await.unwrap(), 0, "FIN after the limit");
+    }
+
+    #[test]
+    fn frames_are_cut_whole_then_duplicated_or_swapped() {
+        let text = |t: &str| [&[0x81, t.len() as u8][..], t.as_bytes()].concat();
+        let ping = vec![0x89, 0x00];
+        let long = [&[0x82, 126, 0x01, 0x00][..], &[7u8; 256]].concat();
+        let head = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
+        let stream = [
+            head.clone(),
+            text("a"),
+            text("b"),
+            ping.clone(),
+            long.clone(),
+        ]
+        .concat();
+
+        // Split anywhere, passed through unchanged without faults.
+        let mut f = Framer::default();
+        let (x, y) = stream.split_at(40);
+        let out = [
+            f.rewrite(x, &Faults::default()),
+            f.rewrite(y, &Faults::default()),
+        ]
+        .concat();
+        assert_eq!(out, stream);
+
+        let dup = Faults {
+            duplicate_frames: true,
+            ..Faults::default()
+        };
+        let out = Framer::default().rewrite(&stream, &dup);
+        let expected = [
+            head.clone(),
+            text("a"),
+            text("a"),
+            text("b"),
+            text("b"),
+            ping.clone(),
+            long.clone(),
+            long.clone(),
+        ];
+        assert_eq!(out, expected.concat());
+
+        let swap = Faults {
+            reorder_frames: true,
+            ..Faults::default()
+        };
+        let out = Framer::default().rewrite(&stream, &swap);
+        assert_eq!(out, [head, text("b"), text("a"), ping, long].concat());
     }
 
     #[tokio::test]
