@@ -145,6 +145,13 @@ function handlers(socket) {
     for (let id = 1; id <= NEWS_REPLAY; id++) socket.emit("news", { id, title: `item ${id}` });
   }
   socket.on("kick-me", () => socket.disconnect(true));
+  // An event nested `depth` arrays deep, then a marker: hostile JSON for the client's parser.
+  socket.on("nest-me", (depth) => {
+    let v = 1;
+    for (let i = 0; i < depth; i++) v = [v];
+    socket.emit("deep", v);
+    socket.emit("after-deep", 1);
+  });
   // The seed's rate-limit signal, with the time sending may resume.
   socket.on("limit-me", (ms) => {
     const resetTime = new Date(Date.now() + ms).toISOString();

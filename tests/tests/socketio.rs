@@ -573,6 +573,45 @@ async fn an_oversized_inbound_message_is_refused_and_the_client_recovers() {
     client.close().await;
 }
 
+/// JSON nested a thousand deep (well inside the size limit) is hostile to recursive parsers:
+/// it must neither overflow the stack nor cost the connection. With dedup configured the
+/// engine parses the first argument, so that path is exercised too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_json_is_refused_without_harm() {
+    let server = NodeServer::start().await;
+    let mut cfg = config(&server);
+    cfg.dedup = Some(pulselink::DedupConfig {
+        pointer: Some("/id".into()),
+        ..Default::default()
+    });
+    let client = Client::new(cfg).unwrap();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+    // 1,000 deep: far past serde_json's limit of 128, within what the Node server survives.
+    client.emit("nest-me", json!(1000)).await.unwrap();
+    let mut deep = None;
+    loop {
+        let ev = tokio::time::timeout(T, events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        match ev.name() {
+            "deep" => deep = Some(ev),
+            "after-deep" => break,
+            _ => {}
+        }
+    }
+    // Delivered as raw JSON (the app may use a parser of its choice) or dropped as invalid;
+    // parsing it here is an error, not a crash.
+    let metrics = client.metrics().await.unwrap();
+    match deep {
+        Some(ev) => assert!(ev.args().is_err()),
+        None => assert_eq!(metrics.invalid_dropped, 1, "{metrics:?}"),
+    }
+    assert_eq!(metrics.connects, 1, "the connection survived");
+    client.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emit_over_the_servers_max_payload_fails_alone() {
     let server = NodeServer::start().await;
