@@ -58,9 +58,13 @@ Also proven elsewhere in the suite (run by `scripts/test.sh`):
 - SIGKILLed emitter processes lose nothing: `tests/tests/durability.rs`;
 - oversized inbound messages refused before they are buffered: `tests/tests/socketio.rs`.
 
-Not covered: encryption of the outbox at rest (see the README's "At rest"), and the platform
-trust stores (the Android and iOS system CAs): Pulselink trusts the webpki roots plus the CAs
-an app passes.
+- an encrypted outbox leaves no readable payload in the database or its WAL, refuses to
+  open without its key or with another, then delivers everything: `tests/tests/durability.rs`
+  `an_encrypted_outbox_keeps_health_data_unreadable_and_delivers_it`;
+- JSON nested 1,000 deep is refused without harm: `tests/tests/socketio.rs`.
+
+Not covered: the platform trust stores (the Android and iOS system CAs): Pulselink trusts the
+webpki roots plus the CAs an app passes.
 NOTES
 } > tests/RELIABILITY.md
 echo "wrote tests/RELIABILITY.md"

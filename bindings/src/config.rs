@@ -187,6 +187,45 @@ pub struct OutboxConfig {
     /// Client-side rate limits, all applied (e.g. 10 per second and 100 per minute).
     #[uniffi(default)]
     pub rate_limits: Vec<RateLimit>,
+    /// Encrypts each entry's arguments and attachments in the file; event names and
+    /// timestamps stay readable. Once set, the file does not open without it.
+    #[uniffi(default)]
+    pub encryption_key: Option<Arc<OutboxKey>>,
+}
+
+/// A 256-bit key encrypting outbox payloads at rest. Keep it in the iOS Keychain or the
+/// Android Keystore; it is an object, not a record, so it never shows in a `toString`.
+#[derive(uniffi::Object)]
+pub struct OutboxKey(pulselink::OutboxKey);
+
+impl std::fmt::Debug for OutboxKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[uniffi::export]
+impl OutboxKey {
+    /// A fresh random key (store it with `to_base64` on first launch).
+    #[uniffi::constructor]
+    pub fn generate() -> Result<Arc<Self>, PulselinkError> {
+        let key = pulselink::OutboxKey::generate()
+            .map_err(|e| PulselinkError::Internal { message: e })?;
+        Ok(Arc::new(Self(key)))
+    }
+
+    /// The key from 32 bytes written as base64 or 64 hex digits.
+    #[uniffi::constructor]
+    pub fn parse(text: String) -> Result<Arc<Self>, PulselinkError> {
+        let key =
+            pulselink::OutboxKey::parse(&text).map_err(|e| PulselinkError::config("key", e))?;
+        Ok(Arc::new(Self(key)))
+    }
+
+    /// The key as base64, to keep it.
+    pub fn to_base64(&self) -> String {
+        self.0.to_base64()
+    }
 }
 
 /// At most `events` entries sent per `per_ms` milliseconds.
@@ -295,6 +334,7 @@ impl ClientConfig {
             );
             set(&mut out.ack_timeout, o.ack_timeout_ms.map(ms));
             set(&mut out.max_sends, o.max_sends);
+            out.encryption_key = o.encryption_key.map(|k| k.0.clone());
             out.rate_limits = o
                 .rate_limits
                 .into_iter()

@@ -20,8 +20,8 @@ mod stream;
 pub use auth::{AuthError, AuthProvider, AuthRequest};
 pub use client::{Client, Socket};
 pub use config::{
-    ClientConfig, DedupConfig, Durability, OutboxConfig, Overflow, RateLimit, ReconnectConfig,
-    TlsConfig, Transports, WireProtocol, certificate_pins,
+    ClientConfig, DedupConfig, Durability, OutboxConfig, OutboxKey, Overflow, RateLimit,
+    ReconnectConfig, TlsConfig, Transports, WireProtocol, certificate_pins,
 };
 pub use error::PulselinkError;
 pub use event::{

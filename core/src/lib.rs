@@ -64,4 +64,5 @@ pub use outbox::{
     Priority,
 };
 pub use ratelimit::RateLimit;
+pub use store::cipher::OutboxKey;
 pub use transport::tls::{certificate_pin, certificate_pins};

@@ -147,6 +147,11 @@ pub struct OutboxConfig {
     /// `retryAfter` seconds) they carry, one second if they carry neither. An `error` event
     /// whose first argument has `"code": "RATE_LIMIT_EXCEEDED"` counts too.
     pub rate_limit_events: Vec<String>,
+    /// Encrypts each entry's arguments and attachments in the file (ChaCha20-Poly1305) with
+    /// this key, kept by the app in the iOS Keychain or Android Keystore. Event names,
+    /// namespaces, timestamps and subscriptions stay readable. Entries written before a key
+    /// was set stay as they were until sent; once set, the file cannot be opened without it.
+    pub encryption_key: Option<crate::OutboxKey>,
 }
 
 impl Default for OutboxConfig {
@@ -163,6 +168,7 @@ impl Default for OutboxConfig {
             max_sends: 5,
             rate_limits: Vec::new(),
             rate_limit_events: vec!["rate_limit_exceeded".into()],
+            encryption_key: None,
         }
     }
 }

@@ -643,3 +643,57 @@ async fn rate_limits_space_out_the_outbox_and_the_server_can_pause_it() {
     assert_eq!(client.metrics().await.unwrap().rate_limit_pauses, 1);
     client.close().await;
 }
+
+/// Health data queued offline with an encryption key: neither the database nor its WAL holds
+/// it readable, the file refuses to open without the key or with another one (and loses
+/// nothing), and with the key every entry is delivered once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_outbox_keeps_health_data_unreadable_and_delivers_it() {
+    let (dir, ledger, store) = scratch("encrypted-outbox");
+    let mut server = NodeServer::start_with_ledger(&ledger).await;
+    server.kill().await;
+    let key = pulselink::OutboxKey::generate().unwrap();
+    let base = config(&server).with_store(&store);
+    let keyed = |key: Option<pulselink::OutboxKey>| {
+        let mut c = base.clone();
+        c.outbox.encryption_key = key;
+        c
+    };
+
+    let client = Client::new(keyed(Some(key.clone()))).unwrap();
+    client.start().unwrap();
+    for n in 0..10 {
+        let reading = json!({"n": n, "diagnosis": "arrhythmia-7f3a", "bpm": 180 + n});
+        client
+            .emit_with("tick", reading, EmitOptions::default().confirm())
+            .await
+            .unwrap();
+    }
+    client.close().await;
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(15).any(|w| w == b"arrhythmia-7f3a"),
+            "plaintext health data on disk"
+        );
+    }
+
+    for wrong in [None, Some(pulselink::OutboxKey::generate().unwrap())] {
+        let err = Client::new(keyed(wrong)).expect_err("refused");
+        assert!(
+            matches!(err, Error::InvalidConfig(ref m) if m.contains("encrypt")),
+            "{err:?}"
+        );
+    }
+
+    server.restart().await;
+    let client = Client::new(keyed(Some(key))).unwrap();
+    client.connect().await.unwrap();
+    tokio::time::timeout(T, client.outbox().drained())
+        .await
+        .unwrap()
+        .unwrap();
+    client.close().await;
+    let (ticks, _) = check_ledger(&read_ledger(&ledger));
+    assert_eq!(ticks, (0..10).collect::<Vec<_>>());
+}

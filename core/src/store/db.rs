@@ -6,7 +6,10 @@ use std::{path::Path, time::Duration};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::{Lane, NewEntry, StoreError, StoredEntry, StoredSubscription};
+use super::{
+    Lane, NewEntry, StoreError, StoredEntry, StoredSubscription,
+    cipher::{self, Cipher, OutboxKey},
+};
 use crate::outbox::Durability;
 
 /// The schema version this build writes; older files are migrated on open.
@@ -63,11 +66,14 @@ pub(crate) struct Snapshot {
     pub(crate) unclean: bool,
 }
 
-/// Opens (creating or migrating) the database at `path`, or an in-memory one for `None`.
+/// Opens (creating or migrating) the database at `path`, or an in-memory one for `None`;
+/// with `key`, checks it is the key the file's payloads were sealed with (recording it on the
+/// first keyed open) and returns the cipher for them.
 pub(super) fn open(
     path: Option<&Path>,
     durability: Durability,
-) -> Result<(Connection, Snapshot), StoreError> {
+    key: Option<&OutboxKey>,
+) -> Result<(Connection, Snapshot, Option<Cipher>), StoreError> {
     let conn = match path {
         Some(p) => Connection::open_with_flags(
             p,
@@ -95,13 +101,72 @@ pub(super) fn open(
     ))
     .map_err(|e| StoreError::from_sqlite("pragma", e))?;
     migrate(&conn)?;
+    let cipher = check_key(&conn, key)?;
     let unclean = meta_get(&conn, "clean")?.as_deref() == Some("0");
     if unclean {
         quick_check(&conn)?;
     }
     meta_set(&conn, "clean", "0")?;
     let snapshot = load(&conn, unclean)?;
-    Ok((conn, snapshot))
+    Ok((conn, snapshot, cipher))
+}
+
+/// The meta row proving which key seals this file's payloads (a sealed constant, not the key).
+const KEY_CHECK: &str = "key_check";
+
+/// Matches `key` with the file: a keyed file needs its key, and the first keyed open records
+/// the check (insert-if-absent, so two processes opening at once agree).
+fn check_key(conn: &Connection, key: Option<&OutboxKey>) -> Result<Option<Cipher>, StoreError> {
+    let bad_key = |m: &str| StoreError::Key(m.to_owned());
+    let Some(key) = key else {
+        return match meta_get(conn, KEY_CHECK)? {
+            Some(_) => Err(bad_key(
+                "this outbox's payloads are encrypted: configure its encryption key",
+            )),
+            None => Ok(None),
+        };
+    };
+    let cipher = Cipher::new(key).map_err(|_| bad_key("unusable encryption key"))?;
+    if meta_get(conn, KEY_CHECK)?.is_none() {
+        let check = cipher
+            .seal(cipher::CHECK_CONTEXT, KEY_CHECK, &[])
+            .map_err(|_| StoreError::Io("no randomness for the key check".into()))?;
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+            params![KEY_CHECK, check],
+        )
+        .map_err(|e| StoreError::from_sqlite("key check", e))?;
+    }
+    let check = meta_get(conn, KEY_CHECK)?.unwrap_or_default();
+    match cipher.open(cipher::CHECK_CONTEXT, &check) {
+        Ok(Some((text, _))) if text == KEY_CHECK => Ok(Some(cipher)),
+        _ => Err(bad_key(
+            "the encryption key is not the one this outbox was written with",
+        )),
+    }
+}
+
+/// The context a payload is sealed in: it cannot be moved to another event unnoticed.
+fn seal_context(namespace: &str, event: &str) -> String {
+    format!("{namespace}\0{event}")
+}
+
+/// `entry` with its payload opened, if sealed.
+fn reveal(mut entry: StoredEntry, cipher: Option<&Cipher>) -> Result<StoredEntry, StoreError> {
+    if !cipher::is_sealed(&entry.args) {
+        return Ok(entry);
+    }
+    let context = seal_context(&entry.namespace, &entry.event);
+    let opened = cipher.map(|c| c.open(&context, &entry.args));
+    let Some(Ok(Some((args, attachments)))) = opened else {
+        return Err(StoreError::Corrupt(format!(
+            "entry {} does not decrypt: the file was altered",
+            entry.seq
+        )));
+    };
+    entry.args = args;
+    entry.attachments = attachments;
+    Ok(entry)
 }
 
 /// Switches the file to WAL and returns the journal mode now in force. The switch needs an
@@ -277,6 +342,7 @@ pub(super) fn insert(
     conn: &Connection,
     e: &NewEntry,
     now_ms: i64,
+    cipher: Option<&Cipher>,
 ) -> Result<(u64, Option<(u64, u64)>), StoreError> {
     let sql = |err| StoreError::from_sqlite("insert", err);
     let mut replaced = None;
@@ -292,7 +358,19 @@ pub(super) fn insert(
             .map_err(sql)?;
         replaced = old.map(|(s, b)| (s as u64, b as u64));
     }
-    let attachments = (!e.attachments.is_empty()).then(|| pack(&e.attachments));
+    let (args, attachments) = match cipher {
+        Some(c) => {
+            let context = seal_context(&e.namespace, &e.event);
+            let sealed = c
+                .seal(&context, &e.args, &e.attachments)
+                .map_err(|_| StoreError::Io("no randomness to encrypt the entry".into()))?;
+            (std::borrow::Cow::<str>::Owned(sealed), None)
+        }
+        None => (
+            std::borrow::Cow::Borrowed(e.args.as_str()),
+            (!e.attachments.is_empty()).then(|| pack(&e.attachments)),
+        ),
+    };
     let expires = e.ttl.map(|t| now_ms.saturating_add(t.as_millis() as i64));
     conn.prepare_cached(
         "INSERT INTO outbox (lane, namespace, event, args, attachments, want_ack, created_ms,
@@ -304,7 +382,7 @@ pub(super) fn insert(
         e.lane as i64,
         &*e.namespace,
         e.event,
-        e.args,
+        args,
         attachments,
         e.want_ack,
         now_ms,
@@ -389,6 +467,7 @@ pub(super) fn fetch(
     after: u64,
     limit: usize,
     now_ms: i64,
+    cipher: Option<&Cipher>,
 ) -> Result<Vec<StoredEntry>, StoreError> {
     let sql = |err| StoreError::from_sqlite("fetch", err);
     conn.prepare_cached(&format!(
@@ -402,12 +481,16 @@ pub(super) fn fetch(
         row_to_entry,
     )
     .map_err(sql)?
-    .collect::<Result<_, _>>()
-    .map_err(sql)
+    .map(|r| reveal(r.map_err(sql)?, cipher))
+    .collect()
 }
 
 /// Up to `limit` entries in send order (lane, then age), for the app to inspect.
-pub(super) fn list(conn: &Connection, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
+pub(super) fn list(
+    conn: &Connection,
+    limit: usize,
+    cipher: Option<&Cipher>,
+) -> Result<Vec<StoredEntry>, StoreError> {
     let sql = |err| StoreError::from_sqlite("list", err);
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM outbox ORDER BY lane DESC, seq LIMIT ?1"
@@ -415,8 +498,8 @@ pub(super) fn list(conn: &Connection, limit: usize) -> Result<Vec<StoredEntry>, 
     .map_err(sql)?
     .query_map([limit as i64], row_to_entry)
     .map_err(sql)?
-    .collect::<Result<_, _>>()
-    .map_err(sql)
+    .map(|r| reveal(r.map_err(sql)?, cipher))
+    .collect()
 }
 
 /// Deletes every entry; returns how many went.
@@ -510,7 +593,7 @@ pub(super) fn set_recovery(
 }
 
 /// Attachments as one blob: each is a little-endian u32 length followed by its bytes.
-fn pack(parts: &[Vec<u8>]) -> Vec<u8> {
+pub(super) fn pack(parts: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 4).sum());
     for p in parts {
         out.extend_from_slice(&(p.len() as u32).to_le_bytes());
@@ -520,7 +603,7 @@ fn pack(parts: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// The inverse of [`pack`]; a truncated blob yields the parts that are whole.
-fn unpack(mut blob: &[u8]) -> Vec<Vec<u8>> {
+pub(super) fn unpack(mut blob: &[u8]) -> Vec<Vec<u8>> {
     let mut parts = Vec::new();
     while blob.len() >= 4 {
         let len = u32::from_le_bytes([blob[0], blob[1], blob[2], blob[3]]) as usize;
@@ -538,6 +621,70 @@ fn unpack(mut blob: &[u8]) -> Vec<Vec<u8>> {
 mod tests {
     use super::*;
 
+    fn entry(n: u64) -> NewEntry {
+        NewEntry {
+            lane: Lane::Normal,
+            namespace: "/".into(),
+            event: "metric:recorded".into(),
+            args: format!(r#"[{{"heartRate":{n},"note":"private-{n}"}}]"#),
+            attachments: vec![b"ecg-private".to_vec()],
+            want_ack: true,
+            ttl: None,
+            coalesce_key: None,
+        }
+    }
+
+    #[test]
+    fn an_encrypted_outbox_keeps_payloads_unreadable_and_needs_its_key() {
+        let dir = std::env::temp_dir().join(format!("pl-db-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        let key = OutboxKey::generate().unwrap();
+        // One entry from before the key was set, two after.
+        let (conn, _, none) = open(Some(&path), Durability::Normal, None).unwrap();
+        insert(&conn, &entry(1), 0, none.as_ref()).unwrap();
+        drop(conn);
+        let (conn, _, cipher) = open(Some(&path), Durability::Normal, Some(&key)).unwrap();
+        for n in 2..=3 {
+            insert(&conn, &entry(n), 0, cipher.as_ref()).unwrap();
+        }
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        drop(conn);
+
+        // On disk: the old entry as it was, the new ones sealed.
+        let raw = std::fs::read(&path).unwrap();
+        let has = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"private-1"));
+        assert!(!has(b"private-2") && !has(b"private-3"));
+        assert_eq!(raw.windows(11).filter(|w| w == b"ecg-private").count(), 1);
+
+        // Without the key, or with another, the file does not open; nothing is touched.
+        let needs_key = open(Some(&path), Durability::Normal, None).unwrap_err();
+        assert!(matches!(needs_key, StoreError::Key(ref m) if m.contains("configure")));
+        let other = OutboxKey::generate().unwrap();
+        let wrong = open(Some(&path), Durability::Normal, Some(&other)).unwrap_err();
+        assert!(matches!(wrong, StoreError::Key(ref m) if m.contains("not the one")));
+
+        // With it, every entry reads back as written, in order.
+        let (conn, snap, cipher) = open(Some(&path), Durability::Normal, Some(&key)).unwrap();
+        assert_eq!(snap.count, 3);
+        let got = fetch(&conn, Lane::Normal, 0, 10, 0, cipher.as_ref()).unwrap();
+        let args: Vec<&str> = got.iter().map(|e| e.args.as_str()).collect();
+        let want: Vec<String> = (1..=3).map(|n| entry(n).args).collect();
+        assert_eq!(args, want);
+        assert!(
+            got.iter()
+                .all(|e| e.attachments == vec![b"ecg-private".to_vec()])
+        );
+
+        // A sealed payload moved to another event, or altered, is refused as damage.
+        conn.execute("UPDATE outbox SET event = 'other' WHERE seq = 2", [])
+            .unwrap();
+        let moved = fetch(&conn, Lane::Normal, 0, 10, 0, cipher.as_ref()).unwrap_err();
+        assert!(matches!(moved, StoreError::Corrupt(ref m) if m.contains("entry 2")));
+    }
+
     #[test]
     fn attachments_round_trip() {
         let parts = vec![vec![], vec![1, 2, 3], vec![0; 300]];
@@ -550,11 +697,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pl-db-{}", fastrand::u64(..)));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.db");
-        let (conn, snap) = open(Some(&path), Durability::Normal).unwrap();
+        let (conn, snap, _) = open(Some(&path), Durability::Normal, None).unwrap();
         assert!(!snap.unclean);
         let id = snap.client_id;
         drop(conn); // no clean close recorded
-        let (conn, snap) = open(Some(&path), Durability::Full).unwrap();
+        let (conn, snap, _) = open(Some(&path), Durability::Full, None).unwrap();
         assert!(snap.unclean, "a run that never closed the store is unclean");
         assert_eq!(snap.client_id, id, "the client id survives");
         let v: i32 = conn
@@ -564,7 +711,7 @@ mod tests {
         conn.execute_batch("PRAGMA user_version = 99").unwrap();
         drop(conn);
         assert!(matches!(
-            open(Some(&path), Durability::Normal),
+            open(Some(&path), Durability::Normal, None),
             Err(StoreError::Incompatible { found: 99, .. })
         ));
         std::fs::remove_dir_all(dir).unwrap();
@@ -581,7 +728,10 @@ mod tests {
                 .map(|_| {
                     s.spawn(|| {
                         barrier.wait();
-                        open(Some(&path), Durability::Normal).unwrap().1.client_id
+                        open(Some(&path), Durability::Normal, None)
+                            .unwrap()
+                            .1
+                            .client_id
                     })
                 })
                 .collect();
@@ -597,7 +747,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.db");
         std::fs::write(&path, vec![0x5a; 8192]).unwrap();
-        let err = open(Some(&path), Durability::Normal).unwrap_err();
+        let err = open(Some(&path), Durability::Normal, None).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
         std::fs::remove_dir_all(dir).unwrap();
     }

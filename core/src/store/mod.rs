@@ -9,6 +9,7 @@
 //! parked here and answered by the next commit that adds entries, so a live emit reaches the
 //! wire without the engine having to ask again.
 
+pub(crate) mod cipher;
 mod db;
 
 use std::{
@@ -54,6 +55,9 @@ pub(crate) enum StoreError {
     Incompatible { found: i32, supported: i32 },
     #[error("store error: {0}")]
     Io(String),
+    /// The encryption key is missing or not the file's.
+    #[error("outbox encryption: {0}")]
+    Key(String),
 }
 
 impl StoreError {
@@ -75,6 +79,7 @@ impl From<StoreError> for Error {
             StoreError::Corrupt(m) => Error::StoreCorrupt(m),
             e @ StoreError::Incompatible { .. } => Error::Store(e.to_string()),
             StoreError::Io(m) => Error::Store(m),
+            e @ StoreError::Key(_) => Error::InvalidConfig(e.to_string()),
         }
     }
 }
@@ -196,13 +201,18 @@ impl Store {
         config: &OutboxConfig,
         notices: broadcast::Sender<Notice>,
     ) -> Result<(Store, Snapshot), Error> {
-        let (conn, snapshot) = db::open(config.path.as_deref(), config.durability)?;
+        let (conn, snapshot, cipher) = db::open(
+            config.path.as_deref(),
+            config.durability,
+            config.encryption_key.as_ref(),
+        )?;
         if snapshot.unclean {
             debug!("store was not closed cleanly last time; quick_check passed");
         }
         let (tx, rx) = mpsc::channel(CHANNEL);
         let worker = Worker {
             conn,
+            cipher,
             client_id: snapshot.client_id.clone(),
             limits: config.clone(),
             stats: OutboxStats {
@@ -310,6 +320,8 @@ enum Deferred {
 
 struct Worker {
     conn: Connection,
+    /// Seals payloads when the app configured an encryption key.
+    cipher: Option<cipher::Cipher>,
     client_id: String,
     limits: OutboxConfig,
     stats: OutboxStats,
@@ -477,7 +489,7 @@ impl Worker {
                 self.recount_if_shared(n, seqs.len())?;
             }
             Cmd::List { limit, reply } => {
-                let items = db::list(&self.conn, limit)?
+                let items = db::list(&self.conn, limit, self.cipher.as_ref())?
                     .into_iter()
                     .map(|e| self.describe(e))
                     .collect();
@@ -543,7 +555,8 @@ impl Worker {
             if found.len() >= limit {
                 break;
             }
-            for entry in db::fetch(&self.conn, lane, after, limit - found.len(), now)? {
+            let cipher = self.cipher.as_ref();
+            for entry in db::fetch(&self.conn, lane, after, limit - found.len(), now, cipher)? {
                 let ack = self.waiters.remove(&entry.seq);
                 found.push(Fetched { entry, ack });
             }
@@ -609,7 +622,7 @@ impl Worker {
                 }
             }
         }
-        let (seq, replaced) = db::insert(&self.conn, e, now)?;
+        let (seq, replaced) = db::insert(&self.conn, e, now, self.cipher.as_ref())?;
         if let Some((_, bytes)) = replaced {
             self.stats.coalesced += 1;
             self.shrink(1, bytes);
@@ -718,9 +731,11 @@ mod tests {
     use super::*;
 
     fn worker(config: OutboxConfig) -> Worker {
-        let (conn, snapshot) = db::open(None, config.durability).unwrap();
+        let (conn, snapshot, cipher) =
+            db::open(None, config.durability, config.encryption_key.as_ref()).unwrap();
         Worker {
             conn,
+            cipher,
             client_id: snapshot.client_id,
             limits: config,
             stats: OutboxStats::default(),
@@ -790,7 +805,11 @@ mod tests {
         );
         assert!(errors[0].to_string().contains("disk full"), "{}", errors[0]);
         assert_eq!(w.stats.pending, 10, "counters match what is stored");
-        assert_eq!(db::list(&w.conn, 100).unwrap().len(), 10, "nothing lost");
+        assert_eq!(
+            db::list(&w.conn, 100, None).unwrap().len(),
+            10,
+            "nothing lost"
+        );
         db::quick_check(&w.conn).unwrap();
         // Space comes back: writes work again.
         w.conn

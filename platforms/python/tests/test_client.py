@@ -284,3 +284,26 @@ async def test_tls_trusts_a_private_ca_and_checks_pins(tls_server: Any) -> None:
         pulselink.Client(tls_server.url, tls=pulselink.TlsConfig(builtin_roots=False))
     with pytest.raises(pulselink.InvalidArgs):
         pulselink.certificate_pins("not a certificate")
+
+
+async def test_encrypted_outbox_is_unreadable_on_disk_and_needs_its_key(server: Any, tmp_path: pathlib.Path) -> None:
+    store = str(tmp_path / "outbox.db")
+    key = pulselink.generate_outbox_key()
+    server.kill()
+    client = pulselink.Client(server.url, store_path=store, outbox=pulselink.OutboxConfig(encryption_key=key))
+    client.start()
+    await client.emit("tick", {"n": 0, "note": "private-glucose-reading"}, confirm=True)
+    await client.close()
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("outbox.db"))
+    assert b"private-glucose-reading" not in on_disk
+
+    with pytest.raises(pulselink.InvalidConfig, match="encrypt"):
+        pulselink.Client(server.url, store_path=store)
+    with pytest.raises(pulselink.InvalidConfig, match="key"):
+        pulselink.outbox_key("too short")
+
+    server.restart()
+    same_key = pulselink.outbox_key(key.to_base64())
+    async with pulselink.Client(server.url, store_path=store, outbox=pulselink.OutboxConfig(encryption_key=same_key)) as client:
+        await client.outbox.drained()
+    assert [line.split()[1] for line in server.ledger_lines()] == ["0"]

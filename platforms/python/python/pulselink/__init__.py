@@ -34,7 +34,7 @@ from ._errors import (
     Unauthorized,
 )
 from ._events import Event, EventStream, NoticeStream
-from ._tls import certificate_pins
+from ._security import certificate_pins, generate_outbox_key, outbox_key
 from ._ffi import (
     AuthRequest,
     DedupConfig,
@@ -43,6 +43,7 @@ from ._ffi import (
     Metrics,
     Notice,
     OutboxConfig,
+    OutboxKey,
     OutboxStats,
     Overflow,
     PendingEmit,
@@ -78,6 +79,7 @@ __all__ = [
     "Outbox",
     "OutboxConfig",
     "OutboxFull",
+    "OutboxKey",
     "OutboxStats",
     "Overflow",
     "PendingEmit",
@@ -93,4 +95,6 @@ __all__ = [
     "Transports",
     "Unauthorized",
     "certificate_pins",
+    "generate_outbox_key",
+    "outbox_key",
 ]

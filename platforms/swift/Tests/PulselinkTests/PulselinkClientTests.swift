@@ -108,6 +108,23 @@ final class PulselinkClientTests: XCTestCase {
             url: "wss://example.com", tls: TlsConfig(pins: ["md5/nope"]))))
         XCTAssertThrowsError(try certificatePins(pem: "not a certificate"))
     }
+
+    func testAnEncryptedOutboxNeedsItsKey() async throws {
+        let store = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString).path
+        func config(_ key: OutboxKey?) -> ClientConfig {
+            ClientConfig(url: "http://127.0.0.1:9", storePath: store, outbox: OutboxConfig(encryptionKey: key))
+        }
+        let key = try OutboxKey.generate()
+        let client = try PulselinkClient(config(key))
+        _ = try await client.emit("tick", ["note": "private-reading"], options: EmitOptions(confirm: true))
+        try await client.close()
+        let onDisk = try Data(contentsOf: URL(fileURLWithPath: store))
+        XCTAssertNil(onDisk.range(of: Data("private-reading".utf8)))
+        XCTAssertThrowsError(try PulselinkClient(config(nil)))
+        XCTAssertThrowsError(try PulselinkClient(config(try OutboxKey.generate())))
+        let again = try PulselinkClient(config(try OutboxKey.parse(text: key.toBase64())))
+        try await again.close()
+    }
 }
 
 /// A value shared with the auth closure, which runs on another thread.

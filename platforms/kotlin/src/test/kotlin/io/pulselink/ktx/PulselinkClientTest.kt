@@ -4,6 +4,8 @@ import io.pulselink.AuthRequest
 import io.pulselink.ClientConfig
 import io.pulselink.WireProtocol
 import io.pulselink.Notice
+import io.pulselink.OutboxConfig
+import io.pulselink.OutboxKey
 import io.pulselink.PulselinkException
 import io.pulselink.ReconnectConfig
 import io.pulselink.State
@@ -222,6 +224,29 @@ class PulselinkClientTest {
             PulselinkClient(ClientConfig(url = server.url, tls = TlsConfig(builtinRoots = false)))
         }
         assertThrows<PulselinkException.InvalidArgs> { certificatePins("not a certificate") }
+    }
+
+    @Test
+    fun `an encrypted outbox is unreadable on disk and needs its key`() = test {
+        val store = dir.resolve("enc.db").toFile().path
+        fun config(key: OutboxKey?) =
+            ClientConfig(url = "http://127.0.0.1:9", storePath = store, outbox = OutboxConfig(encryptionKey = key))
+        val key = OutboxKey.generate()
+        val client = PulselinkClient(config(key))
+        client.emit("tick", mapOf("note" to "private-reading"), confirm = true)
+        client.shutdown()
+        val files = dir.toFile().listFiles()!!.filter { it.name.startsWith("enc.db") }
+        assertTrue(files.isNotEmpty())
+        assertTrue(files.none { String(it.readBytes(), Charsets.ISO_8859_1).contains("private-reading") })
+
+        assertThrows<PulselinkException.InvalidConfig> { PulselinkClient(config(null)) }
+        assertThrows<PulselinkException.InvalidConfig> { PulselinkClient(config(OutboxKey.generate())) }
+        assertThrows<PulselinkException.InvalidConfig> { OutboxKey.parse("too short") }
+        val again = PulselinkClient(config(OutboxKey.parse(key.toBase64())))
+        val pending = again.outbox.list(10u)
+        assertEquals(1, pending.size)
+        assertTrue("private-reading" in pending[0].argsJson)
+        again.shutdown()
     }
 
     @Test
