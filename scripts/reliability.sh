@@ -56,8 +56,7 @@ Also proven elsewhere in the suite (run by `scripts/test.sh`):
 - terminal auth failures stop retrying (`State::Unauthorized`): `tests/tests/socketio.rs`,
   `tests/tests/envelope.rs`;
 - SIGKILLed emitter processes lose nothing: `tests/tests/durability.rs`;
-- oversized inbound messages refused before they are buffered: `tests/tests/socketio.rs`.
-
+- oversized inbound messages refused before they are buffered: `tests/tests/socketio.rs`;
 - an encrypted outbox leaves no readable payload in the database or its WAL, refuses to
   open without its key or with another, then delivers everything: `tests/tests/durability.rs`
   `an_encrypted_outbox_keeps_health_data_unreadable_and_delivers_it`;

@@ -245,17 +245,23 @@ async def test_envelope_protocol_events_requests_and_rejections(envelope_server:
         pulselink.Client(envelope_server.ws_url, protocol="mqtt")  # type: ignore[arg-type]
 
 
+async def first_connect_error(client: pulselink.Client) -> str:
+    """Starts ``client``, which must not connect, and returns its first connect error."""
+    notices = client.notices()
+    client.start()
+    try:
+        async for notice in notices:
+            assert not notice.is_connected(), "connected to a server it must not trust"
+            if isinstance(notice, pulselink.Notice.CONNECT_FAILED):
+                return notice.error
+        raise AssertionError("notices ended")
+    finally:
+        await client.close()
+
+
 async def test_tls_trusts_a_private_ca_and_checks_pins(tls_server: Any) -> None:
     # The default trust (webpki roots) refuses a certificate from an unknown CA, and says why.
-    refused = pulselink.Client(tls_server.url, reconnect=FAST_RETRY)
-    notices = refused.notices()
-    refused.start()
-    async for notice in notices:
-        assert not notice.is_connected(), "connected to a server it must not trust"
-        if isinstance(notice, pulselink.Notice.CONNECT_FAILED):
-            assert "UnknownIssuer" in notice.error
-            break
-    await refused.close()
+    assert "UnknownIssuer" in await first_connect_error(pulselink.Client(tls_server.url, reconnect=FAST_RETRY))
 
     pins = pulselink.certificate_pins(tls_server.cert_pem)
     assert len(pins) == 1 and pins[0].startswith("sha256/")
@@ -270,15 +276,7 @@ async def test_tls_trusts_a_private_ca_and_checks_pins(tls_server: Any) -> None:
     # A valid certificate from the same CA but another key does not match the pin.
     other = tls_server.ca.issue_cert("127.0.0.1").cert_chain_pems[0].bytes().decode()
     wrong = pulselink.TlsConfig(ca_pem=[tls_server.ca_pem], pins=pulselink.certificate_pins(other))
-    client = pulselink.Client(tls_server.url, tls=wrong, reconnect=FAST_RETRY)
-    notices = client.notices()
-    client.start()
-    async for notice in notices:
-        assert not notice.is_connected(), "connected despite the pin"
-        if isinstance(notice, pulselink.Notice.CONNECT_FAILED):
-            assert "pin mismatch" in notice.error
-            break
-    await client.close()
+    assert "pin mismatch" in await first_connect_error(pulselink.Client(tls_server.url, tls=wrong, reconnect=FAST_RETRY))
 
     with pytest.raises(pulselink.InvalidConfig, match="no trust anchors"):
         pulselink.Client(tls_server.url, tls=pulselink.TlsConfig(builtin_roots=False))
