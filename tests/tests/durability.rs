@@ -670,6 +670,8 @@ async fn an_encrypted_outbox_keeps_health_data_unreadable_and_delivers_it() {
             .unwrap();
     }
     client.close().await;
+    // close() returns once the store is closed: the WAL is checkpointed and gone.
+    assert!(!dir.join("outbox.db-wal").exists());
     for file in std::fs::read_dir(&dir).unwrap() {
         let bytes = std::fs::read(file.unwrap().path()).unwrap();
         assert!(

@@ -315,7 +315,6 @@ enum Deferred {
     Cleared(Reply<u64>, u64),
     Done(Reply<()>),
     Unsubscribed(Reply<Option<String>>, Option<String>),
-    Closed(oneshot::Sender<()>),
 }
 
 struct Worker {
@@ -337,8 +336,8 @@ struct Worker {
 impl Worker {
     fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
         let mut batch = Vec::with_capacity(64);
-        let mut closing = false;
-        while !closing {
+        let mut closed_reply = None;
+        while closed_reply.is_none() {
             batch.clear();
             match rx.blocking_recv() {
                 Some(cmd) => batch.push(cmd),
@@ -350,28 +349,36 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            closing = self.run_batch(&mut batch);
+            closed_reply = self.run_batch(&mut batch);
         }
         if let Err(e) = db::meta_set(&self.conn, "clean", "1") {
             warn!(error = %e, "could not mark the store closed");
         }
         // Whoever still waits on an entry hears that the client is gone.
         self.waiters.clear();
+        // Closed before `close()` returns: the last connection checkpoints and removes the
+        // WAL, so an app that exits, moves or reopens the file right after finds it whole.
+        if let Err((_, e)) = self.conn.close() {
+            warn!(error = %e, "could not close the store cleanly");
+        }
         debug!("store thread stopped");
+        if let Some(reply) = closed_reply {
+            let _ = reply.send(());
+        }
     }
 
-    /// Runs one batch in one transaction; returns whether a close was requested.
-    fn run_batch(&mut self, batch: &mut Vec<Cmd>) -> bool {
+    /// Runs one batch in one transaction; returns the reply of a close it found (the rest of
+    /// the batch still runs).
+    fn run_batch(&mut self, batch: &mut Vec<Cmd>) -> Option<oneshot::Sender<()>> {
         let now = now_ms();
         let before = self.stats.clone();
         let mut deferred = Vec::with_capacity(batch.len());
         let mut appended = false;
-        let mut closing = false;
+        let mut closing = None;
         let mut failure = db::begin(&self.conn).err();
         for cmd in batch.drain(..) {
             if let Cmd::Close(reply) = cmd {
-                closing = true;
-                deferred.push(Deferred::Closed(reply));
+                closing = Some(reply);
                 continue;
             }
             appended |= matches!(cmd, Cmd::Append { .. });
@@ -697,7 +704,6 @@ impl Deferred {
             Deferred::Cleared(r, n) => drop(r.send(Ok(n))),
             Deferred::Done(r) => drop(r.send(Ok(()))),
             Deferred::Unsubscribed(r, u) => drop(r.send(Ok(u))),
-            Deferred::Closed(r) => drop(r.send(())),
         }
     }
 
@@ -721,7 +727,6 @@ impl Deferred {
             Deferred::Cleared(r, _) => drop(r.send(Err(err.clone()))),
             Deferred::Done(r) => drop(r.send(Err(err.clone()))),
             Deferred::Unsubscribed(r, _) => drop(r.send(Err(err.clone()))),
-            Deferred::Closed(r) => drop(r.send(())),
         }
     }
 }
