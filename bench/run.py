@@ -191,6 +191,7 @@ def main():
         # Durability: commit rates into a store file, memory while offline, backlog drain.
         ("commit-full-1", ["pulselink"], 500 if args.quick else 2_000),
         ("commit-full-batch", ["pulselink"], 20_000 if args.quick else 100_000),
+        ("commit-full-batch-encrypted", ["pulselink"], 20_000 if args.quick else 100_000),
         ("commit-normal-1", ["pulselink"], 2_000 if args.quick else 10_000),
         ("commit-normal-batch", ["pulselink"], 50_000 if args.quick else 300_000),
         ("offline-rss", ["pulselink", "socket.io-client"], 50_000 if args.quick else 300_000),
@@ -276,6 +277,8 @@ def main():
         f"| commits/s, `Full`, one emit at a time (single-row commit rate) | {rate('commit-full-1')} |",
         f"| emits/s, `Full`, 1,024 in flight (group commit) | {rate('commit-full-batch')} "
         f"({'–' if not single else f'{grouped / single:.0f}× single'}) |",
+        f"| emits/s, `Full`, 1,024 in flight, payloads encrypted (`encryption_key`) "
+        f"| {rate('commit-full-batch-encrypted')} |",
         f"| emits/s, `Normal`, one at a time | {rate('commit-normal-1')} |",
         f"| emits/s, `Normal`, 1,024 in flight | {rate('commit-normal-batch')} |",
         f"| emits/s while connected, one at a time (awaiting each commit) | {rate('out-seq')} |",

@@ -32,15 +32,20 @@ fn main() {
             ("out-seq", "pulselink") => pulselink_out(&url, n, 1).await,
             ("ack", "pulselink") => pulselink_ack(&url, n).await,
             ("reconnect", "pulselink") => pulselink_reconnect(&url).await,
-            ("commit-full-1", "pulselink") => commit(&url, n, Durability::Full, 1, &mode).await,
+            ("commit-full-1", "pulselink") => {
+                commit(&url, n, Durability::Full, 1, false, &mode).await
+            }
             ("commit-full-batch", "pulselink") => {
-                commit(&url, n, Durability::Full, BATCH, &mode).await
+                commit(&url, n, Durability::Full, BATCH, false, &mode).await
+            }
+            ("commit-full-batch-encrypted", "pulselink") => {
+                commit(&url, n, Durability::Full, BATCH, true, &mode).await
             }
             ("commit-normal-1", "pulselink") => {
-                commit(&url, n, Durability::Normal, 1, &mode).await
+                commit(&url, n, Durability::Normal, 1, false, &mode).await
             }
             ("commit-normal-batch", "pulselink") => {
-                commit(&url, n, Durability::Normal, BATCH, &mode).await
+                commit(&url, n, Durability::Normal, BATCH, false, &mode).await
             }
             ("offline-rss", "pulselink") => offline_rss(&url, n).await,
             ("drain", "pulselink") => drain(&url, n).await,
@@ -229,9 +234,15 @@ impl Drop for Scratch {
     }
 }
 
-fn durable_client(url: &str, store: &std::path::Path, durability: Durability) -> pulselink::Client {
+fn durable_client(
+    url: &str,
+    store: &std::path::Path,
+    durability: Durability,
+    key: Option<pulselink::OutboxKey>,
+) -> pulselink::Client {
     let mut config = pulselink::ClientConfig::new(url).unwrap().with_store(store);
     config.outbox.durability = durability;
+    config.outbox.encryption_key = key;
     pulselink::Client::new(config).unwrap()
 }
 
@@ -257,10 +268,19 @@ async fn emit_many(
 }
 
 /// Measures the store: the arguments are already JSON text (as a gateway forwarding lines
-/// has them), so building them costs a copy, not a serialization.
-async fn commit(url: &str, n: u64, durability: Durability, in_flight: usize, mode: &str) {
+/// has them), so building them costs a copy, not a serialization. `encrypted` seals every
+/// payload (`OutboxConfig::encryption_key`).
+async fn commit(
+    url: &str,
+    n: u64,
+    durability: Durability,
+    in_flight: usize,
+    encrypted: bool,
+    mode: &str,
+) {
     let scratch = Scratch::new();
-    let client = durable_client(url, &scratch.store(), durability);
+    let key = encrypted.then(|| pulselink::OutboxKey::generate().unwrap());
+    let client = durable_client(url, &scratch.store(), durability, key);
     let text = format!("[{}]", sample());
     let started = Instant::now();
     let mut pending = FuturesUnordered::new();
@@ -281,7 +301,7 @@ async fn commit(url: &str, n: u64, durability: Durability, in_flight: usize, mod
 
 async fn offline_rss(url: &str, n: u64) {
     let scratch = Scratch::new();
-    let client = durable_client(url, &scratch.store(), Durability::Normal);
+    let client = durable_client(url, &scratch.store(), Durability::Normal, None);
     // Warm up the allocator and SQLite's page cache before the baseline.
     emit_many(&client, EVENT, 1_000, 256, EmitOptions::default()).await;
     let before = peak_rss_kib();
@@ -296,7 +316,7 @@ async fn offline_rss(url: &str, n: u64) {
 
 async fn drain(url: &str, n: u64) {
     let scratch = Scratch::new();
-    let client = durable_client(url, &scratch.store(), Durability::Normal);
+    let client = durable_client(url, &scratch.store(), Durability::Normal, None);
     // Queued while offline (the client has not started), each kept until the server acks it
     // (the test server acks `tick`).
     emit_many(&client, "tick", n, 256, EmitOptions::default().confirm()).await;
@@ -310,7 +330,7 @@ async fn drain(url: &str, n: u64) {
 
 async fn resubscribe(url: &str, n: u64) {
     let scratch = Scratch::new();
-    let client = durable_client(url, &scratch.store(), Durability::Normal);
+    let client = durable_client(url, &scratch.store(), Durability::Normal, None);
     for i in 0..n {
         let room = json!({"roomId": format!("room_{i}")});
         client.subscribe("room:subscribe", room, Some("room:unsubscribe")).await.unwrap();

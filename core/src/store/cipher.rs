@@ -87,7 +87,11 @@ pub(crate) type Payload = (String, Vec<Vec<u8>>);
 #[derive(Debug)]
 pub(crate) struct Cipher {
     key: LessSafeKey,
-    rng: SystemRandom,
+    /// Nonces are a random 96-bit start, drawn once, plus a counter: unique for this key
+    /// without a system call per entry (two starts colliding within 2^64 steps of each other
+    /// is a 2^-32 chance per pair of opens — far below anything an app will do).
+    nonce_base: [u8; NONCE_LEN],
+    sealed: std::sync::atomic::AtomicU64,
 }
 
 /// A sealed payload that does not open (another key, or the file was altered), or the
@@ -99,37 +103,59 @@ impl Cipher {
     pub(crate) fn new(key: &OutboxKey) -> Result<Self, Unreadable> {
         // Cannot fail: the key is 32 bytes, what ChaCha20-Poly1305 takes.
         let unbound = UnboundKey::new(&CHACHA20_POLY1305, &key.0).map_err(|_| Unreadable)?;
+        let mut nonce_base = [0u8; NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce_base)
+            .map_err(|_| Unreadable)?;
         Ok(Self {
             key: LessSafeKey::new(unbound),
-            rng: SystemRandom::new(),
+            nonce_base,
+            sealed: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
+    /// The next nonce: the base with the counter added to its last eight bytes.
+    fn next_nonce(&self) -> [u8; NONCE_LEN] {
+        let n = self
+            .sealed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut nonce = self.nonce_base;
+        let tail: [u8; 8] = nonce[4..].try_into().unwrap_or_default();
+        nonce[4..].copy_from_slice(&u64::from_le_bytes(tail).wrapping_add(n).to_le_bytes());
+        nonce
+    }
+
     /// `args` and `attachments` sealed into one text value, bound to `context`; fails only
-    /// if the system cannot provide a random nonce.
+    /// for payloads over 256 GiB.
     pub(crate) fn seal(
         &self,
         context: &str,
         args: &str,
         attachments: &[Vec<u8>],
     ) -> Result<String, Unreadable> {
-        let mut nonce = [0u8; NONCE_LEN];
-        self.rng.fill(&mut nonce).map_err(|_| Unreadable)?;
-        let mut parts = Vec::with_capacity(attachments.len() + 1);
-        parts.push(args.as_bytes().to_vec());
-        parts.extend(attachments.iter().cloned());
-        let mut buf = super::db::pack(&parts);
-        self.key
-            .seal_in_place_append_tag(
+        let nonce = self.next_nonce();
+        // nonce ‖ packed payload ‖ tag, sealed in place in one buffer.
+        let payload: usize =
+            4 + args.len() + attachments.iter().map(|a| 4 + a.len()).sum::<usize>();
+        let mut buf = Vec::with_capacity(NONCE_LEN + payload + CHACHA20_POLY1305.tag_len());
+        buf.extend_from_slice(&nonce);
+        for part in std::iter::once(args.as_bytes()).chain(attachments.iter().map(Vec::as_slice)) {
+            buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            buf.extend_from_slice(part);
+        }
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(context.as_bytes()),
-                &mut buf,
+                &mut buf[NONCE_LEN..],
             )
             .map_err(|_| Unreadable)?;
-        let mut sealed = Vec::with_capacity(NONCE_LEN + buf.len());
-        sealed.extend_from_slice(&nonce);
-        sealed.extend_from_slice(&buf);
-        Ok(format!("{SEALED}{}", STANDARD.encode(sealed)))
+        buf.extend_from_slice(tag.as_ref());
+        let mut sealed = String::with_capacity(SEALED.len() + buf.len().div_ceil(3) * 4);
+        sealed.push_str(SEALED);
+        STANDARD.encode_string(&buf, &mut sealed);
+        Ok(sealed)
     }
 
     /// The arguments and attachments in `stored`, or `None` when it is not sealed.
