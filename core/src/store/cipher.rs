@@ -87,9 +87,10 @@ pub(crate) type Payload = (String, Vec<Vec<u8>>);
 #[derive(Debug)]
 pub(crate) struct Cipher {
     key: LessSafeKey,
-    /// Nonces are a random 96-bit start, drawn once, plus a counter: unique for this key
-    /// without a system call per entry (two starts colliding within 2^64 steps of each other
-    /// is a 2^-32 chance per pair of opens — far below anything an app will do).
+    /// Nonces are a random 96-bit start, drawn once per open, plus a counter in the last 64
+    /// bits: unique for this key without a system call per entry. Two opens of one file
+    /// repeat a nonce only if their first 32 bits match and their counter ranges overlap,
+    /// about 2^-32 · n / 2^64 for n entries: never, in practice.
     nonce_base: [u8; NONCE_LEN],
     sealed: std::sync::atomic::AtomicU64,
 }
