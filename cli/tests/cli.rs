@@ -120,6 +120,12 @@ async fn demo_runs_by_itself_and_shows_the_reconnect() {
     assert!(text.contains("reconnected"), "{text}");
     assert!(text.contains("sent while offline"), "{text}");
     assert!(text.contains("demo finished"), "{text}");
+    // Without PULSELINK_LOG nothing but the demo's own lines: no library's debug chatter.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("DEBUG") && !stderr.contains("TRACE"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

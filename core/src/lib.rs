@@ -45,9 +45,11 @@ pub mod transport;
 /// Log filter directives (for `tracing_subscriber::EnvFilter`) that keep credentials out of
 /// logs when everything else is traced. Pulselink never logs tokens, auth payloads or header
 /// values, but the WebSocket library underneath (tungstenite) dumps whole frames and the
-/// handshake request at TRACE. Append it to your filter:
-/// `EnvFilter::new(format!("trace,{}", pulselink::TRACE_SAFE_FILTER))`.
-pub const TRACE_SAFE_FILTER: &str = "tungstenite=debug,tokio_tungstenite=debug";
+/// handshake request at TRACE, and URLs at DEBUG. Append it to your filter:
+/// `EnvFilter::new(format!("trace,{}", pulselink::TRACE_SAFE_FILTER))`. It sets that library
+/// to INFO (an `EnvFilter` directive sets a level rather than capping one), where it only
+/// warns about redirects, so it adds no noise to a quieter filter either.
+pub const TRACE_SAFE_FILTER: &str = "tungstenite=info,tokio_tungstenite=info";
 
 pub use backoff::ReconnectPolicy;
 pub use client::{Client, EventStream, ListenerHandle, Outbox, Socket};
