@@ -126,11 +126,12 @@ fn check_key(conn: &Connection, key: Option<&OutboxKey>) -> Result<Option<Cipher
             None => Ok(None),
         };
     };
-    let cipher = Cipher::new(key).map_err(|_| bad_key("unusable encryption key"))?;
+    let cipher = Cipher::new(key)
+        .map_err(|_| bad_key("no randomness from the system to start the key's nonces"))?;
     if meta_get(conn, KEY_CHECK)?.is_none() {
         let check = cipher
             .seal(cipher::CHECK_CONTEXT, KEY_CHECK, &[])
-            .map_err(|_| StoreError::Io("no randomness for the key check".into()))?;
+            .map_err(|_| StoreError::Io("could not seal the key check".into()))?;
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
             params![KEY_CHECK, check],
@@ -363,7 +364,7 @@ pub(super) fn insert(
             let context = seal_context(&e.namespace, &e.event);
             let sealed = c
                 .seal(&context, &e.args, &e.attachments)
-                .map_err(|_| StoreError::Io("no randomness to encrypt the entry".into()))?;
+                .map_err(|_| StoreError::Io("entry too large to encrypt".into()))?;
             (std::borrow::Cow::<str>::Owned(sealed), None)
         }
         None => (
