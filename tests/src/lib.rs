@@ -229,6 +229,16 @@ async fn spawn(port: u16, options: &ServerOptions) -> (Child, u16) {
     panic!("node test server did not start on port {port}");
 }
 
+/// A reconnect policy for tests: 20 ms growing to 200 ms, so a reconnect costs little time
+/// and the backoff still runs.
+pub fn fast_reconnect() -> pulselink::ReconnectPolicy {
+    pulselink::ReconnectPolicy {
+        initial_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        ..pulselink::ReconnectPolicy::default()
+    }
+}
+
 /// A fresh directory under the system temp dir for one test's files.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(

@@ -10,30 +10,21 @@ use std::{
 };
 
 use pulselink::{
-    Client, ClientConfig, DedupConfig, EmitOptions, Error, Notice, Priority, RateLimit,
-    ReconnectPolicy, State,
+    Client, ClientConfig, DedupConfig, EmitOptions, Error, Notice, Priority, RateLimit, State,
 };
 use pulselink_tests::{
-    LedgerLine, NodeServer, ServerOptions, next_named, next_notice, read_ledger, scratch, temp_dir,
-    wait_for_state,
+    LedgerLine, NodeServer, ServerOptions, fast_reconnect, next_named, next_notice, read_ledger,
+    scratch, temp_dir, wait_for_state,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const T: Duration = Duration::from_secs(10);
 
-fn fast_policy() -> ReconnectPolicy {
-    ReconnectPolicy {
-        initial_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(200),
-        ..ReconnectPolicy::default()
-    }
-}
-
 fn config(server: &NodeServer) -> ClientConfig {
     ClientConfig::new(&server.url())
         .unwrap()
-        .with_reconnect(fast_policy())
+        .with_reconnect(fast_reconnect())
 }
 
 /// Every tick number recorded once, in increasing order, and the number of repeats dropped.

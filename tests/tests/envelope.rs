@@ -11,10 +11,10 @@ use std::{
 
 use pulselink::{
     AuthReason, AuthRequest, Client, ClientConfig, DisconnectReason, EnvelopeOptions, Error,
-    Notice, Protocol, ReconnectPolicy, State,
+    Notice, Protocol, State,
 };
 use pulselink_tests::{
-    NodeServer, ServerOptions, next_named, next_notice, scratch, wait_for_state,
+    NodeServer, ServerOptions, fast_reconnect, next_named, next_notice, scratch, wait_for_state,
 };
 use serde_json::{Value, json};
 
@@ -34,11 +34,7 @@ fn config(server: &NodeServer, ping: EnvelopeOptions) -> ClientConfig {
         .unwrap()
         .with_protocol(Protocol::Envelope(ping))
         .with_static_auth(json!({"token": "good", "userId": "u1", "sessionId": "s1"}))
-        .with_reconnect(ReconnectPolicy {
-            initial_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-            ..ReconnectPolicy::default()
-        })
+        .with_reconnect(fast_reconnect())
 }
 
 fn default_config(server: &NodeServer) -> ClientConfig {

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use pulselink::{Args, Client, ClientConfig, EmitOptions, ReconnectPolicy, State, Transports};
+use pulselink::{Args, Client, ClientConfig, EmitOptions, State, Transports};
 use pulselink_tests::{
-    FaultProxy, NodeServer, ServerOptions, next_named, read_ledger, scratch, wait_for_state,
+    FaultProxy, NodeServer, ServerOptions, fast_reconnect, next_named, read_ledger, scratch,
+    wait_for_state,
 };
 use serde_json::json;
 
@@ -16,11 +17,7 @@ fn config(server: &NodeServer, transports: Transports) -> ClientConfig {
     ClientConfig::new(&server.url())
         .unwrap()
         .with_transports(transports)
-        .with_reconnect(ReconnectPolicy {
-            initial_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-            ..ReconnectPolicy::default()
-        })
+        .with_reconnect(fast_reconnect())
 }
 
 /// The Engine.IO transport the server says this session uses now.

@@ -17,7 +17,8 @@ use pulselink::{
     State, Transports,
 };
 use pulselink_tests::{
-    FaultProxy, NodeServer, ServerOptions, next_disconnect, read_ledger, scratch, wait_for_state,
+    FaultProxy, NodeServer, ServerOptions, fast_reconnect, next_disconnect, read_ledger, scratch,
+    wait_for_state,
 };
 use serde_json::json;
 use tokio::{
@@ -39,18 +40,10 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn fast_policy() -> ReconnectPolicy {
-    ReconnectPolicy {
-        initial_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(200),
-        ..ReconnectPolicy::default()
-    }
-}
-
 fn config(url: &str) -> ClientConfig {
     ClientConfig::new(url)
         .unwrap()
-        .with_reconnect(fast_policy())
+        .with_reconnect(fast_reconnect())
 }
 
 fn addr(server: &NodeServer) -> SocketAddr {

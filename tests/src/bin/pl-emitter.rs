@@ -5,12 +5,10 @@
 //! Usage: `pl-emitter URL STORE FROM COUNT` (env `PL_HOLD_ACK=1`: ask the test server to hold
 //! the first acknowledgement of each tick, see `tests/node/server.js`)
 
-use std::{
-    io::Write,
-    time::{Duration, Instant},
-};
+use std::{io::Write, time::Instant};
 
-use pulselink::{Client, ClientConfig, EmitOptions, ReconnectPolicy};
+use pulselink::{Client, ClientConfig, EmitOptions};
+use pulselink_tests::fast_reconnect;
 use serde_json::json;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -25,11 +23,7 @@ async fn main() {
     let config = ClientConfig::new(url)
         .expect("url")
         .with_store(store)
-        .with_reconnect(ReconnectPolicy {
-            initial_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-            ..ReconnectPolicy::default()
-        });
+        .with_reconnect(fast_reconnect());
     let client = Client::new(config).expect("client");
     client.start().expect("start");
     let hold = std::env::var_os("PL_HOLD_ACK").is_some();

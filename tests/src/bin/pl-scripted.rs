@@ -12,10 +12,11 @@
 
 use std::{
     io::Write,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
-use pulselink::{Client, ClientConfig, EmitOptions, Notice, ReconnectPolicy};
+use pulselink::{Client, ClientConfig, EmitOptions, Notice};
+use pulselink_tests::fast_reconnect;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -43,11 +44,7 @@ async fn main() {
     let config = ClientConfig::new(url)
         .expect("url")
         .with_store(store)
-        .with_reconnect(ReconnectPolicy {
-            initial_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-            ..ReconnectPolicy::default()
-        });
+        .with_reconnect(fast_reconnect());
     let client = Client::new(config).expect("client");
     let mut notices = client.notices();
     tokio::spawn(async move {
