@@ -32,16 +32,18 @@ impl From<uniffi::UnexpectedUniFFICallbackError> for AuthError {
 }
 
 /// Supplies the auth object for each namespace CONNECT, as JSON text (`{"token":"..."}`),
-/// or `None` to connect without one. Called on a background thread, on every connect and
-/// again after a refusal or `token:expired`; blocking there (a token refresh over HTTP) is
-/// fine.
+/// or `None` to connect without one. Asked on every connect and again after a refusal or
+/// `token:expired`; it is async (a token refresh over HTTP suspends, it blocks no thread) and
+/// runs on the foreign side's own executor: Python's event loop, a Kotlin coroutine, a Swift
+/// task. An answer that takes longer than the connect timeout fails the attempt.
 #[uniffi::export(with_foreign)]
+#[async_trait::async_trait]
 pub trait AuthProvider: Send + Sync {
     /// Returns the auth object for `request`.
-    fn auth(&self, request: AuthRequest) -> Result<Option<String>, AuthError>;
+    async fn auth(&self, request: AuthRequest) -> Result<Option<String>, AuthError>;
 }
 
-/// Presents a foreign provider to the core, off the engine's threads.
+/// Presents a foreign provider to the core.
 pub(crate) struct Adapter(pub(crate) Arc<dyn AuthProvider>);
 
 impl pulselink::AuthProvider for Adapter {
@@ -57,10 +59,7 @@ impl pulselink::AuthProvider for Adapter {
             message,
         };
         Box::pin(async move {
-            let answer = tokio::task::spawn_blocking(move || provider.auth(request))
-                .await
-                .map_err(|e| format!("auth provider panicked: {e}"))?
-                .map_err(|e| e.to_string())?;
+            let answer = provider.auth(request).await.map_err(|e| e.to_string())?;
             answer
                 .map(|text| {
                     serde_json::from_str(&text)

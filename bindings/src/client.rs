@@ -1,4 +1,6 @@
-//! The `Client` and `Socket` objects: one-line adapters over the core's.
+//! The `Client` and `Socket` objects: one-line adapters over the core's. The client holds what
+//! concerns the connection; emitting, subscribing and receiving are a namespace's, so they are
+//! on `Socket` only (`client.main_socket()` for the main namespace).
 
 use std::{sync::Arc, time::Duration};
 
@@ -7,24 +9,11 @@ use crate::{
     config::ClientConfig,
     error::PulselinkError,
     event::{AckReply, State},
-    listener::{self, EventListener, ListenerHandle, StateListener},
     metrics::Metrics,
     outbox::{EmitOptions, Outbox},
     runtime::{RUNTIME, on_runtime},
     stream::{EventReceiver, NoticeReceiver},
 };
-
-/// Builds the core's arguments from a JSON array text and binary attachments (referenced in
-/// the JSON by `{"_placeholder":true,"num":N}`).
-fn args(json: String, attachments: Vec<Vec<u8>>) -> Result<pulselink::Args, PulselinkError> {
-    if attachments.is_empty() {
-        return Ok(pulselink::Args::from_json_array(json)?);
-    }
-    let value = serde_json::from_str(&json).map_err(|e| PulselinkError::InvalidArgs {
-        message: e.to_string(),
-    })?;
-    Ok(pulselink::Args::with_attachments(value, attachments)?)
-}
 
 /// A Pulselink client: one connection, its namespaces, its durable outbox.
 #[derive(uniffi::Object)]
@@ -36,7 +25,7 @@ pub struct Client {
 #[uniffi::export]
 impl Client {
     /// Creates a client; nothing connects until `connect()` or `start()`. Opens (or creates)
-    /// the outbox store, so a damaged file or a bad path fails here.
+    /// the store, so a damaged file or a bad path fails here.
     #[uniffi::constructor(default(auth = None))]
     pub fn new(
         config: ClientConfig,
@@ -68,7 +57,8 @@ impl Client {
     }
 
     /// Closes the client for good: sends what the connection can still take, stops every
-    /// task, ends every receiver and listener.
+    /// task, ends every receiver. Once it returns, no call into foreign code is made for
+    /// this client.
     /// (Named `shutdown` because `close()` is the generated objects' handle release in
     /// Kotlin and Python.)
     pub async fn shutdown(&self) -> Result<(), PulselinkError> {
@@ -82,7 +72,7 @@ impl Client {
     }
 
     /// Waits until the state differs from `current` and returns the new one (a pull-style
-    /// state stream: pass the last state seen).
+    /// state stream: pass the last state seen). `Closed` once the client is closed.
     pub async fn next_state(&self, current: State) -> State {
         let mut states = self.inner.states();
         // Polled in place: watch channels need no runtime, and cancelling loses nothing.
@@ -93,18 +83,14 @@ impl Client {
         changed.unwrap_or(State::Closed)
     }
 
-    /// Calls `listener` with every state change, starting with the current state.
-    pub fn watch_state(&self, listener: Arc<dyn StateListener>) -> Arc<ListenerHandle> {
-        listener::states(&self.inner, listener)
-    }
-
     /// Reachability hint from the platform: `false` stops retrying (state `Offline`),
     /// `true` reconnects at once.
     pub fn set_network_available(&self, available: bool) -> Result<(), PulselinkError> {
         Ok(self.inner.set_network_available(available)?)
     }
 
-    /// The socket of the main namespace (the URL's path, `/` by default).
+    /// The socket of the main namespace (the URL's path, `/` by default): where the main
+    /// namespace's emits, subscriptions and named events are.
     pub fn main_socket(&self) -> Arc<Socket> {
         self.main.clone()
     }
@@ -119,89 +105,9 @@ impl Client {
         Arc::new(EventReceiver::new(self.inner.events()))
     }
 
-    /// Calls `listener` with batches of every inbound event (`event` = `None`) or of the main
-    /// namespace's events named `event`.
-    #[uniffi::method(default(event = None))]
-    pub fn add_listener(
-        &self,
-        listener: Arc<dyn EventListener>,
-        event: Option<String>,
-    ) -> Arc<ListenerHandle> {
-        match event {
-            None => listener::events(&self.inner, self.inner.events(), listener),
-            Some(name) => self.main.add_listener(name, listener),
-        }
-    }
-
     /// Lifecycle notices (connected, recovered, disconnected, emit failed, ...).
     pub fn notices(&self) -> Arc<NoticeReceiver> {
         Arc::new(NoticeReceiver::new(self.inner.notices()))
-    }
-
-    /// Emits on the main namespace; durable once this returns. See `Socket.emit`.
-    #[uniffi::method(default(attachments = []))]
-    pub async fn emit(
-        &self,
-        event: String,
-        args_json: String,
-        attachments: Vec<Vec<u8>>,
-    ) -> Result<(), PulselinkError> {
-        self.main.emit(event, args_json, attachments).await
-    }
-
-    /// Emits with options on the main namespace; returns the outbox entry id.
-    #[uniffi::method(default(attachments = []))]
-    pub async fn emit_with(
-        &self,
-        event: String,
-        args_json: String,
-        options: EmitOptions,
-        attachments: Vec<Vec<u8>>,
-    ) -> Result<u64, PulselinkError> {
-        self.main
-            .emit_with(event, args_json, options, attachments)
-            .await
-    }
-
-    /// Emits on the main namespace and waits up to `timeout_ms` for the acknowledgement.
-    #[uniffi::method(default(attachments = []))]
-    pub async fn emit_with_ack(
-        &self,
-        event: String,
-        args_json: String,
-        timeout_ms: u64,
-        attachments: Vec<Vec<u8>>,
-    ) -> Result<AckReply, PulselinkError> {
-        self.main
-            .emit_with_ack(event, args_json, timeout_ms, attachments)
-            .await
-    }
-
-    /// Emits only if connected now, bypassing the outbox; false when dropped.
-    pub fn emit_volatile(&self, event: String, args_json: String) -> Result<bool, PulselinkError> {
-        self.main.emit_volatile(event, args_json)
-    }
-
-    /// Declares a subscription on the main namespace, sent and acknowledged on every connect
-    /// before the outbox flows, and kept across restarts. `unsubscribe` names the event that
-    /// undoes it.
-    #[uniffi::method(default(unsubscribe = None))]
-    pub async fn subscribe(
-        &self,
-        event: String,
-        args_json: String,
-        unsubscribe: Option<String>,
-    ) -> Result<(), PulselinkError> {
-        self.main.subscribe(event, args_json, unsubscribe).await
-    }
-
-    /// Forgets a subscription and emits its `unsubscribe` counterpart durably.
-    pub async fn unsubscribe(
-        &self,
-        event: String,
-        args_json: String,
-    ) -> Result<(), PulselinkError> {
-        self.main.unsubscribe(event, args_json).await
     }
 
     /// The durable outbox.
@@ -216,9 +122,16 @@ impl Client {
     }
 }
 
-/// One namespace on a client's connection.
+/// One namespace on a client's connection. Every call that takes arguments takes a JSON
+/// array text and the binary attachments its `{"_placeholder":true,"num":N}` objects name;
+/// a call that cannot carry binary (a subscription, the envelope protocol) refuses
+/// attachments with `InvalidArgs`.
 #[derive(uniffi::Object)]
 pub struct Socket(pulselink::Socket);
+
+fn args(json: String, attachments: Vec<Vec<u8>>) -> Result<pulselink::Args, PulselinkError> {
+    Ok(pulselink::Args::from_parts(json, attachments)?)
+}
 
 #[uniffi::export]
 impl Socket {
@@ -227,8 +140,8 @@ impl Socket {
         self.0.namespace().to_owned()
     }
 
-    /// Emits `event` with `args_json` (a JSON array) and binary `attachments`; the emit is in
-    /// the durable outbox when this returns and is delivered once connected.
+    /// Emits `event`; it is in the durable outbox when this returns and is delivered once
+    /// connected.
     #[uniffi::method(default(attachments = []))]
     pub async fn emit(
         &self,
@@ -271,45 +184,49 @@ impl Socket {
     }
 
     /// Emits only if connected now, bypassing the outbox; false when dropped.
-    pub fn emit_volatile(&self, event: String, args_json: String) -> Result<bool, PulselinkError> {
-        Ok(self.0.emit_volatile(&event, args(args_json, Vec::new())?)?)
+    #[uniffi::method(default(attachments = []))]
+    pub fn emit_volatile(
+        &self,
+        event: String,
+        args_json: String,
+        attachments: Vec<Vec<u8>>,
+    ) -> Result<bool, PulselinkError> {
+        Ok(self
+            .0
+            .emit_volatile(&event, args(args_json, attachments)?)?)
     }
 
-    /// Declares a subscription on this namespace; see `Client.subscribe`.
-    #[uniffi::method(default(unsubscribe = None))]
+    /// Declares a subscription, sent and acknowledged on every connect before the outbox
+    /// flows, and kept across restarts. `unsubscribe` names the event that undoes it.
+    /// Subscriptions carry JSON only: attachments are refused.
+    #[uniffi::method(default(unsubscribe = None, attachments = []))]
     pub async fn subscribe(
         &self,
         event: String,
         args_json: String,
         unsubscribe: Option<String>,
+        attachments: Vec<Vec<u8>>,
     ) -> Result<(), PulselinkError> {
-        let (s, args) = (self.0.clone(), args(args_json, Vec::new())?);
+        let (s, args) = (self.0.clone(), args(args_json, attachments)?);
         let run = async move { s.subscribe(&event, args, unsubscribe.as_deref()).await };
         Ok(on_runtime(run).await??)
     }
 
-    /// Forgets a subscription on this namespace; see `Client.unsubscribe`.
+    /// Forgets a subscription and emits its `unsubscribe` counterpart durably.
+    #[uniffi::method(default(attachments = []))]
     pub async fn unsubscribe(
         &self,
         event: String,
         args_json: String,
+        attachments: Vec<Vec<u8>>,
     ) -> Result<(), PulselinkError> {
-        let (s, args) = (self.0.clone(), args(args_json, Vec::new())?);
+        let (s, args) = (self.0.clone(), args(args_json, attachments)?);
         Ok(on_runtime(async move { s.unsubscribe(&event, args).await }).await??)
     }
 
     /// Inbound events named `event` on this namespace, for one consumer.
     pub fn events_named(&self, event: String) -> Arc<EventReceiver> {
         Arc::new(EventReceiver::new(self.0.events_named(&event)))
-    }
-
-    /// Calls `listener` with batches of this namespace's events named `event`.
-    pub fn add_listener(
-        &self,
-        event: String,
-        listener: Arc<dyn EventListener>,
-    ) -> Arc<ListenerHandle> {
-        listener::events(self.0.client(), self.0.events_named(&event), listener)
     }
 
     /// Leaves the namespace and stops rejoining it.

@@ -21,12 +21,10 @@ pub struct ClientConfig {
     /// `toString`/`description`/`repr`, this one included.
     #[uniffi(default)]
     pub auth_json: Option<String>,
-    /// SQLite file of the durable outbox; `None` keeps it in memory (lost on exit).
+    /// Where the outbox, subscriptions, seen ids and recovery sessions are kept; `None` keeps
+    /// them in memory (lost on exit).
     #[uniffi(default)]
-    pub store_path: Option<String>,
-    /// How much each outbox commit survives.
-    #[uniffi(default)]
-    pub durability: Option<Durability>,
+    pub store: Option<StoreConfig>,
     /// Engine.IO path on the server (default `/socket.io/`).
     #[uniffi(default)]
     pub path: Option<String>,
@@ -49,6 +47,10 @@ pub struct ClientConfig {
     /// How long `connect()` waits before failing while retries go on (default 10 s).
     #[uniffi(default)]
     pub connect_wait_ms: Option<u64>,
+    /// How long a subscription's acknowledgement may take on (re)connect before it is reported
+    /// failed and the outbox flows anyway, in milliseconds (default 10 s).
+    #[uniffi(default)]
+    pub subscription_ack_timeout_ms: Option<u64>,
     /// Outbox limits and policies.
     #[uniffi(default)]
     pub outbox: Option<OutboxConfig>,
@@ -124,7 +126,22 @@ pub enum WireProtocol {
     },
 }
 
-/// How much each outbox commit survives.
+/// Where and how the store keeps what must survive a restart.
+#[derive(Debug, Clone, Default, uniffi::Record)]
+pub struct StoreConfig {
+    /// The SQLite file; `None` keeps the store in memory (lost on exit).
+    #[uniffi(default)]
+    pub path: Option<String>,
+    /// How much each commit survives (default: the app being killed, not a power cut).
+    #[uniffi(default)]
+    pub durability: Option<Durability>,
+    /// Encrypts each outbox entry's arguments and attachments in the file; event names and
+    /// timestamps stay readable. Once set, the file does not open without it.
+    #[uniffi(default)]
+    pub encryption_key: Option<Arc<OutboxKey>>,
+}
+
+/// How much each store commit survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
 pub enum Durability {
     /// Survives power loss: gateways and wearables.
@@ -187,10 +204,6 @@ pub struct OutboxConfig {
     /// Client-side rate limits, all applied (e.g. 10 per second and 100 per minute).
     #[uniffi(default)]
     pub rate_limits: Vec<RateLimit>,
-    /// Encrypts each entry's arguments and attachments in the file; event names and
-    /// timestamps stay readable. Once set, the file does not open without it.
-    #[uniffi(default)]
-    pub encryption_key: Option<Arc<OutboxKey>>,
 }
 
 /// A 256-bit key encrypting outbox payloads at rest. Keep it in the iOS Keychain or the
@@ -272,13 +285,14 @@ impl ClientConfig {
         if let Some(provider) = auth {
             core = core.with_auth(crate::auth::Adapter(provider));
         }
-        if let Some(path) = self.store_path {
-            core = core.with_store(path);
-        }
-        if let Some(d) = self.durability {
-            core.outbox.durability = match d {
-                Durability::Full => pulselink::Durability::Full,
-                Durability::Normal => pulselink::Durability::Normal,
+        if let Some(store) = self.store {
+            core.store = pulselink::StoreConfig {
+                path: store.path.map(Into::into),
+                durability: match store.durability {
+                    Some(Durability::Full) => pulselink::Durability::Full,
+                    Some(Durability::Normal) | None => pulselink::Durability::Normal,
+                },
+                encryption_key: store.encryption_key.map(|k| k.0.clone()),
             };
         }
         if let Some(path) = self.path {
@@ -321,6 +335,10 @@ impl ClientConfig {
         }
         set(&mut core.connect_timeout, self.connect_timeout_ms.map(ms));
         set(&mut core.connect_wait, self.connect_wait_ms.map(ms));
+        set(
+            &mut core.subscription_ack_timeout,
+            self.subscription_ack_timeout_ms.map(ms),
+        );
         if let Some(o) = self.outbox {
             let out = &mut core.outbox;
             set(&mut out.max_entries, o.max_entries);
@@ -334,7 +352,6 @@ impl ClientConfig {
             );
             set(&mut out.ack_timeout, o.ack_timeout_ms.map(ms));
             set(&mut out.max_sends, o.max_sends);
-            out.encryption_key = o.encryption_key.map(|k| k.0.clone());
             out.rate_limits = o
                 .rate_limits
                 .into_iter()

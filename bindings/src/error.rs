@@ -31,6 +31,12 @@ pub enum PulselinkError {
         /// Details.
         message: String,
     },
+    /// The app removed the entry from the outbox before it was acknowledged.
+    #[error("{message}")]
+    Removed {
+        /// Details.
+        message: String,
+    },
     /// The store failed: disk full, a damaged file, or another I/O error.
     #[error("{message}")]
     Storage {
@@ -87,6 +93,7 @@ impl From<pulselink::Error> for PulselinkError {
             E::InvalidArgs(_) => Self::InvalidArgs { message },
             E::OutboxFull { .. } => Self::OutboxFull { message },
             E::Expired => Self::Expired { message },
+            E::Removed => Self::Removed { message },
             E::DiskFull(_) | E::StoreCorrupt(_) | E::Store(_) => Self::Storage { message },
             E::AckTimeout(_) => Self::AckTimeout { message },
             E::Disconnected => Self::Disconnected { message },

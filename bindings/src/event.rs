@@ -16,8 +16,8 @@ pub struct Event {
     pub args_json: String,
     /// Binary attachments, in placeholder order.
     pub attachments: Vec<Vec<u8>>,
-    /// The server's connection-state-recovery offset (its id for this event), when recovery
-    /// is enabled on that namespace.
+    /// The event's unique id when the protocol carries one: the server's
+    /// connection-state-recovery offset (Socket.IO), or the envelope `id`.
     pub id: Option<String>,
     /// Present when the server asked for an acknowledgement: answer it with `send`.
     pub ack: Option<Arc<AckResponder>>,
@@ -30,7 +30,7 @@ impl From<pulselink::Event> for Event {
             name: e.name().to_owned(),
             args_json: e.args_json().to_owned(),
             attachments: e.attachments().to_vec(),
-            id: e.offset().map(str::to_owned),
+            id: e.id().map(str::to_owned),
             ack: e.wants_ack().then(|| Arc::new(AckResponder(e))),
         }
     }
@@ -74,7 +74,7 @@ impl PackedEvents {
             // Validated JSON already: copied, not re-encoded.
             rows.push_str(e.args_json());
             rows.push(',');
-            match e.offset() {
+            match e.id() {
                 Some(id) => push_json_str(&mut rows, id),
                 None => rows.push_str("null"),
             }
@@ -109,10 +109,14 @@ pub struct AckResponder(pulselink::Event);
 
 #[uniffi::export]
 impl AckResponder {
-    /// Sends the answer (a JSON array of arguments). Does nothing when the connection the
-    /// request came on is gone: the server has forgotten it then.
-    pub fn send(&self, args_json: String) -> Result<(), PulselinkError> {
-        Ok(self.0.ack(pulselink::Args::from_json_array(args_json)?)?)
+    /// Sends the answer: a JSON array of arguments and the binary attachments its
+    /// placeholders name. Does nothing when the connection the request came on is gone: the
+    /// server has forgotten it then.
+    #[uniffi::method(default(attachments = []))]
+    pub fn send(&self, args_json: String, attachments: Vec<Vec<u8>>) -> Result<(), PulselinkError> {
+        Ok(self
+            .0
+            .ack(pulselink::Args::from_parts(args_json, attachments)?)?)
     }
 }
 

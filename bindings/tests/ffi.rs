@@ -1,5 +1,6 @@
-//! The FFI surface driven as foreign code drives it: foreign-trait implementations, calls from
-//! threads with their own executors, cancelled waits, against the official Node server.
+//! The FFI surface driven as foreign code drives it: an async foreign auth provider, the pull
+//! receivers, calls from threads with their own executors, cancelled waits, against the
+//! official Node server.
 
 use std::{
     sync::{Arc, Mutex},
@@ -7,8 +8,8 @@ use std::{
 };
 
 use pulselink_ffi::{
-    AuthError, AuthProvider, AuthRequest, Client, ClientConfig, EmitOptions, Event, EventListener,
-    Notice, Priority, PulselinkError, State, StateListener,
+    AuthError, AuthProvider, AuthRequest, Client, ClientConfig, EmitOptions, Event, Notice,
+    Priority, PulselinkError, State, StoreConfig,
 };
 use pulselink_tests::{NodeServer, temp_dir};
 use serde_json::{Value, json};
@@ -19,8 +20,7 @@ fn config(url: &str) -> ClientConfig {
         url: url.into(),
         namespaces: vec![],
         auth_json: None,
-        store_path: None,
-        durability: None,
+        store: None,
         path: None,
         headers: Default::default(),
         transports: None,
@@ -28,6 +28,7 @@ fn config(url: &str) -> ClientConfig {
         reconnect: None,
         connect_timeout_ms: None,
         connect_wait_ms: None,
+        subscription_ack_timeout_ms: None,
         outbox: None,
         dedup: None,
         max_event_age_ms: None,
@@ -41,56 +42,67 @@ fn first_arg(ev: &Event) -> Value {
     serde_json::from_str::<Vec<Value>>(&ev.args_json).unwrap()[0].clone()
 }
 
-/// Hands out a stale token first, a fresh one when asked to refresh; panics once on request
-/// (a foreign exception the boundary must survive).
+/// Hands out a stale token first, a fresh one when asked to refresh, after suspending (a token
+/// refresh over HTTP); panics once on request (a provider bug the engine must survive).
 struct Tokens {
     asked: Mutex<Vec<AuthRequest>>,
     panic_first: bool,
 }
 
+#[async_trait::async_trait]
 impl AuthProvider for Tokens {
-    fn auth(&self, request: AuthRequest) -> Result<Option<String>, AuthError> {
-        let mut asked = self.asked.lock().unwrap();
-        asked.push(request.clone());
-        if self.panic_first && asked.len() == 1 {
-            drop(asked);
+    async fn auth(&self, request: AuthRequest) -> Result<Option<String>, AuthError> {
+        let first = {
+            let mut asked = self.asked.lock().unwrap();
+            asked.push(request.clone());
+            asked.len() == 1
+        };
+        if self.panic_first && first {
             panic!("a provider bug");
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let token = if request.refresh { "fresh" } else { "stale" };
         Ok(Some(json!({ "token": token }).to_string()))
     }
 }
 
-struct Collect(mpsc::UnboundedSender<Event>);
-
-impl EventListener for Collect {
-    fn on_events(&self, events: Vec<Event>) {
-        for e in events {
-            let _ = self.0.send(e);
+/// The events of `receiver`, pulled in batches as every language wrapper does.
+fn pull(receiver: Arc<pulselink_ffi::EventReceiver>) -> mpsc::UnboundedReceiver<Event> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let batch = receiver.next_batch(256).await;
+            if batch.is_empty() {
+                return;
+            }
+            for e in batch {
+                let _ = tx.send(e);
+            }
         }
-    }
-}
-
-struct States(mpsc::UnboundedSender<State>);
-
-impl StateListener for States {
-    fn on_state(&self, state: State) {
-        let _ = self.0.send(state);
-    }
+    });
+    rx
 }
 
 #[tokio::test]
-async fn auth_provider_refreshes_and_listeners_see_events_and_states() {
+async fn an_async_auth_provider_refreshes_and_pull_receivers_see_events_and_states() {
     let server = NodeServer::start().await;
     let tokens = Arc::new(Tokens {
         asked: Mutex::default(),
         panic_first: false,
     });
     let client = Client::new(config(&server.url()), Some(tokens.clone())).unwrap();
-    let (tx, mut events) = mpsc::unbounded_channel();
-    let handle = client.add_listener(Arc::new(Collect(tx)), None);
+    let receiver = client.events();
+    let mut events = pull(receiver.clone());
     let (tx, mut states) = mpsc::unbounded_channel();
-    let _watch = client.watch_state(Arc::new(States(tx)));
+    let watcher = client.clone();
+    tokio::spawn(async move {
+        let mut state = watcher.state();
+        let _ = tx.send(state.clone());
+        while state != State::Closed {
+            state = watcher.next_state(state).await;
+            let _ = tx.send(state.clone());
+        }
+    });
     assert_eq!(states.recv().await, Some(State::Idle));
 
     client.connect().await.unwrap();
@@ -114,14 +126,14 @@ async fn auth_provider_refreshes_and_listeners_see_events_and_states() {
     assert_eq!(seen.first(), Some(&State::Connecting), "{seen:?}");
 
     // The server asks for an ack; the event's responder answers it.
-    client
-        .emit("ask".into(), r#"["q1"]"#.into(), vec![])
+    let main = client.main_socket();
+    main.emit("ask".into(), r#"["q1"]"#.into(), vec![])
         .await
         .unwrap();
     let question = events.recv().await.unwrap();
     assert_eq!(question.name, "server:question");
     let responder = question.ack.clone().expect("the server asked for an ack");
-    responder.send(r#"["a1",2]"#.into()).unwrap();
+    responder.send(r#"["a1",2]"#.into(), vec![]).unwrap();
     let got = events.recv().await.unwrap();
     assert_eq!(
         (got.name.as_str(), got.args_json.as_str()),
@@ -132,8 +144,7 @@ async fn auth_provider_refreshes_and_listeners_see_events_and_states() {
     let n = 2_000;
     let args = json!([{ "event": "n", "args": [] }]);
     for _ in 0..n {
-        client
-            .emit("emit-to-me".into(), args.to_string(), vec![])
+        main.emit("emit-to-me".into(), args.to_string(), vec![])
             .await
             .unwrap();
     }
@@ -141,20 +152,27 @@ async fn auth_provider_refreshes_and_listeners_see_events_and_states() {
         assert_eq!(events.recv().await.unwrap().name, "n");
     }
 
-    // Once cancelled, the listener hears nothing more.
-    handle.cancel();
+    // Once cancelled, the receiver hears nothing more, and its pending wait ends.
+    receiver.cancel();
     let marker = client.events();
-    client
-        .emit("emit-to-me".into(), args.to_string(), vec![])
+    main.emit("emit-to-me".into(), args.to_string(), vec![])
         .await
         .unwrap();
     assert_eq!(marker.next_batch(10).await[0].name, "n");
     client.shutdown().await.unwrap();
-    assert!(
-        events.try_recv().is_err(),
-        "a cancelled listener was called"
-    );
+    if let Ok(e) = events.try_recv() {
+        panic!("a cancelled receiver delivered {e:?}");
+    }
     assert_eq!(client.state(), State::Closed);
+    let mut last = None;
+    while let Some(s) = states.recv().await {
+        last = Some(s);
+    }
+    assert_eq!(
+        last,
+        Some(State::Closed),
+        "the state stream ends with Closed"
+    );
 }
 
 #[tokio::test]
@@ -203,6 +221,7 @@ fn calls_from_many_foreign_threads_each_with_its_own_executor() {
                     for j in 0..50 {
                         let answer = format!("{i}-{j}");
                         let reply = c
+                            .main_socket()
                             .emit_with_ack(
                                 "quiz:answer_submit".into(),
                                 json!([answer]).to_string(),
@@ -214,7 +233,7 @@ fn calls_from_many_foreign_threads_each_with_its_own_executor() {
                         let v: Value = serde_json::from_str(&reply.args_json).unwrap();
                         assert_eq!(v[0]["answer"], json!(answer));
                     }
-                    let bad = c.emit("t".into(), "{}".into(), vec![]).await;
+                    let bad = c.main_socket().emit("t".into(), "{}".into(), vec![]).await;
                     assert!(
                         matches!(bad, Err(PulselinkError::InvalidArgs { .. })),
                         "{bad:?}"
@@ -241,6 +260,7 @@ async fn a_cancelled_wait_for_events_loses_none() {
     let args = json!([{ "event": "n", "args": [1] }]).to_string();
     for _ in 0..3 {
         client
+            .main_socket()
             .emit("emit-to-me".into(), args.clone(), vec![])
             .await
             .unwrap();
@@ -268,17 +288,22 @@ async fn a_cancelled_wait_for_events_loses_none() {
 async fn outbox_options_and_metrics_cross_the_boundary() {
     let dir = temp_dir("ffi-outbox");
     let mut cfg = config("http://127.0.0.1:1");
-    cfg.store_path = Some(dir.join("o.db").to_string_lossy().into_owned());
+    cfg.store = Some(StoreConfig {
+        path: Some(dir.join("o.db").to_string_lossy().into_owned()),
+        ..Default::default()
+    });
     let client = Client::new(cfg.clone(), None).unwrap();
     let high = EmitOptions {
         priority: Some(Priority::High),
         ..Default::default()
     };
     client
+        .main_socket()
         .emit("metric:recorded".into(), "[1]".into(), vec![])
         .await
         .unwrap();
     let id = client
+        .main_socket()
         .emit_with(
             "session:status".into(),
             r#"[{"s":"paused"}]"#.into(),
@@ -293,6 +318,7 @@ async fn outbox_options_and_metrics_cross_the_boundary() {
     };
     for bpm in [70, 71] {
         client
+            .main_socket()
             .emit_with(
                 "hr".into(),
                 json!([{ "bpm": bpm }]).to_string(),
@@ -303,6 +329,7 @@ async fn outbox_options_and_metrics_cross_the_boundary() {
             .unwrap();
     }
     let bin = client
+        .main_socket()
         .emit(
             "frame".into(),
             r#"[{"_placeholder":true,"num":0}]"#.into(),
@@ -311,6 +338,7 @@ async fn outbox_options_and_metrics_cross_the_boundary() {
         .await;
     assert!(bin.is_ok(), "{bin:?}");
     let missing = client
+        .main_socket()
         .emit("frame".into(), "[1]".into(), vec![vec![1]])
         .await;
     assert!(

@@ -18,7 +18,7 @@ use socketioxide::{
     extract::{AckSender, Data, SocketRef},
 };
 
-use crate::describe;
+use crate::states::describe;
 
 /// A Socket.IO server on its own runtime, so dropping it closes every connection at once.
 struct DemoServer {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use pulselink::{Args, Client, Error};
 use serde_json::Value;
 
-use crate::{Connection, log_states};
+use crate::{connection::Connection, states::log_states};
 
 /// What to send.
 #[derive(clap::Args)]

@@ -5,7 +5,7 @@ use std::io::Write;
 use pulselink::Client;
 use serde_json::{Value, value::RawValue};
 
-use crate::{Connection, log_states};
+use crate::{connection::Connection, states::log_states};
 
 /// A `--subscribe EVENT=JSON` option: the event sent on every connect and its argument.
 #[derive(Clone, Debug)]

@@ -1,15 +1,17 @@
 //! What the app configures: where to connect, how to authenticate, how to retry.
 
-use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{fmt, future::Future, path::PathBuf, pin::Pin, sync::Arc, time::Duration};
 
 use serde_json::Value;
 use url::Url;
 
+pub use crate::transport::tls::TlsOptions;
 use crate::{
     backoff::ReconnectPolicy,
     error::Error,
     inbox::{DedupConfig, Freshness},
     outbox::OutboxConfig,
+    store::cipher::OutboxKey,
 };
 
 /// Why the auth provider is being asked for credentials.
@@ -87,7 +89,12 @@ pub struct ClientConfig {
     /// How long `Client::connect()` waits for the connection before returning
     /// [`Error::ConnectTimeout`] (the client keeps retrying).
     pub connect_wait: Duration,
-    /// The durable outbox: where it is stored, its limits and policies.
+    /// How long a subscription's acknowledgement may take on (re)connect before it is reported
+    /// failed and the outbox flows anyway.
+    pub subscription_ack_timeout: Duration,
+    /// Where the outbox, subscriptions, seen ids and recovery sessions are kept.
+    pub store: StoreConfig,
+    /// The durable outbox's limits and sending policies.
     pub outbox: OutboxConfig,
     /// Inbound de-duplication by event id; `None` checks only recovery offsets.
     pub dedup: Option<DedupConfig>,
@@ -113,31 +120,30 @@ pub struct ClientConfig {
     pub tls: TlsOptions,
 }
 
-/// Certificate trust for `wss://` and `https://`. Verification is always on; these options
-/// only choose what counts as trusted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsOptions {
-    /// Extra CA certificates, PEM (each string may hold several `BEGIN CERTIFICATE` blocks):
-    /// a company CA, or a development server's self-signed certificate.
-    pub ca_pem: Vec<String>,
-    /// Trust the built-in webpki (Mozilla) roots as well. Turn off to trust only `ca_pem`
-    /// (private PKI).
-    pub builtin_roots: bool,
-    /// Public-key pins, `sha256/<base64 of the SHA-256 of a SubjectPublicKeyInfo>` (the
-    /// format of OkHttp and HPKP). When any are set, a server is accepted only if, after full
-    /// verification, the leaf or an intermediate it presents has one of these keys. Pin a
-    /// backup key too, or a key rotation locks every installed app out.
-    pub pins: Vec<String>,
+/// Where and how the store keeps what must survive: the outbox, subscriptions, seen inbound
+/// ids and connection-state-recovery sessions.
+#[derive(Debug, Clone, Default)]
+pub struct StoreConfig {
+    /// The SQLite file; `None` keeps the store in memory (same behaviour, lost on exit).
+    pub path: Option<PathBuf>,
+    /// How much each commit survives.
+    pub durability: Durability,
+    /// Encrypts each outbox entry's arguments and attachments in the file (ChaCha20-Poly1305)
+    /// with this key, kept by the app in the iOS Keychain or Android Keystore. Event names,
+    /// namespaces, timestamps and subscriptions stay readable. Entries written before a key
+    /// was set stay as they were until sent; once set, the file cannot be opened without it.
+    pub encryption_key: Option<OutboxKey>,
 }
 
-impl Default for TlsOptions {
-    fn default() -> Self {
-        Self {
-            ca_pem: Vec::new(),
-            builtin_roots: true,
-            pins: Vec::new(),
-        }
-    }
+/// How much the store's commits survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Survives power loss (`synchronous = FULL`): gateways and wearables on batteries.
+    Full,
+    /// Survives the app being killed, not a power cut (`synchronous = NORMAL` in WAL mode):
+    /// phones, where the OS kills apps but rarely loses power unannounced.
+    #[default]
+    Normal,
 }
 
 /// The wire protocol a server speaks.
@@ -217,6 +223,8 @@ impl fmt::Debug for ClientConfig {
             .field("auth", &self.auth.as_ref().map(|_| "<provider>"))
             .field("reconnect", &self.reconnect)
             .field("connect_timeout", &self.connect_timeout)
+            .field("subscription_ack_timeout", &self.subscription_ack_timeout)
+            .field("store", &self.store)
             .field("outbox", &self.outbox)
             .field("dedup", &self.dedup)
             .field("freshness", &self.freshness)
@@ -247,6 +255,8 @@ impl ClientConfig {
             reconnect: ReconnectPolicy::default(),
             connect_timeout: Duration::from_secs(10),
             connect_wait: Duration::from_secs(10),
+            subscription_ack_timeout: Duration::from_secs(10),
+            store: StoreConfig::default(),
             outbox: OutboxConfig::default(),
             dedup: None,
             freshness: None,
@@ -285,8 +295,8 @@ impl ClientConfig {
 
     /// Stores the outbox (and subscriptions, seen ids, recovery sessions) in the SQLite file
     /// at `path`, so they survive the app being killed.
-    pub fn with_store(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.outbox.path = Some(path.into());
+    pub fn with_store(mut self, path: impl Into<PathBuf>) -> Self {
+        self.store.path = Some(path.into());
         self
     }
 
@@ -316,6 +326,11 @@ impl ClientConfig {
 
     /// Checks every field, naming the first one that is unusable.
     pub fn validate(&self) -> Result<(), Error> {
+        self.checked().map(drop)
+    }
+
+    /// Checks every field and returns the TLS configuration they describe, built once.
+    pub(crate) fn checked(&self) -> Result<Arc<rustls::ClientConfig>, Error> {
         let bad = |m: String| Err(Error::InvalidConfig(m));
         match self.url.scheme() {
             "http" | "https" | "ws" | "wss" => {}
@@ -381,6 +396,9 @@ impl ClientConfig {
         if self.connect_timeout.is_zero() {
             return bad("connect_timeout must be positive".into());
         }
+        if self.subscription_ack_timeout.is_zero() {
+            return bad("subscription_ack_timeout must be positive".into());
+        }
         if let Protocol::Envelope(e) = &self.protocol {
             if e.ping_interval.is_zero() || e.ping_timeout.is_zero() {
                 return bad("envelope ping_interval and ping_timeout must be positive".into());
@@ -397,8 +415,8 @@ impl ClientConfig {
                 );
             }
         }
-        crate::transport::tls::client_config(&self.tls).map_err(Error::InvalidConfig)?;
-        self.reconnect.validate().map_err(Error::InvalidConfig)
+        self.reconnect.validate().map_err(Error::InvalidConfig)?;
+        crate::transport::tls::client_config(&self.tls).map_err(Error::InvalidConfig)
     }
 
     /// The main namespace: the first configured one.

@@ -26,6 +26,10 @@ pub enum Error {
     /// The emit's TTL passed before it could be delivered.
     #[error("expired before it could be delivered")]
     Expired,
+    /// The app removed the entry from the outbox (`Outbox::remove`, `Outbox::clear`) before
+    /// it was acknowledged.
+    #[error("removed from the outbox before it was acknowledged")]
+    Removed,
     /// The disk is full: the emit was not stored. Free space; nothing stored was lost.
     #[error("disk full: {0}")]
     DiskFull(String),

@@ -3,60 +3,57 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use serde::{Deserializer as _, Serialize, de::DeserializeOwned};
+use serde::{Deserializer as _, de::DeserializeOwned};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::{
-    codec::socketio::{self, EventPacket, RawJson},
+    args::Args,
     error::{Error, Result},
+    protocol::EventData,
 };
 
-/// An event received from the server.
+/// An event received from the server (or, for `outgoing()` listeners, sent to it).
 ///
 /// Cheap to clone (one reference count). Arguments stay as validated JSON text until the app
 /// asks for them, so an app that deserializes into its own types parses each event once.
 #[derive(Clone)]
 pub struct Event {
-    packet: Arc<EventPacket>,
+    data: Arc<EventData>,
     acker: Option<Acker>,
-    offset: Option<Arc<str>>,
+    id: Option<Arc<str>>,
 }
 
 impl Event {
-    pub(crate) fn new(packet: EventPacket, acker: Option<Acker>) -> Self {
+    pub(crate) fn new(data: EventData, acker: Option<Acker>, id: Option<Arc<str>>) -> Self {
         Self {
-            packet: Arc::new(packet),
+            data: Arc::new(data),
             acker,
-            offset: None,
+            id,
         }
     }
 
-    pub(crate) fn with_offset(mut self, offset: Option<Arc<str>>) -> Self {
-        self.offset = offset;
-        self
-    }
-
-    /// The server's connection-state-recovery offset of this event (the id the server
-    /// replays from and Pulselink de-duplicates by), when recovery is on for its namespace.
-    pub fn offset(&self) -> Option<&str> {
-        self.offset.as_deref()
+    /// The event's unique id when the protocol carries one: the server's
+    /// connection-state-recovery offset (Socket.IO), or the envelope `id`. It is what
+    /// Pulselink de-duplicates by.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
     }
 
     /// The namespace it arrived on, e.g. `/` or `/rooms/r1`.
     pub fn namespace(&self) -> &str {
-        &self.packet.namespace
+        &self.data.namespace
     }
 
     /// The event name, e.g. `metric:recorded`.
     pub fn name(&self) -> &str {
-        &self.packet.name
+        &self.data.name
     }
 
     /// The arguments after the name, as a JSON array text (binary attachments appear as
     /// `{"_placeholder":true,"num":N}`).
     pub fn args_json(&self) -> &str {
-        self.packet.args.get()
+        self.data.args.get()
     }
 
     /// The arguments parsed into JSON values.
@@ -78,7 +75,7 @@ impl Event {
 
     /// Binary attachments, in placeholder order.
     pub fn attachments(&self) -> &[Vec<u8>] {
-        &self.packet.attachments
+        &self.data.attachments
     }
 
     /// Whether the server asked for an acknowledgement.
@@ -94,10 +91,10 @@ impl Event {
         };
         let args = args.into();
         args.check()?;
-        let _ = acker.tx.send(crate::engine::Control::Ack {
-            namespace: self.packet.namespace.clone(),
+        let _ = acker.tx.send(AckAnswer {
+            namespace: self.data.namespace.clone(),
             id: acker.id,
-            session: acker.session,
+            link: acker.link,
             args,
         });
         Ok(())
@@ -110,7 +107,7 @@ impl fmt::Debug for Event {
             .field("namespace", &self.namespace())
             .field("name", &self.name())
             .field("args", &self.args_json())
-            .field("attachments", &self.packet.attachments.len())
+            .field("attachments", &self.data.attachments.len())
             .field("wants_ack", &self.wants_ack())
             .finish()
     }
@@ -135,159 +132,22 @@ impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for FirstElement<T
     }
 }
 
-/// Sends an acknowledgement back through the engine that received the event.
+/// Where an event's acknowledgement goes: the engine that received it.
 #[derive(Clone)]
 pub(crate) struct Acker {
-    pub(crate) tx: mpsc::UnboundedSender<crate::engine::Control>,
+    pub(crate) tx: mpsc::UnboundedSender<AckAnswer>,
     pub(crate) id: u64,
-    /// The transport session the request came on; a reply on a later session is dropped.
-    pub(crate) session: u64,
+    /// The link the request came on; an answer on a later link is dropped.
+    pub(crate) link: u64,
 }
 
-/// Arguments of an outgoing event or acknowledgement: a JSON array plus binary attachments.
-///
-/// Build from a single value (`json!({...}).into()`), from several
-/// ([`Args::list`]), or with binary parts ([`Args::binary`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Args {
-    pub(crate) json: RawJson,
-    pub(crate) attachments: Vec<Vec<u8>>,
-}
-
-impl Args {
-    /// No arguments.
-    pub fn none() -> Self {
-        Self::from_json_array("[]").unwrap_or_else(|_| unreachable!("[] is valid JSON"))
-    }
-
-    /// Several JSON arguments.
-    pub fn list(values: impl IntoIterator<Item = Value>) -> Self {
-        Self::from_value_array(Value::Array(values.into_iter().collect()))
-    }
-
-    /// Any serializable values as the argument list, e.g. `Args::serialize(&(a, b))` for two.
-    pub fn serialize<T: Serialize + ?Sized>(args: &T) -> Result<Self> {
-        let v = serde_json::to_value(args).map_err(|e| Error::InvalidArgs(e.to_string()))?;
-        match v {
-            Value::Array(_) => Ok(Self::from_value_array(v)),
-            other => Ok(Self::list([other])),
-        }
-    }
-
-    /// A JSON array text used as-is (no re-encoding), e.g. `[{"bpm":72}]`.
-    pub fn from_json_array(text: impl Into<String>) -> Result<Self> {
-        let json =
-            RawJson::from_string(text.into()).map_err(|e| Error::InvalidArgs(e.to_string()))?;
-        if !json.get().trim_start().starts_with('[') {
-            return Err(Error::InvalidArgs("arguments must be a JSON array".into()));
-        }
-        Ok(Self {
-            json,
-            attachments: Vec::new(),
-        })
-    }
-
-    /// Arguments that reference binary attachments with [`socketio::placeholder`] values at
-    /// any depth.
-    pub fn with_attachments(args: Value, attachments: Vec<Vec<u8>>) -> Result<Self> {
-        if !args.is_array() {
-            return Err(Error::InvalidArgs("arguments must be a JSON array".into()));
-        }
-        let mut a = Self::from_value_array(args);
-        a.attachments = attachments;
-        a.check()?;
-        Ok(a)
-    }
-
-    /// Appends a binary argument (sent as an attachment).
-    pub fn binary(mut self, bytes: Vec<u8>) -> Self {
-        let mut items: Vec<Value> = serde_json::from_str(self.json.get()).unwrap_or_default();
-        items.push(socketio::placeholder(self.attachments.len()));
-        self.attachments.push(bytes);
-        let attachments = std::mem::take(&mut self.attachments);
-        Self {
-            attachments,
-            ..Self::from_value_array(Value::Array(items))
-        }
-    }
-
-    /// The JSON array text.
-    pub fn json(&self) -> &str {
-        self.json.get()
-    }
-
-    /// The attachments.
-    pub fn attachments(&self) -> &[Vec<u8>] {
-        &self.attachments
-    }
-
-    fn from_value_array(v: Value) -> Self {
-        // Serializing a Value to a string cannot fail, and the text is valid JSON.
-        // Serializing a Value cannot fail, and its text is valid JSON.
-        let json = RawJson::from_string(v.to_string())
-            .unwrap_or_else(|_| unreachable!("a JSON value always serializes"));
-        Self {
-            json,
-            attachments: Vec::new(),
-        }
-    }
-
-    /// Checks that placeholders and attachments agree.
-    pub(crate) fn check(&self) -> Result<()> {
-        if self.attachments.is_empty() {
-            return Ok(());
-        }
-        let v: Value =
-            serde_json::from_str(self.json.get()).map_err(|e| Error::InvalidArgs(e.to_string()))?;
-        let mut seen = vec![false; self.attachments.len()];
-        let mut ok = true;
-        socketio::visit_placeholders(&v, &mut |num| match num {
-            Some(n) if (n as usize) < seen.len() => seen[n as usize] = true,
-            _ => ok = false,
-        });
-        if ok && seen.iter().all(|s| *s) {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgs(
-                "every attachment needs exactly one valid placeholder".into(),
-            ))
-        }
-    }
-}
-
-impl From<Value> for Args {
-    /// One argument.
-    fn from(v: Value) -> Self {
-        Self::list([v])
-    }
-}
-
-impl From<()> for Args {
-    /// No arguments.
-    fn from(_: ()) -> Self {
-        Self::none()
-    }
-}
-
-/// The answer to an `emit_with_ack`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AckReply {
-    /// The answer's arguments as a JSON array text.
-    pub args: RawJson,
-    /// Binary attachments of the answer.
-    pub attachments: Vec<Vec<u8>>,
-}
-
-impl AckReply {
-    /// The answer parsed into JSON values.
-    pub fn values(&self) -> Result<Vec<Value>> {
-        serde_json::from_str(self.args.get()).map_err(|e| Error::InvalidArgs(e.to_string()))
-    }
-
-    /// The answer deserialized into the app's type.
-    pub fn args_as<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_str(self.args.get()).map_err(|e| Error::InvalidArgs(e.to_string()))
-    }
+/// The app's answer to a server's acknowledgement request, on its way to the engine.
+#[derive(Debug)]
+pub(crate) struct AckAnswer {
+    pub(crate) namespace: Arc<str>,
+    pub(crate) id: u64,
+    pub(crate) link: u64,
+    pub(crate) args: Args,
 }
 
 /// The connection state the app sees.
@@ -454,7 +314,15 @@ mod tests {
 
     fn event(text: &str) -> Event {
         match Decoder::new().feed_text(text).unwrap() {
-            Some(Packet::Event(p)) => Event::new(p, None),
+            Some(Packet::Event(p)) => {
+                let data = EventData {
+                    namespace: p.namespace,
+                    name: p.name,
+                    args: p.args,
+                    attachments: p.attachments,
+                };
+                Event::new(data, None, None)
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -476,25 +344,5 @@ mod tests {
             empty.ack(json!(1)).is_ok(),
             "acking an event that asked for none is a no-op"
         );
-    }
-
-    #[test]
-    fn args_are_validated_when_built() {
-        assert_eq!(Args::none().json(), "[]");
-        assert_eq!(Args::from(json!({"a": 1})).json(), r#"[{"a":1}]"#);
-        assert_eq!(Args::serialize(&(1, "b")).unwrap().json(), r#"[1,"b"]"#);
-        assert!(Args::from_json_array("{}").is_err());
-        assert!(Args::from_json_array("[1,").is_err());
-        let bin = Args::list([json!("t")]).binary(vec![1]).binary(vec![2]);
-        assert_eq!(
-            bin.json(),
-            r#"["t",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
-        );
-        assert!(bin.check().is_ok());
-        let missing =
-            Args::with_attachments(json!([{"_placeholder": true, "num": 1}]), vec![vec![1]]);
-        assert!(missing.is_err(), "placeholder 1 with one attachment");
-        let unused = Args::with_attachments(json!([1]), vec![vec![1]]);
-        assert!(unused.is_err(), "an attachment without a placeholder");
     }
 }

@@ -3,12 +3,11 @@
 //! Pure and synchronous: the engine asks it about each event and persists what it learned.
 
 use std::{
-    borrow::Cow,
     collections::{HashMap, HashSet, VecDeque},
     time::Duration,
 };
 
-use serde_json::value::RawValue;
+use crate::codec::json::{lookup, scalar_text, timestamp_ms};
 
 /// How inbound event ids are found and remembered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,143 +190,9 @@ impl Inbox {
     }
 }
 
-/// The value at `pointer` (RFC 6901) inside the first element of the JSON array `args`,
-/// as raw JSON text borrowed from `args`. Only the path is parsed; the rest is skipped.
-pub(crate) fn lookup<'a>(args: &'a str, pointer: &str) -> Option<&'a RawValue> {
-    let list: Vec<&'a RawValue> = serde_json::from_str(args).ok()?;
-    let mut cur: &'a RawValue = list.first()?;
-    if pointer.is_empty() {
-        return Some(cur);
-    }
-    for seg in pointer.strip_prefix('/')?.split('/') {
-        let seg = seg.replace("~1", "/").replace("~0", "~");
-        let text: &'a str = cur.get();
-        cur = if text.starts_with('{') {
-            let map: HashMap<Cow<'a, str>, &'a RawValue> = serde_json::from_str(text).ok()?;
-            map.get(seg.as_str()).copied()?
-        } else if text.starts_with('[') {
-            let items: Vec<&'a RawValue> = serde_json::from_str(text).ok()?;
-            items.get(seg.parse::<usize>().ok()?).copied()?
-        } else {
-            return None;
-        };
-    }
-    Some(cur)
-}
-
-/// A string's contents or a number's digits; other values are not ids.
-fn scalar_text(v: &RawValue) -> Option<String> {
-    let t = v.get();
-    if t.starts_with('"') {
-        serde_json::from_str::<String>(t).ok()
-    } else if t.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-        Some(t.to_owned())
-    } else {
-        None
-    }
-}
-
-/// Milliseconds since the epoch from an RFC 3339 string or a number.
-pub(crate) fn timestamp_ms(v: &RawValue) -> Option<i64> {
-    let t = v.get();
-    if t.starts_with('"') {
-        parse_rfc3339(&serde_json::from_str::<String>(t).ok()?)
-    } else {
-        let n: f64 = t.parse().ok()?;
-        Some(if n < 1e11 { n * 1000.0 } else { n } as i64)
-    }
-}
-
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fff][Z|±HH:MM]` into milliseconds since the epoch.
-pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut ms = 0;
-    if b.get(i) == Some(&b'.') {
-        let start = i + 1;
-        i = start;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        let frac = s.get(start..i)?;
-        if frac.is_empty() {
-            return None;
-        }
-        ms = format!("{frac:0<3}")[..3].parse().ok()?;
-    }
-    let offset_min = match b.get(i) {
-        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
-        Some(sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
-            let m = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
-            if *sign == b'+' { m } else { -m }
-        }
-        _ => return None,
-    };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
-    Some(secs * 1000 + ms)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_timestamps() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            parse_rfc3339("2024-01-15T10:30:00.123Z"),
-            Some(1_705_314_600_123)
-        );
-        assert_eq!(
-            parse_rfc3339("2024-01-15T12:30:00+02:00"),
-            Some(1_705_314_600_000)
-        );
-        assert_eq!(
-            parse_rfc3339("2024-01-15T10:30:00.5Z"),
-            Some(1_705_314_600_500)
-        );
-        for bad in [
-            "2024-13-01T00:00:00Z",
-            "2024-01-15",
-            "2024-01-15T10:30:00",
-            "x",
-        ] {
-            assert_eq!(parse_rfc3339(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn ids_are_found_by_pointer() {
-        let args = r#"[{"id":"m1","meta":{"eventId":7,"a/b":"s"}},2]"#;
-        assert_eq!(lookup(args, "/id").unwrap().get(), r#""m1""#);
-        assert_eq!(lookup(args, "/meta/eventId").unwrap().get(), "7");
-        assert_eq!(lookup(args, "/meta/a~1b").unwrap().get(), r#""s""#);
-        assert!(lookup(args, "/missing").is_none());
-        assert!(lookup("[]", "/id").is_none());
-        assert!(lookup(r#"[[10,20]]"#, "/1").is_some_and(|v| v.get() == "20"));
-    }
 
     #[test]
     fn duplicates_and_stale_events_are_caught() {

@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+mod args;
 pub mod backoff;
 mod client;
 pub mod codec;
@@ -40,6 +41,7 @@ pub mod outbox;
 mod protocol;
 pub mod ratelimit;
 mod store;
+mod time;
 pub mod transport;
 
 /// Log filter directives (for `tracing_subscriber::EnvFilter`) that keep credentials out of
@@ -51,19 +53,20 @@ pub mod transport;
 /// warns about redirects, so it adds no noise to a quieter filter either.
 pub const TRACE_SAFE_FILTER: &str = "tungstenite=info,tokio_tungstenite=info";
 
+pub use args::{AckReply, Args};
 pub use backoff::ReconnectPolicy;
 pub use client::{Client, EventStream, ListenerHandle, Outbox, Socket};
+pub use codec::json::RawJson;
 pub use config::{
-    AuthProvider, AuthReason, AuthRequest, ClientConfig, EnvelopeOptions, Protocol, StaticAuth,
-    TlsOptions, Transports,
+    AuthProvider, AuthReason, AuthRequest, ClientConfig, Durability, EnvelopeOptions, Protocol,
+    StaticAuth, StoreConfig, TlsOptions, Transports,
 };
 pub use error::{Error, Result};
-pub use event::{AckReply, Args, DisconnectReason, Event, Notice, State};
+pub use event::{DisconnectReason, Event, Notice, State};
 pub use inbox::{DedupConfig, Freshness};
 pub use metrics::{Latency, Metrics};
 pub use outbox::{
-    Durability, EmitOptions, KeyPlacement, OutboxConfig, OutboxStats, Overflow, PendingEmit,
-    Priority,
+    EmitOptions, KeyPlacement, OutboxConfig, OutboxStats, Overflow, PendingEmit, Priority,
 };
 pub use ratelimit::RateLimit;
 pub use store::cipher::OutboxKey;

@@ -5,7 +5,9 @@
 //! written to a healthy connection. Each entry carries an idempotency key from its creation,
 //! the same on every resend, so a server can drop a repeat.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
+
+use crate::ratelimit::RateLimit;
 
 /// Send priority. A higher lane is flushed first (an alert before telemetry); order is kept
 /// within a lane.
@@ -76,17 +78,6 @@ impl EmitOptions {
     }
 }
 
-/// How much the store's commits survive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// Survives power loss (`synchronous = FULL`): gateways and wearables on batteries.
-    Full,
-    /// Survives the app being killed, not a power cut (`synchronous = NORMAL` in WAL mode):
-    /// phones, where the OS kills apps but rarely loses power unannounced.
-    #[default]
-    Normal,
-}
-
 /// What `emit` does when the outbox is at its limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overflow {
@@ -117,13 +108,9 @@ impl Default for KeyPlacement {
     }
 }
 
-/// The outbox's storage and policies.
+/// The outbox's limits and sending policies (where it is stored: [`crate::StoreConfig`]).
 #[derive(Debug, Clone)]
 pub struct OutboxConfig {
-    /// The SQLite file; `None` keeps the store in memory (same behaviour, lost on exit).
-    pub path: Option<PathBuf>,
-    /// How much each commit survives.
-    pub durability: Durability,
     /// Most entries held.
     pub max_entries: u64,
     /// Most payload bytes held (arguments plus attachments).
@@ -142,23 +129,16 @@ pub struct OutboxConfig {
     pub max_sends: u32,
     /// Client-side limits on entries sent (token buckets, all applied), e.g. 10 per second
     /// and 100 per minute. Entries wait in the outbox rather than being refused.
-    pub rate_limits: Vec<crate::RateLimit>,
+    pub rate_limits: Vec<RateLimit>,
     /// Server events that mean "slow down": sending pauses until the `resetTime` (or for
     /// `retryAfter` seconds) they carry, one second if they carry neither. An `error` event
     /// whose first argument has `"code": "RATE_LIMIT_EXCEEDED"` counts too.
     pub rate_limit_events: Vec<String>,
-    /// Encrypts each entry's arguments and attachments in the file (ChaCha20-Poly1305) with
-    /// this key, kept by the app in the iOS Keychain or Android Keystore. Event names,
-    /// namespaces, timestamps and subscriptions stay readable. Entries written before a key
-    /// was set stay as they were until sent; once set, the file cannot be opened without it.
-    pub encryption_key: Option<crate::OutboxKey>,
 }
 
 impl Default for OutboxConfig {
     fn default() -> Self {
         Self {
-            path: None,
-            durability: Durability::Normal,
             max_entries: 1_000_000,
             max_bytes: 256 * 1024 * 1024,
             overflow: Overflow::Reject,
@@ -168,7 +148,6 @@ impl Default for OutboxConfig {
             max_sends: 5,
             rate_limits: Vec::new(),
             rate_limit_events: vec!["rate_limit_exceeded".into()],
-            encryption_key: None,
         }
     }
 }

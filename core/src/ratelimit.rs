@@ -1,5 +1,5 @@
-//! Client-side rate limits: token buckets the outbox takes a token from per event sent, and
-//! the server's own "slow down" signal.
+//! Client-side rate limits: token buckets the outbox takes a token from per event sent, and a
+//! pause the server can ask for.
 
 use std::time::Duration;
 
@@ -108,28 +108,6 @@ impl Limiter {
     }
 }
 
-/// How long a server's "rate limit exceeded" event asks us to wait, from its first argument:
-/// `resetTime` (RFC 3339 or epoch milliseconds) or `retryAfter` (seconds), at the top level or
-/// under `details` / `data`. `None` when it names no time.
-pub(crate) fn pause_requested(args: &str, now_ms: i64) -> Option<Duration> {
-    for base in ["", "/details", "/data"] {
-        if let Some(at) = crate::inbox::lookup(args, &format!("{base}/resetTime"))
-            .and_then(crate::inbox::timestamp_ms)
-        {
-            return Some(Duration::from_millis(
-                at.saturating_sub(now_ms).max(0) as u64
-            ));
-        }
-        if let Some(secs) = crate::inbox::lookup(args, &format!("{base}/retryAfter"))
-            .and_then(|v| v.get().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-        {
-            return Some(Duration::from_secs_f64(secs.min(3600.0)));
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,29 +150,5 @@ mod tests {
             Err(t0 + Duration::from_secs(5))
         );
         assert!(free.try_take(t0 + Duration::from_secs(5)).is_ok());
-    }
-
-    #[test]
-    fn server_pauses_are_read_from_reset_time_or_retry_after() {
-        let now = 1_705_314_600_000; // 2024-01-15T10:30:00Z
-        let p = |a: &str| pause_requested(a, now);
-        assert_eq!(
-            p(r#"[{"limit":10,"window":1000,"resetTime":"2024-01-15T10:30:02Z"}]"#),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            p(r#"[{"code":"RATE_LIMIT_EXCEEDED","details":{"resetTime":1705314600500}}]"#),
-            Some(Duration::from_millis(500))
-        );
-        assert_eq!(
-            p(r#"[{"data":{"retryAfter":1.5}}]"#),
-            Some(Duration::from_millis(1500))
-        );
-        assert_eq!(
-            p(r#"[{"resetTime":"2020-01-01T00:00:00Z"}]"#),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(p(r#"[{"limit":10}]"#), None);
-        assert_eq!(p("[]"), None);
     }
 }

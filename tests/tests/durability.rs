@@ -323,7 +323,7 @@ async fn subscriptions_are_acked_before_the_outbox_flushes_on_every_connect() {
 async fn a_subscription_the_server_never_acks_is_reported_and_does_not_block() {
     let server = NodeServer::start().await;
     let mut cfg = config(&server);
-    cfg.connect_timeout = Duration::from_millis(300);
+    cfg.subscription_ack_timeout = Duration::from_millis(300);
     let client = Client::new(cfg).unwrap();
     let mut notices = client.notices();
     // The server has no handler that acks this event.
@@ -426,9 +426,7 @@ async fn connection_state_recovery_replays_missed_events_or_says_it_could_not() 
         vec![json!({"n": 0})],
         "offset stripped"
     );
-    let first_offset = first
-        .offset()
-        .expect("the server's offset is the event's id");
+    let first_offset = first.id().expect("the server's offset is the event's id");
 
     client.set_network_available(false).unwrap();
     wait_for_state(&mut states, T, |s| *s == State::Offline).await;
@@ -453,7 +451,7 @@ async fn connection_state_recovery_replays_missed_events_or_says_it_could_not() 
             vec![json!({"n": n})],
             "missed events, in order"
         );
-        assert!(ev.offset().is_some_and(|o| o != first_offset));
+        assert!(ev.id().is_some_and(|o| o != first_offset));
     }
 
     // Beyond the window: the server cannot restore, and the app is told.
@@ -647,7 +645,7 @@ async fn an_encrypted_outbox_keeps_health_data_unreadable_and_delivers_it() {
     let base = config(&server).with_store(&store);
     let keyed = |key: Option<pulselink::OutboxKey>| {
         let mut c = base.clone();
-        c.outbox.encryption_key = key;
+        c.store.encryption_key = key;
         c
     };
 

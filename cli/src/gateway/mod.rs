@@ -21,7 +21,7 @@ use self::{
     rules::{GatewayConfig, Refused, Router},
     status::{Counters, Mode},
 };
-use crate::Connection;
+use crate::connection::Connection;
 
 /// Options of `pulselink gateway`.
 #[derive(clap::Args)]
@@ -70,7 +70,7 @@ pub(crate) async fn run(conn: Connection, opts: Options) -> pulselink::Result<()
     let subscriptions = rules.subscriptions.clone();
     let mut router = Router::new(rules);
     let mut config = conn.config(&[])?.with_store(&opts.store);
-    config.outbox.durability = match opts.durability.as_str() {
+    config.store.durability = match opts.durability.as_str() {
         "full" => Durability::Full,
         "normal" => Durability::Normal,
         other => {
@@ -80,7 +80,7 @@ pub(crate) async fn run(conn: Connection, opts: Options) -> pulselink::Result<()
         }
     };
     let client = Client::new(config)?;
-    crate::log_states(&client);
+    crate::states::log_states(&client);
     for s in &subscriptions {
         let args = s.args().map_err(Error::InvalidConfig)?;
         client

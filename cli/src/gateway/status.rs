@@ -81,7 +81,7 @@ pub(crate) fn snapshot(c: &Counters, m: &Metrics) -> Value {
         + m.outbox.dropped_overflow
         + m.outbox.failed;
     json!({
-        "state": crate::describe(&m.state),
+        "state": crate::states::describe(&m.state),
         "lines": get(&c.lines),
         "accepted": get(&c.accepted),
         "sent": m.events_sent,

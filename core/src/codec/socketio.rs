@@ -14,7 +14,10 @@ use serde::{
 };
 use serde_json::{Value, value::RawValue};
 
-use super::CodecError;
+use super::{
+    CodecError,
+    json::{RawJson, array_inner},
+};
 
 /// The bytes of one binary attachment.
 pub type Bytes = Vec<u8>;
@@ -135,34 +138,6 @@ pub fn parse_header(text: &str) -> Result<RawPacket<'_>, CodecError> {
         id,
         data: &text[i..],
     })
-}
-
-/// A JSON value kept as validated text, so it is parsed once, by whoever needs its contents.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawJson(String);
-
-impl RawJson {
-    /// Validates `text` as JSON.
-    pub fn from_string(text: String) -> Result<Self, CodecError> {
-        serde_json::from_str::<serde::de::IgnoredAny>(&text)
-            .map_err(|e| CodecError::InvalidJson(e.to_string()))?;
-        Ok(Self(text))
-    }
-
-    /// Wraps text that was validated as it was built (or before it was stored).
-    pub(crate) fn validated(text: String) -> Self {
-        Self(text)
-    }
-
-    /// The JSON text.
-    pub fn get(&self) -> &str {
-        &self.0
-    }
-
-    /// The JSON text, owned.
-    pub fn into_string(self) -> String {
-        self.0
-    }
 }
 
 /// A namespace name, shared between every event decoded for it.
@@ -598,109 +573,6 @@ pub fn encode_ack(out: &mut String, namespace: &str, id: u64, args: &RawJson, at
     out.push_str(args.get());
 }
 
-/// `args` (a JSON array) with `"field": value` added first in its first element, when that
-/// element is an object; `None` otherwise. `value` must be JSON text.
-///
-/// Pure text surgery, so the arguments are not parsed again on every send.
-pub fn insert_field(args: &str, field: &str, value: &str) -> Option<String> {
-    let inner = array_inner(args).trim_start();
-    let after_brace = inner.strip_prefix('{')?;
-    let empty = after_brace.trim_start().starts_with('}');
-    let key = serde_json::to_string(field).unwrap_or_default();
-    let mut out = String::with_capacity(args.len() + key.len() + value.len() + 4);
-    out.push_str("[{");
-    out.push_str(&key);
-    out.push(':');
-    out.push_str(value);
-    if !empty {
-        out.push(',');
-    }
-    out.push_str(after_brace);
-    out.push(']');
-    Some(out)
-}
-
-/// `args` (a JSON array) with `value` (JSON text) appended as a last element.
-pub fn append_arg(args: &str, value: &str) -> String {
-    let inner = array_inner(args).trim();
-    let mut out = String::with_capacity(inner.len() + value.len() + 3);
-    out.push('[');
-    out.push_str(inner);
-    if !inner.is_empty() {
-        out.push(',');
-    }
-    out.push_str(value);
-    out.push(']');
-    out
-}
-
-/// Splits a connection-state-recovery offset off the end of an event's arguments.
-///
-/// A Socket.IO server with `connectionStateRecovery` appends the packet's offset as a last
-/// string argument to every broadcast it stores. It is recognised by shape (a `yeast` id:
-/// base-64 digits encoding a millisecond timestamp within a year of `now_ms`, optionally
-/// `.` and a counter) so an app's own string argument is not mistaken for one. Returns the
-/// arguments without it, and the offset.
-pub fn split_offset(args: &str, now_ms: i64) -> Option<(String, &str)> {
-    let t = args.trim_end();
-    let body = t.strip_suffix(']')?.trim_end();
-    let before_quote = body.strip_suffix('"')?;
-    let start = before_quote.rfind(|c: char| !is_yeast_char(c))?;
-    let offset = &before_quote[start + 1..];
-    // The character before the candidate must be its opening quote, itself preceded by `,`
-    // or `[`: inside a JSON string an unescaped quote cannot follow those.
-    let open = before_quote[..start + 1].strip_suffix('"')?;
-    let rest = open.trim_end();
-    let kept = if let Some(r) = rest.strip_suffix(',') {
-        r
-    } else if rest.ends_with('[') {
-        rest
-    } else {
-        return None;
-    };
-    if !is_plausible_yeast(offset, now_ms) {
-        return None;
-    }
-    let mut out = String::with_capacity(kept.len() + 1);
-    out.push_str(kept);
-    out.push(']');
-    Some((out, offset))
-}
-
-fn is_yeast_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'
-}
-
-/// Whether `s` is a `yeast` id whose timestamp lies within a year of `now_ms`.
-fn is_plausible_yeast(s: &str, now_ms: i64) -> bool {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_";
-    let (stamp, seed) = match s.split_once('.') {
-        Some((a, b)) => (a, Some(b)),
-        None => (s, None),
-    };
-    if stamp.is_empty() || stamp.len() > 9 || seed.is_some_and(|b| b.is_empty() || b.contains('.'))
-    {
-        return false;
-    }
-    let mut ms: i64 = 0;
-    for c in stamp.bytes() {
-        let Some(d) = ALPHABET.iter().position(|a| *a == c) else {
-            return false;
-        };
-        ms = ms * 64 + d as i64;
-    }
-    const YEAR_MS: i64 = 366 * 24 * 3600 * 1000;
-    (now_ms - ms).abs() <= YEAR_MS
-}
-
-/// The elements of a JSON array text without the brackets (`[1,2]` → `1,2`).
-fn array_inner(array: &str) -> &str {
-    let t = array.trim();
-    let t = t.strip_prefix('[').unwrap_or(t);
-    let t = t.strip_suffix(']').unwrap_or(t);
-    t.trim()
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -999,57 +871,5 @@ mod tests {
         assert_eq!(&*e.name, "scores:updated");
         assert_eq!(e.id, Some(7));
         assert_eq!(e.args.get(), r#"[{"home":2},"x"]"#);
-    }
-
-    #[test]
-    fn idempotency_key_goes_into_the_first_object_or_last() {
-        assert_eq!(
-            insert_field(r#"[{"bpm":72},1]"#, "k", r#""a-1""#).as_deref(),
-            Some(r#"[{"k":"a-1","bpm":72},1]"#)
-        );
-        assert_eq!(
-            insert_field("[ { } ]", "k", "1").as_deref(),
-            Some(r#"[{"k":1 }]"#)
-        );
-        assert_eq!(insert_field("[1]", "k", "1"), None);
-        assert_eq!(insert_field("[]", "k", "1"), None);
-        assert_eq!(append_arg("[]", "{}"), "[{}]");
-        assert_eq!(append_arg("[1, 2]", "3"), "[1, 2,3]");
-        for text in [
-            insert_field(r#"[{"a":[1,{"b":2}]}]"#, "k", "\"x\"").unwrap(),
-            insert_field("[ {} ,3]", "k", "1").unwrap(),
-            append_arg(r#"["x"]"#, r#"{"k":"y"}"#),
-        ] {
-            RawJson::from_string(text.clone()).unwrap_or_else(|e| panic!("{text}: {e}"));
-        }
-    }
-
-    #[test]
-    fn recovery_offsets_are_split_off_by_shape() {
-        let now = 1_795_329_383_007; // "Q81-5fV"
-        assert_eq!(
-            split_offset(r#"[{"a":1},"Q81-5fV"]"#, now),
-            Some((r#"[{"a":1}]"#.to_string(), "Q81-5fV"))
-        );
-        assert_eq!(
-            split_offset(r#"["Q81-5fV.3"]"#, now),
-            Some(("[]".to_string(), "Q81-5fV.3"))
-        );
-        assert_eq!(
-            split_offset(r#"[{"a":1},"hello"]"#, now),
-            None,
-            "not a timestamp"
-        );
-        assert_eq!(
-            split_offset(r#"[{"a":1},"Q81-5fV"]"#, now + 400 * 86_400_000),
-            None
-        );
-        assert_eq!(
-            split_offset(r#"["x\",\"Q81-5fV"]"#, now),
-            None,
-            "inside a string"
-        );
-        assert_eq!(split_offset(r#"[{"a":"Q81-5fV"}]"#, now), None);
-        assert_eq!(split_offset("[1]", now), None);
     }
 }

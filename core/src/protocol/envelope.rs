@@ -7,23 +7,26 @@ use std::sync::Arc;
 use serde_json::Value;
 use tracing::debug;
 
-use super::{HeartbeatMode, Input, Rejection};
+use super::{
+    input::{EventData, HeartbeatMode, Inbound, Input, Rejection},
+    signals::{self, ERROR_EVENT, Signals},
+};
 use crate::{
+    args::AckReply,
     codec::{
         CodecError,
-        envelope::{self, ErrorBody, Inbound},
-        socketio::{EventPacket, RawJson},
+        envelope::{self, ErrorBody},
+        json::RawJson,
     },
     config::EnvelopeOptions,
-    event::AckReply,
-    store::now_ms,
+    time::{format_rfc3339, now_ms},
     transport::{Frame, Utf8Bytes},
 };
 
 /// The only namespace: the envelope protocol has none, so everything is on `/`.
 const ROOT: &str = "/";
 
-/// The auth error code that means "these credentials are refused".
+/// The error code that means "these credentials are refused".
 const AUTHENTICATION_FAILED: &str = "AUTHENTICATION_FAILED";
 
 /// One WebSocket connection's envelope state.
@@ -31,6 +34,7 @@ const AUTHENTICATION_FAILED: &str = "AUTHENTICATION_FAILED";
 pub(crate) struct Envelope {
     options: EnvelopeOptions,
     max_payload: usize,
+    signals: Signals,
     /// Random per connection, so ids of volatile messages differ across runs and clients.
     id_prefix: String,
     next_id: u64,
@@ -44,14 +48,15 @@ pub(crate) struct Envelope {
 }
 
 impl Envelope {
-    pub(crate) fn new(options: EnvelopeOptions, max_payload: usize) -> Self {
+    pub(crate) fn new(options: EnvelopeOptions, max_payload: usize, signals: Signals) -> Self {
         Self {
             options,
             max_payload,
+            signals,
             id_prefix: format!("{:016x}", fastrand::u64(..)),
             next_id: 0,
             root: Arc::from(ROOT),
-            error_name: Arc::from(envelope::ERROR),
+            error_name: Arc::from(ERROR_EVENT),
             auths_unanswered: 0,
             authenticated: false,
         }
@@ -73,7 +78,7 @@ impl Envelope {
             Err(e) => return Input::Invalid(e),
         };
         match inbound {
-            Inbound::AuthResponse { success, error } => {
+            envelope::Inbound::AuthResponse { success, error } => {
                 if self.auths_unanswered == 0 {
                     debug!("auth_response without an auth message; ignored");
                     return Input::Nothing;
@@ -86,21 +91,24 @@ impl Envelope {
                 if success {
                     Input::Joined {
                         namespace: self.root.clone(),
-                        data: None,
+                        resumable: None,
                     }
                 } else {
                     Input::Refused {
                         namespace: self.root.clone(),
+                        code: error
+                            .as_ref()
+                            .map_or_else(|| AUTHENTICATION_FAILED.to_owned(), |e| e.code.clone()),
                         message: describe(error.as_ref(), "authentication failed"),
                     }
                 }
             }
-            Inbound::Ping { data } => {
+            envelope::Inbound::Ping { data } => {
                 out.push(self.message("pong", &data, None));
                 Input::Nothing
             }
-            Inbound::Pong => Input::Alive,
-            Inbound::Response {
+            envelope::Inbound::Pong => Input::Alive,
+            envelope::Inbound::Response {
                 request_id,
                 success,
                 data,
@@ -114,7 +122,7 @@ impl Envelope {
                             attachments: Vec::new(),
                         })
                     } else {
-                        Err(rejection(error, data))
+                        Err(rejection(error, &data))
                     },
                 },
                 Err(_) => {
@@ -122,7 +130,7 @@ impl Envelope {
                     Input::Nothing
                 }
             },
-            Inbound::Error {
+            envelope::Inbound::Error {
                 body,
                 request_id,
                 data,
@@ -138,67 +146,76 @@ impl Envelope {
                     return Input::Refused {
                         namespace: self.root.clone(),
                         message: describe(Some(&body), "authentication failed"),
+                        code: body.code,
                     };
                 }
                 if let Some(id) = request_id.and_then(|r| r.parse::<u64>().ok()) {
                     return Input::Ack {
                         id,
-                        reply: Err(rejection(Some(body), data)),
+                        reply: Err(rejection(Some(body), &data)),
                     };
                 }
+                let event = self.inbound(self.error_name.clone(), &data, None);
                 Input::ServerError {
+                    reconnect: signals::reconnects(&body.code),
                     code: body.code,
                     message: body.message,
-                    event: self.event(self.error_name.clone(), &data),
+                    event,
                 }
             }
-            Inbound::Event { id, kind, data } => Input::Event {
-                packet: self.event(Arc::from(kind), &data),
-                id,
-            },
+            envelope::Inbound::Event { id, kind, data } => {
+                Input::Event(self.inbound(Arc::from(kind), &data, id.map(Arc::from)))
+            }
         }
     }
 
-    fn event(&self, name: Arc<str>, data: &str) -> EventPacket {
-        EventPacket {
-            namespace: self.root.clone(),
-            id: None,
-            name,
-            args: RawJson::validated(format!("[{data}]")),
-            attachments: Vec::new(),
+    fn inbound(&self, name: Arc<str>, data: &str, id: Option<Arc<str>>) -> Inbound {
+        let args = RawJson::validated(format!("[{data}]"));
+        let signal = self.signals.of(&name, args.get());
+        Inbound {
+            event: EventData {
+                namespace: self.root.clone(),
+                name,
+                args,
+                attachments: Vec::new(),
+            },
+            ack: None,
+            id,
+            resumes: false,
+            signal,
         }
     }
 
     fn message(&mut self, kind: &str, data: &str, request_id: Option<u64>) -> Frame {
         let id = self.fresh_id();
         let mut out = String::with_capacity(96 + kind.len() + data.len());
-        let ts = envelope::format_timestamp(now_ms());
+        let ts = format_rfc3339(now_ms());
         envelope::encode_message(&mut out, &id, kind, &ts, data, request_id);
         Frame::Text(Utf8Bytes::from(out))
     }
 
+    /// Writes an event; a durable emit's idempotency `key` is its envelope id, so a resend
+    /// carries the same id and the data stays as the app wrote it.
     pub(super) fn push_event(
         &mut self,
         out: &mut Vec<Frame>,
-        name: &str,
-        args: &RawJson,
+        event: &EventData,
         ack: Option<u64>,
-        attachments: &[Vec<u8>],
         key: Option<&str>,
     ) -> Result<(), CodecError> {
-        if !attachments.is_empty() {
+        if !event.attachments.is_empty() {
             return Err(CodecError::InvalidPayload(
                 "binary attachments need the Socket.IO protocol",
             ));
         }
-        let data = envelope::data_of(args.get())?;
+        let data = envelope::data_of(event.args.get())?;
         let id = match key {
             Some(k) => k.to_owned(),
             None => self.fresh_id(),
         };
-        let mut text = String::with_capacity(96 + name.len() + data.len());
-        let ts = envelope::format_timestamp(now_ms());
-        envelope::encode_message(&mut text, &id, name, &ts, data, ack);
+        let mut text = String::with_capacity(96 + event.name.len() + data.len());
+        let ts = format_rfc3339(now_ms());
+        envelope::encode_message(&mut text, &id, &event.name, &ts, data, ack);
         if text.len() > self.max_payload {
             return Err(CodecError::TooLarge {
                 len: text.len(),
@@ -215,7 +232,7 @@ impl Envelope {
         }
         self.auths_unanswered += 1;
         let id = self.fresh_id();
-        let ts = envelope::format_timestamp(now_ms());
+        let ts = format_rfc3339(now_ms());
         let text = envelope::encode_auth(&id, &ts, auth.and_then(Value::as_object));
         Ok(Frame::Text(Utf8Bytes::from(text)))
     }
@@ -240,14 +257,93 @@ fn describe(error: Option<&ErrorBody>, fallback: &str) -> String {
     }
 }
 
-fn rejection(error: Option<ErrorBody>, data: String) -> Rejection {
+fn rejection(error: Option<ErrorBody>, data: &str) -> Rejection {
     let body = error.unwrap_or(ErrorBody {
         code: "ERROR".into(),
         message: "the server reported a failure".into(),
     });
     Rejection {
+        then: signals::after_refusal(&body.code, &format!("[{data}]")),
         code: body.code,
         message: body.message,
-        data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::input::{Signal, Then};
+
+    fn text(s: &str) -> Frame {
+        Frame::Text(Utf8Bytes::from(s.to_owned()))
+    }
+
+    fn envelope() -> Envelope {
+        let config = crate::config::ClientConfig::new("ws://localhost:1/ws").unwrap();
+        Envelope::new(EnvelopeOptions::default(), 10_000, Signals::new(&config))
+    }
+
+    const TS: &str = "2026-11-22T18:05:00.123Z";
+
+    #[test]
+    fn refusals_carry_the_code_and_revocation_counts_only_after_acceptance() {
+        let mut e = envelope();
+        let mut out = Vec::new();
+        let _ = e.auth("/", None).unwrap();
+        let refused = e.decode(
+            text(r#"{"type":"auth_response","success":false,"error":{"code":"AUTHENTICATION_FAILED","message":"bad token"}}"#),
+            &mut out,
+        );
+        assert!(
+            matches!(&refused, Input::Refused { code, message, .. } if code == AUTHENTICATION_FAILED && message == "bad token"),
+            "{refused:?}"
+        );
+        let late = format!(
+            r#"{{"id":"x","type":"error","timestamp":"{TS}","data":{{"code":"AUTHENTICATION_FAILED","message":"m"}}}}"#
+        );
+        assert!(matches!(e.decode(text(&late), &mut out), Input::Nothing));
+        let _ = e.auth("/", None).unwrap();
+        let ok = e.decode(text(r#"{"type":"auth_response","success":true}"#), &mut out);
+        assert!(matches!(ok, Input::Joined { .. }));
+        assert!(matches!(
+            e.decode(text(&late), &mut out),
+            Input::Refused { .. }
+        ));
+    }
+
+    #[test]
+    fn rate_limits_become_signals_and_retries() {
+        let mut e = envelope();
+        let mut out = Vec::new();
+        let limited = r#"{"type":"rate_limit_exceeded","data":{"retryAfter":2}}"#;
+        match e.decode(text(limited), &mut out) {
+            Input::Event(i) => assert_eq!(
+                i.signal,
+                Some(Signal::SlowDown(std::time::Duration::from_secs(2)))
+            ),
+            other => panic!("{other:?}"),
+        }
+        let refused = format!(
+            r#"{{"id":"r","type":"response","timestamp":"{TS}","data":null,"metadata":{{"requestId":"5"}},"success":false,"error":{{"code":"RATE_LIMIT_EXCEEDED","message":"slow"}}}}"#
+        );
+        match e.decode(text(&refused), &mut out) {
+            Input::Ack {
+                id: 5,
+                reply: Err(r),
+            } => {
+                assert!(matches!(r.then, Then::Retry { pause: Some(_) }), "{r:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let unavailable = format!(
+            r#"{{"id":"u","type":"error","timestamp":"{TS}","data":{{"code":"SERVICE_UNAVAILABLE","message":"later"}}}}"#
+        );
+        assert!(matches!(
+            e.decode(text(&unavailable), &mut out),
+            Input::ServerError {
+                reconnect: true,
+                ..
+            }
+        ));
     }
 }

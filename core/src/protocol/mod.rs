@@ -1,111 +1,61 @@
 //! Wire protocols: what frames mean to the engine, and the frames the engine's requests become.
 //!
 //! The engine speaks in protocol-neutral terms (an event arrived, an acknowledgement, a
-//! namespace joined or refused, the link proved alive) and asks for frames (an event, an auth
-//! message, a pong). [`Wire`] translates both ways for the protocol the client is configured
-//! with, holding the little per-connection state a protocol needs (Socket.IO's binary
-//! attachment decoder, the envelope's id counter). The codecs underneath stay pure; this layer
-//! adds only the clock and the ids. So the reliability machinery (reconnect, outbox,
-//! subscriptions, de-duplication) is written once for both protocols.
+//! namespace joined or refused, the link proved alive, the server asked to slow down) and asks
+//! for frames (an event with its idempotency key, an auth message, a pong). [`Wire`] translates
+//! both ways for the protocol the client is configured with, holding the little per-connection
+//! state a protocol needs (Socket.IO's binary attachment decoder and resumable namespaces, the
+//! envelope's id counter). Everything that names a wire field, an error code or an id format
+//! lives below this folder; the codecs underneath stay pure, and this layer adds only the clock
+//! and the ids. So the reliability machinery (reconnect, outbox, subscriptions,
+//! de-duplication) is written once for both protocols.
 
 mod envelope;
+mod input;
+mod signals;
 mod socketio;
-
-use std::time::Duration;
 
 use serde_json::Value;
 
-pub(crate) use self::{envelope::Envelope, socketio::SocketIo};
+use self::{envelope::Envelope, socketio::SocketIo};
+pub(crate) use self::{
+    input::{EventData, HeartbeatMode, Inbound, Input, Rejection, Resume, Signal, Then},
+    signals::Signals,
+};
 use crate::{
-    codec::{
-        CodecError,
-        socketio::{EventPacket, Namespace, RawJson},
-    },
-    event::AckReply,
+    args::Args,
+    codec::{CodecError, engineio},
+    config::{ClientConfig, Protocol},
+    outbox::KeyPlacement,
     transport::Frame,
 };
 
-/// What one inbound frame means.
-#[derive(Debug)]
-pub(crate) enum Input {
-    /// Nothing for the engine (a noop, a binary packet still collecting attachments, a ping
-    /// already answered).
-    Nothing,
-    /// An app event, with the protocol's unique id for de-duplication when it carries one.
-    Event {
-        packet: EventPacket,
-        id: Option<String>,
-    },
-    /// The answer to a request the client made (an outbox entry or a subscription).
-    Ack {
-        id: u64,
-        reply: Result<AckReply, Rejection>,
-    },
-    /// The server accepted a namespace (with its handshake data: `pid` for recovery).
-    Joined {
-        namespace: Namespace,
-        data: Option<Value>,
-    },
-    /// The server refused a namespace's credentials.
-    Refused {
-        namespace: Namespace,
-        message: String,
-    },
-    /// The server closed a namespace.
-    Left { namespace: Namespace },
-    /// The server closes the whole session.
-    Closed,
-    /// Proof the link works both ways (a ping from the server, a pong to ours).
-    Alive,
-    /// A server error not tied to a request; delivered to the app as an `error` event too.
-    ServerError {
-        code: String,
-        message: String,
-        event: EventPacket,
-    },
-    /// A message that failed validation: counted and reported, never fatal.
-    Invalid(CodecError),
+/// What a protocol needs from the client's configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    protocol: Protocol,
+    key: KeyPlacement,
+    signals: Signals,
+    max_payload: usize,
 }
 
-/// A request the server answered with a failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Rejection {
-    pub(crate) code: String,
-    pub(crate) message: String,
-    /// The failure's data as raw JSON (a rate limit's `resetTime`).
-    pub(crate) data: String,
-}
-
-/// Server error codes after which a reconnect (with backoff) is the cure.
-pub(crate) const RECONNECT_CODES: &[&str] = &[
-    "CONNECTION_TIMEOUT",
-    "INTERNAL_SERVER_ERROR",
-    "SERVICE_UNAVAILABLE",
-];
-
-/// The rate limit code: the request may go again after the pause.
-pub(crate) const RATE_LIMITED: &str = "RATE_LIMIT_EXCEEDED";
-
-impl Rejection {
-    /// Whether the request should be sent again later rather than failed.
-    pub(crate) fn is_retryable(&self) -> bool {
-        self.code == RATE_LIMITED || RECONNECT_CODES.contains(&self.code.as_str())
+impl Options {
+    pub(crate) fn new(config: &ClientConfig) -> Self {
+        Self {
+            protocol: config.protocol,
+            key: config.outbox.key.clone(),
+            signals: Signals::new(config),
+            max_payload: config.max_inbound_bytes,
+        }
     }
 }
 
-/// How the link's liveness is proven.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HeartbeatMode {
-    /// The server pings every `interval`; silent for `interval + timeout` means dead.
-    ServerPings {
-        interval: Duration,
-        timeout: Duration,
-    },
-    /// The client pings every `interval`; no pong within `timeout` means dead.
-    ClientPings {
-        interval: Duration,
-        timeout: Duration,
-    },
+/// The first frame of a link, for protocols that open with one.
+pub(crate) enum Opening {
+    /// The session is open: this is its protocol.
+    Open(Box<Wire>),
+    /// Not the opening yet (a noop or ping some servers send first); keep reading.
+    NotYet,
 }
 
 /// The protocol of one connection.
@@ -118,6 +68,35 @@ pub(crate) enum Wire {
 }
 
 impl Wire {
+    /// The envelope protocol, which needs no opening frame; `None` for Socket.IO.
+    pub(crate) fn without_opening(options: &Options) -> Option<Wire> {
+        match options.protocol {
+            Protocol::Envelope(e) => Some(Wire::Envelope(Envelope::new(
+                e,
+                options.max_payload,
+                options.signals.clone(),
+            ))),
+            Protocol::SocketIo => None,
+        }
+    }
+
+    /// Reads Engine.IO's `open` packet, the first frame of every Socket.IO transport.
+    pub(crate) fn opening(frame: Frame, options: &Options) -> Result<Opening, CodecError> {
+        let text = match frame {
+            Frame::Text(t) => t,
+            Frame::Binary(_) => {
+                return Err(CodecError::UnexpectedFrame("binary frame before open"));
+            }
+        };
+        match engineio::decode_text(&text)? {
+            engineio::Packet::Open(h) => Ok(Opening::Open(Box::new(Wire::SocketIo(
+                SocketIo::new(h, options.key.clone(), options.signals.clone()),
+            )))),
+            engineio::Packet::Noop | engineio::Packet::Ping(_) => Ok(Opening::NotYet),
+            _ => Err(CodecError::UnexpectedFrame("expected the open packet")),
+        }
+    }
+
     /// What `frame` means; a Socket.IO decoding error is fatal to the link (nothing after it
     /// can be trusted), an envelope one is [`Input::Invalid`] (each message stands alone).
     /// Replies the protocol owes at once (pongs) are appended to `out`.
@@ -132,34 +111,32 @@ impl Wire {
         }
     }
 
-    /// Appends the frames of an event; `ack` asks for an answer with that id and `key` is its
-    /// idempotency key (the envelope id of a durable emit).
-    #[allow(clippy::too_many_arguments)]
+    /// Appends the frames of an event; `ack` asks for an answer with that id and `key` is a
+    /// durable emit's idempotency key, placed as the protocol and configuration say.
     pub(crate) fn push_event(
         &mut self,
         out: &mut Vec<Frame>,
-        namespace: &str,
-        name: &str,
-        args: &RawJson,
+        event: &EventData,
         ack: Option<u64>,
-        attachments: Vec<Vec<u8>>,
         key: Option<&str>,
     ) -> Result<(), CodecError> {
         match self {
-            Wire::SocketIo(w) => w.push_event(out, namespace, name, args, ack, attachments),
-            Wire::Envelope(w) => w.push_event(out, name, args, ack, &attachments, key),
+            Wire::SocketIo(w) => w.push_event(out, event, ack, key),
+            Wire::Envelope(w) => w.push_event(out, event, ack, key),
         }
     }
 
-    /// The frame that joins `namespace` with `auth`, or why this protocol cannot.
+    /// The frame that joins `namespace` with `auth` (asking to restore `resume`), or why this
+    /// protocol cannot.
     pub(crate) fn connect(
         &mut self,
         namespace: &str,
-        auth: Option<&Value>,
+        auth: Option<Value>,
+        resume: Option<&Resume>,
     ) -> Result<Frame, String> {
         match self {
-            Wire::SocketIo(w) => Ok(w.connect(namespace, auth)),
-            Wire::Envelope(w) => w.auth(namespace, auth),
+            Wire::SocketIo(w) => Ok(w.connect(namespace, auth, resume)),
+            Wire::Envelope(w) => w.auth(namespace, auth.as_ref()),
         }
     }
 
@@ -172,13 +149,7 @@ impl Wire {
     }
 
     /// Appends the answer to a server's acknowledgement request.
-    pub(crate) fn push_ack(
-        &self,
-        out: &mut Vec<Frame>,
-        namespace: &str,
-        id: u64,
-        args: crate::Args,
-    ) {
+    pub(crate) fn push_ack(&self, out: &mut Vec<Frame>, namespace: &str, id: u64, args: Args) {
         match self {
             Wire::SocketIo(_) => SocketIo::push_ack(out, namespace, id, args),
             // Envelope events never ask the client for an acknowledgement.
@@ -200,5 +171,19 @@ impl Wire {
             Wire::SocketIo(w) => w.heartbeat(),
             Wire::Envelope(w) => w.heartbeat(),
         }
+    }
+}
+
+/// A Socket.IO wire for tests: the handshake of a server with the given heartbeat.
+#[cfg(test)]
+pub(crate) fn test_wire(ping_interval_ms: u64, ping_timeout_ms: u64) -> Wire {
+    let open = format!(
+        r#"0{{"sid":"s","upgrades":[],"pingInterval":{ping_interval_ms},"pingTimeout":{ping_timeout_ms},"maxPayload":100000}}"#
+    );
+    let frame = Frame::Text(crate::transport::Utf8Bytes::from(open));
+    let config = ClientConfig::new("http://localhost:1").expect("a valid url");
+    match Wire::opening(frame, &Options::new(&config)) {
+        Ok(Opening::Open(w)) => *w,
+        _ => unreachable!("a valid open packet"),
     }
 }

@@ -174,7 +174,7 @@ impl Cipher {
             .key
             .open_in_place(nonce, Aad::from(context.as_bytes()), &mut body)
             .map_err(|_| Unreadable)?;
-        let mut parts = super::db::unpack(plain).into_iter();
+        let mut parts = super::blob::unpack(plain).into_iter();
         let args = parts.next().ok_or(Unreadable)?;
         let args = String::from_utf8(args).map_err(|_| Unreadable)?;
         Ok(Some((args, parts.collect())))

@@ -22,7 +22,7 @@ use tokio_rustls::{
 };
 use url::Url;
 
-use super::TransportError;
+use super::frame::TransportError;
 
 /// A keep-alive connection, absent until first used or after the server closed it.
 pub(crate) type Lane = Option<SendRequest<Full<Bytes>>>;

@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 use url::Url;
 
 use super::{
-    Frame, Transport, TransportError, Utf8Bytes,
+    frame::{Frame, Transport, TransportError, Utf8Bytes},
     http::{self, Answer, Lane},
     websocket::WebSocket,
 };

@@ -18,7 +18,34 @@ use rustls::{
     pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject},
 };
 
-use crate::config::TlsOptions;
+use crate::error::Error;
+
+/// Certificate trust for `wss://` and `https://`. Verification is always on; these options
+/// only choose what counts as trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// Extra CA certificates, PEM (each string may hold several `BEGIN CERTIFICATE` blocks):
+    /// a company CA, or a development server's self-signed certificate.
+    pub ca_pem: Vec<String>,
+    /// Trust the built-in webpki (Mozilla) roots as well. Turn off to trust only `ca_pem`
+    /// (private PKI).
+    pub builtin_roots: bool,
+    /// Public-key pins, `sha256/<base64 of the SHA-256 of a SubjectPublicKeyInfo>` (the
+    /// format of OkHttp and HPKP). When any are set, a server is accepted only if, after full
+    /// verification, the leaf or an intermediate it presents has one of these keys. Pin a
+    /// backup key too, or a key rotation locks every installed app out.
+    pub pins: Vec<String>,
+}
+
+impl Default for TlsOptions {
+    fn default() -> Self {
+        Self {
+            ca_pem: Vec::new(),
+            builtin_roots: true,
+            pins: Vec::new(),
+        }
+    }
+}
 
 /// The prefix of a pin, as in OkHttp's `CertificatePinner` and HPKP.
 const PIN_PREFIX: &str = "sha256/";
@@ -119,8 +146,8 @@ pub fn certificate_pin(cert_der: &[u8]) -> Option<String> {
 
 /// The pin of every certificate in `pem` (one or more `BEGIN CERTIFICATE` blocks), in order:
 /// how to compute pins from the server's certificate file (`pulselink pin cert.pem`).
-pub fn certificate_pins(pem: &str) -> Result<Vec<String>, crate::Error> {
-    let bad = |m: String| crate::Error::InvalidArgs(m);
+pub fn certificate_pins(pem: &str) -> Result<Vec<String>, Error> {
+    let bad = |m: String| Error::InvalidArgs(m);
     let pins = CertificateDer::pem_slice_iter(pem.as_bytes())
         .map(|cert| {
             let cert = cert.map_err(|e| bad(format!("unreadable PEM: {e}")))?;

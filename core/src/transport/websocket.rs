@@ -16,7 +16,7 @@ use tokio_tungstenite::{
 };
 use url::Url;
 
-use super::{Frame, Transport, TransportError};
+use super::frame::{Frame, Transport, TransportError};
 
 /// An open WebSocket.
 pub struct WebSocket {

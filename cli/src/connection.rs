@@ -1,0 +1,89 @@
+//! The options every command that talks to a server shares (URL, auth, protocol, transport,
+//! trust), and the client configuration they describe.
+
+use std::time::Duration;
+
+use pulselink::{ClientConfig, EnvelopeOptions, Protocol, Transports};
+use serde_json::json;
+
+/// Connection options shared by the commands that talk to a server.
+#[derive(clap::Args, Clone)]
+pub(crate) struct Connection {
+    /// Server URL, e.g. http://localhost:3000 (Socket.IO) or ws://localhost:8080/ws (envelope)
+    url: String,
+    /// Token sent as the auth object `{"token": T}` on every namespace CONNECT (Socket.IO), or
+    /// in the first `auth` message (envelope).
+    #[arg(long)]
+    token: Option<String>,
+    /// Wire protocol: socketio (Socket.IO v4 over Engine.IO) or envelope (JSON envelopes over a
+    /// plain WebSocket at exactly URL).
+    #[arg(long, default_value = "socketio", value_parser = parse_protocol)]
+    protocol: Protocol,
+    /// Engine.IO path on the server (Socket.IO only).
+    #[arg(long, default_value = "/socket.io/")]
+    path: String,
+    /// Seconds to wait for the first connection.
+    #[arg(long, default_value_t = 10)]
+    connect_timeout: u64,
+    /// Engine.IO transports: websocket, polling, polling-upgrade (polling, then WebSocket if
+    /// offered) or websocket-fallback (WebSocket, polling if that fails).
+    #[arg(long, default_value = "websocket", value_parser = parse_transports)]
+    transport: Transports,
+    /// Also trust the CA certificates in this PEM file for wss:// and https:// (a company
+    /// CA, a development server's self-signed certificate). Repeatable.
+    #[arg(long = "ca-file", value_name = "PEM")]
+    ca_files: Vec<std::path::PathBuf>,
+    /// Trust only the --ca-file certificates, not the built-in webpki roots.
+    #[arg(long)]
+    no_builtin_roots: bool,
+    /// Accept the server only if it presents a certificate with this public key,
+    /// `sha256/<base64>` (see `pulselink pin`). Repeatable: ship a backup pin.
+    #[arg(long = "pin", value_name = "sha256/BASE64")]
+    pins: Vec<String>,
+}
+
+fn parse_protocol(s: &str) -> Result<Protocol, String> {
+    match s {
+        "socketio" | "socket.io" => Ok(Protocol::SocketIo),
+        "envelope" => Ok(Protocol::Envelope(EnvelopeOptions::default())),
+        other => Err(format!("unknown protocol {other:?}: socketio or envelope")),
+    }
+}
+
+fn parse_transports(s: &str) -> Result<Transports, String> {
+    match s {
+        "websocket" => Ok(Transports::WebSocket),
+        "polling" => Ok(Transports::Polling),
+        "polling-upgrade" => Ok(Transports::PollingThenUpgrade),
+        "websocket-fallback" => Ok(Transports::WebSocketThenFallback),
+        other => Err(format!(
+            "unknown transport {other:?}: websocket, polling, polling-upgrade or websocket-fallback"
+        )),
+    }
+}
+
+impl Connection {
+    pub(crate) fn config(&self, namespaces: &[String]) -> pulselink::Result<ClientConfig> {
+        let mut config = ClientConfig::new(&self.url)?;
+        config.path = self.path.clone();
+        config.connect_wait = Duration::from_secs(self.connect_timeout);
+        config.transports = self.transport;
+        config.protocol = self.protocol;
+        if !namespaces.is_empty() {
+            config = config.with_namespaces(namespaces.iter().cloned());
+        }
+        if let Some(token) = &self.token {
+            config = config.with_static_auth(json!({ "token": token }));
+        }
+        for path in &self.ca_files {
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                pulselink::Error::InvalidConfig(format!("--ca-file {}: {e}", path.display()))
+            })?;
+            config.tls.ca_pem.push(pem);
+        }
+        config.tls.builtin_roots = !self.no_builtin_roots;
+        config.tls.pins = self.pins.clone();
+        config.validate()?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,297 @@
+//! The app-facing handles. They hold no connection state: every call is a message to the
+//! engine task (commands, emits) or the store thread (outbox queries), answered on oneshot
+//! channels, with the state published on a watch channel.
+
+mod outbox;
+mod shared;
+mod socket;
+mod stream;
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{
+    runtime::Handle,
+    sync::{broadcast, mpsc, oneshot, watch},
+};
+
+use self::shared::Shared;
+pub use self::{
+    outbox::Outbox,
+    socket::Socket,
+    stream::{EventStream, ListenerHandle},
+};
+use crate::{
+    args::{AckReply, Args},
+    config::{ClientConfig, Protocol, is_valid_namespace},
+    engine::{self, Command, Interest},
+    error::{Error, Result},
+    event::{Event, Notice, State},
+    metrics::Metrics,
+    outbox::EmitOptions,
+    store::Store,
+};
+
+/// A connection to one Socket.IO (or JSON-envelope) server. Cheap to clone; the connection
+/// closes when the last clone is dropped or [`Client::close`] is called.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &crate::config::redacted(&self.inner.config.url))
+            .field("state", &*self.inner.state.borrow())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Creates a client and its engine task on the current tokio runtime, opening its store
+    /// (a few milliseconds of blocking file I/O; migrations and an integrity check after an
+    /// unclean exit happen here). Nothing connects until [`Client::connect`] or
+    /// [`Client::start`].
+    ///
+    /// Fails with [`Error::InvalidConfig`] for an unusable configuration or outside a tokio
+    /// runtime, and with [`Error::StoreCorrupt`] / [`Error::Store`] when the store cannot be
+    /// opened.
+    pub fn new(config: ClientConfig) -> Result<Self> {
+        let tls = config.checked()?;
+        let runtime = Handle::try_current().map_err(|_| {
+            Error::InvalidConfig("Client::new must run inside a tokio runtime".into())
+        })?;
+        let config = Arc::new(config);
+        let (notices, _) = broadcast::channel(256);
+        let (events_tx, store_events) = mpsc::unbounded_channel();
+        let (store, snapshot) = Store::open(&config.store, &config.outbox, events_tx)?;
+        let handles = engine::spawn(
+            &runtime,
+            config.clone(),
+            tls,
+            store.clone(),
+            snapshot,
+            store_events,
+            notices.clone(),
+        );
+        let main = Arc::from(config.main_namespace());
+        Ok(Self {
+            inner: Arc::new(Shared {
+                commands: handles.commands,
+                outgoing: handles.outgoing,
+                store,
+                state: handles.state,
+                notices,
+                main,
+                config,
+                runtime,
+            }),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    fn send(&self, c: Command) -> Result<()> {
+        self.inner.send(c)
+    }
+
+    /// Connects and waits until the main namespace is joined.
+    ///
+    /// Returns early with the reason when the attempt can never succeed (refused credentials,
+    /// the policy gave up), and with [`Error::ConnectTimeout`] after `connect_wait`, in which
+    /// case the client keeps retrying in the background and emits are buffered meanwhile.
+    pub async fn connect(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Connect(Some(tx)))?;
+        let wait = self.inner.config.connect_wait;
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Closed),
+            Err(_) => Err(Error::ConnectTimeout(wait)),
+        }
+    }
+
+    /// Starts connecting in the background and returns at once.
+    pub fn start(&self) -> Result<()> {
+        self.send(Command::Connect(None))
+    }
+
+    /// Leaves every namespace and stops reconnecting; [`Client::connect`] starts again.
+    pub fn disconnect(&self) -> Result<()> {
+        self.send(Command::Disconnect)
+    }
+
+    /// Closes the client for good: stops reconnecting at once, writes what the outbox holds
+    /// if the link is alive (bounded to a second), says goodbye to the server, closes the
+    /// store and ends the engine task. Entries not delivered stay in the store for the next
+    /// client on the same file; pending acknowledgements fail with [`Error::Closed`].
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Command::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.inner.state.borrow().clone()
+    }
+
+    /// A watch on the state: `changed().await` then `borrow()` for every transition that
+    /// matters (intermediate ones may be coalesced).
+    pub fn states(&self) -> watch::Receiver<State> {
+        self.inner.state.clone()
+    }
+
+    /// Lifecycle notices: reconnect attempts, failures, namespace refusals, dropped emits.
+    pub fn notices(&self) -> broadcast::Receiver<Notice> {
+        self.inner.notices.subscribe()
+    }
+
+    /// The app's reachability hint: `false` stops attempts (state `Offline`) and closes the
+    /// link; `true` reconnects at once instead of waiting out the backoff.
+    pub fn set_network_available(&self, available: bool) -> Result<()> {
+        self.send(Command::NetworkAvailable(available))
+    }
+
+    /// A handle for namespace `namespace` on this connection, joining it now and on every
+    /// reconnect (with its own CONNECT and credentials).
+    pub fn socket(&self, namespace: &str) -> Result<Socket> {
+        if !is_valid_namespace(namespace) {
+            return Err(Error::InvalidConfig(format!(
+                "namespace must start with '/' and contain no ',': {namespace:?}"
+            )));
+        }
+        let ns: Arc<str> = Arc::from(namespace);
+        if ns != self.inner.main && matches!(self.inner.config.protocol, Protocol::Envelope(_)) {
+            return Err(Error::InvalidConfig(
+                "the envelope protocol has no namespaces".into(),
+            ));
+        }
+        if ns != self.inner.main {
+            self.send(Command::Join(ns.clone()))?;
+        }
+        Ok(Socket::new(self.inner.clone(), ns))
+    }
+
+    /// The main namespace's handle.
+    pub fn main_socket(&self) -> Socket {
+        Socket::new(self.inner.clone(), self.inner.main.clone())
+    }
+
+    /// Emits on the main namespace, durably: when this returns Ok the event is in the store
+    /// and will be delivered (at least once, in order, with its idempotency key) even across
+    /// reconnects and, with a store file, an app restart. Waits only for the store's commit.
+    pub async fn emit(&self, event: &str, args: impl Into<Args>) -> Result<()> {
+        self.main_socket().emit(event, args).await
+    }
+
+    /// Emits with a priority, TTL or coalescing key; returns the entry's outbox id.
+    pub async fn emit_with(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        options: EmitOptions,
+    ) -> Result<u64> {
+        self.main_socket().emit_with(event, args, options).await
+    }
+
+    /// Emits on the main namespace durably and waits for the server's acknowledgement.
+    /// Resolves exactly once: the answer, [`Error::AckTimeout`] (the entry stays in the
+    /// outbox and is still delivered later), [`Error::Expired`], or [`Error::Closed`].
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        timeout: Duration,
+    ) -> Result<AckReply> {
+        self.main_socket().emit_with_ack(event, args, timeout).await
+    }
+
+    /// Emits on the main namespace only if connected right now and there is room; otherwise
+    /// drops it (returns `false`). Never stored: for telemetry where only the latest value
+    /// matters and losing one is fine.
+    pub fn emit_volatile(&self, event: &str, args: impl Into<Args>) -> Result<bool> {
+        self.main_socket().emit_volatile(event, args)
+    }
+
+    /// Declares a subscription on the main namespace: `event` with `args` is sent on every
+    /// connect (and now, if connected), its acknowledgement awaited before the outbox flushes.
+    /// Persisted, so it survives an app restart. `unsubscribe` names the event that undoes it
+    /// (e.g. `room:unsubscribe`), sent with the same arguments by [`Client::unsubscribe`].
+    pub async fn subscribe(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        unsubscribe: Option<&str>,
+    ) -> Result<()> {
+        self.main_socket().subscribe(event, args, unsubscribe).await
+    }
+
+    /// Removes a subscription made with [`Client::subscribe`] and, if it named an unsubscribe
+    /// event, emits that (durably) with the same arguments.
+    pub async fn unsubscribe(&self, event: &str, args: impl Into<Args>) -> Result<()> {
+        self.main_socket().unsubscribe(event, args).await
+    }
+
+    /// The durable outbox: size, contents, removal.
+    pub fn outbox(&self) -> Outbox {
+        Outbox::new(self.inner.store.clone())
+    }
+
+    /// Counters, outbox size and acknowledgement latency percentiles.
+    pub async fn metrics(&self) -> Result<Metrics> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Metrics(tx))?;
+        let (c, state) = rx.await.map_err(|_| Error::Closed)?;
+        let outbox = self.outbox().stats().await?;
+        Ok(Metrics {
+            state,
+            connects: c.connects,
+            reconnects: c.reconnects,
+            events_sent: c.sent,
+            events_received: c.received,
+            duplicates_dropped: c.duplicates,
+            stale_dropped: c.stale,
+            invalid_dropped: c.invalid,
+            recovered_sessions: c.recovered,
+            subscriptions_failed: c.subscriptions_failed,
+            rate_limit_pauses: c.rate_limit_pauses,
+            outbox,
+            ack_latency: c.latencies.summary(),
+        })
+    }
+
+    /// Every inbound event on every namespace, in arrival order.
+    ///
+    /// Register before connecting to see the first events. A stream that is not read holds
+    /// the engine back (it stops reading the socket) rather than losing events.
+    pub fn events(&self) -> EventStream {
+        self.inner.listen(Interest::Inbound)
+    }
+
+    /// Every event this client sends (with the app's arguments; the idempotency key is added
+    /// on the wire).
+    pub fn outgoing(&self) -> EventStream {
+        self.inner.listen(Interest::Outbound)
+    }
+
+    /// Calls `handler` for each inbound event named `event` on the main namespace, on a task
+    /// of the client's runtime. Stops when the returned handle is cancelled or dropped.
+    pub fn on(&self, event: &str, handler: impl FnMut(Event) + Send + 'static) -> ListenerHandle {
+        self.main_socket().on(event, handler)
+    }
+
+    /// Calls `handler` for every inbound event (socket.io-client's `onAny`).
+    pub fn on_any(&self, handler: impl FnMut(Event) + Send + 'static) -> ListenerHandle {
+        ListenerHandle::spawn(&self.inner.runtime, self.events(), handler)
+    }
+
+    /// Calls `handler` for every outbound event (socket.io-client's `onAnyOutgoing`).
+    pub fn on_any_outgoing(&self, handler: impl FnMut(Event) + Send + 'static) -> ListenerHandle {
+        ListenerHandle::spawn(&self.inner.runtime, self.outgoing(), handler)
+    }
+}

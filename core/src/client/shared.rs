@@ -1,0 +1,60 @@
+//! What every handle of one client shares: the channels to the engine and the store, the
+//! published state and notices, the configuration and the runtime.
+
+use std::sync::Arc;
+
+use tokio::{
+    runtime::Handle,
+    sync::{broadcast, mpsc, watch},
+};
+
+use super::stream::EventStream;
+use crate::{
+    args::Args,
+    config::{ClientConfig, Protocol},
+    engine::{Command, Interest, Listener, Outgoing},
+    error::{Error, Result},
+    event::{Notice, State},
+    store::Store,
+};
+
+/// One client's channels. The engine stops when the last handle drops it.
+pub(super) struct Shared {
+    pub(super) commands: mpsc::UnboundedSender<Command>,
+    pub(super) outgoing: mpsc::Sender<Outgoing>,
+    pub(super) store: Store,
+    pub(super) state: watch::Receiver<State>,
+    pub(super) notices: broadcast::Sender<Notice>,
+    pub(super) main: Arc<str>,
+    pub(super) config: Arc<ClientConfig>,
+    pub(super) runtime: Handle,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+    }
+}
+
+impl Shared {
+    pub(super) fn send(&self, c: Command) -> Result<()> {
+        self.commands.send(c).map_err(|_| Error::Closed)
+    }
+
+    /// A stream of the events `interest` names, registered with the engine.
+    pub(super) fn listen(&self, interest: Interest) -> EventStream {
+        let (tx, rx) = mpsc::channel(self.config.listener_buffer);
+        // If the engine is gone the stream simply ends.
+        let _ = self.send(Command::Listen(Listener { interest, tx }));
+        EventStream::new(rx)
+    }
+
+    /// Refuses what the configured protocol cannot carry, before anything is stored.
+    pub(super) fn check_args(&self, args: &Args) -> Result<()> {
+        args.check()?;
+        if matches!(self.config.protocol, Protocol::Envelope(_)) {
+            args.refuse_binary("the envelope protocol")?;
+        }
+        Ok(())
+    }
+}

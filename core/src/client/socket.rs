@@ -1,0 +1,225 @@
+//! One namespace on a client's connection (socket.io-client's `Socket`): every call that
+//! names a namespace — emitting, subscribing, listening — is made here.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    shared::Shared,
+    stream::{EventStream, ListenerHandle},
+};
+use crate::{
+    args::{AckReply, Args},
+    codec::json::RawJson,
+    engine::{AckTx, Command, Interest, Outgoing},
+    error::{Error, Result},
+    event::{Event, State},
+    outbox::EmitOptions,
+    protocol::EventData,
+    store::{Cmd, NewEntry, StoredSubscription},
+};
+
+/// One namespace on a client's connection.
+#[derive(Clone)]
+pub struct Socket {
+    shared: Arc<Shared>,
+    namespace: Arc<str>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+impl Socket {
+    pub(super) fn new(shared: Arc<Shared>, namespace: Arc<str>) -> Self {
+        Self { shared, namespace }
+    }
+
+    /// The namespace, e.g. `/rooms/r1`.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Emits on this namespace, durably: when this returns Ok the event is in the store and
+    /// will be delivered (at least once, in order, with its idempotency key) even across
+    /// reconnects and, with a store file, an app restart. Waits only for the store's commit.
+    pub async fn emit(&self, event: &str, args: impl Into<Args>) -> Result<()> {
+        let opts = EmitOptions::default();
+        self.emit_in(event, args.into(), opts, None).await.map(drop)
+    }
+
+    /// Emits with a priority, TTL, coalescing key or confirmation; returns the entry's outbox
+    /// id.
+    pub async fn emit_with(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        options: EmitOptions,
+    ) -> Result<u64> {
+        self.emit_in(event, args.into(), options, None).await
+    }
+
+    /// Emits durably and waits for the server's acknowledgement. Resolves exactly once: the
+    /// answer, [`Error::AckTimeout`] (the entry stays in the outbox and is still delivered
+    /// later), [`Error::Expired`], [`Error::Removed`], or [`Error::Closed`].
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        timeout: Duration,
+    ) -> Result<AckReply> {
+        let (tx, rx) = oneshot::channel();
+        self.emit_in(event, args.into(), EmitOptions::default(), Some(tx))
+            .await?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Closed),
+            Err(_) => Err(Error::AckTimeout(timeout)),
+        }
+    }
+
+    /// Emits only if connected right now and there is room; otherwise drops it (returns
+    /// `false`). Never stored: for telemetry where only the latest value matters and losing
+    /// one is fine.
+    pub fn emit_volatile(&self, event: &str, args: impl Into<Args>) -> Result<bool> {
+        let args = args.into();
+        self.shared.check_args(&args)?;
+        if *self.shared.state.borrow() != State::Connected {
+            return Ok(false);
+        }
+        let (json, attachments) = args.into_parts();
+        let data = EventData {
+            namespace: self.namespace.clone(),
+            name: Arc::from(event),
+            args: RawJson::validated(json),
+            attachments,
+        };
+        match self.shared.outgoing.try_send(Outgoing::Volatile(data)) {
+            Ok(()) => Ok(true),
+            Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::Closed),
+        }
+    }
+
+    async fn emit_in(
+        &self,
+        event: &str,
+        args: Args,
+        options: EmitOptions,
+        waiter: Option<AckTx>,
+    ) -> Result<u64> {
+        self.shared.check_args(&args)?;
+        if event.is_empty() {
+            return Err(Error::InvalidArgs("event name is empty".into()));
+        }
+        if waiter.is_some() && options.coalesce_key.is_some() {
+            return Err(Error::InvalidArgs(
+                "a coalescing key cannot be combined with an acknowledgement".into(),
+            ));
+        }
+        let (json, attachments) = args.into_parts();
+        let entry = NewEntry {
+            lane: options.priority,
+            namespace: self.namespace.clone(),
+            event: event.to_owned(),
+            args: json,
+            attachments,
+            want_ack: waiter.is_some() || options.confirm,
+            ttl: options.ttl,
+            coalesce_key: options.coalesce_key,
+        };
+        let (reply, rx) = oneshot::channel();
+        let emit = Outgoing::Durable {
+            entry,
+            waiter,
+            reply,
+        };
+        self.shared
+            .outgoing
+            .send(emit)
+            .await
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Declares a subscription: `event` with `args` is sent on every connect (and now, if
+    /// connected), its acknowledgement awaited before the outbox flushes. Persisted, so it
+    /// survives an app restart. `unsubscribe` names the event that undoes it (e.g.
+    /// `room:unsubscribe`), sent with the same arguments by [`Socket::unsubscribe`].
+    /// Subscriptions carry JSON only: binary attachments are refused.
+    pub async fn subscribe(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        unsubscribe: Option<&str>,
+    ) -> Result<()> {
+        let args = args.into();
+        args.check()?;
+        args.refuse_binary("a subscription")?;
+        if event.is_empty() {
+            return Err(Error::InvalidArgs("event name is empty".into()));
+        }
+        let sub = StoredSubscription {
+            namespace: self.namespace.to_string(),
+            event: event.to_owned(),
+            args: args.into_parts().0,
+            unsubscribe: unsubscribe.map(str::to_owned),
+        };
+        let stored = sub.clone();
+        self.shared
+            .store
+            .ask(|reply| Cmd::PutSubscription(stored, reply))
+            .await?;
+        self.shared.send(Command::AddSubscription(sub))
+    }
+
+    /// Removes a subscription made with [`Socket::subscribe`] and, if it named an unsubscribe
+    /// event, emits that (durably) with the same arguments.
+    pub async fn unsubscribe(&self, event: &str, args: impl Into<Args>) -> Result<()> {
+        let args = args.into();
+        args.check()?;
+        args.refuse_binary("a subscription")?;
+        let sub = StoredSubscription {
+            namespace: self.namespace.to_string(),
+            event: event.to_owned(),
+            args: args.json().to_owned(),
+            unsubscribe: None,
+        };
+        let stored = sub.clone();
+        let removed = self
+            .shared
+            .store
+            .ask(|reply| Cmd::RemoveSubscription(stored, reply))
+            .await?;
+        self.shared.send(Command::RemoveSubscription(sub))?;
+        if let Some(undo) = removed {
+            self.emit_in(&undo, args, EmitOptions::default(), None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Inbound events named `event` on this namespace.
+    pub fn events_named(&self, event: &str) -> EventStream {
+        self.shared.listen(Interest::Named {
+            namespace: Some(self.namespace.clone()),
+            name: event.into(),
+        })
+    }
+
+    /// Calls `handler` for each inbound event named `event` on this namespace, on a task of
+    /// the client's runtime. Stops when the returned handle is cancelled or dropped.
+    pub fn on(&self, event: &str, handler: impl FnMut(Event) + Send + 'static) -> ListenerHandle {
+        ListenerHandle::spawn(&self.shared.runtime, self.events_named(event), handler)
+    }
+
+    /// Leaves the namespace (and stops rejoining it on reconnect).
+    pub fn leave(&self) -> Result<()> {
+        self.shared.send(Command::Leave(self.namespace.clone()))
+    }
+}

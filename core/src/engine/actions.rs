@@ -1,0 +1,122 @@
+//! What a component's step produced, for the driver to carry out: frames to write, store
+//! commands to post, notices to publish, credentials to ask for, and what becomes of the link.
+//! Components only append here; they never perform I/O themselves.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::{
+    config::AuthReason,
+    error::Error,
+    event::{DisconnectReason, Notice},
+    store::Cmd as StoreCmd,
+    transport::Frame,
+};
+
+/// Everything one step asks of the driver, in order per kind.
+#[derive(Default)]
+pub(crate) struct Actions {
+    /// Frames to write on the link, then flush.
+    pub(crate) frames: Vec<Frame>,
+    /// Commands for the store thread.
+    pub(crate) store: Vec<StoreCmd>,
+    /// Notices for the app.
+    pub(crate) notices: Vec<Notice>,
+    /// Credentials to obtain, per namespace.
+    pub(crate) credentials: Vec<(Arc<str>, Credentials)>,
+    /// What to do with the link, when a step decided it.
+    pub(crate) link: Option<LinkAction>,
+    /// `connect()` callers to answer, once the state they will read is published.
+    pub(crate) answers: Vec<(ConnectWaiter, Result<(), Error>)>,
+}
+
+impl Actions {
+    /// Whether nothing is asked for.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+            && self.store.is_empty()
+            && self.notices.is_empty()
+            && self.credentials.is_empty()
+            && self.link.is_none()
+            && self.answers.is_empty()
+    }
+
+    /// Asks the driver to end the link (the first decision wins: it is the cause).
+    pub(crate) fn end(&mut self, end: End) {
+        if !matches!(self.link, Some(LinkAction::End(_) | LinkAction::Exit)) {
+            self.link = Some(LinkAction::End(end));
+        }
+    }
+
+    /// Publishes a notice.
+    pub(crate) fn notify(&mut self, notice: Notice) {
+        self.notices.push(notice);
+    }
+}
+
+/// A `connect()` caller waiting for the outcome.
+pub(crate) type ConnectWaiter = oneshot::Sender<Result<(), Error>>;
+
+/// How a namespace's credentials are obtained.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Credentials {
+    /// Ask the app's auth provider.
+    Ask(AuthReason),
+    /// Send these again (fresh ones were fetched for a link that died before the answer).
+    Reuse(Option<Value>),
+}
+
+/// What the driver does with the link.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum LinkAction {
+    /// Open a new one now.
+    Dial,
+    /// End the current link (or the attempt under way).
+    End(End),
+    /// No link is up: stop the engine.
+    Exit,
+}
+
+/// Why a link ends and what comes next.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct End {
+    /// Why, as the app hears it.
+    pub(crate) reason: DisconnectReason,
+    /// What comes next.
+    pub(crate) after: After,
+}
+
+impl End {
+    /// An end followed by `after`.
+    pub(crate) fn new(reason: DisconnectReason, after: After) -> Self {
+        Self { reason, after }
+    }
+
+    /// A lost link: retry with backoff.
+    pub(crate) fn lost(reason: DisconnectReason) -> Self {
+        Self::new(reason, After::Reconnect)
+    }
+
+    /// The app ended the session on a live link: say goodbye properly.
+    pub(crate) fn is_polite(&self) -> bool {
+        self.reason == DisconnectReason::ClientDisconnect
+            && matches!(self.after, After::Exit | After::Idle)
+    }
+}
+
+/// What to do when a link ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum After {
+    /// Retry with backoff.
+    Reconnect,
+    /// Retry at once (fresh credentials after they expired).
+    ReconnectNow,
+    /// Stop; the app may call `connect()` again.
+    Idle,
+    /// Wait for the network to come back.
+    Offline,
+    /// The client is closing.
+    Exit,
+}

@@ -1,0 +1,101 @@
+//! The app's commands, and the one place they are handled: each is routed to the components
+//! it concerns, whatever phase the connection is in.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::{flush::AckTx, lifecycle::ConnectWaiter, listeners::Listener, machine::Machine};
+use crate::{
+    event::State,
+    metrics::Counters,
+    protocol::EventData,
+    store::{NewEntry, Reply, StoredSubscription},
+    time::Now,
+};
+
+/// A command from a client handle.
+pub(crate) enum Command {
+    /// Start connecting (if not already); the reply fires when connected or failed for good.
+    Connect(Option<ConnectWaiter>),
+    /// Leave every namespace and stop reconnecting; the engine stays usable.
+    Disconnect,
+    /// Join a namespace (also on every reconnect).
+    Join(Arc<str>),
+    /// Leave a namespace.
+    Leave(Arc<str>),
+    /// Register an event listener.
+    Listen(Listener),
+    /// Add a subscription (already persisted) and send it now if its namespace is ready.
+    AddSubscription(StoredSubscription),
+    /// Forget a subscription (already removed from the store).
+    RemoveSubscription(StoredSubscription),
+    /// A snapshot of the counters.
+    Metrics(oneshot::Sender<(Counters, State)>),
+    /// The app's reachability hint.
+    NetworkAvailable(bool),
+    /// Close for good; the reply fires when everything is torn down.
+    Close(oneshot::Sender<()>),
+    /// The last handle was dropped.
+    Shutdown,
+}
+
+/// An emit on its way to the engine. A bounded channel carries these, read while the store
+/// has room: a fast emitter waits rather than growing memory.
+pub(crate) enum Outgoing {
+    /// Stored before the caller hears back on `reply`; `waiter` hears the acknowledgement.
+    Durable {
+        entry: NewEntry,
+        waiter: Option<AckTx>,
+        reply: Reply<u64>,
+    },
+    /// Written now if connected, never stored.
+    Volatile(EventData),
+}
+
+impl Machine {
+    /// Handles a command; [`Command::Close`]'s reply stays with the driver, which answers it
+    /// once everything is torn down.
+    pub(crate) fn command(&mut self, now: Now, command: Command) {
+        match command {
+            Command::Connect(reply) => {
+                if self.lifecycle.connect(reply, &mut self.out) {
+                    self.namespaces.start_over();
+                }
+            }
+            Command::Disconnect => self.lifecycle.disconnect(&mut self.out),
+            Command::Close(_) | Command::Shutdown => self.lifecycle.close(&mut self.out),
+            Command::Join(ns) => {
+                let linked = self.session.is_some();
+                self.namespaces.join(ns, linked, &mut self.out);
+            }
+            Command::Leave(ns) => {
+                let wire = self.session.as_ref().map(|s| &s.wire);
+                self.namespaces.leave(&ns, wire, &mut self.out);
+            }
+            Command::Listen(l) => self.listeners.add(l),
+            Command::AddSubscription(s) => {
+                let ready = self.namespaces.is_ready(&s.namespace);
+                let wire = self.session.as_mut().filter(|_| ready).map(|s| &mut s.wire);
+                self.subscriptions.add(s, now, wire, &mut self.out);
+            }
+            Command::RemoveSubscription(s) => self.subscriptions.remove(&s),
+            Command::Metrics(reply) => {
+                let _ = reply.send((self.counters(), self.state().clone()));
+            }
+            Command::NetworkAvailable(up) => self.lifecycle.network(up, &mut self.out),
+        }
+    }
+
+    /// Handles an emit.
+    pub(crate) fn outgoing(&mut self, now: Now, o: Outgoing) {
+        match o {
+            Outgoing::Durable {
+                entry,
+                waiter,
+                reply,
+            } => self.flush.emit(entry, waiter, reply, &mut self.out),
+            Outgoing::Volatile(event) => self.volatile(now, event),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Opening a link: the configured transport (WebSocket, long-polling, one falling back to the
+//! other) and, for Socket.IO, the Engine.IO handshake, all within the connect timeout. The
+//! only I/O of an attempt; the protocol decides what the first frame means.
+
+use std::sync::Arc;
+
+use tokio::time::timeout;
+use tracing::debug;
+
+use crate::{
+    config::{ClientConfig, Transports},
+    error::Error,
+    protocol::{self, Opening, Wire},
+    transport::{Link, Transport, TransportError, polling::Polling, websocket::WebSocket},
+};
+
+/// Opens the configured transport and reads the Engine.IO handshake (Socket.IO), or opens the
+/// envelope WebSocket, within the connect timeout.
+pub(crate) async fn dial(
+    config: Arc<ClientConfig>,
+    tls: Arc<rustls::ClientConfig>,
+    options: Arc<protocol::Options>,
+) -> Result<(Link, Wire), Error> {
+    let limit = config.connect_timeout;
+    let headers = &config.headers;
+    let max = config.max_inbound_bytes;
+    if let Some(wire) = Wire::without_opening(&options) {
+        let url = config.envelope_url();
+        let ws = timeout(limit, WebSocket::connect(&url, headers, max, &tls))
+            .await
+            .map_err(|_| Error::Connect(format!("no WebSocket within {limit:?}")))?
+            .map_err(connect_error)?;
+        return Ok((Link::WebSocket(ws), wire));
+    }
+    let timed_out = || Error::Connect(format!("no handshake within {limit:?}"));
+    let websocket = async |limit| {
+        let url = config.websocket_url();
+        let ws = WebSocket::connect(&url, headers, max, &tls);
+        match timeout(limit, async {
+            handshake(Link::WebSocket(ws.await.map_err(connect_error)?), &options).await
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(timed_out()),
+        }
+    };
+    let polling = async |limit, upgrade: bool| {
+        let to = upgrade.then(|| config.websocket_url());
+        let url = config.polling_url();
+        let open = Polling::connect(&url, headers, max, to, &tls);
+        match timeout(limit, async {
+            handshake(Link::Polling(open.await.map_err(connect_error)?), &options).await
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(timed_out()),
+        }
+    };
+    match config.transports {
+        Transports::WebSocket => websocket(limit).await,
+        Transports::Polling => polling(limit, false).await,
+        Transports::PollingThenUpgrade => polling(limit, true).await,
+        Transports::WebSocketThenFallback => match websocket(limit / 2).await {
+            Ok(link) => Ok(link),
+            Err(ws_error) => {
+                debug!(error = %ws_error, "websocket failed; falling back to polling");
+                polling(limit / 2, false)
+                    .await
+                    .map_err(|e| Error::Connect(format!("websocket: {ws_error}; polling: {e}")))
+            }
+        },
+    }
+}
+
+/// Reads frames until the protocol's opening one.
+async fn handshake(mut link: Link, options: &protocol::Options) -> Result<(Link, Wire), Error> {
+    loop {
+        match link.recv().await {
+            Some(Ok(frame)) => match Wire::opening(frame, options)? {
+                Opening::Open(wire) => return Ok((link, *wire)),
+                Opening::NotYet => {}
+            },
+            Some(Err(e)) => return Err(connect_error(e)),
+            None => return Err(Error::Connect("closed before the handshake".into())),
+        }
+    }
+}
+
+fn connect_error(e: TransportError) -> Error {
+    Error::Connect(e.to_string())
+}

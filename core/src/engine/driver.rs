@@ -1,0 +1,457 @@
+//! The engine task: the one owner of the socket, the timers and the channels. It waits for the
+//! next input — a command, an emit, a frame, the store's news, credentials, room at a slow
+//! listener, a deadline — hands it to the [`Machine`] with the time, and carries out the
+//! actions that produced: post store commands, publish notices and the state, ask for
+//! credentials, write frames, open or end the link.
+
+use std::{future::Future, panic::AssertUnwindSafe, pin::Pin, sync::Arc, time::Duration};
+
+use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
+use serde_json::Value;
+use tokio::{
+    sync::{broadcast, mpsc, oneshot, watch},
+    time::{sleep_until, timeout},
+};
+use tracing::{debug, info};
+
+use super::{
+    actions::{ConnectWaiter, Credentials, End, LinkAction},
+    control::{Command, Outgoing},
+    dial::dial,
+    machine::Machine,
+};
+use crate::{
+    config::{AuthRequest, ClientConfig},
+    error::Error,
+    event::{AckAnswer, DisconnectReason, Event, Notice, State},
+    protocol::{self, Wire},
+    store::{Cmd as StoreCmd, Store, StoreEvent},
+    time::Now,
+    transport::{Frame, Link, Transport, TransportError},
+};
+
+/// How many frames, emits or store events one wake-up handles before the loop looks at
+/// everything else: large enough to amortise the select, small enough to keep heartbeats and
+/// commands prompt.
+const BATCH: usize = 512;
+
+/// How long a polite close (DISCONNECT packets and a WebSocket close frame) may take before
+/// the socket is simply dropped: `close()` must return promptly even on a dead link.
+const CLOSE_GRACE: Duration = Duration::from_millis(50);
+
+/// How long a polite close may spend writing emits the app queued before closing.
+const CLOSE_FLUSH: Duration = Duration::from_secs(1);
+
+/// Credentials arriving for a namespace.
+type CredentialsFuture =
+    Pin<Box<dyn Future<Output = (Arc<str>, Result<Option<Value>, String>)> + Send>>;
+
+/// `connect()` callers and what to tell them.
+type Answers = Vec<(ConnectWaiter, Result<(), Error>)>;
+
+/// An attempt under way.
+type DialFuture = Pin<Box<dyn Future<Output = Result<(Link, Wire), Error>> + Send>>;
+
+/// What woke the loop.
+enum Wake {
+    Command(Option<Command>),
+    Answer(AckAnswer),
+    Store(StoreEvent),
+    Credentials(Arc<str>, Result<Option<Value>, String>),
+    Unblocked(Option<mpsc::OwnedPermit<Event>>),
+    Frame(Option<Result<Frame, TransportError>>),
+    /// Boxed: a link is large, and a dial completes rarely.
+    Dialed(Box<Result<(Link, Wire), Error>>),
+    Outgoing(Option<Outgoing>),
+    Room,
+    Timer,
+}
+
+/// Whether the loop goes on.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Exit,
+}
+
+/// The channels and resources the engine task owns.
+pub(crate) struct Driver {
+    pub(crate) machine: Machine,
+    pub(crate) config: Arc<ClientConfig>,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) options: Arc<protocol::Options>,
+    pub(crate) store: Store,
+    pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+    pub(crate) outgoing: mpsc::Receiver<Outgoing>,
+    pub(crate) answers: mpsc::UnboundedReceiver<AckAnswer>,
+    pub(crate) store_events: mpsc::UnboundedReceiver<StoreEvent>,
+    pub(crate) state: watch::Sender<State>,
+    pub(crate) notices: broadcast::Sender<Notice>,
+}
+
+/// The driver's I/O state while it runs.
+struct Io {
+    transport: Option<Link>,
+    dialing: Option<DialFuture>,
+    credentials: FuturesUnordered<CredentialsFuture>,
+    outgoing_open: bool,
+    close_reply: Option<oneshot::Sender<()>>,
+}
+
+impl Driver {
+    /// Runs until the client is closed or dropped.
+    pub(crate) async fn run(mut self) {
+        let mut io = Io {
+            transport: None,
+            dialing: None,
+            credentials: FuturesUnordered::new(),
+            outgoing_open: true,
+            close_reply: None,
+        };
+        while self.perform(&mut io).await == Flow::Continue {
+            let wake = self.next(&mut io).await;
+            self.handle(&mut io, wake);
+        }
+        self.finish(io).await;
+    }
+
+    async fn next(&mut self, io: &mut Io) -> Wake {
+        let timer = self.machine.poll_timeout();
+        let blocked = self.machine.blocked_on();
+        let readable = blocked.is_none() && io.transport.is_some();
+        let has_room = self.store.has_room();
+        let Io {
+            transport,
+            dialing,
+            credentials,
+            outgoing_open,
+            ..
+        } = io;
+        tokio::select! {
+            biased;
+            c = self.commands.recv() => Wake::Command(c),
+            Some(a) = self.answers.recv() => Wake::Answer(a),
+            Some(e) = self.store_events.recv() => Wake::Store(e),
+            Some((ns, r)) = credentials.next(), if !credentials.is_empty() => {
+                Wake::Credentials(ns, r)
+            }
+            permit = async { blocked?.reserve_owned().await.ok() }, if blocked.is_some() => {
+                Wake::Unblocked(permit)
+            }
+            f = async { transport.as_mut()?.recv().await }, if readable => Wake::Frame(f),
+            r = async {
+                match dialing.as_mut() {
+                    Some(d) => d.await,
+                    None => std::future::pending().await,
+                }
+            }, if dialing.is_some() => Wake::Dialed(Box::new(r)),
+            o = self.outgoing.recv(), if *outgoing_open && has_room => Wake::Outgoing(o),
+            () = self.store.room(), if !has_room => Wake::Room,
+            () = async {
+                match timer {
+                    Some(t) => sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            }, if timer.is_some() => Wake::Timer,
+        }
+    }
+
+    fn handle(&mut self, io: &mut Io, wake: Wake) {
+        let now = Now::read();
+        let m = &mut self.machine;
+        match wake {
+            Wake::Command(None) => m.command(now, Command::Shutdown),
+            Wake::Command(Some(Command::Close(reply))) => {
+                io.close_reply = Some(reply);
+                m.command(now, Command::Shutdown);
+            }
+            Wake::Command(Some(c)) => m.command(now, c),
+            Wake::Answer(a) => m.answer(a),
+            Wake::Store(e) => {
+                m.store_event(now, e);
+                for _ in 1..BATCH {
+                    match self.store_events.try_recv() {
+                        Ok(e) => m.store_event(now, e),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Wake::Credentials(ns, result) => m.credentials(&ns, result),
+            Wake::Unblocked(permit) => m.unblocked(permit),
+            Wake::Frame(first) => self.frames(io, now, first),
+            Wake::Dialed(result) => {
+                io.dialing = None;
+                match *result {
+                    Ok((link, wire)) => {
+                        debug!(heartbeat = ?wire.heartbeat(), "handshake");
+                        io.transport = Some(link);
+                        m.linked(now, wire);
+                    }
+                    Err(e) => m.dial_failed(now, &e),
+                }
+            }
+            Wake::Outgoing(None) => io.outgoing_open = false,
+            Wake::Outgoing(Some(o)) => {
+                m.outgoing(now, o);
+                for _ in 1..BATCH {
+                    if !self.store.has_room() {
+                        break;
+                    }
+                    match self.outgoing.try_recv() {
+                        Ok(o) => m.outgoing(now, o),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Wake::Room => {}
+            Wake::Timer => m.timeout(now),
+        }
+        self.machine.settle();
+    }
+
+    /// Handles one frame and whatever else is already readable, up to a batch.
+    fn frames(&mut self, io: &mut Io, now: Now, first: Option<Result<Frame, TransportError>>) {
+        let m = &mut self.machine;
+        let mut frame = first;
+        let mut handled = 0;
+        loop {
+            match frame {
+                None => {
+                    m.out.end(End::lost(DisconnectReason::TransportClose));
+                    break;
+                }
+                Some(Err(e)) => {
+                    m.out.end(end_of(e));
+                    break;
+                }
+                Some(Ok(f)) => m.frame(now, f),
+            }
+            handled += 1;
+            // Stop before taking another frame: one taken must be handled.
+            if handled == BATCH || m.blocked_on().is_some() || m.out.link.is_some() {
+                break;
+            }
+            // `recv` is cancel-safe, so polling it once and dropping a pending future is fine.
+            match io.transport.as_mut().and_then(|t| t.recv().now_or_never()) {
+                Some(next) => frame = next,
+                None => break,
+            }
+        }
+        m.frames_done(now);
+    }
+
+    /// Carries out what the machine asked for, until it asks for nothing more.
+    async fn perform(&mut self, io: &mut Io) -> Flow {
+        loop {
+            let (link, answers) = match self.flush_out(io).await {
+                Ok(done) => done,
+                Err((e, answers)) => (Some(LinkAction::End(end_of(e))), answers),
+            };
+            self.publish_state();
+            for (waiter, result) in answers {
+                let _ = waiter.send(result);
+            }
+            match link {
+                None => {}
+                Some(LinkAction::Dial) => {
+                    let dialing = dial(self.config.clone(), self.tls.clone(), self.options.clone());
+                    io.dialing = Some(Box::pin(dialing));
+                }
+                Some(LinkAction::End(end)) => self.end_link(io, end).await,
+                Some(LinkAction::Exit) => return Flow::Exit,
+            }
+            if self.machine.out.is_empty() {
+                return Flow::Continue;
+            }
+        }
+    }
+
+    /// Posts store commands, publishes notices, asks for credentials and writes the frames
+    /// the machine produced; returns its link decision (a write error instead) and the
+    /// `connect()` callers to answer once the state is published.
+    async fn flush_out(
+        &mut self,
+        io: &mut Io,
+    ) -> Result<(Option<LinkAction>, Answers), (TransportError, Answers)> {
+        let out = self.machine.take_actions();
+        let answers = out.answers;
+        for cmd in out.store {
+            self.store.post(cmd);
+        }
+        for n in out.notices {
+            let _ = self.notices.send(n);
+        }
+        for (ns, how) in out.credentials {
+            io.credentials.push(self.credentials(ns, how));
+        }
+        if !out.frames.is_empty()
+            && let Some(t) = io.transport.as_mut()
+        {
+            let written = async {
+                for f in out.frames {
+                    t.feed(f).await?;
+                }
+                t.flush().await
+            };
+            if let Err(e) = written.await {
+                return Err((e, answers));
+            }
+            self.machine.written(Now::read());
+        }
+        Ok((out.link, answers))
+    }
+
+    fn publish_state(&self) {
+        let state = self.machine.state();
+        self.state.send_if_modified(|s| {
+            if s == state {
+                false
+            } else {
+                info!(state = ?state, "state");
+                *s = state.clone();
+                true
+            }
+        });
+    }
+
+    /// Ends the link (or abandons the attempt under way) as `end` says.
+    async fn end_link(&mut self, io: &mut Io, end: End) {
+        io.credentials = FuturesUnordered::new();
+        if io.transport.is_none() {
+            io.dialing = None;
+            self.machine.dial_abandoned(Now::read(), &end);
+            return;
+        }
+        info!(reason = ?end.reason, "disconnected");
+        if end.is_polite() {
+            self.farewell(io).await;
+        }
+        io.transport = None;
+        // Decisions made about this link are moot now that it is gone.
+        self.machine.out.link = None;
+        self.machine.link_ended(Now::read(), &end);
+    }
+
+    /// A polite close: what the app emitted just before closing goes out now (bounded by
+    /// [`CLOSE_FLUSH`]; the rest stays stored), then the namespaces are left and the link
+    /// closed within [`CLOSE_GRACE`].
+    async fn farewell(&mut self, io: &mut Io) {
+        let _ = timeout(CLOSE_FLUSH, self.flush_remaining(io)).await;
+        let frames = self.machine.goodbyes();
+        let Some(t) = io.transport.as_mut() else {
+            return;
+        };
+        let _ = timeout(CLOSE_GRACE, async {
+            for f in frames {
+                t.feed(f).await?;
+            }
+            t.flush().await?;
+            t.close().await;
+            Ok::<(), TransportError>(())
+        })
+        .await;
+    }
+
+    async fn flush_remaining(&mut self, io: &mut Io) -> Result<(), TransportError> {
+        let now = Now::read();
+        while let Ok(o) = self.outgoing.try_recv() {
+            self.machine.outgoing(now, o);
+        }
+        loop {
+            let Some(id) = self.machine.fetch_remaining() else {
+                return Ok(());
+            };
+            self.flush_quietly(io).await?;
+            let found = loop {
+                match self.store_events.recv().await {
+                    Some(StoreEvent::Fetched { id: got, entries }) if got == id => {
+                        let any = !entries.is_empty();
+                        let e = StoreEvent::Fetched { id, entries };
+                        self.machine.store_event(Now::read(), e);
+                        break any;
+                    }
+                    Some(e) => self.machine.store_event(Now::read(), e),
+                    None => return Ok(()),
+                }
+            };
+            self.machine.out.link = None;
+            self.flush_quietly(io).await?;
+            if !found {
+                return Ok(());
+            }
+        }
+    }
+
+    /// [`Driver::flush_out`] during a polite close: the link decision is moot, the callers
+    /// are answered at once.
+    async fn flush_quietly(&mut self, io: &mut Io) -> Result<(), TransportError> {
+        let (answers, result) = match self.flush_out(io).await {
+            Ok((_, answers)) => (answers, Ok(())),
+            Err((e, answers)) => (answers, Err(e)),
+        };
+        self.publish_state();
+        for (waiter, result) in answers {
+            let _ = waiter.send(result);
+        }
+        result
+    }
+
+    /// The future that obtains a namespace's credentials, bounded by the connect timeout.
+    fn credentials(&self, ns: Arc<str>, how: Credentials) -> CredentialsFuture {
+        let reason = match how {
+            Credentials::Reuse(creds) => return Box::pin(async move { (ns, Ok(creds)) }),
+            Credentials::Ask(reason) => reason,
+        };
+        let provider = self.config.auth.clone();
+        let request = AuthRequest {
+            namespace: ns.to_string(),
+            reason,
+        };
+        let limit = self.config.connect_timeout;
+        Box::pin(async move {
+            let result = match provider {
+                None => Ok(None),
+                // A provider that panics fails the attempt; it must not take the engine down.
+                Some(p) => {
+                    let asked = AssertUnwindSafe(async move { p.auth(request).await });
+                    match timeout(limit, asked.catch_unwind()).await {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(_)) => Err("auth provider panicked".to_owned()),
+                        Err(_) => Err(format!("auth provider did not answer within {limit:?}")),
+                    }
+                }
+            };
+            (ns, result)
+        })
+    }
+
+    async fn finish(mut self, io: Io) {
+        self.machine.closed();
+        let out = self.machine.take_actions();
+        for cmd in out.store {
+            self.store.post(cmd);
+        }
+        self.publish_state();
+        for (waiter, result) in out.answers {
+            let _ = waiter.send(result);
+        }
+        self.outgoing.close();
+        // Mark the store closed cleanly before saying the client is closed.
+        let (tx, rx) = oneshot::channel();
+        self.store.post(StoreCmd::Close(tx));
+        let _ = rx.await;
+        if let Some(reply) = io.close_reply {
+            let _ = reply.send(());
+        }
+        debug!("engine stopped");
+    }
+}
+
+/// Why a transport failure ends the link.
+fn end_of(e: TransportError) -> End {
+    match e {
+        TransportError::Closed => End::lost(DisconnectReason::TransportClose),
+        TransportError::TooLarge { .. } => End::lost(DisconnectReason::ParseError(e.to_string())),
+        TransportError::Io(m) => End::lost(DisconnectReason::TransportError(m)),
+    }
+}

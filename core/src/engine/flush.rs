@@ -1,0 +1,425 @@
+//! Sending the outbox. Entries are fetched from the store in windows while a namespace is
+//! ready, written in order (highest lane first, by age within a lane) as the rate limits
+//! allow, and retired once delivered: acknowledged by the server when an ack was asked for
+//! (the entry's sequence number is its ack id), otherwise flushed to a healthy link.
+//!
+//! Up to `max_in_flight` acknowledgements are awaited at once, so a backlog drains pipelined.
+//! An ack that does not come within `ack_timeout` sends the entry again with the same key;
+//! after `max_sends` it is given up. Whatever is not delivered when a link drops stays in the
+//! store and goes again, in order and with the same key, on the next link.
+//!
+//! This is also the one registry of callers waiting for an acknowledgement: a waiter is
+//! registered under a token when its emit arrives and moved to the entry's sequence number
+//! when the store reports the commit, so it never travels through the store.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+
+use tokio::{sync::oneshot, time::Instant};
+use tracing::warn;
+
+use super::{actions::Actions, listeners::Listeners, namespaces::Namespaces};
+use crate::{
+    args::AckReply,
+    codec::json::RawJson,
+    error::Error,
+    event::{Event, Notice},
+    metrics::Samples,
+    outbox::{OutboxConfig, Priority},
+    protocol::{EventData, Rejection, Then, Wire},
+    ratelimit::Limiter,
+    store::{Cmd, Gone, NewEntry, Reply, StoredEntry, idempotency_key},
+    time::Now,
+};
+
+/// Where an emit's acknowledgement goes.
+pub(crate) type AckTx = oneshot::Sender<Result<AckReply, Error>>;
+
+/// Entries asked for in one fetch at most.
+const FETCH: usize = 512;
+
+/// An entry written and awaiting its acknowledgement.
+struct InFlight {
+    frames: Vec<crate::transport::Frame>,
+    sent_at: Instant,
+    sends: u32,
+    namespace: Arc<str>,
+    event: String,
+}
+
+/// What sending needs from the rest of the engine.
+pub(crate) struct Link<'a> {
+    /// The link's protocol, to encode entries.
+    pub(crate) wire: &'a mut Wire,
+    /// Which namespaces may flow.
+    pub(crate) namespaces: &'a Namespaces,
+    /// Listeners of outbound events.
+    pub(crate) listeners: &'a mut Listeners,
+    /// The store's id, the prefix of every idempotency key.
+    pub(crate) client_id: &'a str,
+}
+
+/// The engine's view of the outbox. See the module docs.
+pub(crate) struct Flush {
+    max_in_flight: usize,
+    ack_timeout: Duration,
+    max_sends: u32,
+    /// Highest sequence number fetched since the last rewind, per lane
+    /// ([`Priority::DESCENDING`]).
+    cursors: [u64; 3],
+    /// The id of the latest fetch; answers to older ones are stale.
+    fetch_id: u64,
+    /// A fetch is outstanding.
+    fetching: bool,
+    /// Fetched, waiting for a rate-limit token.
+    held: VecDeque<StoredEntry>,
+    limiter: Limiter,
+    /// When the rate limit lets the next held entry go.
+    resume_at: Option<Instant>,
+    in_flight: HashMap<u64, InFlight>,
+    /// Written without an ack request; delivered once the write is flushed.
+    written: Vec<u64>,
+    /// Delivered, to be deleted from the store.
+    delivered: Vec<u64>,
+    next_token: u64,
+    /// Callers waiting for an ack, by token, until the store reports their entry committed.
+    by_token: HashMap<u64, AckTx>,
+    /// Callers waiting for an ack, by sequence number, across links.
+    waiters: HashMap<u64, AckTx>,
+    /// Events written (resends and volatile emits included).
+    pub(crate) sent: u64,
+    /// Acknowledgement latencies.
+    pub(crate) latencies: Samples,
+    /// Pauses the server asked for.
+    pub(crate) rate_limit_pauses: u64,
+}
+
+impl Flush {
+    pub(crate) fn new(config: &OutboxConfig, now: Now) -> Self {
+        Self {
+            max_in_flight: config.max_in_flight,
+            ack_timeout: config.ack_timeout,
+            max_sends: config.max_sends,
+            cursors: [0; 3],
+            fetch_id: 0,
+            fetching: false,
+            held: VecDeque::new(),
+            limiter: Limiter::new(&config.rate_limits, now.at),
+            resume_at: None,
+            in_flight: HashMap::new(),
+            written: Vec::new(),
+            delivered: Vec::new(),
+            next_token: 1,
+            by_token: HashMap::new(),
+            waiters: HashMap::new(),
+            sent: 0,
+            latencies: Samples::default(),
+            rate_limit_pauses: 0,
+        }
+    }
+
+    /// A new durable emit: stored (the caller hears the commit on `reply`), and its waiter,
+    /// if the caller waits for the acknowledgement, kept here.
+    pub(crate) fn emit(
+        &mut self,
+        entry: NewEntry,
+        waiter: Option<AckTx>,
+        reply: Reply<u64>,
+        out: &mut Actions,
+    ) {
+        let token = waiter.map(|w| {
+            let token = self.next_token;
+            self.next_token += 1;
+            self.by_token.insert(token, w);
+            token
+        });
+        out.store.push(Cmd::Append {
+            entry,
+            token,
+            reply,
+        });
+    }
+
+    /// The store committed the emit with `token` as `seq` (or refused it: its caller heard
+    /// why from the store).
+    pub(crate) fn appended(&mut self, token: u64, seq: Option<u64>) {
+        if let (Some(w), Some(seq)) = (self.by_token.remove(&token), seq) {
+            self.waiters.insert(seq, w);
+        }
+    }
+
+    /// Starts over from the oldest entry (a new link, a namespace became ready, a retry). An
+    /// outstanding fetch is abandoned: its answer will be stale.
+    pub(crate) fn rewind(&mut self) {
+        self.cursors = [0; 3];
+        self.fetch_id += 1;
+        self.fetching = false;
+        self.held.clear();
+        self.resume_at = None;
+    }
+
+    /// Asks the store for the next window when room is free, a namespace may flow and no
+    /// fetched entries wait.
+    pub(crate) fn fetch_if_due(&mut self, any_ready: bool, out: &mut Actions) {
+        let room = self.max_in_flight.saturating_sub(self.in_flight.len());
+        if self.fetching || !self.held.is_empty() || room == 0 || !any_ready {
+            return;
+        }
+        self.fetch(room.min(FETCH), true, out);
+    }
+
+    /// Asks for whatever is stored now without parking (the polite close's last flush);
+    /// returns the fetch's id, or `None` when no room is left.
+    pub(crate) fn fetch_now(&mut self, out: &mut Actions) -> Option<u64> {
+        let room = self.max_in_flight.saturating_sub(self.in_flight.len());
+        (room > 0).then(|| self.fetch(room.min(FETCH), false, out))
+    }
+
+    fn fetch(&mut self, limit: usize, park: bool, out: &mut Actions) -> u64 {
+        self.fetch_id += 1;
+        self.fetching = true;
+        out.store.push(Cmd::Fetch {
+            id: self.fetch_id,
+            after: self.cursors,
+            limit,
+            park,
+        });
+        self.fetch_id
+    }
+
+    /// The store answered fetch `id`: writes what may go.
+    pub(crate) fn fetched(
+        &mut self,
+        id: u64,
+        entries: Vec<StoredEntry>,
+        now: Now,
+        link: &mut Link<'_>,
+        out: &mut Actions,
+    ) {
+        if id != self.fetch_id {
+            return; // Asked before a rewind: the next fetch starts over anyway.
+        }
+        self.fetching = false;
+        for e in entries {
+            let lane = lane_index(e.lane);
+            self.cursors[lane] = self.cursors[lane].max(e.seq);
+            self.held.push_back(e);
+        }
+        self.pump(now, link, out);
+    }
+
+    /// Sends held entries while the rate limits allow.
+    fn pump(&mut self, now: Now, link: &mut Link<'_>, out: &mut Actions) {
+        self.resume_at = None;
+        while let Some(e) = self.held.front() {
+            // A namespace not joined (yet), or an entry already out: it waits in the store.
+            if !link.namespaces.is_ready(&e.namespace) || self.in_flight.contains_key(&e.seq) {
+                self.held.pop_front();
+                continue;
+            }
+            if let Err(at) = self.limiter.try_take(now.at) {
+                self.resume_at = Some(at);
+                return;
+            }
+            if let Some(e) = self.held.pop_front() {
+                self.send(e, now, link, out);
+            }
+        }
+    }
+
+    fn send(&mut self, e: StoredEntry, now: Now, link: &mut Link<'_>, out: &mut Actions) {
+        let seq = e.seq;
+        let key = idempotency_key(link.client_id, seq);
+        let event = EventData {
+            namespace: Arc::from(e.namespace.as_str()),
+            name: Arc::from(e.event.as_str()),
+            args: RawJson::validated(e.args),
+            attachments: e.attachments,
+        };
+        let ack = e.want_ack.then_some(seq);
+        let mut frames = Vec::with_capacity(1 + event.attachments.len());
+        if let Err(err) = link.wire.push_event(&mut frames, &event, ack, Some(&key)) {
+            warn!(event = %e.event, error = %err, "outbox entry refused by the server's limit");
+            let err = Error::InvalidArgs(err.to_string());
+            self.give_up(seq, &event.namespace, e.event, err, out);
+            return;
+        }
+        self.sent += 1;
+        let namespace = event.namespace.clone();
+        if link.listeners.wants_outbound() {
+            link.listeners
+                .dispatch(false, Event::new(event, None, None));
+        }
+        if e.want_ack {
+            out.frames.extend(frames.iter().cloned());
+            let f = InFlight {
+                frames,
+                sent_at: now.at,
+                sends: 1,
+                namespace,
+                event: e.event,
+            };
+            self.in_flight.insert(seq, f);
+        } else {
+            out.frames.extend(frames);
+            self.written.push(seq);
+        }
+    }
+
+    /// What was written reached a healthy link: entries that asked no ack are delivered.
+    pub(crate) fn flushed(&mut self, out: &mut Actions) {
+        self.delivered.append(&mut self.written);
+        self.post_delivered(out);
+    }
+
+    /// Asks the store to delete what was delivered since the last call (acknowledged entries,
+    /// and written ones once flushed): one command per step, however many acks it handled.
+    pub(crate) fn post_delivered(&mut self, out: &mut Actions) {
+        if !self.delivered.is_empty() {
+            out.store
+                .push(Cmd::Delivered(std::mem::take(&mut self.delivered)));
+        }
+    }
+
+    /// An acknowledgement for entry `seq`; false when it is not one in flight (already
+    /// acknowledged, given up, or not an entry's).
+    pub(crate) fn acked(&mut self, seq: u64, reply: AckReply, now: Now) -> bool {
+        let Some(f) = self.in_flight.remove(&seq) else {
+            return false;
+        };
+        self.latencies
+            .record(now.at.saturating_duration_since(f.sent_at));
+        self.delivered.push(seq);
+        if let Some(w) = self.waiters.remove(&seq) {
+            let _ = w.send(Ok(reply));
+        }
+        true
+    }
+
+    /// The server refused entry `seq`: retried from the oldest, or failed for good with
+    /// [`Error::Rejected`]. False when `seq` is not in flight.
+    pub(crate) fn refused(&mut self, seq: u64, rejection: Rejection, out: &mut Actions) -> bool {
+        let Some(f) = self.in_flight.remove(&seq) else {
+            return false;
+        };
+        if let Then::Retry { .. } = rejection.then {
+            self.rewind();
+            return true;
+        }
+        warn!(event = %f.event, code = %rejection.code, "emit rejected by the server");
+        let err = Error::Rejected {
+            code: rejection.code,
+            message: rejection.message,
+        };
+        self.give_up(seq, &f.namespace, f.event, err, out);
+        true
+    }
+
+    /// The server asked for a pause.
+    pub(crate) fn pause(&mut self, now: Now, pause: Duration) {
+        warn!(?pause, "server rate limit exceeded; pausing the outbox");
+        self.rate_limit_pauses += 1;
+        self.limiter.pause_until(now.at + pause);
+    }
+
+    /// When [`Flush::on_timeout`] is next needed.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let acks = self
+            .in_flight
+            .values()
+            .map(|f| f.sent_at + self.ack_timeout);
+        acks.chain(self.resume_at).min()
+    }
+
+    /// Time passed: sends again what was not acknowledged in time (giving up after
+    /// `max_sends`), and what the rate limit held back.
+    pub(crate) fn on_timeout(&mut self, now: Now, link: &mut Link<'_>, out: &mut Actions) {
+        let mut overdue: Vec<u64> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.sent_at + self.ack_timeout <= now.at)
+            .map(|(s, _)| *s)
+            .collect();
+        overdue.sort_unstable();
+        for seq in overdue {
+            let Some(f) = self.in_flight.get_mut(&seq) else {
+                continue;
+            };
+            if f.sends >= self.max_sends {
+                if let Some(f) = self.in_flight.remove(&seq) {
+                    let err = Error::AckTimeout(self.ack_timeout);
+                    self.give_up(seq, &f.namespace, f.event, err, out);
+                }
+                continue;
+            }
+            f.sends += 1;
+            f.sent_at = now.at;
+            out.frames.extend(f.frames.iter().cloned());
+            self.sent += 1;
+        }
+        if self.resume_at.is_some_and(|at| at <= now.at) {
+            self.pump(now, link, out);
+        }
+    }
+
+    fn give_up(&mut self, seq: u64, namespace: &str, event: String, err: Error, out: &mut Actions) {
+        out.store.push(Cmd::Failed(vec![seq]));
+        if let Some(w) = self.waiters.remove(&seq) {
+            let _ = w.send(Err(err.clone()));
+        }
+        out.notify(Notice::EmitFailed {
+            namespace: namespace.to_owned(),
+            event,
+            error: err.to_string(),
+        });
+    }
+
+    /// Entries left the store undelivered: they are not sent (again), and their callers hear
+    /// why.
+    pub(crate) fn gone(&mut self, seqs: &[u64], why: Gone) {
+        for seq in seqs {
+            self.in_flight.remove(seq);
+            if let Some(w) = self.waiters.remove(seq) {
+                let err = match why {
+                    Gone::Expired => Error::Expired,
+                    Gone::Overflow { entries, bytes } => Error::OutboxFull { entries, bytes },
+                    Gone::Removed => Error::Removed,
+                };
+                let _ = w.send(Err(err));
+            }
+        }
+        self.held.retain(|e| !seqs.contains(&e.seq));
+    }
+
+    /// The link is gone: nothing is in flight any more. Callers keep waiting; their entries
+    /// are sent again on the next link.
+    pub(crate) fn link_lost(&mut self, out: &mut Actions) {
+        // Acknowledged entries are delivered whatever happens to the link now.
+        self.post_delivered(out);
+        self.in_flight.clear();
+        // Not flushed, so not known to be delivered: they stay in the store.
+        self.written.clear();
+        // Callers who gave up (their own timeout) need no answer when the entry goes later.
+        self.waiters.retain(|_, w| !w.is_closed());
+        self.by_token.retain(|_, w| !w.is_closed());
+        self.rewind();
+        out.store.push(Cmd::Unpark);
+    }
+
+    /// The client closes: every waiting caller hears it.
+    pub(crate) fn closed(&mut self) {
+        for (_, w) in self.waiters.drain().chain(self.by_token.drain()) {
+            let _ = w.send(Err(Error::Closed));
+        }
+    }
+}
+
+fn lane_index(lane: Priority) -> usize {
+    Priority::DESCENDING
+        .iter()
+        .position(|p| *p == lane)
+        .unwrap_or(1)
+}

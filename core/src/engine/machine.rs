@@ -1,0 +1,508 @@
+//! The engine's state machine: every component, and how an input flows between them. It does
+//! no I/O and reads no clock: the driver hands it inputs with the time they happened and
+//! carries out the [`Actions`] it accumulates.
+//!
+//! A frame's meaning (a [`protocol::Input`]) is routed here: an event goes through admission
+//! to the listeners, an acknowledgement to the subscription or outbox entry it answers, a
+//! namespace joined to recovery, the lifecycle and the subscription replay, which in turn
+//! lets the outbox flow.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::{
+    sync::mpsc::{self, OwnedPermit},
+    time::Instant,
+};
+use tracing::warn;
+
+use super::{
+    actions::{Actions, After, End},
+    admission::Admission,
+    flush::{Flush, Link},
+    heartbeat::Due,
+    lifecycle::Lifecycle,
+    listeners::Listeners,
+    namespaces::{Left, Namespaces, Refusal},
+    recovery::Recovery,
+    session::Session,
+    subscriptions::Subscriptions,
+};
+use crate::{
+    config::ClientConfig,
+    error::Error,
+    event::{AckAnswer, Acker, DisconnectReason, Event, Notice, State},
+    metrics::Counters,
+    protocol::{self, EventData, Input, Signal, Then, Wire},
+    store::{Snapshot, StoreEvent},
+    time::Now,
+};
+
+/// Every component of the engine. See the module docs.
+pub(crate) struct Machine {
+    pub(super) lifecycle: Lifecycle,
+    pub(super) namespaces: Namespaces,
+    pub(super) recovery: Recovery,
+    pub(super) admission: Admission,
+    pub(super) listeners: Listeners,
+    pub(super) flush: Flush,
+    pub(super) subscriptions: Subscriptions,
+    /// The link that is up, if one is.
+    pub(super) session: Option<Session>,
+    links: u64,
+    join_within: std::time::Duration,
+    client_id: Arc<str>,
+    /// For the ackers handed out with events that ask for an acknowledgement.
+    acks: mpsc::UnboundedSender<AckAnswer>,
+    pub(super) out: Actions,
+}
+
+impl Machine {
+    pub(crate) fn new(
+        config: &ClientConfig,
+        snapshot: Snapshot,
+        acks: mpsc::UnboundedSender<AckAnswer>,
+        now: Now,
+    ) -> Self {
+        Self {
+            lifecycle: Lifecycle::new(config.reconnect.clone()),
+            namespaces: Namespaces::new(&config.namespaces, config.auth.is_some()),
+            recovery: Recovery::new(snapshot.recovery),
+            admission: Admission::new(
+                config.dedup.clone(),
+                config.freshness.clone(),
+                snapshot.seen,
+            ),
+            listeners: Listeners::default(),
+            flush: Flush::new(&config.outbox, now),
+            subscriptions: Subscriptions::new(
+                snapshot.subscriptions,
+                config.subscription_ack_timeout,
+            ),
+            session: None,
+            links: 0,
+            join_within: config.connect_timeout,
+            client_id: Arc::from(snapshot.client_id.as_str()),
+            acks,
+            out: Actions::default(),
+        }
+    }
+
+    /// What the steps since the last call asked for.
+    pub(crate) fn take_actions(&mut self) -> Actions {
+        std::mem::take(&mut self.out)
+    }
+
+    /// The state the app sees.
+    pub(crate) fn state(&self) -> &State {
+        self.lifecycle.state()
+    }
+
+    fn connected(&self) -> bool {
+        self.session.is_some() && *self.lifecycle.state() == State::Connected
+    }
+
+    /// Ends every step (the driver calls it after each input): delivered entries leave the
+    /// store, and the next outbox window is asked for when one may go.
+    pub(crate) fn settle(&mut self) {
+        self.flush.post_delivered(&mut self.out);
+        if self.connected() {
+            self.flush
+                .fetch_if_due(self.namespaces.any_ready(), &mut self.out);
+        }
+    }
+
+    /// A link is up, speaking `wire`: credentials are asked for every namespace.
+    pub(crate) fn linked(&mut self, now: Now, wire: Wire) {
+        self.links += 1;
+        self.lifecycle.linked();
+        self.session = Some(Session::new(self.links, wire, now, self.join_within));
+        self.namespaces.link_up(&mut self.out);
+    }
+
+    /// The attempt under way failed.
+    pub(crate) fn dial_failed(&mut self, now: Now, error: &Error) {
+        warn!(%error, attempt = self.lifecycle.attempts(), "connect failed");
+        self.lifecycle
+            .dial_failed(now, error.to_string(), &mut self.out);
+    }
+
+    /// The attempt under way was abandoned as `end` says (no link was up).
+    pub(crate) fn dial_abandoned(&mut self, now: Now, end: &End) {
+        self.lifecycle.link_ended(now, end, &mut self.out);
+    }
+
+    /// Credentials for `namespace` arrived from the auth provider.
+    pub(crate) fn credentials(&mut self, namespace: &str, result: Result<Option<Value>, String>) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let resume = self.recovery.resume(namespace);
+        let attempt = self.lifecycle.attempts();
+        self.namespaces.credentials(
+            namespace,
+            result,
+            &mut s.wire,
+            resume,
+            attempt,
+            &mut self.out,
+        );
+    }
+
+    /// An inbound frame: what it means is decoded by the link's protocol (which may owe an
+    /// answer at once, such as a pong) and handled. A frame that cannot be decoded ends the
+    /// link: nothing after it can be trusted.
+    pub(crate) fn frame(&mut self, now: Now, frame: crate::transport::Frame) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        match s.wire.decode(frame, &mut self.out.frames) {
+            Ok(input) => self.input(now, input),
+            Err(e) => self
+                .out
+                .end(End::lost(DisconnectReason::ParseError(e.to_string()))),
+        }
+    }
+
+    /// What one inbound frame meant.
+    pub(crate) fn input(&mut self, now: Now, input: Input) {
+        match input {
+            Input::Nothing => {}
+            Input::Event(inbound) => self.event(now, inbound),
+            Input::Alive => {
+                if let Some(s) = self.session.as_mut() {
+                    s.heartbeat.alive(now);
+                }
+            }
+            Input::Ack { id, reply } => match reply {
+                Ok(reply) => match self.subscriptions.ack(id, None, &mut self.out) {
+                    Some(ready) => ready.into_iter().for_each(|ns| self.mark_ready(&ns)),
+                    // An outbox entry's, or a late one nobody waits for any more.
+                    None => {
+                        self.flush.acked(id, reply, now);
+                    }
+                },
+                Err(rejection) => {
+                    if let Then::Retry { pause: Some(p) } = rejection.then {
+                        self.flush.pause(now, p);
+                    }
+                    match self.subscriptions.ack(id, Some(&rejection), &mut self.out) {
+                        Some(ready) => ready.into_iter().for_each(|ns| self.mark_ready(&ns)),
+                        None => {
+                            self.flush.refused(id, rejection, &mut self.out);
+                        }
+                    }
+                }
+            },
+            Input::Joined {
+                namespace,
+                resumable,
+            } => self.joined(now, namespace, resumable),
+            Input::Refused {
+                namespace,
+                code,
+                message,
+            } => {
+                if let Refusal::Final { main: true } =
+                    self.namespaces
+                        .refused(&namespace, code, message.clone(), &mut self.out)
+                {
+                    self.lifecycle
+                        .unauthorized(&namespace, message, &mut self.out);
+                    self.out
+                        .end(End::new(DisconnectReason::ClientDisconnect, After::Idle));
+                }
+            }
+            Input::Left { namespace } => {
+                if self.namespaces.left(&namespace, &mut self.out) == Left::Main {
+                    self.lifecycle.server_left(&mut self.out);
+                    self.out
+                        .end(End::new(DisconnectReason::ServerDisconnect, After::Idle));
+                }
+            }
+            Input::Closed => self.out.end(End::lost(DisconnectReason::TransportClose)),
+            Input::ServerError {
+                code,
+                message,
+                event,
+                reconnect,
+            } => {
+                warn!(code, message, "server error");
+                self.out.notify(Notice::ServerError {
+                    code: code.clone(),
+                    message: message.clone(),
+                });
+                self.event(now, event);
+                if reconnect {
+                    let reason = DisconnectReason::ServerError { code, message };
+                    self.out.end(End::lost(reason));
+                }
+            }
+            Input::Invalid(e) => self.admission.invalid(&e, &mut self.out),
+        }
+    }
+
+    /// An inbound app event: remembered for recovery, filtered, delivered, acted on when it
+    /// carries a signal.
+    fn event(&mut self, now: Now, inbound: protocol::Inbound) {
+        let protocol::Inbound {
+            event,
+            ack,
+            id,
+            resumes,
+            signal,
+        } = inbound;
+        if resumes && let Some(position) = &id {
+            self.recovery.advanced(&event.namespace, position);
+        }
+        if !self.admission.admit(now, &event, id.as_deref()) {
+            return;
+        }
+        let link = self.session.as_ref().map_or(0, |s| s.id);
+        let acker = ack.map(|id| Acker {
+            tx: self.acks.clone(),
+            id,
+            link,
+        });
+        self.listeners.dispatch(true, Event::new(event, acker, id));
+        match signal {
+            Some(Signal::SlowDown(pause)) => self.flush.pause(now, pause),
+            Some(Signal::CredentialsExpired) => self.out.end(End::new(
+                DisconnectReason::TokenExpired,
+                After::ReconnectNow,
+            )),
+            None => {}
+        }
+    }
+
+    fn joined(&mut self, now: Now, namespace: Arc<str>, resumable: Option<String>) {
+        let Some(main) = self.namespaces.joined(&namespace) else {
+            return;
+        };
+        let recovered = self.recovery.joined(&namespace, resumable, &mut self.out);
+        self.out.notify(Notice::Connected {
+            namespace: namespace.to_string(),
+            attempts: self.lifecycle.attempts(),
+            recovered,
+        });
+        if main {
+            self.lifecycle.joined(&mut self.out);
+        }
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        if self
+            .subscriptions
+            .replay(&namespace, now, &mut s.wire, &mut self.out)
+        {
+            self.mark_ready(&namespace);
+        }
+    }
+
+    /// Lets a namespace's outbox entries flow, starting from the oldest.
+    fn mark_ready(&mut self, namespace: &str) {
+        if self.namespaces.mark_ready(namespace) {
+            self.flush.rewind();
+        }
+    }
+
+    /// A batch of frames was handled: what it taught the filter and recovery is persisted.
+    pub(crate) fn frames_done(&mut self, now: Now) {
+        self.admission.persist(now, &mut self.out);
+        self.recovery.persist(&mut self.out);
+    }
+
+    /// The app's answer to a server's acknowledgement request.
+    pub(crate) fn answer(&mut self, a: AckAnswer) {
+        if let Some(s) = self.session.as_ref().filter(|s| s.id == a.link) {
+            s.wire
+                .push_ack(&mut self.out.frames, &a.namespace, a.id, a.args);
+        }
+    }
+
+    /// A volatile emit: written now if its namespace is joined, otherwise dropped (and said).
+    pub(crate) fn volatile(&mut self, now: Now, event: EventData) {
+        let dropped = |out: &mut Actions, e: &EventData| {
+            out.notify(Notice::EmitDropped {
+                namespace: e.namespace.to_string(),
+                event: e.name.to_string(),
+            })
+        };
+        let connected = self.connected();
+        let Some(s) = self.session.as_mut().filter(|_| connected) else {
+            return dropped(&mut self.out, &event);
+        };
+        // A phone that slept must not write into a socket that died meanwhile; a volatile
+        // emit is not worth keeping for the next connection.
+        if s.heartbeat.is_stale(now) {
+            dropped(&mut self.out, &event);
+            return self.out.end(End::lost(DisconnectReason::PingTimeout));
+        }
+        if !self.namespaces.is_joined(&event.namespace) {
+            return dropped(&mut self.out, &event);
+        }
+        let before = self.out.frames.len();
+        if let Err(err) = s.wire.push_event(&mut self.out.frames, &event, None, None) {
+            self.out.frames.truncate(before);
+            warn!(event = %event.name, error = %err, "emit refused");
+            return dropped(&mut self.out, &event);
+        }
+        self.flush.sent += 1;
+        if self.listeners.wants_outbound() {
+            self.listeners
+                .dispatch(false, Event::new(event, None, None));
+        }
+    }
+
+    /// News from the store.
+    pub(crate) fn store_event(&mut self, now: Now, event: StoreEvent) {
+        match event {
+            StoreEvent::Appended { token, seq } => self.flush.appended(token, seq),
+            StoreEvent::Fetched { id, entries } => {
+                let Some(s) = self.session.as_mut() else {
+                    return;
+                };
+                let mut link = Link {
+                    wire: &mut s.wire,
+                    namespaces: &self.namespaces,
+                    listeners: &mut self.listeners,
+                    client_id: &self.client_id,
+                };
+                self.flush
+                    .fetched(id, entries, now, &mut link, &mut self.out);
+            }
+            StoreEvent::Gone { seqs, why } => {
+                if let crate::store::Gone::Overflow { .. } = why {
+                    self.out.notify(Notice::OutboxOverflow {
+                        dropped: seqs.len() as u64,
+                    });
+                }
+                self.flush.gone(&seqs, why);
+            }
+        }
+    }
+
+    /// The frames produced so far were written and flushed.
+    pub(crate) fn written(&mut self, now: Now) {
+        // Written into a socket that may have died while the device slept: not delivered.
+        if let Some(s) = &self.session
+            && s.heartbeat.is_stale(now)
+        {
+            return self.out.end(End::lost(DisconnectReason::PingTimeout));
+        }
+        self.flush.flushed(&mut self.out);
+    }
+
+    /// When [`Machine::timeout`] is next needed.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let link = self.session.as_ref().map(|s| {
+            let hb = s.heartbeat.deadline();
+            if *self.lifecycle.state() == State::Connected {
+                hb
+            } else {
+                hb.min(s.join_by)
+            }
+        });
+        [
+            self.lifecycle.poll_timeout(),
+            link,
+            self.flush.poll_timeout(),
+            self.subscriptions.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Time passed: every component checks its deadlines.
+    pub(crate) fn timeout(&mut self, now: Now) {
+        self.lifecycle.on_timeout(now, &mut self.out);
+        let connected = *self.lifecycle.state() == State::Connected;
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        if !connected && now.at >= s.join_by {
+            let limit = self.join_within;
+            self.out
+                .end(End::lost(DisconnectReason::TransportError(format!(
+                    "the server did not answer CONNECT within {limit:?}"
+                ))));
+        }
+        match s.heartbeat.on_deadline(now) {
+            Due::Nothing => {}
+            Due::Ping => self.out.frames.extend(s.wire.ping()),
+            Due::Dead => self.out.end(End::lost(DisconnectReason::PingTimeout)),
+        }
+        let mut link = Link {
+            wire: &mut s.wire,
+            namespaces: &self.namespaces,
+            listeners: &mut self.listeners,
+            client_id: &self.client_id,
+        };
+        self.flush.on_timeout(now, &mut link, &mut self.out);
+        for ns in self.subscriptions.on_timeout(now, &mut self.out) {
+            self.mark_ready(&ns);
+        }
+    }
+
+    /// The link ended as `end` says: per-link state goes, the lifecycle decides what next.
+    pub(crate) fn link_ended(&mut self, now: Now, end: &End) {
+        self.session = None;
+        self.flush.link_lost(&mut self.out);
+        self.subscriptions.link_lost();
+        self.namespaces.link_lost();
+        self.out.notify(Notice::Disconnected {
+            reason: end.reason.clone(),
+        });
+        self.lifecycle.link_ended(now, end, &mut self.out);
+    }
+
+    /// The engine stops: everyone still waiting hears it.
+    pub(crate) fn closed(&mut self) {
+        self.flush.closed();
+        self.lifecycle.closed(&mut self.out);
+    }
+
+    /// Counters for `metrics()`.
+    pub(crate) fn counters(&self) -> Counters {
+        Counters {
+            connects: self.lifecycle.connects,
+            reconnects: self.lifecycle.reconnects,
+            sent: self.flush.sent,
+            received: self.admission.received,
+            duplicates: self.admission.duplicates,
+            stale: self.admission.stale,
+            invalid: self.admission.invalid,
+            recovered: self.recovery.recovered,
+            subscriptions_failed: self.subscriptions.failed,
+            rate_limit_pauses: self.flush.rate_limit_pauses,
+            latencies: self.flush.latencies.clone(),
+        }
+    }
+
+    /// The listener a delivery waits for, if one does (the socket is not read meanwhile).
+    pub(crate) fn blocked_on(&self) -> Option<mpsc::Sender<Event>> {
+        self.listeners.blocked_on()
+    }
+
+    /// Room appeared at the listener a delivery waited for.
+    pub(crate) fn unblocked(&mut self, permit: Option<OwnedPermit<Event>>) {
+        self.listeners.drain(permit);
+    }
+
+    /// Asks for what the outbox holds now, for the polite close's last flush.
+    pub(crate) fn fetch_remaining(&mut self) -> Option<u64> {
+        if !self.connected() {
+            return None;
+        }
+        self.flush.fetch_now(&mut self.out)
+    }
+
+    /// The frames that leave every joined namespace.
+    pub(crate) fn goodbyes(&self) -> Vec<crate::transport::Frame> {
+        self.session
+            .as_ref()
+            .map(|s| self.namespaces.goodbyes(&s.wire))
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,150 @@
+//! Connection state recovery: per namespace, the session the server offered to restore and
+//! the id of the last event received from it, kept (and persisted) across links and restarts
+//! so a reconnect can ask for what was missed.
+
+use std::{collections::HashMap, sync::Arc};
+
+use super::actions::Actions;
+use crate::{event::Notice, protocol::Resume, store::Cmd as StoreCmd};
+
+#[derive(Debug, Clone)]
+struct Session {
+    resume: Resume,
+    /// Changed since it was last written to the store.
+    dirty: bool,
+}
+
+/// Every namespace's restorable session.
+#[derive(Debug, Default)]
+pub(crate) struct Recovery {
+    sessions: HashMap<Arc<str>, Session>,
+    /// Sessions the server restored.
+    pub(crate) recovered: u64,
+}
+
+impl Recovery {
+    /// Sessions persisted by an earlier run: `(namespace, session, position)`.
+    pub(crate) fn new(persisted: Vec<(String, String, Option<String>)>) -> Self {
+        let sessions = persisted
+            .into_iter()
+            .map(|(ns, session, position)| {
+                let s = Session {
+                    resume: Resume { session, position },
+                    dirty: false,
+                };
+                (Arc::from(ns.as_str()), s)
+            })
+            .collect();
+        Self {
+            sessions,
+            recovered: 0,
+        }
+    }
+
+    /// The session to ask the server to restore when joining `namespace`.
+    pub(crate) fn resume(&self, namespace: &str) -> Option<Resume> {
+        self.sessions.get(namespace).map(|s| s.resume.clone())
+    }
+
+    /// `namespace` was joined, offering to restore `session` later (or not). Returns whether
+    /// the server restored the previous session (its missed events follow).
+    pub(crate) fn joined(
+        &mut self,
+        namespace: &Arc<str>,
+        session: Option<String>,
+        out: &mut Actions,
+    ) -> bool {
+        let previous = self.sessions.remove(namespace);
+        let recovered =
+            matches!((&previous, &session), (Some(p), Some(new)) if p.resume.session == *new);
+        if previous.is_some() && !recovered {
+            // The server could not restore the session: events sent meanwhile are gone.
+            out.notify(Notice::RecoveryFailed {
+                namespace: namespace.to_string(),
+            });
+        }
+        if recovered {
+            self.recovered += 1;
+        }
+        match session {
+            Some(session) => {
+                let position = previous
+                    .filter(|_| recovered)
+                    .and_then(|p| p.resume.position);
+                let s = Session {
+                    resume: Resume { session, position },
+                    dirty: true,
+                };
+                self.sessions.insert(namespace.clone(), s);
+            }
+            None if previous.is_some() => out.store.push(StoreCmd::Recovery {
+                namespace: namespace.to_string(),
+                session: None,
+                position: None,
+            }),
+            None => {}
+        }
+        recovered
+    }
+
+    /// An event at resume `position` arrived on `namespace`.
+    pub(crate) fn advanced(&mut self, namespace: &str, position: &str) {
+        if let Some(s) = self.sessions.get_mut(namespace) {
+            s.resume.position = Some(position.to_owned());
+            s.dirty = true;
+        }
+    }
+
+    /// Writes what changed to the store (once per batch of frames, not per event).
+    pub(crate) fn persist(&mut self, out: &mut Actions) {
+        for (ns, s) in self.sessions.iter_mut().filter(|(_, s)| s.dirty) {
+            s.dirty = false;
+            out.store.push(StoreCmd::Recovery {
+                namespace: ns.to_string(),
+                session: Some(s.resume.session.clone()),
+                position: s.resume.position.clone(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_resumed_from_the_last_offset_or_reported_lost() {
+        let ns: Arc<str> = Arc::from("/");
+        let mut r = Recovery::new(vec![]);
+        assert!(!r.joined(&ns, Some("p1".into()), &mut Actions::default()));
+        r.advanced("/", "o1");
+        r.advanced("/", "o2");
+        let mut out = Actions::default();
+        r.persist(&mut out);
+        assert_eq!(out.store.len(), 1, "one write for the batch");
+        let resume = r.resume("/").unwrap();
+        assert_eq!(
+            (resume.session.as_str(), resume.position.as_deref()),
+            ("p1", Some("o2"))
+        );
+        // Same pid back: restored, the offset kept.
+        assert!(r.joined(&ns, Some("p1".into()), &mut Actions::default()));
+        assert_eq!(r.recovered, 1);
+        assert_eq!(r.resume("/").unwrap().position.as_deref(), Some("o2"));
+        // A new pid: the session was lost, the app is told, the offset starts over.
+        let mut out = Actions::default();
+        assert!(!r.joined(&ns, Some("p2".into()), &mut out));
+        assert_eq!(
+            out.notices,
+            vec![Notice::RecoveryFailed {
+                namespace: "/".into()
+            }]
+        );
+        assert_eq!(r.resume("/").unwrap().position, None);
+        // No pid any more: forgotten, also in the store.
+        let mut out = Actions::default();
+        r.joined(&ns, None, &mut out);
+        assert!(r.resume("/").is_none());
+        assert_eq!(out.store.len(), 1);
+    }
+}

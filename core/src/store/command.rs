@@ -1,0 +1,138 @@
+//! The messages the store thread takes ([`Cmd`]) and the news it sends the engine
+//! ([`StoreEvent`]), with the rows they carry.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::{
+    error::Error,
+    outbox::{OutboxStats, PendingEmit, Priority},
+};
+
+/// `<client id>-<seq>`: unique per store, stable across resends and restarts.
+pub(crate) fn idempotency_key(client_id: &str, seq: u64) -> String {
+    format!("{client_id}-{seq}")
+}
+
+/// Where the answer to a command goes.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// An emit on its way into the store.
+#[derive(Debug)]
+pub(crate) struct NewEntry {
+    pub(crate) lane: Priority,
+    pub(crate) namespace: Arc<str>,
+    pub(crate) event: String,
+    pub(crate) args: String,
+    pub(crate) attachments: Vec<Vec<u8>>,
+    pub(crate) want_ack: bool,
+    pub(crate) ttl: Option<std::time::Duration>,
+    pub(crate) coalesce_key: Option<String>,
+}
+
+impl NewEntry {
+    /// Payload bytes counted against the outbox limit.
+    pub(crate) fn bytes(&self) -> u64 {
+        (self.event.len() + self.args.len() + self.attachments.iter().map(Vec::len).sum::<usize>())
+            as u64
+    }
+}
+
+/// An entry read back from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StoredEntry {
+    pub(crate) seq: u64,
+    pub(crate) lane: Priority,
+    pub(crate) namespace: String,
+    pub(crate) event: String,
+    pub(crate) args: String,
+    pub(crate) attachments: Vec<Vec<u8>>,
+    pub(crate) want_ack: bool,
+    pub(crate) created_ms: i64,
+    pub(crate) expires_ms: Option<i64>,
+}
+
+/// A persisted subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredSubscription {
+    pub(crate) namespace: String,
+    pub(crate) event: String,
+    pub(crate) args: String,
+    pub(crate) unsubscribe: Option<String>,
+}
+
+/// Work for the store thread.
+pub(crate) enum Cmd {
+    /// Stores an emit; `reply` hears its sequence number once committed. With a `token`, the
+    /// engine hears it too ([`StoreEvent::Appended`]): a caller waits for its acknowledgement.
+    Append {
+        entry: NewEntry,
+        token: Option<u64>,
+        reply: Reply<u64>,
+    },
+    /// The next entries of each lane after the engine's cursors, highest lane first, answered
+    /// with [`StoreEvent::Fetched`] carrying `id`. With `park`, an empty answer waits for the
+    /// next commit that adds entries (a newer fetch replaces a parked one).
+    Fetch {
+        id: u64,
+        after: [u64; 3],
+        limit: usize,
+        park: bool,
+    },
+    /// Forgets the parked fetch: the engine lost its link and will ask afresh.
+    Unpark,
+    /// Delivered: deleted.
+    Delivered(Vec<u64>),
+    /// Given up by the engine (too many sends, refused by the server): deleted.
+    Failed(Vec<u64>),
+    List {
+        limit: usize,
+        reply: Reply<Vec<PendingEmit>>,
+    },
+    Remove {
+        id: u64,
+        reply: Reply<bool>,
+    },
+    Clear(Reply<u64>),
+    Stats(oneshot::Sender<OutboxStats>),
+    PutSubscription(StoredSubscription, Reply<()>),
+    /// Answers with the removed subscription's unsubscribe event, if it had one.
+    RemoveSubscription(StoredSubscription, Reply<Option<String>>),
+    Seen {
+        ids: Vec<(String, i64)>,
+        window: usize,
+        min_ms: i64,
+    },
+    /// A namespace's restorable session and the position reached in it (`None`: forget it).
+    Recovery {
+        namespace: String,
+        session: Option<String>,
+        position: Option<String>,
+    },
+    /// Answered once the outbox is empty (at once if it is).
+    WhenEmpty(oneshot::Sender<()>),
+    Close(oneshot::Sender<()>),
+}
+
+/// What the store tells the engine, in the order it happened.
+#[derive(Debug, PartialEq)]
+pub(crate) enum StoreEvent {
+    /// The append with `token` committed as `seq`, or failed (`None`).
+    Appended { token: u64, seq: Option<u64> },
+    /// The answer to fetch `id`.
+    Fetched { id: u64, entries: Vec<StoredEntry> },
+    /// Entries that left the store undelivered.
+    Gone { seqs: Vec<u64>, why: Gone },
+}
+
+/// Why entries left the store undelivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gone {
+    /// Their TTL passed.
+    Expired,
+    /// The `DropOldest` overflow policy made room for newer ones; what the outbox held then.
+    Overflow { entries: u64, bytes: u64 },
+    /// The app removed them (`Outbox::remove`, `Outbox::clear`).
+    Removed,
+}

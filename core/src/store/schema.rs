@@ -1,0 +1,352 @@
+//! Opening a store file: WAL, pragmas, the schema and its migrations, the encryption key
+//! check, and the snapshot the engine starts from.
+
+use std::{path::Path, time::Duration};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::{
+    cipher::{self, Cipher, OutboxKey},
+    command::StoredSubscription,
+    db::totals,
+    error::StoreError,
+};
+use crate::config::Durability;
+
+/// The schema version this build writes; older files are migrated on open.
+pub(super) const SCHEMA_VERSION: i32 = 1;
+
+/// One migration per version step; index `i` upgrades from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    lane INTEGER NOT NULL,
+    namespace TEXT NOT NULL,
+    event TEXT NOT NULL,
+    args TEXT NOT NULL,
+    attachments BLOB,
+    want_ack INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER,
+    coalesce_key TEXT,
+    bytes INTEGER NOT NULL
+);
+CREATE INDEX outbox_by_lane ON outbox (lane, seq);
+CREATE INDEX outbox_by_expiry ON outbox (expires_ms) WHERE expires_ms IS NOT NULL;
+CREATE UNIQUE INDEX outbox_by_coalesce_key ON outbox (namespace, coalesce_key)
+    WHERE coalesce_key IS NOT NULL;
+CREATE TABLE subscriptions (
+    namespace TEXT NOT NULL,
+    event TEXT NOT NULL,
+    args TEXT NOT NULL,
+    unsubscribe TEXT,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (namespace, event, args)
+) WITHOUT ROWID;
+CREATE TABLE seen (id TEXT PRIMARY KEY, seen_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX seen_by_age ON seen (seen_ms);
+CREATE TABLE recovery (namespace TEXT PRIMARY KEY, pid TEXT NOT NULL, offset TEXT)
+    WITHOUT ROWID;
+"#];
+
+/// What a freshly opened database holds for the engine.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    /// Random per-store id, the prefix of every idempotency key.
+    pub(crate) client_id: String,
+    /// Entries waiting, and their payload bytes.
+    pub(crate) count: u64,
+    pub(crate) bytes: u64,
+    pub(crate) subscriptions: Vec<StoredSubscription>,
+    /// Seen inbound ids, oldest first, with when they were seen (ms since the epoch).
+    pub(crate) seen: Vec<(String, i64)>,
+    /// Per-namespace recovery session: `(namespace, pid, offset)`.
+    pub(crate) recovery: Vec<(String, String, Option<String>)>,
+    /// Whether the previous run ended without closing the store (a kill or a crash).
+    pub(crate) unclean: bool,
+}
+
+/// Opens (creating or migrating) the database at `path`, or an in-memory one for `None`;
+/// with `key`, checks it is the key the file's payloads were sealed with (recording it on the
+/// first keyed open) and returns the cipher for them.
+pub(super) fn open(
+    path: Option<&Path>,
+    durability: Durability,
+    key: Option<&OutboxKey>,
+) -> Result<(Connection, Snapshot, Option<Cipher>), StoreError> {
+    let conn = match path {
+        Some(p) => Connection::open_with_flags(
+            p,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        ),
+        None => Connection::open_in_memory(),
+    }
+    .map_err(|e| StoreError::from_sqlite("open", e))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| StoreError::from_sqlite("busy_timeout", e))?;
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    let mode = wal_mode(&conn)?;
+    if path.is_some() && !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Io(format!(
+            "could not switch the store to WAL mode (got {mode})"
+        )));
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -2000;"
+    ))
+    .map_err(|e| StoreError::from_sqlite("pragma", e))?;
+    migrate(&conn)?;
+    let cipher = check_key(&conn, key)?;
+    let unclean = meta_get(&conn, "clean")?.as_deref() == Some("0");
+    if unclean {
+        quick_check(&conn)?;
+    }
+    meta_set(&conn, "clean", "0")?;
+    let snapshot = load(&conn, unclean)?;
+    Ok((conn, snapshot, cipher))
+}
+
+/// The meta row proving which key seals this file's payloads (a sealed constant, not the key).
+const KEY_CHECK: &str = "key_check";
+
+/// Matches `key` with the file: a keyed file needs its key, and the first keyed open records
+/// the check (insert-if-absent, so two processes opening at once agree).
+fn check_key(conn: &Connection, key: Option<&OutboxKey>) -> Result<Option<Cipher>, StoreError> {
+    let bad_key = |m: &str| StoreError::Key(m.to_owned());
+    let Some(key) = key else {
+        return match meta_get(conn, KEY_CHECK)? {
+            Some(_) => Err(bad_key(
+                "this outbox's payloads are encrypted: configure its encryption key",
+            )),
+            None => Ok(None),
+        };
+    };
+    let cipher = Cipher::new(key)
+        .map_err(|_| bad_key("no randomness from the system to start the key's nonces"))?;
+    if meta_get(conn, KEY_CHECK)?.is_none() {
+        let check = cipher
+            .seal(cipher::CHECK_CONTEXT, KEY_CHECK, &[])
+            .map_err(|_| StoreError::Io("could not seal the key check".into()))?;
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+            params![KEY_CHECK, check],
+        )
+        .map_err(|e| StoreError::from_sqlite("key check", e))?;
+    }
+    let check = meta_get(conn, KEY_CHECK)?.unwrap_or_default();
+    match cipher.open(cipher::CHECK_CONTEXT, &check) {
+        Ok(Some((text, _))) if text == KEY_CHECK => Ok(Some(cipher)),
+        _ => Err(bad_key(
+            "the encryption key is not the one this outbox was written with",
+        )),
+    }
+}
+
+/// Switches the file to WAL and returns the journal mode now in force. The switch needs an
+/// exclusive lock and SQLite does not wait for it (no busy handler), so while another process
+/// opens the same file it is retried for as long as the busy timeout.
+fn wal_mode(conn: &Connection) -> Result<String, StoreError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        // `journal_mode` answers with a row, so it is queried rather than executed.
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(mode) => return Ok(mode),
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(StoreError::from_sqlite("journal_mode", e)),
+        }
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let user_version = |conn: &Connection| -> Result<i32, StoreError> {
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| StoreError::from_sqlite("user_version", e))
+    };
+    // The common case, an up-to-date file, takes no write lock.
+    if user_version(conn)? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    // Another process may be migrating the same file right now: the version that counts is
+    // the one read under the write lock.
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| StoreError::from_sqlite("migration", e))?;
+    let result = (|| {
+        let version = user_version(conn)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Incompatible {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        for sql in MIGRATIONS.iter().skip(version as usize) {
+            conn.execute_batch(sql)
+                .map_err(|e| StoreError::from_sqlite("migration", e))?;
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
+            .map_err(|e| StoreError::from_sqlite("migration", e))
+    })();
+    if result.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result
+}
+
+/// Runs SQLite's `quick_check`; a damaged file is a clear error rather than silent loss.
+pub(super) fn quick_check(conn: &Connection) -> Result<(), StoreError> {
+    let result: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| StoreError::from_sqlite("quick_check", e))?;
+    if result == "ok" {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(result))
+    }
+}
+
+pub(super) fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+        .map_err(|e| StoreError::from_sqlite("meta", e))
+}
+
+pub(super) fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )
+    .map(drop)
+    .map_err(|e| StoreError::from_sqlite("meta", e))
+}
+
+fn load(conn: &Connection, unclean: bool) -> Result<Snapshot, StoreError> {
+    let sql = |e| StoreError::from_sqlite("load", e);
+    // Insert-if-absent, then read: two processes opening a new file at once agree on one id
+    // (the idempotency keys of rows either may send).
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('client_id', ?1) ON CONFLICT (key) DO NOTHING",
+        [format!("{:016x}", fastrand::u64(..))],
+    )
+    .map_err(|e| StoreError::from_sqlite("meta", e))?;
+    let client_id = meta_get(conn, "client_id")?
+        .ok_or_else(|| StoreError::Io("the store's client id vanished".into()))?;
+    let (count, bytes) = totals(conn)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT namespace, event, args, unsubscribe FROM subscriptions ORDER BY created_ms",
+        )
+        .map_err(sql)?;
+    let subscriptions = stmt
+        .query_map([], |r| {
+            Ok(StoredSubscription {
+                namespace: r.get(0)?,
+                event: r.get(1)?,
+                args: r.get(2)?,
+                unsubscribe: r.get(3)?,
+            })
+        })
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    let mut stmt = conn
+        .prepare("SELECT id, seen_ms FROM seen ORDER BY seen_ms")
+        .map_err(sql)?;
+    let seen = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    let mut stmt = conn
+        .prepare("SELECT namespace, pid, offset FROM recovery")
+        .map_err(sql)?;
+    let recovery = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    Ok(Snapshot {
+        client_id,
+        count,
+        bytes,
+        subscriptions,
+        seen,
+        recovery,
+        unclean,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_twice_migrates_once_and_flags_an_unclean_exit() {
+        let dir = std::env::temp_dir().join(format!("pl-db-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        let (conn, snap, _) = open(Some(&path), Durability::Normal, None).unwrap();
+        assert!(!snap.unclean);
+        let id = snap.client_id;
+        drop(conn); // no clean close recorded
+        let (conn, snap, _) = open(Some(&path), Durability::Full, None).unwrap();
+        assert!(snap.unclean, "a run that never closed the store is unclean");
+        assert_eq!(snap.client_id, id, "the client id survives");
+        let v: i32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        drop(conn);
+        assert!(matches!(
+            open(Some(&path), Durability::Normal, None),
+            Err(StoreError::Incompatible { found: 99, .. })
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn concurrent_first_opens_agree_on_schema_and_client_id() {
+        let dir = std::env::temp_dir().join(format!("pl-db-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        let barrier = std::sync::Barrier::new(4);
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        open(Some(&path), Durability::Normal, None)
+                            .unwrap()
+                            .1
+                            .client_id
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn garbage_file_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("pl-db-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let err = open(Some(&path), Durability::Normal, None).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,695 @@
+//! The store thread: takes every command already queued (up to a batch), runs them in one
+//! `BEGIN IMMEDIATE` transaction and answers after the commit — the group commit that lets
+//! many concurrent emits share one fsync.
+//!
+//! Callers hear their own answers on oneshot channels; the engine hears what concerns the
+//! outbox it sends ([`StoreEvent`]) on one channel, in commit order, so an append is always
+//! reported before the fetch that returns it.
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use super::{
+    cipher::Cipher,
+    command::{Cmd, Gone, NewEntry, Reply, StoreEvent, StoredEntry, idempotency_key},
+    db,
+    error::StoreError,
+    schema::Snapshot,
+};
+use crate::{
+    error::Error,
+    outbox::{OutboxConfig, OutboxStats, Overflow, PendingEmit, Priority},
+    time::now_ms,
+};
+
+/// Most commands in one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// A fetch waiting for entries.
+struct Parked {
+    id: u64,
+    after: [u64; 3],
+    limit: usize,
+}
+
+/// A reply that is sent only once the batch it belongs to has committed.
+enum Deferred {
+    Appended(Reply<u64>, Option<u64>, u64),
+    Fetched(u64, Vec<StoredEntry>),
+    Gone(Vec<u64>, Gone),
+    Listed(Reply<Vec<PendingEmit>>, Vec<PendingEmit>),
+    Removed(Reply<bool>, bool),
+    Cleared(Reply<u64>, u64),
+    Done(Reply<()>),
+    Unsubscribed(Reply<Option<String>>, Option<String>),
+}
+
+struct Worker {
+    conn: Connection,
+    /// Seals payloads when the app configured an encryption key.
+    cipher: Option<Cipher>,
+    client_id: String,
+    limits: OutboxConfig,
+    stats: OutboxStats,
+    /// The engine's fetch while nothing waited.
+    parked: Option<Parked>,
+    /// News for the engine.
+    events: mpsc::UnboundedSender<StoreEvent>,
+    /// Callers of `Outbox::drained`.
+    empty_waiters: Vec<oneshot::Sender<()>>,
+}
+
+/// Commands that wait in the channel before the thread takes them; a full channel makes
+/// senders wait (backpressure) instead of growing memory.
+const CHANNEL: usize = 4096;
+
+/// Starts the store thread on an open database; returns the channel that feeds it.
+pub(super) fn start(
+    conn: Connection,
+    cipher: Option<Cipher>,
+    snapshot: &Snapshot,
+    limits: OutboxConfig,
+    events: mpsc::UnboundedSender<StoreEvent>,
+) -> Result<mpsc::Sender<Cmd>, Error> {
+    let (tx, rx) = mpsc::channel(CHANNEL);
+    let worker = Worker {
+        conn,
+        cipher,
+        client_id: snapshot.client_id.clone(),
+        limits,
+        stats: OutboxStats {
+            pending: snapshot.count,
+            pending_bytes: snapshot.bytes,
+            ..Default::default()
+        },
+        parked: None,
+        events,
+        empty_waiters: Vec::new(),
+    };
+    std::thread::Builder::new()
+        .name("pulselink-store".into())
+        .spawn(move || worker.run(rx))
+        .map_err(|e| Error::Store(format!("cannot start the store thread: {e}")))?;
+    Ok(tx)
+}
+
+impl Worker {
+    fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        let mut batch = Vec::with_capacity(64);
+        let mut closed_reply = None;
+        while closed_reply.is_none() {
+            batch.clear();
+            match rx.blocking_recv() {
+                Some(cmd) => batch.push(cmd),
+                None => break,
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(cmd) => batch.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            closed_reply = self.run_batch(&mut batch);
+        }
+        if let Err(e) = super::schema::meta_set(&self.conn, "clean", "1") {
+            warn!(error = %e, "could not mark the store closed");
+        }
+        // Closed before `close()` returns: the last connection checkpoints and removes the
+        // WAL, so an app that exits, moves or reopens the file right after finds it whole.
+        if let Err((_, e)) = self.conn.close() {
+            warn!(error = %e, "could not close the store cleanly");
+        }
+        debug!("store thread stopped");
+        if let Some(reply) = closed_reply {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Runs one batch in one transaction; returns the reply of a close it found (the rest of
+    /// the batch still runs).
+    fn run_batch(&mut self, batch: &mut Vec<Cmd>) -> Option<oneshot::Sender<()>> {
+        let now = now_ms();
+        let before = self.stats.clone();
+        let mut deferred = Vec::with_capacity(batch.len());
+        let mut appended = false;
+        let mut closing = None;
+        let mut failure = db::begin(&self.conn).err();
+        for cmd in batch.drain(..) {
+            if let Cmd::Close(reply) = cmd {
+                closing = Some(reply);
+                continue;
+            }
+            appended |= matches!(cmd, Cmd::Append { .. });
+            match &failure {
+                // Once a statement failed the transaction is lost: refuse the rest clearly.
+                Some(e) => self.refuse(cmd, e),
+                None => {
+                    if let Err(e) = self.apply(cmd, now, &mut deferred) {
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
+        if failure.is_none() {
+            failure = db::commit(&self.conn).err();
+        }
+        match failure {
+            None => {
+                for d in deferred {
+                    self.send_ok(d);
+                }
+            }
+            Some(e) => {
+                // Nothing in the batch happened: restore the counters, fail every write.
+                db::rollback(&self.conn);
+                warn!(error = %e, "store batch failed");
+                self.stats = before;
+                let err = Error::from(e);
+                for d in deferred {
+                    self.send_err(d, &err);
+                }
+            }
+        }
+        if appended {
+            self.answer_parked(now);
+        }
+        if self.stats.pending == 0 {
+            for w in self.empty_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+        closing
+    }
+
+    fn tell(&self, event: StoreEvent) {
+        // The engine is gone only when the client is closing.
+        let _ = self.events.send(event);
+    }
+
+    /// Answers a command that cannot run because its batch already failed. Lost deletions
+    /// only mean an entry is sent again (with its key); nothing is lost.
+    fn refuse(&mut self, cmd: Cmd, e: &StoreError) {
+        let err = || Error::from(e.clone());
+        match cmd {
+            Cmd::Append { reply, token, .. } => {
+                drop(reply.send(Err(err())));
+                if let Some(token) = token {
+                    self.tell(StoreEvent::Appended { token, seq: None });
+                }
+            }
+            Cmd::Fetch { id, .. } => self.tell(StoreEvent::Fetched {
+                id,
+                entries: Vec::new(),
+            }),
+            Cmd::List { reply, .. } => drop(reply.send(Err(err()))),
+            Cmd::Remove { reply, .. } => drop(reply.send(Err(err()))),
+            Cmd::Clear(reply) => drop(reply.send(Err(err()))),
+            Cmd::PutSubscription(_, reply) => drop(reply.send(Err(err()))),
+            Cmd::RemoveSubscription(_, reply) => drop(reply.send(Err(err()))),
+            Cmd::Stats(reply) => drop(reply.send(self.stats.clone())),
+            Cmd::WhenEmpty(reply) => self.empty_waiters.push(reply),
+            Cmd::Unpark => self.parked = None,
+            Cmd::Delivered(_) | Cmd::Failed(_) | Cmd::Seen { .. } | Cmd::Recovery { .. } => {}
+            Cmd::Close(_) => unreachable!("handled by run_batch"),
+        }
+    }
+
+    fn apply(&mut self, cmd: Cmd, now: i64, out: &mut Vec<Deferred>) -> Result<(), StoreError> {
+        match cmd {
+            Cmd::Append {
+                entry,
+                token,
+                reply,
+            } => match self.append(&entry, now, out) {
+                Ok(Ok(seq)) => out.push(Deferred::Appended(reply, token, seq)),
+                Ok(Err(refused)) => {
+                    let _ = reply.send(Err(refused));
+                    if let Some(token) = token {
+                        self.tell(StoreEvent::Appended { token, seq: None });
+                    }
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.clone().into()));
+                    if let Some(token) = token {
+                        self.tell(StoreEvent::Appended { token, seq: None });
+                    }
+                    return Err(e);
+                }
+            },
+            Cmd::Fetch {
+                id,
+                after,
+                limit,
+                park,
+            } => {
+                self.expire(now, out)?;
+                let found = self.fetch(after, limit, now)?;
+                if found.is_empty() {
+                    // Nothing left to send: the moment to notice entries another process
+                    // sharing the file has delivered.
+                    self.recount()?;
+                }
+                if found.is_empty() && park {
+                    // A newer fetch replaces an older one, whose asker has moved on.
+                    self.parked = Some(Parked { id, after, limit });
+                } else {
+                    out.push(Deferred::Fetched(id, found));
+                }
+            }
+            Cmd::Unpark => self.parked = None,
+            Cmd::Delivered(seqs) => {
+                let (n, bytes) = db::delete(&self.conn, &seqs)?;
+                self.stats.delivered += n;
+                self.shrink(n, bytes);
+                self.recount_if_shared(n, seqs.len())?;
+            }
+            Cmd::Failed(seqs) => {
+                let (n, bytes) = db::delete(&self.conn, &seqs)?;
+                self.stats.failed += n;
+                self.shrink(n, bytes);
+                self.recount_if_shared(n, seqs.len())?;
+            }
+            Cmd::List { limit, reply } => {
+                let items = db::list(&self.conn, limit, self.cipher.as_ref())?
+                    .into_iter()
+                    .map(|e| self.describe(e))
+                    .collect();
+                out.push(Deferred::Listed(reply, items));
+            }
+            Cmd::Remove { id, reply } => {
+                let (n, bytes) = db::delete(&self.conn, &[id])?;
+                self.stats.failed += n;
+                self.shrink(n, bytes);
+                if n > 0 {
+                    out.push(Deferred::Gone(vec![id], Gone::Removed));
+                }
+                out.push(Deferred::Removed(reply, n > 0));
+            }
+            Cmd::Clear(reply) => {
+                let seqs = db::clear(&self.conn)?;
+                let n = seqs.len() as u64;
+                self.stats.failed += n;
+                self.stats.pending = 0;
+                self.stats.pending_bytes = 0;
+                out.push(Deferred::Gone(seqs, Gone::Removed));
+                out.push(Deferred::Cleared(reply, n));
+            }
+            Cmd::Stats(reply) => {
+                let _ = reply.send(self.stats.clone());
+            }
+            Cmd::WhenEmpty(reply) => {
+                if self.stats.pending > 0 {
+                    self.recount()?;
+                }
+                // Callers re-ask periodically (see `Outbox::drained`); drop those gone.
+                self.empty_waiters.retain(|w| !w.is_closed());
+                self.empty_waiters.push(reply);
+            }
+            Cmd::PutSubscription(s, reply) => {
+                db::put_subscription(&self.conn, &s, now)?;
+                out.push(Deferred::Done(reply));
+            }
+            Cmd::RemoveSubscription(s, reply) => {
+                let undo = db::remove_subscription(&self.conn, &s.namespace, &s.event, &s.args)?;
+                out.push(Deferred::Unsubscribed(reply, undo));
+            }
+            Cmd::Seen {
+                ids,
+                window,
+                min_ms,
+            } => db::record_seen(&self.conn, &ids, window, min_ms)?,
+            Cmd::Recovery {
+                namespace,
+                session,
+                position,
+            } => db::set_recovery(
+                &self.conn,
+                &namespace,
+                session.as_deref(),
+                position.as_deref(),
+            )?,
+            Cmd::Close(_) => unreachable!("handled by run_batch"),
+        }
+        Ok(())
+    }
+
+    fn fetch(
+        &mut self,
+        after: [u64; 3],
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let mut found = Vec::new();
+        for (lane, after) in Priority::DESCENDING.into_iter().zip(after) {
+            if found.len() >= limit {
+                break;
+            }
+            let cipher = self.cipher.as_ref();
+            found.extend(db::fetch(
+                &self.conn,
+                lane,
+                after,
+                limit - found.len(),
+                now,
+                cipher,
+            )?);
+        }
+        Ok(found)
+    }
+
+    /// Answers the parked fetch if entries arrived for it.
+    fn answer_parked(&mut self, now: i64) {
+        let Some(p) = self.parked.take() else { return };
+        match self.fetch(p.after, p.limit, now) {
+            Ok(found) if found.is_empty() => self.parked = Some(p),
+            Ok(entries) => self.tell(StoreEvent::Fetched { id: p.id, entries }),
+            // The engine hears nothing and asks again on its next connection.
+            Err(e) => warn!(error = %e, "store fetch failed"),
+        }
+    }
+
+    /// Inserts an entry within the limits. The outer error is a store failure; the inner one
+    /// a refusal (too large, outbox full) that leaves the batch intact.
+    fn append(
+        &mut self,
+        e: &NewEntry,
+        now: i64,
+        out: &mut Vec<Deferred>,
+    ) -> Result<Result<u64, Error>, StoreError> {
+        let size = e.bytes();
+        if size > self.limits.max_bytes {
+            return Ok(Err(Error::InvalidArgs(format!(
+                "event of {size} bytes exceeds the outbox limit of {} bytes",
+                self.limits.max_bytes
+            ))));
+        }
+        let full = |s: &OutboxStats, l: &OutboxConfig| {
+            s.pending + 1 > l.max_entries || s.pending_bytes + size > l.max_bytes
+        };
+        if full(&self.stats, &self.limits) && e.coalesce_key.is_none() {
+            match self.limits.overflow {
+                Overflow::Reject => {
+                    self.stats.rejected += 1;
+                    return Ok(Err(Error::OutboxFull {
+                        entries: self.stats.pending,
+                        bytes: self.stats.pending_bytes,
+                    }));
+                }
+                Overflow::DropOldest => {
+                    let mut dropped = Vec::new();
+                    while full(&self.stats, &self.limits) {
+                        let Some((seq, bytes)) = db::oldest_lowest(&self.conn)? else {
+                            break;
+                        };
+                        db::delete(&self.conn, &[seq])?;
+                        self.shrink(1, bytes);
+                        dropped.push(seq);
+                    }
+                    self.stats.dropped_overflow += dropped.len() as u64;
+                    let why = Gone::Overflow {
+                        entries: self.stats.pending,
+                        bytes: self.stats.pending_bytes,
+                    };
+                    out.push(Deferred::Gone(dropped, why));
+                }
+            }
+        }
+        let (seq, replaced) = db::insert(&self.conn, e, now, self.cipher.as_ref())?;
+        if let Some((_, bytes)) = replaced {
+            self.stats.coalesced += 1;
+            self.shrink(1, bytes);
+        }
+        self.stats.accepted += 1;
+        self.stats.pending += 1;
+        self.stats.pending_bytes += size;
+        Ok(Ok(seq))
+    }
+
+    fn expire(&mut self, now: i64, out: &mut Vec<Deferred>) -> Result<(), StoreError> {
+        let expired = db::expire(&self.conn, now)?;
+        if expired.is_empty() {
+            return Ok(());
+        }
+        let mut seqs = Vec::with_capacity(expired.len());
+        for (seq, bytes) in expired {
+            self.stats.expired += 1;
+            self.shrink(1, bytes);
+            seqs.push(seq);
+        }
+        out.push(Deferred::Gone(seqs, Gone::Expired));
+        Ok(())
+    }
+
+    /// Fewer rows deleted than asked means another process sharing the file (or the app's
+    /// `remove`) took some: the counts kept in memory are then re-read from the file, so
+    /// `drained()` does not wait for entries that are gone.
+    fn recount_if_shared(&mut self, deleted: u64, asked: usize) -> Result<(), StoreError> {
+        if deleted < asked as u64 {
+            self.recount()?;
+        }
+        Ok(())
+    }
+
+    /// Re-reads the pending counts from the file.
+    fn recount(&mut self) -> Result<(), StoreError> {
+        let (count, bytes) = db::totals(&self.conn)?;
+        self.stats.pending = count;
+        self.stats.pending_bytes = bytes;
+        Ok(())
+    }
+
+    fn shrink(&mut self, n: u64, bytes: u64) {
+        self.stats.pending = self.stats.pending.saturating_sub(n);
+        self.stats.pending_bytes = self.stats.pending_bytes.saturating_sub(bytes);
+    }
+
+    fn describe(&self, e: StoredEntry) -> PendingEmit {
+        PendingEmit {
+            id: e.seq,
+            key: idempotency_key(&self.client_id, e.seq),
+            namespace: e.namespace,
+            event: e.event,
+            args_json: e.args,
+            attachments: e.attachments.len(),
+            priority: e.lane,
+            wants_ack: e.want_ack,
+            created_ms: e.created_ms,
+            expires_ms: e.expires_ms,
+        }
+    }
+
+    fn send_ok(&self, d: Deferred) {
+        match d {
+            Deferred::Appended(r, token, seq) => {
+                // The engine first: by the time the caller learns the entry is stored, the
+                // engine knows which caller waits for it.
+                if let Some(token) = token {
+                    self.tell(StoreEvent::Appended {
+                        token,
+                        seq: Some(seq),
+                    });
+                }
+                drop(r.send(Ok(seq)));
+            }
+            Deferred::Fetched(id, entries) => self.tell(StoreEvent::Fetched { id, entries }),
+            Deferred::Gone(seqs, why) => {
+                if !seqs.is_empty() {
+                    self.tell(StoreEvent::Gone { seqs, why });
+                }
+            }
+            Deferred::Listed(r, v) => drop(r.send(Ok(v))),
+            Deferred::Removed(r, b) => drop(r.send(Ok(b))),
+            Deferred::Cleared(r, n) => drop(r.send(Ok(n))),
+            Deferred::Done(r) => drop(r.send(Ok(()))),
+            Deferred::Unsubscribed(r, u) => drop(r.send(Ok(u))),
+        }
+    }
+
+    fn send_err(&self, d: Deferred, err: &Error) {
+        match d {
+            Deferred::Appended(r, token, _) => {
+                if let Some(token) = token {
+                    self.tell(StoreEvent::Appended { token, seq: None });
+                }
+                drop(r.send(Err(err.clone())));
+            }
+            // Rows read inside a rolled-back batch may not exist; the engine asks again.
+            Deferred::Fetched(id, _) => self.tell(StoreEvent::Fetched {
+                id,
+                entries: Vec::new(),
+            }),
+            // Nothing was deleted after all.
+            Deferred::Gone(..) => {}
+            Deferred::Listed(r, _) => drop(r.send(Err(err.clone()))),
+            Deferred::Removed(r, _) => drop(r.send(Err(err.clone()))),
+            Deferred::Cleared(r, _) => drop(r.send(Err(err.clone()))),
+            Deferred::Done(r) => drop(r.send(Err(err.clone()))),
+            Deferred::Unsubscribed(r, _) => drop(r.send(Err(err.clone()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Durability;
+
+    fn worker(config: OutboxConfig) -> (Worker, mpsc::UnboundedReceiver<StoreEvent>) {
+        let (conn, snapshot, cipher) =
+            super::super::schema::open(None, Durability::Normal, None).unwrap();
+        let (events, rx) = mpsc::unbounded_channel();
+        let w = Worker {
+            conn,
+            cipher,
+            client_id: snapshot.client_id,
+            limits: config,
+            stats: OutboxStats::default(),
+            parked: None,
+            events,
+            empty_waiters: Vec::new(),
+        };
+        (w, rx)
+    }
+
+    fn append(n: usize, token: Option<u64>) -> (Cmd, oneshot::Receiver<Result<u64, Error>>) {
+        let (reply, rx) = oneshot::channel();
+        let entry = NewEntry {
+            lane: Priority::Normal,
+            namespace: Arc::from("/"),
+            event: "metric:recorded".into(),
+            args: format!(r#"[{{"n":{n},"pad":"{}"}}]"#, "x".repeat(200)),
+            attachments: vec![],
+            want_ack: false,
+            ttl: None,
+            coalesce_key: None,
+        };
+        let cmd = Cmd::Append {
+            entry,
+            token,
+            reply,
+        };
+        (cmd, rx)
+    }
+
+    #[test]
+    fn a_batch_commits_together_and_answers_after_the_commit() {
+        let (mut w, _events) = worker(OutboxConfig::default());
+        let (mut batch, rxs): (Vec<_>, Vec<_>) = (0..1000).map(|n| append(n, None)).unzip();
+        w.run_batch(&mut batch);
+        let seqs: Vec<u64> = rxs
+            .into_iter()
+            .map(|mut rx| rx.try_recv().unwrap().unwrap())
+            .collect();
+        assert_eq!(seqs, (1..=1000).collect::<Vec<_>>());
+        assert_eq!(w.stats.pending, 1000);
+    }
+
+    #[test]
+    fn the_engine_hears_an_append_before_the_fetch_that_returns_it() {
+        let (mut w, mut events) = worker(OutboxConfig::default());
+        let mut batch = vec![Cmd::Fetch {
+            id: 7,
+            after: [0; 3],
+            limit: 10,
+            park: true,
+        }];
+        w.run_batch(&mut batch);
+        assert!(events.try_recv().is_err(), "parked: nothing to send yet");
+        let (cmd, _rx) = append(1, Some(42));
+        w.run_batch(&mut vec![cmd]);
+        assert_eq!(
+            events.try_recv().unwrap(),
+            StoreEvent::Appended {
+                token: 42,
+                seq: Some(1)
+            }
+        );
+        match events.try_recv().unwrap() {
+            StoreEvent::Fetched { id: 7, entries } => assert_eq!(entries[0].seq, 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn entries_leaving_undelivered_are_reported() {
+        let mut limits = OutboxConfig {
+            max_entries: 2,
+            overflow: Overflow::DropOldest,
+            ..OutboxConfig::default()
+        };
+        limits.max_bytes = 1 << 20;
+        let (mut w, mut events) = worker(limits);
+        let (mut batch, _rxs): (Vec<_>, Vec<_>) = (0..3).map(|n| append(n, None)).unzip();
+        w.run_batch(&mut batch);
+        assert_eq!(
+            events.try_recv().unwrap(),
+            StoreEvent::Gone {
+                seqs: vec![1],
+                why: Gone::Overflow {
+                    entries: 1,
+                    bytes: 233
+                }
+            }
+        );
+        let (reply, _rx) = oneshot::channel();
+        w.run_batch(&mut vec![Cmd::Clear(reply)]);
+        assert_eq!(
+            events.try_recv().unwrap(),
+            StoreEvent::Gone {
+                seqs: vec![2, 3],
+                why: Gone::Removed
+            }
+        );
+    }
+
+    #[test]
+    fn disk_full_fails_the_batch_clearly_and_keeps_what_was_stored() {
+        let (mut w, mut events) = worker(OutboxConfig::default());
+        let (mut batch, _rxs): (Vec<_>, Vec<_>) = (0..10).map(|n| append(n, None)).unzip();
+        w.run_batch(&mut batch);
+        let pages: i64 = w
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        // The file may not grow any more: the next writes hit SQLITE_FULL.
+        w.conn
+            .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+            .unwrap();
+        let (mut batch, rxs): (Vec<_>, Vec<_>) =
+            (10..200).map(|n| append(n, Some(n as u64))).unzip();
+        w.run_batch(&mut batch);
+        let errors: Vec<Error> = rxs
+            .into_iter()
+            .map(|mut rx| rx.try_recv().unwrap().unwrap_err())
+            .collect();
+        assert!(
+            errors.iter().all(|e| matches!(e, Error::DiskFull(_))),
+            "{:?}",
+            &errors[..2]
+        );
+        assert!(errors[0].to_string().contains("disk full"), "{}", errors[0]);
+        let failed = std::iter::from_fn(|| events.try_recv().ok()).count();
+        assert_eq!(
+            failed, 190,
+            "the engine hears every failed append it waits for"
+        );
+        assert_eq!(w.stats.pending, 10, "counters match what is stored");
+        assert_eq!(
+            db::list(&w.conn, 100, None).unwrap().len(),
+            10,
+            "nothing lost"
+        );
+        super::super::schema::quick_check(&w.conn).unwrap();
+        // Space comes back: writes work again.
+        w.conn
+            .execute_batch("PRAGMA max_page_count = 1000000")
+            .unwrap();
+        let (mut batch, mut rxs): (Vec<_>, Vec<_>) = (200..201).map(|n| append(n, None)).unzip();
+        w.run_batch(&mut batch);
+        assert!(rxs[0].try_recv().unwrap().is_ok());
+        assert_eq!(w.stats.pending, 11);
+    }
+}

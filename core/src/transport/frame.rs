@@ -1,0 +1,46 @@
+//! What every transport moves and how: frames, failures, and the [`Transport`] interface the
+//! engine drives.
+
+use std::future::Future;
+
+pub use tokio_tungstenite::tungstenite::{Bytes, Utf8Bytes};
+
+/// One message on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A text message.
+    Text(Utf8Bytes),
+    /// A binary message.
+    Binary(Bytes),
+}
+
+/// Why a transport failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// The peer closed the connection.
+    #[error("connection closed")]
+    Closed,
+    /// An inbound message is larger than the configured limit.
+    #[error("inbound message exceeds {max} bytes")]
+    TooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// Anything else the I/O layer reported.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// A connected, framed, bidirectional link.
+///
+/// `recv` must be cancel-safe: the engine races it against commands and timers.
+pub trait Transport: Send {
+    /// The next inbound frame; `None` when the peer closed cleanly.
+    fn recv(&mut self) -> impl Future<Output = Option<Result<Frame, TransportError>>> + Send;
+    /// Queues a frame for sending; it is on the wire after [`Transport::flush`].
+    fn feed(&mut self, frame: Frame) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Writes everything queued.
+    fn flush(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Closes the link politely (best effort; the caller bounds the time it may take).
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
