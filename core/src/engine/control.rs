@@ -1,13 +1,20 @@
-//! The app's commands, and the one place they are handled: each is routed to the components
-//! it concerns, whatever phase the connection is in.
+//! The app's commands and emits, and the one place they are handled: each is routed to the
+//! components it concerns, whatever phase the connection is in.
 
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
+use tracing::warn;
 
-use super::{flush::AckTx, lifecycle::ConnectWaiter, listeners::Listener, machine::Machine};
+use super::{
+    actions::{Actions, End},
+    flush::AckTx,
+    lifecycle::ConnectWaiter,
+    listeners::Listener,
+    machine::Machine,
+};
 use crate::{
-    event::State,
+    event::{DisconnectReason, Event, Notice, State},
     metrics::Counters,
     protocol::EventData,
     store::{NewEntry, Reply, StoredSubscription},
@@ -96,6 +103,40 @@ impl Machine {
                 reply,
             } => self.flush.emit(entry, waiter, reply, &mut self.out),
             Outgoing::Volatile(event) => self.volatile(now, event),
+        }
+    }
+
+    /// A volatile emit: written now if its namespace is joined, otherwise dropped (and said).
+    fn volatile(&mut self, now: Now, event: EventData) {
+        let dropped = |out: &mut Actions, e: &EventData| {
+            out.notify(Notice::EmitDropped {
+                namespace: e.namespace.to_string(),
+                event: e.name.to_string(),
+            })
+        };
+        let connected = self.connected();
+        let Some(s) = self.session.as_mut().filter(|_| connected) else {
+            return dropped(&mut self.out, &event);
+        };
+        // A phone that slept must not write into a socket that died meanwhile; a volatile
+        // emit is not worth keeping for the next connection.
+        if s.heartbeat.is_stale(now) {
+            dropped(&mut self.out, &event);
+            return self.out.end(End::lost(DisconnectReason::PingTimeout));
+        }
+        if !self.namespaces.is_joined(&event.namespace) {
+            return dropped(&mut self.out, &event);
+        }
+        let before = self.out.frames.len();
+        if let Err(err) = s.wire.push_event(&mut self.out.frames, &event, None, None) {
+            self.out.frames.truncate(before);
+            warn!(event = %event.name, error = %err, "emit refused");
+            return dropped(&mut self.out, &event);
+        }
+        self.flush.sent += 1;
+        if self.listeners.wants_outbound() {
+            self.listeners
+                .dispatch(false, Event::new(event, None, None));
         }
     }
 }

@@ -423,3 +423,313 @@ fn lane_index(lane: Priority) -> usize {
         .position(|p| *p == lane)
         .unwrap_or(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::{protocol::test_wire, transport::Frame};
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// The link context borrowed from a rig's fields (disjoint from its `flush`).
+    macro_rules! link {
+        ($r:expr) => {
+            Link {
+                wire: &mut $r.wire,
+                namespaces: &$r.namespaces,
+                listeners: &mut $r.listeners,
+                client_id: "c",
+            }
+        };
+    }
+
+    struct Rig {
+        flush: Flush,
+        wire: Wire,
+        namespaces: Namespaces,
+        listeners: Listeners,
+        t0: Now,
+    }
+
+    impl Rig {
+        fn new(config: OutboxConfig) -> Self {
+            let t0 = Now {
+                at: Instant::now(),
+                wall_ms: 1_700_000_000_000,
+            };
+            let mut namespaces = Namespaces::new(&["/".into()], false);
+            namespaces.joined("/");
+            namespaces.mark_ready("/");
+            Self {
+                flush: Flush::new(&config, t0),
+                wire: test_wire(25_000, 20_000),
+                namespaces,
+                listeners: Listeners::default(),
+                t0,
+            }
+        }
+
+        fn at(&self, ms: u32) -> Now {
+            Now {
+                at: self.t0.at + ms * MS,
+                wall_ms: self.t0.wall_ms + i64::from(ms),
+            }
+        }
+
+        /// An emit whose caller waits for the ack, committed by the store as `seq`.
+        fn emit_waiting(&mut self, seq: u64) -> oneshot::Receiver<Result<AckReply, Error>> {
+            let (waiter, rx) = oneshot::channel();
+            let (reply, _) = oneshot::channel();
+            let mut out = Actions::default();
+            self.flush.emit(entry(seq).0, Some(waiter), reply, &mut out);
+            let Some(Cmd::Append { token, .. }) = out.store.pop() else {
+                panic!("the emit must go to the store")
+            };
+            self.flush
+                .appended(token.expect("a waiter needs a token"), Some(seq));
+            rx
+        }
+
+        /// Fetches and sends the stored entries `seqs` at `ms`; returns the frames written.
+        fn send(&mut self, ms: u32, seqs: &[u64]) -> Vec<String> {
+            let mut out = Actions::default();
+            self.flush.fetch_if_due(true, &mut out);
+            let Some(Cmd::Fetch { id, .. }) = out.store.pop() else {
+                panic!("a fetch is due")
+            };
+            let entries = seqs.iter().map(|s| entry(*s).1).collect();
+            let now = self.at(ms);
+            let mut out = Actions::default();
+            let mut link = link!(self);
+            self.flush.fetched(id, entries, now, &mut link, &mut out);
+            texts(&out)
+        }
+
+        fn tick(&mut self, ms: u32) -> Actions {
+            let now = self.at(ms);
+            let mut out = Actions::default();
+            let mut link = link!(self);
+            self.flush.on_timeout(now, &mut link, &mut out);
+            out
+        }
+    }
+
+    fn entry(seq: u64) -> (NewEntry, StoredEntry) {
+        let args = format!(r#"[{{"n":{seq}}}]"#);
+        let new = NewEntry {
+            lane: Priority::Normal,
+            namespace: Arc::from("/"),
+            event: "tick".into(),
+            args: args.clone(),
+            attachments: vec![],
+            want_ack: true,
+            ttl: None,
+            coalesce_key: None,
+        };
+        let stored = StoredEntry {
+            seq,
+            lane: Priority::Normal,
+            namespace: "/".into(),
+            event: "tick".into(),
+            args,
+            attachments: vec![],
+            want_ack: true,
+            created_ms: 0,
+            expires_ms: None,
+        };
+        (new, stored)
+    }
+
+    fn texts(out: &Actions) -> Vec<String> {
+        out.frames
+            .iter()
+            .map(|f| match f {
+                Frame::Text(t) => t.to_string(),
+                Frame::Binary(_) => "<binary>".into(),
+            })
+            .collect()
+    }
+
+    fn reply() -> AckReply {
+        AckReply {
+            args: RawJson::validated("[true]".into()),
+            attachments: vec![],
+        }
+    }
+
+    fn config() -> OutboxConfig {
+        OutboxConfig {
+            ack_timeout: Duration::from_millis(100),
+            max_sends: 3,
+            ..OutboxConfig::default()
+        }
+    }
+
+    #[test]
+    fn an_entry_goes_out_with_its_key_and_its_ack_answers_the_waiter_once() {
+        let mut r = Rig::new(config());
+        let mut waiter = r.emit_waiting(7);
+        let sent = r.send(0, &[7]);
+        assert_eq!(sent, [r#"427["tick",{"idempotencyKey":"c-7","n":7}]"#]);
+        assert!(
+            !r.flush.acked(99, reply(), r.at(1)),
+            "an ack for an unknown id"
+        );
+        assert!(r.flush.acked(7, reply(), r.at(5)));
+        assert_eq!(waiter.try_recv().unwrap(), Ok(reply()));
+        assert!(
+            !r.flush.acked(7, reply(), r.at(6)),
+            "a second ack is ignored"
+        );
+        let mut out = Actions::default();
+        r.flush.post_delivered(&mut out);
+        assert!(matches!(&out.store[..], [Cmd::Delivered(s)] if s == &[7]));
+        assert_eq!(r.flush.latencies.summary().p50, 5 * MS);
+    }
+
+    #[test]
+    fn an_unacknowledged_entry_is_resent_with_the_same_key_then_given_up() {
+        let mut r = Rig::new(config());
+        let mut waiter = r.emit_waiting(1);
+        let first = r.send(0, &[1]);
+        assert_eq!(r.flush.poll_timeout(), Some(r.at(100).at));
+        assert!(r.tick(99).frames.is_empty(), "not yet overdue");
+        let again = texts(&r.tick(100));
+        assert_eq!(again, first, "the same frame, the same key");
+        assert_eq!(texts(&r.tick(200)), first);
+        let out = r.tick(300);
+        assert!(out.frames.is_empty(), "three sends: given up");
+        assert!(matches!(&out.store[..], [Cmd::Failed(s)] if s == &[1]));
+        assert!(matches!(
+            &out.notices[..],
+            [Notice::EmitFailed { event, error, .. }] if event == "tick" && error.contains("acknowledgement")
+        ));
+        assert!(matches!(
+            waiter.try_recv().unwrap(),
+            Err(Error::AckTimeout(_))
+        ));
+        assert_eq!(r.flush.sent, 3);
+    }
+
+    #[test]
+    fn a_late_ack_after_a_resend_resolves_the_waiter_once() {
+        let mut r = Rig::new(config());
+        let mut waiter = r.emit_waiting(1);
+        r.send(0, &[1]);
+        r.tick(100);
+        // The first copy's ack arrives after the resend, then the second copy's.
+        assert!(r.flush.acked(1, reply(), r.at(120)));
+        assert!(!r.flush.acked(1, reply(), r.at(130)));
+        assert_eq!(waiter.try_recv().unwrap(), Ok(reply()));
+        assert!(r.tick(300).frames.is_empty(), "no further resend");
+    }
+
+    #[test]
+    fn a_ttl_that_expires_in_flight_reaches_the_waiting_caller() {
+        let mut r = Rig::new(config());
+        let mut waiter = r.emit_waiting(4);
+        r.send(0, &[4]);
+        r.flush.gone(&[4], Gone::Expired);
+        assert_eq!(waiter.try_recv().unwrap(), Err(Error::Expired));
+        assert!(
+            r.tick(100).frames.is_empty(),
+            "an expired entry is not resent"
+        );
+        assert!(!r.flush.acked(4, reply(), r.at(110)));
+        let mut w = r.emit_waiting(5);
+        r.flush.gone(&[5], Gone::Removed);
+        assert_eq!(w.try_recv().unwrap(), Err(Error::Removed));
+    }
+
+    #[test]
+    fn a_refusal_fails_the_entry_or_sends_it_again_from_the_oldest() {
+        let mut r = Rig::new(config());
+        let mut waiter = r.emit_waiting(1);
+        r.send(0, &[1, 2]);
+        let retry = Rejection {
+            code: "SERVICE_UNAVAILABLE".into(),
+            message: "later".into(),
+            then: Then::Retry { pause: None },
+        };
+        let mut out = Actions::default();
+        assert!(r.flush.refused(2, retry, &mut out));
+        assert!(
+            out.store.is_empty() && out.notices.is_empty(),
+            "kept for a retry"
+        );
+        assert_eq!(
+            r.send(1, &[1, 2]).len(),
+            1,
+            "1 is still in flight, 2 goes again"
+        );
+        let fail = Rejection {
+            code: "INVALID".into(),
+            message: "no".into(),
+            then: Then::Fail,
+        };
+        let mut out = Actions::default();
+        assert!(r.flush.refused(1, fail, &mut out));
+        assert!(matches!(&out.store[..], [Cmd::Failed(s)] if s == &[1]));
+        assert!(
+            matches!(waiter.try_recv().unwrap(), Err(Error::Rejected { ref code, .. }) if code == "INVALID")
+        );
+    }
+
+    #[test]
+    fn the_window_holds_max_in_flight_and_a_rate_limit_spaces_sends() {
+        let mut r = Rig::new(OutboxConfig {
+            max_in_flight: 2,
+            rate_limits: vec![crate::ratelimit::RateLimit::new(
+                1,
+                Duration::from_millis(50),
+            )],
+            ..config()
+        });
+        let sent = r.send(0, &[1, 2]);
+        assert_eq!(sent.len(), 1, "one token: the second waits");
+        assert_eq!(r.flush.poll_timeout(), Some(r.at(50).at));
+        assert_eq!(texts(&r.tick(50)).len(), 1);
+        let mut out = Actions::default();
+        r.flush.fetch_if_due(true, &mut out);
+        assert!(out.store.is_empty(), "two in flight: no room for a fetch");
+        r.flush.acked(1, reply(), r.at(60));
+        r.flush.fetch_if_due(true, &mut out);
+        assert!(matches!(&out.store[..], [Cmd::Fetch { limit: 1, .. }]));
+    }
+
+    #[test]
+    fn a_lost_link_keeps_waiters_and_unacknowledged_entries() {
+        let mut r = Rig::new(config());
+        let mut waiter = r.emit_waiting(1);
+        r.send(0, &[1]);
+        let mut out = Actions::default();
+        r.flush.link_lost(&mut out);
+        assert!(matches!(out.store.last(), Some(Cmd::Unpark)));
+        assert!(waiter.try_recv().is_err(), "still waiting");
+        assert!(
+            r.tick(500).frames.is_empty(),
+            "nothing in flight on no link"
+        );
+        // The next link sends it again from the store, same key; its ack answers the waiter.
+        let again = r.send(600, &[1]);
+        assert_eq!(again.len(), 1);
+        assert!(r.flush.acked(1, reply(), r.at(610)));
+        assert_eq!(waiter.try_recv().unwrap(), Ok(reply()));
+        // A fetch asked before a rewind is stale.
+        let mut out = Actions::default();
+        r.flush.fetch_if_due(true, &mut out);
+        let Some(Cmd::Fetch { id, .. }) = out.store.pop() else {
+            panic!()
+        };
+        r.flush.rewind();
+        let mut out = Actions::default();
+        let now = r.at(700);
+        let mut link = link!(r);
+        r.flush
+            .fetched(id, vec![entry(9).1], now, &mut link, &mut out);
+        assert!(out.frames.is_empty(), "stale answer ignored");
+        r.flush.closed();
+    }
+}

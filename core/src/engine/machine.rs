@@ -33,7 +33,7 @@ use crate::{
     error::Error,
     event::{AckAnswer, Acker, DisconnectReason, Event, Notice, State},
     metrics::Counters,
-    protocol::{self, EventData, Input, Signal, Then, Wire},
+    protocol::{self, Input, Signal, Then, Wire},
     store::{Snapshot, StoreEvent},
     time::Now,
 };
@@ -98,7 +98,7 @@ impl Machine {
         self.lifecycle.state()
     }
 
-    fn connected(&self) -> bool {
+    pub(super) fn connected(&self) -> bool {
         self.session.is_some() && *self.lifecycle.state() == State::Connected
     }
 
@@ -320,40 +320,6 @@ impl Machine {
         }
     }
 
-    /// A volatile emit: written now if its namespace is joined, otherwise dropped (and said).
-    pub(crate) fn volatile(&mut self, now: Now, event: EventData) {
-        let dropped = |out: &mut Actions, e: &EventData| {
-            out.notify(Notice::EmitDropped {
-                namespace: e.namespace.to_string(),
-                event: e.name.to_string(),
-            })
-        };
-        let connected = self.connected();
-        let Some(s) = self.session.as_mut().filter(|_| connected) else {
-            return dropped(&mut self.out, &event);
-        };
-        // A phone that slept must not write into a socket that died meanwhile; a volatile
-        // emit is not worth keeping for the next connection.
-        if s.heartbeat.is_stale(now) {
-            dropped(&mut self.out, &event);
-            return self.out.end(End::lost(DisconnectReason::PingTimeout));
-        }
-        if !self.namespaces.is_joined(&event.namespace) {
-            return dropped(&mut self.out, &event);
-        }
-        let before = self.out.frames.len();
-        if let Err(err) = s.wire.push_event(&mut self.out.frames, &event, None, None) {
-            self.out.frames.truncate(before);
-            warn!(event = %event.name, error = %err, "emit refused");
-            return dropped(&mut self.out, &event);
-        }
-        self.flush.sent += 1;
-        if self.listeners.wants_outbound() {
-            self.listeners
-                .dispatch(false, Event::new(event, None, None));
-        }
-    }
-
     /// News from the store.
     pub(crate) fn store_event(&mut self, now: Now, event: StoreEvent) {
         match event {
@@ -504,5 +470,271 @@ impl Machine {
             .as_ref()
             .map(|s| self.namespaces.goodbyes(&s.wire))
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::{
+        args::AckReply,
+        codec::json::RawJson,
+        config::StaticAuth,
+        engine::{
+            actions::LinkAction,
+            control::{Command, Outgoing},
+        },
+        protocol::{EventData, test_wire},
+        store::{Cmd, StoredEntry, StoredSubscription},
+        transport::Frame,
+    };
+
+    fn t0() -> Now {
+        Now {
+            at: Instant::now(),
+            wall_ms: 1_700_000_000_000,
+        }
+    }
+
+    fn machine(snapshot: Snapshot, auth: bool) -> Machine {
+        let mut config = ClientConfig::new("http://localhost:1").unwrap();
+        if auth {
+            config = config.with_auth(StaticAuth(json!({"token": "t"})));
+        }
+        let (acks, _) = mpsc::unbounded_channel();
+        Machine::new(&config, snapshot, acks, t0())
+    }
+
+    fn texts(out: &Actions) -> Vec<String> {
+        out.frames
+            .iter()
+            .map(|f| match f {
+                Frame::Text(t) => t.to_string(),
+                Frame::Binary(_) => "<binary>".into(),
+            })
+            .collect()
+    }
+
+    /// Connects `m` up to the CONNECT frame: dialed, linked, credentials sent.
+    fn link_up(m: &mut Machine) {
+        m.command(t0(), Command::Connect(None));
+        assert_eq!(m.take_actions().link, Some(LinkAction::Dial));
+        m.linked(t0(), test_wire(25_000, 20_000));
+        let out = m.take_actions();
+        assert_eq!(out.credentials.len(), 1);
+        m.credentials("/", Ok(None));
+        assert_eq!(texts(&m.take_actions()), ["40"]);
+    }
+
+    #[test]
+    fn subscriptions_are_acknowledged_before_the_first_outbox_frame() {
+        let snapshot = Snapshot {
+            subscriptions: vec![StoredSubscription {
+                namespace: "/".into(),
+                event: "room:subscribe".into(),
+                args: r#"[{"roomId":"r1"}]"#.into(),
+                unsubscribe: None,
+            }],
+            ..Snapshot::default()
+        };
+        let mut m = machine(snapshot, false);
+        link_up(&mut m);
+        m.input(
+            t0(),
+            Input::Joined {
+                namespace: Arc::from("/"),
+                resumable: None,
+            },
+        );
+        m.settle();
+        let out = m.take_actions();
+        assert_eq!(m.state(), &State::Connected);
+        let frames = texts(&out);
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].starts_with("42") && frames[0].contains("room:subscribe"));
+        assert!(
+            !out.store.iter().any(|c| matches!(c, Cmd::Fetch { .. })),
+            "the outbox waits for the subscription's ack"
+        );
+        let id: u64 = frames[0][2..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap();
+        let reply = AckReply {
+            args: RawJson::validated("[]".into()),
+            attachments: vec![],
+        };
+        m.input(
+            t0(),
+            Input::Ack {
+                id,
+                reply: Ok(reply),
+            },
+        );
+        m.settle();
+        let out = m.take_actions();
+        let Some(Cmd::Fetch { id: fetch, .. }) = out.store.into_iter().last() else {
+            panic!("acked: the outbox may flow")
+        };
+        let entry = StoredEntry {
+            seq: 1,
+            lane: crate::outbox::Priority::Normal,
+            namespace: "/".into(),
+            event: "tick".into(),
+            args: "[1]".into(),
+            attachments: vec![],
+            want_ack: false,
+            created_ms: 0,
+            expires_ms: None,
+        };
+        m.store_event(
+            t0(),
+            StoreEvent::Fetched {
+                id: fetch,
+                entries: vec![entry],
+            },
+        );
+        assert_eq!(texts(&m.take_actions()), [r#"42["tick",1]"#]);
+    }
+
+    #[test]
+    fn a_refusal_twice_is_unauthorized_and_ends_the_link() {
+        let mut m = machine(Snapshot::default(), true);
+        let (tx, mut rx) = oneshot::channel();
+        m.command(t0(), Command::Connect(Some(tx)));
+        m.linked(t0(), test_wire(25_000, 20_000));
+        m.credentials("/", Ok(Some(json!({"token": "old"}))));
+        let _ = m.take_actions();
+        let refused = |m: &mut Machine| {
+            m.input(
+                t0(),
+                Input::Refused {
+                    namespace: Arc::from("/"),
+                    code: "CONNECT_ERROR".into(),
+                    message: "Authentication failed".into(),
+                },
+            );
+            m.take_actions()
+        };
+        let out = refused(&mut m);
+        assert!(
+            matches!(
+                &out.credentials[..],
+                [(
+                    _,
+                    super::super::actions::Credentials::Ask(
+                        crate::config::AuthReason::Refresh { .. }
+                    )
+                )]
+            ),
+            "asked once more, for fresh credentials"
+        );
+        assert!(out.link.is_none());
+        m.credentials("/", Ok(Some(json!({"token": "new"}))));
+        let _ = m.take_actions();
+        let out = refused(&mut m);
+        assert!(matches!(
+            m.state(),
+            State::Unauthorized { message } if message == "Authentication failed"
+        ));
+        assert!(matches!(
+            out.link,
+            Some(LinkAction::End(ref e)) if e.after == After::Idle
+        ));
+        let (waiter, result) = out.answers.into_iter().next().unwrap();
+        let _ = waiter.send(result);
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            Err(Error::Unauthorized { .. })
+        ));
+    }
+
+    #[test]
+    fn signals_pause_the_outbox_or_reconnect_with_fresh_credentials() {
+        let mut m = machine(Snapshot::default(), false);
+        link_up(&mut m);
+        m.input(
+            t0(),
+            Input::Joined {
+                namespace: Arc::from("/"),
+                resumable: None,
+            },
+        );
+        let event = |name: &str, signal| {
+            Input::Event(protocol::Inbound {
+                event: EventData {
+                    namespace: Arc::from("/"),
+                    name: Arc::from(name),
+                    args: RawJson::validated("[]".into()),
+                    attachments: vec![],
+                },
+                ack: None,
+                id: None,
+                resumes: false,
+                signal,
+            })
+        };
+        let pause = std::time::Duration::from_millis(700);
+        m.input(
+            t0(),
+            event("rate_limit_exceeded", Some(Signal::SlowDown(pause))),
+        );
+        assert_eq!(m.counters().rate_limit_pauses, 1);
+        assert_eq!(m.counters().received, 1, "the app sees the signal too");
+        m.input(
+            t0(),
+            event("token:expired", Some(Signal::CredentialsExpired)),
+        );
+        let out = m.take_actions();
+        assert!(matches!(
+            out.link,
+            Some(LinkAction::End(ref e)) if e.reason == DisconnectReason::TokenExpired && e.after == After::ReconnectNow
+        ));
+    }
+
+    #[test]
+    fn a_volatile_emit_goes_only_to_a_joined_namespace_on_a_live_link() {
+        let mut m = machine(Snapshot::default(), false);
+        let data = |ns: &str| EventData {
+            namespace: Arc::from(ns),
+            name: Arc::from("hr"),
+            args: RawJson::validated("[72]".into()),
+            attachments: vec![],
+        };
+        m.outgoing(t0(), Outgoing::Volatile(data("/")));
+        let out = m.take_actions();
+        assert!(out.frames.is_empty());
+        assert!(matches!(&out.notices[..], [Notice::EmitDropped { .. }]));
+        link_up(&mut m);
+        m.input(
+            t0(),
+            Input::Joined {
+                namespace: Arc::from("/"),
+                resumable: None,
+            },
+        );
+        let _ = m.take_actions();
+        m.outgoing(t0(), Outgoing::Volatile(data("/")));
+        assert_eq!(texts(&m.take_actions()), [r#"42["hr",72]"#]);
+        m.outgoing(t0(), Outgoing::Volatile(data("/elsewhere")));
+        let out = m.take_actions();
+        assert!(out.frames.is_empty() && out.notices.len() == 1);
+        // Asleep past the heartbeat: the socket may be dead; the emit is dropped, the link ends.
+        let later = Now {
+            at: t0().at,
+            wall_ms: t0().wall_ms + 60_000,
+        };
+        m.outgoing(later, Outgoing::Volatile(data("/")));
+        let out = m.take_actions();
+        assert!(out.frames.is_empty());
+        assert!(matches!(
+            out.link,
+            Some(LinkAction::End(ref e)) if e.reason == DisconnectReason::PingTimeout
+        ));
     }
 }

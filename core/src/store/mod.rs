@@ -15,6 +15,7 @@ pub(crate) mod cipher;
 mod command;
 mod db;
 mod error;
+mod reply;
 mod schema;
 mod worker;
 

@@ -12,9 +12,10 @@ use tracing::{debug, warn};
 
 use super::{
     cipher::Cipher,
-    command::{Cmd, Gone, NewEntry, Reply, StoreEvent, StoredEntry, idempotency_key},
+    command::{Cmd, Gone, NewEntry, StoreEvent, StoredEntry, idempotency_key},
     db,
     error::StoreError,
+    reply::Deferred,
     schema::Snapshot,
 };
 use crate::{
@@ -31,18 +32,6 @@ struct Parked {
     id: u64,
     after: [u64; 3],
     limit: usize,
-}
-
-/// A reply that is sent only once the batch it belongs to has committed.
-enum Deferred {
-    Appended(Reply<u64>, Option<u64>, u64),
-    Fetched(u64, Vec<StoredEntry>),
-    Gone(Vec<u64>, Gone),
-    Listed(Reply<Vec<PendingEmit>>, Vec<PendingEmit>),
-    Removed(Reply<bool>, bool),
-    Cleared(Reply<u64>, u64),
-    Done(Reply<()>),
-    Unsubscribed(Reply<Option<String>>, Option<String>),
 }
 
 struct Worker {
@@ -157,7 +146,7 @@ impl Worker {
         match failure {
             None => {
                 for d in deferred {
-                    self.send_ok(d);
+                    d.ok(&self.events);
                 }
             }
             Some(e) => {
@@ -167,7 +156,7 @@ impl Worker {
                 self.stats = before;
                 let err = Error::from(e);
                 for d in deferred {
-                    self.send_err(d, &err);
+                    d.err(&err, &self.events);
                 }
             }
         }
@@ -476,56 +465,6 @@ impl Worker {
             wants_ack: e.want_ack,
             created_ms: e.created_ms,
             expires_ms: e.expires_ms,
-        }
-    }
-
-    fn send_ok(&self, d: Deferred) {
-        match d {
-            Deferred::Appended(r, token, seq) => {
-                // The engine first: by the time the caller learns the entry is stored, the
-                // engine knows which caller waits for it.
-                if let Some(token) = token {
-                    self.tell(StoreEvent::Appended {
-                        token,
-                        seq: Some(seq),
-                    });
-                }
-                drop(r.send(Ok(seq)));
-            }
-            Deferred::Fetched(id, entries) => self.tell(StoreEvent::Fetched { id, entries }),
-            Deferred::Gone(seqs, why) => {
-                if !seqs.is_empty() {
-                    self.tell(StoreEvent::Gone { seqs, why });
-                }
-            }
-            Deferred::Listed(r, v) => drop(r.send(Ok(v))),
-            Deferred::Removed(r, b) => drop(r.send(Ok(b))),
-            Deferred::Cleared(r, n) => drop(r.send(Ok(n))),
-            Deferred::Done(r) => drop(r.send(Ok(()))),
-            Deferred::Unsubscribed(r, u) => drop(r.send(Ok(u))),
-        }
-    }
-
-    fn send_err(&self, d: Deferred, err: &Error) {
-        match d {
-            Deferred::Appended(r, token, _) => {
-                if let Some(token) = token {
-                    self.tell(StoreEvent::Appended { token, seq: None });
-                }
-                drop(r.send(Err(err.clone())));
-            }
-            // Rows read inside a rolled-back batch may not exist; the engine asks again.
-            Deferred::Fetched(id, _) => self.tell(StoreEvent::Fetched {
-                id,
-                entries: Vec::new(),
-            }),
-            // Nothing was deleted after all.
-            Deferred::Gone(..) => {}
-            Deferred::Listed(r, _) => drop(r.send(Err(err.clone()))),
-            Deferred::Removed(r, _) => drop(r.send(Err(err.clone()))),
-            Deferred::Cleared(r, _) => drop(r.send(Err(err.clone()))),
-            Deferred::Done(r) => drop(r.send(Err(err.clone()))),
-            Deferred::Unsubscribed(r, _) => drop(r.send(Err(err.clone()))),
         }
     }
 }

@@ -1,0 +1,79 @@
+//! Answers that wait for their batch's commit: a caller must never hear "stored" for
+//! something a rollback undid.
+
+use tokio::sync::mpsc;
+
+use super::command::{Gone, Reply, StoreEvent, StoredEntry};
+use crate::{error::Error, outbox::PendingEmit};
+
+/// A reply that is sent only once the batch it belongs to has committed.
+pub(super) enum Deferred {
+    Appended(Reply<u64>, Option<u64>, u64),
+    Fetched(u64, Vec<StoredEntry>),
+    Gone(Vec<u64>, Gone),
+    Listed(Reply<Vec<PendingEmit>>, Vec<PendingEmit>),
+    Removed(Reply<bool>, bool),
+    Cleared(Reply<u64>, u64),
+    Done(Reply<()>),
+    Unsubscribed(Reply<Option<String>>, Option<String>),
+}
+
+impl Deferred {
+    /// The batch committed: answers the caller (and the engine) with the result.
+    pub(super) fn ok(self, events: &mpsc::UnboundedSender<StoreEvent>) {
+        let tell = |e| {
+            let _ = events.send(e);
+        };
+        match self {
+            Deferred::Appended(r, token, seq) => {
+                // The engine first: by the time the caller learns the entry is stored, the
+                // engine knows which caller waits for it.
+                if let Some(token) = token {
+                    tell(StoreEvent::Appended {
+                        token,
+                        seq: Some(seq),
+                    });
+                }
+                drop(r.send(Ok(seq)));
+            }
+            Deferred::Fetched(id, entries) => tell(StoreEvent::Fetched { id, entries }),
+            Deferred::Gone(seqs, why) => {
+                if !seqs.is_empty() {
+                    tell(StoreEvent::Gone { seqs, why });
+                }
+            }
+            Deferred::Listed(r, v) => drop(r.send(Ok(v))),
+            Deferred::Removed(r, b) => drop(r.send(Ok(b))),
+            Deferred::Cleared(r, n) => drop(r.send(Ok(n))),
+            Deferred::Done(r) => drop(r.send(Ok(()))),
+            Deferred::Unsubscribed(r, u) => drop(r.send(Ok(u))),
+        }
+    }
+
+    /// The batch rolled back: every caller hears `err`.
+    pub(super) fn err(self, err: &Error, events: &mpsc::UnboundedSender<StoreEvent>) {
+        let tell = |e| {
+            let _ = events.send(e);
+        };
+        match self {
+            Deferred::Appended(r, token, _) => {
+                if let Some(token) = token {
+                    tell(StoreEvent::Appended { token, seq: None });
+                }
+                drop(r.send(Err(err.clone())));
+            }
+            // Rows read inside a rolled-back batch may not exist; the engine asks again.
+            Deferred::Fetched(id, _) => tell(StoreEvent::Fetched {
+                id,
+                entries: Vec::new(),
+            }),
+            // Nothing was deleted after all.
+            Deferred::Gone(..) => {}
+            Deferred::Listed(r, _) => drop(r.send(Err(err.clone()))),
+            Deferred::Removed(r, _) => drop(r.send(Err(err.clone()))),
+            Deferred::Cleared(r, _) => drop(r.send(Err(err.clone()))),
+            Deferred::Done(r) => drop(r.send(Err(err.clone()))),
+            Deferred::Unsubscribed(r, _) => drop(r.send(Err(err.clone()))),
+        }
+    }
+}
