@@ -21,6 +21,9 @@ else
   cargo fmt --all --check 2> >(grep -v 'only available in nightly' >&2)
 fi
 
+step "module graph: every dependency between modules runs one way (scripts/modules.py)"
+python3 scripts/modules.py
+
 step "clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -11,7 +11,7 @@ use crate::{
     event::{AckReply, State},
     metrics::Metrics,
     outbox::{EmitOptions, Outbox},
-    runtime::{RUNTIME, on_runtime},
+    runtime::{handle, on_runtime},
     stream::{EventReceiver, NoticeReceiver},
 };
 
@@ -32,7 +32,8 @@ impl Client {
         auth: Option<Arc<dyn AuthProvider>>,
     ) -> Result<Arc<Self>, PulselinkError> {
         let core = config.into_core(auth)?;
-        let _guard = RUNTIME.enter();
+        let runtime = handle()?;
+        let _guard = runtime.enter();
         let inner = pulselink::Client::new(core)?;
         let main = Arc::new(Socket(inner.main_socket()));
         Ok(Arc::new(Self { inner, main }))

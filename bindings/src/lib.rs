@@ -30,6 +30,7 @@ pub use event::{
 };
 pub use metrics::{Latency, Metrics};
 pub use outbox::{EmitOptions, Outbox, OutboxStats, PendingEmit, Priority};
+pub use runtime::shutdown_runtime;
 pub use stream::{EventReceiver, NoticeReceiver};
 
 uniffi::setup_scaffolding!("pulselink");

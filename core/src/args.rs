@@ -233,3 +233,80 @@ mod tests {
         assert!(ok.is_ok(), "{ok:?}");
     }
 }
+
+#[cfg(test)]
+mod contract {
+    //! The shared fixture `tests/fixtures/args.json`, run here against the core; pytest,
+    //! JUnit and XCTest run the same file against their wrappers.
+
+    use base64::{Engine as _, engine::general_purpose::STANDARD};
+    use serde_json::Value;
+
+    use super::*;
+    use crate::{
+        client::Client,
+        codec::{engineio, socketio},
+        config::ClientConfig,
+    };
+
+    fn fixture() -> Value {
+        serde_json::from_str(include_str!("../../tests/fixtures/args.json")).unwrap()
+    }
+
+    fn blobs(list: &Value) -> Vec<Vec<u8>> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|b| STANDARD.decode(b.as_str().unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn encoded_arguments_go_on_the_wire_as_the_fixture_says() {
+        let f = fixture();
+        for case in f["encode"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let json = serde_json::to_string(&case["json"]).unwrap();
+            let args = Args::from_parts(json, blobs(&case["attachments"]))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let n = args.attachments.len();
+            let wire = engineio::encode_message(64, |m| {
+                socketio::encode_event(m, "/", "e", &args.json, None, n)
+            });
+            assert_eq!(wire, case["wire"].as_str().unwrap(), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_core_refuses_what_the_fixture_refuses() {
+        let f = fixture();
+        for case in f["refuse"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let json = case["json"].as_str().unwrap().to_owned();
+            let refused = Args::from_parts(json, blobs(&case["attachments"]));
+            assert!(
+                matches!(refused, Err(Error::InvalidArgs(_))),
+                "{name}: {refused:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_that_carry_json_only_refuse_binary() {
+        let f = fixture();
+        let client = Client::new(ClientConfig::new("http://127.0.0.1:9").unwrap()).unwrap();
+        let bin = || Args::list([]).binary(vec![1]);
+        for call in f["no_binary"].as_array().unwrap() {
+            let refused = match call.as_str().unwrap() {
+                "subscribe" => client.subscribe("room:subscribe", bin(), None).await,
+                "unsubscribe" => client.unsubscribe("room:subscribe", bin()).await,
+                other => panic!("the fixture names an unknown call {other}"),
+            };
+            assert!(
+                matches!(&refused, Err(Error::InvalidArgs(m)) if m.contains("binary")),
+                "{call}: {refused:?}"
+            );
+        }
+        client.close().await;
+    }
+}

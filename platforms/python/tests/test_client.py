@@ -288,7 +288,7 @@ async def test_encrypted_outbox_is_unreadable_on_disk_and_needs_its_key(server: 
     store = str(tmp_path / "outbox.db")
     key = pulselink.generate_outbox_key()
     server.kill()
-    client = pulselink.Client(server.url, store_path=store, outbox=pulselink.OutboxConfig(encryption_key=key))
+    client = pulselink.Client(server.url, store_path=store, encryption_key=key)
     client.start()
     await client.emit("tick", {"n": 0, "note": "private-glucose-reading"}, confirm=True)
     await client.close()
@@ -302,6 +302,6 @@ async def test_encrypted_outbox_is_unreadable_on_disk_and_needs_its_key(server: 
 
     server.restart()
     same_key = pulselink.outbox_key(key.to_base64())
-    async with pulselink.Client(server.url, store_path=store, outbox=pulselink.OutboxConfig(encryption_key=same_key)) as client:
+    async with pulselink.Client(server.url, store_path=store, encryption_key=same_key) as client:
         await client.outbox.drained()
     assert [line.split()[1] for line in server.ledger_lines()] == ["0"]

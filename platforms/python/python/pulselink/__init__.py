@@ -30,6 +30,7 @@ from ._errors import (
     OutboxFull,
     PulselinkError,
     Rejected,
+    Removed,
     StorageError,
     Unauthorized,
 )
@@ -51,6 +52,7 @@ from ._ffi import (
     RateLimit,
     ReconnectConfig,
     State,
+    StoreConfig,
     TlsConfig,
     Transports,
 )
@@ -88,9 +90,11 @@ __all__ = [
     "RateLimit",
     "ReconnectConfig",
     "Rejected",
+    "Removed",
     "Socket",
     "State",
     "StorageError",
+    "StoreConfig",
     "TlsConfig",
     "Transports",
     "Unauthorized",

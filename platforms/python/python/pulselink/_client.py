@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 from typing import Any, AsyncIterator, List, Literal, Mapping, Optional, Sequence, cast
 
@@ -10,6 +11,14 @@ from . import _args, _ffi
 from ._errors import InvalidConfig, translated, translated_async
 from ._auth import Auth, Provider
 from ._events import EventStream, NoticeStream
+
+
+# The core's threads wake awaited calls, which enters Python from a Rust thread. A thread that
+# takes the GIL once the interpreter is finalizing is ended with pthread_exit, whose forced
+# unwind aborts the process ("FATAL: exception not rethrown") when it meets Rust's
+# catch_unwind. atexit handlers run before finalization starts: stop the core's threads there,
+# with the GIL released, so a wake-up under way finishes first.
+atexit.register(_ffi.shutdown_runtime, 2000)
 
 
 def _ms(seconds: Optional[float]) -> Optional[int]:
@@ -111,24 +120,23 @@ class Socket:
         """Sends only if connected right now (telemetry that is stale a second later);
         ``False`` when dropped."""
         text, blobs = _args.encode(args)
-        if blobs:
-            raise ValueError("volatile emits carry JSON arguments only")
-        return self._inner.emit_volatile(event, text)
+        return self._inner.emit_volatile(event, text, blobs)
 
     @translated_async
     async def subscribe(self, event: str, *args: Any, unsubscribe: Optional[str] = None) -> None:
         """Declares a subscription (``room:subscribe``), sent and acknowledged on every
         (re)connect before queued emits flow, and remembered across restarts.
-        ``unsubscribe`` names the event that undoes it."""
-        text, _ = _args.encode(args)
-        await self._inner.subscribe(event, text, unsubscribe)
+        ``unsubscribe`` names the event that undoes it. Subscriptions carry JSON only:
+        ``bytes`` arguments raise :class:`InvalidArgs`."""
+        text, blobs = _args.encode(args)
+        await self._inner.subscribe(event, text, unsubscribe, blobs)
 
     @translated_async
     async def unsubscribe(self, event: str, *args: Any) -> None:
         """Forgets the subscription made with the same ``event`` and ``args`` and sends its
         ``unsubscribe`` counterpart."""
-        text, _ = _args.encode(args)
-        await self._inner.unsubscribe(event, text)
+        text, blobs = _args.encode(args)
+        await self._inner.unsubscribe(event, text, blobs)
 
     def events(self, event: str) -> EventStream:
         """Events named ``event`` on this namespace, from now on."""
@@ -150,7 +158,13 @@ class Client(Socket):
 
     ``auth`` is the Socket.IO auth object, or a callable (plain or ``async``) returning it;
     a callable is asked again with ``request.refresh`` true after the server refuses the
-    token or says it expired. Durations are in seconds.
+    token or says it expired. It runs on the event loop the client was created in (create
+    the client inside ``async`` code when ``auth`` is a callable): an ``async`` one may
+    await a token refresh, a plain one should return at once. Durations are in seconds.
+
+    ``store_path`` keeps the outbox, subscriptions, seen ids and recovery sessions in a
+    SQLite file (in memory without one); ``durability`` says what a commit survives and
+    ``encryption_key`` (:func:`outbox_key`) seals outbox payloads in the file.
 
     ``protocol`` is ``"socketio"`` (Socket.IO v4, the default) or ``"envelope"`` for servers
     that speak JSON envelopes (``{"id","type","timestamp","data"}``) over a plain WebSocket at
@@ -184,6 +198,8 @@ class Client(Socket):
         outbox: Optional[_ffi.OutboxConfig] = None,
         dedup: Optional[_ffi.DedupConfig] = None,
         durability: Optional[_ffi.Durability] = None,
+        encryption_key: Optional[_ffi.OutboxKey] = None,
+        subscription_ack_timeout: Optional[float] = None,
         max_event_age: Optional[float] = None,
         max_inbound_bytes: Optional[int] = None,
         token_expired_event: Optional[str] = None,
@@ -193,18 +209,22 @@ class Client(Socket):
         auth_json = None
         if callable(auth):
             try:
-                loop: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+                loop = asyncio.get_running_loop()
             except RuntimeError:
-                loop = None
+                raise InvalidConfig(
+                    "auth: a callable provider runs on the client's event loop; create the Client inside async code"
+                ) from None
             provider = Provider(auth, loop)
         elif auth is not None:
             auth_json = json.dumps(dict(auth))
+        store = None
+        if store_path is not None or durability is not None or encryption_key is not None:
+            store = _ffi.StoreConfig(path=store_path, durability=durability, encryption_key=encryption_key)
         config = _ffi.ClientConfig(
             url=url,
             namespaces=list(namespaces),
             auth_json=auth_json,
-            store_path=store_path,
-            durability=durability,
+            store=store,
             path=path,
             headers=dict(headers or {}),
             transports=transports,
@@ -212,6 +232,7 @@ class Client(Socket):
             reconnect=reconnect,
             connect_timeout_ms=_ms(connect_timeout),
             connect_wait_ms=_ms(connect_wait),
+            subscription_ack_timeout_ms=_ms(subscription_ack_timeout),
             outbox=outbox,
             dedup=dedup,
             max_event_age_ms=_ms(max_event_age),
@@ -219,6 +240,7 @@ class Client(Socket):
             token_expired_event=token_expired_event,
             tls=tls,
         )
+        self._provider = provider
         self._client = _ffi.Client(config, provider)
         super().__init__(self._client.main_socket())
 
@@ -246,6 +268,8 @@ class Client(Socket):
     async def close(self) -> None:
         """Closes for good: sends what the connection can still take, ends every stream."""
         await self._client.shutdown()
+        if self._provider is not None:
+            self._provider.retire()
 
     async def __aenter__(self) -> "Client":
         await self.connect()

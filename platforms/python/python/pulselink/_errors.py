@@ -55,6 +55,10 @@ class ConnectionFailed(PulselinkError, ConnectionError):
     """Not connected in time; retries go on in the background."""
 
 
+class Removed(PulselinkError):
+    """The app removed the entry from the outbox before it was acknowledged."""
+
+
 class ClientClosed(PulselinkError):
     """The client is closed."""
 
@@ -68,6 +72,7 @@ _BY_VARIANT: Dict[str, type[PulselinkError]] = {
     "InvalidArgs": InvalidArgs,
     "OutboxFull": OutboxFull,
     "Expired": Expired,
+    "Removed": Removed,
     "Storage": StorageError,
     "AckTimeout": AckTimeout,
     "Disconnected": Disconnected,

@@ -31,7 +31,8 @@ class Event:
         self.event = event
         #: Arguments as Python objects; binary attachments are ``bytes``.
         self.args = args
-        #: The server's connection-state-recovery offset, when recovery is on.
+        #: The event's unique id when the protocol carries one: the server's
+        #: connection-state-recovery offset (Socket.IO) or the envelope ``id``.
         self.id = id
         self._ack = ack
 
@@ -53,12 +54,12 @@ class Event:
 
     @translated
     def ack(self, *args: Any) -> None:
-        """Answers the server's acknowledgement request with ``args``."""
+        """Answers the server's acknowledgement request with ``args`` (``bytes`` travel as
+        binary attachments)."""
         if self._ack is None:
             raise ValueError(f"event {self.event!r} did not ask for an acknowledgement")
-        if any(isinstance(a, (bytes, bytearray, memoryview)) for a in args):
-            raise ValueError("acknowledgements carry JSON arguments only")
-        self._ack.send(json.dumps(list(args), separators=(",", ":")))
+        text, blobs = _args.encode(args)
+        self._ack.send(text, blobs)
 
 
 def unpack(packed: _ffi.PackedEvents) -> List[Event]:

@@ -16,7 +16,7 @@ def certificate_pins(pem: str) -> list[str]:
 
 @translated
 def generate_outbox_key() -> _ffi.OutboxKey:
-    """A fresh random key for ``OutboxConfig(encryption_key=...)``. Keep
+    """A fresh random key for ``Client(encryption_key=...)``. Keep
     ``key.to_base64()`` in the platform keystore: without it the outbox does not open."""
     return _ffi.OutboxKey.generate()
 

@@ -12,7 +12,7 @@ public struct InboundEvent: @unchecked Sendable {
     public let args: [Any]
     /// The raw JSON array, for `JSONDecoder` (`decode(_:)`).
     public let argsJson: String
-    /// The server's connection-state-recovery offset, when recovery is on.
+    /// The event's unique id when the protocol carries one (recovery offset or envelope id).
     public let id: String?
     private let responder: AckResponder?
 
@@ -28,10 +28,11 @@ public struct InboundEvent: @unchecked Sendable {
     /// True when the server waits for an acknowledgement: answer with `ack(_:)`.
     public var wantsAck: Bool { responder != nil }
 
-    /// Answers the server's acknowledgement request.
+    /// Answers the server's acknowledgement request (`Data` travels as binary attachments).
     public func ack(_ args: Any...) throws {
         guard let responder else { throw PulselinkError.InvalidArgs(message: "event '\(name)' did not ask for an acknowledgement") }
-        try responder.send(argsJson: Arguments.encode(args).json)
+        let a = try Arguments.encode(args)
+        try responder.send(argsJson: a.json, attachments: a.attachments)
     }
 
     /// Decodes argument `index` as `T`.
@@ -108,18 +109,22 @@ public class PulselinkSocket: @unchecked Sendable {
 
     /// Sends only if connected now; `false` when dropped.
     public func emitVolatile(_ event: String, _ args: Any...) throws -> Bool {
-        try socket.emitVolatile(event: event, argsJson: Arguments.encode(args).json)
+        let a = try Arguments.encode(args)
+        return try socket.emitVolatile(event: event, argsJson: a.json, attachments: a.attachments)
     }
 
     /// Declares a subscription, sent and acknowledged on every (re)connect before queued emits
     /// flow and kept across restarts; `unsubscribe` names the event that undoes it.
+    /// Subscriptions carry JSON only: `Data` throws `PulselinkError.InvalidArgs`.
     public func subscribe(_ event: String, _ args: Any..., unsubscribe: String? = nil) async throws {
-        try await socket.subscribe(event: event, argsJson: Arguments.encode(args).json, unsubscribe: unsubscribe)
+        let a = try Arguments.encode(args)
+        try await socket.subscribe(event: event, argsJson: a.json, unsubscribe: unsubscribe, attachments: a.attachments)
     }
 
     /// Forgets a subscription and sends its `unsubscribe` counterpart.
     public func unsubscribe(_ event: String, _ args: Any...) async throws {
-        try await socket.unsubscribe(event: event, argsJson: Arguments.encode(args).json)
+        let a = try Arguments.encode(args)
+        try await socket.unsubscribe(event: event, argsJson: a.json, attachments: a.attachments)
     }
 
     /// Events named `event` on this namespace, from now on.
@@ -137,9 +142,9 @@ public final class PulselinkClient: PulselinkSocket, @unchecked Sendable {
     /// The generated client, for what this wrapper does not cover.
     public let client: Client
 
-    /// Creates a client; nothing connects until `connect()` or `start()`. `auth` is asked on a
-    /// background thread on every connect, and with `request.refresh` after the server refused
-    /// the token or said it expired.
+    /// Creates a client; nothing connects until `connect()` or `start()`. `auth` is asked on
+    /// every connect, and with `request.refresh` after the server refused the token or said it
+    /// expired; it is async (a token refresh suspends, no thread waits for it).
     public init(_ config: ClientConfig, auth: (@Sendable (AuthRequest) async throws -> [String: Any]?)? = nil) throws {
         client = try Client(config: config, auth: auth.map(AuthAdapter.init))
         super.init(client.mainSocket())
@@ -214,28 +219,15 @@ public final class PulselinkClient: PulselinkSocket, @unchecked Sendable {
     public func metrics() async throws -> Metrics { try await client.metrics() }
 }
 
-/// Presents a Swift closure as the core's auth provider.
+/// Presents a Swift async closure as the core's (async) auth provider.
 final class AuthAdapter: AuthProvider, @unchecked Sendable {
     let auth: @Sendable (AuthRequest) async throws -> [String: Any]?
 
     init(_ auth: @escaping @Sendable (AuthRequest) async throws -> [String: Any]?) { self.auth = auth }
 
-    // Called on a Pulselink background thread, which may block: bridge to async here.
-    func auth(request: AuthRequest) throws -> String? {
-        let box = ResultBox()
-        let done = DispatchSemaphore(value: 0)
-        let auth = auth
-        Task {
-            do { box.result = .success(try await auth(request)) } catch { box.result = .failure(error) }
-            done.signal()
-        }
-        done.wait()
-        guard let object = try box.result?.get() else { return nil }
+    func auth(request: AuthRequest) async throws -> String? {
+        guard let object = try await auth(request) else { return nil }
         return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
-    }
-
-    private final class ResultBox: @unchecked Sendable {
-        var result: Result<[String: Any]?, Error>?
     }
 }
 

@@ -58,11 +58,11 @@ final class PulselinkClientTests: XCTestCase {
 
     func testTheOutboxOutlivesTheClientThatQueuedIt() async throws {
         let store = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString + ".db").path
-        let offline = try PulselinkClient(ClientConfig(url: "http://127.0.0.1:9", storePath: store))
+        let offline = try PulselinkClient(ClientConfig(url: "http://127.0.0.1:9", store: StoreConfig(path: store)))
         for n in 0..<5 { try await offline.emit("tick", ["n": n], options: EmitOptions(confirm: true)) }
         try await offline.close()
 
-        let client = try PulselinkClient(ClientConfig(url: server.url, storePath: store))
+        let client = try PulselinkClient(ClientConfig(url: server.url, store: StoreConfig(path: store)))
         try await client.connect()
         try await client.outbox.drained()
         XCTAssertEqual(server.ledger().map { $0.split(separator: " ")[1] }, ["0", "1", "2", "3", "4"])
@@ -112,7 +112,7 @@ final class PulselinkClientTests: XCTestCase {
     func testAnEncryptedOutboxNeedsItsKey() async throws {
         let store = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString).path
         func config(_ key: OutboxKey?) -> ClientConfig {
-            ClientConfig(url: "http://127.0.0.1:9", storePath: store, outbox: OutboxConfig(encryptionKey: key))
+            ClientConfig(url: "http://127.0.0.1:9", store: StoreConfig(path: store, encryptionKey: key))
         }
         let key = try OutboxKey.generate()
         let client = try PulselinkClient(config(key))

@@ -6,19 +6,23 @@ import io.pulselink.Client
 import io.pulselink.ClientConfig
 import io.pulselink.EmitOptions
 import io.pulselink.EventReceiver
-import io.pulselink.ListenerHandle
 import io.pulselink.Metrics
 import io.pulselink.Notice
 import io.pulselink.Outbox
 import io.pulselink.Priority
 import io.pulselink.Socket
 import io.pulselink.State
-import io.pulselink.StateListener
+import io.pulselink.shutdownRuntime
+import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.SupervisorJob
+import kotlinx.coroutines.cancel
 import kotlinx.coroutines.flow.Flow
 import kotlinx.coroutines.flow.MutableStateFlow
 import kotlinx.coroutines.flow.StateFlow
 import kotlinx.coroutines.flow.asStateFlow
 import kotlinx.coroutines.flow.flow
+import kotlinx.coroutines.launch
 import kotlinx.coroutines.runBlocking
 import kotlinx.serialization.json.JsonArray
 import kotlinx.serialization.json.JsonObject
@@ -35,17 +39,18 @@ class InboundEvent internal constructor(
     val args: JsonArray,
     /** Binary attachments, in placeholder order. */
     val attachments: List<ByteArray>,
-    /** The server's connection-state-recovery offset, when recovery is on. */
+    /** The event's unique id when the protocol carries one (recovery offset or envelope id). */
     val id: String?,
     private val responder: io.pulselink.AckResponder?,
 ) {
     /** True when the server waits for an acknowledgement: answer with [ack]. */
     val wantsAck: Boolean get() = responder != null
 
-    /** Answers the server's acknowledgement request with JSON arguments. */
+    /** Answers the server's acknowledgement request ([ByteArray]s travel as binary attachments). */
     fun ack(vararg args: Any?) {
         val responder = checkNotNull(responder) { "event '$name' did not ask for an acknowledgement" }
-        responder.send(encodeArgs(args).json)
+        val a = encodeArgs(args)
+        responder.send(a.json, a.attachments)
     }
 
     override fun toString() = "InboundEvent(namespace=$namespace, name=$name, args=$args, id=$id)"
@@ -113,17 +118,26 @@ open class PulselinkSocket internal constructor(internal val socket: Socket) {
     }
 
     /** Sends only if connected now; `false` when dropped. */
-    fun emitVolatile(event: String, vararg args: Any?): Boolean = socket.emitVolatile(event, encodeArgs(args).json)
+    fun emitVolatile(event: String, vararg args: Any?): Boolean {
+        val a = encodeArgs(args)
+        return socket.emitVolatile(event, a.json, a.attachments)
+    }
 
     /**
      * Declares a subscription, sent and acknowledged on every (re)connect before queued emits
      * flow and kept across restarts; `unsubscribe` names the event that undoes it.
+     * Subscriptions carry JSON only: a [ByteArray] throws `PulselinkException.InvalidArgs`.
      */
-    suspend fun subscribe(event: String, vararg args: Any?, unsubscribe: String? = null) =
-        socket.subscribe(event, encodeArgs(args).json, unsubscribe)
+    suspend fun subscribe(event: String, vararg args: Any?, unsubscribe: String? = null) {
+        val a = encodeArgs(args)
+        socket.subscribe(event, a.json, unsubscribe, a.attachments)
+    }
 
     /** Forgets a subscription and sends its `unsubscribe` counterpart. */
-    suspend fun unsubscribe(event: String, vararg args: Any?) = socket.unsubscribe(event, encodeArgs(args).json)
+    suspend fun unsubscribe(event: String, vararg args: Any?) {
+        val a = encodeArgs(args)
+        socket.unsubscribe(event, a.json, a.attachments)
+    }
 
     /** Events named `event` on this namespace, from the moment the flow is collected. */
     fun events(event: String): Flow<InboundEvent> = eventFlow { socket.eventsNamed(event) }
@@ -139,26 +153,44 @@ open class PulselinkSocket internal constructor(internal val socket: Socket) {
  * Emit arguments are [kotlinx.serialization.json.JsonElement]s, strings, numbers, booleans,
  * `null`, maps and lists of those, and [ByteArray]s (sent as binary attachments).
  *
- * `auth` is asked on a background thread on every connect, and again with
- * `request.refresh = true` after the server refused the token or said it expired; it may
- * suspend (a token refresh over HTTP).
+ * `auth` is asked on every connect, and again with `request.refresh = true` after the
+ * server refused the token or said it expired. It is a suspending function run in a
+ * coroutine (a token refresh over HTTP suspends; no thread is blocked for it).
  */
 class PulselinkClient private constructor(
     /** The generated client, for what this wrapper does not cover. */
     val client: Client,
 ) : PulselinkSocket(client.mainSocket()), AutoCloseable {
+    private companion object {
+        init {
+            // Stop the core's threads before the JVM stops: one of them completing a call (a
+            // JNA callback into a coroutine) must not enter a VM that is going away.
+            Runtime.getRuntime().addShutdownHook(Thread { shutdownRuntime(2000u) })
+        }
+    }
+
     /** Creates a client from `config`; nothing connects until [connect] or [start]. */
     constructor(config: ClientConfig, auth: (suspend (AuthRequest) -> JsonObject?)? = null) :
         this(Client(config, auth?.let(::provider)))
 
     private val stateFlow = MutableStateFlow(client.state())
-    private val stateWatch: ListenerHandle = client.watchState(object : StateListener {
-        // Callbacks arrive on a background thread, possibly after `connect()` returned: reading
-        // the state now (rather than the one passed) never moves the flow back to a stale one.
-        override fun onState(state: State) = refreshState()
-    })
+
+    /** Pulls state changes from the core; cancelled by [shutdown]. */
+    private val scope = CoroutineScope(SupervisorJob() + Dispatchers.Default)
+
+    init {
+        scope.launch {
+            var state = client.state()
+            while (state !is State.Closed) {
+                state = client.nextState(state)
+                refreshState()
+            }
+        }
+    }
 
     private fun refreshState() {
+        // Read now rather than the value a pull returned: the flow never moves back to a
+        // stale state when `connect()` refreshed it first.
         stateFlow.value = client.state()
     }
 
@@ -187,7 +219,7 @@ class PulselinkClient private constructor(
     /** Closes for good: sends what the connection can still take, completes every flow. */
     suspend fun shutdown() {
         client.shutdown()
-        stateWatch.cancel()
+        scope.cancel()
         refreshState()
     }
 
@@ -225,8 +257,7 @@ class PulselinkClient private constructor(
 
 }
 
-/** Presents a Kotlin function as the core's auth provider. */
+/** Presents a suspending Kotlin function as the core's (async) auth provider. */
 private fun provider(auth: suspend (AuthRequest) -> JsonObject?) = object : AuthProvider {
-    // Runs on a Pulselink background thread: blocking it is fine.
-    override fun auth(request: AuthRequest): String? = runBlocking { auth(request) }?.toString()
+    override suspend fun auth(request: AuthRequest): String? = auth(request)?.toString()
 }

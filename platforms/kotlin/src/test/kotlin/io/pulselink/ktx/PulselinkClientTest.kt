@@ -4,11 +4,11 @@ import io.pulselink.AuthRequest
 import io.pulselink.ClientConfig
 import io.pulselink.WireProtocol
 import io.pulselink.Notice
-import io.pulselink.OutboxConfig
 import io.pulselink.OutboxKey
 import io.pulselink.PulselinkException
 import io.pulselink.ReconnectConfig
 import io.pulselink.State
+import io.pulselink.StoreConfig
 import io.pulselink.TlsConfig
 import io.pulselink.Transports
 import io.pulselink.certificatePins
@@ -41,6 +41,9 @@ import java.util.Collections
 import kotlin.time.Duration.Companion.milliseconds
 import kotlin.time.Duration.Companion.seconds
 
+/** Child JVMs started by the clean-exit test (each must exit 0 with no output). */
+private const val EXIT_RUNS = 50
+
 /** The Kotlin wrapper against the official Node Socket.IO server (tests/node/server.js). */
 class PulselinkClientTest {
     @TempDir
@@ -55,7 +58,7 @@ class PulselinkClientTest {
     fun stopServers() = servers.forEach { it.kill() }
 
     private fun test(body: suspend kotlinx.coroutines.CoroutineScope.() -> Unit) =
-        runBlocking { withTimeout(60.seconds) { body() } }
+        runBlocking { withTimeout(180.seconds) { body() } }
 
     @Test
     fun `connects with a refreshed token, exchanges events and acks, then closes`() = test {
@@ -110,7 +113,7 @@ class PulselinkClientTest {
         val server = server()
         val config = ClientConfig(
             url = server.url,
-            storePath = dir.resolve("outbox.db").toString(),
+            store = StoreConfig(path = dir.resolve("outbox.db").toString()),
             reconnect = ReconnectConfig(initialDelayMs = 50u, maxDelayMs = 250u),
         )
         val client = PulselinkClient(config)
@@ -133,10 +136,10 @@ class PulselinkClientTest {
     fun `the outbox outlives the client that queued it`() = test {
         val server = server()
         val store = dir.resolve("outbox.db").toString()
-        PulselinkClient(ClientConfig(url = "http://127.0.0.1:9", storePath = store)).use { offline ->
+        PulselinkClient(ClientConfig(url = "http://127.0.0.1:9", store = StoreConfig(path = store))).use { offline ->
             runBlocking { for (n in 0 until 5) offline.emit("tick", mapOf("n" to n), confirm = true) }
         }
-        val client = PulselinkClient(ClientConfig(url = server.url, storePath = store))
+        val client = PulselinkClient(ClientConfig(url = server.url, store = StoreConfig(path = store)))
         assertEquals(5uL, client.outbox.stats().pending)
         client.connect()
         client.outbox.drained()
@@ -230,7 +233,7 @@ class PulselinkClientTest {
     fun `an encrypted outbox is unreadable on disk and needs its key`() = test {
         val store = dir.resolve("enc.db").toFile().path
         fun config(key: OutboxKey?) =
-            ClientConfig(url = "http://127.0.0.1:9", storePath = store, outbox = OutboxConfig(encryptionKey = key))
+            ClientConfig(url = "http://127.0.0.1:9", store = StoreConfig(path = store, encryptionKey = key))
         val key = OutboxKey.generate()
         val client = PulselinkClient(config(key))
         client.emit("tick", mapOf("note" to "private-reading"), confirm = true)
@@ -247,6 +250,28 @@ class PulselinkClientTest {
         assertEquals(1, pending.size)
         assertTrue("private-reading" in pending[0].argsJson)
         again.shutdown()
+    }
+
+    @Test
+    fun `a JVM that used a client exits cleanly, every time`() = test {
+        val server = server()
+        val seed = dir.resolve("backlog.db").toString()
+        PulselinkClient(ClientConfig(url = "http://127.0.0.1:9", store = StoreConfig(path = seed))).use { offline ->
+            runBlocking { for (n in 0 until 1000) offline.emit("echo", mapOf("n" to n)) }
+        }
+        val java = File(System.getProperty("java.home"), "bin/java").path
+        val store = dir.resolve("o.db").toFile()
+        repeat(EXIT_RUNS) { run ->
+            File(seed).copyTo(store, overwrite = true)
+            val child = ProcessBuilder(
+                java, "-cp", System.getProperty("java.class.path"),
+                "-Djna.library.path=" + System.getProperty("jna.library.path"),
+                "io.pulselink.ktx.ExitScenarioKt", server.url, store.path,
+            ).redirectErrorStream(true).start()
+            val output = child.inputStream.bufferedReader().readText()
+            val code = child.waitFor()
+            assertEquals(0 to "", code to output, "run ${run + 1} of $EXIT_RUNS")
+        }
     }
 
     @Test
