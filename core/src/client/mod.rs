@@ -211,6 +211,20 @@ impl Client {
         self.main_socket().emit_with_ack(event, args, timeout).await
     }
 
+    /// [`Client::emit_with_ack`] with a priority or a TTL; see
+    /// [`Socket::emit_with_ack_options`].
+    pub async fn emit_with_ack_options(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        options: EmitOptions,
+        timeout: Duration,
+    ) -> Result<AckReply> {
+        self.main_socket()
+            .emit_with_ack_options(event, args, options, timeout)
+            .await
+    }
+
     /// Emits on the main namespace only if connected right now and there is room; otherwise
     /// drops it (returns `false`). Never stored: for telemetry where only the latest value
     /// matters and losing one is fine.

@@ -73,9 +73,22 @@ impl Socket {
         args: impl Into<Args>,
         timeout: Duration,
     ) -> Result<AckReply> {
+        self.emit_with_ack_options(event, args, EmitOptions::default(), timeout)
+            .await
+    }
+
+    /// [`Socket::emit_with_ack`] with a priority or a TTL: an entry whose TTL passes before
+    /// its acknowledgement ends the wait with [`Error::Expired`] at that moment, connected or
+    /// not. (A coalescing key is refused: a replaced emit's caller would never hear back.)
+    pub async fn emit_with_ack_options(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        options: EmitOptions,
+        timeout: Duration,
+    ) -> Result<AckReply> {
         let (tx, rx) = oneshot::channel();
-        self.emit_in(event, args.into(), EmitOptions::default(), Some(tx))
-            .await?;
+        self.emit_in(event, args.into(), options, Some(tx)).await?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::Closed),

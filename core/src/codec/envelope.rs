@@ -9,7 +9,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, value::RawValue};
 
-use super::CodecError;
+use super::{CodecError, json::check_depth};
 
 /// What one inbound frame says.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +105,7 @@ pub fn decode(text: &str) -> Result<Inbound, CodecError> {
     if trimmed.is_empty() {
         return Err(CodecError::Empty);
     }
+    check_depth(text)?;
     // Serde would also read a struct from a JSON array; an envelope is an object.
     if !trimmed.starts_with('{') {
         return Err(CodecError::InvalidPayload(

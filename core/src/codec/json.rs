@@ -8,6 +8,47 @@ use serde_json::value::RawValue;
 
 use super::CodecError;
 
+/// The deepest nesting of arrays and objects a codec accepts: the most serde_json's
+/// recursion limit parses, so whatever a codec admits `Event::args` can deserialize. The
+/// bindings' parsers are recursive too, so a frame of a megabyte of `[` must not reach them.
+pub const MAX_DEPTH: usize = 127;
+
+/// Refuses JSON text nested deeper than [`MAX_DEPTH`]. The validating parsers skip over
+/// nested values without a depth limit, so this is the one place depth is bounded. Cheap on
+/// the hot path: it counts opening brackets first (a loop the compiler vectorises) and walks
+/// the text only when there are enough of them to matter.
+pub(crate) fn check_depth(text: &str) -> Result<(), CodecError> {
+    let bytes = text.as_bytes();
+    let opening = bytes.iter().filter(|&&c| c == b'[' || c == b'{').count();
+    if opening <= MAX_DEPTH {
+        return Ok(());
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &c in bytes {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(CodecError::TooDeep(MAX_DEPTH));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// A JSON value kept as validated text, so it is parsed once, by whoever needs its contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawJson(String);
@@ -15,6 +56,7 @@ pub struct RawJson(String);
 impl RawJson {
     /// Validates `text` as JSON.
     pub fn from_string(text: String) -> Result<Self, CodecError> {
+        check_depth(&text)?;
         serde_json::from_str::<serde::de::IgnoredAny>(&text)
             .map_err(|e| CodecError::InvalidJson(e.to_string()))?;
         Ok(Self(text))
@@ -169,6 +211,25 @@ mod tests {
         assert_eq!(split("[1]"), None);
         assert_eq!(split("[]"), None);
         assert_eq!(split("not json"), None);
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_refused_and_brackets_in_strings_do_not_count() {
+        let nested = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(check_depth(&nested(MAX_DEPTH)).is_ok());
+        assert!(matches!(
+            check_depth(&nested(MAX_DEPTH + 1)),
+            Err(CodecError::TooDeep(MAX_DEPTH))
+        ));
+        // Side by side is not nested.
+        let wide = format!("[{}]", vec!["{}"; 1000].join(","));
+        assert!(check_depth(&wide).is_ok());
+        // Brackets inside strings (escaped quotes included) are text.
+        let in_string = format!("[\"\\\"{}\"]", "[".repeat(1000));
+        assert!(check_depth(&in_string).is_ok());
+        // Everything the codec admits, serde_json can parse, and no more.
+        assert!(serde_json::from_str::<serde_json::Value>(&nested(MAX_DEPTH)).is_ok());
+        assert!(serde_json::from_str::<serde_json::Value>(&nested(MAX_DEPTH + 1)).is_err());
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub enum CodecError {
         /// Attachments that arrived.
         received: usize,
     },
+    /// The JSON nests arrays and objects deeper than [`json::MAX_DEPTH`].
+    #[error("JSON nested deeper than {0} levels")]
+    TooDeep(usize),
     /// A placeholder refers to an attachment the packet does not have.
     #[error("binary placeholder refers to a missing attachment")]
     BadPlaceholder,

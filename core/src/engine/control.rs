@@ -101,7 +101,7 @@ impl Machine {
                 entry,
                 waiter,
                 reply,
-            } => self.flush.emit(entry, waiter, reply, &mut self.out),
+            } => self.flush.emit(entry, waiter, reply, now, &mut self.out),
             Outgoing::Volatile(event) => self.volatile(now, event),
         }
     }

@@ -41,6 +41,18 @@ pub(crate) type AckTx = oneshot::Sender<Result<AckReply, Error>>;
 /// Entries asked for in one fetch at most.
 const FETCH: usize = 512;
 
+/// A caller waiting for an entry's acknowledgement, until the entry's TTL if it has one.
+struct Waiter {
+    tx: AckTx,
+    expires: Option<Instant>,
+}
+
+impl Waiter {
+    fn answer(self, result: Result<AckReply, Error>) {
+        let _ = self.tx.send(result);
+    }
+}
+
 /// An entry written and awaiting its acknowledgement.
 struct InFlight {
     frames: Vec<crate::transport::Frame>,
@@ -86,9 +98,9 @@ pub(crate) struct Flush {
     delivered: Vec<u64>,
     next_token: u64,
     /// Callers waiting for an ack, by token, until the store reports their entry committed.
-    by_token: HashMap<u64, AckTx>,
+    by_token: HashMap<u64, Waiter>,
     /// Callers waiting for an ack, by sequence number, across links.
-    waiters: HashMap<u64, AckTx>,
+    waiters: HashMap<u64, Waiter>,
     /// Events written (resends and volatile emits included).
     pub(crate) sent: u64,
     /// Acknowledgement latencies.
@@ -122,18 +134,21 @@ impl Flush {
     }
 
     /// A new durable emit: stored (the caller hears the commit on `reply`), and its waiter,
-    /// if the caller waits for the acknowledgement, kept here.
+    /// if the caller waits for the acknowledgement, kept here until the answer, or the
+    /// entry's TTL, whichever comes first (offline too).
     pub(crate) fn emit(
         &mut self,
         entry: NewEntry,
         waiter: Option<AckTx>,
         reply: Reply<u64>,
+        now: Now,
         out: &mut Actions,
     ) {
-        let token = waiter.map(|w| {
+        let expires = entry.ttl.map(|ttl| now.at + ttl);
+        let token = waiter.map(|tx| {
             let token = self.next_token;
             self.next_token += 1;
-            self.by_token.insert(token, w);
+            self.by_token.insert(token, Waiter { tx, expires });
             token
         });
         out.store.push(Cmd::Append {
@@ -294,7 +309,7 @@ impl Flush {
             .record(now.at.saturating_duration_since(f.sent_at));
         self.delivered.push(seq);
         if let Some(w) = self.waiters.remove(&seq) {
-            let _ = w.send(Ok(reply));
+            w.answer(Ok(reply));
         }
         true
     }
@@ -325,13 +340,46 @@ impl Flush {
         self.limiter.pause_until(now.at + pause);
     }
 
-    /// When [`Flush::on_timeout`] is next needed.
+    /// When [`Flush::on_timeout`] or [`Flush::expire_waiters`] is next needed.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let acks = self
             .in_flight
             .values()
             .map(|f| f.sent_at + self.ack_timeout);
-        acks.chain(self.resume_at).min()
+        let ttls = self.waiters.values().chain(self.by_token.values());
+        acks.chain(self.resume_at)
+            .chain(ttls.filter_map(|w| w.expires))
+            .min()
+    }
+
+    /// Callers whose entry's TTL passed hear [`Error::Expired`], link or no link; such an
+    /// entry is not sent again (the store drops it on its next pass).
+    pub(crate) fn expire_waiters(&mut self, now: Now) {
+        let due = |w: &Waiter| w.expires.is_some_and(|at| at <= now.at);
+        let seqs: Vec<u64> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| due(w))
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in seqs {
+            self.in_flight.remove(&seq);
+            self.held.retain(|e| e.seq != seq);
+            if let Some(w) = self.waiters.remove(&seq) {
+                w.answer(Err(Error::Expired));
+            }
+        }
+        let tokens: Vec<u64> = self
+            .by_token
+            .iter()
+            .filter(|(_, w)| due(w))
+            .map(|(t, _)| *t)
+            .collect();
+        for token in tokens {
+            if let Some(w) = self.by_token.remove(&token) {
+                w.answer(Err(Error::Expired));
+            }
+        }
     }
 
     /// Time passed: sends again what was not acknowledged in time (giving up after
@@ -368,7 +416,7 @@ impl Flush {
     fn give_up(&mut self, seq: u64, namespace: &str, event: String, err: Error, out: &mut Actions) {
         out.store.push(Cmd::Failed(vec![seq]));
         if let Some(w) = self.waiters.remove(&seq) {
-            let _ = w.send(Err(err.clone()));
+            w.answer(Err(err.clone()));
         }
         out.notify(Notice::EmitFailed {
             namespace: namespace.to_owned(),
@@ -388,7 +436,7 @@ impl Flush {
                     Gone::Overflow { entries, bytes } => Error::OutboxFull { entries, bytes },
                     Gone::Removed => Error::Removed,
                 };
-                let _ = w.send(Err(err));
+                w.answer(Err(err));
             }
         }
         self.held.retain(|e| !seqs.contains(&e.seq));
@@ -403,8 +451,8 @@ impl Flush {
         // Not flushed, so not known to be delivered: they stay in the store.
         self.written.clear();
         // Callers who gave up (their own timeout) need no answer when the entry goes later.
-        self.waiters.retain(|_, w| !w.is_closed());
-        self.by_token.retain(|_, w| !w.is_closed());
+        self.waiters.retain(|_, w| !w.tx.is_closed());
+        self.by_token.retain(|_, w| !w.tx.is_closed());
         self.rewind();
         out.store.push(Cmd::Unpark);
     }
@@ -412,7 +460,7 @@ impl Flush {
     /// The client closes: every waiting caller hears it.
     pub(crate) fn closed(&mut self) {
         for (_, w) in self.waiters.drain().chain(self.by_token.drain()) {
-            let _ = w.send(Err(Error::Closed));
+            w.answer(Err(Error::Closed));
         }
     }
 }
@@ -483,7 +531,9 @@ mod tests {
             let (waiter, rx) = oneshot::channel();
             let (reply, _) = oneshot::channel();
             let mut out = Actions::default();
-            self.flush.emit(entry(seq).0, Some(waiter), reply, &mut out);
+            let now = self.t0;
+            self.flush
+                .emit(entry(seq).0, Some(waiter), reply, now, &mut out);
             let Some(Cmd::Append { token, .. }) = out.store.pop() else {
                 panic!("the emit must go to the store")
             };
@@ -641,6 +691,26 @@ mod tests {
         let mut w = r.emit_waiting(5);
         r.flush.gone(&[5], Gone::Removed);
         assert_eq!(w.try_recv().unwrap(), Err(Error::Removed));
+    }
+
+    #[test]
+    fn a_waiting_caller_hears_its_ttl_pass_even_offline() {
+        let mut r = Rig::new(config());
+        let (tx, mut rx) = oneshot::channel();
+        let (reply, _) = oneshot::channel();
+        let (mut new, _) = entry(1);
+        new.ttl = Some(Duration::from_millis(40));
+        let now = r.at(0);
+        r.flush
+            .emit(new, Some(tx), reply, now, &mut Actions::default());
+        assert_eq!(r.flush.poll_timeout(), Some(r.at(40).at), "no link needed");
+        r.flush.expire_waiters(r.at(39));
+        assert!(rx.try_recv().is_err(), "not yet");
+        r.flush.appended(1, Some(1));
+        r.send(10, &[1]);
+        r.flush.expire_waiters(r.at(40));
+        assert_eq!(rx.try_recv().unwrap(), Err(Error::Expired));
+        assert!(r.tick(110).frames.is_empty(), "expired: not sent again");
     }
 
     #[test]

@@ -383,6 +383,7 @@ impl Machine {
     /// Time passed: every component checks its deadlines.
     pub(crate) fn timeout(&mut self, now: Now) {
         self.lifecycle.on_timeout(now, &mut self.out);
+        self.flush.expire_waiters(now);
         let connected = *self.lifecycle.state() == State::Connected;
         let Some(s) = self.session.as_mut() else {
             return;

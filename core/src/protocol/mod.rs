@@ -98,7 +98,9 @@ impl Wire {
     }
 
     /// What `frame` means; a Socket.IO decoding error is fatal to the link (nothing after it
-    /// can be trusted), an envelope one is [`Input::Invalid`] (each message stands alone).
+    /// can be trusted, as socket.io-client also judges), except a packet whose only fault is
+    /// JSON nested too deep, which is [`Input::Invalid`] like every envelope error (each
+    /// envelope message stands alone).
     /// Replies the protocol owes at once (pongs) are appended to `out`.
     pub(crate) fn decode(
         &mut self,

@@ -65,7 +65,12 @@ impl SocketIo {
         let packet = match frame {
             Frame::Binary(b) => self.decoder.feed_binary(b.to_vec())?,
             Frame::Text(text) => match engineio::decode_text(&text)? {
-                engineio::Packet::Message(m) => self.decoder.feed_text(m)?,
+                engineio::Packet::Message(m) => match self.decoder.feed_text(m) {
+                    // Well framed and valid JSON, only nested deeper than we parse: this
+                    // packet is dropped and counted, the link stays (nothing else is in doubt).
+                    Err(e @ CodecError::TooDeep(_)) => return Ok(Input::Invalid(e)),
+                    other => other?,
+                },
                 engineio::Packet::Ping(data) => {
                     out.push(Frame::Text(Utf8Bytes::from(engineio::encode_pong(data))));
                     return Ok(Input::Alive);

@@ -19,7 +19,10 @@ mod encode;
 pub use self::encode::{
     encode_ack, encode_connect, encode_disconnect, encode_event, placeholder, visit_placeholders,
 };
-use super::{CodecError, json::RawJson};
+use super::{
+    CodecError,
+    json::{RawJson, check_depth},
+};
 
 /// The bytes of one binary attachment.
 pub type Bytes = Vec<u8>;
@@ -387,6 +390,7 @@ fn parse_optional(data: &str) -> Result<Option<Value>, CodecError> {
 }
 
 fn validate_array(data: &str) -> Result<(), CodecError> {
+    check_depth(data)?;
     let raw: &RawValue =
         serde_json::from_str(data).map_err(|e| CodecError::InvalidJson(e.to_string()))?;
     if raw.get().starts_with('[') {
@@ -435,6 +439,7 @@ impl<'de> Deserialize<'de> for ArrayShape<'de> {
 
 /// Splits `["name", a, b]` into the name and the arguments array `[a, b]`.
 fn split_event(data: &str) -> Result<(std::borrow::Cow<'_, str>, RawJson), CodecError> {
+    check_depth(data)?;
     let shape: ArrayShape<'_> = serde_json::from_str(data).map_err(|e| {
         if e.is_data() {
             CodecError::InvalidPayload("EVENT payload must be a non-empty array")
