@@ -113,11 +113,18 @@ async fn every_accepted_reading_arrives_once_across_server_restart_and_gateway_k
     let mut gw = Gateway::start(&server.url(), &store, &[]);
     let _writer = gw.feed(ticks(0..3_000), false);
     gw.until_accepted(500).await;
-    server.restart().await;
+    // The server goes down mid-stream: what the gateway accepts now can only wait in its
+    // store, so the kill below lands on queued readings.
+    server.kill().await;
     let before_kill = gw.until_accepted(1_500).await;
     let promised = before_kill["accepted"].as_u64().unwrap();
+    assert!(
+        before_kill["queued"].as_u64().unwrap() > 0,
+        "readings were queued at the kill: {before_kill}"
+    );
     gw.child.start_kill().unwrap();
     let _ = gw.child.wait().await;
+    server.restart().await;
 
     // The next start sends what the killed one left, then its own readings, then drains.
     let mut gw = Gateway::start(&server.url(), &store, &[]);
@@ -274,4 +281,99 @@ fn terminate(child: &Child) {
         .status()
         .unwrap();
     assert!(ok.success());
+}
+
+/// The ticks an envelope server accepted (once per envelope id) and the repeats it dropped,
+/// asked with its `stats?` request.
+async fn envelope_ticks(url: &str) -> (Vec<u64>, u64) {
+    let config = pulselink::ClientConfig::new(url)
+        .unwrap()
+        .with_protocol(pulselink::Protocol::Envelope(
+            pulselink::EnvelopeOptions::default(),
+        ))
+        .with_static_auth(serde_json::json!({"token": "t"}));
+    let client = pulselink::Client::new(config).unwrap();
+    client.connect().await.unwrap();
+    let stats: Value = client
+        .emit_with_ack("stats?", serde_json::json!(null), T)
+        .await
+        .unwrap()
+        .args_as::<(Value,)>()
+        .unwrap()
+        .0;
+    client.close().await;
+    let ticks = stats["ticks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    (ticks, stats["duplicateTicks"].as_u64().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_feeds_a_json_envelope_server_each_reading_answered() {
+    let (dir, _, store) = scratch("gateway-envelope");
+    let server = NodeServer::start_with(pulselink_tests::ServerOptions {
+        envelope: true,
+        ..Default::default()
+    })
+    .await;
+    let mut gw = Gateway::start(
+        &server.ws_url(),
+        &store,
+        &["--protocol", "envelope", "--token", "t"],
+    );
+    gw.feed(ticks(0..300), true);
+    let (last, stderr) = gw.finish().await;
+    assert_eq!(
+        (&last["accepted"], &last["delivered"], &last["queued"]),
+        (&300.into(), &300.into(), &0.into()),
+        "{last} {stderr}"
+    );
+    let (got, dups) = envelope_ticks(&server.ws_url()).await;
+    assert_eq!(
+        got,
+        (0..300).collect::<Vec<_>>(),
+        "every reading once, in order"
+    );
+    assert_eq!(dups, 0);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalescing_rules_keep_only_the_newest_reading_per_device_while_offline() {
+    let (dir, ledger, store) = scratch("gateway-coalesce");
+    let mut server = NodeServer::start_with_ledger(&ledger).await;
+    let url = server.url();
+    server.kill().await;
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        r#"
+        [[rule]]
+        match = "hr"
+        event = "tick"
+        coalesce = true
+        "#,
+    )
+    .unwrap();
+    let mut gw = Gateway::start(&url, &store, &["--config", config.to_str().unwrap()]);
+    // Two straps, 100 readings each, interleaved, while the server is down.
+    let lines: Vec<String> = (0..200)
+        .map(|i| {
+            let strap = if i % 2 == 0 { "a" } else { "b" };
+            format!(r#"{{"event":"hr","data":{{"n":{i}}},"key":"{strap}"}}"#)
+        })
+        .collect();
+    let _writer = gw.feed(lines, false);
+    let offline = gw.until_accepted(200).await;
+    assert_eq!(offline["queued"], 2, "one per strap: {offline}");
+    server.restart().await;
+    terminate(&gw.child);
+    let (last, _) = gw.finish().await;
+    assert_eq!(last["queued"], 0, "{last}");
+    let got: Vec<u64> = read_ledger(&ledger).iter().map(|l| l.n).collect();
+    assert_eq!(got, [198, 199], "only the newest of each strap went out");
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -4,6 +4,7 @@
 //   RECOVERY_MS: enable connection state recovery with this window,
 //   LEDGER: file where "tick" events are recorded, one line per unique idempotency key,
 //   TRANSPORTS: comma-separated Engine.IO transports accepted, default "websocket,polling",
+//   SUB_ACK_DELAY_MS: answer each "room:subscribe" this long after it arrived (default 0),
 //   TLS_CERT, TLS_KEY: PEM files, or TLS_PFX (+ TLS_PASSPHRASE): a PKCS#12 file; when set
 //   the server speaks HTTPS/WSS only)
 // Prints "listening <port>" on stdout once it accepts connections.
@@ -80,6 +81,16 @@ function wsFrame(text) {
 function handlers(socket) {
   const ns = socket.nsp.name;
   socket.emit("welcome", { namespace: ns, auth: socket.handshake.auth, recovered: socket.recovered });
+  // What credentials reached the server: the auth object, the URL query and the
+  // Authorization header of the handshake (for the secrets test: sent, yet never logged).
+  socket.on("handshake?", (ack) =>
+    ack({
+      auth: socket.handshake.auth,
+      query: socket.handshake.query,
+      authorization: socket.handshake.headers.authorization || null,
+      transport: socket.conn.transport.name,
+    }),
+  );
   // Which Engine.IO transport carries this session now; "upgraded" when it moves to WebSocket.
   socket.on("transport?", (ack) => ack(socket.conn.transport.name));
   socket.conn.once("upgrade", (t) => socket.emit("upgraded", t.name));
@@ -103,6 +114,12 @@ function handlers(socket) {
     });
   });
 
+  // "silent": recorded (its idempotency key) and never acknowledged, for resend and give-up
+  // tests; "silent?" answers the keys received, in order, resends included.
+  const silent = [];
+  socket.on("silent", (p) => silent.push(p && p.idempotencyKey));
+  socket.on("silent?", (ack) => ack(silent));
+
   socket.on("emit-to-me", ({ event, args }) => socket.emit(event, ...args));
   // Broadcasts are what connection state recovery stores and replays.
   socket.on("broadcast", ({ event, args }, ack) => {
@@ -110,24 +127,52 @@ function handlers(socket) {
     if (typeof ack === "function") ack();
   });
 
-  // Every event this connection received, in order, for "what came first" assertions.
+  // Every event this connection received, in order, for "what came first" assertions; and a
+  // timeline of [what, ms] on this process's monotonic clock: "in:<event>" when an event
+  // arrived, "acked:<event>" when its acknowledgement was sent.
   const log = [];
-  socket.onAny((event) => log.push(event));
+  const timeline = [];
+  const now = () => Number(process.hrtime.bigint() / 1000n) / 1000;
+  socket.onAny((event) => {
+    log.push(event);
+    timeline.push([`in:${event}`, now()]);
+  });
   socket.on("log?", (ack) => ack(log));
+  socket.on("timeline?", (ack) => ack(timeline));
 
+  const subAckDelay = Number(process.env.SUB_ACK_DELAY_MS || 0);
   socket.on("room:subscribe", (p, ack) => {
     socket.join(p.roomId);
     if (ledgerPath) fs.appendFileSync(ledgerPath, `room:${p.roomId} 0\n`);
-    if (typeof ack === "function") ack({ ok: true, roomId: p.roomId });
+    const answer = () => {
+      if (typeof ack !== "function") return;
+      timeline.push(["acked:room:subscribe", now()]);
+      ack({ ok: true, roomId: p.roomId });
+    };
+    if (subAckDelay > 0) setTimeout(answer, subAckDelay);
+    else answer();
   });
   socket.on("room:unsubscribe", (p, ack) => {
     socket.leave(p.roomId);
     if (typeof ack === "function") ack({ ok: true });
   });
 
-  // Durable delivery: record each key once, ack after it is written.
+  // Durable delivery: record each key once, ack after it is written. Ticks on this
+  // connection are also counted, with how many came out of `n` order ("ticks?" answers).
+  let ticks = 0;
+  let outOfOrder = 0;
+  let lastN = -Infinity;
+  socket.on("ticks?", (...args) => {
+    const ack = args.pop();
+    if (typeof ack === "function") ack({ ticks, outOfOrder });
+  });
   socket.on("tick", (p, ack) => {
     p = p || {};
+    ticks++;
+    if (typeof p.n === "number") {
+      if (p.n <= lastN) outOfOrder++;
+      lastN = p.n;
+    }
     const key = p.idempotencyKey;
     if (ledgerPath) {
       const dup = seenKeys.has(key);

@@ -43,6 +43,8 @@ pub struct ServerOptions {
     pub rate_limit: Option<(u32, u64)>,
     /// Serve HTTPS/WSS with this certificate chain and key (PEM files); Socket.IO server only.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Answer each `room:subscribe` this many ms after it arrived (Socket.IO server only).
+    pub sub_ack_delay_ms: u64,
 }
 
 impl Default for ServerOptions {
@@ -57,9 +59,14 @@ impl Default for ServerOptions {
             envelope: false,
             rate_limit: None,
             tls: None,
+            sub_ack_delay_ms: 0,
         }
     }
 }
+
+/// What a heartbeat test allows beyond `interval + timeout` for a dead link to be noticed:
+/// timer and scheduling slack on a loaded 2-CPU machine, a small fraction of either.
+pub const HEARTBEAT_MARGIN: Duration = Duration::from_millis(150);
 
 /// A running `tests/node/server.js`.
 pub struct NodeServer {
@@ -191,6 +198,9 @@ async fn spawn(port: u16, options: &ServerOptions) -> (Child, u16) {
         if options.cookie {
             cmd.env("COOKIE", "1");
         }
+        if options.sub_ack_delay_ms > 0 {
+            cmd.env("SUB_ACK_DELAY_MS", options.sub_ack_delay_ms.to_string());
+        }
         if let Some(t) = options.transports {
             cmd.env("TRANSPORTS", t);
         }
@@ -270,21 +280,29 @@ pub struct LedgerLine {
     pub dup: bool,
 }
 
-/// Reads the server's ledger (see `ServerOptions::ledger`).
+/// Reads the server's ledger (see `ServerOptions::ledger`); panics on a malformed line. A last
+/// line without its newline is still being written and is left out.
 pub fn read_ledger(path: &std::path::Path) -> Vec<LedgerLine> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
+    // The server appends whole lines; one without its newline yet is still being written.
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
+        .lines()
+        .map(|l| {
             let mut parts: Vec<&str> = l.split(' ').collect();
             let dup = parts.first() == Some(&"dup");
             if dup {
                 parts.remove(0);
             }
-            Some(LedgerLine {
-                key: parts.first()?.to_string(),
-                n: parts.get(1)?.parse().ok()?,
-                dup,
-            })
+            let parsed = match parts[..] {
+                [key, n] => n.parse().ok().map(|n| LedgerLine {
+                    key: key.to_string(),
+                    n,
+                    dup,
+                }),
+                _ => None,
+            };
+            parsed.unwrap_or_else(|| panic!("malformed ledger line {l:?} in {}", path.display()))
         })
         .collect()
 }

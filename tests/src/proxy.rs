@@ -65,6 +65,8 @@ struct Shared {
     open: AtomicUsize,
     accepted: AtomicUsize,
     forwarded: AtomicU64,
+    /// WebSocket upgrade requests swallowed by the `blackhole_websocket_upgrades` fault.
+    swallowed_upgrades: AtomicUsize,
 }
 
 impl Shared {
@@ -97,6 +99,7 @@ impl FaultProxy {
             open: AtomicUsize::new(0),
             accepted: AtomicUsize::new(0),
             forwarded: AtomicU64::new(0),
+            swallowed_upgrades: AtomicUsize::new(0),
         });
         let accept = tokio::spawn({
             let shared = shared.clone();
@@ -117,6 +120,11 @@ impl FaultProxy {
     /// The proxy's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// How many WebSocket upgrade requests the `blackhole_websocket_upgrades` fault swallowed.
+    pub fn swallowed_upgrades(&self) -> usize {
+        self.shared.swallowed_upgrades.load(Ordering::SeqCst)
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -224,6 +232,9 @@ async fn pump(
                 let upgrade = head.contains("upgrade: websocket");
                 websocket.store(upgrade, Ordering::SeqCst);
                 swallowed = upgrade && faults.blackhole_websocket_upgrades;
+                if swallowed {
+                    shared.swallowed_upgrades.fetch_add(1, Ordering::SeqCst);
+                }
             }
             first = false;
             if swallowed {

@@ -50,6 +50,36 @@ async fn server_log(client: &Client) -> Vec<String> {
     reply.args_as::<(Vec<String>,)>().unwrap().0
 }
 
+/// The server's timeline of this connection: `("in:<event>" | "acked:<event>", ms)` on its
+/// own clock, in order.
+async fn server_timeline(client: &Client) -> Vec<(String, f64)> {
+    let reply = client.emit_with_ack("timeline?", (), T).await.unwrap();
+    reply.args_as::<(Vec<(String, f64)>,)>().unwrap().0
+}
+
+/// When (server clock) the last subscription ack was sent and the first tick arrived.
+fn last_ack_and_first_tick(timeline: &[(String, f64)]) -> (f64, f64) {
+    let last_ack = timeline
+        .iter()
+        .filter(|(w, _)| w == "acked:room:subscribe")
+        .map(|(_, t)| *t)
+        .fold(f64::MIN, f64::max);
+    let first_tick = timeline
+        .iter()
+        .find(|(w, _)| w == "in:tick")
+        .map(|(_, t)| *t)
+        .expect("a tick arrived");
+    (last_ack, first_tick)
+}
+
+/// How much sooner one frame may reach the server than another sent after it by the
+/// subscription-ack deadline: loopback delivery jitter, not a scheduling allowance.
+const DELIVERY_JITTER_MS: f64 = 5.0;
+
+/// How long the test server holds each subscription's ack: a client that did not wait for the
+/// acks would send its queued ticks well inside this window.
+const SUB_ACK_DELAY_MS: u64 = 50;
+
 fn integrity_ok(path: &Path) {
     let conn = rusqlite::Connection::open(path).unwrap();
     let r: String = conn
@@ -58,15 +88,24 @@ fn integrity_ok(path: &Path) {
     assert_eq!(r, "ok");
 }
 
-/// Runs `pl-emitter`, returns the numbers whose emit returned Ok; kills it after
-/// `kill_after` (if given) counted from its first `ok` line.
+/// How one `pl-emitter` run ended.
+struct Emitted {
+    /// The numbers whose emit returned Ok.
+    ok: Vec<u64>,
+    /// It drained its outbox and exited 0.
+    drained: bool,
+    /// It was ended by SIGKILL (ours).
+    killed: bool,
+}
+
+/// Runs `pl-emitter`; kills it after `kill_after` (if given) counted from its first `ok` line.
 async fn run_emitter(
     url: &str,
     store: &Path,
     from: u64,
     count: u64,
     kill_after: Option<Duration>,
-) -> (Vec<u64>, bool) {
+) -> Emitted {
     let child = emitter(url, store, from, count, false);
     finish_emitter(child, kill_after).await
 }
@@ -89,26 +128,35 @@ fn emitter(
         &count.to_string(),
     ])
     .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
     .kill_on_drop(true)
     .spawn()
     .unwrap()
 }
 
-/// Reads an emitter's output to the end, killing it `kill_after` its first `ok` line.
-async fn finish_emitter(
-    mut child: tokio::process::Child,
-    kill_after: Option<Duration>,
-) -> (Vec<u64>, bool) {
+/// Reads an emitter's output to the end, killing it `kill_after` its first `ok` line. Every
+/// run ends either drained (exit 0) or by our SIGKILL, and says nothing on stderr: a panic or
+/// an error after reopening the store (a damaged file, "database is locked", a failed emit)
+/// must not pass for a kill.
+async fn finish_emitter(mut child: tokio::process::Child, kill_after: Option<Duration>) -> Emitted {
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut ok = Vec::new();
     let mut drained = false;
     let mut deadline = None;
+    let mut sent_kill = false;
     loop {
         let line = match deadline {
             Some(at) => match tokio::time::timeout_at(at, lines.next_line()).await {
                 Ok(l) => l,
                 Err(_) => {
                     child.start_kill().unwrap();
+                    sent_kill = true;
                     deadline = None;
                     continue;
                 }
@@ -128,8 +176,29 @@ async fn finish_emitter(
         }
     }
     let status = child.wait().await.unwrap();
-    assert_eq!(status.success(), drained, "{status:?}");
-    (ok, drained)
+    let errors = errors.await.unwrap();
+    assert_eq!(errors, "", "the emitter reported on stderr ({status:?})");
+    let killed = {
+        use std::os::unix::process::ExitStatusExt;
+        status.signal() == Some(9)
+    };
+    assert!(
+        (drained && status.success()) || (sent_kill && killed),
+        "the emitter ended neither drained nor by our SIGKILL: {status:?}"
+    );
+    Emitted {
+        ok,
+        drained,
+        killed,
+    }
+}
+
+/// SIGKILLs per run of the storm: 50, `PULSELINK_SIGKILL_SEEDS` for long runs.
+fn sigkill_seeds() -> u64 {
+    std::env::var("PULSELINK_SIGKILL_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,17 +208,19 @@ async fn every_emit_that_returned_ok_survives_sigkill_exactly_once() {
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let mut promised = Vec::new();
     let mut kills = 0;
-    for round in 0..10u64 {
+    let seeds = sigkill_seeds();
+    for round in 0..seeds {
         let kill = Duration::from_millis(rng.u64(1..500));
-        let (ok, drained) =
-            run_emitter(&server.url(), &store, round * 100_000, 5_000, Some(kill)).await;
-        kills += u32::from(!drained);
-        promised.extend(ok);
+        let run = run_emitter(&server.url(), &store, round * 100_000, 5_000, Some(kill)).await;
+        kills += u64::from(run.killed);
+        promised.extend(run.ok);
     }
-    assert!(kills >= 8, "the kills must land mid-stream ({kills} of 10)");
+    assert!(
+        kills * 10 >= seeds * 8,
+        "the kills must land mid-stream ({kills} of {seeds})"
+    );
     // A last run with nothing new to say delivers whatever the killed runs left behind.
-    let (_, drained) = run_emitter(&server.url(), &store, 0, 0, None).await;
-    assert!(drained);
+    assert!(run_emitter(&server.url(), &store, 0, 0, None).await.drained);
 
     let (delivered, dups) = check_ledger(&read_ledger(&ledger));
     let delivered: BTreeSet<u64> = delivered.into_iter().collect();
@@ -161,7 +232,9 @@ async fn every_emit_that_returned_ok_survives_sigkill_exactly_once() {
         &lost[..lost.len().min(10)]
     );
     println!(
-        "sigkill: {} emits returned Ok over {kills} kills, all delivered once; {dups} resends dropped by key",
+        "RELIABILITY|emitter process SIGKILLed at {seeds} seeded instants|every emit that returned \
+         Ok delivered exactly once; every kill by signal 9, nothing on stderr|{} emits returned Ok \
+         over {kills} kills, all delivered once; {dups} resends dropped by key",
         promised.len()
     );
     integrity_ok(&store);
@@ -187,7 +260,7 @@ async fn killed_between_send_and_delete_the_resend_keeps_its_key() {
     .expect("the server recorded the tick");
     child.start_kill().unwrap();
     let _ = child.wait().await;
-    let (_, drained) = run_emitter(&server.url(), &store, 0, 0, None).await;
+    let drained = run_emitter(&server.url(), &store, 0, 0, None).await.drained;
     assert!(
         drained,
         "the restarted process resent the entry and got its ack"
@@ -217,9 +290,19 @@ async fn server_killed_mid_stream_loses_nothing_and_app_sees_no_duplicate() {
     client.connect().await.unwrap();
 
     const TICKS: u64 = 3_000;
+    const RESTARTS: u64 = 50;
+    // Production is spread over the whole restart sequence: the ticks of slice k go out
+    // between restart k and restart k + 1, so every restart lands on live traffic.
+    let (restarted, mut restarts_seen) = tokio::sync::watch::channel(0u64);
     let emitter = client.clone();
     let producer = tokio::spawn(async move {
+        let per_slice = TICKS / RESTARTS;
         for n in 0..TICKS {
+            let slice = n / per_slice;
+            restarts_seen
+                .wait_for(|done| *done >= slice)
+                .await
+                .expect("restarts go on");
             let opts = EmitOptions::default().confirm();
             emitter
                 .emit_with("tick", json!({"n": n}), opts)
@@ -228,11 +311,30 @@ async fn server_killed_mid_stream_loses_nothing_and_app_sees_no_duplicate() {
         }
     });
     let mut rng = fastrand::Rng::with_seed(7);
-    let restarts = 50;
-    for _ in 0..restarts {
-        // Fault injection at random instants, not synchronisation.
+    let restarts = RESTARTS;
+    let mut states = client.states();
+    // One pass more than there are restarts: the last waits for the link after the last one.
+    for k in 1..=RESTARTS + 1 {
+        // Each restart hits a live link carrying the current slice: wait until the client is
+        // connected again, then let traffic flow for a random 10–60 ms (fault injection at a
+        // random instant, not synchronisation).
+        // (`connects` tells a link made after the last restart from a stale `Connected`.)
+        loop {
+            let connected = *states.borrow_and_update() == State::Connected;
+            if connected && client.metrics().await.unwrap().connects >= k {
+                break;
+            }
+            tokio::time::timeout(T, states.changed())
+                .await
+                .expect("reconnected after the restart")
+                .unwrap();
+        }
+        if k > RESTARTS {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(rng.u64(10..60))).await;
         server.restart().await;
+        restarted.send_replace(k);
     }
     producer.await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), client.outbox().drained())
@@ -256,7 +358,14 @@ async fn server_killed_mid_stream_loses_nothing_and_app_sees_no_duplicate() {
     }
     assert_eq!(news, (1..=20).collect::<Vec<_>>());
     let m = client.metrics().await.unwrap();
-    assert!(m.reconnects >= 1, "{m:?}");
+    assert!(
+        m.reconnects >= RESTARTS,
+        "every restart must land on a live link: {m:?}"
+    );
+    assert!(
+        dups >= 1,
+        "some restart must catch a tick the server kept but did not ack: its resend is dropped by key"
+    );
     assert!(m.duplicates_dropped >= 20, "{m:?}");
     assert_eq!(m.outbox.pending, 0);
     assert!(m.ack_latency.samples > 0);
@@ -273,7 +382,11 @@ async fn server_killed_mid_stream_loses_nothing_and_app_sees_no_duplicate() {
 async fn subscriptions_are_acked_before_the_outbox_flushes_on_every_connect() {
     let dir = temp_dir("subs");
     let store = dir.join("outbox.db");
-    let server = NodeServer::start().await;
+    let server = NodeServer::start_with(ServerOptions {
+        sub_ack_delay_ms: SUB_ACK_DELAY_MS,
+        ..Default::default()
+    })
+    .await;
     let client = Client::new(config(&server).with_store(&store)).unwrap();
     let mut states = client.states();
     client.connect().await.unwrap();
@@ -302,6 +415,14 @@ async fn subscriptions_are_acked_before_the_outbox_flushes_on_every_connect() {
             ["tick", "tick", "tick", "log?"],
             "round {round}"
         );
+        // Received after the subscriptions is not enough: the acks are held by the server, so
+        // the first tick must not have arrived before the last ack was sent.
+        let (last_ack, first_tick) = last_ack_and_first_tick(&server_timeline(&client).await);
+        assert!(
+            first_tick >= last_ack,
+            "round {round}: a tick arrived {:.1} ms before the last subscription ack was sent",
+            last_ack - first_tick
+        );
     }
 
     // The subscriptions are persisted: a new client on the same store replays them.
@@ -323,7 +444,8 @@ async fn subscriptions_are_acked_before_the_outbox_flushes_on_every_connect() {
 async fn a_subscription_the_server_never_acks_is_reported_and_does_not_block() {
     let server = NodeServer::start().await;
     let mut cfg = config(&server);
-    cfg.subscription_ack_timeout = Duration::from_millis(300);
+    let deadline = Duration::from_millis(300);
+    cfg.subscription_ack_timeout = deadline;
     let client = Client::new(cfg).unwrap();
     let mut notices = client.notices();
     // The server has no handler that acks this event.
@@ -338,6 +460,15 @@ async fn a_subscription_the_server_never_acks_is_reported_and_does_not_block() {
     assert!(
         reply.is_ok(),
         "the outbox flowed after the timeout: {reply:?}"
+    );
+    // And not before: on the server's clock, the first outbox entry arrived a whole deadline
+    // after the subscription (less the few ms two frames' delivery may differ by).
+    let timeline = server_timeline(&client).await;
+    let at = |what: &str| timeline.iter().find(|(w, _)| w == what).unwrap().1;
+    let gap = at("in:quiz:answer_submit") - at("in:metric:recorded");
+    assert!(
+        gap >= deadline.as_secs_f64() * 1000.0 - DELIVERY_JITTER_MS,
+        "the entry came {gap:.1} ms after the unanswered subscription"
     );
     let failed = next_notice(&mut notices, T, |n| match n {
         Notice::SubscriptionFailed { event, .. } => Some(event),
@@ -687,4 +818,109 @@ async fn an_encrypted_outbox_keeps_health_data_unreadable_and_delivers_it() {
     client.close().await;
     let (ticks, _) = check_ledger(&read_ledger(&ledger));
     assert_eq!(ticks, (0..10).collect::<Vec<_>>());
+}
+
+/// The keys of every `silent` event the server received on this connection, resends included.
+async fn silent_keys(client: &Client) -> Vec<String> {
+    let reply = client.emit_with_ack("silent?", (), T).await.unwrap();
+    reply.args_as::<(Vec<String>,)>().unwrap().0
+}
+
+/// An event the server never acknowledges is sent again after `ack_timeout` with the same
+/// key, given up after `max_sends` (`Notice::EmitFailed`; the waiting caller hears
+/// `AckTimeout`); and an entry whose TTL passes first ends its caller's wait with `Expired`
+/// and is not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_entries_are_resent_with_their_key_then_given_up_or_expired() {
+    let server = NodeServer::start().await;
+    let ack_timeout = Duration::from_millis(150);
+    let mut cfg = config(&server);
+    cfg.outbox.ack_timeout = ack_timeout;
+    cfg.outbox.max_sends = 3;
+    let client = Client::new(cfg).unwrap();
+    let mut notices = client.notices();
+    client.connect().await.unwrap();
+
+    let started = tokio::time::Instant::now();
+    let reply = client.emit_with_ack("silent", json!({"n": 1}), T).await;
+    assert_eq!(reply, Err(Error::AckTimeout(ack_timeout)));
+    assert!(
+        started.elapsed() >= ack_timeout * 3,
+        "given up after three sends {ack_timeout:?} apart, not sooner: {:?}",
+        started.elapsed()
+    );
+    let failed = next_notice(&mut notices, T, |n| match n {
+        Notice::EmitFailed { event, error, .. } => Some((event, error)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(failed.0, "silent");
+    assert!(failed.1.contains("acknowledgement"), "{}", failed.1);
+    let keys = silent_keys(&client).await;
+    assert_eq!(keys.len(), 3, "sent three times: {keys:?}");
+    assert!(keys.iter().all(|k| *k == keys[0]), "one key: {keys:?}");
+    let stats = client.outbox().stats().await.unwrap();
+    assert_eq!((stats.failed, stats.pending), (1, 0));
+
+    // A TTL shorter than the give-up: the caller hears Expired at the TTL, and the entry goes
+    // no more (sent at 0 and 150 ms, expired at 250 ms, the 300 ms resend never happens).
+    let ttl = Duration::from_millis(250);
+    let started = tokio::time::Instant::now();
+    let options = EmitOptions::default().ttl(ttl);
+    let reply = client
+        .emit_with_ack_options("silent", json!({"n": 2}), options, T)
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(reply, Err(Error::Expired));
+    assert!(
+        waited >= ttl && waited < ack_timeout * 3,
+        "expired at {waited:?}, TTL {ttl:?}"
+    );
+    // Long enough for a third send, had the entry not expired.
+    tokio::time::sleep(ack_timeout * 2).await;
+    let keys = silent_keys(&client).await;
+    assert_eq!(keys.len(), 5, "two sends of the second entry: {keys:?}");
+    assert_eq!(keys[3], keys[4]);
+    client.close().await;
+}
+
+/// Size of the tmpfs the disk-full test fills.
+const DISK_KIB: u64 = 1_024;
+
+/// A full disk under a real store file (WAL on): the emit that does not fit fails with
+/// `Error::DiskFull`, nothing already stored is lost, and the same client stores again once
+/// space returns. The child runs in a private mount namespace (`unshare`) on a 1 MiB tmpfs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_emit_clearly_loses_nothing_and_recovers() {
+    let dir = temp_dir("diskfull");
+    let script = format!(
+        "mount -t tmpfs -o size={DISK_KIB}k pulselink-test \"$1\" && \
+         head -c 131072 /dev/zero > \"$1/filler\" && exec \"$2\" \"$1\""
+    );
+    let out = tokio::process::Command::new("unshare")
+        .args(["--map-root-user", "--mount", "sh", "-c", &script, "sh"])
+        .arg(&dir)
+        .arg(env!("CARGO_BIN_EXE_pl-diskfull"))
+        .output()
+        .await
+        .expect("unshare (util-linux) runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stored = seen["stored_before_full"].as_u64().unwrap();
+    assert!(stored >= 10, "the disk filled only after a while: {seen}");
+    assert_eq!(seen["disk_full"], true, "{seen}");
+    assert!(
+        seen["error"].as_str().unwrap().contains("disk full"),
+        "{seen}"
+    );
+    assert_eq!(seen["pending_when_full"], stored, "{seen}");
+    assert_eq!(
+        seen["listed_when_full"], stored,
+        "nothing stored was lost: {seen}"
+    );
+    assert_eq!(seen["listed_in_order"], true, "{seen}");
+    assert_eq!(seen["stored_after_space_returned"], stored + 1, "{seen}");
+    assert_eq!(seen["pending_after_reopen"], stored + 1, "{seen}");
+    std::fs::remove_dir_all(dir).unwrap();
 }

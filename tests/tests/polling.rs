@@ -302,5 +302,10 @@ async fn a_black_holed_upgrade_leaves_polling_working() {
     assert_eq!(seen, (0..20).collect::<Vec<_>>());
     assert_eq!(server_transport(&client).await, "polling");
     assert_eq!(client.state(), State::Connected);
+    assert_eq!(
+        proxy.swallowed_upgrades(),
+        1,
+        "the upgrade probe was attempted (and hung), once"
+    );
     client.close().await;
 }

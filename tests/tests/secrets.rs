@@ -12,11 +12,31 @@ use std::{
     time::Duration,
 };
 
-use pulselink::{AuthRequest, Client, ClientConfig, EnvelopeOptions, Protocol, ReconnectPolicy};
+use pulselink::{
+    AuthRequest, Client, ClientConfig, EnvelopeOptions, Protocol, ReconnectPolicy, Transports,
+};
 use pulselink_tests::{NodeServer, ServerOptions};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(10);
+
+/// The secrets the test plants (`SECRET-…-0` to `SECRET-…-10`).
+const PLANTED: usize = 11;
+
+/// Asserts the handshake's credentials reached the server over `transport`.
+async fn reached(client: &Client, transport: &str, query: &str, header: &str, token: &str) {
+    let seen = client
+        .emit_with_ack("handshake?", (), T)
+        .await
+        .unwrap()
+        .args_as::<(Value,)>()
+        .unwrap()
+        .0;
+    assert_eq!(seen["transport"], transport, "{seen}");
+    assert_eq!(seen["query"]["apiKey"], query, "{seen}");
+    assert_eq!(seen["authorization"], format!("Bearer {header}"), "{seen}");
+    assert_eq!(seen["auth"]["token"], token, "{seen}");
+}
 
 /// Every log line of the process.
 #[derive(Clone, Default)]
@@ -87,11 +107,53 @@ async fn no_secret_reaches_logs_debug_output_errors_or_metrics() {
         .emit_with_ack("quiz:answer_submit", json!("A"), T)
         .await
         .unwrap();
+    reached(
+        &client,
+        "websocket",
+        "SECRET-URL-0",
+        "SECRET-HEADER-1",
+        "SECRET-TOKEN-3",
+    )
+    .await;
     shown += &format!(
         "{:?}\n{:?}\n",
         client.state(),
         client.metrics().await.unwrap()
     );
+    client.close().await;
+    while let Ok(n) = notices.try_recv() {
+        shown += &format!("{n:?}\n");
+    }
+
+    // Long-polling, where the URL's secret and the header go with every request.
+    let mut config = fast(
+        ClientConfig::new(&format!("{}/?apiKey=SECRET-URL-8", server.url()))
+            .unwrap()
+            .with_transports(Transports::Polling),
+    );
+    config
+        .headers
+        .push(("authorization".into(), "Bearer SECRET-HEADER-9".into()));
+    let config = config.with_static_auth(json!({"token": "SECRET-TOKEN-10"}));
+    shown += &format!("{config:?}\n");
+    let client = Client::new(config).unwrap();
+    let mut notices = client.notices();
+    client.connect().await.unwrap();
+    for n in 0..20 {
+        client
+            .emit_with_ack("echo", json!({ "n": n }), T)
+            .await
+            .unwrap();
+    }
+    reached(
+        &client,
+        "polling",
+        "SECRET-URL-8",
+        "SECRET-HEADER-9",
+        "SECRET-TOKEN-10",
+    )
+    .await;
+    shown += &format!("{:?}\n", client.metrics().await.unwrap());
     client.close().await;
     while let Ok(n) = notices.try_recv() {
         shown += &format!("{n:?}\n");
@@ -130,6 +192,20 @@ async fn no_secret_reaches_logs_debug_output_errors_or_metrics() {
         .emit_with_ack("echo", json!({"n": 1}), T)
         .await
         .unwrap();
+    let stats = client
+        .emit_with_ack("stats?", json!(null), T)
+        .await
+        .unwrap()
+        .args_as::<(Value,)>()
+        .unwrap()
+        .0;
+    assert!(
+        stats["authTokens"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("SECRET-TOKEN-6")),
+        "the envelope token reached the server: {stats}"
+    );
     shown += &format!("{:?}\n", client.metrics().await.unwrap());
     client.close().await;
     while let Ok(n) = notices.try_recv() {
@@ -149,8 +225,10 @@ async fn no_secret_reaches_logs_debug_output_errors_or_metrics() {
         );
     }
     println!(
-        "RELIABILITY|credentials in logs (TRACE) and Debug/Display output|none of 8 planted \
-         secrets (token, auth fields, URL query, header)|0 of 8 in {} log lines and {} output lines",
+        "RELIABILITY|credentials in logs (TRACE) and Debug/Display output|none of {PLANTED} \
+         planted secrets (tokens, auth fields, URL queries, headers; WebSocket, long-polling, \
+         envelopes), each shown to have reached the server|0 of {PLANTED} in {} log lines and \
+         {} output lines",
         logs.lines().count(),
         shown.lines().count()
     );
