@@ -1,31 +1,65 @@
 #!/usr/bin/env bash
 # Runs every check and test of Pulselink. Installs what it needs (npm packages for the real
 # Socket.IO peers, a Python virtualenv with maturin/pytest/mypy, Maven dependencies) and needs
-# only cargo, node/npm, python3 and a JDK 17 with Maven on the machine.
+# only cargo (stable and nightly), node/npm, python3, util-linux's unshare and a JDK 17 with
+# Maven on the machine. Ends with a summary of every step; no step is ever skipped: a missing
+# tool is a failure that says how to install it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 target=${CARGO_TARGET_DIR:-$root/target}
 
-step() { printf '\n==> %s\n' "$*"; }
+passed=()
+current=""
+summary() {
+  local status=$?
+  printf '\n==> summary\n'
+  for s in "${passed[@]}"; do printf '  passed  %s\n' "$s"; done
+  if [ -n "$current" ]; then
+    printf '  FAILED  %s\n' "$current"
+    printf '  (steps after it did not run)\n'
+  fi
+  if [ "$status" -eq 0 ] && [ -z "$current" ]; then
+    printf 'all %d steps passed\n' "${#passed[@]}"
+  fi
+}
+trap summary EXIT
+
+# step NAME: the commands that follow, up to the next step, belong to NAME.
+step() {
+  if [ -n "$current" ]; then passed+=("$current"); fi
+  current=$*
+  printf '\n==> %s\n' "$current"
+}
+done_steps() {
+  if [ -n "$current" ]; then passed+=("$current"); fi
+  current=""
+}
+
+step "tools: nightly Rust (rustfmt options, fuzzing) and unshare (disk-full test)"
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "nightly Rust is needed: rustup toolchain install nightly --component rustfmt" >&2
+  exit 1
+fi
+if ! unshare --map-root-user --mount true 2>/dev/null; then
+  echo "unshare --map-root-user --mount failed: install util-linux and allow user namespaces" >&2
+  exit 1
+fi
 
 step "npm ci (official socket.io server and client used as test peers)"
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 
-step "rustfmt"
-# rustfmt.toml's import grouping needs nightly rustfmt; stable checks everything else.
-if cargo +nightly fmt --version >/dev/null 2>&1; then
-  cargo +nightly fmt --all --check
-else
-  # Stable rustfmt skips the nightly-only options and says so on stderr; keep other errors.
-  cargo fmt --all --check 2> >(grep -v 'only available in nightly' >&2)
-fi
+step "rustfmt (nightly, for rustfmt.toml's import grouping)"
+cargo +nightly fmt --all --check
 
 step "module graph: every dependency between modules runs one way (scripts/modules.py)"
 python3 scripts/modules.py
 
 step "clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo check of the benchmark workspace (it must not rot; fuzz/ is built by the fuzzing step)"
+cargo check --locked --manifest-path bench/Cargo.toml --all-targets
 
 step "cargo test (unit tests, integration tests against the Node server, CLI tests)"
 cargo test --workspace --locked
@@ -48,14 +82,10 @@ step "Kotlin: compile the generated bindings and the coroutine wrapper, JUnit ag
 mvn -B -q -f platforms/kotlin/pom.xml test -Dpulselink.lib.dir="$target/debug"
 grep -h "Tests run" platforms/kotlin/target/surefire-reports/*.txt
 
-step "Swift: the generated bindings declare everything the Swift wrapper calls (no Swift compiler here)"
+step "Swift: the generated Swift declares every call the wrapper and its tests make (an API check, not a compile: no Swift toolchain here)"
 python3 platforms/swift/check_api.py platforms/swift/generated/Pulselink.swift
 
-step "Fuzzing: each codec under libFuzzer for 15 s (scripts/fuzz.sh; longer runs: scripts/fuzz.sh 3600)"
-if cargo +nightly --version >/dev/null 2>&1; then
-  ./scripts/fuzz.sh 15
-else
-  echo "skipped: fuzzing needs a nightly toolchain (rustup toolchain install nightly)"
-fi
+step "Fuzzing: each codec under libFuzzer for 15 s, every input that decodes must round-trip (scripts/fuzz.sh; longer runs: scripts/fuzz.sh 3600)"
+./scripts/fuzz.sh 15
 
-step "all checks passed"
+done_steps
