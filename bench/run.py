@@ -3,8 +3,12 @@
 
 One command: `python3 bench/run.py` (add `--quick` for a short smoke run). Builds the
 benchmark clients, starts the official server from tests/node, runs each client in its own
-process several times, and prints a Markdown table of medians with ratios to Pulselink. Raw
-results go to bench/results/latest.json, the table to bench/results/latest.md.
+process several times, and prints a Markdown table of medians with ratios to Pulselink.
+
+A full run keeps its raw results as bench/results/<date>-<commit>.json (committed with the
+tables they produce) and rewrites the figures section of bench/README.md from them, prose
+figures included; `--render FILE` rewrites that section from a kept results file. Every run
+also writes bench/results/latest.{json,md} (not committed).
 """
 import argparse
 import json
@@ -150,18 +154,19 @@ def median(rows, key):
     return statistics.median(vals) if vals else None
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="small counts, one repetition")
-    ap.add_argument("--reps", type=int, default=5)
-    args = ap.parse_args()
-    reps = 1 if args.quick else args.reps
-    n_in = 200_000 if args.quick else 1_000_000
-    n_out = 50_000 if args.quick else 200_000
-    n_ack = 500 if args.quick else 3_000
-    n_py = 50_000 if args.quick else 200_000
-    n_emit = 50_000 if args.quick else 200_000
-    cycles = 3 if args.quick else 20
+def git(*args):
+    out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def measure(quick, reps):
+    """Runs every benchmark; returns the raw results (every run, plus what was measured)."""
+    n_in = 200_000 if quick else 1_000_000
+    n_out = 50_000 if quick else 200_000
+    n_ack = 500 if quick else 3_000
+    n_py = 50_000 if quick else 200_000
+    n_emit = 50_000 if quick else 200_000
+    cycles = 3 if quick else 20
 
     subprocess.run(["npm", "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund",
                     "--loglevel=error"], check=True)
@@ -175,8 +180,20 @@ def main():
 
     server = Server()
     server.start()
-    results = {"config": {"n_in": n_in, "n_out": n_out, "n_ack": n_ack, "reps": reps,
-                          "reconnect_cycles": cycles, "cpus": os.cpu_count()}, "runs": []}
+    n_gw = 20_000 if quick else 100_000
+    n_gw_rate = 10_000 if quick else 50_000
+    results = {
+        "config": {"n_in": n_in, "n_out": n_out, "n_ack": n_ack, "n_py": n_py,
+                   "n_emit": n_emit, "n_offline": 50_000 if quick else 300_000,
+                   "n_drain": 10_000 if quick else 50_000, "n_gateway": n_gw, "reps": reps,
+                   "reconnect_cycles": cycles, "cpus": os.cpu_count(), "quick": quick},
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--", "core", "bench", "cli", "tests/node",
+                          "platforms/python")),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "runs": [],
+    }
+    c = results["config"]
     plan = [
         ("in", ["pulselink", "pulselink-serde", "socket.io-client", "rust_socketio", "raw"], n_in),
         # Python clients take longer per event: fewer events, same server, same packets.
@@ -189,32 +206,37 @@ def main():
         ("out-seq", ["pulselink"], n_out // 10),
         ("ack", ["pulselink", "socket.io-client", "rust_socketio", "tcp-floor"], n_ack),
         # Durability: commit rates into a store file, memory while offline, backlog drain.
-        ("commit-full-1", ["pulselink"], 500 if args.quick else 2_000),
-        ("commit-full-batch", ["pulselink"], 20_000 if args.quick else 100_000),
-        ("commit-full-batch-encrypted", ["pulselink"], 20_000 if args.quick else 100_000),
-        ("commit-normal-1", ["pulselink"], 2_000 if args.quick else 10_000),
-        ("commit-normal-batch", ["pulselink"], 50_000 if args.quick else 300_000),
-        ("offline-rss", ["pulselink", "socket.io-client"], 50_000 if args.quick else 300_000),
-        ("drain", ["pulselink"], 10_000 if args.quick else 50_000),
+        ("commit-full-1", ["pulselink"], 500 if quick else 2_000),
+        # Plain and encrypted alternate within each repetition, so their ratio is fair.
+        ("commit-full-batch", ["pulselink"], 20_000 if quick else 100_000),
+        ("commit-full-batch-encrypted", ["pulselink"], 20_000 if quick else 100_000),
+        ("commit-normal-1", ["pulselink"], 2_000 if quick else 10_000),
+        ("commit-normal-batch", ["pulselink"], 50_000 if quick else 300_000),
+        ("offline-rss", ["pulselink", "socket.io-client"], c["n_offline"]),
+        ("drain", ["pulselink"], c["n_drain"]),
         ("resubscribe", ["pulselink"], 100),
     ]
-    table = {}
+    # Modes measured in one interleaved group, so a pair's ratio compares like with like.
+    groups = []
     for mode, clients, n in plan:
+        if mode == "commit-full-batch-encrypted":
+            groups[-1].append((mode, clients, n))
+        else:
+            groups.append([(mode, clients, n)])
+    for group in groups:
         for rep in range(reps):
             # Interleave clients within a repetition so drift hits everyone alike.
-            for client in clients:
-                r = run_client(client, mode, server.url, n)
-                results["runs"].append(r)
-                print(f"  {mode:4} {client:17} {json.dumps(r)}", file=sys.stderr)
-                table.setdefault((mode, client), []).append(r)
+            for mode, clients, n in group:
+                for client in clients:
+                    r = run_client(client, mode, server.url, n)
+                    results["runs"].append(r)
+                    print(f"  {mode:4} {client:17} {json.dumps(r)}", file=sys.stderr)
 
-    n_gw = 20_000 if args.quick else 100_000
     for rep in range(reps):
-        for rate, n in [(None, n_gw), (10_000, 10_000 if args.quick else 50_000)]:
+        for rate, n in [(None, n_gw), (10_000, n_gw_rate)]:
             r = run_gateway(server.url, n, rate)
             results["runs"].append(r)
             print(f"  {r['mode']:11} {json.dumps(r)}", file=sys.stderr)
-            table.setdefault((r["mode"], "pulselink"), []).append(r)
 
     reconnect = {}
     for client in ["pulselink", "socket.io-client"]:
@@ -224,15 +246,35 @@ def main():
         print(f"  reconnect {client}: {reconnect[client]}", file=sys.stderr)
     results["reconnect"] = reconnect
     server.kill()
+    return results
+
+
+def render(results):
+    """The tables and the figures quoted in the prose, all from one results file."""
+    c = results["config"]
+    table = {}
+    for r in results["runs"]:
+        table.setdefault((r["mode"], r["client"]), []).append(r)
 
     def m(mode, client, key):
         return median(table.get((mode, client), []), key)
 
+    def fmt(v, f="{:,.0f}"):
+        return "–" if v is None else f.format(v)
+
+    def ratio(v, b, f="{:.2f}×"):
+        return "–" if v is None or not b else f.format(v / b)
+
+    def mib(kib):
+        return "–" if kib is None else f"{kib / 1024:.1f} MiB"
+
+    reps, cpus = c["reps"], c["cpus"]
     base_in = m("in", "pulselink", "events_per_sec")
     base_out = m("out", "pulselink", "events_per_sec")
     lines = [
-        f"Node socket.io 4.8 server on loopback, {os.cpu_count()} CPUs; 116-byte event packets; "
-        f"medians of {reps} runs (in: {n_in:,} events, out: {n_out:,}, ack: {n_ack:,} sequential).",
+        f"Node socket.io 4.8 server on loopback, {cpus} CPUs; 116-byte event packets; "
+        f"medians of {reps} runs (in: {c['n_in']:,} events, out: {c['n_out']:,}, ack: "
+        f"{c['n_ack']:,} sequential).",
         "",
         "| client | in events/s | vs Pulselink | out events/s | vs Pulselink | ack p50 µs "
         "| ack p99 µs | peak RSS MiB (in) |",
@@ -243,16 +285,16 @@ def main():
         ein, eout = m("in", client, "events_per_sec"), m("out", client, "events_per_sec")
         p50, p99 = m("ack", client, "p50_us"), m("ack", client, "p99_us")
         rss = m("in", client, "peak_rss_kib")
-        fmt = lambda v, f="{:,.0f}": "–" if v is None else f.format(v)
-        ratio = lambda v, b: "–" if v is None or not b else f"{v / b:.2f}×"
         lines.append(
-            f"| {client} | {fmt(ein)} | {ratio(ein, base_in)} | {fmt(eout)} | {ratio(eout, base_out)} "
-            f"| {fmt(p50, '{:.0f}')} | {fmt(p99, '{:.0f}')} | {fmt(rss and rss / 1024, '{:.1f}')} |"
+            f"| {client} | {fmt(ein)} | {ratio(ein, base_in)} | {fmt(eout)} | "
+            f"{ratio(eout, base_out)} | {fmt(p50, '{:.0f}')} | {fmt(p99, '{:.0f}')} | "
+            f"{fmt(rss and rss / 1024, '{:.1f}')} |"
         )
+    reconnect = results["reconnect"]
     lines += [
         "",
-        f"Reconnect after the server is down 1 s ({cycles} cycles): time from the server listening "
-        "again to the client connected.",
+        f"Reconnect after the server is down 1 s ({c['reconnect_cycles']} cycles): time from the "
+        "server listening again to the client connected.",
         "",
         "| client | median ms | max ms |",
         "|---|---:|---:|",
@@ -261,12 +303,19 @@ def main():
         lines.append(f"| {client} | {r['median_ms']:.0f} | {r['max_ms']:.0f} |")
 
     def rate(mode):
-        v = m(mode, "pulselink", "events_per_sec")
-        return "–" if v is None else f"{v:,.0f}"
+        return fmt(m(mode, "pulselink", "events_per_sec"))
 
-    single, grouped = (m("commit-full-1", "pulselink", "events_per_sec"),
-                       m("commit-full-batch", "pulselink", "events_per_sec"))
-    growth = lambda c: m("offline-rss", c, "rss_growth_kib")
+    single = m("commit-full-1", "pulselink", "events_per_sec")
+    grouped = m("commit-full-batch", "pulselink", "events_per_sec")
+    sealed = m("commit-full-batch-encrypted", "pulselink", "events_per_sec")
+    drains = table.get(("drain", "pulselink"), [])
+    disorder = sum(r.get("out_of_order", 0) for r in drains)
+    checked = drains and all("out_of_order" in r for r in drains)
+    order = ("in order (checked by the server)" if checked and not disorder
+             else f"{disorder} out of order" if checked else "order not checked")
+    drain_rate = m("drain", "pulselink", "acked_per_sec")
+    drain_secs = m("drain", "pulselink", "secs")
+    resub = m("resubscribe", "pulselink", "ms")
     lines += [
         "",
         "Durability (store file on this machine's disk; commit rows: emits of pre-encoded "
@@ -276,53 +325,44 @@ def main():
         "|---|---:|",
         f"| commits/s, `Full`, one emit at a time (single-row commit rate) | {rate('commit-full-1')} |",
         f"| emits/s, `Full`, 1,024 in flight (group commit) | {rate('commit-full-batch')} "
-        f"({'–' if not single else f'{grouped / single:.0f}× single'}) |",
+        f"({ratio(grouped, single, '{:.0f}× single')}) |",
         f"| emits/s, `Full`, 1,024 in flight, payloads encrypted (`encryption_key`) "
-        f"| {rate('commit-full-batch-encrypted')} |",
+        f"| {rate('commit-full-batch-encrypted')} ({ratio(sealed, grouped)} the plain rate) |",
         f"| emits/s, `Normal`, one at a time | {rate('commit-normal-1')} |",
         f"| emits/s, `Normal`, 1,024 in flight | {rate('commit-normal-batch')} |",
         f"| emits/s while connected, one at a time (awaiting each commit) | {rate('out-seq')} |",
     ]
-    for c in ["pulselink", "socket.io-client"]:
-        g = growth(c)
-        n_off = 50_000 if args.quick else 300_000
-        lines.append(f"| RSS growth holding {n_off:,} offline emits, {c} | "
-                     f"{'–' if g is None else f'{g / 1024:.1f} MiB'} |")
-    drain_rate = m("drain", "pulselink", "acked_per_sec")
-    drain_secs = m("drain", "pulselink", "secs")
-    resub = m("resubscribe", "pulselink", "ms")
-    n_drain = 10_000 if args.quick else 50_000
-    gw_rss = m("gateway-10k", "pulselink", "peak_rss_kib")
+    for client in ["pulselink", "socket.io-client"]:
+        lines.append(f"| RSS growth holding {c['n_offline']:,} offline emits, {client} | "
+                     f"{mib(m('offline-rss', client, 'rss_growth_kib'))} |")
     lines += [
         f"| gateway, stdin → server, each reading stored (`Full`), sent and acked: readings/s "
         f"| {rate('gateway-max')} |",
         f"| gateway peak RSS fed 10,000 readings/s | "
-        f"{'–' if gw_rss is None else f'{gw_rss / 1024:.1f} MiB'} |",
-    ]
-    lines += [
-        f"| backlog of {n_drain:,} confirmed emits: connect → all acked | "
-        f"{'–' if drain_secs is None else f'{drain_secs:.2f} s ({drain_rate:,.0f} acked/s, in order)'} |",
+        f"{mib(m('gateway-10k', 'pulselink', 'peak_rss_kib'))} |",
+        f"| backlog of {c['n_drain']:,} confirmed emits: connect → all acked | "
+        f"{'–' if drain_secs is None else f'{drain_secs:.2f} s ({drain_rate:,.0f} acked/s, {order})'} |",
         f"| 100 subscriptions: connect → replayed, acked, first outbox entry acked | "
-        f"{'–' if resub is None else f'{resub:.0f} ms'} |",
+        f"{fmt(resub, '{:.0f} ms')} |",
     ]
     lines += [
         "",
-        f"Transports ({n_emit:,} events the server sends with `socket.emit`, so the server's "
-        "per-emit cost bounds every row; polling payloads batch many packets per GET).",
+        f"Transports ({c['n_emit']:,} events the server sends with `socket.emit`, so the "
+        "server's per-emit cost bounds every row; polling payloads batch many packets per GET).",
         "",
         "| client | WebSocket events/s | long-polling events/s | polling / WebSocket |",
         "|---|---:|---:|---:|",
     ]
     for client in ["pulselink", "socket.io-client"]:
-        ws, lp = m("in-emit", client, "events_per_sec"), m("in-emit-polling", client, "events_per_sec")
-        ratio = "–" if not ws or lp is None else f"{lp / ws:.2f}"
-        lines.append(f"| {client} | {ws:,.0f} | {lp:,.0f} | {ratio} |")
+        ws = m("in-emit", client, "events_per_sec")
+        lp = m("in-emit-polling", client, "events_per_sec")
+        lines.append(f"| {client} | {fmt(ws)} | {fmt(lp)} | {ratio(lp, ws, '{:.2f}')} |")
     py_base = m("in-py", "python-socketio", "events_per_sec")
     lines += [
         "",
         f"Python (the `pulselink` wheel's asyncio API, `async for ev in client.events(...)` with "
-        f"`ev.args` decoded, against python-socketio's `AsyncClient` handlers; in: {n_py:,} "
-        f"events, ack: {n_ack:,} sequential).",
+        f"`ev.args` decoded, against python-socketio's `AsyncClient` handlers; in: "
+        f"{c['n_py']:,} events, ack: {c['n_ack']:,} sequential).",
         "",
         "| client | in events/s | vs python-socketio | ack p50 µs | ack p99 µs | peak RSS MiB (in) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -331,14 +371,140 @@ def main():
         ein = m("in-py", client, "events_per_sec")
         p50, p99 = m("ack-py", client, "p50_us"), m("ack-py", client, "p99_us")
         rss = m("in-py", client, "peak_rss_kib")
-        ratio = "–" if ein is None or not py_base else f"{ein / py_base:.1f}×"
-        lines.append(f"| {client} | {ein:,.0f} | {ratio} | {p50:.0f} | {p99:.0f} | {rss / 1024:.1f} |")
-    text = "\n".join(lines)
+        lines.append(f"| {client} | {fmt(ein)} | {ratio(ein, py_base, '{:.1f}×')} | "
+                     f"{fmt(p50, '{:.0f}')} | {fmt(p99, '{:.0f}')} | "
+                     f"{fmt(rss and rss / 1024, '{:.1f}')} |")
+
+    # The prose beside the tables quotes them: every figure below is computed here.
+    sio_in, rs_in = m("in", "socket.io-client", "events_per_sec"), m("in", "rust_socketio", "events_per_sec")
+    sio_out, rs_out = m("out", "socket.io-client", "events_per_sec"), m("out", "rust_socketio", "events_per_sec")
+    ack = lambda client, q="p50_us": m("ack", client, q)
+    py_in = m("in-py", "pulselink-py", "events_per_sec")
+    reading = [
+        f"- **In:** Pulselink hands the app {fmt(base_in)} fully decoded events/s, "
+        f"{ratio(base_in, sio_in, '{:.1f}×')} socket.io-client and {ratio(base_in, rs_in, '{:.1f}×')} "
+        f"rust_socketio; deserializing each into a struct as well runs at "
+        f"{fmt(m('in', 'pulselink-serde', 'events_per_sec'))}/s.",
+        f"- **Out:** durable emits, 256 in flight, reach {fmt(base_out)}/s against "
+        f"{fmt(sio_out)}/s (socket.io-client) and {fmt(rs_out)}/s (rust_socketio) for in-memory "
+        f"emits; awaiting each emit gives {rate('out-seq')}/s.",
+        f"- **Ack round trip:** p50 {fmt(ack('pulselink'), '{:.0f}')} µs (p99 "
+        f"{fmt(ack('pulselink', 'p99_us'), '{:.0f}')} µs) against {fmt(ack('socket.io-client'), '{:.0f}')} µs "
+        f"for socket.io-client, {fmt(ack('rust_socketio'), '{:.0f}')} µs for rust_socketio and a "
+        f"TCP floor of {fmt(ack('tcp-floor'), '{:.0f}')} µs.",
+        f"- **Python:** {fmt(py_in)} events/s through the wheel's asyncio API, "
+        f"{ratio(py_in, py_base, '{:.1f}×')} python-socketio; ack p50 "
+        f"{fmt(m('ack-py', 'pulselink-py', 'p50_us'), '{:.0f}')} µs against "
+        f"{fmt(m('ack-py', 'python-socketio', 'p50_us'), '{:.0f}')} µs.",
+        f"- **Durability:** group commit turns {rate('commit-full-1')} fsync'd commits/s into "
+        f"{rate('commit-full-batch')} emits/s at `Full` ({ratio(grouped, single, '{:.0f}×')}); "
+        f"with payloads encrypted it runs at {ratio(sealed, grouped, '{:.2f}×')} that rate; "
+        f"{c['n_offline']:,} offline emits cost {mib(m('offline-rss', 'pulselink', 'rss_growth_kib'))} "
+        f"of RSS against {mib(m('offline-rss', 'socket.io-client', 'rss_growth_kib'))} for "
+        f"socket.io-client's buffer.",
+        f"- **Reconnect:** median {reconnect['pulselink']['median_ms']:.0f} ms after the server is "
+        f"listening again (max {reconnect['pulselink']['max_ms']:.0f}), socket.io-client "
+        f"{reconnect['socket.io-client']['median_ms']:.0f} ms (max "
+        f"{reconnect['socket.io-client']['max_ms']:.0f}).",
+    ]
+    # The project README's summary: the headline rows, from the same medians.
+    def row(label, key_fn, bold=False):
+        cells = [key_fn(client) for client in ("pulselink", "socket.io-client", "rust_socketio")]
+        if bold and cells[0] != "–":
+            cells[0] = f"**{cells[0]}**"
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    def pair(mode, a, b, f="{:,.0f}"):
+        return lambda client: ("–" if m(mode, client, a) is None
+                               else f"{f.format(m(mode, client, a))} / {f.format(m(mode, client, b))}")
+
+    def rec(client):
+        r = reconnect.get(client)
+        return "–" if r is None else f"{r['median_ms']:.0f} / {r['max_ms']:.0f}"
+
+    summary = [
+        f"Medians of {reps} runs on the project's {cpus}-CPU machine.",
+        "",
+        "| | Pulselink | socket.io-client | rust_socketio |",
+        "|---|---:|---:|---:|",
+        row("server → client events/s (fully decoded, normal event API)",
+            lambda cl: fmt(m("in", cl, "events_per_sec")), bold=True),
+        row("client → server events/s (Pulselink's are durable: committed before `emit` returns)",
+            lambda cl: fmt(m("out", cl, "events_per_sec"))),
+        row(f"ack round trip p50 / p99 µs (TCP floor here: "
+            f"{pair('ack', 'p50_us', 'p99_us', '{:.0f}')('tcp-floor')})",
+            pair("ack", "p50_us", "p99_us", "{:.0f}")),
+        row("peak RSS while receiving, MiB", lambda cl: fmt(m("in", cl, "peak_rss_kib") and
+                                                         m("in", cl, "peak_rss_kib") / 1024, "{:.1f}")),
+        row(f"RSS growth holding {c['n_offline']:,} offline emits, MiB",
+            lambda cl: fmt(m("offline-rss", cl, "rss_growth_kib") and
+                           m("offline-rss", cl, "rss_growth_kib") / 1024, "{:.1f}"), bold=True),
+        row("reconnect after a 1 s outage, median / max ms", rec),
+        row("server `socket.emit` → client over HTTP long-polling, events/s",
+            lambda cl: fmt(m("in-emit-polling", cl, "events_per_sec"))),
+        "",
+        f"From Python, the `pulselink` wheel receives {fmt(py_in)} decoded events/s against "
+        f"python-socketio's {fmt(py_base)} ({ratio(py_in, py_base, '{:.1f}×')}). The durable outbox "
+        f"commits {rate('commit-full-batch')} emits/s at `Durability::Full` with group commit "
+        f"({ratio(grouped, single, '{:.0f}×')} the {rate('commit-full-1')}/s single-row commit rate); "
+        f"the gateway forwards {rate('gateway-max')} readings/s end to end (stored with `Full`, "
+        f"sent, acked) and peaks at {mib(m('gateway-10k', 'pulselink', 'peak_rss_kib'))} fed "
+        f"10,000 readings/s.",
+    ]
+    return "\n".join(lines), "\n".join(reading), "\n".join(summary)
+
+
+BEGIN, END = "<!-- bench:begin (written by bench/run.py) -->", "<!-- bench:end -->"
+
+
+def splice(path, section):
+    """Replaces what lies between the markers in `path` with `section`."""
+    text = path.read_text()
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    path.write_text(f"{head}{BEGIN}\n{section}{END}{tail}")
+
+
+def publish(results, results_file):
+    """Writes the tables into bench/README.md and the summary into README.md, between their
+    markers, naming the raw results they come from."""
+    tables, reading, summary = render(results)
+    rel = results_file.relative_to(ROOT)
+    section = (
+        f"Measured {results['date']} at commit `{results['commit']}`"
+        f"{' (with uncommitted changes)' if results.get('dirty') else ''} on the project's "
+        f"{results['config']['cpus']}-CPU machine by `python3 bench/run.py`; raw results: "
+        f"[`{rel}`]({rel.relative_to('bench')}).\n\n{tables}\n\nReading it (figures from the "
+        f"tables above):\n\n{reading}\n"
+    )
+    splice(BENCH / "README.md", section)
+    splice(ROOT / "README.md", f"{summary}\nRaw results: [`{rel}`]({rel}).\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true",
+                    help="small counts, one repetition; does not touch bench/README.md")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--render", metavar="RESULTS_JSON",
+                    help="re-render bench/README.md from committed raw results, measuring nothing")
+    args = ap.parse_args()
     out_dir = BENCH / "results"
+    if args.render:
+        path = pathlib.Path(args.render).resolve()
+        publish(json.loads(path.read_text()), path)
+        return
+    results = measure(args.quick, 1 if args.quick else args.reps)
     out_dir.mkdir(exist_ok=True)
+    tables, _, _ = render(results)
     (out_dir / "latest.json").write_text(json.dumps(results, indent=2))
-    (out_dir / "latest.md").write_text(text + "\n")
-    print(text)
+    (out_dir / "latest.md").write_text(tables + "\n")
+    if not args.quick:
+        # Kept and committed: the run behind the published tables.
+        path = out_dir / f"{results['date']}-{results['commit']}.json"
+        path.write_text(json.dumps(results, indent=2))
+        publish(results, path)
+    print(tables)
 
 
 if __name__ == "__main__":

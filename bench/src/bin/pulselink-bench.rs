@@ -241,8 +241,8 @@ fn durable_client(
     key: Option<pulselink::OutboxKey>,
 ) -> pulselink::Client {
     let mut config = pulselink::ClientConfig::new(url).unwrap().with_store(store);
-    config.outbox.durability = durability;
-    config.outbox.encryption_key = key;
+    config.store.durability = durability;
+    config.store.encryption_key = key;
     pulselink::Client::new(config).unwrap()
 }
 
@@ -269,7 +269,7 @@ async fn emit_many(
 
 /// Measures the store: the arguments are already JSON text (as a gateway forwarding lines
 /// has them), so building them costs a copy, not a serialization. `encrypted` seals every
-/// payload (`OutboxConfig::encryption_key`).
+/// payload (`StoreConfig::encryption_key`).
 async fn commit(
     url: &str,
     n: u64,
@@ -318,13 +318,33 @@ async fn drain(url: &str, n: u64) {
     let scratch = Scratch::new();
     let client = durable_client(url, &scratch.store(), Durability::Normal, None);
     // Queued while offline (the client has not started), each kept until the server acks it
-    // (the test server acks `tick`).
-    emit_many(&client, "tick", n, 256, EmitOptions::default().confirm()).await;
+    // (the test server acks `tick`), numbered so the server can check the order.
+    let mut pending = FuturesUnordered::new();
+    for i in 0..n {
+        // FuturesUnordered first polls futures in the order they were pushed, so the emits
+        // reach the outbox in `i` order (256 in flight).
+        pending.push(client.emit_with("tick", json!({"n": i}), EmitOptions::default().confirm()));
+        if pending.len() >= 256 {
+            pending.next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(r) = pending.next().await {
+        r.unwrap();
+    }
     let started = Instant::now();
     client.connect().await.unwrap();
     client.outbox().drained().await.unwrap();
     let secs = started.elapsed().as_secs_f64();
-    report("drain", "pulselink", json!({"events": n, "secs": secs, "acked_per_sec": n as f64 / secs}));
+    // Checked, not assumed: the server counted the ticks and any that came out of order.
+    let reply = client.emit_with_ack("ticks?", json!(null), Duration::from_secs(10)).await.unwrap();
+    let (seen,): (serde_json::Value,) = reply.args_as().unwrap();
+    let (ticks, out_of_order) = (seen["ticks"].as_u64().unwrap(), seen["outOfOrder"].as_u64().unwrap());
+    assert_eq!(ticks, n, "the server received every tick once");
+    report(
+        "drain",
+        "pulselink",
+        json!({"events": n, "secs": secs, "acked_per_sec": n as f64 / secs, "out_of_order": out_of_order}),
+    );
     client.close().await;
 }
 
