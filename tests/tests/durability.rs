@@ -57,19 +57,17 @@ async fn server_timeline(client: &Client) -> Vec<(String, f64)> {
     reply.args_as::<(Vec<(String, f64)>,)>().unwrap().0
 }
 
-/// When (server clock) the last subscription ack was sent and the first tick arrived.
-fn last_ack_and_first_tick(timeline: &[(String, f64)]) -> (f64, f64) {
-    let last_ack = timeline
-        .iter()
-        .filter(|(w, _)| w == "acked:room:subscribe")
-        .map(|(_, t)| *t)
-        .fold(f64::MIN, f64::max);
+/// How many subscription acks the server had sent when the first tick arrived (server clock,
+/// this connection's timeline).
+fn acks_before_first_tick(timeline: &[(String, f64)]) -> usize {
     let first_tick = timeline
         .iter()
-        .find(|(w, _)| w == "in:tick")
-        .map(|(_, t)| *t)
+        .position(|(w, _)| w == "in:tick")
         .expect("a tick arrived");
-    (last_ack, first_tick)
+    timeline[..first_tick]
+        .iter()
+        .filter(|(w, _)| w == "acked:room:subscribe")
+        .count()
 }
 
 /// How much sooner one frame may reach the server than another sent after it by the
@@ -415,13 +413,14 @@ async fn subscriptions_are_acked_before_the_outbox_flushes_on_every_connect() {
             ["tick", "tick", "tick", "log?"],
             "round {round}"
         );
-        // Received after the subscriptions is not enough: the acks are held by the server, so
-        // the first tick must not have arrived before the last ack was sent.
-        let (last_ack, first_tick) = last_ack_and_first_tick(&server_timeline(&client).await);
-        assert!(
-            first_tick >= last_ack,
-            "round {round}: a tick arrived {:.1} ms before the last subscription ack was sent",
-            last_ack - first_tick
+        // Received after the subscriptions is not enough: the server holds each ack for
+        // SUB_ACK_DELAY_MS, so every one of the 100 acks must have been sent before the first
+        // tick arrived.
+        let before = acks_before_first_tick(&server_timeline(&client).await);
+        assert_eq!(
+            before, 100,
+            "round {round}: the first tick arrived when only {before} of 100 subscription acks \
+             had been sent"
         );
     }
 
