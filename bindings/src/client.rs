@@ -7,6 +7,7 @@ use std::{sync::Arc, time::Duration};
 use crate::{
     auth::AuthProvider,
     config::ClientConfig,
+    device::{BackgroundFlush, NetworkPath},
     error::PulselinkError,
     event::{AckReply, State},
     metrics::Metrics,
@@ -88,6 +89,35 @@ impl Client {
     /// `true` reconnects at once.
     pub fn set_network_available(&self, available: bool) -> Result<(), PulselinkError> {
         Ok(self.inner.set_network_available(available)?)
+    }
+
+    /// The app is going to the background: flushes the outbox for up to `deadline_ms`
+    /// (iOS grants about 30 s; pass less), then applies the `background` policy. Emits are
+    /// still stored afterwards. `Closed` on a closed client.
+    pub async fn enter_background(
+        &self,
+        deadline_ms: u64,
+    ) -> Result<BackgroundFlush, PulselinkError> {
+        let c = self.inner.clone();
+        let deadline = Duration::from_millis(deadline_ms);
+        Ok(
+            on_runtime(async move { c.enter_background(deadline).await })
+                .await??
+                .into(),
+        )
+    }
+
+    /// The app is in the foreground again: connects at once when a connection is wanted.
+    /// `Closed` on a closed client.
+    pub fn enter_foreground(&self) -> Result<(), PulselinkError> {
+        Ok(self.inner.enter_foreground()?)
+    }
+
+    /// The platform's network path changed: unavailable stops attempts, a new interface
+    /// replaces the link at once, an expensive or constrained path may hold `Low` emits.
+    /// `Closed` on a closed client.
+    pub fn network_changed(&self, path: NetworkPath) -> Result<(), PulselinkError> {
+        Ok(self.inner.network_changed(path.into())?)
     }
 
     /// The socket of the main namespace (the URL's path, `/` by default): where the main

@@ -5,7 +5,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use crate::{auth::AuthProvider, error::PulselinkError};
+use crate::{auth::AuthProvider, device::BackgroundPolicy, error::PulselinkError};
 
 /// Where and how to connect. Only `url` is required.
 #[derive(Clone, uniffi::Record)] // no Debug: it would print `auth_json` and header values
@@ -38,9 +38,14 @@ pub struct ClientConfig {
     /// The wire protocol (default: Socket.IO).
     #[uniffi(default)]
     pub protocol: Option<WireProtocol>,
-    /// Retry policy (default: 250 ms growing ×1.3 up to 5 s, jitter 0.5, forever).
+    /// Retry policy (default: 250 ms growing ×1.3 up to 5 s, jitter 0.5, forever;
+    /// suspended after 2 min, then every 30 s).
     #[uniffi(default)]
     pub reconnect: Option<ReconnectConfig>,
+    /// What happens to the connection while the app is in the background (default:
+    /// `Disconnect` after the background flush).
+    #[uniffi(default)]
+    pub background: Option<BackgroundPolicy>,
     /// Time allowed for one connection attempt, in milliseconds (default 10 s).
     #[uniffi(default)]
     pub connect_timeout_ms: Option<u64>,
@@ -172,6 +177,13 @@ pub struct ReconnectConfig {
     /// Attempts before giving up; `None` retries forever.
     #[uniffi(default)]
     pub max_attempts: Option<u32>,
+    /// Disconnected this long (milliseconds), the client is `Suspended` and attempts slow
+    /// down to one per `suspended_retry_ms` (default 120,000; 0 never suspends).
+    #[uniffi(default)]
+    pub suspend_after_ms: Option<u64>,
+    /// Spacing of attempts while suspended, in milliseconds (default 30,000).
+    #[uniffi(default)]
+    pub suspended_retry_ms: Option<u64>,
 }
 
 /// What `emit` does when the outbox is full.
@@ -204,6 +216,24 @@ pub struct OutboxConfig {
     /// Client-side rate limits, all applied (e.g. 10 per second and 100 per minute).
     #[uniffi(default)]
     pub rate_limits: Vec<RateLimit>,
+    /// When `Low` emits wait for the radio to be awake anyway (default `Always`).
+    #[uniffi(default)]
+    pub low_lane_hold: Option<LowLaneHold>,
+    /// The longest a `Low` emit waits for the radio, in milliseconds (default 60,000).
+    #[uniffi(default)]
+    pub low_max_delay_ms: Option<u64>,
+}
+
+/// When `Low` emits wait for the radio: they go with the next traffic on the link (a
+/// heartbeat, an inbound event, a `Normal` emit) or after `low_max_delay_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum LowLaneHold {
+    /// Always (the default).
+    Always,
+    /// Only on an expensive or constrained network path.
+    OnCostlyPaths,
+    /// Never.
+    Never,
 }
 
 /// A 256-bit key encrypting outbox payloads at rest. Keep it in the iOS Keychain or the
@@ -331,8 +361,15 @@ impl ClientConfig {
             set(&mut policy.max_delay, r.max_delay_ms.map(ms));
             set(&mut policy.factor, r.factor);
             set(&mut policy.jitter, r.jitter);
+            match r.suspend_after_ms {
+                Some(0) => policy.suspend_after = None,
+                Some(after) => policy.suspend_after = Some(ms(after)),
+                None => {}
+            }
+            set(&mut policy.suspended_retry, r.suspended_retry_ms.map(ms));
             core = core.with_reconnect(policy);
         }
+        set(&mut core.background, self.background.map(Into::into));
         set(&mut core.connect_timeout, self.connect_timeout_ms.map(ms));
         set(&mut core.connect_wait, self.connect_wait_ms.map(ms));
         set(
@@ -357,6 +394,15 @@ impl ClientConfig {
                 .into_iter()
                 .map(|l| pulselink::RateLimit::new(l.events, ms(l.per_ms)))
                 .collect();
+            set(
+                &mut out.low_lane.hold,
+                o.low_lane_hold.map(|h| match h {
+                    LowLaneHold::Always => pulselink::LowLaneHold::Always,
+                    LowLaneHold::OnCostlyPaths => pulselink::LowLaneHold::OnCostlyPaths,
+                    LowLaneHold::Never => pulselink::LowLaneHold::Never,
+                }),
+            );
+            set(&mut out.low_lane.max_delay, o.low_max_delay_ms.map(ms));
         }
         if let Some(d) = self.dedup {
             let mut dedup = pulselink::DedupConfig {

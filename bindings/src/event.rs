@@ -154,8 +154,16 @@ pub enum State {
         /// Wait before it, in milliseconds.
         delay_ms: u64,
     },
+    /// Disconnected longer than `suspend_after`: attempts every `suspended_retry`; nothing
+    /// fails meanwhile.
+    Suspended {
+        /// Wait before the next attempt, in milliseconds.
+        delay_ms: u64,
+    },
     /// The app said the network is down.
     Offline,
+    /// The app is in the background and its policy closed the link; emits are stored.
+    Background,
     /// Credentials refused, also after a fresh token; not retrying.
     Unauthorized {
         /// The server's message.
@@ -176,7 +184,11 @@ impl From<pulselink::State> for State {
                 attempt,
                 delay_ms: millis(delay),
             },
+            S::Suspended { delay } => Self::Suspended {
+                delay_ms: millis(delay),
+            },
             S::Offline => Self::Offline,
+            S::Background => Self::Background,
             S::Unauthorized { message } => Self::Unauthorized { message },
             S::Closed => Self::Closed,
         }
@@ -208,6 +220,10 @@ pub enum DisconnectReason {
     TokenExpired,
     /// The app said the network went down.
     NetworkDown,
+    /// The device moved to another network interface; replaced at once.
+    NetworkChanged,
+    /// The app went to the background and its policy closed the link.
+    Background,
     /// The server reported an error a reconnect cures; retrying with backoff.
     ServerError {
         /// The server's code.
@@ -229,6 +245,8 @@ impl From<pulselink::DisconnectReason> for DisconnectReason {
             R::ParseError(message) => Self::ParseError { message },
             R::TokenExpired => Self::TokenExpired,
             R::NetworkDown => Self::NetworkDown,
+            R::NetworkChanged => Self::NetworkChanged,
+            R::Background => Self::Background,
             R::ServerError { code, message } => Self::ServerError { code, message },
         }
     }

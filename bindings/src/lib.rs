@@ -11,6 +11,7 @@
 mod auth;
 mod client;
 mod config;
+mod device;
 mod error;
 mod event;
 mod metrics;
@@ -21,14 +22,15 @@ mod stream;
 pub use auth::{AuthError, AuthProvider, AuthRequest};
 pub use client::{Client, Socket};
 pub use config::{
-    ClientConfig, DedupConfig, Durability, OutboxConfig, OutboxKey, Overflow, RateLimit,
-    ReconnectConfig, StoreConfig, TlsConfig, Transports, WireProtocol, certificate_pins,
+    ClientConfig, DedupConfig, Durability, LowLaneHold, OutboxConfig, OutboxKey, Overflow,
+    RateLimit, ReconnectConfig, StoreConfig, TlsConfig, Transports, WireProtocol, certificate_pins,
 };
+pub use device::{BackgroundFlush, BackgroundPolicy, Interface, NetworkPath};
 pub use error::PulselinkError;
 pub use event::{
     AckReply, AckResponder, DisconnectReason, Event, EventExtras, Notice, PackedEvents, State,
 };
-pub use metrics::{Latency, Metrics};
+pub use metrics::{Latency, Metrics, StateTimes};
 pub use outbox::{EmitOptions, Outbox, OutboxStats, PendingEmit, Priority};
 pub use runtime::shutdown_runtime;
 pub use stream::{EventReceiver, NoticeReceiver};

@@ -31,6 +31,30 @@ pub struct Metrics {
     pub outbox: OutboxStats,
     /// Acknowledgement latency over the most recent emits.
     pub ack_latency: Latency,
+    /// Radio wake-ups: traffic after at least 2 s of silence (what the app's traffic costs
+    /// a phone's battery).
+    pub radio_wakeups: u64,
+    /// How long the radio was kept awake, in milliseconds.
+    pub radio_active_ms: u64,
+    /// Time spent in each state since the client was created.
+    pub state_times: StateTimes,
+}
+
+/// Time spent in each state, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, uniffi::Record)]
+pub struct StateTimes {
+    /// `Connected`.
+    pub connected_ms: u64,
+    /// `Connecting` and `Reconnecting`.
+    pub connecting_ms: u64,
+    /// `Suspended`.
+    pub suspended_ms: u64,
+    /// `Offline`.
+    pub offline_ms: u64,
+    /// `Background`.
+    pub background_ms: u64,
+    /// `Idle` and `Unauthorized`.
+    pub idle_ms: u64,
 }
 
 /// Latency summary, in microseconds.
@@ -52,6 +76,8 @@ impl From<pulselink::Metrics> for Metrics {
     fn from(m: pulselink::Metrics) -> Self {
         let l = m.ack_latency;
         let us = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let t = m.state_times;
         Self {
             state: m.state.into(),
             connects: m.connects,
@@ -71,6 +97,16 @@ impl From<pulselink::Metrics> for Metrics {
                 p50_us: us(l.p50),
                 p95_us: us(l.p95),
                 p99_us: us(l.p99),
+            },
+            radio_wakeups: m.radio_wakeups,
+            radio_active_ms: ms(m.radio_active),
+            state_times: StateTimes {
+                connected_ms: ms(t.connected),
+                connecting_ms: ms(t.connecting),
+                suspended_ms: ms(t.suspended),
+                offline_ms: ms(t.offline),
+                background_ms: ms(t.background),
+                idle_ms: ms(t.idle),
             },
         }
     }

@@ -8,8 +8,8 @@ use std::{
 };
 
 use pulselink_ffi::{
-    AuthError, AuthProvider, AuthRequest, Client, ClientConfig, EmitOptions, Event, Notice,
-    Priority, PulselinkError, State, StoreConfig,
+    AuthError, AuthProvider, AuthRequest, Client, ClientConfig, EmitOptions, Event, Interface,
+    NetworkPath, Notice, Priority, PulselinkError, State, StoreConfig,
 };
 use pulselink_tests::{NodeServer, temp_dir};
 use serde_json::{Value, json};
@@ -26,6 +26,7 @@ fn config(url: &str) -> ClientConfig {
         transports: None,
         protocol: None,
         reconnect: None,
+        background: None,
         connect_timeout_ms: None,
         connect_wait_ms: None,
         subscription_ack_timeout_ms: None,
@@ -374,6 +375,50 @@ async fn outbox_options_and_metrics_cross_the_boundary() {
     client.shutdown().await.unwrap();
 }
 
+/// The lifecycle calls cross the boundary: background (flush, then `Background`), foreground
+/// (connected again), a network path; on a closed client each says `Closed`.
+#[tokio::test]
+async fn lifecycle_calls_cross_the_boundary() {
+    let server = NodeServer::start().await;
+    let client = Client::new(config(&server.url()), None).unwrap();
+    client.connect().await.unwrap();
+    let path = NetworkPath {
+        available: true,
+        interface: Interface::Cellular,
+        expensive: true,
+        constrained: false,
+    };
+    client.network_changed(path).unwrap();
+    let flush = client.enter_background(2_000).await.unwrap();
+    assert_eq!(flush.remaining, 0);
+    let state = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut s = client.state();
+        while s != State::Background {
+            s = client.next_state(s).await;
+        }
+    })
+    .await;
+    assert!(state.is_ok(), "{:?}", client.state());
+    client.enter_foreground().unwrap();
+    let mut s = client.state();
+    while s != State::Connected {
+        s = tokio::time::timeout(Duration::from_secs(10), client.next_state(s))
+            .await
+            .unwrap();
+    }
+    let metrics = client.metrics().await.unwrap();
+    assert!(metrics.radio_wakeups >= 1 && metrics.state_times.background_ms > 0);
+    client.shutdown().await.unwrap();
+    assert!(matches!(
+        client.enter_foreground(),
+        Err(PulselinkError::Closed)
+    ));
+    assert!(matches!(
+        client.enter_background(10).await,
+        Err(PulselinkError::Closed)
+    ));
+}
+
 #[test]
 fn bad_configuration_is_an_error_with_the_field_named() {
     let err = |cfg: ClientConfig| Client::new(cfg, None).err().unwrap();
@@ -395,6 +440,8 @@ fn bad_configuration_is_an_error_with_the_field_named() {
         factor: Some(0.5),
         jitter: None,
         max_attempts: None,
+        suspend_after_ms: None,
+        suspended_retry_ms: None,
     });
     assert!(matches!(err(c), PulselinkError::InvalidConfig { .. }));
     let mut c = config("wss://127.0.0.1:1");

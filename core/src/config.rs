@@ -8,6 +8,7 @@ use url::Url;
 pub use crate::transport::tls::TlsOptions;
 use crate::{
     backoff::ReconnectPolicy,
+    device::BackgroundPolicy,
     error::Error,
     inbox::{DedupConfig, Freshness},
     outbox::OutboxConfig,
@@ -84,6 +85,8 @@ pub struct ClientConfig {
     pub auth: Option<Arc<dyn AuthProvider>>,
     /// How to retry.
     pub reconnect: ReconnectPolicy,
+    /// What happens to the connection while the app is in the background.
+    pub background: BackgroundPolicy,
     /// Time allowed for one attempt: TCP, TLS, WebSocket upgrade and the Engine.IO handshake.
     pub connect_timeout: Duration,
     /// How long `Client::connect()` waits for the connection before returning
@@ -222,6 +225,7 @@ impl fmt::Debug for ClientConfig {
             .field("namespaces", &self.namespaces)
             .field("auth", &self.auth.as_ref().map(|_| "<provider>"))
             .field("reconnect", &self.reconnect)
+            .field("background", &self.background)
             .field("connect_timeout", &self.connect_timeout)
             .field("subscription_ack_timeout", &self.subscription_ack_timeout)
             .field("store", &self.store)
@@ -253,6 +257,7 @@ impl ClientConfig {
             namespaces: vec!["/".into()],
             auth: None,
             reconnect: ReconnectPolicy::default(),
+            background: BackgroundPolicy::default(),
             connect_timeout: Duration::from_secs(10),
             connect_wait: Duration::from_secs(10),
             subscription_ack_timeout: Duration::from_secs(10),
@@ -366,6 +371,9 @@ impl ClientConfig {
         }
         if o.ack_timeout.is_zero() {
             return bad("outbox ack_timeout must be positive".into());
+        }
+        if o.low_lane.max_delay.is_zero() && o.low_lane.hold != crate::outbox::LowLaneHold::Never {
+            return bad("outbox low_lane max_delay must be positive (or hold Never)".into());
         }
         if let Some(d) = &self.dedup {
             let pointers = d.pointer.iter().chain(d.per_event.values());

@@ -168,8 +168,18 @@ pub enum State {
         /// Wait before this attempt.
         delay: Duration,
     },
+    /// Disconnected for longer than the policy's `suspend_after`: attempts are spaced by
+    /// `suspended_retry`. Nothing in the outbox fails meanwhile; a network-up hint or the
+    /// app's return to the foreground connects at once.
+    Suspended {
+        /// Wait before the next attempt.
+        delay: Duration,
+    },
     /// The app said the network is down; nothing is attempted until it says it is back.
     Offline,
+    /// The app is in the background and the [`crate::BackgroundPolicy`] closed the link:
+    /// nothing is attempted until it is in the foreground again; emits are stored.
+    Background,
     /// The server refused the credentials, also after a fresh token; not retrying.
     Unauthorized {
         /// The server's message.
@@ -198,6 +208,11 @@ pub enum DisconnectReason {
     TokenExpired,
     /// The app said the network went down.
     NetworkDown,
+    /// The device moved to another network interface: the socket was bound to the old one,
+    /// so it was presumed dead and replaced at once.
+    NetworkChanged,
+    /// The app went to the background and the [`crate::BackgroundPolicy`] closed the link.
+    Background,
     /// The server reported an error that a reconnect cures (envelope `SERVICE_UNAVAILABLE`,
     /// `INTERNAL_SERVER_ERROR`, `CONNECTION_TIMEOUT`); retrying with backoff.
     ServerError {

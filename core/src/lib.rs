@@ -32,6 +32,7 @@ pub mod backoff;
 mod client;
 pub mod codec;
 pub mod config;
+pub mod device;
 mod engine;
 pub mod error;
 pub mod event;
@@ -61,12 +62,14 @@ pub use config::{
     AuthProvider, AuthReason, AuthRequest, ClientConfig, Durability, EnvelopeOptions, Protocol,
     StaticAuth, StoreConfig, TlsOptions, Transports,
 };
+pub use device::{BackgroundFlush, BackgroundPolicy, Interface, NetworkPath};
 pub use error::{Error, Result};
 pub use event::{DisconnectReason, Event, Notice, State};
 pub use inbox::{DedupConfig, Freshness};
-pub use metrics::{Latency, Metrics};
+pub use metrics::{Latency, Metrics, StateTimes};
 pub use outbox::{
-    EmitOptions, KeyPlacement, OutboxConfig, OutboxStats, Overflow, PendingEmit, Priority,
+    EmitOptions, KeyPlacement, LowLane, LowLaneHold, OutboxConfig, OutboxStats, Overflow,
+    PendingEmit, Priority,
 };
 pub use ratelimit::RateLimit;
 pub use store::cipher::OutboxKey;

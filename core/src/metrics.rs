@@ -34,6 +34,52 @@ pub struct Metrics {
     pub outbox: OutboxStats,
     /// Acknowledgement latency of emits, over the most recent ones.
     pub ack_latency: Latency,
+    /// Radio wake-ups: traffic on the link (either way, connection attempts included) after
+    /// at least [`RADIO_TAIL`] of silence. Each costs a phone seconds of high-power radio
+    /// state, so this is what the app's traffic costs in battery.
+    pub radio_wakeups: u64,
+    /// How long the radio was kept awake: the union of [`RADIO_TAIL`] after every burst.
+    pub radio_active: Duration,
+    /// Time spent in each state since the client was created.
+    pub state_times: StateTimes,
+}
+
+/// How long after the last packet a cellular radio is taken to stay in its high-power state.
+/// Real tails are longer (several seconds on LTE), so wake-ups counted with this are a lower
+/// bound on what the radio does.
+pub const RADIO_TAIL: Duration = Duration::from_secs(2);
+
+/// Time spent in each [`State`], since the client was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateTimes {
+    /// `Connected`.
+    pub connected: Duration,
+    /// `Connecting` and `Reconnecting`.
+    pub connecting: Duration,
+    /// `Suspended`.
+    pub suspended: Duration,
+    /// `Offline`.
+    pub offline: Duration,
+    /// `Background`.
+    pub background: Duration,
+    /// `Idle` and `Unauthorized` (not trying).
+    pub idle: Duration,
+}
+
+impl StateTimes {
+    /// Adds `d` to `state`'s total (`Closed` is not timed).
+    pub(crate) fn add(&mut self, state: &State, d: Duration) {
+        let slot = match state {
+            State::Connected => &mut self.connected,
+            State::Connecting | State::Reconnecting { .. } => &mut self.connecting,
+            State::Suspended { .. } => &mut self.suspended,
+            State::Offline => &mut self.offline,
+            State::Background => &mut self.background,
+            State::Idle | State::Unauthorized { .. } => &mut self.idle,
+            State::Closed => return,
+        };
+        *slot += d;
+    }
 }
 
 /// Latency summary.
@@ -65,6 +111,9 @@ pub(crate) struct Counters {
     pub(crate) subscriptions_failed: u64,
     pub(crate) rate_limit_pauses: u64,
     pub(crate) latencies: Samples,
+    pub(crate) radio_wakeups: u64,
+    pub(crate) radio_active: Duration,
+    pub(crate) state_times: StateTimes,
 }
 
 /// The most recent latency samples, in microseconds.

@@ -35,6 +35,42 @@ impl Priority {
     }
 }
 
+/// When [`Priority::Low`] entries wait for the radio to be awake anyway.
+///
+/// Every radio wake-up costs a phone seconds of high-power state, so a low-priority telemetry
+/// emit should not wake the radio on its own: held entries go out together with the next
+/// traffic on the link (a heartbeat, an inbound event, a `Normal` or `High` emit), or once the
+/// oldest has waited `max_delay`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LowLane {
+    /// When the lane is held.
+    pub hold: LowLaneHold,
+    /// The longest a held entry waits.
+    pub max_delay: Duration,
+}
+
+impl Default for LowLane {
+    /// Held always, for at most 60 s.
+    fn default() -> Self {
+        Self {
+            hold: LowLaneHold::Always,
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+/// When the [`LowLane`] is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LowLaneHold {
+    /// Always (the default).
+    Always,
+    /// Only while the network path is expensive or constrained
+    /// ([`crate::NetworkPath::is_costly`]).
+    OnCostlyPaths,
+    /// Never: `Low` entries go as soon as their lane's turn comes.
+    Never,
+}
+
 /// Options for one emit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EmitOptions {
@@ -134,6 +170,8 @@ pub struct OutboxConfig {
     /// `retryAfter` seconds) they carry, one second if they carry neither. An `error` event
     /// whose first argument has `"code": "RATE_LIMIT_EXCEEDED"` counts too.
     pub rate_limit_events: Vec<String>,
+    /// The battery-aware schedule of the `Low` lane.
+    pub low_lane: LowLane,
 }
 
 impl Default for OutboxConfig {
@@ -148,6 +186,7 @@ impl Default for OutboxConfig {
             max_sends: 5,
             rate_limits: Vec::new(),
             rate_limit_events: vec!["rate_limit_exceeded".into()],
+            low_lane: LowLane::default(),
         }
     }
 }

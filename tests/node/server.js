@@ -54,6 +54,11 @@ if (ledgerPath && fs.existsSync(ledgerPath)) {
   }
 }
 
+// Engine.IO connections this process accepted (every connection attempt that reached it),
+// answered on "engine-connections?": a test counts what a client attempted meanwhile.
+let engineConnections = 0;
+io.engine.on("connection", () => engineConnections++);
+
 // The last news items sent, replayed to every new connection: a server that repeats itself.
 const NEWS_REPLAY = 20;
 
@@ -91,6 +96,7 @@ function handlers(socket) {
       transport: socket.conn.transport.name,
     }),
   );
+  socket.on("engine-connections?", (ack) => ack(engineConnections));
   // Which Engine.IO transport carries this session now; "upgraded" when it moves to WebSocket.
   socket.on("transport?", (ack) => ack(socket.conn.transport.name));
   socket.conn.once("upgrade", (t) => socket.emit("upgraded", t.name));

@@ -1,7 +1,9 @@
 //! A loopback TCP proxy a test programs while traffic flows, to put real faults between
 //! Pulselink and a real server: black holes (an outage on the path), latency with jitter,
 //! bandwidth limits, 1-byte segments, abrupt resets, a close after N bytes, and WebSocket
-//! upgrades swallowed (a proxy that lets plain HTTP through but not WebSocket).
+//! upgrades swallowed (a proxy that lets plain HTTP through but not WebSocket), and the
+//! connections open at one moment stranded for good while new ones pass (a phone that moved
+//! to another interface: its old sockets are bound to one that is gone).
 //!
 //! Every fault keeps TCP's promise: the bytes of a connection arrive in order or not at all,
 //! never with a hole in the middle.
@@ -14,7 +16,7 @@
 use std::{
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
@@ -67,6 +69,10 @@ struct Shared {
     forwarded: AtomicU64,
     /// WebSocket upgrade requests swallowed by the `blackhole_websocket_upgrades` fault.
     swallowed_upgrades: AtomicUsize,
+    /// When each connection was accepted.
+    accept_times: Mutex<Vec<Instant>>,
+    /// Connections numbered below this are stranded: nothing they carry arrives, ever.
+    stranded_below: watch::Sender<usize>,
 }
 
 impl Shared {
@@ -74,10 +80,16 @@ impl Shared {
         self.faults.borrow().clone()
     }
 
-    /// Returns once no black hole is in the way.
-    async fn path_open(&self) {
+    /// Returns once no black hole is in the way of connection number `conn`; never for a
+    /// stranded one.
+    async fn path_open(&self, conn: usize) {
+        let stranded = |this: &Self| conn < *this.stranded_below.borrow();
         let mut faults = self.faults.subscribe();
         let _ = faults.wait_for(|f| !f.blackhole).await;
+        if stranded(self) {
+            // The interface it was bound to is gone: nothing more, not even a FIN.
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -100,13 +112,16 @@ impl FaultProxy {
             accepted: AtomicUsize::new(0),
             forwarded: AtomicU64::new(0),
             swallowed_upgrades: AtomicUsize::new(0),
+            accept_times: Mutex::new(Vec::new()),
+            stranded_below: watch::channel(0).0,
         });
         let accept = tokio::spawn({
             let shared = shared.clone();
             async move {
                 while let Ok((client, _)) = listener.accept().await {
-                    shared.accepted.fetch_add(1, Ordering::SeqCst);
-                    tokio::spawn(serve(client, upstream, shared.clone()));
+                    let conn = shared.accepted.fetch_add(1, Ordering::SeqCst);
+                    shared.accept_times.lock().unwrap().push(Instant::now());
+                    tokio::spawn(serve(client, upstream, shared.clone(), conn));
                 }
             }
         });
@@ -157,6 +172,18 @@ impl FaultProxy {
         self.shared.accepted.load(Ordering::SeqCst)
     }
 
+    /// When each connection was accepted, in order.
+    pub fn accept_times(&self) -> Vec<Instant> {
+        self.shared.accept_times.lock().unwrap().clone()
+    }
+
+    /// Strands every connection accepted so far: from now on nothing they carry arrives,
+    /// not even a FIN or RST, while connections accepted later pass normally.
+    pub fn strand_open_connections(&self) {
+        let accepted = self.accepted();
+        self.shared.stranded_below.send_replace(accepted);
+    }
+
     /// Bytes forwarded so far, both directions.
     pub fn forwarded_bytes(&self) -> u64 {
         self.shared.forwarded.load(Ordering::SeqCst)
@@ -171,7 +198,7 @@ impl Drop for FaultProxy {
 }
 
 /// One proxied connection: runs until either side closes, a reset, or `close_after_bytes`.
-async fn serve(mut client: TcpStream, upstream: SocketAddr, shared: Arc<Shared>) {
+async fn serve(mut client: TcpStream, upstream: SocketAddr, shared: Arc<Shared>, conn: usize) {
     let Ok(mut server) = TcpStream::connect(upstream).await else {
         return; // upstream down: the client sees the connection close
     };
@@ -187,8 +214,8 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, shared: Arc<Shared>)
         // they close.
         let (cr, cw) = client.split();
         let (sr, sw) = server.split();
-        let up = pump(cr, sw, &shared, &carried, &websocket, true);
-        let down = pump(sr, cw, &shared, &carried, &websocket, false);
+        let up = pump(cr, sw, &shared, &carried, &websocket, true, conn);
+        let down = pump(sr, cw, &shared, &carried, &websocket, false, conn);
         tokio::select! {
             _ = up => false,
             _ = down => false,
@@ -213,6 +240,7 @@ async fn pump(
     carried: &AtomicU64,
     websocket: &AtomicBool,
     client_to_server: bool,
+    conn: usize,
 ) {
     let (tx, rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let read = async move {
@@ -266,7 +294,7 @@ async fn pump(
             }
         }
     };
-    tokio::join!(read, delay_line(rx, to, shared));
+    tokio::join!(read, delay_line(rx, to, shared, conn));
 }
 
 /// Cuts a server→client WebSocket stream into the HTTP response head and whole frames.
@@ -338,12 +366,13 @@ async fn delay_line(
     mut rx: mpsc::UnboundedReceiver<(Instant, Vec<u8>)>,
     mut to: WriteHalf<'_>,
     shared: &Shared,
+    conn: usize,
 ) {
     // When the bytes written so far may all have left at the configured bandwidth.
     let mut paced = Instant::now();
     while let Some((due, chunk)) = rx.recv().await {
         tokio::time::sleep_until(due).await;
-        shared.path_open().await;
+        shared.path_open(conn).await;
         let faults = shared.faults();
         let piece_len = if faults.slice { 1 } else { chunk.len().max(1) };
         for piece in chunk.chunks(piece_len) {
@@ -368,7 +397,7 @@ async fn delay_line(
         }
     }
     // The FIN waits out a black hole too.
-    shared.path_open().await;
+    shared.path_open(conn).await;
     let _ = to.shutdown().await;
 }
 

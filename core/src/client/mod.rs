@@ -2,6 +2,7 @@
 //! engine task (commands, emits) or the store thread (outbox queries), answered on oneshot
 //! channels, with the state published on a watch channel.
 
+mod device;
 mod outbox;
 mod shared;
 mod socket;
@@ -85,6 +86,7 @@ impl Client {
                 main,
                 config,
                 runtime,
+                app_epoch: Default::default(),
             }),
         })
     }
@@ -276,6 +278,9 @@ impl Client {
             rate_limit_pauses: c.rate_limit_pauses,
             outbox,
             ack_latency: c.latencies.summary(),
+            radio_wakeups: c.radio_wakeups,
+            radio_active: c.radio_active,
+            state_times: c.state_times,
         })
     }
 

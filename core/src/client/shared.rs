@@ -1,7 +1,7 @@
 //! What every handle of one client shares: the channels to the engine and the store, the
 //! published state and notices, the configuration and the runtime.
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::AtomicU64};
 
 use tokio::{
     runtime::Handle,
@@ -28,6 +28,8 @@ pub(super) struct Shared {
     pub(super) main: Arc<str>,
     pub(super) config: Arc<ClientConfig>,
     pub(super) runtime: Handle,
+    /// Foregrounds so far: orders a background flush against a foreground that overtook it.
+    pub(super) app_epoch: AtomicU64,
 }
 
 impl Drop for Shared {
@@ -37,7 +39,12 @@ impl Drop for Shared {
 }
 
 impl Shared {
+    /// Sends `c` to the engine; [`Error::Closed`] once the client is closed (the state says
+    /// so before `close()` returns, while the channel may outlive it for a moment).
     pub(super) fn send(&self, c: Command) -> Result<()> {
+        if *self.state.borrow() == State::Closed {
+            return Err(Error::Closed);
+        }
         self.commands.send(c).map_err(|_| Error::Closed)
     }
 

@@ -104,6 +104,12 @@ impl End {
         self.reason == DisconnectReason::ClientDisconnect
             && matches!(self.after, After::Exit | After::Idle)
     }
+
+    /// The transport is closed with a close frame rather than dropped, but the session is
+    /// kept (no namespace is left), so the server may resume it.
+    pub(crate) fn keeps_session(&self) -> bool {
+        self.after == After::Background
+    }
 }
 
 /// What to do when a link ends.
@@ -117,6 +123,10 @@ pub(crate) enum After {
     Idle,
     /// Wait for the network to come back.
     Offline,
+    /// Wait for the app to come back to the foreground. The transport is closed cleanly but
+    /// no namespace is left: a server with connection state recovery keeps the session, to
+    /// resume it (with what was missed) on the foreground.
+    Background,
     /// The client is closing.
     Exit,
 }

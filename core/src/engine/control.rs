@@ -14,6 +14,7 @@ use super::{
     machine::Machine,
 };
 use crate::{
+    device::NetworkPath,
     event::{DisconnectReason, Event, Notice, State},
     metrics::Counters,
     protocol::EventData,
@@ -41,6 +42,17 @@ pub(crate) enum Command {
     Metrics(oneshot::Sender<(Counters, State)>),
     /// The app's reachability hint.
     NetworkAvailable(bool),
+    /// The platform's network path.
+    NetworkPath(NetworkPath),
+    /// The app is going to the background and flushes the outbox first: `Low` entries stop
+    /// waiting for the radio. The reply says whether a flush can happen (a connection is up
+    /// or being attempted).
+    BackgroundFlush(oneshot::Sender<bool>),
+    /// The app is in the background (its flush is over); `epoch` orders it against
+    /// foregrounds.
+    Background(u64),
+    /// The app is in the foreground (epoch `epoch`).
+    Foreground(u64),
     /// Close for good; the reply fires when everything is torn down.
     Close(oneshot::Sender<()>),
     /// The last handle was dropped.
@@ -88,9 +100,30 @@ impl Machine {
             }
             Command::RemoveSubscription(s) => self.subscriptions.remove(&s),
             Command::Metrics(reply) => {
-                let _ = reply.send((self.counters(), self.state().clone()));
+                let _ = reply.send((self.counters(now), self.state().clone()));
             }
             Command::NetworkAvailable(up) => self.lifecycle.network(up, &mut self.out),
+            Command::NetworkPath(path) => {
+                self.flush.set_costly_path(path.is_costly());
+                self.lifecycle.path_changed(path, &mut self.out);
+            }
+            Command::BackgroundFlush(reply) => {
+                let _ = reply.send(self.lifecycle.trying());
+                self.flush.force_low(true);
+                if self.connected() {
+                    self.with_link(now, |flush, now, link, out| {
+                        flush.radio_awake(now, link, out)
+                    });
+                }
+            }
+            Command::Background(epoch) => {
+                self.flush.force_low(false);
+                self.lifecycle.background(epoch, &mut self.out);
+            }
+            Command::Foreground(epoch) => {
+                self.flush.force_low(false);
+                self.lifecycle.foreground(epoch, &mut self.out);
+            }
         }
     }
 

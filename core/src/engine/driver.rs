@@ -206,7 +206,7 @@ impl Driver {
             Wake::Room => {}
             Wake::Timer => m.timeout(now),
         }
-        self.machine.settle();
+        self.machine.settle(now);
     }
 
     /// Handles one frame and whatever else is already readable, up to a batch.
@@ -325,6 +325,12 @@ impl Driver {
         info!(reason = ?end.reason, "disconnected");
         if end.is_polite() {
             self.farewell(io).await;
+        } else if end.keeps_session()
+            && let Some(t) = io.transport.as_mut()
+        {
+            // A close frame, so the server sees a clean transport close (and keeps the
+            // session for recovery), but no DISCONNECT packet, which would end the session.
+            let _ = timeout(CLOSE_GRACE, t.close()).await;
         }
         io.transport = None;
         // Decisions made about this link are moot now that it is gone.

@@ -8,6 +8,10 @@
 //! after `max_sends` it is given up. Whatever is not delivered when a link drops stays in the
 //! store and goes again, in order and with the same key, on the next link.
 //!
+//! The `Low` lane is battery-aware ([`LowLane`]): while the radio is asleep its entries wait,
+//! in order, for traffic that wakes the radio anyway (the driver says when) or for
+//! `max_delay`, and then go together.
+//!
 //! This is also the one registry of callers waiting for an acknowledgement: a waiter is
 //! registered under a token when its emit arrives and moved to the entry's sequence number
 //! when the store reports the commit, so it never travels through the store.
@@ -28,7 +32,7 @@ use crate::{
     error::Error,
     event::{Event, Notice},
     metrics::Samples,
-    outbox::{OutboxConfig, Priority},
+    outbox::{LowLane, LowLaneHold, OutboxConfig, Priority},
     protocol::{EventData, Rejection, Then, Wire},
     ratelimit::Limiter,
     store::{Cmd, Gone, NewEntry, Reply, StoredEntry, idempotency_key},
@@ -72,6 +76,8 @@ pub(crate) struct Link<'a> {
     pub(crate) listeners: &'a mut Listeners,
     /// The store's id, the prefix of every idempotency key.
     pub(crate) client_id: &'a str,
+    /// Whether the radio is awake anyway (traffic within its tail).
+    pub(crate) radio_awake: bool,
 }
 
 /// The engine's view of the outbox. See the module docs.
@@ -88,6 +94,13 @@ pub(crate) struct Flush {
     fetching: bool,
     /// Fetched, waiting for a rate-limit token.
     held: VecDeque<StoredEntry>,
+    low_lane: LowLane,
+    /// The network path is expensive or constrained.
+    costly_path: bool,
+    /// The app asked for everything now (the background flush, a polite close).
+    low_forced: bool,
+    /// `Low` entries waiting for the radio, in order, each with when it must go anyway.
+    low_waiting: VecDeque<(StoredEntry, Instant)>,
     limiter: Limiter,
     /// When the rate limit lets the next held entry go.
     resume_at: Option<Instant>,
@@ -119,6 +132,10 @@ impl Flush {
             fetch_id: 0,
             fetching: false,
             held: VecDeque::new(),
+            low_lane: config.low_lane,
+            costly_path: false,
+            low_forced: false,
+            low_waiting: VecDeque::new(),
             limiter: Limiter::new(&config.rate_limits, now.at),
             resume_at: None,
             in_flight: HashMap::new(),
@@ -173,6 +190,7 @@ impl Flush {
         self.fetch_id += 1;
         self.fetching = false;
         self.held.clear();
+        self.low_waiting.clear();
         self.resume_at = None;
     }
 
@@ -189,6 +207,8 @@ impl Flush {
     /// Asks for whatever is stored now without parking (the polite close's last flush);
     /// returns the fetch's id, or `None` when no room is left.
     pub(crate) fn fetch_now(&mut self, out: &mut Actions) -> Option<u64> {
+        // Closing: the `Low` lane has nothing left to wait for.
+        self.force_low(true);
         let room = self.max_in_flight.saturating_sub(self.in_flight.len());
         (room > 0).then(|| self.fetch(room.min(FETCH), false, out))
     }
@@ -226,14 +246,30 @@ impl Flush {
         self.pump(now, link, out);
     }
 
-    /// Sends held entries while the rate limits allow.
+    /// Sends held entries while the rate limits allow; `Low` entries wait for the radio.
     fn pump(&mut self, now: Now, link: &mut Link<'_>, out: &mut Actions) {
         self.resume_at = None;
+        let mut awake = link.radio_awake;
         while let Some(e) = self.held.front() {
             // A namespace not joined (yet), or an entry already out: it waits in the store.
             if !link.namespaces.is_ready(&e.namespace) || self.in_flight.contains_key(&e.seq) {
                 self.held.pop_front();
                 continue;
+            }
+            if e.lane == Priority::Low {
+                let go = awake || !self.holds_low() || self.low_wait_left(e, now).is_zero();
+                if go && !self.low_waiting.is_empty() {
+                    // Older `Low` entries go first.
+                    self.release_low();
+                    continue;
+                }
+                if !go {
+                    if let Some(e) = self.held.pop_front() {
+                        let due = now.at + self.low_wait_left(&e, now);
+                        self.low_waiting.push_back((e, due));
+                    }
+                    continue;
+                }
             }
             if let Err(at) = self.limiter.try_take(now.at) {
                 self.resume_at = Some(at);
@@ -241,8 +277,64 @@ impl Flush {
             }
             if let Some(e) = self.held.pop_front() {
                 self.send(e, now, link, out);
+                // This write wakes the radio: whatever follows rides along.
+                awake = true;
             }
         }
+    }
+
+    /// Whether `Low` entries wait for the radio now.
+    fn holds_low(&self) -> bool {
+        !self.low_forced
+            && match self.low_lane.hold {
+                LowLaneHold::Always => true,
+                LowLaneHold::OnCostlyPaths => self.costly_path,
+                LowLaneHold::Never => false,
+            }
+    }
+
+    /// How much longer `e` may wait for the radio (by the wall clock: the entry's age counts
+    /// from its emit, across restarts).
+    fn low_wait_left(&self, e: &StoredEntry, now: Now) -> Duration {
+        let waited = Duration::from_millis(now.wall_ms.saturating_sub(e.created_ms).max(0) as u64);
+        self.low_lane.max_delay.saturating_sub(waited)
+    }
+
+    /// Puts the waiting `Low` entries back before the first `Low` entry held, in order.
+    fn release_low(&mut self) {
+        let at = self
+            .held
+            .iter()
+            .position(|e| e.lane == Priority::Low)
+            .unwrap_or(self.held.len());
+        for (e, _) in self.low_waiting.drain(..).rev() {
+            self.held.insert(at, e);
+        }
+    }
+
+    /// Whether `Low` entries wait for the radio.
+    pub(crate) fn low_waiting(&self) -> bool {
+        !self.low_waiting.is_empty()
+    }
+
+    /// The radio is awake anyway (other traffic): waiting `Low` entries go now.
+    pub(crate) fn radio_awake(&mut self, now: Now, link: &mut Link<'_>, out: &mut Actions) {
+        if !self.low_waiting.is_empty() {
+            self.release_low();
+            self.pump(now, link, out);
+        }
+    }
+
+    /// The network path became costly (or not): with [`LowLaneHold::OnCostlyPaths`] the
+    /// `Low` lane waits only then.
+    pub(crate) fn set_costly_path(&mut self, costly: bool) {
+        self.costly_path = costly;
+    }
+
+    /// The app wants everything sent now (`true`: a background flush) or the usual schedule
+    /// back (`false`). Waiting entries go with the next pump.
+    pub(crate) fn force_low(&mut self, forced: bool) {
+        self.low_forced = forced;
     }
 
     fn send(&mut self, e: StoredEntry, now: Now, link: &mut Link<'_>, out: &mut Actions) {
@@ -349,6 +441,7 @@ impl Flush {
         let ttls = self.waiters.values().chain(self.by_token.values());
         acks.chain(self.resume_at)
             .chain(ttls.filter_map(|w| w.expires))
+            .chain(self.low_waiting.front().map(|(_, due)| *due))
             .min()
     }
 
@@ -408,7 +501,15 @@ impl Flush {
             out.frames.extend(f.frames.iter().cloned());
             self.sent += 1;
         }
-        if self.resume_at.is_some_and(|at| at <= now.at) {
+        let low_due = self
+            .low_waiting
+            .front()
+            .is_some_and(|(_, due)| *due <= now.at);
+        if low_due {
+            // The oldest waited long enough: every waiting entry goes, on one wake-up.
+            self.release_low();
+        }
+        if low_due || self.resume_at.is_some_and(|at| at <= now.at) {
             self.pump(now, link, out);
         }
     }
@@ -489,6 +590,7 @@ mod tests {
                 namespaces: &$r.namespaces,
                 listeners: &mut $r.listeners,
                 client_id: "c",
+                radio_awake: $r.awake,
             }
         };
     }
@@ -499,6 +601,8 @@ mod tests {
         namespaces: Namespaces,
         listeners: Listeners,
         t0: Now,
+        /// Whether the radio is awake anyway.
+        awake: bool,
     }
 
     impl Rig {
@@ -516,6 +620,7 @@ mod tests {
                 namespaces,
                 listeners: Listeners::default(),
                 t0,
+                awake: false,
             }
         }
 
@@ -544,12 +649,16 @@ mod tests {
 
         /// Fetches and sends the stored entries `seqs` at `ms`; returns the frames written.
         fn send(&mut self, ms: u32, seqs: &[u64]) -> Vec<String> {
+            self.send_entries(ms, seqs.iter().map(|s| entry(*s).1).collect())
+        }
+
+        /// Fetches and sends `entries` at `ms`; returns the frames written.
+        fn send_entries(&mut self, ms: u32, entries: Vec<StoredEntry>) -> Vec<String> {
             let mut out = Actions::default();
             self.flush.fetch_if_due(true, &mut out);
             let Some(Cmd::Fetch { id, .. }) = out.store.pop() else {
                 panic!("a fetch is due")
             };
-            let entries = seqs.iter().map(|s| entry(*s).1).collect();
             let now = self.at(ms);
             let mut out = Actions::default();
             let mut link = link!(self);
@@ -590,6 +699,27 @@ mod tests {
             expires_ms: None,
         };
         (new, stored)
+    }
+
+    /// A `Low` entry emitted `ms` after the rig's start.
+    fn low(r: &Rig, seq: u64, ms: u32) -> StoredEntry {
+        StoredEntry {
+            lane: Priority::Low,
+            created_ms: r.at(ms).wall_ms,
+            ..entry(seq).1
+        }
+    }
+
+    /// The `n` values of the frames, in order.
+    fn sent(frames: &[String]) -> Vec<u64> {
+        frames
+            .iter()
+            .map(|f| {
+                let at = f.find(r#""n":"#).expect("a tick") + 4;
+                let digits: String = f[at..].chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().unwrap()
+            })
+            .collect()
     }
 
     fn texts(out: &Actions) -> Vec<String> {
@@ -767,6 +897,79 @@ mod tests {
         r.flush.acked(1, reply(), r.at(60));
         r.flush.fetch_if_due(true, &mut out);
         assert!(matches!(&out.store[..], [Cmd::Fetch { limit: 1, .. }]));
+    }
+
+    #[test]
+    fn low_entries_wait_for_the_radio_and_ride_along_with_other_traffic() {
+        let mut r = Rig::new(config());
+        let (l1, l2) = (low(&r, 1, 0), low(&r, 2, 0));
+        assert!(r.send_entries(0, vec![l1, l2]).is_empty(), "radio asleep");
+        assert_eq!(r.flush.poll_timeout(), Some(r.at(60_000).at), "max_delay");
+        // A Normal entry wakes the radio: it goes first, the waiting Low ones after it, in
+        // order, with the newer Low one of the same fetch last.
+        let (n3, l4) = (entry(3).1, low(&r, 4, 5_000));
+        assert_eq!(sent(&r.send_entries(5_000, vec![n3, l4])), [3, 1, 2, 4]);
+        // Traffic the engine saw (an inbound event, a heartbeat) lets waiting ones go too.
+        assert!(r.send_entries(6_000, vec![low(&r, 5, 6_000)]).is_empty());
+        let mut out = Actions::default();
+        let now = r.at(7_000);
+        r.awake = true;
+        let mut link = link!(r);
+        r.flush.radio_awake(now, &mut link, &mut out);
+        assert_eq!(sent(&texts(&out)), [5]);
+    }
+
+    #[test]
+    fn low_entries_go_together_once_the_oldest_waited_max_delay() {
+        let mut r = Rig::new(config());
+        assert!(r.send_entries(0, vec![low(&r, 1, 0)]).is_empty());
+        assert!(r.send_entries(10_000, vec![low(&r, 2, 10_000)]).is_empty());
+        assert!(r.tick(59_999).frames.is_empty(), "not yet");
+        assert_eq!(
+            sent(&texts(&r.tick(60_000))),
+            [1, 2],
+            "one wake-up for both"
+        );
+    }
+
+    #[test]
+    fn the_low_lane_is_held_only_when_its_schedule_says() {
+        let never = OutboxConfig {
+            low_lane: LowLane {
+                hold: LowLaneHold::Never,
+                ..LowLane::default()
+            },
+            ..config()
+        };
+        let mut r = Rig::new(never);
+        assert_eq!(sent(&r.send_entries(0, vec![low(&r, 1, 0)])), [1]);
+
+        let costly = OutboxConfig {
+            low_lane: LowLane {
+                hold: LowLaneHold::OnCostlyPaths,
+                ..LowLane::default()
+            },
+            ..config()
+        };
+        let mut r = Rig::new(costly);
+        assert_eq!(sent(&r.send_entries(0, vec![low(&r, 1, 0)])), [1], "Wi-Fi");
+        r.flush.set_costly_path(true);
+        assert!(
+            r.send_entries(10, vec![low(&r, 2, 10)]).is_empty(),
+            "cellular"
+        );
+        // A background flush (or a close) wants everything now.
+        r.flush.force_low(true);
+        let mut out = Actions::default();
+        let now = r.at(20);
+        let mut link = link!(r);
+        r.flush.radio_awake(now, &mut link, &mut out);
+        assert_eq!(sent(&texts(&out)), [2]);
+        assert_eq!(
+            sent(&r.send_entries(30, vec![low(&r, 3, 30)])),
+            [3],
+            "forced"
+        );
     }
 
     #[test]

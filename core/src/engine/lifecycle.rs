@@ -1,10 +1,16 @@
 //! The connection's life as the app sees it: whether a connection is wanted, when the next
-//! attempt starts (backoff with jitter), the network hint, `connect()` callers waiting for
-//! the result, and the [`State`] the app reads.
+//! attempt starts (backoff with jitter, slowed down once suspended), what the device says
+//! (network up or down, a new interface, the app in the background or the foreground),
+//! `connect()` callers waiting for the result, and the [`State`] the app reads, with the
+//! time spent in each.
 //!
 //! Phases: Idle → Dialing → Linked → (Waiting → Dialing)* …, Offline while the app says the
-//! network is down, Closing at the end. Inputs are the app's commands and what became of a
-//! dial or a link; outputs are [`LinkAction`]s and notices.
+//! network is down, Background while the app is in the background and its policy closed the
+//! link, Closing at the end. Every attempt starts in [`Lifecycle::dial`], which is where the
+//! background policy holds it back. Inputs are the app's commands and what became of a dial
+//! or a link; outputs are [`LinkAction`]s and notices.
+
+use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::debug;
@@ -13,8 +19,10 @@ pub(crate) use super::actions::ConnectWaiter;
 use super::actions::{Actions, After, End, LinkAction};
 use crate::{
     backoff::{Backoff, ReconnectPolicy},
+    device::{BackgroundPolicy, NetworkPath},
     error::Error,
     event::{DisconnectReason, Notice, State},
+    metrics::StateTimes,
     time::Now,
 };
 
@@ -31,6 +39,9 @@ enum Phase {
     Dialing,
     /// A link is up (the main namespace may still be joining).
     Linked,
+    /// The app is in the background and its policy closed the link: no attempt until the
+    /// foreground.
+    Background,
     /// Closing for good.
     Closing,
 }
@@ -46,15 +57,32 @@ pub(crate) struct Lifecycle {
     ever_connected: bool,
     state: State,
     waiters: Vec<ConnectWaiter>,
+    background_policy: BackgroundPolicy,
+    /// The app is in the background.
+    in_background: bool,
+    /// The newest foreground's number: a background request made before it is stale.
+    foreground_epoch: u64,
+    /// The network path last reported.
+    path: Option<NetworkPath>,
+    /// Since when the connection has been down while wanted (cleared by a success, a
+    /// network-up hint or the foreground): how long before attempts slow down.
+    down_since: Option<Instant>,
+    suspend_after: Option<Duration>,
+    suspended_retry: Duration,
+    /// Time per state, and the state being timed since when.
+    times: StateTimes,
+    timed: (State, Instant),
     /// Successful connections, and how many of them came after a loss.
     pub(crate) connects: u64,
     pub(crate) reconnects: u64,
 }
 
 impl Lifecycle {
-    pub(crate) fn new(policy: ReconnectPolicy) -> Self {
+    pub(crate) fn new(policy: ReconnectPolicy, background: BackgroundPolicy, now: Instant) -> Self {
         Self {
             reconnect_enabled: policy.enabled,
+            suspend_after: policy.suspend_after,
+            suspended_retry: policy.suspended_retry,
             backoff: Backoff::new(policy),
             phase: Phase::Idle,
             wanted: false,
@@ -62,9 +90,32 @@ impl Lifecycle {
             ever_connected: false,
             state: State::Idle,
             waiters: Vec::new(),
+            background_policy: background,
+            in_background: false,
+            foreground_epoch: 0,
+            path: None,
+            down_since: None,
+            times: StateTimes::default(),
+            timed: (State::Idle, now),
             connects: 0,
             reconnects: 0,
         }
+    }
+
+    /// Charges the time since the last call to the state that held during it (states change
+    /// only within steps, so the driver calls this at the end of each).
+    pub(crate) fn account(&mut self, now: Instant) {
+        let (state, since) = &self.timed;
+        self.times.add(state, now.saturating_duration_since(*since));
+        self.timed = (self.state.clone(), now);
+    }
+
+    /// Time spent in each state, up to `now`.
+    pub(crate) fn state_times(&self, now: Instant) -> StateTimes {
+        let mut times = self.times;
+        let (state, since) = &self.timed;
+        times.add(state, now.saturating_duration_since(*since));
+        times
     }
 
     /// The state the app sees.
@@ -114,7 +165,11 @@ impl Lifecycle {
         true
     }
 
+    /// Starts an attempt, unless the app's background policy holds attempts back.
     fn dial(&mut self, out: &mut Actions) {
+        if self.held_by_app() {
+            return self.hold_for_app();
+        }
         if self.backoff.attempts() == 0 && !self.ever_connected {
             self.set_state(State::Connecting);
         }
@@ -124,7 +179,87 @@ impl Lifecycle {
 
     fn go_offline(&mut self) {
         self.phase = Phase::Offline;
+        self.down_since = None;
         self.set_state(State::Offline);
+    }
+
+    /// Whether a connection is up or being attempted (so an outbox flush can happen).
+    pub(crate) fn trying(&self) -> bool {
+        self.wanted
+            && matches!(
+                self.phase,
+                Phase::Dialing | Phase::Linked | Phase::Waiting { .. }
+            )
+    }
+
+    /// Whether the app is in the background with a policy that closes the link.
+    fn held_by_app(&self) -> bool {
+        self.in_background && self.background_policy == BackgroundPolicy::Disconnect
+    }
+
+    fn hold_for_app(&mut self) {
+        self.phase = Phase::Background;
+        self.set_state(State::Background);
+    }
+
+    /// Connects now, skipping any backoff wait: the device says conditions changed for the
+    /// better (the network is back, the app is in front of the user, a new interface).
+    fn connect_now(&mut self, out: &mut Actions) {
+        if !self.network_up {
+            return self.go_offline();
+        }
+        self.backoff.reset();
+        self.down_since = None;
+        self.dial(out);
+    }
+
+    /// The app went to the background (after its flush). `epoch` orders it against the
+    /// foregrounds: one requested before the latest foreground is stale and ignored.
+    pub(crate) fn background(&mut self, epoch: u64, out: &mut Actions) {
+        if epoch < self.foreground_epoch {
+            return;
+        }
+        self.in_background = true;
+        if !self.held_by_app() || !self.wanted {
+            return;
+        }
+        match self.phase {
+            Phase::Linked | Phase::Dialing => {
+                out.end(End::new(DisconnectReason::Background, After::Background))
+            }
+            Phase::Waiting { .. } => self.hold_for_app(),
+            Phase::Idle | Phase::Offline | Phase::Background | Phase::Closing => {}
+        }
+    }
+
+    /// The app is in the foreground (epoch `epoch`): connect at once if a connection is
+    /// wanted and none is up or under way.
+    pub(crate) fn foreground(&mut self, epoch: u64, out: &mut Actions) {
+        self.foreground_epoch = self.foreground_epoch.max(epoch);
+        self.in_background = false;
+        if self.wanted && matches!(self.phase, Phase::Background | Phase::Waiting { .. }) {
+            self.connect_now(out);
+        }
+    }
+
+    /// The platform reported the network path. A move to another interface under a live
+    /// link replaces it at once: its socket is bound to the old interface and would only be
+    /// found dead by the heartbeat, a whole ping interval and timeout later.
+    pub(crate) fn path_changed(&mut self, path: NetworkPath, out: &mut Actions) {
+        let before = self.path.replace(path);
+        let moved =
+            before.is_some_and(|b| b.available && path.available && b.interface != path.interface);
+        if moved && self.wanted {
+            match self.phase {
+                Phase::Linked => out.end(End::new(
+                    DisconnectReason::NetworkChanged,
+                    After::ReconnectNow,
+                )),
+                Phase::Waiting { .. } => self.connect_now(out),
+                _ => {}
+            }
+        }
+        self.network(path.available, out);
     }
 
     /// The app calls `disconnect()`: leave, and stop trying.
@@ -154,16 +289,18 @@ impl Lifecycle {
             }
             Phase::Dialing => {}
             Phase::Idle | Phase::Offline | Phase::Waiting { .. } => {
+                let suspended = matches!(self.state, State::Suspended { .. });
                 match (was, up, self.wanted) {
                     (true, false, true) => self.go_offline(),
-                    (false, true, true) => {
-                        // Back: no reason to sit out a backoff meant for a dead network.
-                        self.backoff.reset();
-                        self.dial(out);
-                    }
+                    // Back: no reason to sit out a backoff meant for a dead network. Said
+                    // while suspended, it is news too: the platform saw the path come up.
+                    (false, true, true) => self.connect_now(out),
+                    (true, true, true) if suspended => self.connect_now(out),
                     _ => {}
                 }
             }
+            // Nothing is attempted in the background; the foreground looks at the network.
+            Phase::Background => {}
         }
     }
 
@@ -190,6 +327,7 @@ impl Lifecycle {
         }
         self.ever_connected = true;
         self.backoff.reset();
+        self.down_since = None;
         self.set_state(State::Connected);
         self.finish_waiters(Ok(()), out);
         attempts
@@ -231,12 +369,17 @@ impl Lifecycle {
                 self.phase = Phase::Idle;
             }
             After::Offline => self.go_offline(),
+            After::Background if self.wanted => self.hold_for_app(),
+            After::Background => {
+                self.phase = Phase::Idle;
+                self.set_state(State::Idle);
+            }
             After::ReconnectNow => {
                 self.backoff.reset();
                 // No backoff wait sets a state on this path; say what is happening.
                 self.set_state(State::Reconnecting {
                     attempt: 1,
-                    delay: std::time::Duration::ZERO,
+                    delay: Duration::ZERO,
                 });
                 self.dial(out);
             }
@@ -248,10 +391,27 @@ impl Lifecycle {
     }
 
     fn schedule_retry(&mut self, now: Now, last_error: Error, out: &mut Actions) {
+        if self.held_by_app() {
+            return self.hold_for_app();
+        }
+        let since = *self.down_since.get_or_insert(now.at);
         match self.backoff.next_delay() {
             Some((attempt, delay)) => {
-                debug!(attempt, ?delay, "reconnect scheduled");
-                self.set_state(State::Reconnecting { attempt, delay });
+                // Down this long, the outage is not a blip: slow down to save the battery.
+                let suspended = self
+                    .suspend_after
+                    .is_some_and(|after| now.at.saturating_duration_since(since) >= after);
+                let delay = if suspended {
+                    self.backoff.jittered(self.suspended_retry)
+                } else {
+                    delay
+                };
+                debug!(attempt, ?delay, suspended, "reconnect scheduled");
+                self.set_state(if suspended {
+                    State::Suspended { delay }
+                } else {
+                    State::Reconnecting { attempt, delay }
+                });
                 self.phase = Phase::Waiting {
                     at: now.at + delay,
                     attempt,
@@ -332,6 +492,10 @@ mod tests {
         }
     }
 
+    fn lifecycle(policy: ReconnectPolicy) -> Lifecycle {
+        Lifecycle::new(policy, BackgroundPolicy::Disconnect, Instant::now())
+    }
+
     fn policy() -> ReconnectPolicy {
         ReconnectPolicy {
             initial_delay: Duration::from_millis(100),
@@ -344,7 +508,7 @@ mod tests {
 
     #[test]
     fn connect_dials_and_waiters_hear_the_join() {
-        let mut l = Lifecycle::new(policy());
+        let mut l = lifecycle(policy());
         let mut out = Actions::default();
         let (tx, mut rx) = oneshot::channel();
         assert!(l.connect(Some(tx), &mut out));
@@ -369,7 +533,7 @@ mod tests {
 
     #[test]
     fn failures_back_off_then_give_up_with_the_policy() {
-        let mut l = Lifecycle::new(policy().with_max_attempts(2));
+        let mut l = lifecycle(policy().with_max_attempts(2));
         let t = t0();
         let (tx, _rx) = oneshot::channel();
         l.connect(Some(tx), &mut Actions::default());
@@ -408,7 +572,7 @@ mod tests {
 
     #[test]
     fn the_network_hint_goes_offline_and_dials_at_once_when_back() {
-        let mut l = Lifecycle::new(policy());
+        let mut l = lifecycle(policy());
         let t = t0();
         l.connect(None, &mut Actions::default());
         l.linked();
@@ -430,7 +594,7 @@ mod tests {
 
     #[test]
     fn a_lost_link_retries_and_reconnects_count() {
-        let mut l = Lifecycle::new(policy());
+        let mut l = lifecycle(policy());
         let t = t0();
         l.connect(None, &mut Actions::default());
         l.linked();
@@ -458,7 +622,7 @@ mod tests {
 
     #[test]
     fn refusal_disconnect_and_close_end_waiting() {
-        let mut l = Lifecycle::new(policy());
+        let mut l = lifecycle(policy());
         let (tx, _rx) = oneshot::channel();
         l.connect(Some(tx), &mut Actions::default());
         l.linked();
@@ -486,5 +650,177 @@ mod tests {
         l.closed(&mut out);
         assert_eq!(out.answers[0].1, Err(Error::Closed));
         assert_eq!(l.state(), &State::Closed);
+    }
+
+    fn connected(policy: ReconnectPolicy, background: BackgroundPolicy) -> Lifecycle {
+        let mut l = Lifecycle::new(policy, background, Instant::now());
+        l.connect(None, &mut Actions::default());
+        l.linked();
+        l.joined(&mut Actions::default());
+        l
+    }
+
+    fn ended(out: Actions) -> End {
+        match out.link {
+            Some(LinkAction::End(e)) => e,
+            other => panic!("expected the link to end: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_background_closes_the_link_keeping_the_session_and_the_foreground_dials_at_once() {
+        let mut l = connected(policy(), BackgroundPolicy::Disconnect);
+        let t = t0();
+        let mut out = Actions::default();
+        l.background(0, &mut out);
+        let end = ended(out);
+        assert_eq!(end.reason, DisconnectReason::Background);
+        assert!(
+            end.keeps_session() && !end.is_polite(),
+            "no DISCONNECT packet"
+        );
+        l.link_ended(t, &end, &mut Actions::default());
+        assert_eq!(l.state(), &State::Background);
+        assert_eq!(l.poll_timeout(), None, "no attempt in the background");
+        // Neither the network coming back nor an interface change dials meanwhile.
+        let mut out = Actions::default();
+        l.network(false, &mut out);
+        l.network(true, &mut out);
+        l.path_changed(
+            NetworkPath::available(crate::device::Interface::Cellular),
+            &mut out,
+        );
+        assert_eq!(out.link, None);
+        assert_eq!(l.state(), &State::Background);
+        let mut out = Actions::default();
+        l.foreground(1, &mut out);
+        assert_eq!(out.link, Some(LinkAction::Dial), "at once");
+        // A background flush that began before that foreground ends late: ignored.
+        l.linked();
+        l.joined(&mut Actions::default());
+        let mut out = Actions::default();
+        l.background(0, &mut out);
+        assert_eq!(out.link, None, "stale");
+        assert_eq!(l.state(), &State::Connected);
+    }
+
+    #[test]
+    fn keep_alive_keeps_the_link_and_the_retries_in_the_background() {
+        let mut l = connected(policy(), BackgroundPolicy::KeepAlive);
+        let t = t0();
+        let mut out = Actions::default();
+        l.background(0, &mut out);
+        assert_eq!(out.link, None);
+        l.link_ended(t, &End::lost(DisconnectReason::TransportClose), &mut out);
+        assert!(matches!(l.state(), State::Reconnecting { .. }));
+        l.on_timeout(after(t, 100), &mut out);
+        assert_eq!(out.link, Some(LinkAction::Dial));
+    }
+
+    #[test]
+    fn a_long_outage_suspends_and_slows_attempts_until_a_hint() {
+        let suspend = ReconnectPolicy {
+            suspend_after: Some(Duration::from_millis(1_000)),
+            suspended_retry: Duration::from_millis(5_000),
+            ..policy()
+        };
+        let mut l = connected(suspend, BackgroundPolicy::Disconnect);
+        let t = t0();
+        l.link_ended(
+            t,
+            &End::lost(DisconnectReason::TransportClose),
+            &mut Actions::default(),
+        );
+        let mut now = t;
+        // Backoff (100, 200, 400, 400 ms …) until a second has passed since the loss.
+        while !matches!(l.state(), State::Suspended { .. }) {
+            assert!(matches!(l.state(), State::Reconnecting { .. }));
+            now = Now {
+                at: l.poll_timeout().unwrap(),
+                wall_ms: now.wall_ms,
+            };
+            l.on_timeout(now, &mut Actions::default());
+            l.dial_failed(now, "refused".into(), &mut Actions::default());
+        }
+        assert!(now.at.duration_since(t.at) >= Duration::from_millis(1_000));
+        assert_eq!(
+            l.state(),
+            &State::Suspended {
+                delay: Duration::from_millis(5_000)
+            },
+            "jitter 0 in this policy"
+        );
+        assert_eq!(
+            l.poll_timeout(),
+            Some(now.at + Duration::from_millis(5_000))
+        );
+        // Suspension fails nothing; a network-up hint (the platform saw the path come up)
+        // connects at once, as does one after the network was down.
+        let mut out = Actions::default();
+        l.network(true, &mut out);
+        assert_eq!(out.link, Some(LinkAction::Dial), "at once while suspended");
+        l.dial_failed(now, "refused".into(), &mut Actions::default());
+        let mut out = Actions::default();
+        l.network(false, &mut out);
+        assert_eq!(l.state(), &State::Offline);
+        l.network(true, &mut out);
+        assert_eq!(out.link, Some(LinkAction::Dial));
+        assert!(out.answers.is_empty() && out.notices.is_empty());
+        let mut out = Actions::default();
+        l.dial_failed(now, "refused".into(), &mut out);
+        assert!(
+            matches!(l.state(), State::Reconnecting { attempt: 1, .. }),
+            "the hint started a fresh outage: {:?}",
+            l.state()
+        );
+    }
+
+    #[test]
+    fn a_new_interface_replaces_the_link_at_once() {
+        use crate::device::Interface;
+        let mut l = connected(policy(), BackgroundPolicy::Disconnect);
+        let mut out = Actions::default();
+        l.path_changed(NetworkPath::available(Interface::Wifi), &mut out);
+        assert_eq!(out.link, None, "the first report is no change");
+        let costly = NetworkPath {
+            expensive: true,
+            ..NetworkPath::available(Interface::Wifi)
+        };
+        l.path_changed(costly, &mut out);
+        assert_eq!(out.link, None, "same interface");
+        l.path_changed(NetworkPath::available(Interface::Cellular), &mut out);
+        let end = ended(out);
+        assert_eq!(
+            (end.reason.clone(), end.after),
+            (DisconnectReason::NetworkChanged, After::ReconnectNow)
+        );
+        let mut out = Actions::default();
+        l.link_ended(t0(), &end, &mut out);
+        assert_eq!(out.link, Some(LinkAction::Dial));
+        let mut out = Actions::default();
+        l.path_changed(NetworkPath::unavailable(), &mut out);
+        assert_eq!(
+            out.link,
+            Some(LinkAction::End(End::new(
+                DisconnectReason::NetworkDown,
+                After::Offline
+            )))
+        );
+    }
+
+    #[test]
+    fn time_is_charged_to_the_state_that_held() {
+        let start = Instant::now();
+        let mut l = Lifecycle::new(policy(), BackgroundPolicy::Disconnect, start);
+        let ms = |n| start + Duration::from_millis(n);
+        l.connect(None, &mut Actions::default());
+        l.account(ms(100)); // Idle until now; Connecting from here
+        l.linked();
+        l.joined(&mut Actions::default());
+        l.account(ms(300));
+        let times = l.state_times(ms(1_300));
+        assert_eq!(times.idle, Duration::from_millis(100));
+        assert_eq!(times.connecting, Duration::from_millis(200));
+        assert_eq!(times.connected, Duration::from_millis(1_000));
     }
 }

@@ -24,6 +24,7 @@ use super::{
     lifecycle::Lifecycle,
     listeners::Listeners,
     namespaces::{Left, Namespaces, Refusal},
+    radio::Radio,
     recovery::Recovery,
     session::Session,
     subscriptions::Subscriptions,
@@ -47,6 +48,7 @@ pub(crate) struct Machine {
     pub(super) listeners: Listeners,
     pub(super) flush: Flush,
     pub(super) subscriptions: Subscriptions,
+    pub(super) radio: Radio,
     /// The link that is up, if one is.
     pub(super) session: Option<Session>,
     links: u64,
@@ -65,7 +67,7 @@ impl Machine {
         now: Now,
     ) -> Self {
         Self {
-            lifecycle: Lifecycle::new(config.reconnect.clone()),
+            lifecycle: Lifecycle::new(config.reconnect.clone(), config.background, now.at),
             namespaces: Namespaces::new(&config.namespaces, config.auth.is_some()),
             recovery: Recovery::new(snapshot.recovery),
             admission: Admission::new(
@@ -79,6 +81,7 @@ impl Machine {
                 snapshot.subscriptions,
                 config.subscription_ack_timeout,
             ),
+            radio: Radio::default(),
             session: None,
             links: 0,
             join_within: config.connect_timeout,
@@ -102,14 +105,45 @@ impl Machine {
         self.session.is_some() && *self.lifecycle.state() == State::Connected
     }
 
-    /// Ends every step (the driver calls it after each input): delivered entries leave the
-    /// store, and the next outbox window is asked for when one may go.
-    pub(crate) fn settle(&mut self) {
+    /// Ends every step (the driver calls it after each input): traffic the step produced
+    /// wakes the radio, and waiting `Low` entries ride along; delivered entries leave the
+    /// store; the next outbox window is asked for when one may go; the state's time is
+    /// charged.
+    pub(crate) fn settle(&mut self, now: Now) {
+        let dials = matches!(self.out.link, Some(super::actions::LinkAction::Dial));
+        if !self.out.frames.is_empty() || dials {
+            self.radio.traffic(now.at);
+        }
+        if self.flush.low_waiting() && self.radio.awake(now.at) && self.connected() {
+            self.with_link(now, |flush, now, link, out| {
+                flush.radio_awake(now, link, out)
+            });
+        }
         self.flush.post_delivered(&mut self.out);
         if self.connected() {
             self.flush
                 .fetch_if_due(self.namespaces.any_ready(), &mut self.out);
         }
+        self.lifecycle.account(now.at);
+    }
+
+    /// Runs `f` with the outbox and what sending needs from the link, when one is up.
+    pub(super) fn with_link(
+        &mut self,
+        now: Now,
+        f: impl FnOnce(&mut Flush, Now, &mut Link<'_>, &mut Actions),
+    ) {
+        let Some(s) = self.session.as_mut() else {
+            return;
+        };
+        let mut link = Link {
+            wire: &mut s.wire,
+            namespaces: &self.namespaces,
+            listeners: &mut self.listeners,
+            client_id: &self.client_id,
+            radio_awake: self.radio.awake(now.at),
+        };
+        f(&mut self.flush, now, &mut link, &mut self.out);
     }
 
     /// A link is up, speaking `wire`: credentials are asked for every namespace.
@@ -156,6 +190,7 @@ impl Machine {
         let Some(s) = self.session.as_mut() else {
             return;
         };
+        self.radio.traffic(now.at);
         match s.wire.decode(frame, &mut self.out.frames) {
             Ok(input) => self.input(now, input),
             Err(e) => self
@@ -325,17 +360,9 @@ impl Machine {
         match event {
             StoreEvent::Appended { token, seq } => self.flush.appended(token, seq),
             StoreEvent::Fetched { id, entries } => {
-                let Some(s) = self.session.as_mut() else {
-                    return;
-                };
-                let mut link = Link {
-                    wire: &mut s.wire,
-                    namespaces: &self.namespaces,
-                    listeners: &mut self.listeners,
-                    client_id: &self.client_id,
-                };
-                self.flush
-                    .fetched(id, entries, now, &mut link, &mut self.out);
+                self.with_link(now, |flush, now, link, out| {
+                    flush.fetched(id, entries, now, link, out)
+                });
             }
             StoreEvent::Gone { seqs, why } => {
                 if let crate::store::Gone::Overflow { .. } = why {
@@ -400,13 +427,9 @@ impl Machine {
             Due::Ping => self.out.frames.extend(s.wire.ping()),
             Due::Dead => self.out.end(End::lost(DisconnectReason::PingTimeout)),
         }
-        let mut link = Link {
-            wire: &mut s.wire,
-            namespaces: &self.namespaces,
-            listeners: &mut self.listeners,
-            client_id: &self.client_id,
-        };
-        self.flush.on_timeout(now, &mut link, &mut self.out);
+        self.with_link(now, |flush, now, link, out| {
+            flush.on_timeout(now, link, out)
+        });
         for ns in self.subscriptions.on_timeout(now, &mut self.out) {
             self.mark_ready(&ns);
         }
@@ -430,8 +453,8 @@ impl Machine {
         self.lifecycle.closed(&mut self.out);
     }
 
-    /// Counters for `metrics()`.
-    pub(crate) fn counters(&self) -> Counters {
+    /// Counters for `metrics()`, up to `now`.
+    pub(crate) fn counters(&self, now: Now) -> Counters {
         Counters {
             connects: self.lifecycle.connects,
             reconnects: self.lifecycle.reconnects,
@@ -444,6 +467,9 @@ impl Machine {
             subscriptions_failed: self.subscriptions.failed,
             rate_limit_pauses: self.flush.rate_limit_pauses,
             latencies: self.flush.latencies.clone(),
+            radio_wakeups: self.radio.wakeups,
+            radio_active: self.radio.active(now.at),
+            state_times: self.lifecycle.state_times(now.at),
         }
     }
 
@@ -550,7 +576,7 @@ mod tests {
                 resumable: None,
             },
         );
-        m.settle();
+        m.settle(t0());
         let out = m.take_actions();
         assert_eq!(m.state(), &State::Connected);
         let frames = texts(&out);
@@ -577,7 +603,7 @@ mod tests {
                 reply: Ok(reply),
             },
         );
-        m.settle();
+        m.settle(t0());
         let out = m.take_actions();
         let Some(Cmd::Fetch { id: fetch, .. }) = out.store.into_iter().last() else {
             panic!("acked: the outbox may flow")
@@ -685,8 +711,8 @@ mod tests {
             t0(),
             event("rate_limit_exceeded", Some(Signal::SlowDown(pause))),
         );
-        assert_eq!(m.counters().rate_limit_pauses, 1);
-        assert_eq!(m.counters().received, 1, "the app sees the signal too");
+        assert_eq!(m.counters(t0()).rate_limit_pauses, 1);
+        assert_eq!(m.counters(t0()).received, 1, "the app sees the signal too");
         m.input(
             t0(),
             event("token:expired", Some(Signal::CredentialsExpired)),

@@ -5,7 +5,8 @@
 //! (frames to write, store commands, notices, credentials to ask for, what to do with the
 //! link), and each is unit-tested with a made-up clock:
 //!
-//! - [`lifecycle`]: whether a connection is wanted, backoff, the network hint, the state;
+//! - [`lifecycle`]: whether a connection is wanted, backoff and suspension, what the device
+//!   says (network, interface, background and foreground), the state and its times;
 //! - [`namespaces`]: joining, refusals and credential refresh;
 //! - [`recovery`]: connection-state-recovery sessions;
 //! - [`admission`]: counting, de-duplicating and freshness-checking inbound events;
@@ -13,7 +14,9 @@
 //! - [`flush`]: the outbox window, acknowledgements, resends, give-up, and the callers
 //!   waiting for acknowledgements;
 //! - [`subscriptions`]: replay on every join, acks awaited before the outbox flows;
-//! - [`heartbeat`] and [`session`]: one link's liveness and protocol state.
+//! - [`heartbeat`] and [`session`]: one link's liveness and protocol state;
+//! - [`radio`]: wake-ups the link's traffic costs, and whether the radio is awake anyway
+//!   (when the outbox's `Low` lane may go).
 //!
 //! [`machine`] routes inputs between them, [`control`] handles the app's commands, and
 //! [`driver`] is the task: it owns the socket, the timers and the channels, feeds the machine
@@ -33,6 +36,7 @@ mod lifecycle;
 mod listeners;
 mod machine;
 mod namespaces;
+mod radio;
 mod recovery;
 mod session;
 mod subscriptions;
