@@ -64,6 +64,34 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
+RADIO = [("radio-idle", "pulselink"), ("radio-idle", "socket.io-client"), ("radio-low", "pulselink"),
+         ("radio-low", "pulselink-schedule-off"), ("radio-low", "socket.io-client")]
+
+
+def client_command(client, mode, url, n):
+    if client == "socket.io-client":
+        return ["node", str(BENCH / "node" / "sioclient.js"), mode, url, str(n)]
+    return [str(BIN), mode, client, url, str(n)]
+
+
+def start_radio(url, secs):
+    """The radio rows run beside everything else: mostly idle clients, so they cost the other
+    rows nothing, and their counts depend on the server's heartbeat, not on the CPU."""
+    return [(mode, client, subprocess.Popen(client_command(client, mode, url, secs),
+                                            stdout=subprocess.PIPE, text=True))
+            for mode, client in RADIO]
+
+
+def finish_radio(procs):
+    runs = []
+    for mode, client, proc in procs:
+        out, _ = proc.communicate(timeout=900)
+        if proc.returncode != 0:
+            sys.exit(f"{client} {mode} failed")
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    return runs
+
+
 def run_client(client, mode, url, n):
     if client == "socket.io-client":
         cmd = ["node", str(BENCH / "node" / "sioclient.js"), mode, url, str(n)]
@@ -180,13 +208,16 @@ def measure(quick, reps):
 
     server = Server()
     server.start()
+    radio_secs = 30 if quick else 600
+    radio = start_radio(server.url, radio_secs)
     n_gw = 20_000 if quick else 100_000
     n_gw_rate = 10_000 if quick else 50_000
     results = {
         "config": {"n_in": n_in, "n_out": n_out, "n_ack": n_ack, "n_py": n_py,
                    "n_emit": n_emit, "n_offline": 50_000 if quick else 300_000,
                    "n_drain": 10_000 if quick else 50_000, "n_gateway": n_gw, "reps": reps,
-                   "reconnect_cycles": cycles, "cpus": os.cpu_count(), "quick": quick},
+                   "reconnect_cycles": cycles, "cpus": os.cpu_count(), "quick": quick,
+                   "radio_secs": radio_secs},
         "commit": git("rev-parse", "--short", "HEAD"),
         "dirty": bool(git("status", "--porcelain", "--", "core", "bench", "cli", "tests/node",
                           "platforms/python")),
@@ -237,6 +268,11 @@ def measure(quick, reps):
             r = run_gateway(server.url, n, rate)
             results["runs"].append(r)
             print(f"  {r['mode']:11} {json.dumps(r)}", file=sys.stderr)
+
+    # Before the reconnect rows, which kill the server.
+    for r in finish_radio(radio):
+        results["runs"].append(r)
+        print(f"  {r['mode']:11} {json.dumps(r)}", file=sys.stderr)
 
     reconnect = {}
     for client in ["pulselink", "socket.io-client"]:
@@ -357,6 +393,26 @@ def render(results):
         ws = m("in-emit", client, "events_per_sec")
         lp = m("in-emit-polling", client, "events_per_sec")
         lines.append(f"| {client} | {fmt(ws)} | {fmt(lp)} | {ratio(lp, ws, '{:.2f}')} |")
+    if ("radio-idle", "pulselink") in table:
+        secs = c["radio_secs"]
+        heartbeat = 3600 / 25  # one wake-up per default pingInterval (25 s)
+        goal = heartbeat + 3600 / 60  # plus one per low_max_delay (60 s)
+        lines += [
+            "",
+            f"Radio wake-ups ({secs // 60} min connected at the server's default heartbeat, 25 s; a "
+            "wake-up is traffic after ≥ 2 s of silence, each burst keeping the radio awake 2 s; "
+            f"goal with the Low schedule on: ≤ {goal:.0f}/hour, the heartbeat's {heartbeat:.0f} "
+            "plus one per `low_max_delay`).",
+            "",
+            "| client | traffic | wake-ups/hour | radio awake |",
+            "|---|---|---:|---:|",
+        ]
+        for mode, client in RADIO:
+            what = "idle" if mode == "radio-idle" else "1 `Low` emit/s" if client == "pulselink" else \
+                "1 `Low` emit/s, schedule off" if client.startswith("pulselink") else "1 emit/s"
+            lines.append(f"| {client.replace('-schedule-off', '')} | {what} | "
+                         f"{fmt(m(mode, client, 'wakeups_per_hour'), '{:.0f}')} | "
+                         f"{fmt(m(mode, client, 'active_fraction') and 100 * m(mode, client, 'active_fraction'), '{:.0f} %')} |")
     py_base = m("in-py", "python-socketio", "events_per_sec")
     lines += [
         "",
@@ -402,6 +458,16 @@ def render(results):
         f"{c['n_offline']:,} offline emits cost {mib(m('offline-rss', 'pulselink', 'rss_growth_kib'))} "
         f"of RSS against {mib(m('offline-rss', 'socket.io-client', 'rss_growth_kib'))} for "
         f"socket.io-client's buffer.",
+        *([f"- **Radio:** idle at the default heartbeat Pulselink wakes the radio "
+            f"{fmt(m('radio-idle', 'pulselink', 'wakeups_per_hour'), '{:.0f}')} times an hour "
+            f"(socket.io-client {fmt(m('radio-idle', 'socket.io-client', 'wakeups_per_hour'), '{:.0f}')}); "
+            f"with one `Low` emit a second the schedule keeps it to "
+            f"{fmt(m('radio-low', 'pulselink', 'wakeups_per_hour'), '{:.0f}')} and the radio awake "
+            f"{fmt(m('radio-low', 'pulselink', 'active_fraction') and 100 * m('radio-low', 'pulselink', 'active_fraction'), '{:.0f} %')} "
+            f"of the time, against "
+            f"{fmt(m('radio-low', 'pulselink-schedule-off', 'active_fraction') and 100 * m('radio-low', 'pulselink-schedule-off', 'active_fraction'), '{:.0f} %')} "
+            f"without it (each emit keeps the radio up)."]
+          if ("radio-idle", "pulselink") in table else []),
         f"- **Reconnect:** median {reconnect['pulselink']['median_ms']:.0f} ms after the server is "
         f"listening again (max {reconnect['pulselink']['max_ms']:.0f}), socket.io-client "
         f"{reconnect['socket.io-client']['median_ms']:.0f} ms (max "

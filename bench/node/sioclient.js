@@ -1,5 +1,5 @@
 // socket.io-client (npm) as a benchmark peer; same modes and output as pulselink-bench.
-// Usage: node sioclient.js <in|out|ack|reconnect|offline-rss> <url> <n>
+// Usage: node sioclient.js <in|out|ack|reconnect|offline-rss|radio-idle|radio-low> <url> <n>
 "use strict";
 const { io } = require("../../tests/node/node_modules/socket.io-client");
 
@@ -93,6 +93,36 @@ if (mode === "in-emit" || mode === "in-emit-polling") {
   const secs = now() - started;
   report({ events: n, secs, rss_before_kib: before, rss_growth_kib: peakRssKib() - before, buffered: socket.sendBuffer.length });
   process.exit(0);
+} else if (mode === "radio-idle" || mode === "radio-low") {
+  // Radio wake-ups over n seconds: every packet either way, counted as Pulselink counts them
+  // (a packet after at least TAIL of silence wakes the radio; each keeps it awake TAIL).
+  const TAIL = 2;
+  let wakeups = 0, active = 0, last = -Infinity, awakeUntil = -Infinity;
+  const traffic = () => {
+    const t = now();
+    if (t >= last + TAIL) wakeups++;
+    active += Math.max(0, t + TAIL - Math.max(t, awakeUntil));
+    awakeUntil = Math.max(awakeUntil, t + TAIL);
+    last = t;
+  };
+  socket.io.on("open", () => {
+    traffic();
+    socket.io.engine.on("packet", traffic);
+    socket.io.engine.on("packetCreate", traffic);
+  });
+  socket.on("connect", () => {
+    const started = now();
+    const timer = mode === "radio-low"
+      ? setInterval(() => socket.emit("tick", { n: 0, low: true }), 1000)
+      : null;
+    setTimeout(() => {
+      if (timer) clearInterval(timer);
+      const secs = now() - started;
+      active -= Math.max(0, awakeUntil - now());
+      report({ secs, wakeups, wakeups_per_hour: wakeups * 3600 / secs, active_fraction: active / secs });
+      process.exit(0);
+    }, n * 1000);
+  });
 } else if (mode === "reconnect") {
   socket.on("connect", () => {
     console.log(`connected ${(performance.timeOrigin + performance.now()).toFixed(3)}`);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use pulselink::{AuthReason, AuthRequest, Client, ClientConfig};
+use pulselink::{AuthReason, AuthRequest, Client, ClientConfig, Interface, NetworkPath};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -55,6 +55,11 @@ async fn main() -> pulselink::Result<()> {
             println!("{} = {}", metric.metric, metric.value);
         }
     }
+    // What the platform reports (the Swift and Android adapters call these for you).
+    client.network_changed(NetworkPath::available(Interface::Cellular))?;
+    let flush = client.enter_background(Duration::from_secs(25)).await?; // flush, then close
+    println!("{} sent, {} stored", flush.sent, flush.remaining);
+    client.enter_foreground()?; // connects at once
     client.close().await;
     Ok(())
 }

@@ -6,6 +6,9 @@
 //! of pre-encoded arguments while offline, 1 or `BATCH` in flight), `offline-rss` (n emits offline: RSS growth), `drain` (n
 //! confirmed emits queued offline, then connect: time until all are acknowledged),
 //! `resubscribe` (n subscriptions, then connect: time until the first outbox entry is acked).
+//! Radio modes (n seconds connected at the server's heartbeat): `radio-idle`, and `radio-low`
+//! (one `Low` emit per second) with the battery-aware schedule (`pulselink`) or without it
+//! (`pulselink-schedule-off`): radio wake-ups per hour and the fraction of time awake.
 
 use std::{
     io::BufRead,
@@ -13,7 +16,7 @@ use std::{
 };
 
 use futures_util::{SinkExt, StreamExt, stream::FuturesUnordered};
-use pulselink::{Durability, EmitOptions, Transports};
+use pulselink::{Durability, EmitOptions, LowLaneHold, Priority, Transports};
 use pulselink_bench::{EVENT, parse_args, peak_rss_kib, percentiles, report, runtime, sample};
 use serde_json::json;
 
@@ -50,6 +53,11 @@ fn main() {
             ("offline-rss", "pulselink") => offline_rss(&url, n).await,
             ("drain", "pulselink") => drain(&url, n).await,
             ("resubscribe", "pulselink") => resubscribe(&url, n).await,
+            ("radio-idle", "pulselink") => radio(&url, n, &mode, None).await,
+            ("radio-low", "pulselink") => radio(&url, n, &mode, Some(LowLaneHold::Always)).await,
+            ("radio-low", "pulselink-schedule-off") => {
+                radio(&url, n, &mode, Some(LowLaneHold::Never)).await
+            }
             other => panic!("unknown mode/client {other:?}"),
         }
     });
@@ -344,6 +352,44 @@ async fn drain(url: &str, n: u64) {
         "drain",
         "pulselink",
         json!({"events": n, "secs": secs, "acked_per_sec": n as f64 / secs, "out_of_order": out_of_order}),
+    );
+    client.close().await;
+}
+
+/// Radio wake-ups over `secs` seconds connected at the server's heartbeat: idle, or with one
+/// `Low` emit per second under the battery-aware schedule (`hold`).
+async fn radio(url: &str, secs: u64, mode: &str, hold: Option<LowLaneHold>) {
+    let mut config = pulselink::ClientConfig::new(url).unwrap();
+    if let Some(hold) = hold {
+        config.outbox.low_lane.hold = hold;
+    }
+    let client = pulselink::Client::new(config).unwrap();
+    client.connect().await.unwrap();
+    let started = Instant::now();
+    if hold.is_some() {
+        let low = EmitOptions {
+            priority: Priority::Low,
+            ..EmitOptions::default()
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        while started.elapsed() < Duration::from_secs(secs) {
+            tick.tick().await;
+            client.emit_with("tick", json!({"n": 0, "low": true}), low.clone()).await.unwrap();
+        }
+    } else {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
+    let m = client.metrics().await.unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    let client_name = match hold {
+        Some(LowLaneHold::Never) => "pulselink-schedule-off",
+        _ => "pulselink",
+    };
+    report(
+        mode,
+        client_name,
+        json!({"secs": secs, "wakeups": m.radio_wakeups, "wakeups_per_hour": m.radio_wakeups as f64 * 3600.0 / secs,
+               "active_fraction": m.radio_active.as_secs_f64() / secs}),
     );
     client.close().await;
 }

@@ -114,6 +114,9 @@ pub(crate) struct Flush {
     by_token: HashMap<u64, Waiter>,
     /// Callers waiting for an ack, by sequence number, across links.
     waiters: HashMap<u64, Waiter>,
+    /// Frames of `Low` entries written since the driver last asked (their traffic is not a
+    /// reason for more `Low` traffic).
+    pub(crate) low_frames: usize,
     /// Events written (resends and volatile emits included).
     pub(crate) sent: u64,
     /// Acknowledgement latencies.
@@ -144,6 +147,7 @@ impl Flush {
             next_token: 1,
             by_token: HashMap::new(),
             waiters: HashMap::new(),
+            low_frames: 0,
             sent: 0,
             latencies: Samples::default(),
             rate_limit_pauses: 0,
@@ -355,6 +359,9 @@ impl Flush {
             return;
         }
         self.sent += 1;
+        if e.lane == Priority::Low {
+            self.low_frames += frames.len();
+        }
         let namespace = event.namespace.clone();
         if link.listeners.wants_outbound() {
             link.listeners

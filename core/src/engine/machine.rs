@@ -111,10 +111,12 @@ impl Machine {
     /// charged.
     pub(crate) fn settle(&mut self, now: Now) {
         let dials = matches!(self.out.link, Some(super::actions::LinkAction::Dial));
+        let low = std::mem::take(&mut self.flush.low_frames);
         if !self.out.frames.is_empty() || dials {
-            self.radio.traffic(now.at);
+            let only_low = !dials && self.out.frames.len() <= low;
+            self.radio.traffic(now.at, only_low);
         }
-        if self.flush.low_waiting() && self.radio.awake(now.at) && self.connected() {
+        if self.flush.low_waiting() && self.radio.awake_anyway(now.at) && self.connected() {
             self.with_link(now, |flush, now, link, out| {
                 flush.radio_awake(now, link, out)
             });
@@ -141,7 +143,7 @@ impl Machine {
             namespaces: &self.namespaces,
             listeners: &mut self.listeners,
             client_id: &self.client_id,
-            radio_awake: self.radio.awake(now.at),
+            radio_awake: self.radio.awake_anyway(now.at),
         };
         f(&mut self.flush, now, &mut link, &mut self.out);
     }
@@ -190,12 +192,19 @@ impl Machine {
         let Some(s) = self.session.as_mut() else {
             return;
         };
-        self.radio.traffic(now.at);
         match s.wire.decode(frame, &mut self.out.frames) {
-            Ok(input) => self.input(now, input),
-            Err(e) => self
-                .out
-                .end(End::lost(DisconnectReason::ParseError(e.to_string()))),
+            Ok(input) => {
+                // An acknowledgement answers what was sent (perhaps by the Low lane): the
+                // send was the reason the radio woke, not this.
+                let answer = matches!(input, Input::Ack { .. });
+                self.radio.traffic(now.at, answer);
+                self.input(now, input)
+            }
+            Err(e) => {
+                self.radio.traffic(now.at, false);
+                self.out
+                    .end(End::lost(DisconnectReason::ParseError(e.to_string())))
+            }
         }
     }
 

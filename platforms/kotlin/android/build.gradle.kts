@@ -13,7 +13,8 @@ android {
         minSdk = 24
         consumerProguardFiles("consumer-rules.pro")
     }
-    sourceSets["main"].java.srcDirs("../generated", "../src/main/kotlin")
+    // The Android-only adapter (process lifecycle, connectivity) lives in src/main/kotlin.
+    sourceSets["main"].java.srcDirs("../generated", "../src/main/kotlin", "src/main/kotlin")
     compileOptions {
         sourceCompatibility = JavaVersion.VERSION_17
         targetCompatibility = JavaVersion.VERSION_17
@@ -29,4 +30,6 @@ dependencies {
     implementation("net.java.dev.jna:jna:5.17.0@aar")
     implementation("org.jetbrains.kotlinx:kotlinx-coroutines-android:1.10.2")
     implementation("org.jetbrains.kotlinx:kotlinx-serialization-json:1.9.0")
+    // ProcessLifecycleOwner, for AppLifecycleAdapter.
+    implementation("androidx.lifecycle:lifecycle-process:2.8.7")
 }

@@ -305,3 +305,32 @@ async def test_encrypted_outbox_is_unreadable_on_disk_and_needs_its_key(server: 
     async with pulselink.Client(server.url, store_path=store, encryption_key=same_key) as client:
         await client.outbox.drained()
     assert [line.split()[1] for line in server.ledger_lines()] == ["0"]
+
+
+async def test_background_foreground_and_network_path(server: Any) -> None:
+    """A gateway host going to sleep and back, and its modem changing paths."""
+    client = pulselink.Client(server.url, reconnect=FAST_RETRY)
+    await client.connect()
+    client.network_changed(True, pulselink.Interface.CELLULAR, expensive=True)
+    for n in range(20):
+        await client.emit("tick", {"n": n})
+    flush = await client.enter_background(2.0)
+    assert flush.remaining == 0
+    async for state in client.states():
+        if state.is_background():
+            break
+    # Stored while in the background, sent after the foreground.
+    await client.emit("tick", {"n": 20})
+    assert (await client.outbox.stats()).pending == 1
+    client.enter_foreground()
+    async for state in client.states():
+        if state.is_connected():
+            break
+    await asyncio.wait_for(client.outbox.drained(), 10)
+    metrics = await client.metrics()
+    assert metrics.radio_wakeups >= 1 and metrics.state_times.background_ms > 0
+    await client.close()
+    with pytest.raises(pulselink.ClientClosed):
+        client.enter_foreground()
+    with pytest.raises(pulselink.ClientClosed):
+        await client.enter_background(0.01)

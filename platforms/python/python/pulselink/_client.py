@@ -193,6 +193,7 @@ class Client(Socket):
         ping_interval: Optional[float] = None,
         ping_timeout: Optional[float] = None,
         reconnect: Optional[_ffi.ReconnectConfig] = None,
+        background: Optional[_ffi.BackgroundPolicy] = None,
         connect_timeout: Optional[float] = None,
         connect_wait: Optional[float] = None,
         outbox: Optional[_ffi.OutboxConfig] = None,
@@ -230,6 +231,7 @@ class Client(Socket):
             transports=transports,
             protocol=_protocol(protocol, ping_interval, ping_timeout),
             reconnect=reconnect,
+            background=background,
             connect_timeout_ms=_ms(connect_timeout),
             connect_wait_ms=_ms(connect_wait),
             subscription_ack_timeout_ms=_ms(subscription_ack_timeout),
@@ -296,6 +298,38 @@ class Client(Socket):
         """Reachability hint: ``False`` stops retrying (state ``OFFLINE``), ``True``
         reconnects at once."""
         self._client.set_network_available(available)
+
+    @translated_async
+    async def enter_background(self, deadline: float) -> _ffi.BackgroundFlush:
+        """The app (or the gateway's host) is going to the background: flushes the outbox
+        for up to ``deadline`` seconds, then applies the ``background`` policy
+        (``BackgroundPolicy.DISCONNECT`` by default: the link closes and nothing is attempted
+        until :meth:`enter_foreground`; emits are still stored). Returns how many entries
+        were sent and how many remain. Raises :class:`ClientClosed` on a closed client."""
+        return await self._client.enter_background(_ms(deadline) or 0)
+
+    @translated
+    def enter_foreground(self) -> None:
+        """Back in the foreground: connects at once when a connection is wanted."""
+        self._client.enter_foreground()
+
+    @translated
+    def network_changed(
+        self,
+        available: bool,
+        interface: _ffi.Interface = _ffi.Interface.OTHER,
+        *,
+        expensive: bool = False,
+        constrained: bool = False,
+    ) -> None:
+        """The network path changed (a gateway on a cellular modem reports its modem's
+        state): unavailable stops attempts, a new interface replaces the link at once, an
+        expensive or constrained path may hold ``Priority.LOW`` emits (see
+        ``OutboxConfig.low_lane_hold``)."""
+        path = _ffi.NetworkPath(
+            available=available, interface=interface, expensive=expensive, constrained=constrained
+        )
+        self._client.network_changed(path)
 
     @translated
     def socket(self, namespace: str) -> Socket:

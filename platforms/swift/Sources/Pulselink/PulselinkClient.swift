@@ -187,6 +187,24 @@ public final class PulselinkClient: PulselinkSocket, @unchecked Sendable {
     /// Reachability hint (from `NWPathMonitor`): `false` stops retrying, `true` reconnects now.
     public func setNetworkAvailable(_ available: Bool) throws { try client.setNetworkAvailable(available: available) }
 
+    /// The app is going to the background: flushes the outbox for up to `deadline` (keep it
+    /// under the background time iOS grants, about 30 s), then applies the configured
+    /// `background` policy (`.disconnect` by default: the link closes and nothing is
+    /// attempted until `enterForeground()`; emits are still stored). `followApp()` calls this
+    /// inside a background task.
+    @discardableResult
+    public func enterBackground(deadline: TimeInterval = 10) async throws -> BackgroundFlush {
+        try await client.enterBackground(deadlineMs: UInt64(max(0, deadline) * 1000))
+    }
+
+    /// Back in the foreground: connects at once when a connection is wanted.
+    public func enterForeground() throws { try client.enterForeground() }
+
+    /// The network path changed (from `NWPathMonitor`): unavailable stops attempts, another
+    /// interface replaces the link at once, an expensive or constrained path may hold `.low`
+    /// emits.
+    public func networkChanged(_ path: NetworkPath) throws { try client.networkChanged(path: path) }
+
     /// The socket of `namespace`, joined now and on every reconnect.
     public func socket(_ namespace: String) throws -> PulselinkSocket {
         PulselinkSocket(try client.socket(namespace: namespace))

@@ -90,6 +90,25 @@ final class PulselinkClientTests: XCTestCase {
         try await client.close()
     }
 
+    func testGoesToTheBackgroundAfterAFlushAndComesBack() async throws {
+        let client = try PulselinkClient(ClientConfig(url: server.url, reconnect: ReconnectConfig(initialDelayMs: 50, maxDelayMs: 250)))
+        try await client.connect()
+        try client.networkChanged(NetworkPath(available: true, interface: .cellular, expensive: true, constrained: false))
+        for n in 0..<20 { try await client.emit("tick", ["n": n]) }
+        let flush = try await client.enterBackground(deadline: 2)
+        XCTAssertEqual(flush.remaining, 0)
+        for await state in client.states where state == .background { break }
+        try await client.emit("tick", ["n": 20])
+        XCTAssertEqual(try await client.outbox.stats().pending, 1)
+        try client.enterForeground()
+        for await state in client.states where state == .connected { break }
+        try await client.outbox.drained()
+        let metrics = try await client.metrics()
+        XCTAssertGreaterThan(metrics.stateTimes.backgroundMs, 0)
+        try await client.close()
+        XCTAssertThrowsError(try client.enterForeground())
+    }
+
     func testBadInputIsAClearError() async throws {
         XCTAssertThrowsError(try PulselinkClient(ClientConfig(url: "not a url")))
         let client = try PulselinkClient(ClientConfig(url: "http://127.0.0.1:9"))

@@ -2,11 +2,13 @@ package io.pulselink.ktx
 
 import io.pulselink.AuthProvider
 import io.pulselink.AuthRequest
+import io.pulselink.BackgroundFlush
 import io.pulselink.Client
 import io.pulselink.ClientConfig
 import io.pulselink.EmitOptions
 import io.pulselink.EventReceiver
 import io.pulselink.Metrics
+import io.pulselink.NetworkPath
 import io.pulselink.Notice
 import io.pulselink.Outbox
 import io.pulselink.Priority
@@ -228,6 +230,25 @@ class PulselinkClient private constructor(
 
     /** Reachability hint: `false` stops retrying (state `Offline`), `true` reconnects now. */
     fun setNetworkAvailable(available: Boolean) = client.setNetworkAvailable(available)
+
+    /**
+     * The app is going to the background: flushes the outbox for up to [deadline], then
+     * applies the configured `background` policy (`Disconnect` by default: the link closes
+     * and nothing is attempted until [enterForeground]; emits are still stored). Returns how
+     * many entries were sent and how many stay stored. On Android, `followApp` in the AAR
+     * calls this from the process lifecycle.
+     */
+    suspend fun enterBackground(deadline: Duration = 10.seconds): BackgroundFlush =
+        client.enterBackground(deadline.inWholeMilliseconds.toULong()).also { refreshState() }
+
+    /** Back in the foreground: connects at once when a connection is wanted. */
+    fun enterForeground() = client.enterForeground()
+
+    /**
+     * The network path changed: unavailable stops attempts, another interface replaces the
+     * link at once, an expensive or constrained path may hold `Priority.LOW` emits.
+     */
+    fun networkChanged(path: NetworkPath) = client.networkChanged(path)
 
     /** The socket of `namespace`, joined now and on every reconnect. */
     fun socket(namespace: String) = PulselinkSocket(client.socket(namespace))

@@ -2,6 +2,8 @@ package io.pulselink.ktx
 
 import io.pulselink.AuthRequest
 import io.pulselink.ClientConfig
+import io.pulselink.Interface
+import io.pulselink.NetworkPath
 import io.pulselink.WireProtocol
 import io.pulselink.Notice
 import io.pulselink.OutboxKey
@@ -284,6 +286,26 @@ class PulselinkClientTest {
         }
         client.shutdown()
     }
+    @Test
+    fun `goes to the background after a flush, stores emits there, and comes back`() = test {
+        val server = server()
+        val client = PulselinkClient(ClientConfig(url = server.url, reconnect = ReconnectConfig(initialDelayMs = 50u, maxDelayMs = 250u)))
+        client.connect()
+        client.networkChanged(NetworkPath(available = true, `interface` = Interface.CELLULAR, expensive = true, constrained = false))
+        repeat(20) { client.emit("tick", buildJsonObject { put("n", it) }) }
+        val flush = client.enterBackground(2.seconds)
+        assertEquals(0uL, flush.remaining)
+        client.state.first { it is State.Background }
+        client.emit("tick", buildJsonObject { put("n", 20) })
+        assertEquals(1uL, client.outbox.stats().pending)
+        client.enterForeground()
+        client.state.first { it is State.Connected }
+        client.outbox.drained()
+        val metrics = client.metrics()
+        assertTrue(metrics.radioWakeups >= 1uL && metrics.stateTimes.backgroundMs > 0uL)
+        client.shutdown()
+        assertThrows<PulselinkException.Closed> { client.enterForeground() }
+    }
 }
 
 /** `tests/node/<script>` on loopback; [kill] and [restart] keep the port. */
@@ -324,4 +346,5 @@ class NodeServer(
     }
 
     fun ledger(): List<String> = if (ledgerFile.exists()) ledgerFile.readLines().filter { it.isNotEmpty() } else emptyList()
+
 }
