@@ -1,6 +1,6 @@
 //! What the device tells a client: the app's background and foreground, and the network path
 //! (see the core's `device` module). The platform adapters (Swift `followApp`, Android
-//! `LifecycleAdapter`) report these; apps with their own lifecycle code call them directly.
+//! `AppLifecycleAdapter`) report these; apps with their own lifecycle code call them directly.
 
 /// What the client does with its connection while the app is in the background.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]

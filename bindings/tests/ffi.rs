@@ -399,6 +399,9 @@ async fn lifecycle_calls_cross_the_boundary() {
     })
     .await;
     assert!(state.is_ok(), "{:?}", client.state());
+    // Time in the background is what the metric measures: spend a known amount there.
+    let stay = Duration::from_millis(50);
+    tokio::time::sleep(stay).await;
     client.enter_foreground().unwrap();
     let mut s = client.state();
     while s != State::Connected {
@@ -407,7 +410,10 @@ async fn lifecycle_calls_cross_the_boundary() {
             .unwrap();
     }
     let metrics = client.metrics().await.unwrap();
-    assert!(metrics.radio_wakeups >= 1 && metrics.state_times.background_ms > 0);
+    assert!(
+        metrics.radio_wakeups >= 1 && metrics.state_times.background_ms >= stay.as_millis() as u64,
+        "{metrics:?}"
+    );
     client.shutdown().await.unwrap();
     assert!(matches!(
         client.enter_foreground(),

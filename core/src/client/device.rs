@@ -2,7 +2,7 @@
 //! network path. Each call is a message to the engine, which decides what the connection does
 //! (`engine::lifecycle`); the background flush is composed here from the outbox's own waits.
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::{future::Future, sync::atomic::Ordering, time::Duration};
 
 use tokio::{sync::oneshot, time::Instant};
 
@@ -24,32 +24,40 @@ impl Client {
     /// retried as usual. The result says how many entries were delivered and how many stay
     /// stored. On a client that is not trying to connect (idle, offline, refused) the flush
     /// is skipped. Fails with [`crate::Error::Closed`] on a closed client, changing nothing.
-    pub async fn enter_background(&self, deadline: Duration) -> Result<BackgroundFlush> {
+    /// The order of calls decides, not the order the futures run: a foreground called after
+    /// this (even before its future is first polled) wins.
+    pub fn enter_background(
+        &self,
+        deadline: Duration,
+    ) -> impl Future<Output = Result<BackgroundFlush>> + Send + 'static {
         let epoch = self.inner.app_epoch.load(Ordering::SeqCst);
-        let started = Instant::now();
-        let outbox = self.outbox();
-        let before = outbox.stats().await?.delivered;
-        // Asked of the engine, not read from the state: a network hint sent just before is
-        // handled first.
-        let (tx, trying) = oneshot::channel();
-        self.send(Command::BackgroundFlush(tx))?;
-        if trying.await.map_err(|_| Error::Closed)? {
-            // Done when the store is empty or at the deadline; what is left stays stored.
-            let _ = tokio::time::timeout(deadline, outbox.drained()).await;
+        let client = self.clone();
+        async move {
+            let started = Instant::now();
+            let outbox = client.outbox();
+            let before = outbox.stats().await?.delivered;
+            // Asked of the engine, not read from the state: a network hint sent just before
+            // is handled first.
+            let (tx, trying) = oneshot::channel();
+            client.send(Command::BackgroundFlush(tx))?;
+            if trying.await.map_err(|_| Error::Closed)? {
+                // Done when the store is empty or at the deadline; what is left stays stored.
+                let _ = tokio::time::timeout(deadline, outbox.drained()).await;
+            }
+            let after = outbox.stats().await?;
+            client.send(Command::Background(epoch))?;
+            Ok(BackgroundFlush {
+                sent: after.delivered.saturating_sub(before),
+                remaining: after.pending,
+                took: started.elapsed(),
+            })
         }
-        let after = outbox.stats().await?;
-        self.send(Command::Background(epoch))?;
-        Ok(BackgroundFlush {
-            sent: after.delivered.saturating_sub(before),
-            remaining: after.pending,
-            took: started.elapsed(),
-        })
     }
 
     /// The app is in the foreground again: connects at once (skipping any backoff wait)
     /// when a connection is wanted, with subscriptions replayed, the session recovered when
     /// the server allows it, and the outbox flushed, in the usual order. A background flush
-    /// still under way when this is called does not close the link afterwards. Fails with
+    /// called before this and still under way does not close the link afterwards. Fails with
     /// [`crate::Error::Closed`] on a closed client.
     pub fn enter_foreground(&self) -> Result<()> {
         let epoch = self.inner.app_epoch.fetch_add(1, Ordering::SeqCst) + 1;

@@ -152,11 +152,19 @@ impl Lifecycle {
                 self.waiters.push(r);
             }
         }
+        if self.phase == Phase::Background {
+            // The app asks for a connection while in the background (a background task, a
+            // silent push): it gets one; the next background request applies the policy again.
+            self.in_background = false;
+            self.connect_now(out);
+            return false;
+        }
         if self.wanted || self.phase == Phase::Closing {
             return false;
         }
         self.wanted = true;
         self.backoff.reset();
+        self.down_since = None;
         if self.network_up {
             self.dial(out);
         } else {
@@ -210,18 +218,27 @@ impl Lifecycle {
         }
         self.backoff.reset();
         self.down_since = None;
+        if matches!(self.state, State::Background | State::Suspended { .. }) && !self.held_by_app()
+        {
+            // Say what is happening: the attempt below sets no state of its own.
+            self.set_state(State::Reconnecting {
+                attempt: 1,
+                delay: Duration::ZERO,
+            });
+        }
         self.dial(out);
     }
 
     /// The app went to the background (after its flush). `epoch` orders it against the
-    /// foregrounds: one requested before the latest foreground is stale and ignored.
-    pub(crate) fn background(&mut self, epoch: u64, out: &mut Actions) {
+    /// foregrounds: one requested before the latest foreground is stale and ignored (returns
+    /// false then).
+    pub(crate) fn background(&mut self, epoch: u64, out: &mut Actions) -> bool {
         if epoch < self.foreground_epoch {
-            return;
+            return false;
         }
         self.in_background = true;
         if !self.held_by_app() || !self.wanted {
-            return;
+            return true;
         }
         match self.phase {
             Phase::Linked | Phase::Dialing => {
@@ -230,6 +247,7 @@ impl Lifecycle {
             Phase::Waiting { .. } => self.hold_for_app(),
             Phase::Idle | Phase::Offline | Phase::Background | Phase::Closing => {}
         }
+        true
     }
 
     /// The app is in the foreground (epoch `epoch`): connect at once if a connection is
@@ -247,6 +265,11 @@ impl Lifecycle {
     /// found dead by the heartbeat, a whole ping interval and timeout later.
     pub(crate) fn path_changed(&mut self, path: NetworkPath, out: &mut Actions) {
         let before = self.path.replace(path);
+        if before.is_some_and(|b| b.available == path.available && b.interface == path.interface) {
+            // Platforms repeat reports (Android, at every change of signal or bandwidth):
+            // only a change of availability or interface means anything here.
+            return;
+        }
         let moved =
             before.is_some_and(|b| b.available && path.available && b.interface != path.interface);
         if moved && self.wanted {
@@ -259,12 +282,17 @@ impl Lifecycle {
                 _ => {}
             }
         }
-        self.network(path.available, out);
+        if path.available != self.network_up {
+            // Only a change of reachability is a hint; a first report of a path that is up
+            // is not news (NWPathMonitor and NetworkCallback report at registration).
+            self.network(path.available, out);
+        }
     }
 
     /// The app calls `disconnect()`: leave, and stop trying.
     pub(crate) fn disconnect(&mut self, out: &mut Actions) {
         self.wanted = false;
+        self.down_since = None;
         self.set_state(State::Idle);
         self.finish_waiters(Err(Error::Disconnected), out);
         match self.phase {
@@ -295,7 +323,9 @@ impl Lifecycle {
                     // Back: no reason to sit out a backoff meant for a dead network. Said
                     // while suspended, it is news too: the platform saw the path come up.
                     (false, true, true) => self.connect_now(out),
-                    (true, true, true) if suspended => self.connect_now(out),
+                    // One attempt now; if it fails the client stays suspended (the outage
+                    // is not over because the app said so).
+                    (true, true, true) if suspended => self.dial(out),
                     _ => {}
                 }
             }
@@ -760,6 +790,19 @@ mod tests {
         l.network(true, &mut out);
         assert_eq!(out.link, Some(LinkAction::Dial), "at once while suspended");
         l.dial_failed(now, "refused".into(), &mut Actions::default());
+        assert!(
+            matches!(l.state(), State::Suspended { .. }),
+            "the hint did not end the outage: {:?}",
+            l.state()
+        );
+        // A platform repeating the same path (Android does, often) changes nothing.
+        let wifi = NetworkPath::available(crate::device::Interface::Wifi);
+        l.path_changed(wifi, &mut Actions::default());
+        let mut out = Actions::default();
+        for _ in 0..10 {
+            l.path_changed(wifi, &mut out);
+        }
+        assert_eq!(out.link, None, "no attempt for a repeated report");
         let mut out = Actions::default();
         l.network(false, &mut out);
         assert_eq!(l.state(), &State::Offline);
@@ -822,5 +865,61 @@ mod tests {
         assert_eq!(times.idle, Duration::from_millis(100));
         assert_eq!(times.connecting, Duration::from_millis(200));
         assert_eq!(times.connected, Duration::from_millis(1_000));
+    }
+
+    #[test]
+    fn disconnect_connect_and_close_in_the_background() {
+        let mut l = connected(policy(), BackgroundPolicy::Disconnect);
+        let t = t0();
+        let mut out = Actions::default();
+        l.background(0, &mut out);
+        l.link_ended(t, &ended(out), &mut Actions::default());
+        // An explicit connect() in the background (a background task) connects anyway.
+        let mut out = Actions::default();
+        l.connect(None, &mut out);
+        assert_eq!(out.link, Some(LinkAction::Dial));
+        l.linked();
+        l.joined(&mut Actions::default());
+        // The next background request applies the policy again; disconnect() then close().
+        let mut out = Actions::default();
+        l.background(0, &mut out);
+        l.link_ended(t, &ended(out), &mut Actions::default());
+        l.disconnect(&mut Actions::default());
+        assert_eq!(l.state(), &State::Idle);
+        let mut out = Actions::default();
+        l.foreground(1, &mut out);
+        assert_eq!(
+            l.state(),
+            &State::Idle,
+            "not wanted: the foreground does not connect"
+        );
+        let mut out = Actions::default();
+        l.close(&mut out);
+        assert_eq!(out.link, Some(LinkAction::Exit));
+    }
+
+    #[test]
+    fn an_old_outage_does_not_suspend_a_new_connection() {
+        let suspend = ReconnectPolicy {
+            suspend_after: Some(Duration::from_millis(1_000)),
+            ..policy()
+        };
+        let mut l = connected(suspend, BackgroundPolicy::Disconnect);
+        let t = t0();
+        l.link_ended(
+            t,
+            &End::lost(DisconnectReason::TransportClose),
+            &mut Actions::default(),
+        );
+        l.disconnect(&mut Actions::default());
+        // Much later, the app connects again and the first attempt fails.
+        let later = after(t, 60_000);
+        l.connect(None, &mut Actions::default());
+        l.dial_failed(later, "refused".into(), &mut Actions::default());
+        assert!(
+            matches!(l.state(), State::Reconnecting { attempt: 1, .. }),
+            "{:?}",
+            l.state()
+        );
     }
 }

@@ -26,7 +26,8 @@ public final class AppLifecycleFollower: @unchecked Sendable {
         #if canImport(UIKit) && !os(watchOS)
         let center = NotificationCenter.default
         observers.append(center.addObserver(forName: UIApplication.didEnterBackgroundNotification, object: nil, queue: .main) { [weak self] _ in
-            self?.enteredBackground()
+            // Delivered on the main queue, as asked.
+            MainActor.assumeIsolated { self?.enteredBackground() }
         })
         observers.append(center.addObserver(forName: UIApplication.willEnterForegroundNotification, object: nil, queue: .main) { [weak self] _ in
             try? self?.client.enterForeground()
@@ -52,25 +53,36 @@ public final class AppLifecycleFollower: @unchecked Sendable {
     }
 
     #if canImport(UIKit) && !os(watchOS)
+    /// A background task, ended once: by the flush finishing or by iOS's time running out.
+    @MainActor
+    private final class BackgroundTask {
+        private var id = UIBackgroundTaskIdentifier.invalid
+
+        init() {
+            id = UIApplication.shared.beginBackgroundTask(withName: "pulselink.flush") { [weak self] in
+                MainActor.assumeIsolated { self?.end() }
+            }
+        }
+
+        func end() {
+            guard id != .invalid else { return }
+            UIApplication.shared.endBackgroundTask(id)
+            id = .invalid
+        }
+    }
+
     /// Flushes inside a background task, so iOS keeps the app running for it, and ends the
     /// task when the flush is over or iOS's time runs out, whichever comes first.
     @MainActor
     private func enteredBackground() {
-        let app = UIApplication.shared
-        var task = UIBackgroundTaskIdentifier.invalid
-        let end = {
-            guard task != .invalid else { return }
-            app.endBackgroundTask(task)
-            task = .invalid
-        }
-        task = app.beginBackgroundTask(withName: "pulselink.flush", expirationHandler: end)
+        let task = BackgroundTask()
         // Leave iOS a margin of the time it granted.
-        let granted = app.backgroundTimeRemaining - 2
+        let granted = UIApplication.shared.backgroundTimeRemaining - 2
         let deadline = granted.isFinite ? min(backgroundFlush, max(0, granted)) : backgroundFlush
         let client = client
         Task { @MainActor in
             _ = try? await client.enterBackground(deadline: deadline)
-            end()
+            task.end()
         }
     }
     #endif

@@ -100,11 +100,14 @@ final class PulselinkClientTests: XCTestCase {
         for await state in client.states where state == .background { break }
         try await client.emit("tick", ["n": 20])
         XCTAssertEqual(try await client.outbox.stats().pending, 1)
+        // Time in the background is what the metric measures: spend a known amount there.
+        let stayMs: UInt64 = 50
+        try await Task.sleep(nanoseconds: stayMs * 1_000_000)
         try client.enterForeground()
         for await state in client.states where state == .connected { break }
         try await client.outbox.drained()
         let metrics = try await client.metrics()
-        XCTAssertGreaterThan(metrics.stateTimes.backgroundMs, 0)
+        XCTAssertGreaterThanOrEqual(metrics.stateTimes.backgroundMs, stayMs)
         try await client.close()
         XCTAssertThrowsError(try client.enterForeground())
     }

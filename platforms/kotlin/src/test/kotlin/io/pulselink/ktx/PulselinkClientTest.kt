@@ -18,6 +18,7 @@ import kotlinx.coroutines.CoroutineStart
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.async
 import kotlinx.coroutines.awaitAll
+import kotlinx.coroutines.delay
 import kotlinx.coroutines.flow.first
 import kotlinx.coroutines.flow.take
 import kotlinx.coroutines.flow.toList
@@ -298,11 +299,14 @@ class PulselinkClientTest {
         client.state.first { it is State.Background }
         client.emit("tick", buildJsonObject { put("n", 20) })
         assertEquals(1uL, client.outbox.stats().pending)
+        // Time in the background is what the metric measures: spend a known amount there.
+        val stay = 50.milliseconds
+        delay(stay)
         client.enterForeground()
         client.state.first { it is State.Connected }
         client.outbox.drained()
         val metrics = client.metrics()
-        assertTrue(metrics.radioWakeups >= 1uL && metrics.stateTimes.backgroundMs > 0uL)
+        assertTrue(metrics.radioWakeups >= 1uL && metrics.stateTimes.backgroundMs >= stay.inWholeMilliseconds.toULong(), metrics.toString())
         client.shutdown()
         assertThrows<PulselinkException.Closed> { client.enterForeground() }
     }

@@ -13,6 +13,7 @@ import io.pulselink.PulselinkException
 import io.pulselink.ktx.PulselinkClient
 import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.Job
 import kotlinx.coroutines.SupervisorJob
 import kotlinx.coroutines.cancel
 import kotlinx.coroutines.launch
@@ -40,7 +41,16 @@ class AppLifecycleAdapter(
     private val scope = CoroutineScope(SupervisorJob() + Dispatchers.Default)
     private val connectivity = context.applicationContext.getSystemService(ConnectivityManager::class.java)
 
+    /** The background flush under way, cancelled if the app comes back first. */
+    @Volatile
+    private var flush: Job? = null
+
     private val callback = object : ConnectivityManager.NetworkCallback() {
+        // API 24–25 do not follow onAvailable with onCapabilitiesChanged: ask.
+        override fun onAvailable(network: Network) = ifOpen {
+            connectivity.getNetworkCapabilities(network)?.let { client.networkChanged(pathOf(it)) }
+        }
+
         override fun onCapabilitiesChanged(network: Network, caps: NetworkCapabilities) =
             ifOpen { client.networkChanged(pathOf(caps)) }
 
@@ -56,14 +66,21 @@ class AppLifecycleAdapter(
         return this
     }
 
-    override fun onStart(owner: LifecycleOwner) = ifOpen { client.enterForeground() }
+    override fun onStart(owner: LifecycleOwner) {
+        // A flush not yet started must not close the link behind the app's back.
+        flush?.cancel()
+        ifOpen { client.enterForeground() }
+    }
 
     override fun onStop(owner: LifecycleOwner) {
-        scope.launch {
+        flush = scope.launch {
             try {
                 client.enterBackground(backgroundFlush)
             } catch (_: PulselinkException.Closed) {
                 // The client was closed meanwhile: nothing to follow.
+            } catch (e: PulselinkException) {
+                // Nothing the app could do about it here; what was not sent stays stored.
+                android.util.Log.w("Pulselink", "background flush: ${e.message}")
             }
         }
     }
