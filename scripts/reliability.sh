@@ -26,6 +26,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked -p pulselink-tests --test reliability --test lifecycle --test secrets --test tls --test soak -- --nocapture --test-threads 1 | tee "$log"
 cargo test --locked -p pulselink-tests --test durability every_emit_that_returned_ok_survives_sigkill_exactly_once -- --nocapture --exact | tee -a "$log"
+cargo test --locked -p pulselink-tests --test durability new_emits_go_live_once_the_backlog_is_replayed_and_order_holds -- --nocapture --exact | tee -a "$log"
 fuzz_secs=15
 [ "${1:-}" = "--long" ] && fuzz_secs=600
 ./scripts/fuzz.sh "$fuzz_secs" | tee -a "$log"

@@ -126,6 +126,8 @@ pub struct OutboxStats {
     pub rejected: u64,
     /// Entries given up after `max_sends` or removed by the app.
     pub failed: u64,
+    /// Entries written to the connection while their commit was in flight (the live path).
+    pub sent_live: u64,
 }
 
 impl From<pulselink::OutboxStats> for OutboxStats {
@@ -140,6 +142,7 @@ impl From<pulselink::OutboxStats> for OutboxStats {
             dropped_overflow: s.dropped_overflow,
             rejected: s.rejected,
             failed: s.failed,
+            sent_live: s.sent_live,
         }
     }
 }

@@ -237,4 +237,8 @@ pub struct OutboxStats {
     pub rejected: u64,
     /// Entries given up after `max_sends` or removed by the app.
     pub failed: u64,
+    /// Entries written to the connection while their commit was in flight (the live path)
+    /// instead of being read back from the store first: with a link up and nothing older
+    /// waiting in their lane, every new entry goes this way.
+    pub sent_live: u64,
 }

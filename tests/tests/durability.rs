@@ -229,10 +229,24 @@ async fn every_emit_that_returned_ok_survives_sigkill_exactly_once() {
         lost.len(),
         &lost[..lost.len().min(10)]
     );
+    // The live path writes an entry while its commit is in flight, so some kills land between
+    // the frame reaching the server and `emit` returning Ok: those entries were delivered
+    // (once) without being promised. Without live frames on the wire at the kills, this test
+    // would not be testing the live path.
+    let promised_set: BTreeSet<u64> = promised.iter().copied().collect();
+    let unconfirmed = delivered
+        .iter()
+        .filter(|n| !promised_set.contains(n))
+        .count();
+    assert!(
+        unconfirmed >= 1,
+        "no kill landed while a live frame's commit was in flight"
+    );
     println!(
         "RELIABILITY|emitter process SIGKILLed at {seeds} seeded instants|every emit that returned \
-         Ok delivered exactly once; every kill by signal 9, nothing on stderr|{} emits returned Ok \
-         over {kills} kills, all delivered once; {dups} resends dropped by key",
+         Ok delivered exactly once, in order; every kill by signal 9, nothing on stderr|{} emits \
+         returned Ok over {kills} kills, all delivered once, in order; {unconfirmed} delivered \
+         whose commit was still in flight at the kill (live path); {dups} resends dropped by key",
         promised.len()
     );
     integrity_ok(&store);
@@ -666,6 +680,63 @@ async fn offline_outbox_flushes_by_priority_drops_expired_and_coalesces() {
     let stats = client.outbox().stats().await.unwrap();
     assert_eq!((stats.expired, stats.delivered, stats.pending), (1, 4, 0));
     client.close().await;
+}
+
+/// Waits for the outbox to drain, failing (rather than hanging) after `T`.
+async fn drained(client: &Client) {
+    tokio::time::timeout(T, client.outbox().drained())
+        .await
+        .expect("the outbox drained")
+        .unwrap();
+}
+
+/// The live path: with the link up and nothing older waiting, a new durable emit is written
+/// while its commit is in flight, never read back from the store; emits made while a backlog
+/// is replayed wait behind it. Every tick reaches the server once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_emits_go_live_once_the_backlog_is_replayed_and_order_holds() {
+    let (dir, ledger, store) = scratch("live-path");
+    let server = NodeServer::start_with_ledger(&ledger).await;
+    let client = Client::new(config(&server).with_store(&store)).unwrap();
+    let (backlog, during, after) = (300u64, 1_000u64, 500u64);
+    for n in 0..backlog {
+        client.emit("tick", json!({ "n": n })).await.unwrap();
+    }
+    let live = |s: pulselink::OutboxStats| s.sent_live;
+    assert_eq!(live(client.outbox().stats().await.unwrap()), 0, "offline");
+    client.connect().await.unwrap();
+    // Emitted while the backlog is replayed: behind it, whichever way each one goes.
+    for n in backlog..backlog + during {
+        client.emit("tick", json!({ "n": n })).await.unwrap();
+    }
+    drained(&client).await;
+    let before = live(client.outbox().stats().await.unwrap());
+    // Caught up: every new emit takes the live path.
+    for n in backlog + during..backlog + during + after {
+        client.emit("tick", json!({ "n": n })).await.unwrap();
+    }
+    drained(&client).await;
+    let stats = client.outbox().stats().await.unwrap();
+    assert_eq!(
+        live(stats.clone()) - before,
+        after,
+        "every emit made while caught up went live"
+    );
+    // A round trip on the same connection: the server has read every tick before it.
+    server_log(&client).await;
+    let (firsts, dups) = check_ledger(&read_ledger(&ledger));
+    assert_eq!(firsts, (0..backlog + during + after).collect::<Vec<_>>());
+    assert_eq!(dups, 0);
+    println!(
+        "RELIABILITY|live path: a backlog of {backlog} replayed, {during} emits during the \
+         replay, {after} after|every tick once, in order; every emit made while caught up \
+         written live|{} ticks once, in order; live: {before} of the {during} during the replay, \
+         {} of {after} after",
+        firsts.len(),
+        live(stats) - before
+    );
+    client.close().await;
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -393,10 +393,11 @@ async fn close_while_reconnecting_is_prompt_and_leaves_nothing() {
     );
 }
 
-/// Two processes emitting through one store file at once: neither sees an error, the server
-/// gets every emit, and the file passes SQLite's integrity check.
+/// One client per store file: a second process opening a file that a client holds is refused
+/// at open with an error that says so and changes nothing in the file; once the first client
+/// closes, the second opens it and every emit of both is delivered once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_share_one_store_without_errors_or_loss() {
+async fn a_second_client_on_one_store_file_is_refused_and_nothing_is_lost() {
     let (_dir, ledger, store) = scratch("reliability-two-writers");
     let server = NodeServer::start_with(ServerOptions {
         ledger: Some(ledger.clone()),
@@ -404,6 +405,11 @@ async fn two_processes_share_one_store_without_errors_or_loss() {
     })
     .await;
     let count = 200u64;
+    // The first client, in this process, holds `count` entries in the file (never started).
+    let first = Client::new(ClientConfig::new(&server.url()).unwrap().with_store(&store)).unwrap();
+    for n in 0..count {
+        first.emit("tick", json!({ "n": n })).await.unwrap();
+    }
     let run = |from: u64| {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_pl-emitter"))
             .args([
@@ -418,19 +424,29 @@ async fn two_processes_share_one_store_without_errors_or_loss() {
             .output()
     };
     let started = Instant::now();
-    let (a, b) = tokio::join!(run(0), run(10_000));
-    let took = started.elapsed();
-    for out in [a.unwrap(), b.unwrap()] {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
-        assert!(stderr.trim().is_empty(), "no error surfaced: {stderr}");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            stdout.lines().filter(|l| l.starts_with("ok ")).count(),
-            count as usize
-        );
-        assert!(stdout.contains("drained"), "{stdout}");
-    }
+    let refused = run(10_000).await.unwrap();
+    let waited = started.elapsed();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "the second client opened the file"
+    );
+    assert!(stderr.contains("open in another client"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&refused.stdout).contains("ok "));
+    let stats = first.outbox().stats().await.unwrap();
+    assert_eq!(stats.pending, count, "the refused client changed nothing");
+    first.close().await;
+
+    let out = run(10_000).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.trim().is_empty(), "no error surfaced: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        count as usize
+    );
+    assert!(stdout.contains("drained"), "{stdout}");
     let mut delivered: Vec<u64> = read_ledger(&ledger)
         .iter()
         .filter(|l| !l.dup)
@@ -445,13 +461,13 @@ async fn two_processes_share_one_store_without_errors_or_loss() {
         .unwrap();
     assert_eq!(integrity, "ok");
     figure(
-        "two processes writing one store",
-        "no error, every emit delivered, integrity ok",
+        "a second client on one store file",
+        "refused at open with a clear error; nothing lost, integrity ok",
         format!(
-            "{} of {} delivered in {}, integrity {integrity}",
+            "refused after {}; then {} of {} delivered, integrity {integrity}",
+            ms(waited),
             delivered.len(),
             expected.len(),
-            ms(took)
         ),
     );
 }

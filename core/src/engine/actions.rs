@@ -8,12 +8,20 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::{
+    args::AckReply,
     config::AuthReason,
     error::Error,
     event::{DisconnectReason, Notice},
     store::Cmd as StoreCmd,
     transport::Frame,
 };
+
+/// Where an emit's acknowledgement goes: the caller of `emit_with_ack` waits on the other end.
+pub(crate) type AckTx = oneshot::Sender<Result<AckReply, Error>>;
+
+/// A waiting caller's answer, sent by the driver once the step's store commands are posted: a
+/// caller that heard its entry was acknowledged never finds it still counted in the outbox.
+pub(crate) type WaiterAnswer = (AckTx, Result<AckReply, Error>);
 
 /// Everything one step asks of the driver, in order per kind.
 #[derive(Default)]
@@ -30,6 +38,8 @@ pub(crate) struct Actions {
     pub(crate) link: Option<LinkAction>,
     /// `connect()` callers to answer, once the state they will read is published.
     pub(crate) answers: Vec<(ConnectWaiter, Result<(), Error>)>,
+    /// Callers waiting for an acknowledgement, answered once the store commands are posted.
+    pub(crate) acks: Vec<WaiterAnswer>,
 }
 
 impl Actions {
@@ -41,6 +51,7 @@ impl Actions {
             && self.credentials.is_empty()
             && self.link.is_none()
             && self.answers.is_empty()
+            && self.acks.is_empty()
     }
 
     /// Asks the driver to end the link (the first decision wins: it is the cause).

@@ -7,8 +7,7 @@ use tokio::sync::oneshot;
 use tracing::warn;
 
 use super::{
-    actions::{Actions, End},
-    flush::AckTx,
+    actions::{AckTx, Actions, End},
     lifecycle::ConnectWaiter,
     listeners::Listener,
     machine::Machine,
@@ -105,6 +104,12 @@ impl Machine {
             Command::NetworkAvailable(up) => self.lifecycle.network(up, &mut self.out),
             Command::NetworkPath(path) => {
                 self.flush.set_costly_path(path.is_costly());
+                if self.connected() {
+                    // A path that stopped being costly lets waiting `Low` entries go.
+                    self.with_link(now, |flush, now, link, out| {
+                        flush.radio_awake(now, link, out)
+                    });
+                }
                 self.lifecycle.path_changed(path, &mut self.out);
             }
             Command::BackgroundFlush(reply) => {
@@ -117,8 +122,11 @@ impl Machine {
                 }
             }
             Command::Background(epoch) => {
-                self.flush.force_low(false);
-                self.lifecycle.background(epoch, &mut self.out);
+                // A stale request (a foreground came after it) changes nothing, not even a
+                // newer flush's.
+                if self.lifecycle.background(epoch, &mut self.out) {
+                    self.flush.force_low(false);
+                }
             }
             Command::Foreground(epoch) => {
                 self.flush.force_low(false);
@@ -134,7 +142,23 @@ impl Machine {
                 entry,
                 waiter,
                 reply,
-            } => self.flush.emit(entry, waiter, reply, now, &mut self.out),
+            } => {
+                if self.connected() {
+                    let mut pending = Some((entry, waiter, reply));
+                    self.with_link(now, |flush, now, link, out| {
+                        if let Some((entry, waiter, reply)) = pending.take() {
+                            flush.emit(entry, waiter, reply, now, Some(link), out);
+                        }
+                    });
+                    if let Some((entry, waiter, reply)) = pending {
+                        self.flush
+                            .emit(entry, waiter, reply, now, None, &mut self.out);
+                    }
+                } else {
+                    self.flush
+                        .emit(entry, waiter, reply, now, None, &mut self.out);
+                }
+            }
             Outgoing::Volatile(event) => self.volatile(now, event),
         }
     }

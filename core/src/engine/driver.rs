@@ -35,9 +35,11 @@ use crate::{
 /// commands prompt.
 const BATCH: usize = 512;
 
-/// How long a polite close (DISCONNECT packets and a WebSocket close frame) may take before
-/// the socket is simply dropped: `close()` must return promptly even on a dead link.
-const CLOSE_GRACE: Duration = Duration::from_millis(50);
+/// How long a polite close (DISCONNECT packets, a WebSocket close frame and the server's
+/// answering one) may take before the socket is simply dropped. The answer proves the server
+/// read everything written before it: a socket dropped earlier, with unread data, is reset,
+/// and a reset can lose the last frames. Bounded so `close()` returns even on a dead link.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
 /// How long a polite close may spend writing emits the app queued before closing.
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
@@ -278,6 +280,9 @@ impl Driver {
         for cmd in out.store {
             self.store.post(cmd);
         }
+        for (caller, answer) in out.acks {
+            let _ = caller.send(answer);
+        }
         for n in out.notices {
             let _ = self.notices.send(n);
         }
@@ -370,9 +375,19 @@ impl Driver {
             self.flush_quietly(io).await?;
             let found = loop {
                 match self.store_events.recv().await {
-                    Some(StoreEvent::Fetched { id: got, entries }) if got == id => {
+                    Some(StoreEvent::Fetched {
+                        id: got,
+                        entries,
+                        drained,
+                        upto,
+                    }) if got == id => {
                         let any = !entries.is_empty();
-                        let e = StoreEvent::Fetched { id, entries };
+                        let e = StoreEvent::Fetched {
+                            id,
+                            entries,
+                            drained,
+                            upto,
+                        };
                         self.machine.store_event(Now::read(), e);
                         break any;
                     }
@@ -436,6 +451,9 @@ impl Driver {
         let out = self.machine.take_actions();
         for cmd in out.store {
             self.store.post(cmd);
+        }
+        for (caller, answer) in out.acks {
+            let _ = caller.send(answer);
         }
         self.publish_state();
         for (waiter, result) in out.answers {

@@ -12,20 +12,29 @@
 //! in order, for traffic that wakes the radio anyway (the driver says when) or for
 //! `max_delay`, and then go together.
 //!
-//! This is also the one registry of callers waiting for an acknowledgement: a waiter is
-//! registered under a token when its emit arrives and moved to the entry's sequence number
-//! when the store reports the commit, so it never travels through the store.
+//! The live path: the engine numbers new entries itself (from a block of sequence numbers the
+//! store reserved for it), so while the link is up and nothing older waits, a new entry is
+//! written to the socket at once, while the store commits it. An entry leaves the store only
+//! once it is both committed and delivered; the emit still returns only after the commit.
+//! Entries the engine did not write live come back through fetches, in order.
+//!
+//! This is also the one registry of callers waiting for an acknowledgement, by sequence
+//! number, so a waiter never travels through the store.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::Arc,
     time::Duration,
 };
 
-use tokio::{sync::oneshot, time::Instant};
+use tokio::time::Instant;
 use tracing::warn;
 
-use super::{actions::Actions, listeners::Listeners, namespaces::Namespaces};
+use super::{
+    actions::{AckTx, Actions, WaiterAnswer},
+    listeners::Listeners,
+    namespaces::Namespaces,
+};
 use crate::{
     args::AckReply,
     codec::json::RawJson,
@@ -38,9 +47,6 @@ use crate::{
     store::{Cmd, Gone, NewEntry, Reply, StoredEntry, idempotency_key},
     time::Now,
 };
-
-/// Where an emit's acknowledgement goes.
-pub(crate) type AckTx = oneshot::Sender<Result<AckReply, Error>>;
 
 /// Entries asked for in one fetch at most.
 const FETCH: usize = 512;
@@ -99,6 +105,8 @@ pub(crate) struct Flush {
     costly_path: bool,
     /// The app asked for everything now (the background flush, a polite close).
     low_forced: bool,
+    /// Forced by a polite close: over with the link.
+    forced_by_close: bool,
     /// `Low` entries waiting for the radio, in order, each with when it must go anyway.
     low_waiting: VecDeque<(StoredEntry, Instant)>,
     limiter: Limiter,
@@ -109,11 +117,28 @@ pub(crate) struct Flush {
     written: Vec<u64>,
     /// Delivered, to be deleted from the store.
     delivered: Vec<u64>,
-    next_token: u64,
-    /// Callers waiting for an ack, by token, until the store reports their entry committed.
-    by_token: HashMap<u64, Waiter>,
     /// Callers waiting for an ack, by sequence number, across links.
     waiters: HashMap<u64, Waiter>,
+    /// Answers for callers, handed to the driver with the step's other actions.
+    answers: Vec<WaiterAnswer>,
+    /// The next sequence number to give and the last of the block it comes from.
+    next_seq: u64,
+    last_seq: u64,
+    /// A block reserved for when this one runs out, and whether one was asked for.
+    spare: Option<(u64, u64)>,
+    reserving: bool,
+    /// Every entry stored is known to this engine and was written, held or is waiting: a new
+    /// one may go out live without overtaking an older one.
+    caught_up: bool,
+    /// The highest sequence number appended through the store (not written live): a fetch
+    /// proves the engine caught up only once the store had handled it.
+    stored_max: u64,
+    /// Written live, not yet committed.
+    uncommitted: HashSet<u64>,
+    /// Of those, delivered already: deleted once committed.
+    /// With the acknowledgement's answer, which its waiting caller hears only then: a caller
+    /// that heard the answer finds the entry gone from the outbox.
+    early: HashMap<u64, Option<AckReply>>,
     /// Frames of `Low` entries written since the driver last asked (their traffic is not a
     /// reason for more `Low` traffic).
     pub(crate) low_frames: usize,
@@ -126,7 +151,8 @@ pub(crate) struct Flush {
 }
 
 impl Flush {
-    pub(crate) fn new(config: &OutboxConfig, now: Now) -> Self {
+    /// `seqs`: the block of sequence numbers the store reserved for this client.
+    pub(crate) fn new(config: &OutboxConfig, now: Now, seqs: (u64, u64)) -> Self {
         Self {
             max_in_flight: config.max_in_flight,
             ack_timeout: config.ack_timeout,
@@ -138,15 +164,23 @@ impl Flush {
             low_lane: config.low_lane,
             costly_path: false,
             low_forced: false,
+            forced_by_close: false,
             low_waiting: VecDeque::new(),
             limiter: Limiter::new(&config.rate_limits, now.at),
             resume_at: None,
             in_flight: HashMap::new(),
             written: Vec::new(),
             delivered: Vec::new(),
-            next_token: 1,
-            by_token: HashMap::new(),
             waiters: HashMap::new(),
+            answers: Vec::new(),
+            next_seq: seqs.0,
+            last_seq: seqs.1,
+            spare: None,
+            reserving: false,
+            caught_up: false,
+            stored_max: 0,
+            uncommitted: HashSet::new(),
+            early: HashMap::new(),
             low_frames: 0,
             sent: 0,
             latencies: Samples::default(),
@@ -154,36 +188,130 @@ impl Flush {
         }
     }
 
-    /// A new durable emit: stored (the caller hears the commit on `reply`), and its waiter,
-    /// if the caller waits for the acknowledgement, kept here until the answer, or the
-    /// entry's TTL, whichever comes first (offline too).
+    /// A new durable emit: numbered, written at once when it may go live (`link` is the
+    /// connected link, if any), and stored (the caller hears the commit on `reply`). Its
+    /// waiter, if the caller waits for the acknowledgement, is kept here until the answer, or
+    /// the entry's TTL, whichever comes first (offline too).
     pub(crate) fn emit(
         &mut self,
-        entry: NewEntry,
+        mut entry: NewEntry,
         waiter: Option<AckTx>,
         reply: Reply<u64>,
         now: Now,
+        link: Option<&mut Link<'_>>,
         out: &mut Actions,
     ) {
-        let expires = entry.ttl.map(|ttl| now.at + ttl);
-        let token = waiter.map(|tx| {
-            let token = self.next_token;
-            self.next_token += 1;
-            self.by_token.insert(token, Waiter { tx, expires });
-            token
-        });
+        let Some(seq) = self.take_seq(out) else {
+            let err = "this client has used its store's sequence numbers; reopen the client";
+            let _ = reply.send(Err(Error::Store(err.into())));
+            return;
+        };
+        let notify = waiter.is_some();
+        if let Some(tx) = waiter {
+            let expires = entry.ttl.map(|ttl| now.at + ttl);
+            self.waiters.insert(seq, Waiter { tx, expires });
+        }
+        let live = match link {
+            Some(link) if self.may_go_live(&entry, now, link) => {
+                // Lent to the encoder and taken back: no copy of the arguments.
+                let event = EventData {
+                    namespace: entry.namespace.clone(),
+                    name: Arc::from(entry.event.as_str()),
+                    args: RawJson::validated(std::mem::take(&mut entry.args)),
+                    attachments: std::mem::take(&mut entry.attachments),
+                };
+                let lane = entry.lane;
+                let written = self.write(seq, lane, entry.want_ack, &event, now, link, out);
+                entry.args = event.args.into_string();
+                entry.attachments = event.attachments;
+                let i = lane_index(lane);
+                self.cursors[i] = self.cursors[i].max(seq);
+                if written {
+                    self.uncommitted.insert(seq);
+                }
+                written
+            }
+            _ => {
+                // It comes back through a fetch, after what is older.
+                self.caught_up = false;
+                self.stored_max = self.stored_max.max(seq);
+                false
+            }
+        };
         out.store.push(Cmd::Append {
             entry,
-            token,
+            seq,
+            notify: notify || live,
+            live,
             reply,
         });
     }
 
-    /// The store committed the emit with `token` as `seq` (or refused it: its caller heard
-    /// why from the store).
-    pub(crate) fn appended(&mut self, token: u64, seq: Option<u64>) {
-        if let (Some(w), Some(seq)) = (self.by_token.remove(&token), seq) {
-            self.waiters.insert(seq, w);
+    /// Whether a new entry may be written now, ahead of its commit: nothing older waits, its
+    /// namespace flows, the window and the rate limit have room, and its lane is not held
+    /// for the radio.
+    fn may_go_live(&mut self, e: &NewEntry, now: Now, link: &Link<'_>) -> bool {
+        self.caught_up
+            && self.held.is_empty()
+            && (e.lane != Priority::Low || self.low_waiting.is_empty())
+            && link.namespaces.is_ready(&e.namespace)
+            && self.in_flight.len() < self.max_in_flight
+            && !(e.lane == Priority::Low && self.holds_low() && !link.radio_awake)
+            && self.limiter.try_take(now.at).is_ok()
+    }
+
+    /// The next sequence number; asks for the next block well before this one runs out.
+    fn take_seq(&mut self, out: &mut Actions) -> Option<u64> {
+        if self.next_seq > self.last_seq {
+            let (first, last) = self.spare.take()?;
+            (self.next_seq, self.last_seq) = (first, last);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let left = self.last_seq - seq;
+        if !self.reserving && self.spare.is_none() && left < crate::store::SEQ_BLOCK / 2 {
+            self.reserving = true;
+            out.store.push(Cmd::ReserveSeqs);
+        }
+        Some(seq)
+    }
+
+    /// The store reserved the next block of sequence numbers.
+    pub(crate) fn reserved(&mut self, first: u64, last: u64) {
+        self.reserving = false;
+        self.spare = Some((first, last));
+    }
+
+    /// The store committed entry `seq` (`ok`), or refused it: its caller heard why from the
+    /// store, and an entry written live is not sent again (it may have reached the server
+    /// once).
+    pub(crate) fn appended(&mut self, seq: u64, ok: bool) {
+        let live = self.uncommitted.remove(&seq);
+        let early = self.early.remove(&seq);
+        if ok {
+            if let (true, Some(reply)) = (live, early) {
+                self.delivered.push(seq);
+                if let (Some(w), Some(reply)) = (self.waiters.remove(&seq), reply) {
+                    self.answers.push((w.tx, Ok(reply)));
+                }
+            }
+        } else {
+            self.in_flight.remove(&seq);
+            self.written.retain(|s| *s != seq);
+            self.waiters.remove(&seq);
+        }
+    }
+
+    /// Entry `seq` reached the server (with the acknowledgement's answer, if it asked for
+    /// one): deleted, and its waiting caller answered, once it is committed.
+    fn deliver(&mut self, seq: u64, reply: Option<AckReply>) {
+        if self.uncommitted.contains(&seq) {
+            self.early.insert(seq, reply);
+            return;
+        }
+        self.delivered.push(seq);
+        if let (Some(w), Some(reply)) = (self.waiters.remove(&seq), reply) {
+            self.answers.push((w.tx, Ok(reply)));
         }
     }
 
@@ -196,12 +324,13 @@ impl Flush {
         self.held.clear();
         self.low_waiting.clear();
         self.resume_at = None;
+        self.caught_up = false;
     }
 
     /// Asks the store for the next window when room is free, a namespace may flow and no
     /// fetched entries wait.
     pub(crate) fn fetch_if_due(&mut self, any_ready: bool, out: &mut Actions) {
-        let room = self.max_in_flight.saturating_sub(self.in_flight.len());
+        let room = self.room();
         if self.fetching || !self.held.is_empty() || room == 0 || !any_ready {
             return;
         }
@@ -211,10 +340,19 @@ impl Flush {
     /// Asks for whatever is stored now without parking (the polite close's last flush);
     /// returns the fetch's id, or `None` when no room is left.
     pub(crate) fn fetch_now(&mut self, out: &mut Actions) -> Option<u64> {
-        // Closing: the `Low` lane has nothing left to wait for.
-        self.force_low(true);
-        let room = self.max_in_flight.saturating_sub(self.in_flight.len());
+        // Closing: the `Low` lane has nothing left to wait for (until the next link).
+        self.low_forced = true;
+        self.forced_by_close = true;
+        self.release_low();
+        let room = self.room();
         (room > 0).then(|| self.fetch(room.min(FETCH), false, out))
+    }
+
+    /// Entries that may still be fetched: the window less what is in flight or waiting for
+    /// the radio (those count against it too, or a held lane would pull in its whole backlog).
+    fn room(&self) -> usize {
+        self.max_in_flight
+            .saturating_sub(self.in_flight.len() + self.low_waiting.len())
     }
 
     fn fetch(&mut self, limit: usize, park: bool, out: &mut Actions) -> u64 {
@@ -229,11 +367,16 @@ impl Flush {
         self.fetch_id
     }
 
-    /// The store answered fetch `id`: writes what may go.
+    /// The store answered fetch `id` (`drained`: nothing more was waiting; `upto`: the
+    /// appends it had handled): writes what may go. Entries at or below a lane's cursor were
+    /// written live already.
+    #[allow(clippy::too_many_arguments)] // the store's answer, and what sending needs
     pub(crate) fn fetched(
         &mut self,
         id: u64,
         entries: Vec<StoredEntry>,
+        drained: bool,
+        upto: u64,
         now: Now,
         link: &mut Link<'_>,
         out: &mut Actions,
@@ -244,10 +387,15 @@ impl Flush {
         self.fetching = false;
         for e in entries {
             let lane = lane_index(e.lane);
-            self.cursors[lane] = self.cursors[lane].max(e.seq);
+            if e.seq <= self.cursors[lane] {
+                continue;
+            }
+            self.cursors[lane] = e.seq;
             self.held.push_back(e);
         }
         self.pump(now, link, out);
+        // An append the store had not handled yet may still come back through a fetch.
+        self.caught_up = drained && self.held.is_empty() && self.stored_max <= upto;
     }
 
     /// Sends held entries while the rate limits allow; `Low` entries wait for the radio.
@@ -274,6 +422,11 @@ impl Flush {
                     }
                     continue;
                 }
+            }
+            if e.want_ack && self.in_flight.len() >= self.max_in_flight {
+                // The window is full (released `Low` entries can fill it): acknowledgements
+                // make room, and `resume` carries on.
+                return;
             }
             if let Err(at) = self.limiter.try_take(now.at) {
                 self.resume_at = Some(at);
@@ -316,6 +469,15 @@ impl Flush {
         }
     }
 
+    /// Carries on sending held entries once the window has room again (no rate-limit wait
+    /// pending: that one has its own timer).
+    pub(crate) fn resume(&mut self, now: Now, link: &mut Link<'_>, out: &mut Actions) {
+        let room = self.in_flight.len() < self.max_in_flight;
+        if room && self.resume_at.is_none() && !self.held.is_empty() {
+            self.pump(now, link, out);
+        }
+    }
+
     /// Whether `Low` entries wait for the radio.
     pub(crate) fn low_waiting(&self) -> bool {
         !self.low_waiting.is_empty()
@@ -342,50 +504,72 @@ impl Flush {
     }
 
     fn send(&mut self, e: StoredEntry, now: Now, link: &mut Link<'_>, out: &mut Actions) {
-        let seq = e.seq;
-        let key = idempotency_key(link.client_id, seq);
         let event = EventData {
             namespace: Arc::from(e.namespace.as_str()),
             name: Arc::from(e.event.as_str()),
             args: RawJson::validated(e.args),
             attachments: e.attachments,
         };
-        let ack = e.want_ack.then_some(seq);
+        self.write(e.seq, e.lane, e.want_ack, &event, now, link, out);
+    }
+
+    /// Encodes entry `seq` with its key and writes it; false when the server's limit refuses
+    /// it (it is given up).
+    #[allow(clippy::too_many_arguments)] // one entry's parts, borrowed rather than rebuilt
+    fn write(
+        &mut self,
+        seq: u64,
+        lane: Priority,
+        want_ack: bool,
+        event: &EventData,
+        now: Now,
+        link: &mut Link<'_>,
+        out: &mut Actions,
+    ) -> bool {
+        let key = idempotency_key(link.client_id, seq);
+        let ack = want_ack.then_some(seq);
         let mut frames = Vec::with_capacity(1 + event.attachments.len());
-        if let Err(err) = link.wire.push_event(&mut frames, &event, ack, Some(&key)) {
-            warn!(event = %e.event, error = %err, "outbox entry refused by the server's limit");
+        if let Err(err) = link.wire.push_event(&mut frames, event, ack, Some(&key)) {
+            warn!(event = %event.name, error = %err, "outbox entry refused by the server's limit");
             let err = Error::InvalidArgs(err.to_string());
-            self.give_up(seq, &event.namespace, e.event, err, out);
-            return;
+            self.give_up(seq, &event.namespace, event.name.to_string(), err, out);
+            return false;
         }
         self.sent += 1;
-        if e.lane == Priority::Low {
+        if lane == Priority::Low {
             self.low_frames += frames.len();
         }
-        let namespace = event.namespace.clone();
         if link.listeners.wants_outbound() {
-            link.listeners
-                .dispatch(false, Event::new(event, None, None));
+            let copy = EventData {
+                namespace: event.namespace.clone(),
+                name: event.name.clone(),
+                args: event.args.clone(),
+                attachments: event.attachments.clone(),
+            };
+            link.listeners.dispatch(false, Event::new(copy, None, None));
         }
-        if e.want_ack {
+        if want_ack {
             out.frames.extend(frames.iter().cloned());
             let f = InFlight {
                 frames,
                 sent_at: now.at,
                 sends: 1,
-                namespace,
-                event: e.event,
+                namespace: event.namespace.clone(),
+                event: event.name.to_string(),
             };
             self.in_flight.insert(seq, f);
         } else {
             out.frames.extend(frames);
             self.written.push(seq);
         }
+        true
     }
 
     /// What was written reached a healthy link: entries that asked no ack are delivered.
     pub(crate) fn flushed(&mut self, out: &mut Actions) {
-        self.delivered.append(&mut self.written);
+        for seq in std::mem::take(&mut self.written) {
+            self.deliver(seq, None);
+        }
         self.post_delivered(out);
     }
 
@@ -396,6 +580,7 @@ impl Flush {
             out.store
                 .push(Cmd::Delivered(std::mem::take(&mut self.delivered)));
         }
+        out.acks.append(&mut self.answers);
     }
 
     /// An acknowledgement for entry `seq`; false when it is not one in flight (already
@@ -406,10 +591,7 @@ impl Flush {
         };
         self.latencies
             .record(now.at.saturating_duration_since(f.sent_at));
-        self.delivered.push(seq);
-        if let Some(w) = self.waiters.remove(&seq) {
-            w.answer(Ok(reply));
-        }
+        self.deliver(seq, Some(reply));
         true
     }
 
@@ -445,7 +627,7 @@ impl Flush {
             .in_flight
             .values()
             .map(|f| f.sent_at + self.ack_timeout);
-        let ttls = self.waiters.values().chain(self.by_token.values());
+        let ttls = self.waiters.values();
         acks.chain(self.resume_at)
             .chain(ttls.filter_map(|w| w.expires))
             .chain(self.low_waiting.front().map(|(_, due)| *due))
@@ -465,19 +647,9 @@ impl Flush {
         for seq in seqs {
             self.in_flight.remove(&seq);
             self.held.retain(|e| e.seq != seq);
+            self.low_waiting.retain(|(e, _)| e.seq != seq);
             if let Some(w) = self.waiters.remove(&seq) {
-                w.answer(Err(Error::Expired));
-            }
-        }
-        let tokens: Vec<u64> = self
-            .by_token
-            .iter()
-            .filter(|(_, w)| due(w))
-            .map(|(t, _)| *t)
-            .collect();
-        for token in tokens {
-            if let Some(w) = self.by_token.remove(&token) {
-                w.answer(Err(Error::Expired));
+                self.answers.push((w.tx, Err(Error::Expired)));
             }
         }
     }
@@ -524,7 +696,7 @@ impl Flush {
     fn give_up(&mut self, seq: u64, namespace: &str, event: String, err: Error, out: &mut Actions) {
         out.store.push(Cmd::Failed(vec![seq]));
         if let Some(w) = self.waiters.remove(&seq) {
-            w.answer(Err(err.clone()));
+            self.answers.push((w.tx, Err(err.clone())));
         }
         out.notify(Notice::EmitFailed {
             namespace: namespace.to_owned(),
@@ -544,10 +716,11 @@ impl Flush {
                     Gone::Overflow { entries, bytes } => Error::OutboxFull { entries, bytes },
                     Gone::Removed => Error::Removed,
                 };
-                w.answer(Err(err));
+                self.answers.push((w.tx, Err(err)));
             }
         }
         self.held.retain(|e| !seqs.contains(&e.seq));
+        self.low_waiting.retain(|(e, _)| !seqs.contains(&e.seq));
     }
 
     /// The link is gone: nothing is in flight any more. Callers keep waiting; their entries
@@ -560,14 +733,16 @@ impl Flush {
         self.written.clear();
         // Callers who gave up (their own timeout) need no answer when the entry goes later.
         self.waiters.retain(|_, w| !w.tx.is_closed());
-        self.by_token.retain(|_, w| !w.tx.is_closed());
+        if std::mem::take(&mut self.forced_by_close) {
+            self.low_forced = false;
+        }
         self.rewind();
         out.store.push(Cmd::Unpark);
     }
 
     /// The client closes: every waiting caller hears it.
     pub(crate) fn closed(&mut self) {
-        for (_, w) in self.waiters.drain().chain(self.by_token.drain()) {
+        for (_, w) in self.waiters.drain() {
             w.answer(Err(Error::Closed));
         }
     }
@@ -622,7 +797,7 @@ mod tests {
             namespaces.joined("/");
             namespaces.mark_ready("/");
             Self {
-                flush: Flush::new(&config, t0),
+                flush: Flush::new(&config, t0, (1, 1 << 40)),
                 wire: test_wire(25_000, 20_000),
                 namespaces,
                 listeners: Listeners::default(),
@@ -638,19 +813,27 @@ mod tests {
             }
         }
 
-        /// An emit whose caller waits for the ack, committed by the store as `seq`.
+        /// An emit whose caller waits for the ack, numbered `seq` and committed (offline:
+        /// it goes out through a fetch).
         fn emit_waiting(&mut self, seq: u64) -> oneshot::Receiver<Result<AckReply, Error>> {
             let (waiter, rx) = oneshot::channel();
             let (reply, _) = oneshot::channel();
             let mut out = Actions::default();
             let now = self.t0;
+            self.flush.next_seq = seq;
             self.flush
-                .emit(entry(seq).0, Some(waiter), reply, now, &mut out);
-            let Some(Cmd::Append { token, .. }) = out.store.pop() else {
-                panic!("the emit must go to the store")
+                .emit(entry(seq).0, Some(waiter), reply, now, None, &mut out);
+            let Some(Cmd::Append {
+                seq: numbered,
+                notify: true,
+                live: false,
+                ..
+            }) = out.store.pop()
+            else {
+                panic!("the emit must go to the store, the engine told of its commit")
             };
-            self.flush
-                .appended(token.expect("a waiter needs a token"), Some(seq));
+            assert_eq!(numbered, seq);
+            self.flush.appended(seq, true);
             rx
         }
 
@@ -669,8 +852,49 @@ mod tests {
             let now = self.at(ms);
             let mut out = Actions::default();
             let mut link = link!(self);
-            self.flush.fetched(id, entries, now, &mut link, &mut out);
+            self.flush
+                .fetched(id, entries, false, 0, now, &mut link, &mut out);
             texts(&out)
+        }
+
+        /// A fetch that finds nothing more waiting: the engine is caught up.
+        fn catch_up(&mut self, ms: u32) {
+            let mut out = Actions::default();
+            self.flush.fetch_if_due(true, &mut out);
+            let Some(Cmd::Fetch { id, .. }) = out.store.pop() else {
+                panic!("a fetch is due")
+            };
+            let now = self.at(ms);
+            let mut link = link!(self);
+            self.flush.fetched(
+                id,
+                vec![],
+                true,
+                u64::MAX,
+                now,
+                &mut link,
+                &mut Actions::default(),
+            );
+        }
+
+        /// An emit of entry `n` at `ms` with the link up; returns what it asked for.
+        fn emit_linked(&mut self, ms: u32, n: u64) -> Actions {
+            let (reply, _) = oneshot::channel();
+            let mut out = Actions::default();
+            let now = self.at(ms);
+            let mut link = link!(self);
+            self.flush
+                .emit(entry(n).0, None, reply, now, Some(&mut link), &mut out);
+            out
+        }
+
+        /// Hands callers their answers, as the driver does after each step.
+        fn answer(&mut self) {
+            let mut out = Actions::default();
+            self.flush.post_delivered(&mut out);
+            for (caller, answer) in out.acks {
+                let _ = caller.send(answer);
+            }
         }
 
         fn tick(&mut self, ms: u32) -> Actions {
@@ -765,14 +989,20 @@ mod tests {
             "an ack for an unknown id"
         );
         assert!(r.flush.acked(7, reply(), r.at(5)));
+        assert!(
+            waiter.try_recv().is_err(),
+            "answered with the step's store commands"
+        );
+        let mut out = Actions::default();
+        r.flush.post_delivered(&mut out);
+        assert!(matches!(&out.store[..], [Cmd::Delivered(s)] if s == &[7]));
+        let (caller, answer) = out.acks.pop().expect("the caller's answer");
+        let _ = caller.send(answer);
         assert_eq!(waiter.try_recv().unwrap(), Ok(reply()));
         assert!(
             !r.flush.acked(7, reply(), r.at(6)),
             "a second ack is ignored"
         );
-        let mut out = Actions::default();
-        r.flush.post_delivered(&mut out);
-        assert!(matches!(&out.store[..], [Cmd::Delivered(s)] if s == &[7]));
         assert_eq!(r.flush.latencies.summary().p50, 5 * MS);
     }
 
@@ -793,6 +1023,7 @@ mod tests {
             &out.notices[..],
             [Notice::EmitFailed { event, error, .. }] if event == "tick" && error.contains("acknowledgement")
         ));
+        r.answer();
         assert!(matches!(
             waiter.try_recv().unwrap(),
             Err(Error::AckTimeout(_))
@@ -809,6 +1040,7 @@ mod tests {
         // The first copy's ack arrives after the resend, then the second copy's.
         assert!(r.flush.acked(1, reply(), r.at(120)));
         assert!(!r.flush.acked(1, reply(), r.at(130)));
+        r.answer();
         assert_eq!(waiter.try_recv().unwrap(), Ok(reply()));
         assert!(r.tick(300).frames.is_empty(), "no further resend");
     }
@@ -819,6 +1051,7 @@ mod tests {
         let mut waiter = r.emit_waiting(4);
         r.send(0, &[4]);
         r.flush.gone(&[4], Gone::Expired);
+        r.answer();
         assert_eq!(waiter.try_recv().unwrap(), Err(Error::Expired));
         assert!(
             r.tick(100).frames.is_empty(),
@@ -827,6 +1060,7 @@ mod tests {
         assert!(!r.flush.acked(4, reply(), r.at(110)));
         let mut w = r.emit_waiting(5);
         r.flush.gone(&[5], Gone::Removed);
+        r.answer();
         assert_eq!(w.try_recv().unwrap(), Err(Error::Removed));
     }
 
@@ -839,13 +1073,15 @@ mod tests {
         new.ttl = Some(Duration::from_millis(40));
         let now = r.at(0);
         r.flush
-            .emit(new, Some(tx), reply, now, &mut Actions::default());
+            .emit(new, Some(tx), reply, now, None, &mut Actions::default());
         assert_eq!(r.flush.poll_timeout(), Some(r.at(40).at), "no link needed");
         r.flush.expire_waiters(r.at(39));
+        r.answer();
         assert!(rx.try_recv().is_err(), "not yet");
-        r.flush.appended(1, Some(1));
+        r.flush.appended(1, true);
         r.send(10, &[1]);
         r.flush.expire_waiters(r.at(40));
+        r.answer();
         assert_eq!(rx.try_recv().unwrap(), Err(Error::Expired));
         assert!(r.tick(110).frames.is_empty(), "expired: not sent again");
     }
@@ -879,6 +1115,7 @@ mod tests {
         let mut out = Actions::default();
         assert!(r.flush.refused(1, fail, &mut out));
         assert!(matches!(&out.store[..], [Cmd::Failed(s)] if s == &[1]));
+        r.answer();
         assert!(
             matches!(waiter.try_recv().unwrap(), Err(Error::Rejected { ref code, .. }) if code == "INVALID")
         );
@@ -940,6 +1177,27 @@ mod tests {
     }
 
     #[test]
+    fn waiting_low_entries_count_against_the_window_and_expire_like_the_rest() {
+        let mut r = Rig::new(OutboxConfig {
+            max_in_flight: 2,
+            ..config()
+        });
+        assert!(
+            r.send_entries(0, vec![low(&r, 1, 0), low(&r, 2, 0)])
+                .is_empty()
+        );
+        let mut out = Actions::default();
+        r.flush.fetch_if_due(true, &mut out);
+        assert!(
+            out.store.is_empty(),
+            "the window is full of waiting entries"
+        );
+        // One of them is removed (its TTL passed, the app removed it): it never goes.
+        r.flush.gone(&[1], Gone::Removed);
+        assert_eq!(sent(&texts(&r.tick(60_000))), [2]);
+    }
+
+    #[test]
     fn the_low_lane_is_held_only_when_its_schedule_says() {
         let never = OutboxConfig {
             low_lane: LowLane {
@@ -979,6 +1237,114 @@ mod tests {
         );
     }
 
+    /// What an emit asked of the store: (seq, live).
+    fn appended(out: &Actions) -> Vec<(u64, bool)> {
+        out.store
+            .iter()
+            .filter_map(|c| match c {
+                Cmd::Append { seq, live, .. } => Some((*seq, *live)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_entry_goes_out_live_and_leaves_the_store_once_committed_and_delivered() {
+        let mut r = Rig::new(config());
+        // Before the engine knows the store holds nothing older: through the store.
+        let out = r.emit_linked(0, 1);
+        assert_eq!((appended(&out), out.frames.len()), (vec![(1, false)], 0));
+        r.send_entries(1, vec![entry(1).1]);
+        r.catch_up(2);
+        // Now a new entry is written at once, while the store commits it.
+        let out = r.emit_linked(3, 2);
+        assert_eq!(appended(&out), [(2, true)]);
+        assert_eq!(sent(&texts(&out)), [2]);
+        // Acknowledged before the commit: deleted only once committed.
+        assert!(r.flush.acked(2, reply(), r.at(4)));
+        let mut out = Actions::default();
+        r.flush.post_delivered(&mut out);
+        assert!(out.store.is_empty(), "not committed yet");
+        r.flush.appended(2, true);
+        r.flush.post_delivered(&mut out);
+        assert!(matches!(&out.store[..], [Cmd::Delivered(s)] if s == &[2]));
+        // The store's answer to the parked fetch may hold it: not sent twice.
+        let mut out = Actions::default();
+        r.flush.fetch_if_due(true, &mut out);
+        let Some(Cmd::Fetch { id, .. }) = out.store.pop() else {
+            panic!()
+        };
+        let now = r.at(5);
+        let mut link = link!(r);
+        let mut out = Actions::default();
+        r.flush.fetched(
+            id,
+            vec![entry(2).1],
+            true,
+            u64::MAX,
+            now,
+            &mut link,
+            &mut out,
+        );
+        assert!(out.frames.is_empty(), "written live already");
+    }
+
+    #[test]
+    fn a_full_window_sends_new_entries_through_the_store_in_order() {
+        let mut r = Rig::new(OutboxConfig {
+            max_in_flight: 1,
+            ..config()
+        });
+        r.catch_up(0);
+        assert_eq!(appended(&r.emit_linked(1, 1)), [(1, true)]);
+        // The window is full: this one waits in the store, and so does every later one
+        // until a fetch catches up again, so none overtakes it.
+        assert_eq!(appended(&r.emit_linked(2, 2)), [(2, false)]);
+        assert!(r.flush.acked(1, reply(), r.at(3)));
+        assert_eq!(
+            appended(&r.emit_linked(4, 3)),
+            [(3, false)],
+            "not caught up"
+        );
+        assert_eq!(sent(&r.send_entries(5, vec![entry(2).1])), [2]);
+    }
+
+    #[test]
+    fn a_drained_fetch_read_before_an_append_was_handled_does_not_open_the_live_path() {
+        let mut r = Rig::new(config());
+        let mut out = Actions::default();
+        r.flush.fetch_if_due(true, &mut out);
+        let Some(Cmd::Fetch { id, .. }) = out.store.pop() else {
+            panic!()
+        };
+        // Entry 1 goes through the store (not caught up yet) while the store, which has not
+        // handled it yet, answers the fetch: nothing more waiting, appends handled up to 0.
+        assert_eq!(appended(&r.emit_linked(1, 1)), [(1, false)]);
+        let now = r.at(2);
+        let mut link = link!(r);
+        r.flush
+            .fetched(id, vec![], true, 0, now, &mut link, &mut Actions::default());
+        // Entry 2 must not go live: it would overtake entry 1, which the next fetch returns.
+        assert_eq!(appended(&r.emit_linked(3, 2)), [(2, false)]);
+        assert_eq!(
+            sent(&r.send_entries(4, vec![entry(1).1, entry(2).1])),
+            [1, 2]
+        );
+    }
+
+    #[test]
+    fn a_live_entry_the_store_refused_is_not_sent_again() {
+        let mut r = Rig::new(config());
+        r.catch_up(0);
+        r.emit_linked(1, 1);
+        r.flush.appended(1, false);
+        assert!(
+            r.tick(500).frames.is_empty(),
+            "no resend after the ack timeout"
+        );
+        assert!(!r.flush.acked(1, reply(), r.at(501)), "forgotten");
+    }
+
     #[test]
     fn a_lost_link_keeps_waiters_and_unacknowledged_entries() {
         let mut r = Rig::new(config());
@@ -987,6 +1353,7 @@ mod tests {
         let mut out = Actions::default();
         r.flush.link_lost(&mut out);
         assert!(matches!(out.store.last(), Some(Cmd::Unpark)));
+        r.answer();
         assert!(waiter.try_recv().is_err(), "still waiting");
         assert!(
             r.tick(500).frames.is_empty(),
@@ -996,6 +1363,7 @@ mod tests {
         let again = r.send(600, &[1]);
         assert_eq!(again.len(), 1);
         assert!(r.flush.acked(1, reply(), r.at(610)));
+        r.answer();
         assert_eq!(waiter.try_recv().unwrap(), Ok(reply()));
         // A fetch asked before a rewind is stale.
         let mut out = Actions::default();
@@ -1008,7 +1376,7 @@ mod tests {
         let now = r.at(700);
         let mut link = link!(r);
         r.flush
-            .fetched(id, vec![entry(9).1], now, &mut link, &mut out);
+            .fetched(id, vec![entry(9).1], false, 0, now, &mut link, &mut out);
         assert!(out.frames.is_empty(), "stale answer ignored");
         r.flush.closed();
     }

@@ -76,7 +76,7 @@ impl Machine {
                 snapshot.seen,
             ),
             listeners: Listeners::default(),
-            flush: Flush::new(&config.outbox, now),
+            flush: Flush::new(&config.outbox, now, snapshot.seqs),
             subscriptions: Subscriptions::new(
                 snapshot.subscriptions,
                 config.subscription_ack_timeout,
@@ -111,15 +111,20 @@ impl Machine {
     /// charged.
     pub(crate) fn settle(&mut self, now: Now) {
         let dials = matches!(self.out.link, Some(super::actions::LinkAction::Dial));
-        let low = std::mem::take(&mut self.flush.low_frames);
         if !self.out.frames.is_empty() || dials {
-            let only_low = !dials && self.out.frames.len() <= low;
+            let only_low = !dials && self.out.frames.len() <= self.flush.low_frames;
             self.radio.traffic(now.at, only_low);
         }
         if self.flush.low_waiting() && self.radio.awake_anyway(now.at) && self.connected() {
             self.with_link(now, |flush, now, link, out| {
                 flush.radio_awake(now, link, out)
             });
+        }
+        // Counted per step, ride-along frames included.
+        self.flush.low_frames = 0;
+        if self.connected() {
+            // Room freed by acknowledgements lets entries held for the window go.
+            self.with_link(now, |flush, now, link, out| flush.resume(now, link, out));
         }
         self.flush.post_delivered(&mut self.out);
         if self.connected() {
@@ -165,7 +170,10 @@ impl Machine {
 
     /// The attempt under way was abandoned as `end` says (no link was up).
     pub(crate) fn dial_abandoned(&mut self, now: Now, end: &End) {
+        // The state changes here, outside a step: time up to now is the old state's.
+        self.lifecycle.account(now.at);
         self.lifecycle.link_ended(now, end, &mut self.out);
+        self.lifecycle.account(now.at);
     }
 
     /// Credentials for `namespace` arrived from the auth provider.
@@ -367,10 +375,16 @@ impl Machine {
     /// News from the store.
     pub(crate) fn store_event(&mut self, now: Now, event: StoreEvent) {
         match event {
-            StoreEvent::Appended { token, seq } => self.flush.appended(token, seq),
-            StoreEvent::Fetched { id, entries } => {
+            StoreEvent::Appended { seq, ok } => self.flush.appended(seq, ok),
+            StoreEvent::Reserved { first, last } => self.flush.reserved(first, last),
+            StoreEvent::Fetched {
+                id,
+                entries,
+                drained,
+                upto,
+            } => {
                 self.with_link(now, |flush, now, link, out| {
-                    flush.fetched(id, entries, now, link, out)
+                    flush.fetched(id, entries, drained, upto, now, link, out)
                 });
             }
             StoreEvent::Gone { seqs, why } => {
@@ -446,6 +460,8 @@ impl Machine {
 
     /// The link ended as `end` says: per-link state goes, the lifecycle decides what next.
     pub(crate) fn link_ended(&mut self, now: Now, end: &End) {
+        // The state changes here, outside a step: time up to now is the old state's.
+        self.lifecycle.account(now.at);
         self.session = None;
         self.flush.link_lost(&mut self.out);
         self.subscriptions.link_lost();
@@ -454,6 +470,7 @@ impl Machine {
             reason: end.reason.clone(),
         });
         self.lifecycle.link_ended(now, end, &mut self.out);
+        self.lifecycle.account(now.at);
     }
 
     /// The engine stops: everyone still waiting hears it.
@@ -633,6 +650,8 @@ mod tests {
             StoreEvent::Fetched {
                 id: fetch,
                 entries: vec![entry],
+                drained: true,
+                upto: 0,
             },
         );
         assert_eq!(texts(&m.take_actions()), [r#"42["tick",1]"#]);

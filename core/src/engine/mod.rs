@@ -49,8 +49,8 @@ use tokio::{
 };
 
 pub(crate) use self::{
+    actions::AckTx,
     control::{Command, Outgoing},
-    flush::AckTx,
     listeners::{Interest, Listener},
 };
 use self::{driver::Driver, machine::Machine};

@@ -64,13 +64,20 @@ pub(crate) struct StoredSubscription {
 
 /// Work for the store thread.
 pub(crate) enum Cmd {
-    /// Stores an emit; `reply` hears its sequence number once committed. With a `token`, the
-    /// engine hears it too ([`StoreEvent::Appended`]): a caller waits for its acknowledgement.
+    /// Stores an emit as `seq` (numbered by the engine from its reservation); `reply` hears
+    /// once it is committed. With `notify`, the engine hears it too
+    /// ([`StoreEvent::Appended`]): it wrote the entry already, or a caller waits for its
+    /// acknowledgement.
     Append {
         entry: NewEntry,
-        token: Option<u64>,
+        seq: u64,
+        notify: bool,
+        /// Written to the socket already: a parked fetch need not return it.
+        live: bool,
         reply: Reply<u64>,
     },
+    /// Reserves the next block of sequence numbers ([`StoreEvent::Reserved`]).
+    ReserveSeqs,
     /// The next entries of each lane after the engine's cursors, highest lane first, answered
     /// with [`StoreEvent::Fetched`] carrying `id`. With `park`, an empty answer waits for the
     /// next commit that adds entries (a newer fetch replaces a parked one).
@@ -118,10 +125,18 @@ pub(crate) enum Cmd {
 /// What the store tells the engine, in the order it happened.
 #[derive(Debug, PartialEq)]
 pub(crate) enum StoreEvent {
-    /// The append with `token` committed as `seq`, or failed (`None`).
-    Appended { token: u64, seq: Option<u64> },
-    /// The answer to fetch `id`.
-    Fetched { id: u64, entries: Vec<StoredEntry> },
+    /// The append of `seq` committed (`ok`) or was refused or rolled back.
+    Appended { seq: u64, ok: bool },
+    /// The answer to fetch `id`; `drained` when nothing more was waiting after these, and
+    /// every append up to sequence number `upto` had been handled when it was read.
+    Fetched {
+        id: u64,
+        entries: Vec<StoredEntry>,
+        drained: bool,
+        upto: u64,
+    },
+    /// A new block of sequence numbers, first and last.
+    Reserved { first: u64, last: u64 },
     /// Entries that left the store undelivered.
     Gone { seqs: Vec<u64>, why: Gone },
 }

@@ -64,14 +64,15 @@ pub(super) fn rollback(conn: &Connection) {
     let _ = conn.execute_batch("ROLLBACK");
 }
 
-/// Inserts an entry, first removing an undelivered one with the same coalescing key. Returns
-/// the new sequence number and the entry it replaced (`seq`, `bytes`), if any.
+/// Inserts an entry as `seq` (the engine numbered it), first removing an undelivered one
+/// with the same coalescing key. Returns the entry it replaced (`seq`, `bytes`), if any.
 pub(super) fn insert(
     conn: &Connection,
+    seq: u64,
     e: &NewEntry,
     now_ms: i64,
     cipher: Option<&Cipher>,
-) -> Result<(u64, Option<(u64, u64)>), StoreError> {
+) -> Result<Option<(u64, u64)>, StoreError> {
     let sql = |err| StoreError::from_sqlite("insert", err);
     let mut replaced = None;
     if let Some(key) = &e.coalesce_key {
@@ -101,12 +102,13 @@ pub(super) fn insert(
     };
     let expires = e.ttl.map(|t| now_ms.saturating_add(t.as_millis() as i64));
     conn.prepare_cached(
-        "INSERT INTO outbox (lane, namespace, event, args, attachments, want_ack, created_ms,
-                             expires_ms, coalesce_key, bytes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO outbox (seq, lane, namespace, event, args, attachments, want_ack,
+                             created_ms, expires_ms, coalesce_key, bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )
     .map_err(sql)?
     .execute(params![
+        seq as i64,
         e.lane as i64,
         &*e.namespace,
         e.event,
@@ -119,7 +121,7 @@ pub(super) fn insert(
         e.bytes() as i64,
     ])
     .map_err(sql)?;
-    Ok((conn.last_insert_rowid() as u64, replaced))
+    Ok(replaced)
 }
 
 /// Deletes delivered (or dropped) entries; returns how many rows and bytes went.
@@ -349,11 +351,11 @@ mod tests {
         let key = OutboxKey::generate().unwrap();
         // One entry from before the key was set, two after.
         let (conn, _, none) = open(Some(&path), Durability::Normal, None).unwrap();
-        insert(&conn, &entry(1), 0, none.as_ref()).unwrap();
+        insert(&conn, 1, &entry(1), 0, none.as_ref()).unwrap();
         drop(conn);
         let (conn, _, cipher) = open(Some(&path), Durability::Normal, Some(&key)).unwrap();
         for n in 2..=3 {
-            insert(&conn, &entry(n), 0, cipher.as_ref()).unwrap();
+            insert(&conn, n, &entry(n), 0, cipher.as_ref()).unwrap();
         }
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
             .unwrap();

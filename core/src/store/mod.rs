@@ -6,15 +6,19 @@
 //! appends it waits on, fetched windows, entries that left undelivered — reaches it as
 //! [`StoreEvent`]s on one channel, in commit order.
 //!
-//! The engine keeps one fetch outstanding while it can send. When nothing waits the fetch is
-//! parked here and answered by the next commit that adds entries, so a live emit reaches the
-//! wire without the engine having to ask again.
+//! The engine numbers new entries itself, from blocks of sequence numbers reserved here, and
+//! writes them to the socket while they commit (the live path); it fetches only what it does
+//! not hold — after a restart, a lost link, or while the live path was closed. A fetch with
+//! nothing to return is parked and answered by the next commit that adds an entry the engine
+//! did not send itself. One client per file ([`owner`]): numbering and the live path rely on
+//! it.
 
 mod blob;
 pub(crate) mod cipher;
 mod command;
 mod db;
 mod error;
+mod owner;
 mod reply;
 mod schema;
 mod worker;
@@ -26,7 +30,7 @@ pub(crate) use self::{
     command::{
         Cmd, Gone, NewEntry, Reply, StoreEvent, StoredEntry, StoredSubscription, idempotency_key,
     },
-    schema::Snapshot,
+    schema::{SEQ_BLOCK, Snapshot},
 };
 use crate::{config::StoreConfig, error::Error, outbox::OutboxConfig};
 
@@ -44,6 +48,8 @@ impl Store {
         limits: &OutboxConfig,
         events: mpsc::UnboundedSender<StoreEvent>,
     ) -> Result<(Store, Snapshot), Error> {
+        // Taken before the file is opened, so a refused client changes nothing in it.
+        let owner = config.path.as_deref().map(owner::Owner::take).transpose()?;
         let (conn, snapshot, cipher) = schema::open(
             config.path.as_deref(),
             config.durability,
@@ -52,7 +58,7 @@ impl Store {
         if snapshot.unclean {
             debug!("store was not closed cleanly last time; quick_check passed");
         }
-        let tx = worker::start(conn, cipher, &snapshot, limits.clone(), events)?;
+        let tx = worker::start(conn, owner, cipher, &snapshot, limits.clone(), events)?;
         Ok((Store { tx }, snapshot))
     }
 

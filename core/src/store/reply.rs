@@ -8,8 +8,12 @@ use crate::{error::Error, outbox::PendingEmit};
 
 /// A reply that is sent only once the batch it belongs to has committed.
 pub(super) enum Deferred {
-    Appended(Reply<u64>, Option<u64>, u64),
-    Fetched(u64, Vec<StoredEntry>),
+    /// The append's reply, whether the engine is told, the entry's number.
+    Appended(Reply<u64>, bool, u64),
+    /// A fetch's id, what it found, whether nothing more was waiting, the appends handled.
+    Fetched(u64, Vec<StoredEntry>, bool, u64),
+    /// A reserved block of sequence numbers.
+    Reserved(u64, u64),
     Gone(Vec<u64>, Gone),
     Listed(Reply<Vec<PendingEmit>>, Vec<PendingEmit>),
     Removed(Reply<bool>, bool),
@@ -25,18 +29,19 @@ impl Deferred {
             let _ = events.send(e);
         };
         match self {
-            Deferred::Appended(r, token, seq) => {
-                // The engine first: by the time the caller learns the entry is stored, the
-                // engine knows which caller waits for it.
-                if let Some(token) = token {
-                    tell(StoreEvent::Appended {
-                        token,
-                        seq: Some(seq),
-                    });
+            Deferred::Appended(r, notify, seq) => {
+                if notify {
+                    tell(StoreEvent::Appended { seq, ok: true });
                 }
                 drop(r.send(Ok(seq)));
             }
-            Deferred::Fetched(id, entries) => tell(StoreEvent::Fetched { id, entries }),
+            Deferred::Fetched(id, entries, drained, upto) => tell(StoreEvent::Fetched {
+                id,
+                entries,
+                drained,
+                upto,
+            }),
+            Deferred::Reserved(first, last) => tell(StoreEvent::Reserved { first, last }),
             Deferred::Gone(seqs, why) => {
                 if !seqs.is_empty() {
                     tell(StoreEvent::Gone { seqs, why });
@@ -56,17 +61,21 @@ impl Deferred {
             let _ = events.send(e);
         };
         match self {
-            Deferred::Appended(r, token, _) => {
-                if let Some(token) = token {
-                    tell(StoreEvent::Appended { token, seq: None });
+            Deferred::Appended(r, notify, seq) => {
+                if notify {
+                    tell(StoreEvent::Appended { seq, ok: false });
                 }
                 drop(r.send(Err(err.clone())));
             }
             // Rows read inside a rolled-back batch may not exist; the engine asks again.
-            Deferred::Fetched(id, _) => tell(StoreEvent::Fetched {
+            Deferred::Fetched(id, ..) => tell(StoreEvent::Fetched {
                 id,
                 entries: Vec::new(),
+                drained: false,
+                upto: 0,
             }),
+            // The engine asks again when it runs low.
+            Deferred::Reserved(..) => {}
             // Nothing was deleted after all.
             Deferred::Gone(..) => {}
             Deferred::Listed(r, _) => drop(r.send(Err(err.clone()))),

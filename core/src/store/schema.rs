@@ -65,6 +65,45 @@ pub(crate) struct Snapshot {
     pub(crate) recovery: Vec<(String, String, Option<String>)>,
     /// Whether the previous run ended without closing the store (a kill or a crash).
     pub(crate) unclean: bool,
+    /// The sequence numbers reserved for this client's new entries, first and last.
+    pub(crate) seqs: (u64, u64),
+}
+
+/// How many sequence numbers one reservation holds. The engine numbers new entries itself
+/// from its reservation, so it can write an entry to the socket while the store commits it
+/// (the number is its acknowledgement id and part of its idempotency key). Blocks are never
+/// reused, nor are numbers of deleted entries (a server may still remember their keys), and
+/// two clients sharing a file reserve different blocks.
+pub(crate) const SEQ_BLOCK: u64 = 1 << 32;
+
+/// Reserves the next block of sequence numbers; returns its first and last. Runs inside the
+/// caller's transaction.
+pub(super) fn reserve_seqs(conn: &Connection) -> Result<(u64, u64), StoreError> {
+    let (first, last) = next_block(conn)?;
+    meta_set(conn, "seq_reserved", &last.to_string())?;
+    Ok((first, last))
+}
+
+/// The block after every number used or reserved so far (read only).
+fn next_block(conn: &Connection) -> Result<(u64, u64), StoreError> {
+    let sql = |e| StoreError::from_sqlite("reserve", e);
+    // The highest number ever inserted, deleted rows included, and the end of the last block.
+    let used: i64 = conn
+        .query_row(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
+    let reserved = meta_get(conn, "seq_reserved")?
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let first = (used.max(0) as u64).max(reserved) + 1;
+    let last = first
+        .checked_add(SEQ_BLOCK - 1)
+        .filter(|last| *last <= i64::MAX as u64)
+        .ok_or_else(|| StoreError::Io("the store's sequence numbers are exhausted".into()))?;
+    Ok((first, last))
 }
 
 /// Opens (creating or migrating) the database at `path`, or an in-memory one for `None`;
@@ -107,9 +146,31 @@ pub(super) fn open(
     if unclean {
         quick_check(&conn)?;
     }
-    meta_set(&conn, "clean", "0")?;
+    match meta_set(&conn, "clean", "0") {
+        // A full disk must not keep the client from opening: it can still send what is
+        // stored (which is how space comes back). The next open then skips the integrity
+        // check it would make after this run if it ended badly.
+        Err(StoreError::Full(e)) => tracing::warn!(error = %e, "store opened on a full disk"),
+        other => other?,
+    }
     let snapshot = load(&conn, unclean)?;
     Ok((conn, snapshot, cipher))
+}
+
+/// Reserves a block in a transaction of its own, taken at once (`IMMEDIATE`): two processes
+/// opening the file together reserve different blocks.
+fn reserve_at_open(conn: &Connection) -> Result<(u64, u64), StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| StoreError::from_sqlite("reserve", e))?;
+    let reserved = reserve_seqs(conn).and_then(|seqs| {
+        conn.execute_batch("COMMIT")
+            .map_err(|e| StoreError::from_sqlite("reserve", e))?;
+        Ok(seqs)
+    });
+    if reserved.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    reserved
 }
 
 /// The meta row proving which key seals this file's payloads (a sealed constant, not the key).
@@ -234,13 +295,29 @@ fn load(conn: &Connection, unclean: bool) -> Result<Snapshot, StoreError> {
     let sql = |e| StoreError::from_sqlite("load", e);
     // Insert-if-absent, then read: two processes opening a new file at once agree on one id
     // (the idempotency keys of rows either may send).
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('client_id', ?1) ON CONFLICT (key) DO NOTHING",
-        [format!("{:016x}", fastrand::u64(..))],
-    )
-    .map_err(|e| StoreError::from_sqlite("meta", e))?;
-    let client_id = meta_get(conn, "client_id")?
-        .ok_or_else(|| StoreError::Io("the store's client id vanished".into()))?;
+    // Read first: an existing file needs no write (it may be on a full disk).
+    let client_id = match meta_get(conn, "client_id")? {
+        Some(id) => id,
+        None => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('client_id', ?1)
+                 ON CONFLICT (key) DO NOTHING",
+                [format!("{:016x}", fastrand::u64(..))],
+            )
+            .map_err(|e| StoreError::from_sqlite("meta", e))?;
+            meta_get(conn, "client_id")?
+                .ok_or_else(|| StoreError::Io("the store's client id vanished".into()))?
+        }
+    };
+    let seqs = match reserve_at_open(conn) {
+        Ok(seqs) => seqs,
+        // A full disk must not keep the client from opening (it can still send, which frees
+        // space): the block is used without being recorded. Numbers are never reused anyway
+        // (the next open starts after every number inserted); only a second process opening
+        // the same file on the same full disk could pick the same block.
+        Err(StoreError::Full(_)) => next_block(conn)?,
+        Err(e) => return Err(e),
+    };
     let (count, bytes) = totals(conn)?;
     let mut stmt = conn
         .prepare(
@@ -283,6 +360,7 @@ fn load(conn: &Connection, unclean: bool) -> Result<Snapshot, StoreError> {
         seen,
         recovery,
         unclean,
+        seqs,
     })
 }
 

@@ -15,6 +15,7 @@ use super::{
     command::{Cmd, Gone, NewEntry, StoreEvent, StoredEntry, idempotency_key},
     db,
     error::StoreError,
+    owner::Owner,
     reply::Deferred,
     schema::Snapshot,
 };
@@ -36,6 +37,8 @@ struct Parked {
 
 struct Worker {
     conn: Connection,
+    /// This client's hold on the store file (none in memory).
+    owner: Option<Owner>,
     /// Seals payloads when the app configured an encryption key.
     cipher: Option<Cipher>,
     client_id: String,
@@ -47,6 +50,9 @@ struct Worker {
     events: mpsc::UnboundedSender<StoreEvent>,
     /// Callers of `Outbox::drained`.
     empty_waiters: Vec<oneshot::Sender<()>>,
+    /// The highest sequence number of an append handled (stored or refused): a fetch read
+    /// after it reflects every append the engine posted up to it.
+    appended_upto: u64,
 }
 
 /// Commands that wait in the channel before the thread takes them; a full channel makes
@@ -56,6 +62,7 @@ const CHANNEL: usize = 4096;
 /// Starts the store thread on an open database; returns the channel that feeds it.
 pub(super) fn start(
     conn: Connection,
+    owner: Option<Owner>,
     cipher: Option<Cipher>,
     snapshot: &Snapshot,
     limits: OutboxConfig,
@@ -64,6 +71,7 @@ pub(super) fn start(
     let (tx, rx) = mpsc::channel(CHANNEL);
     let worker = Worker {
         conn,
+        owner,
         cipher,
         client_id: snapshot.client_id.clone(),
         limits,
@@ -73,6 +81,7 @@ pub(super) fn start(
             ..Default::default()
         },
         parked: None,
+        appended_upto: 0,
         events,
         empty_waiters: Vec::new(),
     };
@@ -109,6 +118,8 @@ impl Worker {
         if let Err((_, e)) = self.conn.close() {
             warn!(error = %e, "could not close the store cleanly");
         }
+        // Released before `close()` returns, so the app can open the file again at once.
+        drop(self.owner);
         debug!("store thread stopped");
         if let Some(reply) = closed_reply {
             let _ = reply.send(());
@@ -129,7 +140,25 @@ impl Worker {
                 closing = Some(reply);
                 continue;
             }
-            appended |= matches!(cmd, Cmd::Append { .. });
+            // An entry the engine wrote live does not wake its parked fetch.
+            appended |= matches!(cmd, Cmd::Append { live: false, .. });
+            if let (
+                Cmd::Append {
+                    live: true,
+                    seq,
+                    entry,
+                    ..
+                },
+                Some(p),
+            ) = (&cmd, &mut self.parked)
+            {
+                let lane = match entry.lane {
+                    Priority::High => 0,
+                    Priority::Normal => 1,
+                    Priority::Low => 2,
+                };
+                p.after[lane] = p.after[lane].max(*seq);
+            }
             match &failure {
                 // Once a statement failed the transaction is lost: refuse the rest clearly.
                 Some(e) => self.refuse(cmd, e),
@@ -181,16 +210,22 @@ impl Worker {
     fn refuse(&mut self, cmd: Cmd, e: &StoreError) {
         let err = || Error::from(e.clone());
         match cmd {
-            Cmd::Append { reply, token, .. } => {
+            Cmd::Append {
+                reply, seq, notify, ..
+            } => {
+                self.appended_upto = self.appended_upto.max(seq);
                 drop(reply.send(Err(err())));
-                if let Some(token) = token {
-                    self.tell(StoreEvent::Appended { token, seq: None });
+                if notify {
+                    self.tell(StoreEvent::Appended { seq, ok: false });
                 }
             }
             Cmd::Fetch { id, .. } => self.tell(StoreEvent::Fetched {
                 id,
                 entries: Vec::new(),
+                drained: false,
+                upto: 0,
             }),
+            Cmd::ReserveSeqs => {}
             Cmd::List { reply, .. } => drop(reply.send(Err(err()))),
             Cmd::Remove { reply, .. } => drop(reply.send(Err(err()))),
             Cmd::Clear(reply) => drop(reply.send(Err(err()))),
@@ -208,24 +243,18 @@ impl Worker {
         match cmd {
             Cmd::Append {
                 entry,
-                token,
+                seq,
+                notify,
+                live,
                 reply,
-            } => match self.append(&entry, now, out) {
-                Ok(Ok(seq)) => out.push(Deferred::Appended(reply, token, seq)),
-                Ok(Err(refused)) => {
-                    let _ = reply.send(Err(refused));
-                    if let Some(token) = token {
-                        self.tell(StoreEvent::Appended { token, seq: None });
-                    }
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e.clone().into()));
-                    if let Some(token) = token {
-                        self.tell(StoreEvent::Appended { token, seq: None });
-                    }
-                    return Err(e);
-                }
-            },
+            } => {
+                self.appended_upto = self.appended_upto.max(seq);
+                self.appended(seq, &entry, live, reply, notify, now, out)?;
+            }
+            Cmd::ReserveSeqs => {
+                let (first, last) = super::schema::reserve_seqs(&self.conn)?;
+                out.push(Deferred::Reserved(first, last));
+            }
             Cmd::Fetch {
                 id,
                 after,
@@ -235,15 +264,16 @@ impl Worker {
                 self.expire(now, out)?;
                 let found = self.fetch(after, limit, now)?;
                 if found.is_empty() {
-                    // Nothing left to send: the moment to notice entries another process
-                    // sharing the file has delivered.
+                    // Nothing left to send: the moment to correct the counts kept in
+                    // memory, should they have drifted from the file.
                     self.recount()?;
                 }
                 if found.is_empty() && park {
                     // A newer fetch replaces an older one, whose asker has moved on.
                     self.parked = Some(Parked { id, after, limit });
                 } else {
-                    out.push(Deferred::Fetched(id, found));
+                    let drained = found.len() < limit;
+                    out.push(Deferred::Fetched(id, found, drained, self.appended_upto));
                 }
             }
             Cmd::Unpark => self.parked = None,
@@ -352,7 +382,15 @@ impl Worker {
         let Some(p) = self.parked.take() else { return };
         match self.fetch(p.after, p.limit, now) {
             Ok(found) if found.is_empty() => self.parked = Some(p),
-            Ok(entries) => self.tell(StoreEvent::Fetched { id: p.id, entries }),
+            Ok(entries) => {
+                let drained = entries.len() < p.limit;
+                self.tell(StoreEvent::Fetched {
+                    id: p.id,
+                    entries,
+                    drained,
+                    upto: self.appended_upto,
+                })
+            }
             // The engine hears nothing and asks again on its next connection.
             Err(e) => warn!(error = %e, "store fetch failed"),
         }
@@ -360,12 +398,47 @@ impl Worker {
 
     /// Inserts an entry within the limits. The outer error is a store failure; the inner one
     /// a refusal (too large, outbox full) that leaves the batch intact.
+    /// Appends one entry and answers its caller (after the commit, through `out`).
+    #[allow(clippy::too_many_arguments)] // one command's parts, taken apart by `apply`
+    fn appended(
+        &mut self,
+        seq: u64,
+        entry: &NewEntry,
+        live: bool,
+        reply: super::command::Reply<u64>,
+        notify: bool,
+        now: i64,
+        out: &mut Vec<Deferred>,
+    ) -> Result<(), StoreError> {
+        match self.append(seq, entry, now, out) {
+            Ok(Ok(())) => {
+                self.stats.sent_live += u64::from(live);
+                out.push(Deferred::Appended(reply, notify, seq));
+            }
+            Ok(Err(refused)) => {
+                let _ = reply.send(Err(refused));
+                if notify {
+                    self.tell(StoreEvent::Appended { seq, ok: false });
+                }
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.clone().into()));
+                if notify {
+                    self.tell(StoreEvent::Appended { seq, ok: false });
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     fn append(
         &mut self,
+        seq: u64,
         e: &NewEntry,
         now: i64,
         out: &mut Vec<Deferred>,
-    ) -> Result<Result<u64, Error>, StoreError> {
+    ) -> Result<Result<(), Error>, StoreError> {
         let size = e.bytes();
         if size > self.limits.max_bytes {
             return Ok(Err(Error::InvalidArgs(format!(
@@ -404,7 +477,7 @@ impl Worker {
                 }
             }
         }
-        let (seq, replaced) = db::insert(&self.conn, e, now, self.cipher.as_ref())?;
+        let replaced = db::insert(&self.conn, seq, e, now, self.cipher.as_ref())?;
         if let Some((_, bytes)) = replaced {
             self.stats.coalesced += 1;
             self.shrink(1, bytes);
@@ -412,7 +485,7 @@ impl Worker {
         self.stats.accepted += 1;
         self.stats.pending += 1;
         self.stats.pending_bytes += size;
-        Ok(Ok(seq))
+        Ok(Ok(()))
     }
 
     fn expire(&mut self, now: i64, out: &mut Vec<Deferred>) -> Result<(), StoreError> {
@@ -430,9 +503,9 @@ impl Worker {
         Ok(())
     }
 
-    /// Fewer rows deleted than asked means another process sharing the file (or the app's
-    /// `remove`) took some: the counts kept in memory are then re-read from the file, so
-    /// `drained()` does not wait for entries that are gone.
+    /// Fewer rows deleted than asked means something else took them (the app's `remove`,
+    /// an expiry): the counts kept in memory are then re-read from the file, so `drained()`
+    /// does not wait for entries that are gone.
     fn recount_if_shared(&mut self, deleted: u64, asked: usize) -> Result<(), StoreError> {
         if deleted < asked as u64 {
             self.recount()?;
@@ -482,18 +555,30 @@ mod tests {
         let (events, rx) = mpsc::unbounded_channel();
         let w = Worker {
             conn,
+            owner: None,
             cipher,
             client_id: snapshot.client_id,
             limits: config,
             stats: OutboxStats::default(),
             parked: None,
+            appended_upto: 0,
             events,
             empty_waiters: Vec::new(),
         };
         (w, rx)
     }
 
-    fn append(n: usize, token: Option<u64>) -> (Cmd, oneshot::Receiver<Result<u64, Error>>) {
+    /// Entry `n`, numbered `n + 1` as the engine would from a fresh block.
+    fn append(n: usize, notify: bool) -> (Cmd, oneshot::Receiver<Result<u64, Error>>) {
+        append_as(n, n as u64 + 1, notify, false)
+    }
+
+    fn append_as(
+        n: usize,
+        seq: u64,
+        notify: bool,
+        live: bool,
+    ) -> (Cmd, oneshot::Receiver<Result<u64, Error>>) {
         let (reply, rx) = oneshot::channel();
         let entry = NewEntry {
             lane: Priority::Normal,
@@ -507,7 +592,9 @@ mod tests {
         };
         let cmd = Cmd::Append {
             entry,
-            token,
+            seq,
+            notify,
+            live,
             reply,
         };
         (cmd, rx)
@@ -516,7 +603,7 @@ mod tests {
     #[test]
     fn a_batch_commits_together_and_answers_after_the_commit() {
         let (mut w, _events) = worker(OutboxConfig::default());
-        let (mut batch, rxs): (Vec<_>, Vec<_>) = (0..1000).map(|n| append(n, None)).unzip();
+        let (mut batch, rxs): (Vec<_>, Vec<_>) = (0..1000).map(|n| append(n, false)).unzip();
         w.run_batch(&mut batch);
         let seqs: Vec<u64> = rxs
             .into_iter()
@@ -537,17 +624,53 @@ mod tests {
         }];
         w.run_batch(&mut batch);
         assert!(events.try_recv().is_err(), "parked: nothing to send yet");
-        let (cmd, _rx) = append(1, Some(42));
+        let (cmd, _rx) = append(0, true);
         w.run_batch(&mut vec![cmd]);
         assert_eq!(
             events.try_recv().unwrap(),
-            StoreEvent::Appended {
-                token: 42,
-                seq: Some(1)
-            }
+            StoreEvent::Appended { seq: 1, ok: true }
         );
         match events.try_recv().unwrap() {
-            StoreEvent::Fetched { id: 7, entries } => assert_eq!(entries[0].seq, 1),
+            StoreEvent::Fetched {
+                id: 7,
+                entries,
+                drained: true,
+                upto: 1,
+            } => assert_eq!(entries[0].seq, 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_entry_written_live_does_not_wake_the_parked_fetch() {
+        let (mut w, mut events) = worker(OutboxConfig::default());
+        let mut batch = vec![Cmd::Fetch {
+            id: 3,
+            after: [0; 3],
+            limit: 10,
+            park: true,
+        }];
+        w.run_batch(&mut batch);
+        let (cmd, _rx) = append_as(0, 1, true, true);
+        w.run_batch(&mut vec![cmd]);
+        assert_eq!(
+            events.try_recv().unwrap(),
+            StoreEvent::Appended { seq: 1, ok: true }
+        );
+        assert!(events.try_recv().is_err(), "still parked");
+        // The next entry that was not written live is what the fetch returns.
+        let (cmd, _rx) = append_as(1, 2, false, false);
+        w.run_batch(&mut vec![cmd]);
+        match events.try_recv().unwrap() {
+            StoreEvent::Fetched { id: 3, entries, .. } => {
+                assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [2])
+            }
+            other => panic!("{other:?}"),
+        }
+        // Sequence blocks never overlap what was used.
+        w.run_batch(&mut vec![Cmd::ReserveSeqs]);
+        match events.try_recv().unwrap() {
+            StoreEvent::Reserved { first, .. } => assert!(first > 2, "{first}"),
             other => panic!("{other:?}"),
         }
     }
@@ -561,7 +684,7 @@ mod tests {
         };
         limits.max_bytes = 1 << 20;
         let (mut w, mut events) = worker(limits);
-        let (mut batch, _rxs): (Vec<_>, Vec<_>) = (0..3).map(|n| append(n, None)).unzip();
+        let (mut batch, _rxs): (Vec<_>, Vec<_>) = (0..3).map(|n| append(n, false)).unzip();
         w.run_batch(&mut batch);
         assert_eq!(
             events.try_recv().unwrap(),
@@ -587,7 +710,7 @@ mod tests {
     #[test]
     fn disk_full_fails_the_batch_clearly_and_keeps_what_was_stored() {
         let (mut w, mut events) = worker(OutboxConfig::default());
-        let (mut batch, _rxs): (Vec<_>, Vec<_>) = (0..10).map(|n| append(n, None)).unzip();
+        let (mut batch, _rxs): (Vec<_>, Vec<_>) = (0..10).map(|n| append(n, false)).unzip();
         w.run_batch(&mut batch);
         let pages: i64 = w
             .conn
@@ -597,8 +720,7 @@ mod tests {
         w.conn
             .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
             .unwrap();
-        let (mut batch, rxs): (Vec<_>, Vec<_>) =
-            (10..200).map(|n| append(n, Some(n as u64))).unzip();
+        let (mut batch, rxs): (Vec<_>, Vec<_>) = (10..200).map(|n| append(n, true)).unzip();
         w.run_batch(&mut batch);
         let errors: Vec<Error> = rxs
             .into_iter()
@@ -626,7 +748,7 @@ mod tests {
         w.conn
             .execute_batch("PRAGMA max_page_count = 1000000")
             .unwrap();
-        let (mut batch, mut rxs): (Vec<_>, Vec<_>) = (200..201).map(|n| append(n, None)).unzip();
+        let (mut batch, mut rxs): (Vec<_>, Vec<_>) = (200..201).map(|n| append(n, false)).unzip();
         w.run_batch(&mut batch);
         assert!(rxs[0].try_recv().unwrap().is_ok());
         assert_eq!(w.stats.pending, 11);

@@ -106,6 +106,12 @@ impl Transport for WebSocket {
     }
 
     async fn close(&mut self) {
-        let _ = self.inner.close(None).await;
+        if self.inner.close(None).await.is_err() {
+            return;
+        }
+        // Read on to the server's answering close frame and the end of the stream: a socket
+        // dropped with unread data is reset (RST), and a reset can make the server discard
+        // what it received but had not read yet — the last frames of a polite close.
+        while let Some(Ok(_)) = self.inner.next().await {}
     }
 }
