@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, path::Path, process::Stdio, time::Duration};
 
-use pulselink_tests::{NodeServer, read_ledger, scratch};
+use pulselink_tests::{NodeServer, ledger_with, read_ledger, scratch};
 use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
@@ -373,7 +373,8 @@ async fn coalescing_rules_keep_only_the_newest_reading_per_device_while_offline(
     terminate(&gw.child);
     let (last, _) = gw.finish().await;
     assert_eq!(last["queued"], 0, "{last}");
-    let got: Vec<u64> = read_ledger(&ledger).iter().map(|l| l.n).collect();
+    // The ledger is written by the server as it reads; wait for it rather than assume.
+    let got: Vec<u64> = ledger_with(&ledger, 2).await.iter().map(|l| l.n).collect();
     assert_eq!(got, [198, 199], "only the newest of each strap went out");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -5,7 +5,7 @@
 //! behaviour is tested against the real peer. [`FaultProxy`] sits between the client and a
 //! server and injects network faults while traffic flows.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
 
 pub mod pki;
 pub mod proxy;
@@ -73,6 +73,10 @@ pub struct NodeServer {
     child: Option<Child>,
     port: u16,
     options: ServerOptions,
+    /// While the server is down, its port stays bound (not listening: connecting is refused,
+    /// as with no server), so a server another test starts meanwhile cannot take it and
+    /// receive this test's clients.
+    hold: Option<tokio::net::TcpSocket>,
 }
 
 impl NodeServer {
@@ -98,6 +102,7 @@ impl NodeServer {
             child: Some(child),
             port,
             options,
+            hold: None,
         }
     }
 
@@ -125,12 +130,14 @@ impl NodeServer {
     pub async fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill().await;
+            self.hold = hold_port(self.port);
         }
     }
 
     /// Starts it again on the same port.
     pub async fn restart(&mut self) {
         self.kill().await;
+        self.hold = None;
         let (child, _) = spawn(self.port, &self.options).await;
         self.child = Some(child);
     }
@@ -171,6 +178,14 @@ impl Drop for NodeServer {
             let _ = c.start_kill();
         }
     }
+}
+
+/// Binds `port` without listening. Best effort: a port taken in the meantime stays taken.
+fn hold_port(port: u16) -> Option<tokio::net::TcpSocket> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.set_reuseaddr(true).ok()?;
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], port))).ok()?;
+    Some(socket)
 }
 
 async fn spawn(port: u16, options: &ServerOptions) -> (Child, u16) {
@@ -305,6 +320,25 @@ pub fn read_ledger(path: &std::path::Path) -> Vec<LedgerLine> {
             parsed.unwrap_or_else(|| panic!("malformed ledger line {l:?} in {}", path.display()))
         })
         .collect()
+}
+
+/// The ledger once it holds at least `lines` lines, or panics after 20 s. The server appends
+/// to it after reading a frame, which may be after the client that wrote the frame exited;
+/// the file is another process's, so there is nothing to wait on but the file itself.
+pub async fn ledger_with(path: &std::path::Path, lines: usize) -> Vec<LedgerLine> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ledger = read_ledger(path);
+        if ledger.len() >= lines {
+            return ledger;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ledger has {} of {lines} lines: {ledger:?}",
+            ledger.len()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// The first notice `pick` maps to `Some`, or panics after `limit`.
