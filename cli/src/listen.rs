@@ -1,8 +1,9 @@
 //! `pulselink listen`: inbound events as JSON lines on stdout.
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
 
 use pulselink::Client;
+use serde::Serialize;
 use serde_json::{Value, value::RawValue};
 
 use crate::{connection::Connection, states::log_states};
@@ -29,6 +30,18 @@ pub(crate) fn parse_subscription(s: &str) -> Result<Subscription, String> {
     })
 }
 
+/// Events taken from the client per batch written.
+const BATCH: usize = 1024;
+
+/// One line of output.
+#[derive(Serialize)]
+struct Line<'a> {
+    namespace: &'a str,
+    event: &'a str,
+    args: &'a RawValue,
+}
+
+/// Connects, subscribes, and prints events until `count` or until stdout closes.
 pub(crate) async fn run(
     conn: Connection,
     namespaces: Vec<String>,
@@ -48,27 +61,36 @@ pub(crate) async fn run(
     }
     client.connect().await?;
     let mut seen = 0u64;
-    let mut stdout = std::io::stdout().lock();
-    while let Some(ev) = events.recv().await {
-        // The args are already validated JSON: splice them in without re-encoding.
-        let args: &RawValue = serde_json::from_str(ev.args_json())
-            .map_err(|e| pulselink::Error::InvalidArgs(e.to_string()))?;
-        let line = serde_json::json!({
-            "namespace": ev.namespace(),
-            "event": ev.name(),
-            "args": args,
-        });
-        if writeln!(stdout, "{line}")
-            .and_then(|_| stdout.flush())
-            .is_err()
-        {
-            break; // stdout closed (e.g. piped into `head`)
+    // Written in batches: everything ready is written, then flushed once before waiting for
+    // more, so a reader (a terminal, `jq`, a file) sees each event as soon as the client
+    // would have handed over the next one, without a write per event at high rates.
+    let mut stdout = BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let mut batch = Vec::with_capacity(BATCH);
+    'events: while events.recv_many(&mut batch, BATCH).await > 0 {
+        for ev in batch.drain(..) {
+            // The args are already validated JSON: splice them in without re-encoding.
+            let line = Line {
+                namespace: ev.namespace(),
+                event: ev.name(),
+                args: serde_json::from_str(ev.args_json())
+                    .map_err(|e| pulselink::Error::InvalidArgs(e.to_string()))?,
+            };
+            let written = serde_json::to_writer(&mut stdout, &line)
+                .map_err(std::io::Error::from)
+                .and_then(|_| stdout.write_all(b"\n"));
+            if written.is_err() {
+                break 'events; // stdout closed (e.g. piped into `head`)
+            }
+            seen += 1;
+            if count.is_some_and(|n| seen >= n) {
+                break 'events;
+            }
         }
-        seen += 1;
-        if count.is_some_and(|n| seen >= n) {
+        if stdout.flush().is_err() {
             break;
         }
     }
+    let _ = stdout.flush();
     drop(stdout);
     client.close().await;
     Ok(())
