@@ -682,6 +682,51 @@ async fn offline_outbox_flushes_by_priority_drops_expired_and_coalesces() {
     client.close().await;
 }
 
+/// Emits an app makes together in one task (here 600 in a `FuturesUnordered`, 256 at a time,
+/// on a single-threaded runtime) are numbered in the order they were made, so they reach the
+/// server in that order: the SDK's queue does not yield while it has room.
+#[tokio::test(flavor = "current_thread")]
+async fn emits_polled_together_are_stored_in_the_order_they_were_made() {
+    let dir = temp_dir("emit-order");
+    let config = ClientConfig::new("http://127.0.0.1:1")
+        .unwrap()
+        .with_store(dir.join("outbox.db"));
+    let client = Client::new(config).unwrap();
+    let mut pending = futures_util::stream::FuturesUnordered::new();
+    for n in 0..600u64 {
+        pending.push(client.emit("tick", json!({ "n": n })));
+        if pending.len() >= 256 {
+            futures_util::StreamExt::next(&mut pending)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+    while let Some(r) = futures_util::StreamExt::next(&mut pending).await {
+        r.unwrap();
+    }
+    let stored: Vec<u64> = client
+        .outbox()
+        .list(600)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| {
+            serde_json::from_str::<Value>(&p.args_json).unwrap()[0]["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let misplaced = stored.iter().enumerate().find(|(i, n)| *i as u64 != **n);
+    assert_eq!(stored.len(), 600);
+    assert!(
+        misplaced.is_none(),
+        "the first emit out of place: {misplaced:?}"
+    );
+    client.close().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// Waits for the outbox to drain, failing (rather than hanging) after `T`.
 async fn drained(client: &Client) {
     tokio::time::timeout(T, client.outbox().drained())

@@ -3,7 +3,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{
+    mpsc::{self, error::TrySendError},
+    oneshot,
+};
 
 use super::{
     shared::Shared,
@@ -114,8 +117,8 @@ impl Socket {
         };
         match self.shared.outgoing.try_send(Outgoing::Volatile(data)) {
             Ok(()) => Ok(true),
-            Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::Closed),
+            Err(TrySendError::Full(_)) => Ok(false),
+            Err(TrySendError::Closed(_)) => Err(Error::Closed),
         }
     }
 
@@ -152,11 +155,20 @@ impl Socket {
             waiter,
             reply,
         };
-        self.shared
-            .outgoing
-            .send(emit)
-            .await
-            .map_err(|_| Error::Closed)?;
+        // Queued without yielding while there is room: an awaited send counts against tokio's
+        // cooperative budget, and once it runs out (128 operations in one task) the send
+        // yields and the emits that app polls together (`join_all`, `FuturesUnordered`)
+        // would reach the engine — and be numbered — out of the order they were made.
+        match self.shared.outgoing.try_send(emit) {
+            Ok(()) => {}
+            Err(TrySendError::Full(emit)) => self
+                .shared
+                .outgoing
+                .send(emit)
+                .await
+                .map_err(|_| Error::Closed)?,
+            Err(TrySendError::Closed(_)) => return Err(Error::Closed),
+        }
         rx.await.map_err(|_| Error::Closed)?
     }
 
