@@ -92,7 +92,17 @@ def finish_radio(procs):
     return runs
 
 
-def run_client(client, mode, url, n):
+def run_client(client, mode, url, n, runtime="single"):
+    """One run of one client. `runtime="multi"` runs the Rust clients on tokio's default
+    multi-threaded runtime (what an app on `#[tokio::main]` gets); its rows are kept under
+    the mode's name with `@mt` appended."""
+    r = run_client_on(client, mode, url, n, {**os.environ, "BENCH_RUNTIME": runtime})
+    if runtime == "multi":
+        r["mode"] += "@mt"
+    return r
+
+
+def run_client_on(client, mode, url, n, env):
     if client == "socket.io-client":
         cmd = ["node", str(BENCH / "node" / "sioclient.js"), mode, url, str(n)]
     elif client == "tcp-floor":
@@ -103,7 +113,7 @@ def run_client(client, mode, url, n):
         cmd = [str(PEER_BIN), mode, client, url, str(n)]
     else:
         cmd = [str(BIN), mode, client, url, str(n)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     if out.returncode != 0:
         sys.exit(f"{client} {mode} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -161,6 +171,25 @@ def run_gateway(url, n, rate):
                 "events_per_sec": n / secs, "peak_rss_kib": final["peak_rss_kib"]}
 
 
+def run_listen(url, n):
+    """`pulselink listen` into a file, as `pulselink listen URL > events.jsonl` runs: the
+    subscription asks the server for `n` events; the time is the command's, start to exit."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "events.jsonl"
+        started = time.monotonic()
+        with open(path, "wb") as out:
+            subprocess.run([str(CLI), "listen", url, "--subscribe", f"blast={n}",
+                            "--count", str(n)], stdout=out, stderr=subprocess.DEVNULL,
+                           check=True, timeout=600)
+        secs = time.monotonic() - started
+        with open(path, "rb") as f:
+            lines = sum(1 for _ in f)
+        assert lines == n, f"listen wrote {lines} lines, expected {n}"
+        return {"mode": "listen-file", "client": "pulselink", "events": n, "secs": secs,
+                "events_per_sec": n / secs}
+
+
 def setup_python():
     """A virtualenv with python-socketio and the pulselink wheel (maturin, release build)."""
     if not PY.exists():
@@ -214,7 +243,7 @@ def measure(quick, reps):
     n_gw_rate = 10_000 if quick else 50_000
     results = {
         "config": {"n_in": n_in, "n_out": n_out, "n_ack": n_ack, "n_py": n_py,
-                   "n_emit": n_emit, "n_offline": 50_000 if quick else 300_000,
+                   "n_emit": n_emit, "n_py_emit": n_py // 10, "n_offline": 50_000 if quick else 300_000,
                    "n_drain": 10_000 if quick else 50_000, "n_gateway": n_gw, "reps": reps,
                    "reconnect_cycles": cycles, "cpus": os.cpu_count(), "quick": quick,
                    "radio_secs": radio_secs},
@@ -233,6 +262,10 @@ def measure(quick, reps):
         ("in-emit", ["pulselink", "socket.io-client"], n_emit),
         ("in-emit-polling", ["pulselink", "socket.io-client"], n_emit),
         ("ack-py", PY_CLIENTS, n_ack),
+        # `await client.emit(...)` in a loop: Pulselink's durable (store file), connected and
+        # offline; python-socketio's in memory, connected.
+        ("out-py", PY_CLIENTS, n_py // 10),
+        ("offline-py", ["pulselink-py"], n_py // 10),
         ("out", ["pulselink", "socket.io-client", "rust_socketio"], n_out),
         ("out-seq", ["pulselink"], n_out // 10),
         ("ack", ["pulselink", "socket.io-client", "rust_socketio", "tcp-floor"], n_ack),
@@ -262,6 +295,28 @@ def measure(quick, reps):
                     r = run_client(client, mode, server.url, n)
                     results["runs"].append(r)
                     print(f"  {mode:4} {client:17} {json.dumps(r)}", file=sys.stderr)
+
+    # An app on tokio's default multi-threaded runtime, the public API as a new user calls
+    # it, one interleaved group: inbound, `emit(..).await` in a loop with a store file
+    # against rust_socketio's sequential emits, 256 in flight, ack round trips.
+    mt_plan = [
+        ("in", ["pulselink", "rust_socketio", "raw"], n_in),
+        ("out-seq-file", ["pulselink"], n_out // 10),
+        ("out", ["rust_socketio"], n_out // 10),
+        ("out-file", ["pulselink"], n_out),
+        ("ack", ["pulselink", "rust_socketio"], n_ack),
+    ]
+    for rep in range(reps):
+        for mode, clients, n in mt_plan:
+            for client in clients:
+                r = run_client(client, mode, server.url, n, runtime="multi")
+                results["runs"].append(r)
+                print(f"  {r['mode']:4} {client:17} {json.dumps(r)}", file=sys.stderr)
+
+    for rep in range(reps):
+        r = run_listen(server.url, n_in)
+        results["runs"].append(r)
+        print(f"  {r['mode']:11} {json.dumps(r)}", file=sys.stderr)
 
     for rep in range(reps):
         for rate, n in [(None, n_gw), (10_000, n_gw_rate)]:
@@ -303,6 +358,10 @@ def render(results):
 
     def mib(kib):
         return "–" if kib is None else f"{kib / 1024:.1f} MiB"
+
+    def pair(mode, a, b, f="{:,.0f}"):
+        return lambda client: ("–" if m(mode, client, a) is None
+                               else f"{f.format(m(mode, client, a))} / {f.format(m(mode, client, b))}")
 
     reps, cpus = c["reps"], c["cpus"]
     base_in = m("in", "pulselink", "events_per_sec")
@@ -372,6 +431,9 @@ def render(results):
         lines.append(f"| RSS growth holding {c['n_offline']:,} offline emits, {client} | "
                      f"{mib(m('offline-rss', client, 'rss_growth_kib'))} |")
     lines += [
+        f"| `pulselink listen URL > file`, {c['n_in']:,} events: events/s (the library: "
+        f"{fmt(base_in)}; rust_socketio: {fmt(m('in', 'rust_socketio', 'events_per_sec'))}) "
+        f"| {rate('listen-file')} |",
         f"| gateway, stdin → server, each reading stored (`Full`), sent and acked: readings/s "
         f"| {rate('gateway-max')} |",
         f"| gateway peak RSS fed 10,000 readings/s | "
@@ -413,15 +475,46 @@ def render(results):
             lines.append(f"| {client.replace('-schedule-off', '')} | {what} | "
                          f"{fmt(m(mode, client, 'wakeups_per_hour'), '{:.0f}')} | "
                          f"{fmt(m(mode, client, 'active_fraction') and 100 * m(mode, client, 'active_fraction'), '{:.0f} %')} |")
+    if ("in@mt", "pulselink") in table:
+        raw_mt = m("in@mt", "raw", "events_per_sec")
+        raw_st = m("in", "raw", "events_per_sec")
+        rs_seq = m("out@mt", "rust_socketio", "events_per_sec")
+        lines += [
+            "",
+            "On tokio's default multi-threaded runtime (`#[tokio::main]`, what every binding runs "
+            "on), the public API as an app calls it; Pulselink's emits go to a store file "
+            "(`Durability::Normal`) and `emit` returns once committed; rust_socketio's are "
+            "in memory.",
+            "",
+            "| measure | Pulselink | rust_socketio | bare WebSocket reader | Pulselink / reference |",
+            "|---|---:|---:|---:|---:|",
+            f"| inbound events/s | {fmt(m('in@mt', 'pulselink', 'events_per_sec'))} | "
+            f"{fmt(m('in@mt', 'rust_socketio', 'events_per_sec'))} | {fmt(raw_mt)} | "
+            f"{ratio(m('in@mt', 'pulselink', 'events_per_sec'), raw_mt)} the reader "
+            f"(single-threaded: {ratio(base_in, raw_st)}) |",
+            f"| `emit(..).await` in a loop, events/s | "
+            f"{fmt(m('out-seq-file@mt', 'pulselink', 'events_per_sec'))} | {fmt(rs_seq)} | – | "
+            f"{ratio(m('out-seq-file@mt', 'pulselink', 'events_per_sec'), rs_seq)} |",
+            f"| 256 emits in flight, events/s | "
+            f"{fmt(m('out-file@mt', 'pulselink', 'events_per_sec'))} | {fmt(rs_seq)} (sequential) "
+            f"| – | {ratio(m('out-file@mt', 'pulselink', 'events_per_sec'), rs_seq)} |",
+            f"| ack round trip p50 / p99 µs | "
+            f"{pair('ack@mt', 'p50_us', 'p99_us', '{:.0f}')('pulselink')} | "
+            f"{pair('ack@mt', 'p50_us', 'p99_us', '{:.0f}')('rust_socketio')} | – | "
+            f"{ratio(m('ack@mt', 'pulselink', 'p50_us'), m('ack@mt', 'rust_socketio', 'p50_us'))} (p50) |",
+        ]
     py_base = m("in-py", "python-socketio", "events_per_sec")
     lines += [
         "",
         f"Python (the `pulselink` wheel's asyncio API, `async for ev in client.events(...)` with "
         f"`ev.args` decoded, against python-socketio's `AsyncClient` handlers; in: "
-        f"{c['n_py']:,} events, ack: {c['n_ack']:,} sequential).",
+        f"{c['n_py']:,} events, ack: {c['n_ack']:,} sequential; emit loops: "
+        f"{c.get('n_py_emit', 0):,} emits, Pulselink's into a store file, python-socketio's in "
+        f"memory).",
         "",
-        "| client | in events/s | vs python-socketio | ack p50 µs | ack p99 µs | peak RSS MiB (in) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| client | in events/s | vs python-socketio | ack p50 µs | ack p99 µs | peak RSS MiB (in) "
+        "| `await emit` loop, events/s | same, offline |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for client in PY_CLIENTS:
         ein = m("in-py", client, "events_per_sec")
@@ -429,7 +522,9 @@ def render(results):
         rss = m("in-py", client, "peak_rss_kib")
         lines.append(f"| {client} | {fmt(ein)} | {ratio(ein, py_base, '{:.1f}×')} | "
                      f"{fmt(p50, '{:.0f}')} | {fmt(p99, '{:.0f}')} | "
-                     f"{fmt(rss and rss / 1024, '{:.1f}')} |")
+                     f"{fmt(rss and rss / 1024, '{:.1f}')} | "
+                     f"{fmt(m('out-py', client, 'events_per_sec'))} | "
+                     f"{fmt(m('offline-py', client, 'events_per_sec'))} |")
 
     # The prose beside the tables quotes them: every figure below is computed here.
     sio_in, rs_in = m("in", "socket.io-client", "events_per_sec"), m("in", "rust_socketio", "events_per_sec")
@@ -479,10 +574,6 @@ def render(results):
         if bold and cells[0] != "–":
             cells[0] = f"**{cells[0]}**"
         return f"| {label} | " + " | ".join(cells) + " |"
-
-    def pair(mode, a, b, f="{:,.0f}"):
-        return lambda client: ("–" if m(mode, client, a) is None
-                               else f"{f.format(m(mode, client, a))} / {f.format(m(mode, client, b))}")
 
     def rec(client):
         r = reconnect.get(client)

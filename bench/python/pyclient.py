@@ -1,17 +1,25 @@
 """Python benchmark clients: the pulselink wheel's asyncio API and python-socketio's AsyncClient.
 
-Usage: python pyclient.py <in-py|ack-py> <pulselink-py|python-socketio> <url> <n>
+Usage: python pyclient.py <in-py|ack-py|out-py|offline-py> <pulselink-py|python-socketio> <url> <n>
 Prints one JSON line, like the other benchmark clients.
+
+`out-py`: `await emit(...)` in a loop while connected, then the server's count (Pulselink's
+emits durable in a store file, python-socketio's in memory). `offline-py` (Pulselink only):
+the same loop before connecting, every emit committed to the store file.
 """
 
 import asyncio
 import json
 import re
+import os
 import statistics
 import sys
+import tempfile
 import time
 
 EVENT = "metric:recorded"
+SAMPLE = {"sessionId": "s_42", "metric": "heart_rate", "value": 142, "unit": "bpm",
+          "ts": 1732000000, "src": "hr"}
 
 
 def peak_rss_kib() -> int:
@@ -32,6 +40,10 @@ def ack_figures(us: list) -> dict:
 async def pulselink_py(mode: str, url: str, n: int) -> None:
     import pulselink
 
+    if mode in ("out-py", "offline-py"):
+        with tempfile.TemporaryDirectory() as scratch:
+            await pulselink_emits(pulselink, mode, url, n, os.path.join(scratch, "outbox.db"))
+        return
     client = pulselink.Client(url)
     events = client.events(EVENT)
     await client.connect()
@@ -57,6 +69,21 @@ async def pulselink_py(mode: str, url: str, n: int) -> None:
     await client.close()
 
 
+async def pulselink_emits(pulselink, mode: str, url: str, n: int, store: str) -> None:
+    client = pulselink.Client(url, store_path=store)
+    if mode == "out-py":
+        await client.connect()
+    started = time.perf_counter()
+    for _ in range(n):
+        await client.emit(EVENT, SAMPLE)
+    if mode == "out-py":
+        while (await client.emit_with_ack("count?"))[0] < n:
+            await asyncio.sleep(0.005)
+    secs = time.perf_counter() - started
+    report(mode, "pulselink-py", events=n, secs=secs, events_per_sec=n / secs)
+    await client.close()
+
+
 async def python_socketio(mode: str, url: str, n: int) -> None:
     import socketio
 
@@ -77,6 +104,14 @@ async def python_socketio(mode: str, url: str, n: int) -> None:
         started = time.perf_counter()
         await sio.emit("blast", n)
         await done.wait()
+        secs = time.perf_counter() - started
+        report(mode, "python-socketio", events=n, secs=secs, events_per_sec=n / secs)
+    elif mode == "out-py":
+        started = time.perf_counter()
+        for _ in range(n):
+            await sio.emit(EVENT, SAMPLE)
+        while (await sio.call("count?", timeout=30)) < n:
+            await asyncio.sleep(0.005)
         secs = time.perf_counter() - started
         report(mode, "python-socketio", events=n, secs=secs, events_per_sec=n / secs)
     else:

@@ -52,8 +52,17 @@ pub fn parse_args() -> (String, String, String, u64) {
     (mode.clone(), client.clone(), url.clone(), n.parse().expect("n is a number"))
 }
 
-/// A single-threaded runtime: the fairest comparison with single-threaded Node, and what a
-/// phone gives a background connection.
+/// A single-threaded runtime by default: the fairest comparison with single-threaded Node,
+/// and what a phone gives a background connection. `BENCH_RUNTIME=multi` gives tokio's
+/// default multi-threaded runtime instead: what an app on `#[tokio::main]` (and every
+/// binding) runs on.
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    match std::env::var("BENCH_RUNTIME").as_deref() {
+        Ok("multi") => tokio::runtime::Builder::new_multi_thread(),
+        Ok("single") | Err(_) => tokio::runtime::Builder::new_current_thread(),
+        Ok(other) => panic!("BENCH_RUNTIME={other}: expected single or multi"),
+    }
+    .enable_all()
+    .build()
+    .expect("runtime")
 }

@@ -6,6 +6,7 @@
 //! of pre-encoded arguments while offline, 1 or `BATCH` in flight), `offline-rss` (n emits offline: RSS growth), `drain` (n
 //! confirmed emits queued offline, then connect: time until all are acknowledged),
 //! `resubscribe` (n subscriptions, then connect: time until the first outbox entry is acked).
+//! `out-file`, `out-seq-file`: `out` and `out-seq` with a store file (`Durability::Normal`).
 //! Radio modes (n seconds connected at the server's heartbeat): `radio-idle`, and `radio-low`
 //! (one `Low` emit per second) with the battery-aware schedule (`pulselink`) or without it
 //! (`pulselink-schedule-off`): radio wake-ups per hour and the fraction of time awake.
@@ -31,8 +32,10 @@ fn main() {
                 pulselink_in_emit(&url, n, Transports::Polling, &mode).await
             }
             ("in", "raw") => raw_in(&url, n).await,
-            ("out", "pulselink") => pulselink_out(&url, n, 256).await,
-            ("out-seq", "pulselink") => pulselink_out(&url, n, 1).await,
+            ("out", "pulselink") => pulselink_out(&url, n, 256, false, &mode).await,
+            ("out-seq", "pulselink") => pulselink_out(&url, n, 1, false, &mode).await,
+            ("out-file", "pulselink") => pulselink_out(&url, n, 256, true, &mode).await,
+            ("out-seq-file", "pulselink") => pulselink_out(&url, n, 1, true, &mode).await,
             ("ack", "pulselink") => pulselink_ack(&url, n).await,
             ("reconnect", "pulselink") => pulselink_reconnect(&url).await,
             ("commit-full-1", "pulselink") => {
@@ -131,9 +134,16 @@ async fn pulselink_in_emit(url: &str, n: u64, transports: Transports, mode: &str
 }
 
 /// Durable emits (each awaits the store's commit), `in_flight` at a time: 1 is an app that
-/// awaits every emit, 256 a producer that keeps many in flight and gets group commit.
-async fn pulselink_out(url: &str, n: u64, in_flight: usize) {
-    let client = pulselink_client(url).await;
+/// awaits every emit, 256 a producer that keeps many in flight and gets group commit. With
+/// `file`, the store is a file (`Durability::Normal`), as an app that survives a kill has it;
+/// otherwise the default in-memory store.
+async fn pulselink_out(url: &str, n: u64, in_flight: usize, file: bool, mode: &str) {
+    let scratch = Scratch::new();
+    let client = if file {
+        durable_client(url, &scratch.store(), Durability::Normal, None)
+    } else {
+        pulselink_client(url).await
+    };
     client.connect().await.unwrap();
     let started = Instant::now();
     emit_many(&client, EVENT, n, in_flight, EmitOptions::default()).await;
@@ -145,7 +155,6 @@ async fn pulselink_out(url: &str, n: u64, in_flight: usize) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let secs = started.elapsed().as_secs_f64();
-    let mode = if in_flight == 1 { "out-seq" } else { "out" };
     report(mode, "pulselink", json!({"events": n, "secs": secs, "events_per_sec": n as f64 / secs}));
     client.close().await;
 }
