@@ -36,7 +36,7 @@ fuzz_secs=15
   echo "Produced by \`scripts/reliability.sh${1:+ $1}\` on $(date -u +%Y-%m-%d) ($(nproc) CPUs, $(uname -sm));"
   echo "every row is a test in \`tests/tests/reliability.rs\`, \`lifecycle.rs\`, \`secrets.rs\`, \`tls.rs\`, \`soak.rs\` or \`durability.rs\` that asserts"
   echo "its criterion (the criterion text is printed from the constant the test asserts), against the"
-  echo "official Node socket.io server with \`tests/src/proxy.rs\` injecting the faults. Commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- core tests || echo ' plus uncommitted changes')."
+  echo "official Node socket.io server with \`tests/src/proxy.rs\` injecting the faults. Commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- core tests ':!tests/RELIABILITY.md' || echo ' plus uncommitted changes')."
   echo
   echo "| test | criterion | latest figure |"
   echo "|---|---|---|"
