@@ -18,6 +18,13 @@ use url::Url;
 
 use super::frame::{Frame, Transport, TransportError};
 
+/// Bytes asked of the socket per read. tungstenite zero-fills this much of its buffer before
+/// every read attempt, including the attempts that find nothing: its default, 128 KiB, cost
+/// about 130,000 instructions per wake-up, three quarters of a durable emit's instructions
+/// under callgrind (1,159 M instructions for 3,000 emits; 287 M with 4 KiB). A 4 KiB read
+/// still takes some thirty typical events; inbound throughput did not drop in the benchmark.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// An open WebSocket.
 pub struct WebSocket {
     inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -48,7 +55,8 @@ impl WebSocket {
         }
         let config = WebSocketConfig::default()
             .max_message_size(Some(max_message))
-            .max_frame_size(Some(max_message));
+            .max_frame_size(Some(max_message))
+            .read_buffer_size(READ_BUFFER);
         // Nagle off: acks and heartbeats are small and latency-sensitive; throughput comes from
         // batching writes before a flush instead.
         let connector = Connector::Rustls(tls.clone());
