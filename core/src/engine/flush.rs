@@ -124,6 +124,11 @@ pub(crate) struct Flush {
     /// The next sequence number to give and the last of the block it comes from.
     next_seq: u64,
     last_seq: u64,
+    /// Whether the file records the block in use. An unrecorded one (the store opened on a
+    /// full disk) keeps the live path closed: a number that reached the server without its
+    /// entry being inserted could be handed out again after a restart, and the server would
+    /// drop the new entry as a repeat.
+    recorded: bool,
     /// A block reserved for when this one runs out, and whether one was asked for.
     spare: Option<(u64, u64)>,
     reserving: bool,
@@ -151,8 +156,9 @@ pub(crate) struct Flush {
 }
 
 impl Flush {
-    /// `seqs`: the block of sequence numbers the store reserved for this client.
-    pub(crate) fn new(config: &OutboxConfig, now: Now, seqs: (u64, u64)) -> Self {
+    /// `seqs`: the block of sequence numbers the store reserved for this client; `recorded`:
+    /// whether the file records it (not when the store was opened on a full disk).
+    pub(crate) fn new(config: &OutboxConfig, now: Now, seqs: (u64, u64), recorded: bool) -> Self {
         Self {
             max_in_flight: config.max_in_flight,
             ack_timeout: config.ack_timeout,
@@ -175,6 +181,7 @@ impl Flush {
             answers: Vec::new(),
             next_seq: seqs.0,
             last_seq: seqs.1,
+            recorded,
             spare: None,
             reserving: false,
             caught_up: false,
@@ -221,15 +228,19 @@ impl Flush {
                     attachments: std::mem::take(&mut entry.attachments),
                 };
                 let lane = entry.lane;
-                let written = self.write(seq, lane, entry.want_ack, &event, now, link, out);
+                if !self.write(seq, lane, entry.want_ack, &event, now, link, out) {
+                    // Refused by the server's size limit (given up, its waiter told): the
+                    // caller hears it now and nothing is stored.
+                    let err = "the event exceeds the server's size limit";
+                    let _ = reply.send(Err(Error::InvalidArgs(err.into())));
+                    return;
+                }
                 entry.args = event.args.into_string();
                 entry.attachments = event.attachments;
                 let i = lane_index(lane);
                 self.cursors[i] = self.cursors[i].max(seq);
-                if written {
-                    self.uncommitted.insert(seq);
-                }
-                written
+                self.uncommitted.insert(seq);
+                true
             }
             _ => {
                 // It comes back through a fetch, after what is older.
@@ -251,7 +262,8 @@ impl Flush {
     /// namespace flows, the window and the rate limit have room, and its lane is not held
     /// for the radio.
     fn may_go_live(&mut self, e: &NewEntry, now: Now, link: &Link<'_>) -> bool {
-        self.caught_up
+        self.recorded
+            && self.caught_up
             && self.held.is_empty()
             && (e.lane != Priority::Low || self.low_waiting.is_empty())
             && link.namespaces.is_ready(&e.namespace)
@@ -262,6 +274,11 @@ impl Flush {
 
     /// The next sequence number; asks for the next block well before this one runs out.
     fn take_seq(&mut self, out: &mut Actions) -> Option<u64> {
+        if !self.recorded && !self.reserving {
+            // Opened on a full disk: ask for a recorded block (again after each failure).
+            self.reserving = true;
+            out.store.push(Cmd::ReserveSeqs);
+        }
         if self.next_seq > self.last_seq {
             let (first, last) = self.spare.take()?;
             (self.next_seq, self.last_seq) = (first, last);
@@ -279,7 +296,21 @@ impl Flush {
     /// The store reserved the next block of sequence numbers.
     pub(crate) fn reserved(&mut self, first: u64, last: u64) {
         self.reserving = false;
-        self.spare = Some((first, last));
+        if self.recorded {
+            self.spare = Some((first, last));
+        } else {
+            // Replaces the unrecorded block at once. Numbers taken from it since the request
+            // may lie inside the new block (it starts after what was inserted when the store
+            // reserved it): carry on above them.
+            self.next_seq = self.next_seq.max(first);
+            self.last_seq = last;
+            self.recorded = true;
+        }
+    }
+
+    /// A reservation failed (disk full, say): the next emit that needs one asks again.
+    pub(crate) fn reserve_failed(&mut self) {
+        self.reserving = false;
     }
 
     /// The store committed entry `seq` (`ok`), or refused it: its caller heard why from the
@@ -797,7 +828,7 @@ mod tests {
             namespaces.joined("/");
             namespaces.mark_ready("/");
             Self {
-                flush: Flush::new(&config, t0, (1, 1 << 40)),
+                flush: Flush::new(&config, t0, (1, 1 << 40), true),
                 wire: test_wire(25_000, 20_000),
                 namespaces,
                 listeners: Listeners::default(),
@@ -1246,6 +1277,34 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn an_unrecorded_block_keeps_the_live_path_closed_until_a_recorded_one_replaces_it() {
+        let mut r = Rig::new(config());
+        // As when the store opened on a full disk: numbers 1.. were never recorded.
+        r.flush = Flush::new(&config(), r.t0, (1, 1 << 40), false);
+        r.catch_up(0);
+        let out = r.emit_linked(1, 1);
+        assert_eq!(
+            appended(&out),
+            [(1, false)],
+            "not live: the number is unrecorded"
+        );
+        assert!(out.frames.is_empty());
+        assert!(out.store.iter().any(|c| matches!(c, Cmd::ReserveSeqs)));
+        // The reservation fails (the disk is still full): asked again at the next emit.
+        r.flush.reserve_failed();
+        let out = r.emit_linked(2, 2);
+        assert!(out.store.iter().any(|c| matches!(c, Cmd::ReserveSeqs)));
+        r.send_entries(3, vec![entry(1).1, entry(2).1]);
+        r.catch_up(4);
+        // Space came back; the store recorded a block starting after what it had inserted
+        // (entry 1 only, when it reserved): numbering carries on above what was handed out.
+        r.flush.reserved(2, 1 << 33);
+        let out = r.emit_linked(5, 3);
+        assert_eq!(appended(&out), [(3, true)], "live, from the recorded block");
+        assert_eq!(sent(&texts(&out)), [3]);
     }
 
     #[test]

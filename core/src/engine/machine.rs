@@ -76,7 +76,7 @@ impl Machine {
                 snapshot.seen,
             ),
             listeners: Listeners::default(),
-            flush: Flush::new(&config.outbox, now, snapshot.seqs),
+            flush: Flush::new(&config.outbox, now, snapshot.seqs, snapshot.seqs_recorded),
             subscriptions: Subscriptions::new(
                 snapshot.subscriptions,
                 config.subscription_ack_timeout,
@@ -377,6 +377,7 @@ impl Machine {
         match event {
             StoreEvent::Appended { seq, ok } => self.flush.appended(seq, ok),
             StoreEvent::Reserved { first, last } => self.flush.reserved(first, last),
+            StoreEvent::ReserveFailed => self.flush.reserve_failed(),
             StoreEvent::Fetched {
                 id,
                 entries,

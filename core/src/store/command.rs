@@ -137,6 +137,8 @@ pub(crate) enum StoreEvent {
     },
     /// A new block of sequence numbers, first and last.
     Reserved { first: u64, last: u64 },
+    /// A reservation failed (its batch was rolled back); the engine may ask again.
+    ReserveFailed,
     /// Entries that left the store undelivered.
     Gone { seqs: Vec<u64>, why: Gone },
 }

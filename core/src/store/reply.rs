@@ -74,8 +74,8 @@ impl Deferred {
                 drained: false,
                 upto: 0,
             }),
-            // The engine asks again when it runs low.
-            Deferred::Reserved(..) => {}
+            // The engine asks again.
+            Deferred::Reserved(..) => tell(StoreEvent::ReserveFailed),
             // Nothing was deleted after all.
             Deferred::Gone(..) => {}
             Deferred::Listed(r, _) => drop(r.send(Err(err.clone()))),

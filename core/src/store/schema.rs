@@ -67,6 +67,9 @@ pub(crate) struct Snapshot {
     pub(crate) unclean: bool,
     /// The sequence numbers reserved for this client's new entries, first and last.
     pub(crate) seqs: (u64, u64),
+    /// Whether that block is recorded in the file (not when opened on a full disk): only
+    /// numbers of a recorded block may reach the wire before their entry is committed.
+    pub(crate) seqs_recorded: bool,
 }
 
 /// How many sequence numbers one reservation holds. The engine numbers new entries itself
@@ -309,13 +312,14 @@ fn load(conn: &Connection, unclean: bool) -> Result<Snapshot, StoreError> {
                 .ok_or_else(|| StoreError::Io("the store's client id vanished".into()))?
         }
     };
-    let seqs = match reserve_at_open(conn) {
-        Ok(seqs) => seqs,
+    let (seqs, seqs_recorded) = match reserve_at_open(conn) {
+        Ok(seqs) => (seqs, true),
         // A full disk must not keep the client from opening (it can still send, which frees
-        // space): the block is used without being recorded. Numbers are never reused anyway
-        // (the next open starts after every number inserted); only a second process opening
-        // the same file on the same full disk could pick the same block.
-        Err(StoreError::Full(_)) => next_block(conn)?,
+        // space): the block is used without being recorded. The next open starts after every
+        // number inserted, so a number is reused only if it reached the server without being
+        // inserted — which the engine prevents by keeping the live path closed until a
+        // recorded block replaces this one.
+        Err(StoreError::Full(_)) => (next_block(conn)?, false),
         Err(e) => return Err(e),
     };
     let (count, bytes) = totals(conn)?;
@@ -361,6 +365,7 @@ fn load(conn: &Connection, unclean: bool) -> Result<Snapshot, StoreError> {
         recovery,
         unclean,
         seqs,
+        seqs_recorded,
     })
 }
 

@@ -225,7 +225,7 @@ impl Worker {
                 drained: false,
                 upto: 0,
             }),
-            Cmd::ReserveSeqs => {}
+            Cmd::ReserveSeqs => self.tell(StoreEvent::ReserveFailed),
             Cmd::List { reply, .. } => drop(reply.send(Err(err()))),
             Cmd::Remove { reply, .. } => drop(reply.send(Err(err()))),
             Cmd::Clear(reply) => drop(reply.send(Err(err()))),
@@ -251,10 +251,13 @@ impl Worker {
                 self.appended_upto = self.appended_upto.max(seq);
                 self.appended(seq, &entry, live, reply, notify, now, out)?;
             }
-            Cmd::ReserveSeqs => {
-                let (first, last) = super::schema::reserve_seqs(&self.conn)?;
-                out.push(Deferred::Reserved(first, last));
-            }
+            Cmd::ReserveSeqs => match super::schema::reserve_seqs(&self.conn) {
+                Ok((first, last)) => out.push(Deferred::Reserved(first, last)),
+                Err(e) => {
+                    self.tell(StoreEvent::ReserveFailed);
+                    return Err(e);
+                }
+            },
             Cmd::Fetch {
                 id,
                 after,
