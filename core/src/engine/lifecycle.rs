@@ -690,6 +690,15 @@ mod tests {
         l
     }
 
+    /// A connected lifecycle under `policy` whose link was just lost, and when.
+    fn lost_link(policy: ReconnectPolicy) -> (Lifecycle, Now) {
+        let mut l = connected(policy, BackgroundPolicy::Disconnect);
+        let t = t0();
+        let lost = End::lost(DisconnectReason::TransportClose);
+        l.link_ended(t, &lost, &mut Actions::default());
+        (l, t)
+    }
+
     fn ended(out: Actions) -> End {
         match out.link {
             Some(LinkAction::End(e)) => e,
@@ -754,13 +763,7 @@ mod tests {
             suspended_retry: Duration::from_millis(5_000),
             ..policy()
         };
-        let mut l = connected(suspend, BackgroundPolicy::Disconnect);
-        let t = t0();
-        l.link_ended(
-            t,
-            &End::lost(DisconnectReason::TransportClose),
-            &mut Actions::default(),
-        );
+        let (mut l, t) = lost_link(suspend);
         let mut now = t;
         // Backoff (100, 200, 400, 400 ms …) until a second has passed since the loss.
         while !matches!(l.state(), State::Suspended { .. }) {
@@ -904,13 +907,7 @@ mod tests {
             suspend_after: Some(Duration::from_millis(1_000)),
             ..policy()
         };
-        let mut l = connected(suspend, BackgroundPolicy::Disconnect);
-        let t = t0();
-        l.link_ended(
-            t,
-            &End::lost(DisconnectReason::TransportClose),
-            &mut Actions::default(),
-        );
+        let (mut l, t) = lost_link(suspend);
         l.disconnect(&mut Actions::default());
         // Much later, the app connects again and the first attempt fails.
         let later = after(t, 60_000);

@@ -214,10 +214,7 @@ impl Worker {
                 reply, seq, notify, ..
             } => {
                 self.appended_upto = self.appended_upto.max(seq);
-                drop(reply.send(Err(err())));
-                if notify {
-                    self.tell(StoreEvent::Appended { seq, ok: false });
-                }
+                self.refuse_append(reply, notify, seq, err());
             }
             Cmd::Fetch { id, .. } => self.tell(StoreEvent::Fetched {
                 id,
@@ -418,21 +415,21 @@ impl Worker {
                 self.stats.sent_live += u64::from(live);
                 out.push(Deferred::Appended(reply, notify, seq));
             }
-            Ok(Err(refused)) => {
-                let _ = reply.send(Err(refused));
-                if notify {
-                    self.tell(StoreEvent::Appended { seq, ok: false });
-                }
-            }
+            Ok(Err(refused)) => self.refuse_append(reply, notify, seq, refused),
             Err(e) => {
-                let _ = reply.send(Err(e.clone().into()));
-                if notify {
-                    self.tell(StoreEvent::Appended { seq, ok: false });
-                }
+                self.refuse_append(reply, notify, seq, e.clone().into());
                 return Err(e);
             }
         }
         Ok(())
+    }
+
+    /// Tells an append's caller, and the engine when it waits on it, that it was not stored.
+    fn refuse_append(&self, reply: super::command::Reply<u64>, notify: bool, seq: u64, err: Error) {
+        let _ = reply.send(Err(err));
+        if notify {
+            self.tell(StoreEvent::Appended { seq, ok: false });
+        }
     }
 
     fn append(
