@@ -15,9 +15,11 @@ import json
 import os
 import pathlib
 import signal
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -92,14 +94,47 @@ def finish_radio(procs):
     return runs
 
 
-def run_client(client, mode, url, n, runtime="single"):
+def run_client(client, mode, url, n, runtime="single", proxy=None):
     """One run of one client. `runtime="multi"` runs the Rust clients on tokio's default
     multi-threaded runtime (what an app on `#[tokio::main]` gets); its rows are kept under
-    the mode's name with `@mt` appended."""
-    r = run_client_on(client, mode, url, n, {**os.environ, "BENCH_RUNTIME": runtime})
+    the mode's name with `@mt` appended. With `proxy` (a URL), Pulselink goes through it."""
+    env = {**os.environ, "BENCH_RUNTIME": runtime}
+    if proxy:
+        env["BENCH_PROXY"] = proxy
+    r = run_client_on(client, mode, url, n, env)
     if runtime == "multi":
         r["mode"] += "@mt"
     return r
+
+
+class Tinyproxy:
+    """tinyproxy (the Debian package scripts/test.sh installs) on a free loopback port: the
+    proxy of the proxy-hop rows."""
+
+    def __init__(self, workdir):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        conf = pathlib.Path(workdir) / "tinyproxy.conf"
+        conf.write_text(f"Port {self.port}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 600\n"
+                        f"MaxClients 100\nLogLevel Error\nDisableViaHeader Yes\n")
+        self.proc = subprocess.Popen(["tinyproxy", "-d", "-c", str(conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(500):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.01)
+        sys.exit("tinyproxy did not start (apt-get install tinyproxy)")
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
 
 
 def run_client_on(client, mode, url, n, env):
@@ -144,7 +179,6 @@ def reconnect_latencies(client, server, cycles, down_s):
 def run_gateway(url, n, rate):
     """Feeds `n` tick lines to `pulselink gateway` (at `rate` lines/s, or as fast as it reads
     when None), closes stdin, and waits for the exit: every reading stored, sent and acked."""
-    import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(
             [str(CLI), "gateway", url, "--store", f"{tmp}/gw.db", "--json-status"],
@@ -174,7 +208,6 @@ def run_gateway(url, n, rate):
 def run_listen(url, n):
     """`pulselink listen` into a file, as `pulselink listen URL > events.jsonl` runs: the
     subscription asks the server for `n` events; the time is the command's, start to exit."""
-    import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         path = pathlib.Path(tmp) / "events.jsonl"
         started = time.monotonic()
@@ -313,6 +346,21 @@ def measure(quick, reps):
                 results["runs"].append(r)
                 print(f"  {r['mode']:4} {client:17} {json.dumps(r)}", file=sys.stderr)
 
+    # The proxy hop: `in` and `ack` direct and through tinyproxy (a CONNECT tunnel), one
+    # interleaved group, so the ratio compares like with like.
+    with tempfile.TemporaryDirectory() as workdir:
+        proxy = Tinyproxy(workdir)
+        try:
+            for rep in range(reps):
+                for mode, n in [("in", n_in), ("ack", n_ack)]:
+                    for via, url in [("direct", None), ("proxy", proxy.url)]:
+                        r = run_client("pulselink", mode, server.url, n, proxy=url)
+                        r["mode"] += f"@{via}"
+                        results["runs"].append(r)
+                        print(f"  {r['mode']:11} {json.dumps(r)}", file=sys.stderr)
+        finally:
+            proxy.kill()
+
     for rep in range(reps):
         r = run_listen(server.url, n_in)
         results["runs"].append(r)
@@ -411,6 +459,20 @@ def render(results):
     drain_rate = m("drain", "pulselink", "acked_per_sec")
     drain_secs = m("drain", "pulselink", "secs")
     resub = m("resubscribe", "pulselink", "ms")
+    if ("in@proxy", "pulselink") in table:
+        lines += [
+            "",
+            "The proxy hop: Pulselink direct and through tinyproxy on loopback (a `CONNECT` "
+            "tunnel), interleaved in one group.",
+            "",
+            "| measure | direct | through tinyproxy | ratio |",
+            "|---|---:|---:|---:|",
+        ]
+        for label, mode, key, f in [("inbound events/s", "in", "events_per_sec", "{:,.0f}"),
+                                     ("ack round trip p50 µs", "ack", "p50_us", "{:.0f}"),
+                                     ("ack round trip p99 µs", "ack", "p99_us", "{:.0f}")]:
+            d, p_ = m(f"{mode}@direct", "pulselink", key), m(f"{mode}@proxy", "pulselink", key)
+            lines.append(f"| {label} | {fmt(d, f)} | {fmt(p_, f)} | {ratio(p_, d)} |")
     lines += [
         "",
         "Durability (store file on this machine's disk; commit rows: emits of pre-encoded "
@@ -563,6 +625,14 @@ def render(results):
             f"{fmt(m('radio-low', 'pulselink-schedule-off', 'active_fraction') and 100 * m('radio-low', 'pulselink-schedule-off', 'active_fraction'), '{:.0f} %')} "
             f"without it (each emit keeps the radio up)."]
           if ("radio-idle", "pulselink") in table else []),
+        *([f"- **Proxy hop:** through tinyproxy inbound runs at "
+            f"{ratio(m('in@proxy', 'pulselink', 'events_per_sec'), m('in@direct', 'pulselink', 'events_per_sec'))} "
+            f"the direct rate ({fmt(m('in@proxy', 'pulselink', 'events_per_sec'))} against "
+            f"{fmt(m('in@direct', 'pulselink', 'events_per_sec'))} events/s) and the ack round trip "
+            f"p50 is {fmt(m('ack@proxy', 'pulselink', 'p50_us'), '{:.0f}')} µs against "
+            f"{fmt(m('ack@direct', 'pulselink', 'p50_us'), '{:.0f}')} µs "
+            f"({ratio(m('ack@proxy', 'pulselink', 'p50_us'), m('ack@direct', 'pulselink', 'p50_us'))})."]
+          if ("in@proxy", "pulselink") in table else []),
         f"- **Reconnect:** median {reconnect['pulselink']['median_ms']:.0f} ms after the server is "
         f"listening again (max {reconnect['pulselink']['max_ms']:.0f}), socket.io-client "
         f"{reconnect['socket.io-client']['median_ms']:.0f} ms (max "

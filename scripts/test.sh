@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test of Pulselink. Installs what it needs (npm packages for the real
-# Socket.IO peers, a Python virtualenv with maturin/pytest/mypy, Maven dependencies) and needs
-# only cargo (stable and nightly), node/npm, python3, util-linux's unshare and a JDK 17 with
-# Maven on the machine. Ends with a summary of every step; no step is ever skipped: a missing
+# Socket.IO peers, a Python virtualenv with maturin/pytest/mypy, Maven dependencies, the
+# tinyproxy and dante-server Debian packages when run as root) and needs only cargo (stable
+# and nightly), node/npm, python3, util-linux's unshare and a JDK 17 with Maven on the
+# machine. Ends with a summary of every step; no step is ever skipped: a missing
 # tool is a failure that says how to install it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +45,28 @@ fi
 if ! unshare --map-root-user --mount true 2>/dev/null; then
   echo "unshare --map-root-user --mount failed: install util-linux and allow user namespaces" >&2
   exit 1
+fi
+
+step "proxy servers for the proxy tests: tinyproxy (HTTP) and Dante (SOCKS5) from Debian packages, and the SOCKS5 test user"
+if ! command -v tinyproxy >/dev/null || ! command -v danted >/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "tinyproxy and danted are needed: sudo apt-get install tinyproxy dante-server" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tinyproxy dante-server >/dev/null
+fi
+# Dante checks SOCKS5 user/password against the system's users: a user with no shell and no
+# home, password as in tests/src/proxies.rs (SOCKS_CREDENTIALS).
+if ! id pl-proxy-test >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "the SOCKS5 test user is needed: sudo useradd -M -s /usr/sbin/nologin pl-proxy-test" >&2
+    exit 1
+  fi
+  useradd -M -s /usr/sbin/nologin pl-proxy-test
+fi
+if [ "$(id -u)" -eq 0 ]; then
+  echo 'pl-proxy-test:s0cks-s3cret' | chpasswd
 fi
 
 step "npm ci (official socket.io server and client used as test peers)"

@@ -32,7 +32,8 @@ pub struct ClientConfig {
     /// sessions, API keys).
     #[uniffi(default)]
     pub headers: HashMap<String, String>,
-    /// Which transports to use (default: WebSocket only; Socket.IO only).
+    /// Which transports to use (default: WebSocket, falling back to long-polling where it
+    /// fails; Socket.IO only).
     #[uniffi(default)]
     pub transports: Option<Transports>,
     /// The wire protocol (default: Socket.IO).
@@ -75,6 +76,64 @@ pub struct ClientConfig {
     /// Whom to trust on `wss://` and `https://` (default: the built-in webpki roots).
     #[uniffi(default)]
     pub tls: Option<TlsConfig>,
+    /// The proxy between the client and the server (default: none).
+    #[uniffi(default)]
+    pub proxy: Option<ProxyConfig>,
+}
+
+/// A proxy between the client and its server: an HTTP proxy (`CONNECT` tunnels; plain
+/// `http://` polling is forwarded) or SOCKS5. TLS to the server stays end to end, and pins
+/// apply to the server's certificate. Pass the system's proxy here: on iOS from
+/// `CFNetworkCopySystemProxySettings()` (`HTTPSProxy`/`HTTPSPort`), on Android from
+/// `ConnectivityManager.getDefaultProxy()` (`ProxyInfo.host`/`port`/`exclusionList`).
+///
+/// The generated Kotlin, Swift and Python records print every field in their
+/// `toString`/`description`/`repr`, `password` included: do not log this record.
+#[derive(Clone, uniffi::Record)] // no Debug: it would print the password
+pub struct ProxyConfig {
+    /// `http://host:port`, `socks5://host:port` (the server's name resolved here) or
+    /// `socks5h://host:port` (resolved by the proxy); credentials may be in it
+    /// (`http://user:password@host:port`). Leave `None` with `from_environment`.
+    #[uniffi(default)]
+    pub url: Option<String>,
+    /// The user name the proxy asks for, if not in `url`.
+    #[uniffi(default)]
+    pub username: Option<String>,
+    /// The password the proxy asks for, if not in `url`.
+    #[uniffi(default)]
+    pub password: Option<String>,
+    /// Hosts reached directly, `NO_PROXY` style: `example.com` (and its subdomains),
+    /// `10.0.0.0/8`, `*`.
+    #[uniffi(default)]
+    pub no_proxy: Vec<String>,
+    /// Read `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` from the environment
+    /// instead of `url` (a desktop or gateway process; phones have no such variables).
+    #[uniffi(default)]
+    pub from_environment: bool,
+}
+
+impl ProxyConfig {
+    fn into_core(self) -> Result<pulselink::ProxyConfig, PulselinkError> {
+        let bad = |why: String| PulselinkError::config("proxy", why);
+        match (self.url, self.from_environment) {
+            (Some(_), true) => Err(bad("set url or from_environment, not both".into())),
+            (None, true) => Ok(pulselink::ProxyConfig::Environment),
+            (None, false) => Err(bad("set url or from_environment".into())),
+            (Some(url), false) => {
+                let mut proxy = pulselink::Proxy::parse(&url).map_err(bad)?;
+                if self.username.is_some() || self.password.is_some() {
+                    proxy = proxy.with_credentials(
+                        self.username.as_deref().unwrap_or_default(),
+                        self.password.as_deref().unwrap_or_default(),
+                    );
+                }
+                Ok(pulselink::ProxyConfig::Via {
+                    proxy,
+                    no_proxy: pulselink::NoProxy::parse(&self.no_proxy.join(",")),
+                })
+            }
+        }
+    }
 }
 
 /// Certificate trust for `wss://` and `https://`. Verification is always on; this only
@@ -329,6 +388,9 @@ impl ClientConfig {
             core.path = path;
         }
         core.headers = self.headers.into_iter().collect();
+        if let Some(p) = self.proxy {
+            core = core.with_proxy(p.into_core()?);
+        }
         if let Some(t) = self.transports {
             core.transports = match t {
                 Transports::WebSocket => pulselink::Transports::WebSocket,

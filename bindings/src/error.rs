@@ -67,6 +67,14 @@ pub enum PulselinkError {
         /// The server's code and message.
         message: String,
     },
+    /// The proxy did not open the way to the server (unreachable, credentials missing or
+    /// refused, connection to the server refused); retries go on unless the reconnect policy
+    /// is off. The message names the proxy, never its password.
+    #[error("{message}")]
+    Proxy {
+        /// Details.
+        message: String,
+    },
     /// Not connected in time (still retrying), gave up, or the connection failed.
     #[error("{message}")]
     Connection {
@@ -100,7 +108,13 @@ impl From<pulselink::Error> for PulselinkError {
             E::Rejected { .. } => Self::Rejected { message },
             E::Unauthorized { message: m, .. } => Self::Unauthorized { message: m },
             E::Closed => Self::Closed,
-            E::ConnectTimeout(_)
+            // A proxy that keeps refusing is the reason `connect()` timed out: say so by kind.
+            E::Proxy { .. } => Self::Proxy { message },
+            E::ConnectTimeout {
+                last_failure: Some(ref f),
+                ..
+            } if matches!(**f, E::Proxy { .. }) => Self::Proxy { message },
+            E::ConnectTimeout { .. }
             | E::GaveUp { .. }
             | E::ServerDisconnected
             | E::Connect(_)

@@ -362,7 +362,10 @@ impl From<pulselink::Notice> for Notice {
                 reason: reason.into(),
             },
             N::ReconnectAttempt { attempt } => Self::ReconnectAttempt { attempt },
-            N::ConnectFailed { attempt, error } => Self::ConnectFailed { attempt, error },
+            N::ConnectFailed { attempt, error } => Self::ConnectFailed {
+                attempt,
+                error: error.to_string(),
+            },
             N::ReconnectFailed { attempts } => Self::ReconnectFailed { attempts },
             N::ConnectError {
                 namespace,

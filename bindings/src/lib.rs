@@ -23,7 +23,8 @@ pub use auth::{AuthError, AuthProvider, AuthRequest};
 pub use client::{Client, Socket};
 pub use config::{
     ClientConfig, DedupConfig, Durability, LowLaneHold, OutboxConfig, OutboxKey, Overflow,
-    RateLimit, ReconnectConfig, StoreConfig, TlsConfig, Transports, WireProtocol, certificate_pins,
+    ProxyConfig, RateLimit, ReconnectConfig, StoreConfig, TlsConfig, Transports, WireProtocol,
+    certificate_pins,
 };
 pub use device::{BackgroundFlush, BackgroundPolicy, Interface, NetworkPath};
 pub use error::PulselinkError;

@@ -9,7 +9,7 @@ use std::{
 
 use pulselink_ffi::{
     AuthError, AuthProvider, AuthRequest, Client, ClientConfig, EmitOptions, Event, Interface,
-    NetworkPath, Notice, Priority, PulselinkError, State, StoreConfig,
+    NetworkPath, Notice, Priority, ProxyConfig, PulselinkError, State, StoreConfig,
 };
 use pulselink_tests::{NodeServer, temp_dir};
 use serde_json::{Value, json};
@@ -36,6 +36,7 @@ fn config(url: &str) -> ClientConfig {
         max_inbound_bytes: None,
         token_expired_event: None,
         tls: None,
+        proxy: None,
     }
 }
 
@@ -461,4 +462,49 @@ fn bad_configuration_is_an_error_with_the_field_named() {
         pulselink_ffi::certificate_pins("no certificate here".into()),
         Err(PulselinkError::InvalidArgs { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_settings_are_checked_and_never_echo_the_password() {
+    let with = |proxy: ProxyConfig| ClientConfig {
+        proxy: Some(proxy),
+        ..config("http://127.0.0.1:9")
+    };
+    let blank = ProxyConfig {
+        url: None,
+        username: None,
+        password: None,
+        no_proxy: vec![],
+        from_environment: false,
+    };
+    let refused = |c: ClientConfig| match Client::new(c, None) {
+        Err(PulselinkError::InvalidConfig { message }) => message,
+        Err(other) => panic!("not InvalidConfig: {other:?}"),
+        Ok(_) => panic!("accepted"),
+    };
+    assert!(refused(with(blank.clone())).contains("url or from_environment"));
+    let both = ProxyConfig {
+        url: Some("http://p:1".into()),
+        from_environment: true,
+        ..blank.clone()
+    };
+    assert!(refused(with(both)).contains("not both"));
+    let bad = ProxyConfig {
+        url: Some("ftp://u:S3CRET@p:1".into()),
+        ..blank.clone()
+    };
+    let message = refused(with(bad));
+    assert!(
+        message.contains("scheme") && !message.contains("S3CRET"),
+        "{message}"
+    );
+    let good = ProxyConfig {
+        url: Some("socks5h://127.0.0.1:1".into()),
+        username: Some("u".into()),
+        password: Some("S3CRET".into()),
+        no_proxy: vec!["example.com".into(), "10.0.0.0/8".into()],
+        ..blank
+    };
+    let client = Client::new(with(good), None).unwrap();
+    client.shutdown().await.unwrap();
 }

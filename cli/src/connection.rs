@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pulselink::{ClientConfig, EnvelopeOptions, Protocol, Transports};
+use pulselink::{ClientConfig, EnvelopeOptions, NoProxy, Protocol, Proxy, ProxyConfig, Transports};
 use serde_json::json;
 
 /// Connection options shared by the commands that talk to a server.
@@ -25,10 +25,19 @@ pub(crate) struct Connection {
     /// Seconds to wait for the first connection.
     #[arg(long, default_value_t = 10)]
     connect_timeout: u64,
-    /// Engine.IO transports: websocket, polling, polling-upgrade (polling, then WebSocket if
-    /// offered) or websocket-fallback (WebSocket, polling if that fails).
-    #[arg(long, default_value = "websocket", value_parser = parse_transports)]
+    /// Engine.IO transports: websocket-fallback (WebSocket, polling if that fails), websocket,
+    /// polling or polling-upgrade (polling, then WebSocket if offered).
+    #[arg(long, default_value = "websocket-fallback", value_parser = parse_transports)]
     transport: Transports,
+    /// Proxy to reach the server through: http://[user:password@]host:port (CONNECT tunnel,
+    /// plain forwarding for http:// polling), socks5://… or socks5h://… (the proxy resolves
+    /// the name), or `none`. Without it the environment's HTTPS_PROXY / HTTP_PROXY /
+    /// ALL_PROXY / NO_PROXY apply, as in curl.
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+    /// Hosts --proxy does not apply to, NO_PROXY style: example.com,10.0.0.0/8,*
+    #[arg(long, value_name = "HOSTS", requires = "proxy")]
+    noproxy: Option<String>,
     /// Also trust the CA certificates in this PEM file for wss:// and https:// (a company
     /// CA, a development server's self-signed certificate). Repeatable.
     #[arg(long = "ca-file", value_name = "PEM")]
@@ -69,6 +78,15 @@ impl Connection {
         config.connect_wait = Duration::from_secs(self.connect_timeout);
         config.transports = self.transport;
         config.protocol = self.protocol;
+        config.proxy = match self.proxy.as_deref() {
+            None => ProxyConfig::Environment,
+            Some("none") => ProxyConfig::Direct,
+            Some(url) => ProxyConfig::Via {
+                proxy: Proxy::parse(url)
+                    .map_err(|e| pulselink::Error::InvalidConfig(format!("--proxy: {e}")))?,
+                no_proxy: NoProxy::parse(self.noproxy.as_deref().unwrap_or_default()),
+            },
+        };
         if !namespaces.is_empty() {
             config = config.with_namespaces(namespaces.iter().cloned());
         }

@@ -9,8 +9,14 @@ use tokio::process::Command;
 fn pulselink() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_pulselink"));
     c.stdin(Stdio::null()).kill_on_drop(true);
+    // The CLI reads proxy variables as curl does; the tests set the ones they test.
+    for var in PROXY_VARS {
+        c.env_remove(var).env_remove(var.to_lowercase());
+    }
     c
 }
+
+const PROXY_VARS: [&str; 4] = ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_prints_json_lines_and_stops_after_count() {
@@ -145,6 +151,27 @@ async fn transport_polling_talks_to_a_server_without_websocket() {
             "--ack",
         ])
         .args(["--transport", "polling"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply, json!(["polling"]));
+
+    // The default (WebSocket, falling back to polling) reaches it too.
+    let out = pulselink()
+        .args([
+            "emit",
+            &server.url(),
+            "transport?",
+            "[]",
+            "--args-array",
+            "--ack",
+        ])
         .output()
         .await
         .unwrap();
@@ -337,4 +364,92 @@ async fn tls_options_trust_a_private_ca_and_pin_the_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("pins[0]"), "{stderr}");
+}
+
+/// `pulselink emit URL echo {"via":"proxy"} --ack` with `env` and `args`: (success, stderr).
+async fn emit_via(url: &str, env: &[(&str, String)], args: &[&str]) -> (bool, String) {
+    let mut c = pulselink();
+    c.args([
+        "emit",
+        url,
+        "echo",
+        r#"{"via":"proxy"}"#,
+        "--ack",
+        "--connect-timeout",
+        "3",
+    ])
+    .args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_come_from_the_environment_or_the_flag() {
+    use pulselink_tests::proxies::{Kind, ProxyServer, free_port};
+    let server = NodeServer::start().await;
+    let url = server.url();
+    let proxy = ProxyServer::start(Kind::Http, true).await;
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let port = server.port();
+
+    // HTTP_PROXY (the server is http://), read by default as curl does.
+    let before = proxy.carried(port);
+    let (ok, err) = emit_via(&url, &[("HTTP_PROXY", proxy.url_with_credentials())], &[]).await;
+    assert!(ok, "{err}");
+    assert!(proxy.carried(port) > before, "HTTP_PROXY was not used");
+    // ALL_PROXY, lowercase, for SOCKS.
+    let socks = ProxyServer::start(Kind::Socks5, false).await;
+    let before = socks.carried(port);
+    let (ok, err) = emit_via(&url, &[("all_proxy", socks.url())], &[]).await;
+    assert!(ok, "{err}");
+    assert!(socks.carried(port) > before, "all_proxy was not used");
+    // NO_PROXY bypasses a proxy that is down; `--proxy none` ignores the environment.
+    let (ok, err) = emit_via(
+        &url,
+        &[
+            ("HTTP_PROXY", dead.clone()),
+            ("NO_PROXY", "localhost,127.0.0.1".into()),
+        ],
+        &[],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let (ok, err) = emit_via(&url, &[("HTTP_PROXY", dead.clone())], &["--proxy", "none"]).await;
+    assert!(ok, "{err}");
+    // --proxy wins over the environment, and --noproxy applies to it.
+    let before = proxy.carried(port);
+    let (ok, err) = emit_via(
+        &url,
+        &[("HTTP_PROXY", dead.clone())],
+        &["--proxy", &proxy.url_with_credentials()],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(proxy.carried(port) > before, "--proxy was not used");
+    let (ok, err) = emit_via(&url, &[], &["--proxy", &dead, "--noproxy", "127.0.0.1"]).await;
+    assert!(ok, "{err}");
+
+    // Refusals say which proxy and why, never the password.
+    let (ok, err) = emit_via(&url, &[("HTTP_PROXY", dead.clone())], &[]).await;
+    assert!(
+        !ok && err.contains(&dead) && err.contains("unreachable"),
+        "{err}"
+    );
+    let wrong = proxy.url_with("ann", "Wr0ng-cli-pa55");
+    let (ok, err) = emit_via(&url, &[], &["--proxy", &wrong, "--transport", "websocket"]).await;
+    assert!(
+        !ok && err.contains("refused the credentials") && !err.contains("Wr0ng-cli-pa55"),
+        "{err}"
+    );
+    let (ok, err) = emit_via(&url, &[("HTTP_PROXY", "gopher://u:S3CRET@x".into())], &[]).await;
+    assert!(
+        !ok && err.contains("HTTP_PROXY") && !err.contains("S3CRET"),
+        "{err}"
+    );
 }

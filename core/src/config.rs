@@ -5,7 +5,10 @@ use std::{fmt, future::Future, path::PathBuf, pin::Pin, sync::Arc, time::Duratio
 use serde_json::Value;
 use url::Url;
 
-pub use crate::transport::tls::TlsOptions;
+pub use crate::transport::{
+    proxy::{NoProxy, Proxy, ProxyConfig, ProxyKind},
+    tls::TlsOptions,
+};
 use crate::{
     backoff::ReconnectPolicy,
     device::BackgroundPolicy,
@@ -13,6 +16,7 @@ use crate::{
     inbox::{DedupConfig, Freshness},
     outbox::OutboxConfig,
     store::cipher::OutboxKey,
+    transport::Route,
 };
 
 /// Why the auth provider is being asked for credentials.
@@ -121,6 +125,8 @@ pub struct ClientConfig {
     pub protocol: Protocol,
     /// Whom to trust on `wss://` and `https://`.
     pub tls: TlsOptions,
+    /// The proxy between the client and the server, if any.
+    pub proxy: ProxyConfig,
 }
 
 /// Where and how the store keeps what must survive: the outbox, subscriptions, seen inbound
@@ -183,9 +189,8 @@ impl Default for EnvelopeOptions {
 /// Which Engine.IO transports a client uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Transports {
-    /// WebSocket only: one round trip fewer, the right choice where WebSocket is known to
-    /// pass (the default).
-    #[default]
+    /// WebSocket only: the right choice where WebSocket is known to pass; an attempt fails
+    /// where a server or proxy refuses the upgrade.
     WebSocket,
     /// HTTP long-polling only.
     Polling,
@@ -193,7 +198,10 @@ pub enum Transports {
     /// passes (socket.io-client's default): connects wherever HTTP does.
     PollingThenUpgrade,
     /// WebSocket first; if it fails (refused upgrade, a proxy that drops it, no answer within
-    /// half the connect timeout), long-polling on the same attempt.
+    /// half the connect timeout), long-polling on the same attempt (the default: WebSocket's
+    /// speed where it passes, a connection wherever HTTP passes). The envelope protocol has
+    /// no polling and uses WebSocket alone.
+    #[default]
     WebSocketThenFallback,
 }
 
@@ -235,6 +243,7 @@ impl fmt::Debug for ClientConfig {
             .field("transports", &self.transports)
             .field("protocol", &self.protocol)
             .field("tls", &self.tls)
+            .field("proxy", &self.proxy)
             .field(
                 "headers",
                 &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
@@ -272,6 +281,7 @@ impl ClientConfig {
             transports: Transports::default(),
             protocol: Protocol::default(),
             tls: TlsOptions::default(),
+            proxy: ProxyConfig::default(),
         };
         config.validate()?;
         Ok(config)
@@ -317,6 +327,13 @@ impl ClientConfig {
         self
     }
 
+    /// Sets how the server is reached: directly, through a proxy, or as the environment's
+    /// `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY` say.
+    pub fn with_proxy(mut self, proxy: ProxyConfig) -> Self {
+        self.proxy = proxy;
+        self
+    }
+
     /// Sets the wire protocol.
     pub fn with_protocol(mut self, protocol: Protocol) -> Self {
         self.protocol = protocol;
@@ -334,8 +351,9 @@ impl ClientConfig {
         self.checked().map(drop)
     }
 
-    /// Checks every field and returns the TLS configuration they describe, built once.
-    pub(crate) fn checked(&self) -> Result<Arc<rustls::ClientConfig>, Error> {
+    /// Checks every field and returns the way to the server they describe (TLS configuration
+    /// and proxy), built once.
+    pub(crate) fn checked(&self) -> Result<Route, Error> {
         let bad = |m: String| Err(Error::InvalidConfig(m));
         match self.url.scheme() {
             "http" | "https" | "ws" | "wss" => {}
@@ -416,7 +434,10 @@ impl ClientConfig {
                     "the envelope protocol has no namespaces: leave namespaces as [\"/\"]".into(),
                 );
             }
-            if self.transports != Transports::WebSocket {
+            if matches!(
+                self.transports,
+                Transports::Polling | Transports::PollingThenUpgrade
+            ) {
                 return bad(
                     "the envelope protocol runs over WebSocket only: set transports to WebSocket"
                         .into(),
@@ -424,7 +445,12 @@ impl ClientConfig {
             }
         }
         self.reconnect.validate().map_err(Error::InvalidConfig)?;
-        crate::transport::tls::client_config(&self.tls).map_err(Error::InvalidConfig)
+        let proxy = self
+            .proxy
+            .resolve(&self.url, |name| std::env::var(name).ok())
+            .map_err(|e| Error::InvalidConfig(format!("proxy: {e}")))?;
+        let tls = crate::transport::tls::client_config(&self.tls).map_err(Error::InvalidConfig)?;
+        Ok(Route { tls, proxy })
     }
 
     /// The main namespace: the first configured one.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::codec::CodecError;
+use crate::{codec::CodecError, transport::proxy::ProxyFailure};
 
 /// Everything that can go wrong in a Pulselink call.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -65,8 +65,16 @@ pub enum Error {
     },
     /// `connect()` did not see the connection come up in time; the client keeps retrying in
     /// the background.
-    #[error("not connected within {0:?}; still retrying in the background")]
-    ConnectTimeout(Duration),
+    #[error(
+        "not connected within {waited:?}; still retrying in the background{}",
+        last_failure.as_ref().map(|f| format!(" (last attempt: {f})")).unwrap_or_default()
+    )]
+    ConnectTimeout {
+        /// How long `connect()` waited.
+        waited: Duration,
+        /// Why the latest attempt failed, if one did while waiting.
+        last_failure: Option<Box<Error>>,
+    },
     /// The reconnect policy gave up; call `connect()` to start again.
     #[error("gave up after {attempts} reconnect attempts")]
     GaveUp {
@@ -80,6 +88,15 @@ pub enum Error {
     /// The client was closed; create a new one.
     #[error("client is closed")]
     Closed,
+    /// The proxy did not open the way to the server; counts as a failed attempt for the
+    /// reconnect policy. Credentials refused or missing need a new configuration.
+    #[error("proxy {proxy} {failure}")]
+    Proxy {
+        /// The proxy as `scheme://host:port` (never its credentials).
+        proxy: String,
+        /// What it did.
+        failure: ProxyFailure,
+    },
     /// A connection attempt failed (refused, TLS, HTTP status, handshake).
     #[error("connection failed: {0}")]
     Connect(String),

@@ -256,8 +256,8 @@ pub enum Notice {
     ConnectFailed {
         /// Attempt number (0 for the first connect).
         attempt: u32,
-        /// What went wrong.
-        error: String,
+        /// What went wrong ([`Error::Proxy`] when a proxy refused).
+        error: Error,
     },
     /// The reconnect policy gave up.
     ReconnectFailed {

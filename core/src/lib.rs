@@ -59,8 +59,8 @@ pub use backoff::ReconnectPolicy;
 pub use client::{Client, EventStream, ListenerHandle, Outbox, Socket};
 pub use codec::json::RawJson;
 pub use config::{
-    AuthProvider, AuthReason, AuthRequest, ClientConfig, Durability, EnvelopeOptions, Protocol,
-    StaticAuth, StoreConfig, TlsOptions, Transports,
+    AuthProvider, AuthReason, AuthRequest, ClientConfig, Durability, EnvelopeOptions, NoProxy,
+    Protocol, Proxy, ProxyConfig, ProxyKind, StaticAuth, StoreConfig, TlsOptions, Transports,
 };
 pub use device::{BackgroundFlush, BackgroundPolicy, Interface, NetworkPath};
 pub use error::{Error, Result};
@@ -73,4 +73,7 @@ pub use outbox::{
 };
 pub use ratelimit::RateLimit;
 pub use store::cipher::OutboxKey;
-pub use transport::tls::{certificate_pin, certificate_pins};
+pub use transport::{
+    proxy::ProxyFailure,
+    tls::{certificate_pin, certificate_pins},
+};

@@ -3,11 +3,13 @@
 //! [`NodeServer`] runs the official Node `socket.io` server (`tests/node/server.js`) on a free
 //! port and can kill, restart, pause (SIGSTOP) and resume it, so reconnect and heartbeat
 //! behaviour is tested against the real peer. [`FaultProxy`] sits between the client and a
-//! server and injects network faults while traffic flows.
+//! server and injects network faults while traffic flows. [`proxies::ProxyServer`] runs real
+//! HTTP and SOCKS5 proxies (tinyproxy, Dante).
 
 use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
 
 pub mod pki;
+pub mod proxies;
 pub mod proxy;
 
 pub use pki::{Leaf, TestCa};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pulselink::{
     BackgroundPolicy, Client, ClientConfig, EmitOptions, Interface, LowLane, LowLaneHold,
-    NetworkPath, Notice, Priority, ReconnectPolicy, State,
+    NetworkPath, Notice, Priority, ReconnectPolicy, State, Transports,
 };
 use pulselink_tests::{
     FaultProxy, HEARTBEAT_MARGIN, NodeServer, ServerOptions, fast_reconnect, next_disconnect,
@@ -235,8 +235,11 @@ async fn a_long_outage_suspends_and_spaces_attempts_until_a_network_hint() {
         suspended_retry: SUSPENDED_RETRY,
         ..ReconnectPolicy::default()
     };
+    // WebSocket only: one connection per attempt, so the proxy's accept times are attempts
+    // (a fallback to polling would open a second one per attempt).
     let config = ClientConfig::new(&proxy.url())
         .unwrap()
+        .with_transports(Transports::WebSocket)
         .with_reconnect(policy);
     let client = Client::new(config).unwrap();
     let mut states = client.states();

@@ -118,20 +118,29 @@ async fn polling_upgrades_to_websocket_without_losing_or_reordering_anything() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_websocket_falls_back_to_polling() {
+async fn default_settings_fall_back_to_polling_where_websocket_is_refused() {
     let server = NodeServer::start_with(polling_only_server()).await;
-    let client = Client::new(config(&server, Transports::WebSocketThenFallback)).unwrap();
+    // Nothing configured but the URL: the default transport falls back by itself.
+    let client = Client::new(ClientConfig::new(&server.url()).unwrap()).unwrap();
+    let mut events = client.events();
     client.connect().await.unwrap();
+    let welcome = next_named(&mut events, "welcome", T).await;
+    assert_eq!(welcome.args().unwrap()[0]["namespace"], "/");
     assert_eq!(server_transport(&client).await, "polling");
     client.close().await;
 
-    // WebSocket only, against the same server: a clear failure, not a hang.
-    let ws_only = ClientConfig {
-        connect_wait: Duration::from_millis(500),
-        ..config(&server, Transports::WebSocket)
-    };
+    // WebSocket only, against the same server: a clear failure that says what helps, not a
+    // hang.
+    let mut ws_only = config(&server, Transports::WebSocket);
+    ws_only.reconnect.enabled = false;
     let client = Client::new(ws_only).unwrap();
-    assert!(client.connect().await.is_err());
+    let err = client.connect().await.unwrap_err().to_string();
+    assert!(
+        err.contains("HTTP 400 on WebSocket upgrade")
+            && err.contains("may not allow WebSocket")
+            && err.contains("WebSocketThenFallback"),
+        "{err}"
+    );
     client.close().await;
 }
 
@@ -219,7 +228,7 @@ async fn tls_to_a_plain_server_is_a_clear_failure_on_both_transports() {
         let mut notices = client.notices();
         assert!(client.connect().await.is_err());
         let error = pulselink_tests::next_notice(&mut notices, T, |n| match n {
-            pulselink::Notice::ConnectFailed { error, .. } => Some(error),
+            pulselink::Notice::ConnectFailed { error, .. } => Some(error.to_string()),
             _ => None,
         })
         .await;
@@ -250,11 +259,10 @@ async fn server_behind_a_websocket_black_hole() -> (NodeServer, FaultProxy) {
 async fn a_black_holed_websocket_falls_back_to_polling_within_the_connect_timeout() {
     let (_server, proxy) = server_behind_a_websocket_black_hole().await;
     let connect_timeout = Duration::from_secs(1);
+    // The default transport: WebSocket, falling back to polling.
     let config = ClientConfig {
         connect_timeout,
-        ..ClientConfig::new(&proxy.url())
-            .unwrap()
-            .with_transports(Transports::WebSocketThenFallback)
+        ..ClientConfig::new(&proxy.url()).unwrap()
     };
     let client = Client::new(config).unwrap();
     let started = std::time::Instant::now();

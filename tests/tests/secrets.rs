@@ -13,15 +13,16 @@ use std::{
 };
 
 use pulselink::{
-    AuthRequest, Client, ClientConfig, EnvelopeOptions, Protocol, ReconnectPolicy, Transports,
+    AuthRequest, Client, ClientConfig, EnvelopeOptions, Protocol, ProxyConfig, ReconnectPolicy,
+    Transports,
 };
-use pulselink_tests::{NodeServer, ServerOptions};
+use pulselink_tests::{NodeServer, ServerOptions, proxies::ProxyServer};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(10);
 
-/// The secrets the test plants (`SECRET-…-0` to `SECRET-…-10`).
-const PLANTED: usize = 11;
+/// The secrets the test plants (`SECRET-…-0` to `SECRET-…-12`).
+const PLANTED: usize = 13;
 
 /// Asserts the handshake's credentials reached the server over `transport`.
 async fn reached(client: &Client, transport: &str, query: &str, header: &str, token: &str) {
@@ -212,6 +213,46 @@ async fn no_secret_reaches_logs_debug_output_errors_or_metrics() {
         shown += &format!("{n:?}\n");
     }
 
+    // A proxy's password: accepted (a CONNECT tunnel for WebSocket, a header on every
+    // forwarded polling request), and a wrong one refused.
+    let proxy = ProxyServer::http_with("ann", "SECRET-PROXY-11").await;
+    for transports in [Transports::WebSocket, Transports::Polling] {
+        let before = proxy.carried(server.port());
+        let config = fast(ClientConfig::new(&server.url()).unwrap())
+            .with_transports(transports)
+            .with_proxy(ProxyConfig::via(&proxy.url_with_credentials()).unwrap());
+        shown += &format!("{config:?}\n");
+        let client = Client::new(config).unwrap();
+        let mut notices = client.notices();
+        client.connect().await.unwrap();
+        client
+            .emit_with_ack("echo", json!({"via": "proxy"}), T)
+            .await
+            .unwrap();
+        assert!(
+            proxy.carried(server.port()) > before,
+            "the password reached the proxy ({transports:?})"
+        );
+        shown += &format!("{:?}\n", client.metrics().await.unwrap());
+        client.close().await;
+        while let Ok(n) = notices.try_recv() {
+            shown += &format!("{n:?}\n");
+        }
+    }
+    let mut config = fast(ClientConfig::new(&server.url()).unwrap())
+        .with_proxy(ProxyConfig::via(&proxy.url_with("ann", "SECRET-PROXY-12")).unwrap());
+    config.connect_wait = Duration::from_millis(500);
+    shown += &format!("{config:?}\n");
+    let client = Client::new(config).unwrap();
+    let mut notices = client.notices();
+    let err = client.connect().await.unwrap_err();
+    assert!(err.to_string().contains("refused the credentials"), "{err}");
+    shown += &format!("{err}\n{err:?}\n{:?}\n", client.state());
+    client.close().await;
+    while let Ok(n) = notices.try_recv() {
+        shown += &format!("{n:?}\n");
+    }
+
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     // The capture works: the refusals and state changes were logged.
     assert!(logs.contains("namespace refused"), "{logs}");
@@ -226,8 +267,8 @@ async fn no_secret_reaches_logs_debug_output_errors_or_metrics() {
     }
     println!(
         "RELIABILITY|credentials in logs (TRACE) and Debug/Display output|none of {PLANTED} \
-         planted secrets (tokens, auth fields, URL queries, headers; WebSocket, long-polling, \
-         envelopes), each shown to have reached the server|0 of {PLANTED} in {} log lines and \
+         planted secrets (tokens, auth fields, URL queries, headers, proxy passwords; WebSocket, \
+         long-polling, envelopes), each shown to have reached the server|0 of {PLANTED} in {} log lines and \
          {} output lines",
         logs.lines().count(),
         shown.lines().count()

@@ -60,7 +60,7 @@ async fn refused(config: ClientConfig) -> String {
     let mut states = client.states();
     client.start().unwrap();
     let error = next_notice(&mut notices, T, |n| match n {
-        Notice::ConnectFailed { error, .. } => Some(error),
+        Notice::ConnectFailed { error, .. } => Some(error.to_string()),
         Notice::Connected { .. } => panic!("connected to a server it must not trust"),
         _ => None,
     })

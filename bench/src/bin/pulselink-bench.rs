@@ -7,6 +7,7 @@
 //! confirmed emits queued offline, then connect: time until all are acknowledged),
 //! `resubscribe` (n subscriptions, then connect: time until the first outbox entry is acked).
 //! `out-file`, `out-seq-file`: `out` and `out-seq` with a store file (`Durability::Normal`).
+//! `BENCH_PROXY=URL` runs `in` and `ack` through that proxy.
 //! Radio modes (n seconds connected at the server's heartbeat): `radio-idle`, and `radio-low`
 //! (one `Low` emit per second) with the battery-aware schedule (`pulselink`) or without it
 //! (`pulselink-schedule-off`): radio wake-ups per hour and the fraction of time awake.
@@ -67,7 +68,11 @@ fn main() {
 }
 
 async fn pulselink_client(url: &str) -> pulselink::Client {
-    let config = pulselink::ClientConfig::new(url).unwrap();
+    let mut config = pulselink::ClientConfig::new(url).unwrap();
+    // `BENCH_PROXY=URL`: through that proxy (the proxy-hop rows).
+    if let Ok(proxy) = std::env::var("BENCH_PROXY") {
+        config = config.with_proxy(pulselink::ProxyConfig::via(&proxy).unwrap());
+    }
     pulselink::Client::new(config).unwrap()
 }
 

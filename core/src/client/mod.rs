@@ -58,7 +58,7 @@ impl Client {
     /// runtime, and with [`Error::StoreCorrupt`] / [`Error::Store`] when the store cannot be
     /// opened.
     pub fn new(config: ClientConfig) -> Result<Self> {
-        let tls = config.checked()?;
+        let route = config.checked()?;
         let runtime = Handle::try_current().map_err(|_| {
             Error::InvalidConfig("Client::new must run inside a tokio runtime".into())
         })?;
@@ -69,7 +69,7 @@ impl Client {
         let handles = engine::spawn(
             &runtime,
             config.clone(),
-            tls,
+            Arc::new(route),
             store.clone(),
             snapshot,
             store_events,
@@ -107,12 +107,31 @@ impl Client {
     /// case the client keeps retrying in the background and emits are buffered meanwhile.
     pub async fn connect(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
+        // Subscribed before asking, so no failed attempt goes unseen: a timeout says why.
+        let mut notices = self.inner.notices.subscribe();
         self.send(Command::Connect(Some(tx)))?;
         let wait = self.inner.config.connect_wait;
-        match tokio::time::timeout(wait, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(Error::Closed),
-            Err(_) => Err(Error::ConnectTimeout(wait)),
+        let mut last_failure = None;
+        let mut watching = true;
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline, rx);
+        loop {
+            tokio::select! {
+                r = &mut rx => return r.unwrap_or(Err(Error::Closed)),
+                n = notices.recv(), if watching => match n {
+                    Ok(Notice::ConnectFailed { error, .. }) => {
+                        last_failure = Some(Box::new(error));
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => watching = false,
+                },
+                () = &mut deadline => {
+                    return Err(Error::ConnectTimeout {
+                        waited: wait,
+                        last_failure,
+                    });
+                }
+            }
         }
     }
 

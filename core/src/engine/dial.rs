@@ -11,14 +11,14 @@ use crate::{
     config::{ClientConfig, Transports},
     error::Error,
     protocol::{self, Opening, Wire},
-    transport::{Link, Transport, TransportError, polling::Polling, websocket::WebSocket},
+    transport::{Link, Route, Transport, TransportError, polling::Polling, websocket::WebSocket},
 };
 
 /// Opens the configured transport and reads the Engine.IO handshake (Socket.IO), or opens the
 /// envelope WebSocket, within the connect timeout.
 pub(crate) async fn dial(
     config: Arc<ClientConfig>,
-    tls: Arc<rustls::ClientConfig>,
+    route: Arc<Route>,
     options: Arc<protocol::Options>,
 ) -> Result<(Link, Wire), Error> {
     let limit = config.connect_timeout;
@@ -26,7 +26,7 @@ pub(crate) async fn dial(
     let max = config.max_inbound_bytes;
     if let Some(wire) = Wire::without_opening(&options) {
         let url = config.envelope_url();
-        let ws = timeout(limit, WebSocket::connect(&url, headers, max, &tls))
+        let ws = timeout(limit, WebSocket::connect(&url, headers, max, &route))
             .await
             .map_err(|_| Error::Connect(format!("no WebSocket within {limit:?}")))?
             .map_err(connect_error)?;
@@ -35,7 +35,7 @@ pub(crate) async fn dial(
     let timed_out = || Error::Connect(format!("no handshake within {limit:?}"));
     let websocket = async |limit| {
         let url = config.websocket_url();
-        let ws = WebSocket::connect(&url, headers, max, &tls);
+        let ws = WebSocket::connect(&url, headers, max, &route);
         match timeout(limit, async {
             handshake(Link::WebSocket(ws.await.map_err(connect_error)?), &options).await
         })
@@ -48,7 +48,7 @@ pub(crate) async fn dial(
     let polling = async |limit, upgrade: bool| {
         let to = upgrade.then(|| config.websocket_url());
         let url = config.polling_url();
-        let open = Polling::connect(&url, headers, max, to, &tls);
+        let open = Polling::connect(&url, headers, max, to, &route);
         match timeout(limit, async {
             handshake(Link::Polling(open.await.map_err(connect_error)?), &options).await
         })
@@ -59,7 +59,14 @@ pub(crate) async fn dial(
         }
     };
     match config.transports {
-        Transports::WebSocket => websocket(limit).await,
+        Transports::WebSocket => websocket(limit).await.map_err(|e| match e {
+            Error::Connect(m) if m.contains(UPGRADE_REFUSED) => Error::Connect(format!(
+                "{m}: the server, or a proxy on the way, may not allow WebSocket; \
+                 transports WebSocketThenFallback (the default) or PollingThenUpgrade \
+                 connect over HTTP long-polling there"
+            )),
+            other => other,
+        }),
         Transports::Polling => polling(limit, false).await,
         Transports::PollingThenUpgrade => polling(limit, true).await,
         Transports::WebSocketThenFallback => match websocket(limit / 2).await {
@@ -68,7 +75,16 @@ pub(crate) async fn dial(
                 debug!(error = %ws_error, "websocket failed; falling back to polling");
                 polling(limit / 2, false)
                     .await
-                    .map_err(|e| Error::Connect(format!("websocket: {ws_error}; polling: {e}")))
+                    .map_err(|e| match (e, ws_error) {
+                        // A proxy's refusal says more than either transport's symptoms: keep
+                        // it typed.
+                        (proxy @ Error::Proxy { .. }, _) | (_, proxy @ Error::Proxy { .. }) => {
+                            proxy
+                        }
+                        (e, ws_error) => {
+                            Error::Connect(format!("websocket: {ws_error}; polling: {e}"))
+                        }
+                    })
             }
         },
     }
@@ -88,6 +104,12 @@ async fn handshake(mut link: Link, options: &protocol::Options) -> Result<(Link,
     }
 }
 
+/// How the transport words a refused upgrade, recognised to add what helps.
+const UPGRADE_REFUSED: &str = "on WebSocket upgrade";
+
 fn connect_error(e: TransportError) -> Error {
-    Error::Connect(e.to_string())
+    match e {
+        TransportError::Proxy { proxy, failure } => Error::Proxy { proxy, failure },
+        e => Error::Connect(e.to_string()),
+    }
 }

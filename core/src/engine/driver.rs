@@ -27,7 +27,7 @@ use crate::{
     protocol::{self, Wire},
     store::{Cmd as StoreCmd, Store, StoreEvent},
     time::Now,
-    transport::{Frame, Link, Transport, TransportError},
+    transport::{Frame, Link, Route, Transport, TransportError},
 };
 
 /// How many frames, emits or store events one wake-up handles before the loop looks at
@@ -80,7 +80,7 @@ enum Flow {
 pub(crate) struct Driver {
     pub(crate) machine: Machine,
     pub(crate) config: Arc<ClientConfig>,
-    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) route: Arc<Route>,
     pub(crate) options: Arc<protocol::Options>,
     pub(crate) store: Store,
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
@@ -256,7 +256,11 @@ impl Driver {
             match link {
                 None => {}
                 Some(LinkAction::Dial) => {
-                    let dialing = dial(self.config.clone(), self.tls.clone(), self.options.clone());
+                    let dialing = dial(
+                        self.config.clone(),
+                        self.route.clone(),
+                        self.options.clone(),
+                    );
                     io.dialing = Some(Box::pin(dialing));
                 }
                 Some(LinkAction::End(end)) => self.end_link(io, end).await,
@@ -477,5 +481,8 @@ fn end_of(e: TransportError) -> End {
         TransportError::Closed => End::lost(DisconnectReason::TransportClose),
         TransportError::TooLarge { .. } => End::lost(DisconnectReason::ParseError(e.to_string())),
         TransportError::Io(m) => End::lost(DisconnectReason::TransportError(m)),
+        e @ (TransportError::UpgradeRefused { .. } | TransportError::Proxy { .. }) => {
+            End::lost(DisconnectReason::TransportError(e.to_string()))
+        }
     }
 }

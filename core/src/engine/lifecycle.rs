@@ -335,12 +335,12 @@ impl Lifecycle {
     }
 
     /// The attempt under way failed.
-    pub(crate) fn dial_failed(&mut self, now: Now, error: String, out: &mut Actions) {
+    pub(crate) fn dial_failed(&mut self, now: Now, error: Error, out: &mut Actions) {
         out.notify(Notice::ConnectFailed {
             attempt: self.backoff.attempts(),
             error: error.clone(),
         });
-        self.schedule_retry(now, Error::Connect(error), out);
+        self.schedule_retry(now, error, out);
     }
 
     /// The attempt under way produced a link.
@@ -568,7 +568,7 @@ mod tests {
         let (tx, _rx) = oneshot::channel();
         l.connect(Some(tx), &mut Actions::default());
         let mut out = Actions::default();
-        l.dial_failed(t, "refused".into(), &mut out);
+        l.dial_failed(t, Error::Connect("refused".into()), &mut out);
         assert!(matches!(
             out.notices[0],
             Notice::ConnectFailed { attempt: 0, .. }
@@ -587,11 +587,15 @@ mod tests {
         l.on_timeout(after(t, 100), &mut out);
         assert_eq!(out.link, Some(LinkAction::Dial));
         assert_eq!(out.notices, vec![Notice::ReconnectAttempt { attempt: 1 }]);
-        l.dial_failed(after(t, 110), "refused".into(), &mut Actions::default());
+        l.dial_failed(
+            after(t, 110),
+            Error::Connect("refused".into()),
+            &mut Actions::default(),
+        );
         assert_eq!(l.poll_timeout(), Some(after(t, 310).at), "100 ms × 2");
         l.on_timeout(after(t, 310), &mut Actions::default());
         let mut out = Actions::default();
-        l.dial_failed(after(t, 320), "refused".into(), &mut out);
+        l.dial_failed(after(t, 320), Error::Connect("refused".into()), &mut out);
         assert!(
             out.notices
                 .contains(&Notice::ReconnectFailed { attempts: 2 })
@@ -773,7 +777,11 @@ mod tests {
                 wall_ms: now.wall_ms,
             };
             l.on_timeout(now, &mut Actions::default());
-            l.dial_failed(now, "refused".into(), &mut Actions::default());
+            l.dial_failed(
+                now,
+                Error::Connect("refused".into()),
+                &mut Actions::default(),
+            );
         }
         assert!(now.at.duration_since(t.at) >= Duration::from_millis(1_000));
         assert_eq!(
@@ -792,7 +800,11 @@ mod tests {
         let mut out = Actions::default();
         l.network(true, &mut out);
         assert_eq!(out.link, Some(LinkAction::Dial), "at once while suspended");
-        l.dial_failed(now, "refused".into(), &mut Actions::default());
+        l.dial_failed(
+            now,
+            Error::Connect("refused".into()),
+            &mut Actions::default(),
+        );
         assert!(
             matches!(l.state(), State::Suspended { .. }),
             "the hint did not end the outage: {:?}",
@@ -813,7 +825,7 @@ mod tests {
         assert_eq!(out.link, Some(LinkAction::Dial));
         assert!(out.answers.is_empty() && out.notices.is_empty());
         let mut out = Actions::default();
-        l.dial_failed(now, "refused".into(), &mut out);
+        l.dial_failed(now, Error::Connect("refused".into()), &mut out);
         assert!(
             matches!(l.state(), State::Reconnecting { attempt: 1, .. }),
             "the hint started a fresh outage: {:?}",
@@ -912,7 +924,11 @@ mod tests {
         // Much later, the app connects again and the first attempt fails.
         let later = after(t, 60_000);
         l.connect(None, &mut Actions::default());
-        l.dial_failed(later, "refused".into(), &mut Actions::default());
+        l.dial_failed(
+            later,
+            Error::Connect("refused".into()),
+            &mut Actions::default(),
+        );
         assert!(
             matches!(l.state(), State::Reconnecting { attempt: 1, .. }),
             "{:?}",

@@ -165,7 +165,7 @@ impl Machine {
     pub(crate) fn dial_failed(&mut self, now: Now, error: &Error) {
         warn!(%error, attempt = self.lifecycle.attempts(), "connect failed");
         self.lifecycle
-            .dial_failed(now, error.to_string(), &mut self.out);
+            .dial_failed(now, error.clone(), &mut self.out);
     }
 
     /// The attempt under way was abandoned as `end` says (no link was up).

@@ -60,6 +60,7 @@ use crate::{
     protocol,
     store::{Snapshot, Store, StoreEvent},
     time::Now,
+    transport::Route,
 };
 
 /// Emits queued to the engine; a full queue makes emitters wait (and volatile emits drop).
@@ -76,7 +77,7 @@ pub(crate) struct Handles {
 pub(crate) fn spawn(
     runtime: &Handle,
     config: Arc<ClientConfig>,
-    tls: Arc<rustls::ClientConfig>,
+    route: Arc<Route>,
     store: Store,
     snapshot: Snapshot,
     store_events: mpsc::UnboundedReceiver<StoreEvent>,
@@ -91,7 +92,7 @@ pub(crate) fn spawn(
         machine,
         options: Arc::new(protocol::Options::new(&config)),
         config,
-        tls,
+        route,
         store,
         commands,
         outgoing,

@@ -13,6 +13,7 @@ use tracing::warn;
 use super::actions::{Actions, After, Credentials, End};
 use crate::{
     config::AuthReason,
+    error::Error,
     event::{DisconnectReason, Notice},
     protocol::{Resume, Wire},
     transport::Frame,
@@ -202,7 +203,7 @@ impl Namespaces {
                 let error = format!("auth provider: {message}");
                 out.notify(Notice::ConnectFailed {
                     attempt,
-                    error: error.clone(),
+                    error: Error::Connect(error.clone()),
                 });
                 out.end(End::lost(DisconnectReason::TransportError(error)));
             }

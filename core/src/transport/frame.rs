@@ -26,6 +26,21 @@ pub enum TransportError {
         /// The limit.
         max: usize,
     },
+    /// The server (or a proxy on the way) answered the WebSocket upgrade with this HTTP
+    /// status instead of switching protocols.
+    #[error("HTTP {status} on WebSocket upgrade")]
+    UpgradeRefused {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The proxy did not open the way to the server.
+    #[error("proxy {proxy} {failure}")]
+    Proxy {
+        /// The proxy, as `scheme://host:port` (never its credentials).
+        proxy: String,
+        /// What it did.
+        failure: super::proxy::failure::ProxyFailure,
+    },
     /// Anything else the I/O layer reported.
     #[error("{0}")]
     Io(String),

@@ -1,5 +1,7 @@
 //! The HTTP/1.1 client under long-polling: one keep-alive connection per lane (hyper), TLS by
-//! rustls for `https://` (configured by [`super::tls`]).
+//! rustls for `https://` (configured by [`super::tls`]), along the [`Route`]: `https://`
+//! through a proxy's tunnel, `http://` forwarded by an HTTP proxy in absolute form (the form
+//! every HTTP proxy takes, where `CONNECT` is often limited to port 443).
 //!
 //! Polling keeps at most one GET and one POST in flight, so each gets its own lane: a lane is
 //! a connection that a request future takes and gives back, which keeps the futures `'static`
@@ -15,14 +17,10 @@ use hyper::{
     header::{self, HeaderName, HeaderValue},
 };
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
-use tokio_rustls::{
-    TlsConnector,
-    rustls::{ClientConfig, pki_types::ServerName},
-};
+use tokio_rustls::{TlsConnector, rustls::pki_types::ServerName};
 use url::Url;
 
-use super::frame::TransportError;
+use super::{frame::TransportError, proxy::ProxyFailure, route::Route};
 
 /// A keep-alive connection, absent until first used or after the server closed it.
 pub(crate) type Lane = Option<SendRequest<Full<Bytes>>>;
@@ -35,8 +33,8 @@ pub(crate) struct Answer {
     pub(crate) body: Bytes,
 }
 
-/// Sends `method url` with `headers` and `body` on `lane` (connecting it first if needed, with
-/// `tls` for `https://`) and reads the whole answer, refusing bodies over `max_body` bytes.
+/// Sends `method url` with `headers` and `body` on `lane` (connecting it first if needed, along
+/// `route`) and reads the whole answer, refusing bodies over `max_body` bytes.
 pub(crate) async fn request(
     lane: Lane,
     method: &'static str,
@@ -44,13 +42,22 @@ pub(crate) async fn request(
     headers: Vec<(String, String)>,
     body: Option<Bytes>,
     max_body: usize,
-    tls: Arc<ClientConfig>,
+    route: Arc<Route>,
 ) -> Result<Answer, TransportError> {
     let mut sender = match lane {
         Some(s) if !s.is_closed() => s,
-        _ => connect(&url, tls).await?,
+        _ => connect(&url, &route).await?,
     };
-    let mut req = Request::builder().method(method).uri(request_target(&url));
+    let forwarded = route.forwarding_proxy(&url);
+    let target = match forwarded {
+        // Absolute form: the proxy needs to know where the request goes.
+        Some(_) => url.as_str().to_owned(),
+        None => request_target(&url),
+    };
+    let mut req = Request::builder().method(method).uri(target);
+    if let Some(auth) = forwarded.and_then(|p| p.authorization()) {
+        req = req.header(header::PROXY_AUTHORIZATION, auth);
+    }
     let host = url.host_str().unwrap_or_default();
     req = req.header(
         header::HOST,
@@ -76,6 +83,22 @@ pub(crate) async fn request(
     sender.ready().await.map_err(io)?;
     let resp = sender.send_request(req).await.map_err(io)?;
     let status = resp.status();
+    if let Some(proxy) = forwarded {
+        if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            return Err(proxy.failed(match proxy.authorization() {
+                Some(_) => ProxyFailure::CredentialsRejected,
+                None => ProxyFailure::CredentialsRequired,
+            }));
+        }
+        // A forwarded request's 401 may be the server's or, from some proxies (tinyproxy),
+        // the proxy's refusal of its credentials: say both, since only one can be known.
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(TransportError::Io(format!(
+                "HTTP 401 Unauthorized through proxy {proxy}: from the server, or the proxy \
+                 refusing its credentials (some proxies answer 401 rather than 407)"
+            )));
+        }
+    }
     let set_cookies = resp
         .headers()
         .get_all(header::SET_COOKIE)
@@ -119,28 +142,20 @@ fn request_target(url: &Url) -> String {
     }
 }
 
-async fn connect(
-    url: &Url,
-    tls: Arc<ClientConfig>,
-) -> Result<SendRequest<Full<Bytes>>, TransportError> {
-    let host = url
-        .host_str()
-        .ok_or_else(|| TransportError::Io("URL has no host".into()))?
-        .to_owned();
-    let port = url.port_or_known_default().unwrap_or(80);
-    let tcp = TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port))
-        .await
-        .map_err(|e| TransportError::Io(e.to_string()))?;
-    // Nagle off: heartbeats and acks are small and latency-sensitive.
-    let _ = tcp.set_nodelay(true);
+async fn connect(url: &Url, route: &Route) -> Result<SendRequest<Full<Bytes>>, TransportError> {
+    if let Some(proxy) = route.forwarding_proxy(url) {
+        return handshake(TokioIo::new(proxy.connect().await?)).await;
+    }
+    let tcp = route.open(url).await?;
     if url.scheme() == "https" {
+        let host = url.host_str().unwrap_or_default();
         let name = ServerName::try_from(
             host.trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_owned(),
         )
         .map_err(|e| TransportError::Io(format!("invalid TLS server name: {e}")))?;
-        let tls = TlsConnector::from(tls)
+        let tls = TlsConnector::from(route.tls.clone())
             .connect(name, tcp)
             .await
             .map_err(|e| TransportError::Io(format!("TLS: {e}")))?;

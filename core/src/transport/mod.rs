@@ -6,10 +6,13 @@ mod frame;
 pub(crate) mod http;
 mod link;
 pub mod polling;
+pub mod proxy;
+mod route;
 pub mod tls;
 pub mod websocket;
 
 pub use self::{
     frame::{Bytes, Frame, Transport, TransportError, Utf8Bytes},
     link::Link,
+    route::Route,
 };

@@ -14,13 +14,13 @@
 use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc};
 
 use hyper::{StatusCode, body::Bytes};
-use rustls::ClientConfig;
 use tracing::{debug, warn};
 use url::Url;
 
 use super::{
     frame::{Frame, Transport, TransportError, Utf8Bytes},
     http::{self, Answer, Lane},
+    route::Route,
     websocket::WebSocket,
 };
 use crate::codec::{
@@ -64,20 +64,20 @@ pub struct Polling {
     outbound: Vec<Frame>,
     upgrade: Upgrade,
     closed: bool,
-    tls: Arc<ClientConfig>,
+    route: Arc<Route>,
 }
 
 impl Polling {
     /// Opens a session at `url` (an `http(s)://…?EIO=4&transport=polling` URL): the handshake
     /// GET. Its packets, the `open` packet first, are the first frames `recv` returns. With
     /// `upgrade_to` (the WebSocket URL), the upgrade starts at once if the server offers it.
-    /// `tls` secures `https://` and `wss://`.
+    /// Every connection goes along `route` (a proxy or not, TLS for `https://` and `wss://`).
     pub async fn connect(
         url: &Url,
         headers: &[(String, String)],
         max_inbound: usize,
         upgrade_to: Option<Url>,
-        tls: &Arc<ClientConfig>,
+        route: &Arc<Route>,
     ) -> Result<Self, TransportError> {
         let mut me = Self {
             url: url.clone(),
@@ -92,7 +92,7 @@ impl Polling {
             outbound: Vec::new(),
             upgrade: Upgrade::Off,
             closed: false,
-            tls: tls.clone(),
+            route: route.clone(),
         };
         let answer = http::request(
             None,
@@ -101,7 +101,7 @@ impl Polling {
             me.request_headers(),
             None,
             max_inbound,
-            me.tls.clone(),
+            me.route.clone(),
         )
         .await?;
         me.get_lane = me.take_answer(answer)?;
@@ -126,7 +126,7 @@ impl Polling {
             // A proxy that swallows the upgrade must not leave a probe hanging forever.
             let probe = tokio::time::timeout(
                 PROBE_TIMEOUT,
-                probe(ws_url, headers, max_inbound, me.tls.clone()),
+                probe(ws_url, headers, max_inbound, me.route.clone()),
             );
             me.upgrade = Upgrade::Probing(Box::pin(async move {
                 probe
@@ -191,7 +191,7 @@ impl Polling {
             self.request_headers(),
             None,
             self.max_inbound,
-            self.tls.clone(),
+            self.route.clone(),
         );
         self.get = Some(Box::pin(fut));
     }
@@ -240,7 +240,7 @@ impl Polling {
             self.request_headers(),
             Some(Bytes::from(payload)),
             4096,
-            self.tls.clone(),
+            self.route.clone(),
         )
         .await?;
         let status = answer.status;
@@ -259,9 +259,9 @@ async fn probe(
     url: Url,
     headers: Vec<(String, String)>,
     max: usize,
-    tls: Arc<ClientConfig>,
+    route: Arc<Route>,
 ) -> Result<Box<WebSocket>, TransportError> {
-    let mut ws = WebSocket::connect(&url, &headers, max, &tls).await?;
+    let mut ws = WebSocket::connect(&url, &headers, max, &route).await?;
     ws.feed(Frame::Text(Utf8Bytes::from_static("2probe")))
         .await?;
     ws.flush().await?;

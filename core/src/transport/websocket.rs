@@ -1,12 +1,10 @@
 //! WebSocket transport over tokio-tungstenite (rustls for `wss://`, configured by
 //! [`super::tls`]).
 
-use std::sync::Arc;
-
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
-    Connector, MaybeTlsStream, WebSocketStream, connect_async_tls_with_config,
+    Connector, MaybeTlsStream, WebSocketStream, client_async_tls_with_config,
     tungstenite::{
         self, Message,
         client::IntoClientRequest,
@@ -16,7 +14,10 @@ use tokio_tungstenite::{
 };
 use url::Url;
 
-use super::frame::{Frame, Transport, TransportError};
+use super::{
+    frame::{Frame, Transport, TransportError},
+    route::Route,
+};
 
 /// Bytes asked of the socket per read. tungstenite zero-fills this much of its buffer before
 /// every read attempt, including the attempts that find nothing: its default, 128 KiB, cost
@@ -32,14 +33,14 @@ pub struct WebSocket {
 }
 
 impl WebSocket {
-    /// Opens a WebSocket to `url` with extra request `headers` (and `tls` for `wss://`),
-    /// refusing inbound messages larger than `max_message` bytes before they are buffered in
-    /// full.
+    /// Opens a WebSocket to `url` along `route` (a proxy tunnel or not, TLS for `wss://`) with
+    /// extra request `headers`, refusing inbound messages larger than `max_message` bytes
+    /// before they are buffered in full.
     pub async fn connect(
         url: &Url,
         headers: &[(String, String)],
         max_message: usize,
-        tls: &Arc<rustls::ClientConfig>,
+        route: &Route,
     ) -> Result<Self, TransportError> {
         let mut request = url
             .as_str()
@@ -57,11 +58,10 @@ impl WebSocket {
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message))
             .read_buffer_size(READ_BUFFER);
-        // Nagle off: acks and heartbeats are small and latency-sensitive; throughput comes from
-        // batching writes before a flush instead.
-        let connector = Connector::Rustls(tls.clone());
+        let tcp = route.open(url).await?;
+        let connector = Connector::Rustls(route.tls.clone());
         let (inner, _response) =
-            connect_async_tls_with_config(request, Some(config), true, Some(connector))
+            client_async_tls_with_config(request, tcp, Some(config), Some(connector))
                 .await
                 .map_err(|e| map_error(e, max_message))?;
         Ok(Self { inner, max_message })
@@ -73,7 +73,9 @@ fn map_error(e: tungstenite::Error, max: usize) -> TransportError {
     match e {
         E::ConnectionClosed | E::AlreadyClosed => TransportError::Closed,
         E::Capacity(CapacityError::MessageTooLong { .. }) => TransportError::TooLarge { max },
-        E::Http(resp) => TransportError::Io(format!("HTTP {} on WebSocket upgrade", resp.status())),
+        E::Http(resp) => TransportError::UpgradeRefused {
+            status: resp.status().as_u16(),
+        },
         other => TransportError::Io(other.to_string()),
     }
 }

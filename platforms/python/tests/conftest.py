@@ -10,7 +10,9 @@ import asyncio
 import inspect
 import os
 import pathlib
+import socket
 import subprocess
+import time
 from typing import Iterator, Optional
 
 import pytest
@@ -125,3 +127,53 @@ def server(tmp_path: pathlib.Path) -> Iterator[NodeServer]:
     s = NodeServer(tmp_path / "ledger.txt")
     yield s
     s.kill()
+
+
+class Tinyproxy:
+    """tinyproxy (Debian package, installed by ``scripts/test.sh``) on a free loopback port,
+    asking for ``user``/``password``; ``carried(port)`` counts the requests it forwarded or
+    tunnelled to that port, from its log."""
+
+    user = "ann"
+    password = "py-pr0xy-s3cret"
+
+    def __init__(self, tmp_path: pathlib.Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._log = tmp_path / "tinyproxy.log"
+        conf = tmp_path / "tinyproxy.conf"
+        conf.write_text(
+            f"Port {self.port}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 600\n"
+            f'LogLevel Connect\nLogFile "{self._log}"\nDisableViaHeader Yes\n'
+            f"BasicAuth {self.user} {self.password}\n"
+        )
+        self._proc = subprocess.Popen(["tinyproxy", "-d", "-c", str(conf)])
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "tinyproxy did not listen"
+                assert self._proc.poll() is None, "tinyproxy exited"
+                time.sleep(0.01)
+
+    def url(self, password: Optional[str] = None) -> str:
+        return f"http://{self.user}:{password or self.password}@127.0.0.1:{self.port}"
+
+    def carried(self, port: int) -> int:
+        text = self._log.read_text() if self._log.exists() else ""
+        return sum(1 for l in text.splitlines() if "Request (file descriptor" in l and f"127.0.0.1:{port}" in l)
+
+    def kill(self) -> None:
+        self._proc.kill()
+        self._proc.wait()
+
+
+@pytest.fixture
+def tinyproxy(tmp_path: pathlib.Path) -> Iterator[Tinyproxy]:
+    """An HTTP proxy asking for credentials."""
+    p = Tinyproxy(tmp_path)
+    yield p
+    p.kill()

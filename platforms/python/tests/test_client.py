@@ -213,13 +213,39 @@ async def test_bad_input_raises_clear_errors(tmp_path: pathlib.Path) -> None:
     await client.close()
 
 
-async def test_long_polling_when_websocket_is_refused(polling_server: Any) -> None:
-    client = pulselink.Client(polling_server.url, transports=pulselink.Transports.WEB_SOCKET_THEN_FALLBACK)
+async def test_default_settings_fall_back_to_long_polling_when_websocket_is_refused(polling_server: Any) -> None:
+    client = pulselink.Client(polling_server.url)
+    events = client.events()
     await client.connect()
+    assert (await next_named(events, "welcome")).args[0]["namespace"] == "/"
     assert await client.emit_with_ack("transport?") == ["polling"]
     reply = await client.emit_with_ack("quiz:answer_submit", "D")
     assert reply[0]["answer"] == "D"
     await client.close()
+
+
+async def test_through_an_http_proxy_and_its_refusal(server: Any, tinyproxy: Any) -> None:
+    client = pulselink.Client(server.url, proxy=tinyproxy.url())
+    await client.connect()
+    assert (await client.emit_with_ack("echo", {"via": "proxy"}))[0]["via"] == "proxy"
+    assert await client.emit_with_ack("transport?") == ["websocket"]
+    await client.close()
+    assert tinyproxy.carried(server.port) > 0, "the session did not go through the proxy"
+
+    wrong = "Wr0ng-py-pa55"
+    refused = pulselink.Client(
+        server.url,
+        proxy=pulselink.ProxyConfig(url=tinyproxy.url(wrong)),
+        reconnect=ReconnectConfig(enabled=False),
+        transports=pulselink.Transports.WEB_SOCKET,
+    )
+    with pytest.raises(pulselink.ProxyError) as caught:
+        await refused.connect()
+    assert "refused the credentials" in str(caught.value)
+    assert f"127.0.0.1:{tinyproxy.port}" in str(caught.value) and wrong not in str(caught.value)
+    # A ProxyError is a ConnectionFailed: code that handles connection failures handles it.
+    assert isinstance(caught.value, pulselink.ConnectionFailed)
+    await refused.close()
 
 
 async def test_envelope_protocol_events_requests_and_rejections(envelope_server: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
-from typing import Any, AsyncIterator, List, Literal, Mapping, Optional, Sequence, cast
+from typing import Any, AsyncIterator, List, Literal, Mapping, Optional, Sequence, Union, cast
 
 from . import _args, _ffi
 from ._errors import InvalidConfig, translated, translated_async
@@ -176,6 +176,13 @@ class Client(Socket):
     ``tls`` chooses whom ``wss://`` and ``https://`` trust (verification is always on):
     ``TlsConfig(ca_pem=[company_ca_pem])`` adds a CA, ``builtin_roots=False`` trusts only
     those, and ``pins=certificate_pins(server_cert_pem)`` pins the server's key.
+
+    ``proxy`` reaches the server through a proxy: a URL (``"http://user:password@host:3128"``,
+    ``"socks5://host:1080"``, ``"socks5h://..."`` to let the proxy resolve names), or a
+    :class:`ProxyConfig` (``ProxyConfig(from_environment=True)`` reads ``HTTPS_PROXY``,
+    ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``; ``no_proxy=[...]`` lists hosts reached
+    directly). TLS stays end to end through the proxy. A refusing proxy raises
+    :class:`ProxyError`, naming the proxy but never its password.
     """
 
     @translated
@@ -205,6 +212,7 @@ class Client(Socket):
         max_inbound_bytes: Optional[int] = None,
         token_expired_event: Optional[str] = None,
         tls: Optional[_ffi.TlsConfig] = None,
+        proxy: Union[None, str, _ffi.ProxyConfig] = None,
     ) -> None:
         provider = None
         auth_json = None
@@ -241,6 +249,7 @@ class Client(Socket):
             max_inbound_bytes=max_inbound_bytes,
             token_expired_event=token_expired_event,
             tls=tls,
+            proxy=_ffi.ProxyConfig(url=proxy) if isinstance(proxy, str) else proxy,
         )
         self._provider = provider
         self._client = _ffi.Client(config, provider)

@@ -55,6 +55,12 @@ class ConnectionFailed(PulselinkError, ConnectionError):
     """Not connected in time; retries go on in the background."""
 
 
+class ProxyError(ConnectionFailed):
+    """The proxy did not open the way to the server: unreachable, credentials missing or
+    refused, or it would not connect to the server. The message names the proxy, never its
+    password; retries go on unless reconnecting is off."""
+
+
 class Removed(PulselinkError):
     """The app removed the entry from the outbox before it was acknowledged."""
 
@@ -79,6 +85,7 @@ _BY_VARIANT: Dict[str, type[PulselinkError]] = {
     "Unauthorized": Unauthorized,
     "Rejected": Rejected,
     "Connection": ConnectionFailed,
+    "Proxy": ProxyError,
     "Closed": ClientClosed,
     "Internal": InternalError,
 }

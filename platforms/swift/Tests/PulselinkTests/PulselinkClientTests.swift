@@ -131,6 +131,24 @@ final class PulselinkClientTests: XCTestCase {
         XCTAssertThrowsError(try certificatePins(pem: "not a certificate"))
     }
 
+    func testProxySettingsAreCheckedBeforeAnyConnection() throws {
+        XCTAssertThrowsError(try PulselinkClient(ClientConfig(url: "http://127.0.0.1:9", proxy: ProxyConfig())))
+        XCTAssertThrowsError(try PulselinkClient(ClientConfig(
+            url: "http://127.0.0.1:9", proxy: ProxyConfig(url: "ftp://proxy:1"))))
+        do {
+            _ = try PulselinkClient(ClientConfig(
+                url: "http://127.0.0.1:9", proxy: ProxyConfig(url: "gopher://u:S3CRET@proxy:1")))
+            XCTFail("accepted an unknown proxy scheme")
+        } catch PulselinkError.InvalidConfig(let message) {
+            XCTAssertFalse(message.contains("S3CRET"))
+        }
+        let client = try PulselinkClient(ClientConfig(
+            url: "http://127.0.0.1:9",
+            proxy: ProxyConfig(url: "socks5h://127.0.0.1:1", username: "u", password: "p", noProxy: ["example.com"])))
+        _ = client
+        _ = ProxyConfig.system(for: URL(string: "wss://example.com")!)
+    }
+
     func testAnEncryptedOutboxNeedsItsKey() async throws {
         let store = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString).path
         func config(_ key: OutboxKey?) -> ClientConfig {

@@ -7,6 +7,7 @@ import io.pulselink.NetworkPath
 import io.pulselink.WireProtocol
 import io.pulselink.Notice
 import io.pulselink.OutboxKey
+import io.pulselink.ProxyConfig
 import io.pulselink.PulselinkException
 import io.pulselink.ReconnectConfig
 import io.pulselink.State
@@ -233,6 +234,45 @@ class PulselinkClientTest {
     }
 
     @Test
+    fun `default settings fall back to long-polling where WebSocket is refused`() = test {
+        val server = server(env = mapOf("TRANSPORTS" to "polling"))
+        val client = PulselinkClient(ClientConfig(url = server.url))
+        val welcome = async(start = CoroutineStart.UNDISPATCHED) { client.events("welcome").first() }
+        client.connect()
+        welcome.await()
+        assertEquals(JsonPrimitive("polling"), client.emitWithAck("transport?").args[0])
+        client.shutdown()
+    }
+
+    @Test
+    fun `goes through an HTTP proxy, and a refusal is typed and keeps the password out`() = test {
+        val server = server()
+        val proxy = Tinyproxy(dir.resolve("tinyproxy").toFile())
+        try {
+            val client = PulselinkClient(ClientConfig(url = server.url, proxy = ProxyConfig(url = proxy.url())))
+            client.connect()
+            assertEquals(JsonPrimitive("websocket"), client.emitWithAck("transport?").args[0])
+            client.shutdown()
+            assertTrue(proxy.carried(server.port) > 0, "the session did not go through the proxy")
+
+            val wrong = "Wr0ng-kt-pa55"
+            val refused = PulselinkClient(
+                ClientConfig(
+                    url = server.url,
+                    proxy = ProxyConfig(url = proxy.url(password = null), username = proxy.user, password = wrong),
+                    reconnect = ReconnectConfig(enabled = false),
+                    transports = Transports.WEB_SOCKET,
+                ),
+            )
+            val e = assertThrows<PulselinkException.Proxy> { refused.connect() }
+            assertTrue("refused the credentials" in e.message!! && wrong !in e.message!!, e.message)
+            refused.shutdown()
+        } finally {
+            proxy.kill()
+        }
+    }
+
+    @Test
     fun `an encrypted outbox is unreadable on disk and needs its key`() = test {
         val store = dir.resolve("enc.db").toFile().path
         fun config(key: OutboxKey?) =
@@ -351,4 +391,46 @@ class NodeServer(
 
     fun ledger(): List<String> = if (ledgerFile.exists()) ledgerFile.readLines().filter { it.isNotEmpty() } else emptyList()
 
+}
+
+/** tinyproxy (Debian package, installed by scripts/test.sh) on a free loopback port, asking for [user]/[password]. */
+class Tinyproxy(private val dir: File) {
+    val user = "ann"
+    val password = "kt-pr0xy-s3cret"
+    val port = java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress()).use { it.localPort }
+    private val log = File(dir, "proxy.log")
+    private val process: Process
+
+    init {
+        dir.mkdirs()
+        val conf = File(dir, "proxy.conf")
+        conf.writeText(
+            "Port $port\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 600\nLogLevel Connect\n" +
+                "LogFile \"${log.path}\"\nDisableViaHeader Yes\nBasicAuth $user $password\n",
+        )
+        process = ProcessBuilder("tinyproxy", "-d", "-c", conf.path).redirectErrorStream(true)
+            .redirectOutput(ProcessBuilder.Redirect.DISCARD).start()
+        val deadline = System.nanoTime() + 10_000_000_000
+        while (true) {
+            try {
+                java.net.Socket("127.0.0.1", port).close()
+                break
+            } catch (e: java.io.IOException) {
+                check(System.nanoTime() < deadline && process.isAlive) { "tinyproxy did not listen" }
+                Thread.sleep(10)
+            }
+        }
+    }
+
+    /** The proxy URL, with credentials unless [password] is null. */
+    fun url(password: String? = this.password) =
+        if (password == null) "http://127.0.0.1:$port" else "http://$user:$password@127.0.0.1:$port"
+
+    /** Requests it carried to 127.0.0.1:[serverPort], from its log. */
+    fun carried(serverPort: Int) = if (!log.exists()) 0 else
+        log.readLines().count { "Request (file descriptor" in it && "127.0.0.1:$serverPort" in it }
+
+    fun kill() {
+        process.destroyForcibly().waitFor()
+    }
 }

@@ -1,0 +1,44 @@
+// The proxy iOS and macOS are set to use (Settings > Wi-Fi > Configure Proxy, or an MDM
+// profile), as a `ProxyConfig` for `ClientConfig(proxy:)`. The core never reads system
+// settings itself: the app decides, and can show the user which proxy is in use.
+#if canImport(CFNetwork)
+import CFNetwork
+import Foundation
+
+extension ProxyConfig {
+    /// The system's proxy for connections to `url` (`ws(s)://` is looked up as `http(s)://`),
+    /// or `nil` when the system goes direct. Manual HTTP, HTTPS and SOCKS proxies are
+    /// returned; an automatic configuration (PAC) script is not evaluated here, so a PAC-only
+    /// setup returns `nil` — resolve it with `CFNetworkExecuteProxyAutoConfigurationURL` and
+    /// build the `ProxyConfig` from its answer. Credentials kept by the system are not
+    /// readable by apps: pass them as `username`/`password` if the proxy asks for them.
+    public static func system(for url: URL) -> ProxyConfig? {
+        guard let settings = CFNetworkCopySystemProxySettings()?.takeRetainedValue() else { return nil }
+        var components = URLComponents(url: url, resolvingAgainstBaseURL: false)
+        switch components?.scheme {
+        case "ws": components?.scheme = "http"
+        case "wss": components?.scheme = "https"
+        default: break
+        }
+        guard let lookup = components?.url else { return nil }
+        let found = CFNetworkCopyProxiesForURL(lookup as CFURL, settings).takeRetainedValue()
+        guard let proxies = found as? [[CFString: Any]] else { return nil }
+        for proxy in proxies {
+            guard let type = proxy[kCFProxyTypeKey] as? String else { continue }
+            if type == (kCFProxyTypeNone as String) { return nil }
+            guard let host = proxy[kCFProxyHostNameKey] as? String,
+                  let port = proxy[kCFProxyPortNumberKey] as? Int
+            else { continue }
+            let scheme: String
+            switch type {
+            case kCFProxyTypeHTTP as String, kCFProxyTypeHTTPS as String: scheme = "http"
+            case kCFProxyTypeSOCKS as String: scheme = "socks5h"
+            default: continue
+            }
+            let shown = host.contains(":") ? "[\(host)]" : host
+            return ProxyConfig(url: "\(scheme)://\(shown):\(port)")
+        }
+        return nil
+    }
+}
+#endif
