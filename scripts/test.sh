@@ -60,7 +60,7 @@ fi
 # home, password as in tests/src/proxies.rs (SOCKS_CREDENTIALS).
 if ! id pl-proxy-test >/dev/null 2>&1; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "the SOCKS5 test user is needed: sudo useradd -M -s /usr/sbin/nologin pl-proxy-test" >&2
+    echo "the SOCKS5 test user is needed: sudo useradd -M -s /usr/sbin/nologin pl-proxy-test && echo 'pl-proxy-test:s0cks-s3cret' | sudo chpasswd" >&2
     exit 1
   fi
   useradd -M -s /usr/sbin/nologin pl-proxy-test

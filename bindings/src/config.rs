@@ -8,6 +8,10 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use crate::{auth::AuthProvider, device::BackgroundPolicy, error::PulselinkError};
 
 /// Where and how to connect. Only `url` is required.
+///
+/// The generated Kotlin, Swift and Python records print every field in their
+/// `toString`/`description`/`repr`, `auth_json`, header values and `proxy.password`
+/// included: do not log this record.
 #[derive(Clone, uniffi::Record)] // no Debug: it would print `auth_json` and header values
 pub struct ClientConfig {
     /// Server URL, e.g. `https://api.example.com` (query parameters are kept).
@@ -83,9 +87,10 @@ pub struct ClientConfig {
 
 /// A proxy between the client and its server: an HTTP proxy (`CONNECT` tunnels; plain
 /// `http://` polling is forwarded) or SOCKS5. TLS to the server stays end to end, and pins
-/// apply to the server's certificate. Pass the system's proxy here: on iOS from
-/// `CFNetworkCopySystemProxySettings()` (`HTTPSProxy`/`HTTPSPort`), on Android from
-/// `ConnectivityManager.getDefaultProxy()` (`ProxyInfo.host`/`port`/`exclusionList`).
+/// apply to the server's certificate. Pass the system's proxy here: in Swift
+/// `ProxyConfig.system(for:)`, on Android from `ConnectivityManager.getDefaultProxy()`
+/// (`ProxyInfo.host`/`port`/`exclusionList`). A client keeps the proxy it was made with:
+/// make a new one when the network (and its proxy) changes.
 ///
 /// The generated Kotlin, Swift and Python records print every field in their
 /// `toString`/`description`/`repr`, `password` included: do not log this record.
@@ -115,8 +120,15 @@ pub struct ProxyConfig {
 impl ProxyConfig {
     fn into_core(self) -> Result<pulselink::ProxyConfig, PulselinkError> {
         let bad = |why: String| PulselinkError::config("proxy", why);
+        let extras =
+            self.username.is_some() || self.password.is_some() || !self.no_proxy.is_empty();
         match (self.url, self.from_environment) {
             (Some(_), true) => Err(bad("set url or from_environment, not both".into())),
+            (None, true) if extras => Err(bad(
+                "from_environment reads NO_PROXY and credentials from the variables: leave \
+                 username, password and no_proxy empty"
+                    .into(),
+            )),
             (None, true) => Ok(pulselink::ProxyConfig::Environment),
             (None, false) => Err(bad("set url or from_environment".into())),
             (Some(url), false) => {
@@ -169,7 +181,7 @@ pub enum Transports {
     Polling,
     /// Long-polling first, then upgrade to WebSocket (socket.io-client's default).
     PollingThenUpgrade,
-    /// WebSocket first, long-polling if it fails.
+    /// WebSocket first, long-polling if it fails (the default).
     WebSocketThenFallback,
 }
 

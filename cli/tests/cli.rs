@@ -391,11 +391,12 @@ async fn emit_via(url: &str, env: &[(&str, String)], args: &[&str]) -> (bool, St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxies_come_from_the_environment_or_the_flag() {
-    use pulselink_tests::proxies::{Kind, ProxyServer, free_port};
+    use pulselink_tests::proxies::{Kind, ProxyServer, refusing_port};
     let server = NodeServer::start().await;
     let url = server.url();
     let proxy = ProxyServer::start(Kind::Http, true).await;
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let (_held, dead_port) = refusing_port();
+    let dead = format!("http://127.0.0.1:{dead_port}");
     let port = server.port();
 
     // HTTP_PROXY (the server is http://), read by default as curl does.

@@ -105,5 +105,19 @@ pub enum Error {
     Protocol(#[from] CodecError),
 }
 
+impl Error {
+    /// Whether only the WebSocket could have caused this proxy error (a `CONNECT` refused),
+    /// so long-polling, which an HTTP proxy may forward without a tunnel, may still pass.
+    pub(crate) fn websocket_only(&self) -> bool {
+        matches!(
+            self,
+            Error::Proxy {
+                failure: ProxyFailure::Refused { .. },
+                ..
+            }
+        )
+    }
+}
+
 /// Shorthand for results of Pulselink calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

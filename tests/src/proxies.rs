@@ -243,6 +243,17 @@ fn kill_group(child: &Child) {
     }
 }
 
+/// A port that refuses connections for as long as the returned socket lives: bound, not
+/// listening, so no other test can take it meanwhile (a proxy that is down).
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind a loopback port");
+    let port = socket.local_addr().expect("bound").port();
+    (socket, port)
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

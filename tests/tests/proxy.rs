@@ -14,7 +14,7 @@ use pulselink::{
 };
 use pulselink_tests::{
     NodeServer, TestCa, fast_reconnect,
-    proxies::{Kind, ProxyServer, free_port},
+    proxies::{Kind, ProxyServer, refusing_port},
     temp_dir, wait_for_state,
 };
 use serde_json::json;
@@ -140,6 +140,18 @@ async fn tls_runs_end_to_end_through_both_proxies_and_pins_apply_to_the_server()
             seen.push(format!("{:?}/{transports:?}", proxy_kind(proxy)));
         }
     }
+    // By name: the server's certificate is checked for `localhost` at the end of each tunnel
+    // (the proxy resolves it for socks5h://).
+    for proxy in [&http, &socks] {
+        let by_name = server.url().replace("127.0.0.1", "localhost");
+        let mut c = config(
+            &by_name,
+            &proxy.url_with_credentials(),
+            Transports::WebSocket,
+        );
+        c.tls = tls.clone();
+        assert_eq!(round_trip(c, false).await, "websocket");
+    }
     // A pin the server's key does not match is refused through the tunnel too: the pin is
     // checked against the server's certificate, not the proxy's.
     let mut c = config(
@@ -209,7 +221,8 @@ async fn refusals_are_typed_errors_that_name_the_proxy_and_never_its_password() 
     let server = NodeServer::start().await;
     let http = ProxyServer::start(Kind::Http, true).await;
     let socks = ProxyServer::start(Kind::Socks5, true).await;
-    let down = format!("http://127.0.0.1:{}", free_port());
+    let (_held, down_port) = refusing_port();
+    let down = format!("http://127.0.0.1:{down_port}");
     let wrong = "Wr0ng-Pa55word";
     let cases = [
         (http.url_with("ann", wrong), Transports::WebSocket, "wrong"),
@@ -262,9 +275,11 @@ async fn refusals_are_typed_errors_that_name_the_proxy_and_never_its_password() 
     );
     figure(
         "proxy: refusals typed",
-        "wrong and missing credentials (HTTP 407 on CONNECT and on forwarded polling, SOCKS5 \
-         auth) and a proxy that is down: Error::Proxy naming the proxy without its password, \
-         with retries off and (as connect()'s last failure) with retries on",
+        "wrong and missing credentials (tinyproxy's answers to CONNECT, its 407 to forwarded \
+         polling without credentials, SOCKS5 authentication) and a proxy that is down: \
+         Error::Proxy naming the proxy without its password, with retries off and (as \
+         connect()'s last failure) with retries on; a wrong password on forwarded polling (a \
+         401, which a server sends too) names the proxy as a possible source",
         format!("{} of {} cases", cases.len(), cases.len()),
     );
 }
@@ -306,7 +321,8 @@ async fn a_restarted_proxy_is_reconnected_through() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_proxy_entries_go_direct() {
     let server = NodeServer::start().await;
-    let down = Proxy::parse(&format!("http://127.0.0.1:{}", free_port())).unwrap();
+    let (_held, down_port) = refusing_port();
+    let down = Proxy::parse(&format!("http://127.0.0.1:{down_port}")).unwrap();
     let with = |no_proxy: &str| {
         let mut c = ClientConfig::new(&server.url())
             .unwrap()

@@ -254,6 +254,16 @@ async fn no_secret_reaches_logs_debug_output_errors_or_metrics() {
     }
 
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    // On the wire a proxy password travels base64-encoded (`Proxy-Authorization: Basic`):
+    // a dumped header would show it only in that form.
+    for password in ["SECRET-PROXY-11", "SECRET-PROXY-12"] {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("ann:{password}"));
+        assert!(
+            !logs.contains(&encoded) && !shown.contains(&encoded),
+            "{password} base64-encoded in the output"
+        );
+    }
     // The capture works: the refusals and state changes were logged.
     assert!(logs.contains("namespace refused"), "{logs}");
     assert!(logs.contains("state"), "{logs}");

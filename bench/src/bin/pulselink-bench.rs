@@ -68,7 +68,8 @@ fn main() {
 }
 
 async fn pulselink_client(url: &str) -> pulselink::Client {
-    let mut config = pulselink::ClientConfig::new(url).unwrap();
+    // WebSocket, as the peers use: the default's fallback to polling must not decide a row.
+    let mut config = pulselink::ClientConfig::new(url).unwrap().with_transports(Transports::WebSocket);
     // `BENCH_PROXY=URL`: through that proxy (the proxy-hop rows).
     if let Ok(proxy) = std::env::var("BENCH_PROXY") {
         config = config.with_proxy(pulselink::ProxyConfig::via(&proxy).unwrap());
@@ -262,7 +263,10 @@ fn durable_client(
     durability: Durability,
     key: Option<pulselink::OutboxKey>,
 ) -> pulselink::Client {
-    let mut config = pulselink::ClientConfig::new(url).unwrap().with_store(store);
+    let mut config = pulselink::ClientConfig::new(url)
+        .unwrap()
+        .with_store(store)
+        .with_transports(Transports::WebSocket);
     config.store.durability = durability;
     config.store.encryption_key = key;
     pulselink::Client::new(config).unwrap()
@@ -373,7 +377,7 @@ async fn drain(url: &str, n: u64) {
 /// Radio wake-ups over `secs` seconds connected at the server's heartbeat: idle, or with one
 /// `Low` emit per second under the battery-aware schedule (`hold`).
 async fn radio(url: &str, secs: u64, mode: &str, hold: Option<LowLaneHold>) {
-    let mut config = pulselink::ClientConfig::new(url).unwrap();
+    let mut config = pulselink::ClientConfig::new(url).unwrap().with_transports(Transports::WebSocket);
     if let Some(hold) = hold {
         config.outbox.low_lane.hold = hold;
     }

@@ -71,9 +71,14 @@ pub(crate) async fn dial(
         Transports::PollingThenUpgrade => polling(limit, true).await,
         Transports::WebSocketThenFallback => match websocket(limit / 2).await {
             Ok(link) => Ok(link),
+            // What fails the WebSocket fails polling too: no second connection (and no second
+            // try of refused proxy credentials, which some proxies count toward a lockout).
+            Err(e @ Error::Proxy { .. }) if !e.websocket_only() => Err(e),
             Err(ws_error) => {
                 debug!(error = %ws_error, "websocket failed; falling back to polling");
-                polling(limit / 2, false)
+                // With the upgrade: a WebSocket that failed for a moment (a balancer's 502
+                // during a deploy) is probed again, so the session does not stay on polling.
+                polling(limit / 2, true)
                     .await
                     .map_err(|e| match (e, ws_error) {
                         // A proxy's refusal says more than either transport's symptoms: keep

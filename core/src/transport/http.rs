@@ -50,8 +50,14 @@ pub(crate) async fn request(
     };
     let forwarded = route.forwarding_proxy(&url);
     let target = match forwarded {
-        // Absolute form: the proxy needs to know where the request goes.
-        Some(_) => url.as_str().to_owned(),
+        // Absolute form: the proxy needs to know where the request goes. Never the URL's
+        // user and password: they would be the proxy's to log (RFC 9110 forbids them here).
+        Some(_) => {
+            let mut bare = url.clone();
+            let _ = bare.set_username("");
+            let _ = bare.set_password(None);
+            bare.to_string()
+        }
         None => request_target(&url),
     };
     let mut req = Request::builder().method(method).uri(target);

@@ -9,6 +9,10 @@ pub enum ProxyFailure {
     /// The proxy asks for credentials (HTTP 407, or SOCKS5 user/password) and none are set.
     #[error("asks for credentials and none are configured")]
     CredentialsRequired,
+    /// The proxy asks for an authentication scheme this client does not speak (NTLM,
+    /// Negotiate/Kerberos); only Basic is supported.
+    #[error("asks for {0} authentication; only Basic is supported")]
+    UnsupportedAuth(String),
     /// The proxy refused the configured credentials.
     #[error("refused the credentials")]
     CredentialsRejected,

@@ -45,6 +45,9 @@ pub(super) fn response(
                 200..=299 => Ok(Some(len)),
                 // 407 is the standard answer; some proxies (tinyproxy) send 401 to a CONNECT,
                 // which only the proxy reads, so it means the same.
+                401 | 407 if !offers_basic(resp.headers) => {
+                    Err(ProxyFailure::UnsupportedAuth(schemes(resp.headers)))
+                }
                 401 | 407 if has_credentials => Err(ProxyFailure::CredentialsRejected),
                 401 | 407 => Err(ProxyFailure::CredentialsRequired),
                 _ => Err(ProxyFailure::Refused {
@@ -61,6 +64,39 @@ pub(super) fn response(
             "an unreadable answer to CONNECT ({e})"
         ))),
     }
+}
+
+/// The challenges of a refusal (`Proxy-Authenticate`, or `WWW-Authenticate` from proxies
+/// that answer 401).
+fn challenges<'h>(headers: &'h [httparse::Header<'h>]) -> impl Iterator<Item = &'h str> + 'h {
+    headers
+        .iter()
+        .filter(|h| {
+            h.name.eq_ignore_ascii_case("proxy-authenticate")
+                || h.name.eq_ignore_ascii_case("www-authenticate")
+        })
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+}
+
+/// Whether Basic is among the schemes offered; a refusal that names no scheme counts as
+/// Basic (the only one this client speaks).
+fn offers_basic(headers: &[httparse::Header<'_>]) -> bool {
+    let mut any = false;
+    for c in challenges(headers) {
+        any = true;
+        if c.trim_start().to_ascii_lowercase().starts_with("basic") {
+            return true;
+        }
+    }
+    !any
+}
+
+/// The schemes offered, for the error (`NTLM, Negotiate`).
+fn schemes(headers: &[httparse::Header<'_>]) -> String {
+    challenges(headers)
+        .filter_map(|c| c.split_whitespace().next())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -104,6 +140,18 @@ mod tests {
         assert_eq!(
             response(auth, "h:1", true),
             Err(ProxyFailure::CredentialsRejected)
+        );
+        let ntlm = b"HTTP/1.1 407 Proxy Authentication Required\r\n\
+                     Proxy-Authenticate: NTLM\r\nProxy-Authenticate: Negotiate\r\n\r\n";
+        assert_eq!(
+            response(ntlm, "h:1", true),
+            Err(ProxyFailure::UnsupportedAuth("NTLM, Negotiate".into()))
+        );
+        let offered = b"HTTP/1.1 407 x\r\nProxy-Authenticate: NTLM\r\n\
+                        Proxy-Authenticate: Basic realm=\"corp\"\r\n\r\n";
+        assert_eq!(
+            response(offered, "h:1", false),
+            Err(ProxyFailure::CredentialsRequired)
         );
         let forbidden = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(

@@ -37,8 +37,11 @@ pub enum ProxyConfig {
         no_proxy: NoProxy,
     },
     /// As `HTTPS_PROXY` (for `https://`/`wss://` servers), `HTTP_PROXY` (for `http://`/`ws://`),
-    /// `ALL_PROXY` (either) and `NO_PROXY` say, lowercase names first, as curl reads them.
-    /// Read once, when the client is created.
+    /// `ALL_PROXY` (either) and `NO_PROXY` say, lowercase names first. Unlike curl the
+    /// uppercase `HTTP_PROXY` counts too, except in a CGI process (`REQUEST_METHOD` set),
+    /// where a request could have planted it. Read once, when the client is created: a
+    /// client made for one network keeps its proxy (make a new client when the proxy
+    /// changes).
     Environment,
 }
 
@@ -70,10 +73,13 @@ impl ProxyConfig {
                     })
                 };
                 let secure = matches!(server.scheme(), "https" | "wss");
-                let scheme_vars: &[&str] = if secure {
-                    &["https_proxy", "HTTPS_PROXY"]
-                } else {
-                    &["http_proxy", "HTTP_PROXY"]
+                // In a CGI process `HTTP_PROXY` may come from a request's `Proxy:` header
+                // ("httpoxy"), so there only the lowercase name counts, as curl reads it.
+                let cgi = env("REQUEST_METHOD").is_some();
+                let scheme_vars: &[&str] = match (secure, cgi) {
+                    (true, _) => &["https_proxy", "HTTPS_PROXY"],
+                    (false, false) => &["http_proxy", "HTTP_PROXY"],
+                    (false, true) => &["http_proxy"],
                 };
                 let Some((name, value)) =
                     var(scheme_vars).or_else(|| var(&["all_proxy", "ALL_PROXY"]))
@@ -150,7 +156,10 @@ impl Proxy {
             .filter(|h| !h.is_empty())
             .ok_or("proxy URL has no host")?
             .to_owned();
-        if parsed.path() != "/" && !parsed.path().is_empty() || parsed.query().is_some() {
+        if parsed.path() != "/" && !parsed.path().is_empty()
+            || parsed.query().is_some()
+            || parsed.fragment().is_some()
+        {
             return Err("proxy URL must be scheme://[user:password@]host[:port] only".into());
         }
         let decode = |s: &str| {
@@ -166,7 +175,7 @@ impl Proxy {
         Ok(Self {
             kind,
             host,
-            port: parsed.port().unwrap_or(1080),
+            port: explicit_port(&with_scheme).unwrap_or(1080),
             credentials,
         })
     }
@@ -210,10 +219,10 @@ impl Proxy {
 
     /// A TCP connection to `host:port` through this proxy, ready for TLS or plain bytes.
     pub(crate) async fn tunnel(&self, host: &str, port: u16) -> Result<TcpStream, TransportError> {
-        let mut tcp = self.connect().await?;
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         match self.kind {
             ProxyKind::Http => {
+                let mut tcp = self.connect().await?;
                 let authority = match bare.parse::<IpAddr>() {
                     Ok(IpAddr::V6(_)) => format!("[{bare}]:{port}"),
                     _ => format!("{bare}:{port}"),
@@ -232,29 +241,53 @@ impl Proxy {
                 }
             }
             ProxyKind::Socks5 { remote_dns } => {
-                let target = match bare.parse::<IpAddr>() {
-                    Ok(ip) => socks5::Target::Ip(ip),
-                    Err(_) if remote_dns => socks5::Target::Name(bare.to_owned()),
-                    Err(_) => socks5::Target::Ip(resolve(bare, port).await?),
+                let targets = match bare.parse::<IpAddr>() {
+                    Ok(ip) => vec![socks5::Target::Ip(ip)],
+                    Err(_) if remote_dns => vec![socks5::Target::Name(bare.to_owned())],
+                    Err(_) => resolve(bare, port)
+                        .await?
+                        .into_iter()
+                        .map(socks5::Target::Ip)
+                        .collect(),
                 };
-                let (mut hs, greeting) =
-                    socks5::Handshake::start(target, port, self.credentials.clone())
-                        .map_err(|f| self.failed(f))?;
-                self.write(&mut tcp, &greeting).await?;
-                let mut buf = Vec::with_capacity(64);
-                loop {
-                    self.read(&mut tcp, &mut buf).await?;
-                    loop {
-                        match hs.advance(&buf).map_err(|f| self.failed(f))? {
-                            socks5::Step::Read => break,
-                            socks5::Step::Write { consumed, send } => {
-                                buf.drain(..consumed);
-                                self.write(&mut tcp, &send).await?;
-                            }
-                            socks5::Step::Open { consumed } => {
-                                return self.opened(tcp, buf.len() - consumed);
-                            }
-                        }
+                // A name resolved here may have addresses the proxy cannot reach (IPv6 first,
+                // a proxy without an IPv6 route): the next one gets its own attempt.
+                let mut refused = None;
+                for target in targets {
+                    match self.socks5(target, port).await {
+                        Err(
+                            e @ TransportError::Proxy {
+                                failure: ProxyFailure::Refused { .. },
+                                ..
+                            },
+                        ) => refused = Some(e),
+                        other => return other,
+                    }
+                }
+                Err(refused
+                    .unwrap_or_else(|| TransportError::Io(format!("resolving {bare}: no address"))))
+            }
+        }
+    }
+
+    /// One SOCKS5 handshake for a connection to `target:port`, on a fresh connection.
+    async fn socks5(&self, target: socks5::Target, port: u16) -> Result<TcpStream, TransportError> {
+        let mut tcp = self.connect().await?;
+        let (mut hs, greeting) = socks5::Handshake::start(target, port, self.credentials.clone())
+            .map_err(|f| self.failed(f))?;
+        self.write(&mut tcp, &greeting).await?;
+        let mut buf = Vec::with_capacity(64);
+        loop {
+            self.read(&mut tcp, &mut buf).await?;
+            loop {
+                match hs.advance(&buf).map_err(|f| self.failed(f))? {
+                    socks5::Step::Read => break,
+                    socks5::Step::Write { consumed, send } => {
+                        buf.drain(..consumed);
+                        self.write(&mut tcp, &send).await?;
+                    }
+                    socks5::Step::Open { consumed } => {
+                        return self.opened(tcp, buf.len() - consumed);
                     }
                 }
             }
@@ -302,14 +335,31 @@ impl Proxy {
     }
 }
 
-/// Resolves `host` here, for `socks5://` (the proxy then sees only an address).
-async fn resolve(host: &str, port: u16) -> Result<IpAddr, TransportError> {
-    tokio::net::lookup_host((host, port))
+/// Resolves `host` here, for `socks5://` (the proxy then sees only addresses).
+async fn resolve(host: &str, port: u16) -> Result<Vec<IpAddr>, TransportError> {
+    let addrs: Vec<IpAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| TransportError::Io(format!("resolving {host}: {e}")))?
-        .next()
         .map(|a| a.ip())
-        .ok_or_else(|| TransportError::Io(format!("resolving {host}: no address")))
+        .collect();
+    if addrs.is_empty() {
+        return Err(TransportError::Io(format!("resolving {host}: no address")));
+    }
+    Ok(addrs)
+}
+
+/// The port written in `url` (`url::Url` forgets a scheme's default one: `http://p:80`), or
+/// `None` when none is written.
+fn explicit_port(url: &str) -> Option<u16> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let port = match host_port.rsplit_once(']') {
+        // [v6]:port
+        Some((_, tail)) => tail.strip_prefix(':')?,
+        None => host_port.rsplit_once(':')?.1,
+    };
+    port.parse().ok()
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -379,6 +429,20 @@ mod tests {
             Proxy::parse("proxy:8080").unwrap().to_string(),
             "http://proxy:8080"
         );
+        // A scheme's own default port is still the one written, not the proxy default.
+        assert_eq!(
+            Proxy::parse("http://proxy.corp:80").unwrap().to_string(),
+            "http://proxy.corp:80"
+        );
+        assert_eq!(
+            Proxy::parse("http://u:p@[::1]:80").unwrap().to_string(),
+            "http://[::1]:80"
+        );
+        assert_eq!(
+            Proxy::parse("http://proxy.corp").unwrap().to_string(),
+            "http://proxy.corp:1080"
+        );
+        assert!(Proxy::parse("http://ann:1234#x@host").is_err());
         assert_eq!(
             Proxy::parse("socks5h://[::1]").unwrap().to_string(),
             "socks5h://[::1]:1080"
@@ -412,6 +476,18 @@ mod tests {
         assert_eq!(at("wss://a.example").as_deref(), Some("http://secure:1"));
         assert_eq!(at("http://a.example").as_deref(), Some("socks5://plain:2"));
         assert_eq!(at("https://api.internal.example"), None);
+
+        // A CGI process: the uppercase HTTP_PROXY may be a request's header, so it is not
+        // read; the lowercase one and HTTPS_PROXY still are.
+        let cgi = |k: &str| match k {
+            "REQUEST_METHOD" => Some("GET".to_owned()),
+            "HTTP_PROXY" => Some("http://planted:1".to_owned()),
+            _ => None,
+        };
+        let p = ProxyConfig::Environment
+            .resolve(&Url::parse("http://x").unwrap(), cgi)
+            .unwrap();
+        assert_eq!(p, None);
 
         let only_all = |k: &str| (k == "ALL_PROXY").then(|| "socks5h://all:4".to_owned());
         let p = ProxyConfig::Environment

@@ -35,7 +35,7 @@ pub(super) struct Handshake {
 }
 
 /// What the handshake needs next.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub(super) enum Step {
     /// More bytes from the proxy.
     Read,
@@ -43,6 +43,21 @@ pub(super) enum Step {
     Write { consumed: usize, send: Vec<u8> },
     /// The tunnel is open after `consumed` bytes.
     Open { consumed: usize },
+}
+
+/// Hand-written: a `Write` may carry the RFC 1929 password.
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Read => f.write_str("Read"),
+            Step::Write { consumed, send } => f
+                .debug_struct("Write")
+                .field("consumed", consumed)
+                .field("send", &format_args!("<{} bytes>", send.len()))
+                .finish(),
+            Step::Open { consumed } => f.debug_struct("Open").field("consumed", consumed).finish(),
+        }
+    }
 }
 
 impl Handshake {
@@ -120,10 +135,16 @@ impl Handshake {
                 }
             }
             Stage::Auth => {
-                let [_, status] = match buf.get(..2) {
+                let [version, status] = match buf.get(..2) {
                     Some(&[v, s]) => [v, s],
                     _ => return Ok(Step::Read),
                 };
+                // RFC 1929's subnegotiation has version 1 (some servers answer 5).
+                if version != 1 && version != VERSION {
+                    return Err(ProxyFailure::Protocol(format!(
+                        "an authentication answer of version {version}"
+                    )));
+                }
                 if status != 0 {
                     return Err(ProxyFailure::CredentialsRejected);
                 }

@@ -22,18 +22,24 @@ extension ProxyConfig {
         }
         guard let lookup = components?.url else { return nil }
         let found = CFNetworkCopyProxiesForURL(lookup as CFURL, settings).takeRetainedValue()
-        guard let proxies = found as? [[CFString: Any]] else { return nil }
+        guard let proxies = (found as NSArray) as? [[String: Any]] else { return nil }
+        let none = kCFProxyTypeNone as String
+        let http = kCFProxyTypeHTTP as String
+        let https = kCFProxyTypeHTTPS as String
+        let socks = kCFProxyTypeSOCKS as String
         for proxy in proxies {
-            guard let type = proxy[kCFProxyTypeKey] as? String else { continue }
-            if type == (kCFProxyTypeNone as String) { return nil }
-            guard let host = proxy[kCFProxyHostNameKey] as? String,
-                  let port = proxy[kCFProxyPortNumberKey] as? Int
+            guard let type = proxy[kCFProxyTypeKey as String] as? String else { continue }
+            if type == none { return nil }
+            guard let host = proxy[kCFProxyHostNameKey as String] as? String,
+                  let port = proxy[kCFProxyPortNumberKey as String] as? Int
             else { continue }
             let scheme: String
-            switch type {
-            case kCFProxyTypeHTTP as String, kCFProxyTypeHTTPS as String: scheme = "http"
-            case kCFProxyTypeSOCKS as String: scheme = "socks5h"
-            default: continue
+            if type == http || type == https {
+                scheme = "http"
+            } else if type == socks {
+                scheme = "socks5h"
+            } else {
+                continue
             }
             let shown = host.contains(":") ? "[\(host)]" : host
             return ProxyConfig(url: "\(scheme)://\(shown):\(port)")

@@ -146,7 +146,9 @@ final class PulselinkClientTests: XCTestCase {
             url: "http://127.0.0.1:9",
             proxy: ProxyConfig(url: "socks5h://127.0.0.1:1", username: "u", password: "p", noProxy: ["example.com"])))
         _ = client
+        #if canImport(CFNetwork)
         _ = ProxyConfig.system(for: URL(string: "wss://example.com")!)
+        #endif
     }
 
     func testAnEncryptedOutboxNeedsItsKey() async throws {
