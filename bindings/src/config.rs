@@ -83,6 +83,140 @@ pub struct ClientConfig {
     /// The proxy between the client and the server (default: none).
     #[uniffi(default)]
     pub proxy: Option<ProxyConfig>,
+    /// The server's application-level signals (default: Socket.IO's conventions only).
+    #[uniffi(default)]
+    pub signals: Option<ServerSignals>,
+}
+
+/// What the server's application-level signals mean: an app heartbeat, what its `error`
+/// codes ask, the limits it announces and enforces. Starts from Socket.IO's conventions, or
+/// from the seed platforms' preset with `seed_preset`; every other field overrides.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ServerSignals {
+    /// Start from the seed platforms' preset: `ping`/`pong` every 30 s (10 s to answer),
+    /// `AUTH_FAILED` refreshes credentials, `RATE_LIMITED`/`RATE_LIMIT_EXCEEDED` pause the
+    /// outbox (100 ms ×1.5 up to 5 s), `CONNECTION_ERROR` reconnects, limits announced on
+    /// `limits`/`quota`/`rate_limit`, budgets of 100 `client:*` and 600 events a minute.
+    #[uniffi(default = false)]
+    pub seed_preset: bool,
+    /// An app heartbeat (replaces the preset's).
+    #[uniffi(default)]
+    pub heartbeat: Option<AppHeartbeat>,
+    /// No app heartbeat, even the preset's.
+    #[uniffi(default = false)]
+    pub no_heartbeat: bool,
+    /// What error codes ask, added to (or replacing) the starting point's.
+    #[uniffi(default)]
+    pub error_actions: HashMap<String, ErrorAction>,
+    /// The outbox pause after a "slow down" without a reset time.
+    #[uniffi(default)]
+    pub pause_backoff: Option<PauseBackoff>,
+    /// Events that announce limits (replaces the starting point's list).
+    #[uniffi(default)]
+    pub limit_events: Option<Vec<String>>,
+    /// Budgets per event class (replaces the starting point's).
+    #[uniffi(default)]
+    pub budgets: Option<Vec<Budget>>,
+}
+
+/// An app-level ping and the reply that answers it.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct AppHeartbeat {
+    /// The event the client emits.
+    pub event: String,
+    /// The event the server answers with.
+    pub reply: String,
+    /// Silence (no app traffic from the server) after which the client pings, ms.
+    pub interval_ms: u64,
+    /// How long the answer may take before the link is reconnected, ms.
+    pub timeout_ms: u64,
+}
+
+/// What an error code asks of the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ErrorAction {
+    /// Fresh credentials from the auth provider, and a new connection.
+    RefreshAuth,
+    /// Pause the outbox (the error's reset time, or the backoff).
+    PauseOutbox,
+    /// Reconnect with backoff.
+    Reconnect,
+    /// Only tell the app (a `ServerError` notice and the event).
+    Surface,
+}
+
+/// A pause growing while the server keeps saying "slow down".
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct PauseBackoff {
+    /// The first pause, ms.
+    pub initial_ms: u64,
+    /// The longest, ms.
+    pub max_ms: u64,
+    /// Growth per further signal.
+    pub multiplier: f64,
+}
+
+/// At most `events` emits whose name matches `pattern` (a name, or a prefix ending in `*`)
+/// in any `per_ms` milliseconds.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct Budget {
+    /// `client:*`, `*`, or an event name.
+    pub pattern: String,
+    /// Emits allowed per window.
+    pub events: u32,
+    /// The window, ms.
+    pub per_ms: u64,
+}
+
+impl ServerSignals {
+    fn into_core(self) -> pulselink::ServerSignals {
+        let mut s = if self.seed_preset {
+            pulselink::ServerSignals::seed_platforms()
+        } else {
+            pulselink::ServerSignals::default()
+        };
+        if let Some(h) = self.heartbeat {
+            s.heartbeat = Some(pulselink::AppHeartbeat {
+                event: h.event,
+                reply: h.reply,
+                interval: ms(h.interval_ms),
+                timeout: ms(h.timeout_ms),
+            });
+        }
+        if self.no_heartbeat {
+            s.heartbeat = None;
+        }
+        for (code, action) in self.error_actions {
+            let action = match action {
+                ErrorAction::RefreshAuth => pulselink::ErrorAction::RefreshAuth,
+                ErrorAction::PauseOutbox => pulselink::ErrorAction::PauseOutbox,
+                ErrorAction::Reconnect => pulselink::ErrorAction::Reconnect,
+                ErrorAction::Surface => pulselink::ErrorAction::Surface,
+            };
+            s.error_actions.retain(|(c, _)| *c != code);
+            s.error_actions.push((code, action));
+        }
+        if let Some(b) = self.pause_backoff {
+            s.pause_backoff = pulselink::PauseBackoff {
+                initial: ms(b.initial_ms),
+                max: ms(b.max_ms),
+                multiplier: b.multiplier,
+            };
+        }
+        set(&mut s.limit_events, self.limit_events);
+        if let Some(budgets) = self.budgets {
+            s.budgets = budgets
+                .into_iter()
+                .map(|b| {
+                    pulselink::Budget::new(
+                        b.pattern,
+                        pulselink::RateLimit::new(b.events, ms(b.per_ms)),
+                    )
+                })
+                .collect();
+        }
+        s
+    }
 }
 
 /// A proxy between the client and its server: an HTTP proxy (`CONNECT` tunnels; plain
@@ -402,6 +536,9 @@ impl ClientConfig {
         core.headers = self.headers.into_iter().collect();
         if let Some(p) = self.proxy {
             core = core.with_proxy(p.into_core()?);
+        }
+        if let Some(s) = self.signals {
+            core = core.with_signals(s.into_core());
         }
         if let Some(t) = self.transports {
             core.transports = match t {

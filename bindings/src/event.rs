@@ -204,6 +204,8 @@ pub enum DisconnectReason {
     ClientDisconnect,
     /// No heartbeat within ping interval + ping timeout.
     PingTimeout,
+    /// The server's app-level heartbeat went unanswered.
+    AppPingTimeout,
     /// The connection was closed.
     TransportClose,
     /// Reading or writing failed.
@@ -240,6 +242,7 @@ impl From<pulselink::DisconnectReason> for DisconnectReason {
             R::ServerDisconnect => Self::ServerDisconnect,
             R::ClientDisconnect => Self::ClientDisconnect,
             R::PingTimeout => Self::PingTimeout,
+            R::AppPingTimeout => Self::AppPingTimeout,
             R::TransportClose => Self::TransportClose,
             R::TransportError(message) => Self::TransportError { message },
             R::ParseError(message) => Self::ParseError { message },

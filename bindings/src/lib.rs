@@ -22,9 +22,9 @@ mod stream;
 pub use auth::{AuthError, AuthProvider, AuthRequest};
 pub use client::{Client, Socket};
 pub use config::{
-    ClientConfig, DedupConfig, Durability, LowLaneHold, OutboxConfig, OutboxKey, Overflow,
-    ProxyConfig, RateLimit, ReconnectConfig, StoreConfig, TlsConfig, Transports, WireProtocol,
-    certificate_pins,
+    AppHeartbeat, Budget, ClientConfig, DedupConfig, Durability, ErrorAction, LowLaneHold,
+    OutboxConfig, OutboxKey, Overflow, PauseBackoff, ProxyConfig, RateLimit, ReconnectConfig,
+    ServerSignals, StoreConfig, TlsConfig, Transports, WireProtocol, certificate_pins,
 };
 pub use device::{BackgroundFlush, BackgroundPolicy, Interface, NetworkPath};
 pub use error::PulselinkError;

@@ -37,6 +37,7 @@ fn config(url: &str) -> ClientConfig {
         token_expired_event: None,
         tls: None,
         proxy: None,
+        signals: None,
     }
 }
 

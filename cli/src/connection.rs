@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use pulselink::{ClientConfig, EnvelopeOptions, NoProxy, Protocol, Proxy, ProxyConfig, Transports};
+use pulselink::{
+    ClientConfig, EnvelopeOptions, NoProxy, Protocol, Proxy, ProxyConfig, ServerSignals, Transports,
+};
 use serde_json::json;
 
 /// Connection options shared by the commands that talk to a server.
@@ -38,6 +40,11 @@ pub(crate) struct Connection {
     /// Hosts --proxy does not apply to, NO_PROXY style: example.com,10.0.0.0/8,*
     #[arg(long, value_name = "HOSTS", requires = "proxy")]
     noproxy: Option<String>,
+    /// What the server's application signals mean: socketio (Socket.IO's conventions only)
+    /// or seed (the seed platforms: ping/pong app heartbeat, AUTH_FAILED / RATE_LIMITED /
+    /// CONNECTION_ERROR error codes, announced quotas and rates, per-event budgets).
+    #[arg(long, default_value = "socketio", value_parser = parse_signals)]
+    signals: Signals,
     /// Also trust the CA certificates in this PEM file for wss:// and https:// (a company
     /// CA, a development server's self-signed certificate). Repeatable.
     #[arg(long = "ca-file", value_name = "PEM")]
@@ -56,6 +63,21 @@ fn parse_protocol(s: &str) -> Result<Protocol, String> {
         "socketio" | "socket.io" => Ok(Protocol::SocketIo),
         "envelope" => Ok(Protocol::Envelope(EnvelopeOptions::default())),
         other => Err(format!("unknown protocol {other:?}: socketio or envelope")),
+    }
+}
+
+/// A `--signals` preset.
+#[derive(Clone, Copy)]
+enum Signals {
+    SocketIo,
+    Seed,
+}
+
+fn parse_signals(s: &str) -> Result<Signals, String> {
+    match s {
+        "socketio" | "socket.io" => Ok(Signals::SocketIo),
+        "seed" => Ok(Signals::Seed),
+        other => Err(format!("unknown signals {other:?}: socketio or seed")),
     }
 }
 
@@ -78,6 +100,10 @@ impl Connection {
         config.connect_wait = Duration::from_secs(self.connect_timeout);
         config.transports = self.transport;
         config.protocol = self.protocol;
+        config.signals = match self.signals {
+            Signals::SocketIo => ServerSignals::default(),
+            Signals::Seed => ServerSignals::seed_platforms(),
+        };
         config.proxy = match self.proxy.as_deref() {
             None => ProxyConfig::Environment,
             Some("none") => ProxyConfig::Direct,

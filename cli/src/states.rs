@@ -22,6 +22,9 @@ pub(crate) fn log_states(client: &Client) {
                         if will_retry { " (retrying with fresh credentials)" } else { "" }
                     ),
                     Ok(Notice::Disconnected { reason }) => eprintln!("disconnected: {reason:?}"),
+                    Ok(Notice::ServerError { code, message }) => {
+                        eprintln!("server error {code}: {message}")
+                    }
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(_) => break,

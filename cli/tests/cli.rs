@@ -390,6 +390,35 @@ async fn emit_via(url: &str, env: &[(&str, String)], args: &[&str]) -> (bool, St
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_seed_runs_and_surfaces_errors_and_bad_presets_are_refused() {
+    let server = NodeServer::start().await;
+    // The seed preset is taken and runs: a coded error is surfaced on stderr and the emit still
+    // completes (what each code does is tested in tests/tests/signals.rs).
+    let out = pulselink()
+        .args([
+            "emit",
+            &server.url(),
+            "error-me",
+            r#""RATE_LIMITED""#,
+            "--ack",
+        ])
+        .args(["--signals", "seed"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("server error RATE_LIMITED"), "{stderr}");
+    let bad = pulselink()
+        .args(["emit", &server.url(), "x", "1", "--signals", "lottery"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown signals"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxies_come_from_the_environment_or_the_flag() {
     use pulselink_tests::proxies::{Kind, ProxyServer, refusing_port};
     let server = NodeServer::start().await;

@@ -15,6 +15,7 @@ use crate::{
     error::Error,
     inbox::{DedupConfig, Freshness},
     outbox::OutboxConfig,
+    server_signals::ServerSignals,
     store::cipher::OutboxKey,
     transport::Route,
 };
@@ -127,6 +128,9 @@ pub struct ClientConfig {
     pub tls: TlsOptions,
     /// The proxy between the client and the server, if any.
     pub proxy: ProxyConfig,
+    /// The server's application-level signals: an app heartbeat, what error codes ask, the
+    /// limits it announces and enforces.
+    pub signals: ServerSignals,
 }
 
 /// Where and how the store keeps what must survive: the outbox, subscriptions, seen inbound
@@ -244,6 +248,7 @@ impl fmt::Debug for ClientConfig {
             .field("protocol", &self.protocol)
             .field("tls", &self.tls)
             .field("proxy", &self.proxy)
+            .field("signals", &self.signals)
             .field(
                 "headers",
                 &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
@@ -282,6 +287,7 @@ impl ClientConfig {
             protocol: Protocol::default(),
             tls: TlsOptions::default(),
             proxy: ProxyConfig::default(),
+            signals: ServerSignals::default(),
         };
         config.validate()?;
         Ok(config)
@@ -331,6 +337,13 @@ impl ClientConfig {
     /// `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY` say.
     pub fn with_proxy(mut self, proxy: ProxyConfig) -> Self {
         self.proxy = proxy;
+        self
+    }
+
+    /// Sets what the server's application-level signals mean
+    /// ([`ServerSignals::seed_platforms`] for the seed platforms).
+    pub fn with_signals(mut self, signals: ServerSignals) -> Self {
+        self.signals = signals;
         self
     }
 
@@ -445,6 +458,7 @@ impl ClientConfig {
             }
         }
         self.reconnect.validate().map_err(Error::InvalidConfig)?;
+        self.signals.validate().map_err(Error::InvalidConfig)?;
         let proxy = self
             .proxy
             .resolve(&self.url, |name| std::env::var(name).ok())

@@ -198,6 +198,9 @@ pub enum DisconnectReason {
     ClientDisconnect,
     /// No heartbeat from the server within ping interval + ping timeout.
     PingTimeout,
+    /// The server's app-level heartbeat ([`crate::AppHeartbeat`]) went unanswered: the
+    /// transport was up, the app behind it was not.
+    AppPingTimeout,
     /// The connection was closed (server restart, network loss with a FIN/RST).
     TransportClose,
     /// Reading or writing failed.
@@ -213,8 +216,9 @@ pub enum DisconnectReason {
     NetworkChanged,
     /// The app went to the background and the [`crate::BackgroundPolicy`] closed the link.
     Background,
-    /// The server reported an error that a reconnect cures (envelope `SERVICE_UNAVAILABLE`,
-    /// `INTERNAL_SERVER_ERROR`, `CONNECTION_TIMEOUT`); retrying with backoff.
+    /// The server reported an error whose code asks for a reconnect
+    /// ([`crate::ErrorAction::Reconnect`]: `SERVICE_UNAVAILABLE`, `INTERNAL_SERVER_ERROR`,
+    /// `CONNECTION_TIMEOUT` by default); retrying with backoff.
     ServerError {
         /// The server's code.
         code: String,

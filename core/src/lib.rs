@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod outbox;
 mod protocol;
 pub mod ratelimit;
+pub mod server_signals;
 mod store;
 mod time;
 pub mod transport;
@@ -72,6 +73,7 @@ pub use outbox::{
     PendingEmit, Priority,
 };
 pub use ratelimit::RateLimit;
+pub use server_signals::{AppHeartbeat, Budget, ErrorAction, PauseBackoff, ServerSignals};
 pub use store::cipher::OutboxKey;
 pub use transport::{
     proxy::ProxyFailure,

@@ -1,7 +1,7 @@
 //! Client-side rate limits: token buckets the outbox takes a token from per event sent, and a
 //! pause the server can ask for.
 
-use std::time::Duration;
+use std::{collections::VecDeque, time::Duration};
 
 use tokio::time::Instant;
 
@@ -19,6 +19,57 @@ impl RateLimit {
     /// `events` per `per`.
     pub fn new(events: u32, per: Duration) -> Self {
         Self { events, per }
+    }
+}
+
+/// A pause that grows while the server keeps saying "slow down".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PauseBackoff {
+    /// The first pause.
+    pub initial: Duration,
+    /// The longest pause.
+    pub max: Duration,
+    /// Growth per further signal.
+    pub multiplier: f64,
+}
+
+/// One second, as before there was a backoff: a server that names no time is asked again
+/// after that long.
+impl Default for PauseBackoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(1),
+            multiplier: 1.0,
+        }
+    }
+}
+
+/// A limit for the emits whose name matches a pattern: at most `limit.events` in any
+/// `limit.per` (kept as a [`Window`], so the server's own count is never exceeded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    /// An event name, or a prefix ending in `*` (`client:*`); `*` alone matches every event.
+    pub pattern: String,
+    /// The budget.
+    pub limit: RateLimit,
+}
+
+impl Budget {
+    /// `limit` for the events `pattern` matches.
+    pub fn new(pattern: impl Into<String>, limit: RateLimit) -> Self {
+        Self {
+            pattern: pattern.into(),
+            limit,
+        }
+    }
+
+    /// Whether an emit named `event` spends from this budget.
+    pub fn matches(&self, event: &str) -> bool {
+        match self.pattern.strip_suffix('*') {
+            Some(prefix) => event.starts_with(prefix),
+            None => event == self.pattern,
+        }
     }
 }
 
@@ -65,47 +116,193 @@ impl Bucket {
     }
 }
 
-/// Every configured bucket, taken from together.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Limiter {
-    buckets: Vec<Bucket>,
-    /// The server asked us to wait until then.
-    paused_until: Option<Instant>,
+/// At most `limit` sends in any `per`-long stretch of time: a log of the last `limit` sends.
+/// Unlike a token bucket (which lets a full burst follow a full window), it never exceeds a
+/// server's count, whether the server counts in fixed windows or sliding ones.
+#[derive(Debug, Clone)]
+pub(crate) struct Window {
+    limit: usize,
+    per: Duration,
+    sent: VecDeque<Instant>,
 }
 
-impl Limiter {
-    pub(crate) fn new(limits: &[RateLimit], now: Instant) -> Self {
+impl Window {
+    pub(crate) fn new(limit: RateLimit) -> Self {
+        let n = limit.events.max(1) as usize;
         Self {
-            buckets: limits.iter().map(|l| Bucket::new(*l, now)).collect(),
-            paused_until: None,
+            limit: n,
+            per: limit.per,
+            sent: VecDeque::with_capacity(n.min(1024)),
         }
     }
 
-    /// Takes a token from every bucket if all have one; otherwise says when to try again.
-    pub(crate) fn try_take(&mut self, now: Instant) -> Result<(), Instant> {
+    /// When the next send fits (now if it does).
+    pub(crate) fn ready_at(&mut self, now: Instant) -> Instant {
+        while self.sent.front().is_some_and(|t| *t + self.per <= now) {
+            self.sent.pop_front();
+        }
+        match self.sent.front() {
+            Some(oldest) if self.sent.len() >= self.limit => *oldest + self.per,
+            _ => now,
+        }
+    }
+
+    /// Records a send; the caller checked [`Window::ready_at`].
+    pub(crate) fn take(&mut self, now: Instant) {
+        self.sent.push_back(now);
+    }
+}
+
+/// A server's announced quota: this many more events until `reset_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Quota {
+    /// Events the server still accepts in this period.
+    pub(crate) remaining: u64,
+    /// The period's limit.
+    pub(crate) limit: u64,
+    /// When its count starts again; `None` once past it, until the server says.
+    pub(crate) reset_at: Option<Instant>,
+}
+
+/// How long after a quota's announced reset the client starts the next period: the server
+/// counts by its own clock in whole milliseconds, and an event that arrives a moment early
+/// lands in the old period and is refused.
+pub(crate) const QUOTA_RESET_MARGIN: Duration = Duration::from_millis(50);
+
+/// How often a client held at a quota with no known reset looks again (an announcement
+/// wakes it sooner).
+const QUOTA_WAIT: Duration = Duration::from_secs(1);
+
+/// Every bucket an emit takes from together: the configured ones, the rate the server
+/// announced, the budgets its name matches, a quota, and a pause the server asked for.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Limiter {
+    buckets: Vec<Bucket>,
+    /// The rate the server announced last (burst control, adaptive limit).
+    announced: Option<Window>,
+    budgets: Vec<(Budget, Window)>,
+    quota: Option<Quota>,
+    /// The server asked us to wait until then.
+    paused_until: Option<Instant>,
+    backoff: PauseBackoff,
+    /// The last pause the backoff chose, and when.
+    last_pause: Option<(Duration, Instant)>,
+}
+
+impl Limiter {
+    /// The configured `limits` (token buckets), per-event `budgets`, and the `backoff` for
+    /// pauses that name no time.
+    pub(crate) fn new(
+        limits: &[RateLimit],
+        budgets: &[Budget],
+        backoff: PauseBackoff,
+        now: Instant,
+    ) -> Self {
+        Self {
+            buckets: limits.iter().map(|l| Bucket::new(*l, now)).collect(),
+            budgets: budgets
+                .iter()
+                .map(|b| (b.clone(), Window::new(b.limit)))
+                .collect(),
+            backoff,
+            ..Self::default()
+        }
+    }
+
+    /// Takes a token for an emit named `event` from every bucket that applies, if all have
+    /// one (and the quota allows); otherwise says when to try again.
+    pub(crate) fn try_take(&mut self, now: Instant, event: &str) -> Result<(), Instant> {
         if let Some(until) = self.paused_until {
             if now < until {
                 return Err(until);
             }
             self.paused_until = None;
         }
+        if let Some(q) = &mut self.quota {
+            match q.reset_at {
+                // A new period: the same limit again, until the server announces its count
+                // (servers that announce a quota announce each period).
+                Some(at) if now >= at => {
+                    q.remaining = q.limit;
+                    q.reset_at = None;
+                }
+                Some(at) if q.remaining == 0 => return Err(at),
+                // At the limit with no reset known: wait for the server's next word.
+                None if q.remaining == 0 => return Err(now + QUOTA_WAIT),
+                _ => {}
+            }
+        }
+        let budgets = self.budgets.iter_mut().filter(|(b, _)| b.matches(event));
+        let mut windows: Vec<&mut Window> = self
+            .announced
+            .iter_mut()
+            .chain(budgets.map(|(_, w)| w))
+            .collect();
         let ready = self
             .buckets
             .iter_mut()
             .map(|b| b.ready_at(now))
+            .chain(windows.iter_mut().map(|w| w.ready_at(now)))
             .max()
             .unwrap_or(now);
         if ready > now {
             return Err(ready);
         }
         self.buckets.iter_mut().for_each(Bucket::take);
+        windows.into_iter().for_each(|w| w.take(now));
+        if let Some(q) = &mut self.quota {
+            q.remaining -= 1;
+        }
         Ok(())
     }
 
-    /// The server said the limit was exceeded: send nothing until `until`.
-    pub(crate) fn pause_until(&mut self, until: Instant) {
+    /// The server said to slow down: send nothing for `requested`, or, when it named no time,
+    /// for the backoff's next pause. Returns the pause.
+    pub(crate) fn pause(&mut self, now: Instant, requested: Option<Duration>) -> Duration {
+        let pause = requested.unwrap_or_else(|| {
+            let b = self.backoff;
+            let next = match self.last_pause {
+                // Still being told to slow down: longer each time.
+                Some((last, at)) if now.saturating_duration_since(at) < b.max + last => {
+                    last.mul_f64(b.multiplier).min(b.max)
+                }
+                _ => b.initial,
+            };
+            self.last_pause = Some((next, now));
+            next
+        });
+        let until = now + pause;
         self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
+        pause
     }
+
+    /// The server announced its limits.
+    pub(crate) fn announce(&mut self, limits: &Announced, now: Instant) {
+        if let Some((remaining, limit, reset_in)) = limits.quota {
+            self.quota = Some(Quota {
+                remaining,
+                limit,
+                reset_at: Some(now + reset_in + QUOTA_RESET_MARGIN),
+            });
+        }
+        if let Some(rate) = limits.rate {
+            self.announced = Some(Window::new(rate));
+        }
+        if let Some(backoff) = limits.backoff {
+            self.backoff = backoff;
+        }
+    }
+}
+
+/// Limits a server announced: a quota (events left, time to its reset), a rate, a backoff.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Announced {
+    /// Events left, the period's limit, and how long until the count resets.
+    pub(crate) quota: Option<(u64, u64, Duration)>,
+    /// The rate to keep to (burst control, adaptive limit).
+    pub(crate) rate: Option<RateLimit>,
+    /// How to pause after a "slow down" that names no time.
+    pub(crate) backoff: Option<PauseBackoff>,
 }
 
 #[cfg(test)]
@@ -115,14 +312,19 @@ mod tests {
     #[test]
     fn buckets_allow_a_burst_then_the_rate() {
         let t0 = Instant::now();
-        let mut l = Limiter::new(&[RateLimit::new(10, Duration::from_secs(1))], t0);
+        let mut l = Limiter::new(
+            &[RateLimit::new(10, Duration::from_secs(1))],
+            &[],
+            PauseBackoff::default(),
+            t0,
+        );
         for _ in 0..10 {
-            assert!(l.try_take(t0).is_ok());
+            assert!(l.try_take(t0, "e").is_ok());
         }
-        let next = l.try_take(t0).unwrap_err();
+        let next = l.try_take(t0, "e").unwrap_err();
         assert_eq!(next - t0, Duration::from_millis(100));
-        assert!(l.try_take(t0 + Duration::from_millis(100)).is_ok());
-        assert!(l.try_take(t0 + Duration::from_millis(150)).is_err());
+        assert!(l.try_take(t0 + Duration::from_millis(100), "e").is_ok());
+        assert!(l.try_take(t0 + Duration::from_millis(150), "e").is_err());
     }
 
     #[test]
@@ -132,23 +334,135 @@ mod tests {
             RateLimit::new(10, Duration::from_secs(1)),
             RateLimit::new(3, Duration::from_secs(60)),
         ];
-        let mut l = Limiter::new(&limits, t0);
+        let mut l = Limiter::new(&limits, &[], PauseBackoff::default(), t0);
         for _ in 0..3 {
-            assert!(l.try_take(t0).is_ok());
+            assert!(l.try_take(t0, "e").is_ok());
         }
-        let next = l.try_take(t0).unwrap_err();
+        let next = l.try_take(t0, "e").unwrap_err();
         assert_eq!(
             next - t0,
             Duration::from_secs(20),
             "100/min bucket: one per 20 s"
         );
 
-        let mut free = Limiter::new(&[], t0);
-        free.pause_until(t0 + Duration::from_secs(5));
+        let mut free = Limiter::new(&[], &[], PauseBackoff::default(), t0);
+        free.pause(t0, Some(Duration::from_secs(5)));
         assert_eq!(
-            free.try_take(t0 + Duration::from_secs(1)),
+            free.try_take(t0 + Duration::from_secs(1), "e"),
             Err(t0 + Duration::from_secs(5))
         );
-        assert!(free.try_take(t0 + Duration::from_secs(5)).is_ok());
+        assert!(free.try_take(t0 + Duration::from_secs(5), "e").is_ok());
+    }
+
+    #[test]
+    fn budgets_apply_to_the_events_they_name() {
+        let t0 = Instant::now();
+        let budgets = [
+            Budget::new("client:*", RateLimit::new(2, Duration::from_secs(60))),
+            Budget::new("*", RateLimit::new(3, Duration::from_secs(60))),
+        ];
+        let mut l = Limiter::new(&[], &budgets, PauseBackoff::default(), t0);
+        assert!(l.try_take(t0, "client:bet").is_ok());
+        assert!(l.try_take(t0, "client:bet").is_ok());
+        assert_eq!(
+            l.try_take(t0, "client:bet"),
+            Err(t0 + Duration::from_secs(60)),
+            "2 in any minute: the next when the first leaves the window"
+        );
+        // Other events spend only from the catch-all budget, which one more fits.
+        assert!(l.try_take(t0, "app:score").is_ok());
+        assert!(l.try_take(t0, "app:score").is_err());
+    }
+
+    #[test]
+    fn a_window_never_lets_more_than_its_limit_into_any_stretch_of_its_length() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut w = Window::new(RateLimit::new(3, ms(1000)));
+        let mut sent = Vec::new();
+        let mut now = t0;
+        // Send as fast as allowed for 5 s.
+        while now < t0 + ms(5000) {
+            let at = w.ready_at(now);
+            if at > now {
+                now = at;
+                continue;
+            }
+            w.take(now);
+            sent.push(now);
+        }
+        for (i, t) in sent.iter().enumerate() {
+            let in_window = sent[i..].iter().take_while(|u| **u < *t + ms(1000)).count();
+            assert!(in_window <= 3, "{in_window} sends within 1 s of {i}");
+        }
+        assert_eq!(sent.len(), 15, "and the full rate: 3 per second");
+    }
+
+    #[test]
+    fn a_quota_holds_sending_at_its_limit_until_the_reset() {
+        let t0 = Instant::now();
+        let mut l = Limiter::new(&[], &[], PauseBackoff::default(), t0);
+        let announced = Announced {
+            quota: Some((2, 3, Duration::from_secs(10))),
+            ..Default::default()
+        };
+        l.announce(&announced, t0);
+        assert!(l.try_take(t0, "e").is_ok());
+        assert!(l.try_take(t0, "e").is_ok());
+        let reset = t0 + Duration::from_secs(10) + QUOTA_RESET_MARGIN;
+        assert_eq!(l.try_take(t0, "e"), Err(reset));
+        // The next period: the limit again, then held until the server says more.
+        for _ in 0..3 {
+            assert!(l.try_take(reset, "e").is_ok());
+        }
+        assert!(l.try_take(reset, "e").is_err());
+        l.announce(
+            &Announced {
+                quota: Some((1, 3, Duration::from_secs(10))),
+                ..Default::default()
+            },
+            reset,
+        );
+        assert!(l.try_take(reset, "e").is_ok());
+        assert!(l.try_take(reset, "e").is_err());
+    }
+
+    #[test]
+    fn an_announced_rate_replaces_the_last_one() {
+        let t0 = Instant::now();
+        let mut l = Limiter::new(&[], &[], PauseBackoff::default(), t0);
+        let rate = |n| Announced {
+            rate: Some(RateLimit::new(n, Duration::from_secs(1))),
+            ..Default::default()
+        };
+        l.announce(&rate(1), t0);
+        assert!(l.try_take(t0, "e").is_ok());
+        assert_eq!(l.try_take(t0, "e"), Err(t0 + Duration::from_secs(1)));
+        l.announce(&rate(4), t0);
+        for _ in 0..4 {
+            assert!(l.try_take(t0, "e").is_ok());
+        }
+        assert_eq!(l.try_take(t0, "e"), Err(t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn pauses_without_a_time_grow_by_the_backoff_and_start_over_after_a_quiet_spell() {
+        let t0 = Instant::now();
+        let backoff = PauseBackoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(300),
+            multiplier: 2.0,
+        };
+        let mut l = Limiter::new(&[], &[], backoff, t0);
+        let ms = Duration::from_millis;
+        assert_eq!(l.pause(t0, None), ms(100));
+        assert_eq!(l.pause(t0 + ms(100), None), ms(200));
+        assert_eq!(l.pause(t0 + ms(300), None), ms(300));
+        assert_eq!(l.pause(t0 + ms(600), None), ms(300));
+        // The server's own time wins, and does not count as a step.
+        assert_eq!(l.pause(t0 + ms(900), Some(ms(50))), ms(50));
+        // Quiet for longer than max after the last pause: from the start.
+        assert_eq!(l.pause(t0 + ms(2000), None), ms(100));
+        assert_eq!(l.try_take(t0 + ms(2050), "e"), Err(t0 + ms(2100)));
     }
 }

@@ -195,6 +195,88 @@ function handlers(socket) {
   if (socket.handshake.auth && socket.handshake.auth.news) {
     for (let id = 1; id <= NEWS_REPLAY; id++) socket.emit("news", { id, title: `item ${id}` });
   }
+  // The seed platforms' application signals (pulselink::ServerSignals::seed_platforms):
+  // an app heartbeat ("ping" answered by "pong", until "mute-pong"), "error" events with a
+  // code on request, a per-connection limit on "client:tick" that refuses what exceeds it
+  // with RATE_LIMIT_EXCEEDED and announces its quota each period, and an adaptive rate.
+  let pongs = true;
+  let pings = 0;
+  socket.on("ping", () => {
+    pings++;
+    if (pongs) socket.emit("pong");
+  });
+  // Queries take any arguments: the acknowledgement is the last one.
+  const last = (args) => args[args.length - 1];
+  socket.on("mute-pong", (...args) => {
+    pongs = false;
+    last(args)();
+  });
+  socket.on("pings?", (...args) => last(args)(pings));
+  socket.on("error-me", (code, ...rest) => {
+    socket.emit("error", { code, message: `test ${code}`, details: {} });
+    const ack = rest.pop();
+    if (typeof ack === "function") ack();
+  });
+  // quota-me {limit, window, announce}: at most `limit` client:tick per fixed window of
+  // `window` ms, counted by this process's clock; with `announce`, the quota on "limits" at
+  // the start and at each new period.
+  let quota = null;
+  let quotaTimer = null;
+  const roll = () => {
+    const now = Date.now();
+    while (now >= quota.end) {
+      quota.end += quota.window;
+      quota.count = 0;
+    }
+  };
+  const tell = () => {
+    roll();
+    socket.emit("limits", {
+      quota: { "messages-sent": quota.count, "messages-limit": quota.limit, "reset-time": quota.end },
+    });
+  };
+  socket.on("quota-me", ({ limit, window, announce }, ack) => {
+    quota = { limit, window, end: Date.now() + window, count: 0, exceeded: 0, seen: [] };
+    if (announce) {
+      tell();
+      const next = () => {
+        quotaTimer = setTimeout(() => {
+          tell();
+          next();
+        }, Math.max(1, quota.end - Date.now() + 1));
+      };
+      next();
+    }
+    ack();
+  });
+  socket.on("client:tick", (p, ack) => {
+    roll();
+    if (quota.count >= quota.limit) {
+      quota.exceeded++;
+      socket.emit("error", {
+        code: "RATE_LIMIT_EXCEEDED",
+        message: `${quota.limit} per ${quota.window} ms`,
+        details: { resetTime: quota.end },
+      });
+      return;
+    }
+    quota.count++;
+    quota.seen.push(p && p.n);
+    if (typeof ack === "function") ack();
+  });
+  socket.on("limited?", (...args) =>
+    last(args)({ seen: quota ? quota.seen : [], exceeded: quota ? quota.exceeded : 0 }),
+  );
+  socket.on("disconnect", () => clearTimeout(quotaTimer));
+  // adapt-me R: announce an adaptive limit of R requests per second; "paced" events record
+  // their arrival times, "paced?" answers them.
+  const paced = [];
+  socket.on("adapt-me", (rate, ack) => {
+    socket.emit("limits", { adaptive: { "requests-per-second": rate } });
+    ack();
+  });
+  socket.on("paced", () => paced.push(Date.now()));
+  socket.on("paced?", (...args) => last(args)(paced));
   socket.on("kick-me", () => socket.disconnect(true));
   // An event nested `depth` arrays deep, then a marker: hostile JSON for the client's parser.
   socket.on("nest-me", (depth) => {

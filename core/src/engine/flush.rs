@@ -43,7 +43,8 @@ use crate::{
     metrics::Samples,
     outbox::{LowLane, LowLaneHold, OutboxConfig, Priority},
     protocol::{EventData, Rejection, Then, Wire},
-    ratelimit::Limiter,
+    ratelimit::{Announced, Limiter},
+    server_signals::ServerSignals,
     store::{Cmd, Gone, NewEntry, Reply, StoredEntry, idempotency_key},
     time::Now,
 };
@@ -158,7 +159,13 @@ pub(crate) struct Flush {
 impl Flush {
     /// `seqs`: the block of sequence numbers the store reserved for this client; `recorded`:
     /// whether the file records it (not when the store was opened on a full disk).
-    pub(crate) fn new(config: &OutboxConfig, now: Now, seqs: (u64, u64), recorded: bool) -> Self {
+    pub(crate) fn new(
+        config: &OutboxConfig,
+        signals: &ServerSignals,
+        now: Now,
+        seqs: (u64, u64),
+        recorded: bool,
+    ) -> Self {
         Self {
             max_in_flight: config.max_in_flight,
             ack_timeout: config.ack_timeout,
@@ -172,7 +179,12 @@ impl Flush {
             low_forced: false,
             forced_by_close: false,
             low_waiting: VecDeque::new(),
-            limiter: Limiter::new(&config.rate_limits, now.at),
+            limiter: Limiter::new(
+                &config.rate_limits,
+                &signals.budgets,
+                signals.pause_backoff,
+                now.at,
+            ),
             resume_at: None,
             in_flight: HashMap::new(),
             written: Vec::new(),
@@ -269,7 +281,7 @@ impl Flush {
             && link.namespaces.is_ready(&e.namespace)
             && self.in_flight.len() < self.max_in_flight
             && !(e.lane == Priority::Low && self.holds_low() && !link.radio_awake)
-            && self.limiter.try_take(now.at).is_ok()
+            && self.limiter.try_take(now.at, &e.event).is_ok()
     }
 
     /// The next sequence number; asks for the next block well before this one runs out.
@@ -459,7 +471,7 @@ impl Flush {
                 // make room, and `resume` carries on.
                 return;
             }
-            if let Err(at) = self.limiter.try_take(now.at) {
+            if let Err(at) = self.limiter.try_take(now.at, &e.event) {
                 self.resume_at = Some(at);
                 return;
             }
@@ -645,11 +657,18 @@ impl Flush {
         true
     }
 
-    /// The server asked for a pause.
-    pub(crate) fn pause(&mut self, now: Now, pause: Duration) {
+    /// The server asked for a pause: `requested` if it named one, else the backoff's next.
+    pub(crate) fn pause(&mut self, now: Now, requested: Option<Duration>) {
+        let pause = self.limiter.pause(now.at, requested);
         warn!(?pause, "server rate limit exceeded; pausing the outbox");
         self.rate_limit_pauses += 1;
-        self.limiter.pause_until(now.at + pause);
+    }
+
+    /// The server announced its limits; what waits for the old ones goes by the new ones
+    /// (through [`Flush::resume`]).
+    pub(crate) fn announce(&mut self, now: Now, limits: &Announced) {
+        self.limiter.announce(limits, now.at);
+        self.resume_at = None;
     }
 
     /// When [`Flush::on_timeout`] or [`Flush::expire_waiters`] is next needed.
@@ -828,7 +847,7 @@ mod tests {
             namespaces.joined("/");
             namespaces.mark_ready("/");
             Self {
-                flush: Flush::new(&config, t0, (1, 1 << 40), true),
+                flush: Flush::new(&config, &ServerSignals::default(), t0, (1, 1 << 40), true),
                 wire: test_wire(25_000, 20_000),
                 namespaces,
                 listeners: Listeners::default(),
@@ -1283,7 +1302,13 @@ mod tests {
     fn an_unrecorded_block_keeps_the_live_path_closed_until_a_recorded_one_replaces_it() {
         let mut r = Rig::new(config());
         // As when the store opened on a full disk: numbers 1.. were never recorded.
-        r.flush = Flush::new(&config(), r.t0, (1, 1 << 40), false);
+        r.flush = Flush::new(
+            &config(),
+            &ServerSignals::default(),
+            r.t0,
+            (1, 1 << 40),
+            false,
+        );
         r.catch_up(0);
         let out = r.emit_linked(1, 1);
         assert_eq!(

@@ -20,7 +20,7 @@ use super::{
     actions::{Actions, After, End},
     admission::Admission,
     flush::{Flush, Link},
-    heartbeat::Due,
+    heartbeat::{Due, Heartbeat},
     lifecycle::Lifecycle,
     listeners::Listeners,
     namespaces::{Left, Namespaces, Refusal},
@@ -30,11 +30,13 @@ use super::{
     subscriptions::Subscriptions,
 };
 use crate::{
+    codec::json::RawJson,
     config::ClientConfig,
     error::Error,
     event::{AckAnswer, Acker, DisconnectReason, Event, Notice, State},
     metrics::Counters,
-    protocol::{self, Input, Signal, Then, Wire},
+    protocol::{self, HeartbeatMode, Input, Signal, Then, Wire},
+    server_signals::ErrorAction,
     store::{Snapshot, StoreEvent},
     time::Now,
 };
@@ -56,7 +58,16 @@ pub(crate) struct Machine {
     client_id: Arc<str>,
     /// For the ackers handed out with events that ask for an acknowledgement.
     acks: mpsc::UnboundedSender<AckAnswer>,
+    /// The app heartbeat's ping and timing, when the server runs one.
+    app_ping: Option<AppPing>,
     pub(super) out: Actions,
+}
+
+/// The app heartbeat's ping event (on the main namespace) and its timing.
+struct AppPing {
+    event: protocol::EventData,
+    interval: std::time::Duration,
+    timeout: std::time::Duration,
 }
 
 impl Machine {
@@ -76,7 +87,13 @@ impl Machine {
                 snapshot.seen,
             ),
             listeners: Listeners::default(),
-            flush: Flush::new(&config.outbox, now, snapshot.seqs, snapshot.seqs_recorded),
+            flush: Flush::new(
+                &config.outbox,
+                &config.signals,
+                now,
+                snapshot.seqs,
+                snapshot.seqs_recorded,
+            ),
             subscriptions: Subscriptions::new(
                 snapshot.subscriptions,
                 config.subscription_ack_timeout,
@@ -87,6 +104,16 @@ impl Machine {
             join_within: config.connect_timeout,
             client_id: Arc::from(snapshot.client_id.as_str()),
             acks,
+            app_ping: config.signals.heartbeat.as_ref().map(|h| AppPing {
+                event: protocol::EventData {
+                    namespace: Arc::from(config.main_namespace()),
+                    name: Arc::from(h.event.as_str()),
+                    args: RawJson::validated("[]".into()),
+                    attachments: Vec::new(),
+                },
+                interval: h.interval,
+                timeout: h.timeout,
+            }),
             out: Actions::default(),
         }
     }
@@ -218,6 +245,12 @@ impl Machine {
 
     /// What one inbound frame meant.
     pub(crate) fn input(&mut self, now: Now, input: Input) {
+        // App traffic from the server proves the app heartbeat (transport pings do not).
+        if matches!(input, Input::Event(_) | Input::Ack { .. })
+            && let Some(hb) = self.session.as_mut().and_then(|s| s.app_heartbeat.as_mut())
+        {
+            hb.alive(now);
+        }
         match input {
             Input::Nothing => {}
             Input::Event(inbound) => self.event(now, inbound),
@@ -236,7 +269,7 @@ impl Machine {
                 },
                 Err(rejection) => {
                     if let Then::Retry { pause: Some(p) } = rejection.then {
-                        self.flush.pause(now, p);
+                        self.flush.pause(now, Some(p));
                     }
                     match self.subscriptions.ack(id, Some(&rejection), &mut self.out) {
                         Some(ready) => ready.into_iter().for_each(|ns| self.mark_ready(&ns)),
@@ -273,23 +306,6 @@ impl Machine {
                 }
             }
             Input::Closed => self.out.end(End::lost(DisconnectReason::TransportClose)),
-            Input::ServerError {
-                code,
-                message,
-                event,
-                reconnect,
-            } => {
-                warn!(code, message, "server error");
-                self.out.notify(Notice::ServerError {
-                    code: code.clone(),
-                    message: message.clone(),
-                });
-                self.event(now, event);
-                if reconnect {
-                    let reason = DisconnectReason::ServerError { code, message };
-                    self.out.end(End::lost(reason));
-                }
-            }
             Input::Invalid(e) => self.admission.invalid(&e, &mut self.out),
         }
     }
@@ -319,11 +335,47 @@ impl Machine {
         self.listeners.dispatch(true, Event::new(event, acker, id));
         match signal {
             Some(Signal::SlowDown(pause)) => self.flush.pause(now, pause),
-            Some(Signal::CredentialsExpired) => self.out.end(End::new(
-                DisconnectReason::TokenExpired,
-                After::ReconnectNow,
-            )),
-            None => {}
+            Some(Signal::CredentialsExpired) => {
+                self.namespaces
+                    .credentials_expired("the server said the token expired".into());
+                self.out.end(End::new(
+                    DisconnectReason::TokenExpired,
+                    After::ReconnectNow,
+                ));
+            }
+            Some(Signal::Error {
+                code,
+                message,
+                action,
+                pause,
+            }) => {
+                warn!(code, message, ?action, "server error");
+                self.out.notify(Notice::ServerError {
+                    code: code.clone(),
+                    message: message.clone(),
+                });
+                match action {
+                    ErrorAction::RefreshAuth => {
+                        self.namespaces
+                            .credentials_expired(format!("{code}: {message}"));
+                        self.out.end(End::new(
+                            DisconnectReason::TokenExpired,
+                            After::ReconnectNow,
+                        ));
+                    }
+                    ErrorAction::PauseOutbox => self.flush.pause(now, pause),
+                    ErrorAction::Reconnect => self
+                        .out
+                        .end(End::lost(DisconnectReason::ServerError { code, message })),
+                    ErrorAction::Surface => {}
+                }
+            }
+            Some(Signal::Limits(limits)) => {
+                self.flush.announce(now, &limits);
+                self.with_link(now, |flush, now, link, out| flush.resume(now, link, out));
+            }
+            // Any app traffic proved the app heartbeat (in `input`); the reply is no more.
+            Some(Signal::Pong) | None => {}
         }
     }
 
@@ -343,6 +395,16 @@ impl Machine {
         let Some(s) = self.session.as_mut() else {
             return;
         };
+        if main && let Some(ping) = &self.app_ping {
+            // The app heartbeat runs once the namespace its ping goes to is joined.
+            s.app_heartbeat = Some(Heartbeat::new(
+                HeartbeatMode::ClientPings {
+                    interval: ping.interval,
+                    timeout: ping.timeout,
+                },
+                now,
+            ));
+        }
         if self
             .subscriptions
             .replay(&namespace, now, &mut s.wire, &mut self.out)
@@ -414,6 +476,10 @@ impl Machine {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let link = self.session.as_ref().map(|s| {
             let hb = s.heartbeat.deadline();
+            let hb = s
+                .app_heartbeat
+                .as_ref()
+                .map_or(hb, |a| a.deadline().min(hb));
             if *self.lifecycle.state() == State::Connected {
                 hb
             } else {
@@ -450,6 +516,20 @@ impl Machine {
             Due::Nothing => {}
             Due::Ping => self.out.frames.extend(s.wire.ping()),
             Due::Dead => self.out.end(End::lost(DisconnectReason::PingTimeout)),
+        }
+        if let (Some(hb), Some(ping)) = (s.app_heartbeat.as_mut(), &self.app_ping) {
+            match hb.on_deadline(now) {
+                Due::Nothing => {}
+                Due::Ping => {
+                    if let Err(e) = s
+                        .wire
+                        .push_event(&mut self.out.frames, &ping.event, None, None)
+                    {
+                        warn!(error = %e, "app heartbeat ping not encoded");
+                    }
+                }
+                Due::Dead => self.out.end(End::lost(DisconnectReason::AppPingTimeout)),
+            }
         }
         self.with_link(now, |flush, now, link, out| {
             flush.on_timeout(now, link, out)
@@ -535,13 +615,13 @@ mod tests {
     use super::*;
     use crate::{
         args::AckReply,
-        codec::json::RawJson,
         config::StaticAuth,
         engine::{
             actions::LinkAction,
             control::{Command, Outgoing},
         },
         protocol::{EventData, test_wire},
+        server_signals::ServerSignals,
         store::{Cmd, StoredEntry, StoredSubscription},
         transport::Frame,
     };
@@ -570,6 +650,120 @@ mod tests {
                 Frame::Binary(_) => "<binary>".into(),
             })
             .collect()
+    }
+
+    /// A machine with the seed platforms' signals, connected (main namespace joined).
+    fn seed_connected() -> Machine {
+        let config = ClientConfig::new("http://localhost:1")
+            .unwrap()
+            .with_signals(ServerSignals::seed_platforms());
+        let (acks, _) = mpsc::unbounded_channel();
+        let mut m = Machine::new(&config, Snapshot::default(), acks, t0());
+        link_up(&mut m);
+        m.input(
+            t0(),
+            Input::Joined {
+                namespace: Arc::from("/"),
+                resumable: None,
+            },
+        );
+        m.settle(t0());
+        m.take_actions();
+        m
+    }
+
+    fn at(ms: u64) -> Now {
+        let t = t0();
+        Now {
+            at: t.at + std::time::Duration::from_millis(ms),
+            wall_ms: t.wall_ms + ms as i64,
+        }
+    }
+
+    fn app_event(name: &str, signal: Option<Signal>) -> Input {
+        Input::Event(protocol::Inbound {
+            event: EventData {
+                namespace: Arc::from("/"),
+                name: Arc::from(name),
+                args: RawJson::validated("[]".into()),
+                attachments: vec![],
+            },
+            ack: None,
+            id: None,
+            resumes: false,
+            signal,
+        })
+    }
+
+    #[test]
+    fn the_app_heartbeat_pings_after_silence_and_a_missing_reply_ends_the_link() {
+        let mut m = seed_connected();
+        // The server's Engine.IO pings keep the transport alive; they are not app traffic.
+        let tick = |m: &mut Machine, ms: u64| {
+            m.input(at(ms), Input::Alive);
+            m.timeout(at(ms));
+            texts(&m.take_actions())
+        };
+        // App traffic 20 s in: the ping waits for 30 s of silence after it.
+        m.input(at(20_000), app_event("score", None));
+        assert!(
+            tick(&mut m, 30_000).is_empty(),
+            "no ping while traffic flows"
+        );
+        assert!(tick(&mut m, 49_999).is_empty());
+        assert_eq!(tick(&mut m, 50_000), [r#"42["ping"]"#]);
+        // Answered: the next ping 30 s after the reply.
+        m.input(at(50_100), app_event("pong", Some(Signal::Pong)));
+        assert!(tick(&mut m, 60_100).is_empty());
+        assert!(m.take_actions().link.is_none());
+        assert_eq!(tick(&mut m, 80_100), [r#"42["ping"]"#]);
+        // Unanswered for the timeout: the link is dead although the transport is up.
+        m.input(at(90_100), Input::Alive);
+        m.timeout(at(90_100));
+        assert!(matches!(
+            m.take_actions().link,
+            Some(LinkAction::End(ref e)) if e.reason == DisconnectReason::AppPingTimeout
+        ));
+    }
+
+    #[test]
+    fn error_codes_do_what_the_configuration_says() {
+        let error = |code: &str, action| {
+            app_event(
+                "error",
+                Some(Signal::Error {
+                    code: code.into(),
+                    message: "m".into(),
+                    action,
+                    pause: None,
+                }),
+            )
+        };
+        let mut m = seed_connected();
+        m.input(t0(), error("AUTH_FAILED", ErrorAction::RefreshAuth));
+        let out = m.take_actions();
+        assert!(
+            matches!(&out.notices[..], [Notice::ServerError { code, .. }] if code == "AUTH_FAILED")
+        );
+        assert!(matches!(
+            out.link,
+            Some(LinkAction::End(ref e)) if e.reason == DisconnectReason::TokenExpired && e.after == After::ReconnectNow
+        ));
+
+        let mut m = seed_connected();
+        m.input(t0(), error("CONNECTION_ERROR", ErrorAction::Reconnect));
+        assert!(matches!(
+            m.take_actions().link,
+            Some(LinkAction::End(ref e)) if matches!(e.reason, DisconnectReason::ServerError { .. })
+        ));
+
+        let mut m = seed_connected();
+        m.input(t0(), error("RATE_LIMITED", ErrorAction::PauseOutbox));
+        assert_eq!(m.counters(t0()).rate_limit_pauses, 1);
+        m.input(t0(), error("VALIDATION_ERROR", ErrorAction::Surface));
+        let out = m.take_actions();
+        assert!(out.link.is_none(), "surfaced only");
+        assert_eq!(out.notices.len(), 2, "{:?}", out.notices);
     }
 
     /// Connects `m` up to the CONNECT frame: dialed, linked, credentials sent.
@@ -738,7 +932,7 @@ mod tests {
         let pause = std::time::Duration::from_millis(700);
         m.input(
             t0(),
-            event("rate_limit_exceeded", Some(Signal::SlowDown(pause))),
+            event("rate_limit_exceeded", Some(Signal::SlowDown(Some(pause)))),
         );
         assert_eq!(m.counters(t0()).rate_limit_pauses, 1);
         assert_eq!(m.counters(t0()).received, 1, "the app sees the signal too");

@@ -88,6 +88,8 @@ pub(crate) struct Namespaces {
     main: Arc<str>,
     /// An auth provider exists, so a refusal is worth one retry with fresh credentials.
     has_provider: bool,
+    /// The server said the credentials expired: the next link asks for fresh ones.
+    expired: Option<String>,
 }
 
 impl Namespaces {
@@ -104,7 +106,17 @@ impl Namespaces {
             list,
             main,
             has_provider,
+            expired: None,
         }
+    }
+
+    /// The server said the credentials expired (or failed): the next link asks the provider
+    /// for fresh ones, saying why, instead of reusing what it has.
+    pub(crate) fn credentials_expired(&mut self, message: String) {
+        for ns in &mut self.list {
+            ns.retry_credentials = None;
+        }
+        self.expired = Some(message);
     }
 
     fn find(&mut self, name: &str) -> Option<&mut Namespace> {
@@ -147,13 +159,14 @@ impl Namespaces {
 
     /// A link is up: asks for the credentials of every namespace waiting to join.
     pub(crate) fn link_up(&mut self, out: &mut Actions) {
+        let expired = self.expired.take();
         for ns in &mut self.list {
             if ns.status != Status::Pending {
                 continue;
             }
             let how = match ns.retry_credentials.take() {
                 Some(creds) => Credentials::Reuse(creds),
-                None => Credentials::Ask(match &ns.refused {
+                None => Credentials::Ask(match ns.refused.as_ref().or(expired.as_ref()) {
                     Some(message) => AuthReason::Refresh {
                         message: message.clone(),
                     },

@@ -9,7 +9,7 @@ use tracing::debug;
 
 use super::{
     input::{EventData, HeartbeatMode, Inbound, Input, Rejection},
-    signals::{self, ERROR_EVENT, Signals},
+    signals::{ERROR_EVENT, Signals},
 };
 use crate::{
     args::AckReply,
@@ -122,7 +122,7 @@ impl Envelope {
                             attachments: Vec::new(),
                         })
                     } else {
-                        Err(rejection(error, &data))
+                        Err(rejection(&self.signals, error, &data))
                     },
                 },
                 Err(_) => {
@@ -152,16 +152,13 @@ impl Envelope {
                 if let Some(id) = request_id.and_then(|r| r.parse::<u64>().ok()) {
                     return Input::Ack {
                         id,
-                        reply: Err(rejection(Some(body), &data)),
+                        reply: Err(rejection(&self.signals, Some(body), &data)),
                     };
                 }
-                let event = self.inbound(self.error_name.clone(), &data, None);
-                Input::ServerError {
-                    reconnect: signals::reconnects(&body.code),
-                    code: body.code,
-                    message: body.message,
-                    event,
-                }
+                let args = format!("[{data}]");
+                let mut event = self.inbound(self.error_name.clone(), &data, None);
+                event.signal = Some(self.signals.error(body.code, body.message, &args));
+                Input::Event(event)
             }
             envelope::Inbound::Event { id, kind, data } => {
                 Input::Event(self.inbound(Arc::from(kind), &data, id.map(Arc::from)))
@@ -257,13 +254,13 @@ fn describe(error: Option<&ErrorBody>, fallback: &str) -> String {
     }
 }
 
-fn rejection(error: Option<ErrorBody>, data: &str) -> Rejection {
+fn rejection(signals: &Signals, error: Option<ErrorBody>, data: &str) -> Rejection {
     let body = error.unwrap_or(ErrorBody {
         code: "ERROR".into(),
         message: "the server reported a failure".into(),
     });
     Rejection {
-        then: signals::after_refusal(&body.code, &format!("[{data}]")),
+        then: signals.after_refusal(&body.code, &format!("[{data}]")),
         code: body.code,
         message: body.message,
     }
@@ -319,7 +316,7 @@ mod tests {
         match e.decode(text(limited), &mut out) {
             Input::Event(i) => assert_eq!(
                 i.signal,
-                Some(Signal::SlowDown(std::time::Duration::from_secs(2)))
+                Some(Signal::SlowDown(Some(std::time::Duration::from_secs(2))))
             ),
             other => panic!("{other:?}"),
         }
@@ -338,12 +335,18 @@ mod tests {
         let unavailable = format!(
             r#"{{"id":"u","type":"error","timestamp":"{TS}","data":{{"code":"SERVICE_UNAVAILABLE","message":"later"}}}}"#
         );
-        assert!(matches!(
-            e.decode(text(&unavailable), &mut out),
-            Input::ServerError {
-                reconnect: true,
-                ..
-            }
-        ));
+        match e.decode(text(&unavailable), &mut out) {
+            Input::Event(i) => assert!(
+                matches!(
+                    i.signal,
+                    Some(Signal::Error {
+                        action: crate::server_signals::ErrorAction::Reconnect,
+                        ..
+                    })
+                ),
+                "{i:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

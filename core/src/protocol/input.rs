@@ -7,6 +7,8 @@ use std::{sync::Arc, time::Duration};
 use crate::{
     args::AckReply,
     codec::{CodecError, json::RawJson},
+    ratelimit::Announced,
+    server_signals::ErrorAction,
 };
 
 /// An application event, inbound or outbound: the same for every protocol.
@@ -62,17 +64,6 @@ pub(crate) enum Input {
     Closed,
     /// Proof the link works both ways (a ping from the server, a pong to ours).
     Alive,
-    /// A server error not tied to a request; delivered to the app as an `error` event too.
-    ServerError {
-        /// The server's code.
-        code: String,
-        /// The server's message.
-        message: String,
-        /// The error as an event for the app.
-        event: Inbound,
-        /// Whether a new connection is the cure.
-        reconnect: bool,
-    },
     /// A message that failed validation: counted and reported, never fatal.
     Invalid(CodecError),
 }
@@ -94,12 +85,29 @@ pub(crate) struct Inbound {
 }
 
 /// A request of the server's, carried by an event the app also sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Signal {
-    /// Send nothing for this long (the server's rate limit).
-    SlowDown(Duration),
+    /// Send nothing for this long (the server's rate limit); `None`: as long as the
+    /// configured backoff says.
+    SlowDown(Option<Duration>),
     /// The credentials expired: fetch fresh ones and reconnect now.
     CredentialsExpired,
+    /// The server reported an error with a code: the app hears of it, then the client does
+    /// what the code asks.
+    Error {
+        /// The server's code.
+        code: String,
+        /// The server's message.
+        message: String,
+        /// What the code asks.
+        action: ErrorAction,
+        /// A pause the error named (its reset time), for [`ErrorAction::PauseOutbox`].
+        pause: Option<Duration>,
+    },
+    /// The server announced the limits it enforces.
+    Limits(Announced),
+    /// The reply to the app heartbeat's ping.
+    Pong,
 }
 
 /// A request the server answered with a failure.

@@ -8,20 +8,12 @@ use super::input::{Signal, Then};
 use crate::{
     codec::json::{lookup, timestamp_ms},
     config::ClientConfig,
+    ratelimit::{Announced, RateLimit},
+    server_signals::{ErrorAction, PauseBackoff, ServerSignals},
     time::now_ms,
 };
 
-/// The code of a rate-limit refusal or `error` event: the request may go again after a pause.
-const RATE_LIMITED: &str = "RATE_LIMIT_EXCEEDED";
-
-/// Server error codes after which a new connection (with backoff) is the cure.
-const RECONNECT_CODES: &[&str] = &[
-    "CONNECTION_TIMEOUT",
-    "INTERNAL_SERVER_ERROR",
-    "SERVICE_UNAVAILABLE",
-];
-
-/// The name of the event servers report errors with (Socket.IO apps and envelopes alike).
+/// The name of the event servers report errors with, as the envelope protocol carries it.
 pub(super) const ERROR_EVENT: &str = "error";
 
 /// The signal events a client is configured to recognise.
@@ -29,14 +21,17 @@ pub(super) const ERROR_EVENT: &str = "error";
 pub(crate) struct Signals {
     token_expired: Option<Arc<str>>,
     slow_down: Vec<String>,
+    server: Arc<ServerSignals>,
 }
 
 impl Signals {
-    /// From the client's configuration (`token_expired_event`, `outbox.rate_limit_events`).
+    /// From the client's configuration (`token_expired_event`, `outbox.rate_limit_events`,
+    /// `signals`).
     pub(crate) fn new(config: &ClientConfig) -> Self {
         Self {
             token_expired: config.token_expired_event.as_deref().map(Arc::from),
             slow_down: config.outbox.rate_limit_events.clone(),
+            server: Arc::new(config.signals.clone()),
         }
     }
 
@@ -46,36 +41,124 @@ impl Signals {
         if self.token_expired.as_deref() == Some(name) {
             return Some(Signal::CredentialsExpired);
         }
-        let named = self.slow_down.iter().any(|n| n == name);
-        let coded = name == ERROR_EVENT
-            && lookup(args, "/code").is_some_and(|c| c.get() == format!("\"{RATE_LIMITED}\""));
-        (named || coded)
-            .then(|| Signal::SlowDown(pause_requested(args, now_ms()).unwrap_or(DEFAULT_PAUSE)))
-    }
-}
-
-/// Whether a server error with `code` is cured by reconnecting.
-pub(crate) fn reconnects(code: &str) -> bool {
-    RECONNECT_CODES.contains(&code)
-}
-
-/// What becomes of a request the server refused with `code`; `args` is the refusal's data as
-/// an argument array (a rate limit's `resetTime`). Rate limits and overloaded servers are
-/// retried; anything else would be refused again.
-pub(crate) fn after_refusal(code: &str, args: &str) -> Then {
-    if code == RATE_LIMITED {
-        Then::Retry {
-            pause: Some(pause_requested(args, now_ms()).unwrap_or(DEFAULT_PAUSE)),
+        if self.slow_down.iter().any(|n| n == name) {
+            return Some(Signal::SlowDown(pause_requested(args, now_ms())));
         }
-    } else if reconnects(code) {
-        Then::Retry { pause: None }
-    } else {
-        Then::Fail
+        if name == self.server.error_event
+            && let Some(code) = text(args, "/code")
+        {
+            let message = text(args, "/message").unwrap_or_default();
+            return Some(self.error(code, message, args));
+        }
+        if self
+            .server
+            .heartbeat
+            .as_ref()
+            .is_some_and(|h| h.reply == name)
+        {
+            return Some(Signal::Pong);
+        }
+        if self.server.limit_events.iter().any(|n| n == name) {
+            return announced(args, now_ms()).map(Signal::Limits);
+        }
+        None
+    }
+
+    /// The signal of a server error with `code`; `args` holds its data (a reset time).
+    pub(crate) fn error(&self, code: String, message: String, args: &str) -> Signal {
+        Signal::Error {
+            action: self.server.action(&code),
+            pause: pause_requested(args, now_ms()),
+            code,
+            message,
+        }
+    }
+
+    /// What becomes of a request the server refused with `code`; `args` is the refusal's
+    /// data as an argument array (a rate limit's `resetTime`). What pauses the outbox or
+    /// reconnects is retried; anything else would be refused again.
+    pub(crate) fn after_refusal(&self, code: &str, args: &str) -> Then {
+        match self.server.action(code) {
+            ErrorAction::PauseOutbox => Then::Retry {
+                pause: Some(
+                    pause_requested(args, now_ms()).unwrap_or(self.server.pause_backoff.initial),
+                ),
+            },
+            ErrorAction::Reconnect => Then::Retry { pause: None },
+            ErrorAction::RefreshAuth | ErrorAction::Surface => Then::Fail,
+        }
     }
 }
 
-/// How long to pause when a rate-limit signal names no time.
-pub(crate) const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
+/// The string at `pointer` in the first argument.
+fn text(args: &str, pointer: &str) -> Option<String> {
+    serde_json::from_str(lookup(args, pointer)?.get()).ok()
+}
+
+/// The number at the first of `pointers` that holds one, in the first argument.
+fn number(args: &str, pointers: &[&str]) -> Option<f64> {
+    pointers.iter().find_map(|p| {
+        lookup(args, p)
+            .and_then(|v| v.get().parse::<f64>().ok())
+            .filter(|n| n.is_finite() && *n >= 0.0)
+    })
+}
+
+/// The limits an announcement states, read in kebab-case or camelCase; `None` when it
+/// states none this client understands.
+pub(crate) fn announced(args: &str, now_ms: i64) -> Option<Announced> {
+    let mut a = Announced::default();
+    if let Some(limit) = number(args, &["/quota/messages-limit", "/quota/messagesLimit"]) {
+        let sent = number(args, &["/quota/messages-sent", "/quota/messagesSent"]).unwrap_or(0.0);
+        let reset = ["/quota/reset-time", "/quota/resetTime"]
+            .iter()
+            .find_map(|p| lookup(args, p).and_then(timestamp_ms));
+        // No reset time: hold at the limit for a minute, then ask the server again by
+        // trying (its next announcement or refusal says more).
+        let reset_in = reset.map_or(Duration::from_secs(60), |at| {
+            Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64)
+        });
+        a.quota = Some(((limit - sent).max(0.0) as u64, limit as u64, reset_in));
+    }
+    if let Some(rate) = number(args, &["/burst/max-rate", "/burst/maxRate"]) {
+        let window = number(args, &["/burst/window-ms", "/burst/windowMs"])
+            .unwrap_or(1000.0)
+            .max(1.0);
+        // At least one event per window: a fraction of one would allow none.
+        a.rate = Some(RateLimit::new(
+            rate.max(1.0).round() as u32,
+            Duration::from_secs_f64(window / 1000.0),
+        ));
+    }
+    let per_second = [
+        "/adaptive/requests-per-second",
+        "/adaptive/requestsPerSecond",
+        "/requests-per-second",
+        "/requestsPerSecond",
+    ];
+    if let Some(rate) = number(args, &per_second) {
+        // A rate, not a burst: one request every 1/rate seconds.
+        a.rate = Some(RateLimit::new(
+            1,
+            Duration::from_secs_f64(1.0 / rate.max(1e-3)),
+        ));
+    }
+    if let (Some(initial), Some(max)) = (
+        number(args, &["/backoff/initial"]),
+        number(args, &["/backoff/max"]),
+    ) {
+        let multiplier = number(args, &["/backoff/multiplier"])
+            .unwrap_or(1.0)
+            .max(1.0);
+        let initial = Duration::from_millis(initial.max(1.0) as u64);
+        a.backoff = Some(PauseBackoff {
+            initial,
+            max: Duration::from_millis(max as u64).max(initial),
+            multiplier,
+        });
+    }
+    (a != Announced::default()).then_some(a)
+}
 
 /// How long a server's "rate limit exceeded" signal asks us to wait, from its first argument:
 /// `resetTime` (RFC 3339 or epoch milliseconds) or `retryAfter` (seconds), at the top level or
@@ -130,6 +213,7 @@ mod tests {
         let s = Signals {
             token_expired: Some(Arc::from("token:expired")),
             slow_down: vec!["rate_limit_exceeded".into()],
+            server: Arc::new(ServerSignals::seed_platforms()),
         };
         assert_eq!(
             s.of("token:expired", "[]"),
@@ -137,25 +221,91 @@ mod tests {
         );
         assert_eq!(
             s.of("rate_limit_exceeded", r#"[{"retryAfter":2}]"#),
-            Some(Signal::SlowDown(Duration::from_secs(2)))
+            Some(Signal::SlowDown(Some(Duration::from_secs(2))))
         );
         assert_eq!(
-            s.of("error", r#"[{"code":"RATE_LIMIT_EXCEEDED"}]"#),
-            Some(Signal::SlowDown(DEFAULT_PAUSE))
+            s.of("error", r#"[{"code":"RATE_LIMITED","message":"slow"}]"#),
+            Some(Signal::Error {
+                code: "RATE_LIMITED".into(),
+                message: "slow".into(),
+                action: ErrorAction::PauseOutbox,
+                pause: None
+            })
         );
-        assert_eq!(s.of("error", r#"[{"code":"OTHER"}]"#), None);
+        assert!(matches!(
+            s.of("error", r#"[{"code":"AUTH_FAILED"}]"#),
+            Some(Signal::Error {
+                action: ErrorAction::RefreshAuth,
+                ..
+            })
+        ));
+        assert!(matches!(
+            s.of("error", r#"[{"code":"CONNECTION_ERROR"}]"#),
+            Some(Signal::Error {
+                action: ErrorAction::Reconnect,
+                ..
+            })
+        ));
+        assert!(matches!(
+            s.of("error", r#"[{"code":"OTHER","details":{"retryAfter":1}}]"#),
+            Some(Signal::Error {
+                action: ErrorAction::Surface,
+                pause: Some(_),
+                ..
+            })
+        ));
+        // An `error` event without a code is the app's own business.
+        assert_eq!(s.of("error", r#"[{"message":"x"}]"#), None);
+        assert_eq!(s.of("pong", "[]"), Some(Signal::Pong));
         assert_eq!(s.of("metric:recorded", "[1]"), None);
-        assert_eq!(after_refusal("INVALID", "[null]"), Then::Fail);
+        assert_eq!(s.after_refusal("INVALID", "[null]"), Then::Fail);
         assert_eq!(
-            after_refusal("SERVICE_UNAVAILABLE", "[null]"),
+            s.after_refusal("SERVICE_UNAVAILABLE", "[null]"),
             Then::Retry { pause: None }
         );
         assert_eq!(
-            after_refusal("RATE_LIMIT_EXCEEDED", "[null]"),
+            s.after_refusal("RATE_LIMIT_EXCEEDED", "[null]"),
             Then::Retry {
-                pause: Some(DEFAULT_PAUSE)
+                pause: Some(Duration::from_millis(100))
             }
         );
-        assert!(reconnects("INTERNAL_SERVER_ERROR") && !reconnects("AUTH_FAILED"));
+        let plain = Signals::default();
+        assert_eq!(plain.of("pong", "[]"), None, "no heartbeat configured");
+    }
+
+    #[test]
+    fn announcements_become_limits() {
+        let now = 1_705_314_600_000; // 2024-01-15T10:30:00Z
+        let quota = r#"[{"quota":{"messages-sent":90,"messages-limit":100,"reset-time":"2024-01-15T10:30:30Z"}}]"#;
+        assert_eq!(
+            announced(quota, now),
+            Some(Announced {
+                quota: Some((10, 100, Duration::from_secs(30))),
+                ..Default::default()
+            })
+        );
+        let burst = r#"[{"burst":{"maxRate":20,"windowMs":2000},"backoff":{"initial":100,"max":5000,"multiplier":1.5}}]"#;
+        let a = announced(burst, now).unwrap();
+        assert_eq!(a.rate, Some(RateLimit::new(20, Duration::from_secs(2))));
+        assert_eq!(
+            a.backoff,
+            Some(PauseBackoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(5),
+                multiplier: 1.5
+            })
+        );
+        assert_eq!(
+            announced(r#"[{"adaptive":{"requests-per-second":0.5}}]"#, now)
+                .unwrap()
+                .rate,
+            Some(RateLimit::new(1, Duration::from_secs(2)))
+        );
+        assert_eq!(
+            announced(r#"[{"requestsPerSecond":8}]"#, now).unwrap().rate,
+            Some(RateLimit::new(1, Duration::from_millis(125)))
+        );
+        assert_eq!(announced(r#"[{"quota":{"note":1}}]"#, now), None);
+        assert_eq!(announced("[]", now), None);
     }
 }

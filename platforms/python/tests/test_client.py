@@ -248,6 +248,28 @@ async def test_through_an_http_proxy_and_its_refusal(server: Any, tinyproxy: Any
     await refused.close()
 
 
+async def test_seed_signals_an_unanswered_app_heartbeat_reconnects(server: Any) -> None:
+    signals = pulselink.ServerSignals(
+        seed_preset=True,
+        heartbeat=pulselink.AppHeartbeat(event="ping", reply="pong", interval_ms=300, timeout_ms=200),
+    )
+    client = pulselink.Client(server.url, signals=signals, reconnect=FAST_RETRY)
+    pongs = client.events("pong")
+    await client.connect()
+    await next_named(pongs, "pong")
+    notices = client.notices()
+    await client.emit_with_ack("mute-pong")
+    async for notice in notices:
+        if isinstance(notice, pulselink.Notice.DISCONNECTED):
+            assert notice.reason.is_app_ping_timeout(), notice
+            break
+    async for notice in notices:
+        if notice.is_connected():
+            break
+    pongs.close()
+    await client.close()
+
+
 async def test_envelope_protocol_events_requests_and_rejections(envelope_server: Any) -> None:
     client = pulselink.Client(
         envelope_server.ws_url,

@@ -183,6 +183,11 @@ class Client(Socket):
     ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``; ``no_proxy=[...]`` lists hosts reached
     directly). TLS stays end to end through the proxy. A refusing proxy raises
     :class:`ProxyError`, naming the proxy but never its password.
+
+    ``signals`` says what the server's application signals mean: ``ServerSignals(seed_preset=True)``
+    for the seed platforms (a ``ping``/``pong`` app heartbeat, ``error`` codes that refresh
+    credentials, pause the outbox or reconnect, announced quotas and rates, per-event budgets),
+    with any field overridden.
     """
 
     @translated
@@ -213,6 +218,7 @@ class Client(Socket):
         token_expired_event: Optional[str] = None,
         tls: Optional[_ffi.TlsConfig] = None,
         proxy: Union[None, str, _ffi.ProxyConfig] = None,
+        signals: Optional[_ffi.ServerSignals] = None,
     ) -> None:
         provider = None
         auth_json = None
@@ -250,6 +256,7 @@ class Client(Socket):
             token_expired_event=token_expired_event,
             tls=tls,
             proxy=_ffi.ProxyConfig(url=proxy) if isinstance(proxy, str) else proxy,
+            signals=signals,
         )
         self._provider = provider
         self._client = _ffi.Client(config, provider)

@@ -151,6 +151,18 @@ final class PulselinkClientTests: XCTestCase {
         #endif
     }
 
+    func testServerSignalsAreCheckedBeforeAnyConnection() throws {
+        let seed = ServerSignals(
+            seedPreset: true,
+            heartbeat: AppHeartbeat(event: "ping", reply: "pong", intervalMs: 30_000, timeoutMs: 10_000),
+            errorActions: ["QUOTA_EXHAUSTED": .pauseOutbox])
+        _ = try PulselinkClient(ClientConfig(url: "http://127.0.0.1:9", signals: seed))
+        // A heartbeat that never waits is refused at once.
+        XCTAssertThrowsError(try PulselinkClient(ClientConfig(
+            url: "http://127.0.0.1:9",
+            signals: ServerSignals(heartbeat: AppHeartbeat(event: "ping", reply: "pong", intervalMs: 0, timeoutMs: 1)))))
+    }
+
     func testAnEncryptedOutboxNeedsItsKey() async throws {
         let store = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString).path
         func config(_ key: OutboxKey?) -> ClientConfig {

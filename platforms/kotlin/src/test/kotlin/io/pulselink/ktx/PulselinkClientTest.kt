@@ -1,6 +1,9 @@
 package io.pulselink.ktx
 
+import io.pulselink.AppHeartbeat
 import io.pulselink.AuthRequest
+import io.pulselink.DisconnectReason
+import io.pulselink.ServerSignals
 import io.pulselink.ClientConfig
 import io.pulselink.Interface
 import io.pulselink.NetworkPath
@@ -241,6 +244,28 @@ class PulselinkClientTest {
         client.connect()
         welcome.await()
         assertEquals(JsonPrimitive("polling"), client.emitWithAck("transport?").args[0])
+        client.shutdown()
+    }
+
+    @Test
+    fun `the seed preset's app heartbeat reconnects when the pong stops`() = test {
+        val server = server()
+        val signals = ServerSignals(
+            seedPreset = true,
+            heartbeat = AppHeartbeat(event = "ping", reply = "pong", intervalMs = 300u, timeoutMs = 200u),
+        )
+        val client = PulselinkClient(
+            ClientConfig(url = server.url, signals = signals, reconnect = ReconnectConfig(initialDelayMs = 50u)),
+        )
+        val pong = async(start = CoroutineStart.UNDISPATCHED) { client.events("pong").first() }
+        client.connect()
+        pong.await()
+        val dropped = async(start = CoroutineStart.UNDISPATCHED) {
+            client.notices().first { it is Notice.Disconnected } as Notice.Disconnected
+        }
+        client.emitWithAck("mute-pong")
+        assertEquals(DisconnectReason.AppPingTimeout, dropped.await().reason)
+        client.state.first { it is State.Connected }
         client.shutdown()
     }
 
