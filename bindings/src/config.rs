@@ -83,13 +83,14 @@ pub struct ClientConfig {
     /// The proxy between the client and the server (default: none).
     #[uniffi(default)]
     pub proxy: Option<ProxyConfig>,
-    /// The server's application-level signals (default: Socket.IO's conventions only).
+    /// The server's application-level signals (default: only `RATE_LIMIT_EXCEEDED` pauses).
     #[uniffi(default)]
     pub signals: Option<ServerSignals>,
 }
 
 /// What the server's application-level signals mean: an app heartbeat, what its `error`
-/// codes ask, the limits it announces and enforces. Starts from Socket.IO's conventions, or
+/// codes ask, the limits it announces and enforces. Starts from the default (only
+/// `RATE_LIMIT_EXCEEDED` pauses the outbox), or
 /// from the seed platforms' preset with `seed_preset`; every other field overrides.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct ServerSignals {

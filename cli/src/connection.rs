@@ -40,7 +40,7 @@ pub(crate) struct Connection {
     /// Hosts --proxy does not apply to, NO_PROXY style: example.com,10.0.0.0/8,*
     #[arg(long, value_name = "HOSTS", requires = "proxy")]
     noproxy: Option<String>,
-    /// What the server's application signals mean: socketio (Socket.IO's conventions only)
+    /// What the server's application signals mean: socketio (only RATE_LIMIT_EXCEEDED pauses)
     /// or seed (the seed platforms: ping/pong app heartbeat, AUTH_FAILED / RATE_LIMITED /
     /// CONNECTION_ERROR error codes, announced quotas and rates, per-event budgets).
     #[arg(long, default_value = "socketio", value_parser = parse_signals)]

@@ -217,8 +217,8 @@ pub enum DisconnectReason {
     /// The app went to the background and the [`crate::BackgroundPolicy`] closed the link.
     Background,
     /// The server reported an error whose code asks for a reconnect
-    /// ([`crate::ErrorAction::Reconnect`]: `SERVICE_UNAVAILABLE`, `INTERNAL_SERVER_ERROR`,
-    /// `CONNECTION_TIMEOUT` by default); retrying with backoff.
+    /// ([`crate::ErrorAction::Reconnect`]; the envelope protocol's `SERVICE_UNAVAILABLE`,
+    /// `INTERNAL_SERVER_ERROR`, `CONNECTION_TIMEOUT` by default); retrying with backoff.
     ServerError {
         /// The server's code.
         code: String,

@@ -160,18 +160,17 @@ pub(crate) struct Quota {
     pub(crate) remaining: u64,
     /// The period's limit.
     pub(crate) limit: u64,
-    /// When its count starts again; `None` once past it, until the server says.
-    pub(crate) reset_at: Option<Instant>,
+    /// When its count starts again.
+    pub(crate) reset_at: Instant,
+    /// How long a period is, as far as the client knows (the time from the announcement to
+    /// its reset): periods the server does not announce are assumed that long.
+    pub(crate) period: Duration,
 }
 
 /// How long after a quota's announced reset the client starts the next period: the server
 /// counts by its own clock in whole milliseconds, and an event that arrives a moment early
 /// lands in the old period and is refused.
 pub(crate) const QUOTA_RESET_MARGIN: Duration = Duration::from_millis(50);
-
-/// How often a client held at a quota with no known reset looks again (an announcement
-/// wakes it sooner).
-const QUOTA_WAIT: Duration = Duration::from_secs(1);
 
 /// Every bucket an emit takes from together: the configured ones, the rate the server
 /// announced, the budgets its name matches, a quota, and a pause the server asked for.
@@ -219,17 +218,16 @@ impl Limiter {
             self.paused_until = None;
         }
         if let Some(q) = &mut self.quota {
-            match q.reset_at {
-                // A new period: the same limit again, until the server announces its count
-                // (servers that announce a quota announce each period).
-                Some(at) if now >= at => {
-                    q.remaining = q.limit;
-                    q.reset_at = None;
+            if now >= q.reset_at {
+                // A new period: the same limit again, for a period as long as the last one,
+                // until the server announces its count.
+                while q.reset_at <= now {
+                    q.reset_at += q.period;
                 }
-                Some(at) if q.remaining == 0 => return Err(at),
-                // At the limit with no reset known: wait for the server's next word.
-                None if q.remaining == 0 => return Err(now + QUOTA_WAIT),
-                _ => {}
+                q.remaining = q.limit;
+            }
+            if q.remaining == 0 {
+                return Err(q.reset_at);
             }
         }
         let budgets = self.budgets.iter_mut().filter(|(b, _)| b.matches(event));
@@ -251,7 +249,7 @@ impl Limiter {
         self.buckets.iter_mut().for_each(Bucket::take);
         windows.into_iter().for_each(|w| w.take(now));
         if let Some(q) = &mut self.quota {
-            q.remaining -= 1;
+            q.remaining = q.remaining.saturating_sub(1);
         }
         Ok(())
     }
@@ -261,10 +259,17 @@ impl Limiter {
     pub(crate) fn pause(&mut self, now: Instant, requested: Option<Duration>) -> Duration {
         let pause = requested.unwrap_or_else(|| {
             let b = self.backoff;
+            match self.last_pause {
+                // Within the pause under way (refusals of what was already in flight): one
+                // over-send is one step, not many.
+                Some((last, at)) if now < at + last => return at + last - now,
+                _ => {}
+            }
             let next = match self.last_pause {
-                // Still being told to slow down: longer each time.
+                // Told again within `max` of the last pause ending: longer each time.
                 Some((last, at)) if now.saturating_duration_since(at) < b.max + last => {
-                    last.mul_f64(b.multiplier).min(b.max)
+                    let grown = last.as_secs_f64() * b.multiplier;
+                    Duration::from_secs_f64(grown.min(b.max.as_secs_f64()))
                 }
                 _ => b.initial,
             };
@@ -279,14 +284,34 @@ impl Limiter {
     /// The server announced its limits.
     pub(crate) fn announce(&mut self, limits: &Announced, now: Instant) {
         if let Some((remaining, limit, reset_in)) = limits.quota {
+            let reset_at = now + reset_in + QUOTA_RESET_MARGIN;
+            // The same period again (its reset within a second of the one known): what was
+            // sent since the server counted is not in its count yet, so keep the lower.
+            let remaining = match self.quota {
+                Some(Quota {
+                    remaining: ours,
+                    reset_at: at,
+                    ..
+                }) if at.max(reset_at) - at.min(reset_at) < Duration::from_secs(1) => {
+                    ours.min(remaining)
+                }
+                _ => remaining,
+            };
             self.quota = Some(Quota {
                 remaining,
                 limit,
-                reset_at: Some(now + reset_in + QUOTA_RESET_MARGIN),
+                reset_at,
+                period: reset_in.max(Duration::from_secs(1)),
             });
         }
         if let Some(rate) = limits.rate {
-            self.announced = Some(Window::new(rate));
+            // The sends already made count against the new rate too.
+            let mut window = Window::new(rate);
+            if let Some(old) = self.announced.take() {
+                let keep = old.sent.len().saturating_sub(window.limit);
+                window.sent = old.sent.into_iter().skip(keep).collect();
+            }
+            self.announced = Some(window);
         }
         if let Some(backoff) = limits.backoff {
             self.backoff = backoff;
@@ -411,20 +436,28 @@ mod tests {
         assert!(l.try_take(t0, "e").is_ok());
         let reset = t0 + Duration::from_secs(10) + QUOTA_RESET_MARGIN;
         assert_eq!(l.try_take(t0, "e"), Err(reset));
-        // The next period: the limit again, then held until the server says more.
+        // The next period, unannounced: the limit again, for a period as long as the last.
         for _ in 0..3 {
             assert!(l.try_take(reset, "e").is_ok());
         }
+        let next = reset + Duration::from_secs(10);
+        assert_eq!(l.try_take(reset, "e"), Err(next));
+        // The server's count for this period arrives late, missing what was just sent: the
+        // lower of the two stands.
+        let late = Announced {
+            quota: Some((2, 3, Duration::from_secs(10) - QUOTA_RESET_MARGIN)),
+            ..Default::default()
+        };
+        l.announce(&late, reset);
         assert!(l.try_take(reset, "e").is_err());
-        l.announce(
-            &Announced {
-                quota: Some((1, 3, Duration::from_secs(10))),
-                ..Default::default()
-            },
-            reset,
-        );
-        assert!(l.try_take(reset, "e").is_ok());
-        assert!(l.try_take(reset, "e").is_err());
+        // A new period announced: its count stands.
+        let fresh = Announced {
+            quota: Some((1, 3, Duration::from_secs(30))),
+            ..Default::default()
+        };
+        l.announce(&fresh, next);
+        assert!(l.try_take(next, "e").is_ok());
+        assert!(l.try_take(next, "e").is_err());
     }
 
     #[test]
@@ -438,11 +471,17 @@ mod tests {
         l.announce(&rate(1), t0);
         assert!(l.try_take(t0, "e").is_ok());
         assert_eq!(l.try_take(t0, "e"), Err(t0 + Duration::from_secs(1)));
+        // Re-announced, even higher: the send already made counts against it (no fresh burst).
         l.announce(&rate(4), t0);
-        for _ in 0..4 {
+        for _ in 0..3 {
             assert!(l.try_take(t0, "e").is_ok());
         }
         assert_eq!(l.try_take(t0, "e"), Err(t0 + Duration::from_secs(1)));
+        l.announce(&rate(4), t0);
+        assert!(
+            l.try_take(t0, "e").is_err(),
+            "a repeated announcement opens no burst"
+        );
     }
 
     #[test]
@@ -456,6 +495,8 @@ mod tests {
         let mut l = Limiter::new(&[], &[], backoff, t0);
         let ms = Duration::from_millis;
         assert_eq!(l.pause(t0, None), ms(100));
+        // Refusals of what was already in flight, within the pause: the same step.
+        assert_eq!(l.pause(t0 + ms(10), None), ms(90));
         assert_eq!(l.pause(t0 + ms(100), None), ms(200));
         assert_eq!(l.pause(t0 + ms(300), None), ms(300));
         assert_eq!(l.pause(t0 + ms(600), None), ms(300));

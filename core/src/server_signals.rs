@@ -1,7 +1,7 @@
 //! What a server's application-level signals mean, as configuration: the app heartbeat some
 //! platforms run on top of Socket.IO, what each code of their `error` event asks of the
 //! client, the limits they announce, and the per-event budgets they enforce. The defaults
-//! keep to what Socket.IO itself defines; [`ServerSignals::seed_platforms`] matches the
+//! only pause on `RATE_LIMIT_EXCEEDED`; [`ServerSignals::seed_platforms`] matches the
 //! coaching, lottery-room and training-session platforms Pulselink is built for.
 
 use std::time::Duration;
@@ -20,8 +20,9 @@ pub struct ServerSignals {
     /// ([`crate::Notice::ServerError`] and the event itself).
     pub error_actions: Vec<(String, ErrorAction)>,
     /// The outbox's pause after a "slow down" that names no reset time: `initial`, growing by
-    /// `multiplier` with each further one up to `max`; back to `initial` once `max` passes
-    /// without one. A server's limit announcement can replace it.
+    /// `multiplier` with each further one up to `max` (those arriving during a pause do not
+    /// count); back to `initial` once `max` passes after a pause without another. A server's
+    /// limit announcement can replace it.
     pub pause_backoff: PauseBackoff,
     /// Events that announce limits: a quota (`{quota: {messages-sent, messages-limit,
     /// reset-time}}`), a burst control (`{burst: {max-rate, window-ms}}`, with an optional
@@ -62,29 +63,27 @@ pub enum ErrorAction {
     Surface,
 }
 
-/// Socket.IO's own conventions: no app heartbeat, `error` events whose
-/// `RATE_LIMIT_EXCEEDED` pauses the outbox and whose server-side failures reconnect, no
-/// announcements, no budgets.
+/// No app heartbeat, `error` events whose `RATE_LIMIT_EXCEEDED` pauses the outbox (and
+/// every other code only surfaced: a Socket.IO app's `error` event may report one failed
+/// request, no reason to drop the link), no announcements, no budgets. The envelope
+/// protocol's own server errors (`SERVICE_UNAVAILABLE`, `INTERNAL_SERVER_ERROR`,
+/// `CONNECTION_TIMEOUT`) reconnect whatever this says, unless a code is listed here.
 impl Default for ServerSignals {
     fn default() -> Self {
         Self {
             heartbeat: None,
             error_event: "error".into(),
-            error_actions: [
-                ("RATE_LIMIT_EXCEEDED", ErrorAction::PauseOutbox),
-                ("CONNECTION_TIMEOUT", ErrorAction::Reconnect),
-                ("INTERNAL_SERVER_ERROR", ErrorAction::Reconnect),
-                ("SERVICE_UNAVAILABLE", ErrorAction::Reconnect),
-            ]
-            .into_iter()
-            .map(|(c, a)| (c.to_owned(), a))
-            .collect(),
+            error_actions: vec![("RATE_LIMIT_EXCEEDED".to_owned(), ErrorAction::PauseOutbox)],
             pause_backoff: PauseBackoff::default(),
             limit_events: Vec::new(),
             budgets: Vec::new(),
         }
     }
 }
+
+/// The longest pause or budget window accepted: longer would overflow clocks or stop a
+/// client for good.
+const LONGEST: Duration = Duration::from_secs(86_400);
 
 impl ServerSignals {
     /// The seed platforms' signals: `ping` every 30 s answered by `pong` (10 s to answer);
@@ -117,6 +116,9 @@ impl ServerSignals {
                 ("AUTH_FAILED", ErrorAction::RefreshAuth),
                 ("RATE_LIMITED", ErrorAction::PauseOutbox),
                 ("CONNECTION_ERROR", ErrorAction::Reconnect),
+                ("CONNECTION_TIMEOUT", ErrorAction::Reconnect),
+                ("INTERNAL_SERVER_ERROR", ErrorAction::Reconnect),
+                ("SERVICE_UNAVAILABLE", ErrorAction::Reconnect),
             ]
             .into_iter()
             .map(|(c, a)| (c.to_owned(), a)),
@@ -124,12 +126,17 @@ impl ServerSignals {
         s
     }
 
-    /// What `code` asks of the client.
+    /// What `code` asks of the client (`Surface` for a code not listed).
     pub fn action(&self, code: &str) -> ErrorAction {
+        self.listed(code).unwrap_or(ErrorAction::Surface)
+    }
+
+    /// What `code` asks, if it is listed.
+    pub(crate) fn listed(&self, code: &str) -> Option<ErrorAction> {
         self.error_actions
             .iter()
             .find(|(c, _)| c == code)
-            .map_or(ErrorAction::Surface, |(_, a)| *a)
+            .map(|(_, a)| *a)
     }
 
     /// Checks every field, naming the first that is unusable.
@@ -143,19 +150,25 @@ impl ServerSignals {
             }
         }
         let b = &self.pause_backoff;
-        if b.initial.is_zero() || b.max < b.initial || b.multiplier.is_nan() || b.multiplier < 1.0 {
+        if b.initial.is_zero()
+            || b.max < b.initial
+            || b.max > LONGEST
+            || !b.multiplier.is_finite()
+            || b.multiplier < 1.0
+        {
             return Err(
                 "signals pause_backoff needs 0 < initial <= max and a multiplier of at least 1"
                     .into(),
             );
         }
-        if let Some(b) = self
-            .budgets
-            .iter()
-            .find(|b| b.pattern.is_empty() || b.limit.events == 0 || b.limit.per.is_zero())
-        {
+        if let Some(b) = self.budgets.iter().find(|b| {
+            b.pattern.is_empty()
+                || b.limit.events == 0
+                || b.limit.per.is_zero()
+                || b.limit.per > LONGEST
+        }) {
             return Err(format!(
-                "signals budget {:?} needs a pattern and a positive limit",
+                "signals budget {:?} needs a pattern and a limit of 1 or more per at most a day",
                 b.pattern
             ));
         }

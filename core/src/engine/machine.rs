@@ -60,8 +60,14 @@ pub(crate) struct Machine {
     acks: mpsc::UnboundedSender<AckAnswer>,
     /// The app heartbeat's ping and timing, when the server runs one.
     app_ping: Option<AppPing>,
+    /// When credentials were last refreshed at the server's word.
+    last_refresh: Option<Instant>,
     pub(super) out: Actions,
 }
+
+/// A second "refresh your credentials" within this long of the last is not cured by a refresh
+/// alone: its reconnect waits for the backoff.
+const REFRESH_AGAIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The app heartbeat's ping event (on the main namespace) and its timing.
 struct AppPing {
@@ -114,6 +120,7 @@ impl Machine {
                 interval: h.interval,
                 timeout: h.timeout,
             }),
+            last_refresh: None,
             out: Actions::default(),
         }
     }
@@ -323,25 +330,21 @@ impl Machine {
         if resumes && let Some(position) = &id {
             self.recovery.advanced(&event.namespace, position);
         }
-        if !self.admission.admit(now, &event, id.as_deref()) {
-            return;
+        // A signal is acted on even when the filter keeps its event from the app (a stale
+        // timestamp, a repeated id): the server's request stands.
+        if self.admission.admit(now, &event, id.as_deref()) {
+            let link = self.session.as_ref().map_or(0, |s| s.id);
+            let acker = ack.map(|id| Acker {
+                tx: self.acks.clone(),
+                id,
+                link,
+            });
+            self.listeners.dispatch(true, Event::new(event, acker, id));
         }
-        let link = self.session.as_ref().map_or(0, |s| s.id);
-        let acker = ack.map(|id| Acker {
-            tx: self.acks.clone(),
-            id,
-            link,
-        });
-        self.listeners.dispatch(true, Event::new(event, acker, id));
         match signal {
             Some(Signal::SlowDown(pause)) => self.flush.pause(now, pause),
             Some(Signal::CredentialsExpired) => {
-                self.namespaces
-                    .credentials_expired("the server said the token expired".into());
-                self.out.end(End::new(
-                    DisconnectReason::TokenExpired,
-                    After::ReconnectNow,
-                ));
+                self.refresh_credentials(now, "the server said the token expired".into());
             }
             Some(Signal::Error {
                 code,
@@ -356,12 +359,7 @@ impl Machine {
                 });
                 match action {
                     ErrorAction::RefreshAuth => {
-                        self.namespaces
-                            .credentials_expired(format!("{code}: {message}"));
-                        self.out.end(End::new(
-                            DisconnectReason::TokenExpired,
-                            After::ReconnectNow,
-                        ));
+                        self.refresh_credentials(now, format!("{code}: {message}"));
                     }
                     ErrorAction::PauseOutbox => self.flush.pause(now, pause),
                     ErrorAction::Reconnect => self
@@ -377,6 +375,24 @@ impl Machine {
             // Any app traffic proved the app heartbeat (in `input`); the reply is no more.
             Some(Signal::Pong) | None => {}
         }
+    }
+
+    /// The server says the credentials are no good: fresh ones from the provider, on a new
+    /// link at once; said again soon after a refresh (a banned account, a provider handing
+    /// out the same token), the new link waits for the reconnect backoff instead of looping.
+    fn refresh_credentials(&mut self, now: Now, why: String) {
+        let again = self
+            .last_refresh
+            .is_some_and(|at| now.at.saturating_duration_since(at) < REFRESH_AGAIN_WITHIN);
+        self.last_refresh = Some(now.at);
+        self.namespaces.credentials_expired(why);
+        let after = if again {
+            After::Reconnect
+        } else {
+            After::ReconnectNow
+        };
+        self.out
+            .end(End::new(DisconnectReason::TokenExpired, after));
     }
 
     fn joined(&mut self, now: Now, namespace: Arc<str>, resumable: Option<String>) {
@@ -748,6 +764,16 @@ mod tests {
         assert!(matches!(
             out.link,
             Some(LinkAction::End(ref e)) if e.reason == DisconnectReason::TokenExpired && e.after == After::ReconnectNow
+        ));
+
+        // Again right after the refresh: the reconnect waits for the backoff (no tight loop).
+        let mut m2 = seed_connected();
+        m2.input(t0(), error("AUTH_FAILED", ErrorAction::RefreshAuth));
+        m2.take_actions();
+        m2.input(at(1_000), error("AUTH_FAILED", ErrorAction::RefreshAuth));
+        assert!(matches!(
+            m2.take_actions().link,
+            Some(LinkAction::End(ref e)) if e.after == After::Reconnect
         ));
 
         let mut m = seed_connected();

@@ -52,7 +52,7 @@ impl Envelope {
         Self {
             options,
             max_payload,
-            signals,
+            signals: signals.for_envelope(),
             id_prefix: format!("{:016x}", fastrand::u64(..)),
             next_id: 0,
             root: Arc::from(ROOT),

@@ -16,12 +16,22 @@ use crate::{
 /// The name of the event servers report errors with, as the envelope protocol carries it.
 pub(super) const ERROR_EVENT: &str = "error";
 
+/// The envelope protocol's server errors that a new connection cures, unless configured
+/// otherwise.
+const ENVELOPE_RECONNECTS: &[&str] = &[
+    "CONNECTION_TIMEOUT",
+    "INTERNAL_SERVER_ERROR",
+    "SERVICE_UNAVAILABLE",
+];
+
 /// The signal events a client is configured to recognise.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Signals {
     token_expired: Option<Arc<str>>,
     slow_down: Vec<String>,
     server: Arc<ServerSignals>,
+    /// Codes the protocol itself defines as "reconnect" (the envelope protocol's).
+    protocol_reconnects: &'static [&'static str],
 }
 
 impl Signals {
@@ -32,7 +42,25 @@ impl Signals {
             token_expired: config.token_expired_event.as_deref().map(Arc::from),
             slow_down: config.outbox.rate_limit_events.clone(),
             server: Arc::new(config.signals.clone()),
+            protocol_reconnects: &[],
         }
+    }
+
+    /// These signals, with the envelope protocol's own reconnect codes.
+    pub(crate) fn for_envelope(mut self) -> Self {
+        self.protocol_reconnects = ENVELOPE_RECONNECTS;
+        self
+    }
+
+    /// What `code` asks: as configured, else what the protocol defines, else surface it.
+    fn action(&self, code: &str) -> ErrorAction {
+        self.server.listed(code).unwrap_or_else(|| {
+            if self.protocol_reconnects.contains(&code) {
+                ErrorAction::Reconnect
+            } else {
+                ErrorAction::Surface
+            }
+        })
     }
 
     /// What an inbound event named `name` with arguments `args` (a JSON array) asks of the
@@ -67,7 +95,7 @@ impl Signals {
     /// The signal of a server error with `code`; `args` holds its data (a reset time).
     pub(crate) fn error(&self, code: String, message: String, args: &str) -> Signal {
         Signal::Error {
-            action: self.server.action(&code),
+            action: self.action(&code),
             pause: pause_requested(args, now_ms()),
             code,
             message,
@@ -78,7 +106,7 @@ impl Signals {
     /// data as an argument array (a rate limit's `resetTime`). What pauses the outbox or
     /// reconnects is retried; anything else would be refused again.
     pub(crate) fn after_refusal(&self, code: &str, args: &str) -> Then {
-        match self.server.action(code) {
+        match self.action(code) {
             ErrorAction::PauseOutbox => Then::Retry {
                 pause: Some(
                     pause_requested(args, now_ms()).unwrap_or(self.server.pause_backoff.initial),
@@ -104,6 +132,15 @@ fn number(args: &str, pointers: &[&str]) -> Option<f64> {
     })
 }
 
+/// The longest window, period or pause an announcement may set: a server's typo must not
+/// overflow a clock (or stop the client for years).
+const LONGEST_MS: f64 = 3_600_000.0;
+
+/// `ms` milliseconds, within 1 ms and an hour.
+fn bounded_ms(ms: f64) -> Duration {
+    Duration::from_secs_f64(ms.clamp(1.0, LONGEST_MS) / 1000.0)
+}
+
 /// The limits an announcement states, read in kebab-case or camelCase; `None` when it
 /// states none this client understands.
 pub(crate) fn announced(args: &str, now_ms: i64) -> Option<Announced> {
@@ -116,18 +153,16 @@ pub(crate) fn announced(args: &str, now_ms: i64) -> Option<Announced> {
         // No reset time: hold at the limit for a minute, then ask the server again by
         // trying (its next announcement or refusal says more).
         let reset_in = reset.map_or(Duration::from_secs(60), |at| {
-            Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64)
+            Duration::from_millis(at.saturating_sub(now_ms).clamp(0, LONGEST_MS as i64) as u64)
         });
         a.quota = Some(((limit - sent).max(0.0) as u64, limit as u64, reset_in));
     }
     if let Some(rate) = number(args, &["/burst/max-rate", "/burst/maxRate"]) {
-        let window = number(args, &["/burst/window-ms", "/burst/windowMs"])
-            .unwrap_or(1000.0)
-            .max(1.0);
+        let window = number(args, &["/burst/window-ms", "/burst/windowMs"]).unwrap_or(1000.0);
         // At least one event per window: a fraction of one would allow none.
         a.rate = Some(RateLimit::new(
-            rate.max(1.0).round() as u32,
-            Duration::from_secs_f64(window / 1000.0),
+            rate.clamp(1.0, f64::from(u32::MAX)).round() as u32,
+            bounded_ms(window),
         ));
     }
     let per_second = [
@@ -138,10 +173,7 @@ pub(crate) fn announced(args: &str, now_ms: i64) -> Option<Announced> {
     ];
     if let Some(rate) = number(args, &per_second) {
         // A rate, not a burst: one request every 1/rate seconds.
-        a.rate = Some(RateLimit::new(
-            1,
-            Duration::from_secs_f64(1.0 / rate.max(1e-3)),
-        ));
+        a.rate = Some(RateLimit::new(1, bounded_ms(1000.0 / rate.max(1e-6))));
     }
     if let (Some(initial), Some(max)) = (
         number(args, &["/backoff/initial"]),
@@ -149,11 +181,11 @@ pub(crate) fn announced(args: &str, now_ms: i64) -> Option<Announced> {
     ) {
         let multiplier = number(args, &["/backoff/multiplier"])
             .unwrap_or(1.0)
-            .max(1.0);
-        let initial = Duration::from_millis(initial.max(1.0) as u64);
+            .clamp(1.0, 100.0);
+        let initial = bounded_ms(initial);
         a.backoff = Some(PauseBackoff {
             initial,
-            max: Duration::from_millis(max as u64).max(initial),
+            max: bounded_ms(max).max(initial),
             multiplier,
         });
     }
@@ -214,6 +246,7 @@ mod tests {
             token_expired: Some(Arc::from("token:expired")),
             slow_down: vec!["rate_limit_exceeded".into()],
             server: Arc::new(ServerSignals::seed_platforms()),
+            protocol_reconnects: &[],
         };
         assert_eq!(
             s.of("token:expired", "[]"),
