@@ -24,7 +24,7 @@ fi
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --locked -p pulselink-tests --test reliability --test lifecycle --test secrets --test tls --test soak --test proxy --test signals -- --nocapture --test-threads 1 | tee "$log"
+cargo test --locked -p pulselink-tests --test reliability --test lifecycle --test secrets --test tls --test soak --test proxy --test signals --test presence -- --nocapture --test-threads 1 | tee "$log"
 cargo test --locked -p pulselink-tests --test durability every_emit_that_returned_ok_survives_sigkill_exactly_once -- --nocapture --exact | tee -a "$log"
 cargo test --locked -p pulselink-tests --test durability new_emits_go_live_once_the_backlog_is_replayed_and_order_holds -- --nocapture --exact | tee -a "$log"
 fuzz_secs=15
@@ -34,7 +34,7 @@ fuzz_secs=15
   echo "# Reliability report"
   echo
   echo "Produced by \`scripts/reliability.sh${1:+ $1}\` on $(date -u +%Y-%m-%d) ($(nproc) CPUs, $(uname -sm));"
-  echo "every row is a test in \`tests/tests/reliability.rs\`, \`lifecycle.rs\`, \`secrets.rs\`, \`tls.rs\`, \`soak.rs\`, \`proxy.rs\`, \`signals.rs\` or \`durability.rs\` that asserts"
+  echo "every row is a test in \`tests/tests/reliability.rs\`, \`lifecycle.rs\`, \`secrets.rs\`, \`tls.rs\`, \`soak.rs\`, \`proxy.rs\`, \`signals.rs\`, \`presence.rs\` or \`durability.rs\` that asserts"
   echo "its criterion (the criterion text is printed from the constant the test asserts), against the"
   echo "official Node socket.io server with \`tests/src/proxy.rs\` injecting the faults (and tinyproxy and Dante as the proxies of \`proxy.rs\`). Commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- core tests ':!tests/RELIABILITY.md' || echo ' plus uncommitted changes')."
   echo

@@ -12,6 +12,7 @@ use crate::{
     event::{AckReply, State},
     metrics::Metrics,
     outbox::{EmitOptions, Outbox},
+    presence::{Presence, PresenceConfig},
     runtime::{handle, on_runtime},
     stream::{EventReceiver, NoticeReceiver},
 };
@@ -263,5 +264,11 @@ impl Socket {
     /// Leaves the namespace and stops rejoining it.
     pub fn leave(&self) -> Result<(), PulselinkError> {
         Ok(self.0.leave()?)
+    }
+
+    /// Who is online in a room of this namespace, kept current from the server's presence
+    /// events and re-fetched after every (re)connect.
+    pub fn presence(&self, config: PresenceConfig) -> Arc<Presence> {
+        Arc::new(Presence::new(self.0.presence(config.into_core())))
     }
 }

@@ -16,6 +16,7 @@ mod error;
 mod event;
 mod metrics;
 mod outbox;
+mod presence;
 mod runtime;
 mod stream;
 
@@ -33,6 +34,7 @@ pub use event::{
 };
 pub use metrics::{Latency, Metrics, StateTimes};
 pub use outbox::{EmitOptions, Outbox, OutboxStats, PendingEmit, Priority};
+pub use presence::{Presence, PresenceChange, PresenceConfig};
 pub use runtime::shutdown_runtime;
 pub use stream::{EventReceiver, NoticeReceiver};
 

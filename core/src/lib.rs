@@ -57,7 +57,9 @@ pub const TRACE_SAFE_FILTER: &str = "tungstenite=info,tokio_tungstenite=info";
 
 pub use args::{AckReply, Args};
 pub use backoff::ReconnectPolicy;
-pub use client::{Client, EventStream, ListenerHandle, Outbox, Socket};
+pub use client::{
+    Client, EventStream, ListenerHandle, Outbox, Presence, PresenceChange, PresenceConfig, Socket,
+};
 pub use codec::json::RawJson;
 pub use config::{
     AuthProvider, AuthReason, AuthRequest, ClientConfig, Durability, EnvelopeOptions, NoProxy,

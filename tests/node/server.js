@@ -83,7 +83,40 @@ function wsFrame(text) {
   return Buffer.concat([Buffer.from([0x81, payload.length]), payload]);
 }
 
+// Presence, as the seed platforms keep it: a user (auth.userId) is online in a room while one
+// of its sockets is subscribed there; the others in the room hear presence:user_online and
+// presence:user_offline, and presence:get_online answers {users: [{userId}]}.
+const presence = new Map(); // roomId -> Map(userId -> sockets)
+function presenceJoin(socket, roomId) {
+  const user = socket.handshake.auth && socket.handshake.auth.userId;
+  if (!user) return;
+  socket.data.rooms = socket.data.rooms || new Set();
+  if (socket.data.rooms.has(roomId)) return;
+  socket.data.rooms.add(roomId);
+  const users = presence.get(roomId) || new Map();
+  presence.set(roomId, users);
+  const n = users.get(user) || 0;
+  users.set(user, n + 1);
+  if (n === 0) socket.to(roomId).emit("presence:user_online", { roomId, userId: user });
+}
+function presenceLeave(socket, roomId) {
+  const user = socket.handshake.auth && socket.handshake.auth.userId;
+  if (!user || !socket.data.rooms || !socket.data.rooms.delete(roomId)) return;
+  const users = presence.get(roomId);
+  const n = users.get(user) - 1;
+  if (n > 0) return users.set(user, n);
+  users.delete(user);
+  io.to(roomId).emit("presence:user_offline", { roomId, userId: user });
+}
+
 function handlers(socket) {
+  socket.on("presence:get_online", (p, ack) => {
+    const users = [...(presence.get(p && p.roomId) || new Map()).keys()].map((userId) => ({ userId }));
+    if (typeof ack === "function") ack({ users });
+  });
+  socket.on("disconnect", () => {
+    for (const roomId of [...(socket.data.rooms || [])]) presenceLeave(socket, roomId);
+  });
   const ns = socket.nsp.name;
   socket.emit("welcome", { namespace: ns, auth: socket.handshake.auth, recovered: socket.recovered });
   // What credentials reached the server: the auth object, the URL query and the
@@ -149,6 +182,7 @@ function handlers(socket) {
   const subAckDelay = Number(process.env.SUB_ACK_DELAY_MS || 0);
   socket.on("room:subscribe", (p, ack) => {
     socket.join(p.roomId);
+    presenceJoin(socket, p.roomId);
     if (ledgerPath) fs.appendFileSync(ledgerPath, `room:${p.roomId} 0\n`);
     const answer = () => {
       if (typeof ack !== "function") return;
@@ -160,6 +194,7 @@ function handlers(socket) {
   });
   socket.on("room:unsubscribe", (p, ack) => {
     socket.leave(p.roomId);
+    presenceLeave(socket, p.roomId);
     if (typeof ack === "function") ack({ ok: true });
   });
 

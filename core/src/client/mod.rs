@@ -4,6 +4,7 @@
 
 mod device;
 mod outbox;
+mod presence;
 mod shared;
 mod socket;
 mod stream;
@@ -18,6 +19,7 @@ use tokio::{
 use self::shared::Shared;
 pub use self::{
     outbox::Outbox,
+    presence::{Presence, PresenceChange, PresenceConfig},
     socket::Socket,
     stream::{EventStream, ListenerHandle},
 };
@@ -201,6 +203,11 @@ impl Client {
     /// The main namespace's handle.
     pub fn main_socket(&self) -> Socket {
         Socket::new(self.inner.clone(), self.inner.main.clone())
+    }
+
+    /// Who is online in a room on the main namespace, kept current ([`Socket::presence`]).
+    pub fn presence(&self, config: PresenceConfig) -> Presence {
+        self.main_socket().presence(config)
     }
 
     /// Emits on the main namespace, durably: when this returns Ok the event is in the store

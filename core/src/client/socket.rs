@@ -240,6 +240,19 @@ impl Socket {
         ListenerHandle::spawn(&self.shared.runtime, self.events_named(event), handler)
     }
 
+    /// Notices from now on (for the helpers built on this socket).
+    pub(super) fn notices(&self) -> tokio::sync::broadcast::Receiver<crate::event::Notice> {
+        self.shared.notices.subscribe()
+    }
+
+    pub(super) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.shared.runtime
+    }
+
+    pub(super) fn is_connected(&self) -> bool {
+        *self.shared.state.borrow() == State::Connected
+    }
+
     /// Leaves the namespace (and stops rejoining it on reconnect).
     pub fn leave(&self) -> Result<()> {
         self.shared.send(Command::Leave(self.namespace.clone()))

@@ -270,6 +270,33 @@ async def test_seed_signals_an_unanswered_app_heartbeat_reconnects(server: Any) 
     await client.close()
 
 
+async def test_presence_follows_a_member_who_drops_and_returns(server: Any) -> None:
+    async def member(user: str) -> Any:
+        client = pulselink.Client(server.url, auth={"userId": user}, reconnect=FAST_RETRY)
+        await client.subscribe("room:subscribe", {"roomId": "r1"}, unsubscribe="room:unsubscribe")
+        presence = client.presence("r1")
+        await client.connect()
+        return client, presence
+
+    async def shows(presence: Any, want: List[str]) -> None:
+        changes = presence.changes()
+        while presence.users != want:
+            await asyncio.wait_for(changes.__anext__(), timeout=20)
+
+    ann, ann_view = await member("ann")
+    bob, bob_view = await member("bob")
+    await shows(ann_view, ["ann", "bob"])
+    bob.set_network_available(False)
+    await shows(ann_view, ["ann"])
+    bob.set_network_available(True)
+    await shows(ann_view, ["ann", "bob"])
+    await shows(bob_view, ["ann", "bob"])
+    ann_view.close()
+    bob_view.close()
+    await ann.close()
+    await bob.close()
+
+
 async def test_envelope_protocol_events_requests_and_rejections(envelope_server: Any) -> None:
     client = pulselink.Client(
         envelope_server.ws_url,

@@ -17,7 +17,7 @@ UniFFI layer is ``pulselink._ffi``.
 """
 
 from ._auth import Auth, AuthObject
-from ._client import Client, Outbox, Socket
+from ._client import Client, Outbox, Presence, Socket
 from ._errors import (
     AckTimeout,
     ClientClosed,
@@ -58,6 +58,7 @@ from ._ffi import (
     Overflow,
     PauseBackoff,
     PendingEmit,
+    PresenceChange,
     Priority,
     ProxyConfig,
     RateLimit,
@@ -107,6 +108,8 @@ __all__ = [
     "Overflow",
     "PauseBackoff",
     "PendingEmit",
+    "Presence",
+    "PresenceChange",
     "Priority",
     "ProxyConfig",
     "ProxyError",

@@ -147,6 +147,38 @@ class Socket:
         """Leaves the namespace and stops rejoining it."""
         self._inner.leave()
 
+    def presence(self, room: str, **names: str) -> "Presence":
+        """Who is online in ``room``, kept current from the server's presence events and
+        re-fetched after every (re)connect. ``names`` override the seed platforms' names:
+        ``online_event``, ``offline_event``, ``get_online``, ``room_field``, ``user_field``,
+        ``list_field``. Subscribe to the room as usual: the view only watches."""
+        return Presence(self._inner.presence(_ffi.PresenceConfig(room=room, **names)))
+
+
+class Presence:
+    """A room's online users: ``presence.users`` now, ``async for change in
+    presence.changes()`` as they come and go (``change.user_id``, ``change.online``)."""
+
+    def __init__(self, inner: _ffi.Presence) -> None:
+        self._inner = inner
+
+    @property
+    def users(self) -> List[str]:
+        """The users online now, sorted."""
+        return self._inner.users()
+
+    async def changes(self) -> AsyncIterator[_ffi.PresenceChange]:
+        """Every change from now on, until :meth:`close`."""
+        while True:
+            change = await self._inner.next_change()
+            if change is None:
+                return
+            yield change
+
+    def close(self) -> None:
+        """Stops keeping the view."""
+        self._inner.cancel()
+
 
 class Client(Socket):
     """A connection to a realtime server that loses nothing.

@@ -134,6 +134,21 @@ public class PulselinkSocket: @unchecked Sendable {
 
     /// Leaves the namespace and stops rejoining it.
     public func leave() throws { try socket.leave() }
+
+    /// Who is online in `config.room`, kept current from the server's presence events and
+    /// re-fetched after every (re)connect: `users()` now, `changes(of:)` as they come.
+    public func presence(_ config: PresenceConfig) -> Presence { socket.presence(config: config) }
+
+    /// Every change of `presence` until it is cancelled.
+    public func changes(of presence: Presence) -> AsyncStream<PresenceChange> {
+        AsyncStream { continuation in
+            let task = Task {
+                while let change = await presence.nextChange() { continuation.yield(change) }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
 }
 
 /// A connection to a Socket.IO v4 server that loses nothing: durable outbox, reconnect with

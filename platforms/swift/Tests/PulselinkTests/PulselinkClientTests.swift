@@ -163,6 +163,14 @@ final class PulselinkClientTests: XCTestCase {
             signals: ServerSignals(heartbeat: AppHeartbeat(event: "ping", reply: "pong", intervalMs: 0, timeoutMs: 1)))))
     }
 
+    func testPresenceViewStartsEmptyAndStops() throws {
+        let client = try PulselinkClient(ClientConfig(url: "http://127.0.0.1:9"))
+        let presence = client.presence(PresenceConfig(room: "r1"))
+        XCTAssertEqual(presence.users(), [])
+        presence.cancel()
+        _ = client.changes(of: presence)
+    }
+
     func testAnEncryptedOutboxNeedsItsKey() async throws {
         let store = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString).path
         func config(_ key: OutboxKey?) -> ClientConfig {

@@ -11,6 +11,9 @@ import io.pulselink.Metrics
 import io.pulselink.NetworkPath
 import io.pulselink.Notice
 import io.pulselink.Outbox
+import io.pulselink.Presence
+import io.pulselink.PresenceChange
+import io.pulselink.PresenceConfig
 import io.pulselink.Priority
 import io.pulselink.Socket
 import io.pulselink.State
@@ -146,6 +149,18 @@ open class PulselinkSocket internal constructor(internal val socket: Socket) {
 
     /** Leaves the namespace and stops rejoining it. */
     fun leave() = socket.leave()
+
+    /**
+     * Who is online in `config.room`, kept current from the server's presence events and
+     * re-fetched after every (re)connect: [Presence.users] now, [presenceChanges] as they
+     * come. `cancel()` it when done.
+     */
+    fun presence(config: PresenceConfig): Presence = socket.presence(config)
+}
+
+/** Every change of `presence`, from the moment the flow is collected, until it is cancelled. */
+fun presenceChanges(presence: Presence): Flow<PresenceChange> = flow {
+    while (true) emit(presence.nextChange() ?: break)
 }
 
 /**

@@ -248,6 +248,36 @@ class PulselinkClientTest {
     }
 
     @Test
+    fun `presence follows a member who drops and returns`() = test {
+        val server = server()
+        suspend fun member(user: String): Pair<PulselinkClient, io.pulselink.Presence> {
+            val client = PulselinkClient(
+                ClientConfig(url = server.url, authJson = "{\"userId\":\"$user\"}", reconnect = ReconnectConfig(initialDelayMs = 50u)),
+            )
+            client.subscribe("room:subscribe", buildJsonObject { put("roomId", "r1") }, unsubscribe = "room:unsubscribe")
+            val presence = client.presence(io.pulselink.PresenceConfig(room = "r1"))
+            client.connect()
+            return client to presence
+        }
+        suspend fun io.pulselink.Presence.shows(vararg want: String) {
+            val changes = presenceChanges(this)
+            if (users() != want.toList()) changes.first { users() == want.toList() }
+        }
+        val (ann, annView) = member("ann")
+        val (bob, bobView) = member("bob")
+        annView.shows("ann", "bob")
+        bob.setNetworkAvailable(false)
+        annView.shows("ann")
+        bob.setNetworkAvailable(true)
+        annView.shows("ann", "bob")
+        bobView.shows("ann", "bob")
+        annView.cancel()
+        bobView.cancel()
+        ann.shutdown()
+        bob.shutdown()
+    }
+
+    @Test
     fun `the seed preset's app heartbeat reconnects when the pong stops`() = test {
         val server = server()
         val signals = ServerSignals(
