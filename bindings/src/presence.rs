@@ -85,8 +85,9 @@ impl Presence {
             .unwrap_or_default()
     }
 
-    /// Waits for the next change; `None` once cancelled. A reader that falls far behind skips
-    /// to the latest changes (`users()` is always whole).
+    /// Waits for the next change since the view was made; `None` once cancelled or the client
+    /// is closed. One consumer: two would split the changes. A reader that falls far behind
+    /// skips to the latest changes (`users()` is always whole).
     pub async fn next_change(&self) -> Option<PresenceChange> {
         let mut rx = self.changes.lock().await;
         loop {

@@ -13,16 +13,21 @@ use std::{
 
 use serde_json::Value;
 use tokio::sync::broadcast;
+use tracing::warn;
 
 use super::{socket::Socket, stream::EventStream};
 use crate::{
     event::{Event, Notice},
-    outbox::EmitOptions,
+    outbox::{EmitOptions, Priority},
 };
 
 /// How long a presence request may wait in the outbox: one not sent by then is stale (the
 /// next connect asks again).
 const FETCH_TTL: Duration = Duration::from_secs(10);
+
+/// The first wait before asking again after a failed fetch, doubling up to the last.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(30);
 
 /// Changes buffered for a slow reader of [`Presence::changes`] before it misses some (it can
 /// always read the whole view with [`Presence::users`]).
@@ -75,10 +80,13 @@ pub struct PresenceChange {
     pub online: bool,
 }
 
-/// Who is online in one room, kept current. Dropping it stops the keeping.
+/// Who is online in one room, kept current. Dropping it stops the keeping. While it lives it
+/// keeps its client running: drop (or close the client) when done.
 pub struct Presence {
     users: Arc<Mutex<BTreeSet<String>>>,
-    changes: broadcast::Sender<PresenceChange>,
+    /// Only the task sends, so every receiver sees the stream end when the task does (the
+    /// view dropped, or the client closed).
+    changes: broadcast::Receiver<PresenceChange>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -110,14 +118,13 @@ impl Presence {
     /// Starts keeping the view on `socket`'s namespace (see [`Socket::presence`]).
     fn start(socket: Socket, config: PresenceConfig, notices: broadcast::Receiver<Notice>) -> Self {
         let users = Arc::new(Mutex::new(BTreeSet::new()));
-        let (changes, _) = broadcast::channel(CHANGES);
+        let (sender, changes) = broadcast::channel(CHANGES);
         let keeper = Keeper {
-            online: socket.events_named(&config.online_event),
-            offline: socket.events_named(&config.offline_event),
+            events: socket.events_any_of(&[&config.online_event, &config.offline_event]),
             socket,
             config,
             users: users.clone(),
-            changes: changes.clone(),
+            changes: sender,
         };
         let runtime = keeper.socket.runtime().clone();
         let task = runtime.spawn(keeper.run(notices));
@@ -136,17 +143,19 @@ impl Presence {
             .unwrap_or_default()
     }
 
-    /// Every change from now on: users coming online and going offline, each once.
+    /// Every change from now on: users coming online and going offline, each once. Ends
+    /// when the view or its client is closed.
     pub fn changes(&self) -> broadcast::Receiver<PresenceChange> {
-        self.changes.subscribe()
+        self.changes.resubscribe()
     }
 }
 
 struct Keeper {
     socket: Socket,
     config: PresenceConfig,
-    online: EventStream,
-    offline: EventStream,
+    /// Online and offline events in arrival order: an offline then online of one user must
+    /// not be applied the other way round.
+    events: EventStream,
     users: Arc<Mutex<BTreeSet<String>>>,
     changes: broadcast::Sender<PresenceChange>,
 }
@@ -158,18 +167,30 @@ impl Keeper {
         // Events that arrive while a fetch is out are applied again after its answer, which
         // the server may have computed before them.
         let mut during: Vec<(String, bool)> = Vec::new();
+        // A fetch that failed is asked again, later each time, while connected.
+        let mut retry_in = FIRST_RETRY;
+        let retry = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(retry);
+        let mut retrying = false;
         loop {
             tokio::select! {
-                ev = self.online.recv() => match ev {
-                    Some(ev) => self.seen(&ev, true, fetch.is_some(), &mut during),
-                    None => return,
-                },
-                ev = self.offline.recv() => match ev {
-                    Some(ev) => self.seen(&ev, false, fetch.is_some(), &mut during),
+                ev = self.events.recv() => match ev {
+                    Some(ev) => {
+                        let online = ev.name() == self.config.online_event;
+                        self.seen(&ev, online, fetch.is_some(), &mut during);
+                    }
                     None => return,
                 },
                 n = notices.recv() => match n {
                     Ok(Notice::Connected { namespace, .. }) if namespace == self.socket.namespace() => {
+                        during.clear();
+                        retry_in = FIRST_RETRY;
+                        fetch = Some(self.fetch());
+                    }
+                    Ok(Notice::Disconnected { .. }) => retrying = false,
+                    // Notices were missed, a `Connected` perhaps: ask again to be sure.
+                    Err(broadcast::error::RecvError::Lagged(_)) if self.socket.is_connected() => {
+                        during.clear();
                         fetch = Some(self.fetch());
                     }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
@@ -177,13 +198,25 @@ impl Keeper {
                 },
                 answer = async { fetch.as_mut().expect("guarded").await }, if fetch.is_some() => {
                     fetch = None;
-                    if let Some(list) = answer {
-                        self.replace(list);
-                        for (user, online) in during.drain(..) {
-                            self.apply(user, online);
+                    match answer {
+                        Some(list) => {
+                            self.replace(list);
+                            for (user, online) in during.drain(..) {
+                                self.apply(user, online);
+                            }
                         }
+                        None if self.socket.is_connected() => {
+                            retry.as_mut().reset(tokio::time::Instant::now() + retry_in);
+                            retry_in = (retry_in * 2).min(LAST_RETRY);
+                            retrying = true;
+                        }
+                        None => {}
                     }
                     during.clear();
+                }
+                () = &mut retry, if retrying => {
+                    retrying = false;
+                    fetch = Some(self.fetch());
                 }
             }
         }
@@ -203,8 +236,11 @@ impl Keeper {
         let list_field = self.config.list_field.clone();
         let user_field = self.config.user_field.clone();
         Box::pin(async move {
+            // High: the view is stale until the answer, and a backlog of the app's own emits
+            // must not hold it past its TTL.
             let options = EmitOptions {
                 ttl: Some(FETCH_TTL),
+                priority: Priority::High,
                 ..EmitOptions::default()
             };
             let reply = socket
@@ -214,11 +250,20 @@ impl Keeper {
             let first = reply.values().ok()?.into_iter().next()?;
             let list = match first {
                 Value::Array(list) => list,
-                Value::Object(mut o) => match o.remove(&list_field) {
-                    Some(Value::Array(list)) => list,
-                    _ => return None,
-                },
-                _ => return None,
+                Value::Object(mut o) if matches!(o.get(&list_field), Some(Value::Array(_))) => {
+                    match o.remove(&list_field) {
+                        Some(Value::Array(list)) => list,
+                        _ => return None,
+                    }
+                }
+                other => {
+                    let kind = match other {
+                        Value::Object(_) => "an object without the list field",
+                        _ => "neither a list nor an object",
+                    };
+                    warn!(%event, kind, "presence answer has no list of users");
+                    return None;
+                }
             };
             Some(
                 list.into_iter()

@@ -240,6 +240,14 @@ impl Socket {
         ListenerHandle::spawn(&self.shared.runtime, self.events_named(event), handler)
     }
 
+    /// Inbound events on this namespace named any of `names`, in arrival order.
+    pub(super) fn events_any_of(&self, names: &[&str]) -> EventStream {
+        self.shared.listen(Interest::AnyOf {
+            namespace: self.namespace.clone(),
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+        })
+    }
+
     /// Notices from now on (for the helpers built on this socket).
     pub(super) fn notices(&self) -> tokio::sync::broadcast::Receiver<crate::event::Notice> {
         self.shared.notices.subscribe()

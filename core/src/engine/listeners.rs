@@ -24,6 +24,12 @@ pub(crate) enum Interest {
         namespace: Option<Arc<str>>,
         name: String,
     },
+    /// Inbound events on `namespace` with any of these names, in the order they arrived (one
+    /// stream, where two `Named` streams could be read out of order).
+    AnyOf {
+        namespace: Arc<str>,
+        names: Vec<String>,
+    },
     /// Every event the client sends.
     Outbound,
 }
@@ -37,6 +43,9 @@ impl Interest {
                 inbound
                     && ev.name() == name
                     && namespace.as_deref().is_none_or(|ns| ns == ev.namespace())
+            }
+            Interest::AnyOf { namespace, names } => {
+                inbound && **namespace == *ev.namespace() && names.iter().any(|n| n == ev.name())
             }
         }
     }

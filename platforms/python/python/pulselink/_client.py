@@ -168,7 +168,8 @@ class Presence:
         return self._inner.users()
 
     async def changes(self) -> AsyncIterator[_ffi.PresenceChange]:
-        """Every change from now on, until :meth:`close`."""
+        """The changes since the view was made (up to 256 buffered), until :meth:`close` or the
+        client is closed. One reader at a time: two would split the changes."""
         while True:
             change = await self._inner.next_change()
             if change is None:

@@ -143,7 +143,9 @@ public class PulselinkSocket: @unchecked Sendable {
     public func changes(of presence: Presence) -> AsyncStream<PresenceChange> {
         AsyncStream { continuation in
             let task = Task {
-                while let change = await presence.nextChange() { continuation.yield(change) }
+                while !Task.isCancelled, let change = await presence.nextChange() {
+                    if case .terminated = continuation.yield(change) { break }
+                }
                 continuation.finish()
             }
             continuation.onTermination = { _ in task.cancel() }

@@ -158,7 +158,10 @@ open class PulselinkSocket internal constructor(internal val socket: Socket) {
     fun presence(config: PresenceConfig): Presence = socket.presence(config)
 }
 
-/** Every change of `presence`, from the moment the flow is collected, until it is cancelled. */
+/**
+ * The changes of `presence` since it was made (up to 256 buffered), until it is cancelled or
+ * its client closed. One collector at a time: two would split the changes.
+ */
 fun presenceChanges(presence: Presence): Flow<PresenceChange> = flow {
     while (true) emit(presence.nextChange() ?: break)
 }
