@@ -141,47 +141,29 @@ async fn transport_polling_talks_to_a_server_without_websocket() {
         ..Default::default()
     })
     .await;
-    let out = pulselink()
-        .args([
-            "emit",
-            &server.url(),
-            "transport?",
-            "[]",
-            "--args-array",
-            "--ack",
-        ])
-        .args(["--transport", "polling"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(reply, json!(["polling"]));
-
-    // The default (WebSocket, falling back to polling) reaches it too.
-    let out = pulselink()
-        .args([
-            "emit",
-            &server.url(),
-            "transport?",
-            "[]",
-            "--args-array",
-            "--ack",
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(reply, json!(["polling"]));
+    // Asked for, and by default (WebSocket, falling back to polling).
+    for transport in [&["--transport", "polling"][..], &[]] {
+        let out = pulselink()
+            .args([
+                "emit",
+                &server.url(),
+                "transport?",
+                "[]",
+                "--args-array",
+                "--ack",
+            ])
+            .args(transport)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{transport:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(reply, json!(["polling"]), "{transport:?}");
+    }
 
     let bad = pulselink()
         .args([

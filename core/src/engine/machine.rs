@@ -941,20 +941,7 @@ mod tests {
                 resumable: None,
             },
         );
-        let event = |name: &str, signal| {
-            Input::Event(protocol::Inbound {
-                event: EventData {
-                    namespace: Arc::from("/"),
-                    name: Arc::from(name),
-                    args: RawJson::validated("[]".into()),
-                    attachments: vec![],
-                },
-                ack: None,
-                id: None,
-                resumes: false,
-                signal,
-            })
-        };
+        let event = app_event;
         let pause = std::time::Duration::from_millis(700);
         m.input(
             t0(),
