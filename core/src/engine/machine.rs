@@ -676,14 +676,7 @@ mod tests {
         let (acks, _) = mpsc::unbounded_channel();
         let mut m = Machine::new(&config, Snapshot::default(), acks, t0());
         link_up(&mut m);
-        m.input(
-            t0(),
-            Input::Joined {
-                namespace: Arc::from("/"),
-                resumable: None,
-            },
-        );
-        m.settle(t0());
+        join_main(&mut m);
         m.take_actions();
         m
     }
@@ -792,6 +785,18 @@ mod tests {
         assert_eq!(out.notices.len(), 2, "{:?}", out.notices);
     }
 
+    /// The server accepts the main namespace's CONNECT; the step is settled.
+    fn join_main(m: &mut Machine) {
+        m.input(
+            t0(),
+            Input::Joined {
+                namespace: Arc::from("/"),
+                resumable: None,
+            },
+        );
+        m.settle(t0());
+    }
+
     /// Connects `m` up to the CONNECT frame: dialed, linked, credentials sent.
     fn link_up(m: &mut Machine) {
         m.command(t0(), Command::Connect(None));
@@ -816,14 +821,7 @@ mod tests {
         };
         let mut m = machine(snapshot, false);
         link_up(&mut m);
-        m.input(
-            t0(),
-            Input::Joined {
-                namespace: Arc::from("/"),
-                resumable: None,
-            },
-        );
-        m.settle(t0());
+        join_main(&mut m);
         let out = m.take_actions();
         assert_eq!(m.state(), &State::Connected);
         let frames = texts(&out);
