@@ -2,7 +2,7 @@
 # Runs the reliability suite (tests/tests/reliability.rs: the official Node Socket.IO server
 # behind the fault proxy; lifecycle.rs: background, suspension, interface changes, the Low
 # lane; secrets.rs: credentials in logs; tls.rs: certificate trust and
-# pinning; soak.rs; the SIGKILL storm of durability.rs) and the codec fuzzers, and writes
+# pinning; soak.rs; cluster.rs: a Redis-backed Socket.IO cluster behind nginx; the SIGKILL storm of durability.rs) and the codec fuzzers, and writes
 # their figures to tests/RELIABILITY.md. Every criterion in the report is printed by the test
 # from the same constant it asserts.
 #
@@ -24,7 +24,7 @@ fi
 npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --locked -p pulselink-tests --test reliability --test lifecycle --test secrets --test tls --test soak --test proxy --test signals --test presence -- --nocapture --test-threads 1 | tee "$log"
+cargo test --locked -p pulselink-tests --test reliability --test lifecycle --test secrets --test tls --test soak --test proxy --test signals --test presence --test cluster -- --nocapture --test-threads 1 | tee "$log"
 cargo test --locked -p pulselink-tests --test durability every_emit_that_returned_ok_survives_sigkill_exactly_once -- --nocapture --exact | tee -a "$log"
 cargo test --locked -p pulselink-tests --test durability new_emits_go_live_once_the_backlog_is_replayed_and_order_holds -- --nocapture --exact | tee -a "$log"
 fuzz_secs=15
@@ -34,9 +34,9 @@ fuzz_secs=15
   echo "# Reliability report"
   echo
   echo "Produced by \`scripts/reliability.sh${1:+ $1}\` on $(date -u +%Y-%m-%d) ($(nproc) CPUs, $(uname -sm));"
-  echo "every row is a test in \`tests/tests/reliability.rs\`, \`lifecycle.rs\`, \`secrets.rs\`, \`tls.rs\`, \`soak.rs\`, \`proxy.rs\`, \`signals.rs\`, \`presence.rs\` or \`durability.rs\` that asserts"
+  echo "every row is a test in \`tests/tests/reliability.rs\`, \`lifecycle.rs\`, \`secrets.rs\`, \`tls.rs\`, \`soak.rs\`, \`proxy.rs\`, \`signals.rs\`, \`presence.rs\`, \`cluster.rs\` or \`durability.rs\` that asserts"
   echo "its criterion (the criterion text is printed from the constant the test asserts), against the"
-  echo "official Node socket.io server with \`tests/src/proxy.rs\` injecting the faults (and tinyproxy and Dante as the proxies of \`proxy.rs\`). Commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- core tests ':!tests/RELIABILITY.md' || echo ' plus uncommitted changes')."
+  echo "official Node socket.io server with \`tests/src/proxy.rs\` injecting the faults (and tinyproxy and Dante as the proxies of \`proxy.rs\`; three nodes with the Redis streams adapter behind nginx in \`cluster.rs\`). Commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- core tests ':!tests/RELIABILITY.md' || echo ' plus uncommitted changes')."
   echo
   echo "| test | criterion | latest figure |"
   echo "|---|---|---|"

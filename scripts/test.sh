@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of Pulselink. Installs what it needs (npm packages for the real
 # Socket.IO peers, a Python virtualenv with maturin/pytest/mypy, Maven dependencies, the
-# tinyproxy and dante-server Debian packages when run as root) and needs only cargo (stable
+# tinyproxy , dante-server, redis-server and nginx Debian packages when run as root) and needs only cargo (stable
 # and nightly), node/npm, python3, util-linux's unshare and a JDK 17 with Maven on the
 # machine. Ends with a summary of every step; no step is ever skipped: a missing
 # tool is a failure that says how to install it.
@@ -47,14 +47,16 @@ if ! unshare --map-root-user --mount true 2>/dev/null; then
   exit 1
 fi
 
-step "proxy servers for the proxy tests: tinyproxy (HTTP) and Dante (SOCKS5) from Debian packages, and the SOCKS5 test user"
-if ! command -v tinyproxy >/dev/null || ! command -v danted >/dev/null; then
+step "Debian packages for the proxy and cluster tests: tinyproxy (HTTP proxy), Dante (SOCKS5), redis-server and nginx (the Socket.IO cluster), and the SOCKS5 test user"
+if ! command -v tinyproxy >/dev/null || ! command -v danted >/dev/null \
+  || ! command -v redis-server >/dev/null || ! command -v nginx >/dev/null; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "tinyproxy and danted are needed: sudo apt-get install tinyproxy dante-server" >&2
+    echo "tinyproxy, danted, redis-server and nginx are needed: sudo apt-get install tinyproxy dante-server redis-server nginx" >&2
     exit 1
   fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tinyproxy dante-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    tinyproxy dante-server redis-server nginx >/dev/null
 fi
 # Dante checks SOCKS5 user/password against the system's users: a user with no shell and no
 # home, password as in tests/src/proxies.rs (SOCKS_CREDENTIALS).

@@ -6,7 +6,10 @@
 //   TRANSPORTS: comma-separated Engine.IO transports accepted, default "websocket,polling",
 //   SUB_ACK_DELAY_MS: answer each "room:subscribe" this long after it arrived (default 0),
 //   TLS_CERT, TLS_KEY: PEM files, or TLS_PFX (+ TLS_PASSPHRASE): a PKCS#12 file; when set
-//   the server speaks HTTPS/WSS only)
+//   the server speaks HTTPS/WSS only,
+//   REDIS_URL: join a cluster through @socket.io/redis-streams-adapter on this Redis (one node
+//   of several; SIGTERM then shuts down gracefully so sessions persist for recovery),
+//   NODE_NAME: this node's name, answered on "node?")
 // Prints "listening <port>" on stdout once it accepts connections.
 //
 // Auth: a CONNECT whose auth.token is "bad" or "stale" is refused with "Authentication
@@ -18,6 +21,7 @@ const https = require("https");
 const { Server } = require("socket.io");
 
 const port = Number(process.env.PORT || 0);
+const nodeName = process.env.NODE_NAME || "single";
 const httpServer = process.env.TLS_CERT
   ? https.createServer({
       cert: fs.readFileSync(process.env.TLS_CERT),
@@ -119,6 +123,23 @@ function handlers(socket) {
   });
   const ns = socket.nsp.name;
   socket.emit("welcome", { namespace: ns, auth: socket.handshake.auth, recovered: socket.recovered });
+  socket.on("node?", (...args) => args[args.length - 1](nodeName));
+  // publish {roomId, event, count, rate}: `count` room events {n, node} at `rate` per second
+  // from this node (across the cluster through the adapter, stored for recovery); acknowledged
+  // at once, then "published" {count} to the caller when the last one went out.
+  socket.on("publish", ({ roomId, event, count, rate }, ack) => {
+    if (typeof ack === "function") ack();
+    const start = Date.now();
+    let n = 0;
+    const timer = setInterval(() => {
+      const due = Math.min(count, Math.floor(((Date.now() - start) * rate) / 1000) + 1);
+      for (; n < due; ) io.of(ns).to(roomId).emit(event, { n: ++n, node: nodeName });
+      if (n >= count) {
+        clearInterval(timer);
+        socket.emit("published", { count });
+      }
+    }, 2);
+  });
   // What credentials reached the server: the auth object, the URL query and the
   // Authorization header of the handshake (for the secrets test: sent, yet never logged).
   socket.on("handshake?", (ack) =>
@@ -215,15 +236,23 @@ function handlers(socket) {
       lastN = p.n;
     }
     const key = p.idempotencyKey;
-    if (ledgerPath) {
-      const dup = seenKeys.has(key);
-      seenKeys.add(key);
+    const record = (dup) => {
       fs.appendFileSync(ledgerPath, `${dup ? "dup " : ""}${key} ${p.n}\n`);
       // "holdAckOnce": record the first delivery but never acknowledge it, so the client
       // keeps the entry and must send it again (same key) after a restart.
       if (p.holdAckOnce && !dup) return;
+      if (typeof ack === "function") ack();
+    };
+    if (!ledgerPath) {
+      if (typeof ack === "function") ack();
+    } else if (redis) {
+      // A cluster drops repeats where every node sees them: one key per tick in Redis.
+      redis.set(`tick:${key}`, "1", { NX: true }).then((fresh) => record(fresh === null));
+    } else {
+      const dup = seenKeys.has(key);
+      seenKeys.add(key);
+      record(dup);
     }
-    if (typeof ack === "function") ack();
   });
 
   // Inbound duplicates: the same news ids on every connection.
@@ -388,8 +417,30 @@ const rooms = io.of(/^\/rooms\/[\w-]+$/);
 rooms.use(authenticate);
 rooms.on("connection", handlers);
 
-httpServer.listen(port, "127.0.0.1", () => {
-  process.stdout.write(`listening ${httpServer.address().port}\n`);
+let redis = null;
+async function main() {
+  if (process.env.REDIS_URL) {
+    const { createClient } = require("redis");
+    const { createAdapter } = require("@socket.io/redis-streams-adapter");
+    redis = createClient({ url: process.env.REDIS_URL });
+    await redis.connect();
+    io.adapter(createAdapter(redis));
+  }
+  httpServer.listen(port, "127.0.0.1", () => {
+    process.stdout.write(`listening ${httpServer.address().port}\n`);
+  });
+}
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
 });
 
-process.on("SIGTERM", () => process.exit(0));
+// SIGTERM: a cluster node shuts down as a deploy does: every socket is closed with "server
+// shutting down" (which persists its session in Redis for recovery on another node), the
+// writes reach Redis, then the process exits. A lone server just exits.
+process.on("SIGTERM", async () => {
+  if (!redis) process.exit(0);
+  await io.close();
+  await redis.quit().catch(() => {});
+  process.exit(0);
+});

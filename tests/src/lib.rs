@@ -8,6 +8,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
 
+pub mod cluster;
 pub mod pki;
 pub mod proxies;
 pub mod proxy;
@@ -47,6 +48,10 @@ pub struct ServerOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Answer each `room:subscribe` this many ms after it arrived (Socket.IO server only).
     pub sub_ack_delay_ms: u64,
+    /// Join a cluster through the Redis streams adapter on this Redis (`redis://…`).
+    pub redis: Option<String>,
+    /// The node's name, answered on `node?`.
+    pub name: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -62,6 +67,8 @@ impl Default for ServerOptions {
             rate_limit: None,
             tls: None,
             sub_ack_delay_ms: 0,
+            redis: None,
+            name: None,
         }
     }
 }
@@ -136,7 +143,21 @@ impl NodeServer {
         }
     }
 
-    /// Starts it again on the same port.
+    /// Shuts it down as a deploy does (SIGTERM: a cluster node closes every socket with
+    /// "server shutting down", persisting sessions for recovery) and waits for it to exit.
+    pub async fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Some(pid) = c.id() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+            let _ = c.wait().await;
+            self.hold = hold_port(self.port);
+        }
+    }
+
+    /// Starts it again on the same port (killing it first if it still runs).
     pub async fn restart(&mut self) {
         self.kill().await;
         self.hold = None;
@@ -220,6 +241,12 @@ async fn spawn(port: u16, options: &ServerOptions) -> (Child, u16) {
         }
         if let Some(t) = options.transports {
             cmd.env("TRANSPORTS", t);
+        }
+        if let Some(r) = &options.redis {
+            cmd.env("REDIS_URL", r);
+        }
+        if let Some(n) = &options.name {
+            cmd.env("NODE_NAME", n);
         }
         if let Some((n, window)) = options.rate_limit {
             cmd.env("RATE_LIMIT", n.to_string())
@@ -341,6 +368,25 @@ pub async fn ledger_with(path: &std::path::Path, lines: usize) -> Vec<LedgerLine
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Asks the server with an acknowledged emit on the main namespace and returns the first
+/// argument of its answer (`null` when it answered with none), or panics after 20 s.
+pub async fn ask(
+    client: &pulselink::Client,
+    event: &str,
+    args: impl Into<pulselink::Args>,
+) -> serde_json::Value {
+    let reply = client
+        .emit_with_ack(event, args, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{event}: {e}"));
+    reply
+        .values()
+        .unwrap()
+        .first()
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// The first notice `pick` maps to `Some`, or panics after `limit`.

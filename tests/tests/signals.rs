@@ -14,7 +14,9 @@ use pulselink::{
     AppHeartbeat, AuthReason, AuthRequest, Budget, Client, ClientConfig, DisconnectReason, Notice,
     RateLimit, ServerSignals, State,
 };
-use pulselink_tests::{HEARTBEAT_MARGIN, NodeServer, fast_reconnect, next_notice, wait_for_state};
+use pulselink_tests::{
+    HEARTBEAT_MARGIN, NodeServer, ask, fast_reconnect, next_notice, wait_for_state,
+};
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(20);
@@ -31,19 +33,6 @@ fn seed(server: &NodeServer, signals: ServerSignals) -> ClientConfig {
         .unwrap()
         .with_signals(signals)
         .with_reconnect(fast_reconnect())
-}
-
-async fn ask(client: &Client, event: &str, args: Value) -> Value {
-    let reply = client
-        .emit_with_ack(event, args, T)
-        .await
-        .unwrap_or_else(|e| panic!("{event}: {e}"));
-    reply
-        .values()
-        .unwrap()
-        .first()
-        .cloned()
-        .unwrap_or(Value::Null)
 }
 
 /// Waits until `check` holds for the server's answer to `event` (the server's count of what

@@ -55,9 +55,35 @@ pub fn encoded_len(packet: &Piece<'_>, first: bool) -> usize {
     body + usize::from(!first)
 }
 
+/// Engine.IO's error code for a request whose session id the server does not know.
+const UNKNOWN_SID: u64 = 1;
+
+/// Whether an HTTP error body is Engine.IO's "Session ID unknown" (`{"code":1,…}`): the
+/// server that answered never opened this session — behind a load balancer without sticky
+/// sessions, another node did — or has already closed it.
+pub fn is_unknown_session(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Refusal {
+        code: u64,
+    }
+    serde_json::from_slice::<Refusal>(body).is_ok_and(|r| r.code == UNKNOWN_SID)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recognises_the_unknown_session_refusal_and_nothing_else() {
+        assert!(is_unknown_session(
+            br#"{"code":1,"message":"Session ID unknown"}"#
+        ));
+        assert!(!is_unknown_session(
+            br#"{"code":3,"message":"Bad request"}"#
+        ));
+        assert!(!is_unknown_session(b"Bad Gateway"));
+        assert!(!is_unknown_session(b""));
+    }
 
     #[test]
     fn payloads_from_the_protocol_document() {

@@ -68,7 +68,21 @@ pub(crate) async fn dial(
             other => other,
         }),
         Transports::Polling => polling(limit, false).await,
-        Transports::PollingThenUpgrade => polling(limit, true).await,
+        Transports::PollingThenUpgrade => {
+            let started = tokio::time::Instant::now();
+            match polling(limit, true).await {
+                // Polling cannot work through this balancer (no sticky sessions), but a
+                // WebSocket session lives on one connection, so it can: the same attempt goes on
+                // over WebSocket.
+                Err(Error::Connect(m)) if m == TransportError::UnknownSession.to_string() => {
+                    debug!("polling session unknown behind a balancer; trying websocket");
+                    websocket(limit.saturating_sub(started.elapsed()))
+                        .await
+                        .map_err(|e| Error::Connect(format!("polling: {m}; websocket: {e}")))
+                }
+                other => other,
+            }
+        }
         Transports::WebSocketThenFallback => match websocket(limit / 2).await {
             Ok(link) => Ok(link),
             // What fails the WebSocket fails polling too: no second connection (and no second

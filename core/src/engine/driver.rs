@@ -481,7 +481,9 @@ fn end_of(e: TransportError) -> End {
         TransportError::Closed => End::lost(DisconnectReason::TransportClose),
         TransportError::TooLarge { .. } => End::lost(DisconnectReason::ParseError(e.to_string())),
         TransportError::Io(m) => End::lost(DisconnectReason::TransportError(m)),
-        e @ (TransportError::UpgradeRefused { .. } | TransportError::Proxy { .. }) => {
+        e @ (TransportError::UpgradeRefused { .. }
+        | TransportError::Proxy { .. }
+        | TransportError::UnknownSession) => {
             End::lost(DisconnectReason::TransportError(e.to_string()))
         }
     }

@@ -41,6 +41,15 @@ pub enum TransportError {
         /// What it did.
         failure: super::proxy::failure::ProxyFailure,
     },
+    /// A long-polling request reached a server that does not know its session: behind a
+    /// load balancer, every request of a session must reach the node that opened it.
+    #[error(
+        "the server does not know this long-polling session (\"Session ID unknown\"): behind a \
+         load balancer, long-polling needs sticky sessions (every request of a session to the \
+         node that opened it, e.g. nginx ip_hash or a cookie); or connect over WebSocket \
+         (Transports::WebSocketThenFallback, the default, or Transports::WebSocket)"
+    )]
+    UnknownSession,
     /// Anything else the I/O layer reported.
     #[error("{0}")]
     Io(String),

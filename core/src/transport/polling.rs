@@ -25,7 +25,7 @@ use super::{
 };
 use crate::codec::{
     engineio,
-    polling::{Piece, decode_payload, encoded_len, push_packet},
+    polling::{Piece, decode_payload, encoded_len, is_unknown_session, push_packet},
 };
 
 type Pending<T> = Pin<Box<dyn Future<Output = Result<T, TransportError>> + Send>>;
@@ -118,6 +118,10 @@ impl Polling {
         };
         me.max_payload = handshake.max_payload;
         me.url.query_pairs_mut().append_pair("sid", &handshake.sid);
+        // A noop (`6`) before anything else: a balancer without sticky sessions sends it to a
+        // node that never opened the session, and the attempt fails here, clearly, where a
+        // fallback to WebSocket is still possible, instead of after the link was handed over.
+        me.post("6".into()).await?;
         if let Some(mut ws_url) =
             upgrade_to.filter(|_| handshake.upgrades.iter().any(|u| u == "websocket"))
         {
@@ -161,7 +165,10 @@ impl Polling {
             self.cookies.push(pair.to_owned());
         }
         if answer.status != StatusCode::OK {
-            // 400 is how the server says the session is gone (closed, timed out, unknown sid).
+            if answer.status == StatusCode::BAD_REQUEST && is_unknown_session(&answer.body) {
+                return Err(TransportError::UnknownSession);
+            }
+            // Otherwise 400 is how the server says the session is gone (closed, timed out).
             return Err(TransportError::Io(format!(
                 "HTTP {} on a polling request",
                 answer.status
@@ -245,6 +252,9 @@ impl Polling {
         .await?;
         let status = answer.status;
         self.post_lane = answer.lane;
+        if status == StatusCode::BAD_REQUEST && is_unknown_session(&answer.body) {
+            return Err(TransportError::UnknownSession);
+        }
         if status != StatusCode::OK {
             return Err(TransportError::Io(format!(
                 "HTTP {status} on a polling POST"
