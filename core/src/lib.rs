@@ -36,6 +36,7 @@ pub mod device;
 mod engine;
 pub mod error;
 pub mod event;
+mod hub;
 pub mod inbox;
 pub mod metrics;
 pub mod outbox;
@@ -68,6 +69,7 @@ pub use config::{
 pub use device::{BackgroundFlush, BackgroundPolicy, Interface, NetworkPath};
 pub use error::{Error, Result};
 pub use event::{DisconnectReason, Event, Notice, State};
+pub use hub::Hub;
 pub use inbox::{DedupConfig, Freshness};
 pub use metrics::{Latency, Metrics, StateTimes};
 pub use outbox::{

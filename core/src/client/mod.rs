@@ -31,7 +31,7 @@ use crate::{
     event::{Event, Notice, State},
     metrics::Metrics,
     outbox::EmitOptions,
-    store::Store,
+    store::{Host, Store},
 };
 
 /// A connection to one Socket.IO (or JSON-envelope) server. Cheap to clone; the connection
@@ -50,6 +50,10 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// Notices kept for a slow receiver. Every slot is allocated with the client (about 110
+/// bytes each), so this is per-client memory a hub of thousands pays in full.
+const NOTICES: usize = 64;
+
 impl Client {
     /// Creates a client and its engine task on the current tokio runtime, opening its store
     /// (a few milliseconds of blocking file I/O; migrations and an integrity check after an
@@ -60,14 +64,19 @@ impl Client {
     /// runtime, and with [`Error::StoreCorrupt`] / [`Error::Store`] when the store cannot be
     /// opened.
     pub fn new(config: ClientConfig) -> Result<Self> {
+        Self::build(config, None)
+    }
+
+    /// A client whose store runs on `host`'s thread (a hub's), or on a thread of its own.
+    pub(crate) fn build(config: ClientConfig, host: Option<&Host>) -> Result<Self> {
         let route = config.checked()?;
         let runtime = Handle::try_current().map_err(|_| {
             Error::InvalidConfig("Client::new must run inside a tokio runtime".into())
         })?;
         let config = Arc::new(config);
-        let (notices, _) = broadcast::channel(256);
+        let (notices, _) = broadcast::channel(NOTICES);
         let (events_tx, store_events) = mpsc::unbounded_channel();
-        let (store, snapshot) = Store::open(&config.store, &config.outbox, events_tx)?;
+        let (store, snapshot) = Store::open(&config.store, &config.outbox, events_tx, host)?;
         let handles = engine::spawn(
             &runtime,
             config.clone(),
@@ -169,7 +178,9 @@ impl Client {
         self.inner.state.clone()
     }
 
-    /// Lifecycle notices: reconnect attempts, failures, namespace refusals, dropped emits.
+    /// Lifecycle notices: reconnect attempts, failures, namespace refusals, dropped emits. A
+    /// receiver more than 64 notices behind skips the oldest (`Lagged`); events are never
+    /// skipped.
     pub fn notices(&self) -> broadcast::Receiver<Notice> {
         self.inner.notices.subscribe()
     }

@@ -114,7 +114,9 @@ impl Driver {
             let wake = self.next(&mut io).await;
             self.handle(&mut io, wake);
         }
-        self.finish(io).await;
+        // Boxed, like the end of a link: a rare path's state would otherwise be part of every
+        // idle client's task.
+        Box::pin(self.finish(io)).await;
     }
 
     async fn next(&mut self, io: &mut Io) -> Wake {
@@ -263,7 +265,7 @@ impl Driver {
                     );
                     io.dialing = Some(Box::pin(dialing));
                 }
-                Some(LinkAction::End(end)) => self.end_link(io, end).await,
+                Some(LinkAction::End(end)) => Box::pin(self.end_link(io, end)).await,
                 Some(LinkAction::Exit) => return Flow::Exit,
             }
             if self.machine.out.is_empty() {

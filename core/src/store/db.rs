@@ -350,10 +350,10 @@ mod tests {
         let path = dir.join("s.db");
         let key = OutboxKey::generate().unwrap();
         // One entry from before the key was set, two after.
-        let (conn, _, none) = open(Some(&path), Durability::Normal, None).unwrap();
+        let (conn, _, none) = open(Some(&path), Durability::Normal, None, false).unwrap();
         insert(&conn, 1, &entry(1), 0, none.as_ref()).unwrap();
         drop(conn);
-        let (conn, _, cipher) = open(Some(&path), Durability::Normal, Some(&key)).unwrap();
+        let (conn, _, cipher) = open(Some(&path), Durability::Normal, Some(&key), false).unwrap();
         for n in 2..=3 {
             insert(&conn, n, &entry(n), 0, cipher.as_ref()).unwrap();
         }
@@ -369,14 +369,15 @@ mod tests {
         assert_eq!(raw.windows(11).filter(|w| w == b"ecg-private").count(), 1);
 
         // Without the key, or with another, the file does not open; nothing is touched.
-        let needs_key = open(Some(&path), Durability::Normal, None).unwrap_err();
+        let needs_key = open(Some(&path), Durability::Normal, None, false).unwrap_err();
         assert!(matches!(needs_key, StoreError::Key(ref m) if m.contains("configure")));
         let other = OutboxKey::generate().unwrap();
-        let wrong = open(Some(&path), Durability::Normal, Some(&other)).unwrap_err();
+        let wrong = open(Some(&path), Durability::Normal, Some(&other), false).unwrap_err();
         assert!(matches!(wrong, StoreError::Key(ref m) if m.contains("not the one")));
 
         // With it, every entry reads back as written, in order.
-        let (conn, snap, cipher) = open(Some(&path), Durability::Normal, Some(&key)).unwrap();
+        let (conn, snap, cipher) =
+            open(Some(&path), Durability::Normal, Some(&key), false).unwrap();
         assert_eq!(snap.count, 3);
         let got = fetch(&conn, Priority::Normal, 0, 10, 0, cipher.as_ref()).unwrap();
         let args: Vec<&str> = got.iter().map(|e| e.args.as_str()).collect();

@@ -1,7 +1,8 @@
 //! The store: one SQLite database per client (outbox, subscriptions, seen ids, recovery
-//! sessions), owned by its own thread so neither the app nor the engine waits for a disk.
+//! sessions), run by a store thread ([`host`]) so neither the app nor the engine waits for a
+//! disk — a thread of the client's own, or one shared by every client of a [`crate::Hub`].
 //!
-//! Commands arrive on a channel ([`Cmd`]); the thread runs everything queued in one
+//! Commands arrive on a channel ([`Cmd`]); the thread runs everything a client queued in one
 //! transaction (group commit) and answers after the commit. What concerns the engine —
 //! appends it waits on, fetched windows, entries that left undelivered — reaches it as
 //! [`StoreEvent`]s on one channel, in commit order.
@@ -18,6 +19,7 @@ pub(crate) mod cipher;
 mod command;
 mod db;
 mod error;
+mod host;
 mod owner;
 mod reply;
 mod schema;
@@ -26,10 +28,12 @@ mod worker;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
+use self::host::{Slot, Tagged};
 pub(crate) use self::{
     command::{
         Cmd, Gone, NewEntry, Reply, StoreEvent, StoredEntry, StoredSubscription, idempotency_key,
     },
+    host::Host,
     schema::{SEQ_BLOCK, Snapshot},
 };
 use crate::{config::StoreConfig, error::Error, outbox::OutboxConfig};
@@ -37,16 +41,19 @@ use crate::{config::StoreConfig, error::Error, outbox::OutboxConfig};
 /// The handle the client and engine share.
 #[derive(Clone)]
 pub(crate) struct Store {
-    tx: mpsc::Sender<Cmd>,
+    tx: mpsc::Sender<Tagged>,
+    slot: Slot,
 }
 
 impl Store {
-    /// Opens the store (blocking for the open and any migration) and starts its thread, which
-    /// reports to the engine on `events`.
+    /// Opens the store (blocking for the open and any migration) on `host` (a thread of its
+    /// own when `None`), reporting to the engine on `events`. With `compact`, the database
+    /// trades a little speed for memory, for processes that hold many clients.
     pub(crate) fn open(
         config: &StoreConfig,
         limits: &OutboxConfig,
         events: mpsc::UnboundedSender<StoreEvent>,
+        host: Option<&Host>,
     ) -> Result<(Store, Snapshot), Error> {
         // Taken before the file is opened, so a refused client changes nothing in it.
         let owner = config.path.as_deref().map(owner::Owner::take).transpose()?;
@@ -54,24 +61,37 @@ impl Store {
             config.path.as_deref(),
             config.durability,
             config.encryption_key.as_ref(),
+            host.is_some(),
         )?;
         if snapshot.unclean {
             debug!("store was not closed cleanly last time; quick_check passed");
         }
-        let tx = worker::start(conn, owner, cipher, &snapshot, limits.clone(), events)?;
-        Ok((Store { tx }, snapshot))
+        let worker = worker::Worker::new(conn, owner, cipher, &snapshot, limits.clone(), events);
+        let own;
+        let host = match host {
+            Some(h) => h,
+            None => {
+                own = Host::start("pulselink-store")?;
+                &own
+            }
+        };
+        let (tx, slot) = host.attach(worker)?;
+        Ok((Store { tx, slot }, snapshot))
     }
 
     /// Queues a command, waiting for room.
     pub(crate) async fn send(&self, cmd: Cmd) -> Result<(), Error> {
-        self.tx.send(cmd).await.map_err(|_| Error::Closed)
+        self.tx
+            .send(Tagged(self.slot, cmd))
+            .await
+            .map_err(|_| Error::Closed)
     }
 
     /// Queues a command from the engine, which must not wait: when the channel is full the
     /// command is handed to a task that waits for room (order within that rare case is kept
     /// by the channel's FIFO semaphore).
     pub(crate) fn post(&self, cmd: Cmd) {
-        match self.tx.try_send(cmd) {
+        match self.tx.try_send(Tagged(self.slot, cmd)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(cmd)) => {
                 let tx = self.tx.clone();

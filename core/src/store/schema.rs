@@ -112,10 +112,38 @@ fn next_block(conn: &Connection) -> Result<(u64, u64), StoreError> {
 /// Opens (creating or migrating) the database at `path`, or an in-memory one for `None`;
 /// with `key`, checks it is the key the file's payloads were sealed with (recording it on the
 /// first keyed open) and returns the cipher for them.
+/// Turns off `conn`'s lookaside memory. Must run before any statement (SQLite refuses while
+/// lookaside memory is in use, leaving it on: the store then only uses more memory).
+fn no_lookaside(conn: &Connection) {
+    use std::ffi::{c_int, c_void};
+    // SAFETY: `handle()` is this open connection, used on this thread; with a null buffer and
+    // zero sizes SQLite allocates nothing. rusqlite has no safe call for this option.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_db_config(
+            conn.handle(),
+            rusqlite::ffi::SQLITE_DBCONFIG_LOOKASIDE,
+            std::ptr::null_mut::<c_void>(),
+            0 as c_int,
+            0 as c_int,
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        tracing::debug!(rc, "lookaside stays on");
+    }
+}
+
+/// Prepared statements a compact store keeps (rusqlite's default is 16).
+const COMPACT_STATEMENTS: usize = 6;
+
+/// Opens (creating and migrating) the database at `path`, or one in memory. `compact` is for
+/// processes holding many clients: no lookaside memory (SQLite's per-connection allocator,
+/// about 120 KiB touched at open), 1 KiB pages for a database in memory, and fewer cached
+/// statements — some 40 KiB per store instead of 130, for a little more time per statement.
 pub(super) fn open(
     path: Option<&Path>,
     durability: Durability,
     key: Option<&OutboxKey>,
+    compact: bool,
 ) -> Result<(Connection, Snapshot, Option<Cipher>), StoreError> {
     let conn = match path {
         Some(p) => Connection::open_with_flags(
@@ -127,6 +155,15 @@ pub(super) fn open(
         None => Connection::open_in_memory(),
     }
     .map_err(|e| StoreError::from_sqlite("open", e))?;
+    if compact {
+        no_lookaside(&conn);
+        conn.set_prepared_statement_cache_capacity(COMPACT_STATEMENTS);
+        if path.is_none() {
+            // Before the first table exists, or it has no effect.
+            conn.execute_batch("PRAGMA page_size = 1024")
+                .map_err(|e| StoreError::from_sqlite("pragma", e))?;
+        }
+    }
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(|e| StoreError::from_sqlite("busy_timeout", e))?;
     let sync = match durability {
@@ -378,11 +415,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pl-db-{}", fastrand::u64(..)));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.db");
-        let (conn, snap, _) = open(Some(&path), Durability::Normal, None).unwrap();
+        let (conn, snap, _) = open(Some(&path), Durability::Normal, None, false).unwrap();
         assert!(!snap.unclean);
         let id = snap.client_id;
         drop(conn); // no clean close recorded
-        let (conn, snap, _) = open(Some(&path), Durability::Full, None).unwrap();
+        let (conn, snap, _) = open(Some(&path), Durability::Full, None, false).unwrap();
         assert!(snap.unclean, "a run that never closed the store is unclean");
         assert_eq!(snap.client_id, id, "the client id survives");
         let v: i32 = conn
@@ -392,7 +429,7 @@ mod tests {
         conn.execute_batch("PRAGMA user_version = 99").unwrap();
         drop(conn);
         assert!(matches!(
-            open(Some(&path), Durability::Normal, None),
+            open(Some(&path), Durability::Normal, None, false),
             Err(StoreError::Incompatible { found: 99, .. })
         ));
         std::fs::remove_dir_all(dir).unwrap();
@@ -409,7 +446,7 @@ mod tests {
                 .map(|_| {
                     s.spawn(|| {
                         barrier.wait();
-                        open(Some(&path), Durability::Normal, None)
+                        open(Some(&path), Durability::Normal, None, false)
                             .unwrap()
                             .1
                             .client_id
@@ -428,7 +465,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.db");
         std::fs::write(&path, vec![0x5a; 8192]).unwrap();
-        let err = open(Some(&path), Durability::Normal, None).unwrap_err();
+        let err = open(Some(&path), Durability::Normal, None, false).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -1,6 +1,6 @@
-//! The store thread: takes every command already queued (up to a batch), runs them in one
-//! `BEGIN IMMEDIATE` transaction and answers after the commit — the group commit that lets
-//! many concurrent emits share one fsync.
+//! One client's store: the commands of a batch run in one `BEGIN IMMEDIATE` transaction and
+//! are answered after the commit — the group commit that lets many concurrent emits share one
+//! fsync. A [`super::host`] thread hands each worker its commands.
 //!
 //! Callers hear their own answers on oneshot channels; the engine hears what concerns the
 //! outbox it sends ([`StoreEvent`]) on one channel, in commit order, so an append is always
@@ -8,7 +8,7 @@
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::{
     cipher::Cipher,
@@ -25,9 +25,6 @@ use crate::{
     time::now_ms,
 };
 
-/// Most commands in one transaction.
-const MAX_BATCH: usize = 4096;
-
 /// A fetch waiting for entries.
 struct Parked {
     id: u64,
@@ -35,7 +32,9 @@ struct Parked {
     limit: usize,
 }
 
-struct Worker {
+/// One client's store, run by a [`super::host`] thread: its database, counters, parked
+/// fetch and waiters.
+pub(super) struct Worker {
     conn: Connection,
     /// This client's hold on the store file (none in memory).
     owner: Option<Owner>,
@@ -55,61 +54,36 @@ struct Worker {
     appended_upto: u64,
 }
 
-/// Commands that wait in the channel before the thread takes them; a full channel makes
-/// senders wait (backpressure) instead of growing memory.
-const CHANNEL: usize = 4096;
-
-/// Starts the store thread on an open database; returns the channel that feeds it.
-pub(super) fn start(
-    conn: Connection,
-    owner: Option<Owner>,
-    cipher: Option<Cipher>,
-    snapshot: &Snapshot,
-    limits: OutboxConfig,
-    events: mpsc::UnboundedSender<StoreEvent>,
-) -> Result<mpsc::Sender<Cmd>, Error> {
-    let (tx, rx) = mpsc::channel(CHANNEL);
-    let worker = Worker {
-        conn,
-        owner,
-        cipher,
-        client_id: snapshot.client_id.clone(),
-        limits,
-        stats: OutboxStats {
-            pending: snapshot.count,
-            pending_bytes: snapshot.bytes,
-            ..Default::default()
-        },
-        parked: None,
-        appended_upto: 0,
-        events,
-        empty_waiters: Vec::new(),
-    };
-    std::thread::Builder::new()
-        .name("pulselink-store".into())
-        .spawn(move || worker.run(rx))
-        .map_err(|e| Error::Store(format!("cannot start the store thread: {e}")))?;
-    Ok(tx)
-}
-
 impl Worker {
-    fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
-        let mut batch = Vec::with_capacity(64);
-        let mut closed_reply = None;
-        while closed_reply.is_none() {
-            batch.clear();
-            match rx.blocking_recv() {
-                Some(cmd) => batch.push(cmd),
-                None => break,
-            }
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(cmd) => batch.push(cmd),
-                    Err(_) => break,
-                }
-            }
-            closed_reply = self.run_batch(&mut batch);
+    /// A worker for a freshly opened database.
+    pub(super) fn new(
+        conn: Connection,
+        owner: Option<Owner>,
+        cipher: Option<Cipher>,
+        snapshot: &Snapshot,
+        limits: OutboxConfig,
+        events: mpsc::UnboundedSender<StoreEvent>,
+    ) -> Self {
+        Self {
+            conn,
+            owner,
+            cipher,
+            client_id: snapshot.client_id.clone(),
+            limits,
+            stats: OutboxStats {
+                pending: snapshot.count,
+                pending_bytes: snapshot.bytes,
+                ..Default::default()
+            },
+            parked: None,
+            appended_upto: 0,
+            events,
+            empty_waiters: Vec::new(),
         }
+    }
+
+    /// Marks the store closed cleanly, closes the database and releases the file.
+    pub(super) fn finish(self) {
         if let Err(e) = super::schema::meta_set(&self.conn, "clean", "1") {
             warn!(error = %e, "could not mark the store closed");
         }
@@ -120,15 +94,11 @@ impl Worker {
         }
         // Released before `close()` returns, so the app can open the file again at once.
         drop(self.owner);
-        debug!("store thread stopped");
-        if let Some(reply) = closed_reply {
-            let _ = reply.send(());
-        }
     }
 
     /// Runs one batch in one transaction; returns the reply of a close it found (the rest of
     /// the batch still runs).
-    fn run_batch(&mut self, batch: &mut Vec<Cmd>) -> Option<oneshot::Sender<()>> {
+    pub(super) fn run_batch(&mut self, batch: &mut Vec<Cmd>) -> Option<oneshot::Sender<()>> {
         let now = now_ms();
         let before = self.stats.clone();
         let mut deferred = Vec::with_capacity(batch.len());
@@ -549,23 +519,21 @@ mod tests {
     use super::*;
     use crate::config::Durability;
 
+    /// A worker on a compact store in memory (as a hub's clients have; every integration
+    /// test runs the default kind).
     fn worker(config: OutboxConfig) -> (Worker, mpsc::UnboundedReceiver<StoreEvent>) {
         let (conn, snapshot, cipher) =
-            super::super::schema::open(None, Durability::Normal, None).unwrap();
+            super::super::schema::open(None, Durability::Normal, None, true).unwrap();
         let (events, rx) = mpsc::unbounded_channel();
-        let w = Worker {
-            conn,
-            owner: None,
-            cipher,
-            client_id: snapshot.client_id,
-            limits: config,
-            stats: OutboxStats::default(),
-            parked: None,
-            appended_upto: 0,
-            events,
-            empty_waiters: Vec::new(),
+        let snapshot = Snapshot {
+            count: 0,
+            bytes: 0,
+            ..snapshot
         };
-        (w, rx)
+        (
+            Worker::new(conn, None, cipher, &snapshot, config, events),
+            rx,
+        )
     }
 
     /// Entry `n`, numbered `n + 1` as the engine would from a fresh block.

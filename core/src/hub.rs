@@ -1,0 +1,41 @@
+//! Many clients in one process: a hub or gateway that forwards for hundreds of devices, each
+//! with its own connection and identity, or a load test of thousands.
+//!
+//! A [`Client`] made by [`Client::new`] has a store thread of its own. Clients made by one
+//! [`Hub`] share one: each still keeps its own database (its file, or one in memory), outbox
+//! order, idempotency keys, subscriptions and dedup window, and its commands run in its own
+//! transactions, so one client's failure (a full disk, a corrupt file) never touches another's
+//! entries. Their databases are opened compact (no SQLite lookaside memory, smaller pages in
+//! memory), and their engines run on the runtime the hub's clients are created on, like every
+//! client's. So the process's thread count does not grow with its clients.
+
+use crate::{client::Client, config::ClientConfig, error::Result, store::Host};
+
+/// Creates clients that share one store thread. Cheap to clone; the thread ends once the hub
+/// and every client it made are gone.
+#[derive(Clone)]
+pub struct Hub {
+    host: Host,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// Starts the hub's store thread.
+    pub fn new() -> Result<Self> {
+        Ok(Self {
+            host: Host::start("pulselink-hub-store")?,
+        })
+    }
+
+    /// A client whose store runs on this hub's thread; otherwise exactly [`Client::new`]
+    /// (the same checks and errors, inside a tokio runtime). Store files must differ between
+    /// clients, as always.
+    pub fn client(&self, config: ClientConfig) -> Result<Client> {
+        Client::build(config, Some(&self.host))
+    }
+}
