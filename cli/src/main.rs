@@ -3,6 +3,7 @@
 //! - `pulselink listen URL` prints inbound events as JSON lines;
 //! - `pulselink emit URL EVENT JSON` sends one event (optionally waiting for its ack);
 //! - `pulselink gateway URL` forwards telemetry lines durably over a bad uplink;
+//! - `pulselink swarm URL` simulates a fleet of devices against a server (a load test);
 //! - `pulselink demo` runs a server and a client in one process and shows a reconnect;
 //! - `pulselink pin CERT.pem` prints the `--pin` value of each certificate in a file.
 
@@ -12,6 +13,7 @@ mod emit;
 mod gateway;
 mod listen;
 mod states;
+mod swarm;
 
 use clap::{Parser, Subcommand};
 
@@ -62,6 +64,16 @@ enum Command {
         #[command(flatten)]
         options: gateway::Options,
     },
+    /// Simulate a fleet of devices against a server (a load test): --clients connections,
+    /// each with its own identity, subscriptions and telemetry; a live status line on stderr,
+    /// a JSON report at the end; exits 0 when every device was connected at the end and every
+    /// acknowledged emit was answered, 3 when not.
+    Swarm {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        options: swarm::Options,
+    },
     /// Start a Socket.IO server in this process, connect to it, drop it, restart it, and show
     /// the client reconnecting. Needs nothing else; ends by itself.
     Demo,
@@ -82,8 +94,11 @@ fn print_pins(file: &std::path::Path) -> pulselink::Result<()> {
     Ok(())
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+/// The swarm's exit status when it ran but not every device stayed reachable or every
+/// acknowledged emit was answered (1 is an error, 2 clap's usage error).
+const SWARM_UNMET: i32 = 3;
+
+fn main() {
     tracing_subscriber::fmt()
         // Even PULSELINK_LOG=trace keeps tokens out of the logs.
         .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
@@ -94,7 +109,22 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
+    // One thread serves one connection best; a fleet of them uses every core.
+    let runtime = match cli.command {
+        Command::Swarm { .. } => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build()
+    .expect("the runtime starts");
+    let code = runtime.block_on(run(cli.command));
+    // Exit here rather than by dropping the runtime: a stdin read still blocked in the
+    // runtime's blocking pool would otherwise hold the process until the next line arrives.
+    std::process::exit(code)
+}
+
+async fn run(command: Command) -> i32 {
+    let result = match command {
         Command::Listen {
             conn,
             namespaces,
@@ -103,17 +133,19 @@ async fn main() {
         } => listen::run(conn, namespaces, count, subscriptions).await,
         Command::Emit { conn, request } => emit::run(conn, request).await,
         Command::Gateway { conn, options } => gateway::run(conn, options).await,
+        Command::Swarm { conn, options } => match swarm::run(conn, options).await {
+            Ok(true) => Ok(()),
+            Ok(false) => return SWARM_UNMET,
+            Err(e) => Err(e),
+        },
         Command::Demo => demo::run().await,
         Command::Pin { file } => print_pins(&file),
     };
-    let code = match result {
+    match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
             1
         }
-    };
-    // Exit here rather than by dropping the runtime: a stdin read still blocked in the
-    // runtime's blocking pool would otherwise hold the process until the next line arrives.
-    std::process::exit(code)
+    }
 }

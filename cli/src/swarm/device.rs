@@ -1,0 +1,173 @@
+//! One simulated device of the swarm: a `Client` of its own (identity, subscriptions, outbox)
+//! that connects at its slot of the ramp, counts what it receives, emits telemetry at its rate
+//! and reports everything to the fleet's [`Tally`].
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use pulselink::{Client, ClientConfig, Hub, Notice, State};
+use serde_json::Value;
+use tokio::{sync::watch, task::JoinSet, time::Instant};
+
+use super::tally::{Tally, bump, kind_of};
+
+/// What every device does, with `{i}` replaced by its index.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// Subscriptions replayed on every connect: event and JSON template.
+    pub(crate) subscriptions: Vec<(String, String)>,
+    /// Telemetry: event, JSON template, emits per second (0: none).
+    pub(crate) emit: Option<(String, String)>,
+    pub(crate) rate: f64,
+    /// Wait for the server's acknowledgement of each emit, this long at most.
+    pub(crate) ack: Option<Duration>,
+}
+
+/// `template` with `{i}` replaced, parsed as JSON.
+pub(crate) fn fill(template: &str, i: u64) -> Result<Value, String> {
+    serde_json::from_str(&template.replace("{i}", &i.to_string()))
+        .map_err(|e| format!("{template:?} is not JSON once {{i}} is replaced: {e}"))
+}
+
+/// How a device ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    /// Connected when the run stopped.
+    pub(crate) connected_at_end: bool,
+}
+
+/// Runs device `i` from `start` until `stop` turns true.
+pub(crate) async fn run(
+    i: u64,
+    hub: Hub,
+    config: ClientConfig,
+    plan: Arc<Plan>,
+    tally: Arc<Tally>,
+    start: Instant,
+    mut stop: watch::Receiver<bool>,
+) -> Outcome {
+    let ended = Outcome {
+        connected_at_end: false,
+    };
+    tokio::select! {
+        () = tokio::time::sleep_until(start) => {}
+        _ = stop.wait_for(|s| *s) => return ended,
+    }
+    let client = match hub.client(config) {
+        Ok(c) => c,
+        Err(e) => {
+            tally.error(kind_of(&format!("{e:?}")), i, || e.to_string());
+            return ended;
+        }
+    };
+    for (event, template) in &plan.subscriptions {
+        let arg = fill(template, i).expect("validated before the run");
+        if let Err(e) = client.subscribe(event, arg, None).await {
+            tally.error(kind_of(&format!("{e:?}")), i, || e.to_string());
+        }
+    }
+    let events = tally.clone();
+    let _listener = client.on_any(move |_| bump(&events.events_in));
+    let watcher = tokio::spawn(watch_client(i, client.clone(), tally.clone()));
+    if let Err(e) = client.start() {
+        tally.error(kind_of(&format!("{e:?}")), i, || e.to_string());
+    }
+
+    let mut acks = JoinSet::new();
+    if let (Some((event, template)), true) = (&plan.emit, plan.rate > 0.0) {
+        let every = Duration::from_secs_f64(1.0 / plan.rate);
+        // A random phase, so a fleet started together does not emit in lockstep.
+        let first = Instant::now() + every.mul_f64(fastrand::f64());
+        let mut ticks = tokio::time::interval_at(first, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            let args = fill(template, i).expect("validated before the run");
+            match plan.ack {
+                None => match client.emit(event, args).await {
+                    Ok(()) => bump(&tally.emitted),
+                    Err(e) => tally.error(kind_of(&format!("{e:?}")), i, || e.to_string()),
+                },
+                Some(timeout) => {
+                    let (client, tally, event) = (client.clone(), tally.clone(), event.clone());
+                    acks.spawn(async move {
+                        let sent = Instant::now();
+                        match client.emit_with_ack(&event, args, timeout).await {
+                            Ok(_) => {
+                                bump(&tally.emitted);
+                                tally.ack(sent.elapsed());
+                            }
+                            Err(e) => {
+                                bump(&tally.ack_failed);
+                                tally.error(kind_of(&format!("{e:?}")), i, || e.to_string());
+                            }
+                        }
+                    });
+                }
+            }
+        }
+    } else {
+        let _ = stop.wait_for(|s| *s).await;
+    }
+    // Every acknowledged emit is answered (or times out) before the device counts as done.
+    while acks.join_next().await.is_some() {}
+    let connected_at_end = client.state() == State::Connected;
+    // Stopped first: closing is the run's end, not a loss to count.
+    watcher.abort();
+    client.close().await;
+    Outcome { connected_at_end }
+}
+
+/// Follows one client's state and notices into the tally: the connected gauge, the first
+/// connect's time, reconnects, losses and failed attempts by kind.
+async fn watch_client(i: u64, client: Client, tally: Arc<Tally>) {
+    let mut states = client.states();
+    let mut notices = client.notices();
+    let began = Instant::now();
+    let mut connected = false;
+    let mut ever = false;
+    loop {
+        tokio::select! {
+            changed = states.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let now = *states.borrow_and_update() == State::Connected;
+                if now && !connected {
+                    bump(&tally.connected);
+                    if ever {
+                        bump(&tally.reconnects);
+                    } else {
+                        ever = true;
+                        tally.first_connect(began.elapsed());
+                    }
+                } else if !now && connected {
+                    tally.connected.fetch_sub(1, Ordering::Relaxed);
+                    bump(&tally.disconnects);
+                }
+                connected = now;
+            }
+            notice = notices.recv() => match notice {
+                Ok(Notice::ConnectFailed { error, .. }) => {
+                    tally.error(&format!("connect: {}", kind_of(&format!("{error:?}"))), i, || {
+                        error.to_string()
+                    });
+                }
+                Ok(Notice::Disconnected { reason }) => {
+                    tally.error(
+                        &format!("disconnect: {}", kind_of(&format!("{reason:?}"))),
+                        i,
+                        || format!("{reason:?}"),
+                    );
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! What the simulated fleet did, counted by every device at once: gauges and counters as
+//! atomics, latencies in histograms, errors by kind with the clients that met them.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+
+use super::histogram::Histogram;
+
+/// Clients listed per error kind in the report.
+const CLIENTS_PER_ERROR: usize = 10;
+
+/// One kind of error: how often, which clients (the first few), one message.
+#[derive(Debug, Default)]
+struct ErrorKind {
+    count: u64,
+    clients: Vec<u64>,
+    example: String,
+}
+
+/// The fleet's shared counts.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// Clients connected now.
+    pub(crate) connected: AtomicU64,
+    /// Clients that connected at least once.
+    pub(crate) ever_connected: AtomicU64,
+    /// Events received, all clients.
+    pub(crate) events_in: AtomicU64,
+    /// Emits that returned Ok (committed to the outbox).
+    pub(crate) emitted: AtomicU64,
+    /// Acknowledged emits answered.
+    pub(crate) acked: AtomicU64,
+    /// Acknowledged emits that failed (timeout, refusal, closed).
+    pub(crate) ack_failed: AtomicU64,
+    /// Connections that came back after a loss.
+    pub(crate) reconnects: AtomicU64,
+    /// Connections lost.
+    pub(crate) disconnects: AtomicU64,
+    acks: Mutex<Histogram>,
+    connects: Mutex<Histogram>,
+    errors: Mutex<BTreeMap<String, ErrorKind>>,
+}
+
+/// Adds one to a counter.
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+/// The variant name of an error or reason's `Debug` form (`Unauthorized { .. }` →
+/// `Unauthorized`): what the report groups by.
+pub(crate) fn kind_of(debug: &str) -> &str {
+    let end = debug
+        .find(|c: char| !c.is_alphanumeric() && c != '_')
+        .unwrap_or(debug.len());
+    &debug[..end]
+}
+
+impl Tally {
+    /// Counts an acknowledged emit's round trip.
+    pub(crate) fn ack(&self, rtt: Duration) {
+        bump(&self.acked);
+        self.acks
+            .lock()
+            .expect("no panic holding it")
+            .record(micros(rtt));
+    }
+
+    /// Counts a client's first connect and how long it took.
+    pub(crate) fn first_connect(&self, took: Duration) {
+        bump(&self.ever_connected);
+        self.connects
+            .lock()
+            .expect("no panic holding it")
+            .record(micros(took));
+    }
+
+    /// Counts an error of `kind` met by `client`.
+    pub(crate) fn error(&self, kind: &str, client: u64, message: impl FnOnce() -> String) {
+        let mut errors = self.errors.lock().expect("no panic holding it");
+        let e = errors.entry(kind.to_owned()).or_default();
+        e.count += 1;
+        if e.example.is_empty() {
+            e.example = message();
+        }
+        if e.clients.len() < CLIENTS_PER_ERROR && !e.clients.contains(&client) {
+            e.clients.push(client);
+        }
+    }
+
+    /// The ack round trips so far.
+    pub(crate) fn acks(&self) -> Histogram {
+        self.acks.lock().expect("no panic holding it").clone()
+    }
+
+    /// Counters now, for the status line (rates are differences of two readings).
+    pub(crate) fn reading(&self) -> Reading {
+        Reading {
+            connected: get(&self.connected),
+            events_in: get(&self.events_in),
+            emitted: get(&self.emitted),
+            reconnects: get(&self.reconnects),
+            errors: self
+                .errors
+                .lock()
+                .expect("no panic holding it")
+                .iter()
+                .map(|(k, e)| (k.clone(), e.count))
+                .collect(),
+        }
+    }
+
+    /// The report's counts.
+    pub(crate) fn to_json(&self) -> Value {
+        let errors: serde_json::Map<String, Value> = self
+            .errors
+            .lock()
+            .expect("no panic holding it")
+            .iter()
+            .map(|(k, e)| {
+                (
+                    k.clone(),
+                    json!({"count": e.count, "clients": e.clients, "example": e.example}),
+                )
+            })
+            .collect();
+        json!({
+            "connected": get(&self.connected),
+            "ever_connected": get(&self.ever_connected),
+            "connect_time": self.connects.lock().expect("no panic holding it").to_json(),
+            "events_in": get(&self.events_in),
+            "emitted": get(&self.emitted),
+            "acked": get(&self.acked),
+            "ack_failed": get(&self.ack_failed),
+            "ack_latency": self.acks().to_json(),
+            "reconnects": get(&self.reconnects),
+            "disconnects": get(&self.disconnects),
+            "errors": errors,
+        })
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The counters at one moment.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Reading {
+    pub(crate) connected: u64,
+    pub(crate) events_in: u64,
+    pub(crate) emitted: u64,
+    pub(crate) reconnects: u64,
+    pub(crate) errors: Vec<(String, u64)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_variant_names() {
+        assert_eq!(kind_of("Unauthorized { namespace: \"/\" }"), "Unauthorized");
+        assert_eq!(kind_of("Connect(\"refused\")"), "Connect");
+        assert_eq!(kind_of("AckTimeout(1s)"), "AckTimeout");
+        assert_eq!(kind_of("Closed"), "Closed");
+    }
+
+    #[test]
+    fn errors_keep_a_count_the_first_clients_and_one_message() {
+        let t = Tally::default();
+        for c in 0..15 {
+            t.error("Unauthorized", c, || format!("client {c} refused"));
+        }
+        let v = t.to_json();
+        let e = &v["errors"]["Unauthorized"];
+        assert_eq!(e["count"], 15);
+        assert_eq!(e["clients"].as_array().unwrap().len(), CLIENTS_PER_ERROR);
+        assert_eq!(e["example"], "client 0 refused");
+    }
+}
