@@ -12,8 +12,8 @@
 //   NODE_NAME: this node's name, answered on "node?")
 // Prints "listening <port>" on stdout once it accepts connections.
 //
-// Auth: a CONNECT whose auth.token is "bad" or "stale" is refused with "Authentication
-// failed"; anything else is accepted. Namespaces "/" and "/rooms/<id>" exist.
+// Auth: a CONNECT whose auth.token is "bad", "stale" or "parity-<odd n>" is refused with
+// "Authentication failed"; anything else is accepted. Namespaces "/" and "/rooms/<id>" exist.
 "use strict";
 const fs = require("fs");
 const http = require("http");
@@ -70,7 +70,9 @@ function authenticate(socket, next) {
   const token = socket.handshake.auth && socket.handshake.auth.token;
   // "hang": a broken middleware that never answers the CONNECT.
   if (token === "hang") return;
-  if (token === "bad" || token === "stale") {
+  // "parity-<n>": refused when n is odd (half a swarm refused, for its report's test).
+  const odd = typeof token === "string" && /^parity-\d*[13579]$/.test(token);
+  if (token === "bad" || token === "stale" || odd) {
     const err = new Error("Authentication failed");
     err.data = { code: "AUTHENTICATION_FAILED" };
     return next(err);

@@ -137,7 +137,8 @@ async fn watch_client(i: u64, client: Client, tally: Arc<Tally>) {
                 if changed.is_err() {
                     break;
                 }
-                let now = *states.borrow_and_update() == State::Connected;
+                let state = states.borrow_and_update().clone();
+                let now = state == State::Connected;
                 if now && !connected {
                     bump(&tally.connected);
                     if ever {
@@ -151,6 +152,10 @@ async fn watch_client(i: u64, client: Client, tally: Arc<Tally>) {
                     bump(&tally.disconnects);
                 }
                 connected = now;
+                // A state the client stays in until the app acts: the device is out.
+                if let State::Unauthorized { .. } = state {
+                    tally.error("unauthorized", i, || format!("{state:?}"));
+                }
             }
             notice = notices.recv() => match notice {
                 Ok(Notice::ConnectFailed { error, .. }) => {
@@ -158,6 +163,14 @@ async fn watch_client(i: u64, client: Client, tally: Arc<Tally>) {
                         error.to_string()
                     });
                 }
+                Ok(Notice::ConnectError { message, will_retry, .. }) => {
+                    let kind = if will_retry { "refused, retrying" } else { "refused" };
+                    tally.error(kind, i, || message);
+                }
+                // The client's own decision (after a refusal, say): reported where it began.
+                Ok(Notice::Disconnected {
+                    reason: pulselink::DisconnectReason::ClientDisconnect,
+                }) => {}
                 Ok(Notice::Disconnected { reason }) => {
                     tally.error(
                         &format!("disconnect: {}", kind_of(&format!("{reason:?}"))),

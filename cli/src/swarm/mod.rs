@@ -164,6 +164,13 @@ pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result
     // Measured while every device still holds its connection.
     let rss_connected = proc_status_kib("VmRSS:");
     let threads = proc_status_kib("Threads:");
+    status.abort();
+    // The last word: the whole run's rates.
+    let whole = tally.reading();
+    eprintln!(
+        "\nswarm: {}",
+        status_line(&tally, n, &whole, &Reading::default(), began.elapsed())
+    );
     let _ = stop_tx.send(true);
     let mut connected_at_end = 0u64;
     while let Some(outcome) = devices.join_next().await {
@@ -174,8 +181,6 @@ pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result
             connected_at_end += 1;
         }
     }
-    status.abort();
-    eprintln!();
 
     let mut report = tally.to_json();
     let counts = report.as_object_mut().expect("an object");
@@ -247,31 +252,7 @@ async fn show_status(tally: Arc<Tally>, clients: u64) {
     loop {
         ticks.tick().await;
         let now = tally.reading();
-        let acks = tally.acks();
-        let ms = |p| {
-            acks.percentile(p)
-                .map_or("-".to_owned(), |us| format!("{:.1}", us as f64 / 1000.0))
-        };
-        let secs = every.as_secs_f64();
-        let errors = if now.errors.is_empty() {
-            "none".to_owned()
-        } else {
-            now.errors
-                .iter()
-                .map(|(k, c)| format!("{k} {c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let line = format!(
-            "connected {}/{clients} | in {:.0}/s out {:.0}/s | ack p50 {} ms p99 {} ms | \
-             reconnects {} | errors: {errors}",
-            now.connected,
-            (now.events_in - last.events_in) as f64 / secs,
-            (now.emitted - last.emitted) as f64 / secs,
-            ms(0.5),
-            ms(0.99),
-            now.reconnects,
-        );
+        let line = status_line(&tally, clients, &now, &last, every);
         if terminal {
             eprint!("\r\x1b[K{line}");
         } else {
@@ -279,6 +260,35 @@ async fn show_status(tally: Arc<Tally>, clients: u64) {
         }
         last = now;
     }
+}
+
+/// Connected devices, rates since `last` (`secs` ago), ack percentiles, reconnects, errors.
+fn status_line(tally: &Tally, clients: u64, now: &Reading, last: &Reading, secs: Duration) -> String {
+    let acks = tally.acks();
+    let ms = |p| {
+        acks.percentile(p)
+            .map_or("-".to_owned(), |us| format!("{:.1}", us as f64 / 1000.0))
+    };
+    let secs = secs.as_secs_f64().max(1e-3);
+    let errors = if now.errors.is_empty() {
+        "none".to_owned()
+    } else {
+        now.errors
+            .iter()
+            .map(|(k, c)| format!("{k} {c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "connected {}/{clients} | in {:.0}/s out {:.0}/s | ack p50 {} ms p99 {} ms | \
+         reconnects {} | errors: {errors}",
+        now.connected,
+        (now.events_in - last.events_in) as f64 / secs,
+        (now.emitted - last.emitted) as f64 / secs,
+        ms(0.5),
+        ms(0.99),
+        now.reconnects,
+    )
 }
 
 #[cfg(test)]
