@@ -24,6 +24,25 @@ pub struct Client {
     main: Arc<Socket>,
 }
 
+impl Client {
+    /// A client of its own, or one of `hub`'s (sharing its store thread).
+    pub(crate) fn create(
+        config: ClientConfig,
+        auth: Option<Arc<dyn AuthProvider>>,
+        hub: Option<&pulselink::Hub>,
+    ) -> Result<Arc<Self>, PulselinkError> {
+        let core = config.into_core(auth)?;
+        let runtime = handle()?;
+        let _guard = runtime.enter();
+        let inner = match hub {
+            Some(hub) => hub.client(core)?,
+            None => pulselink::Client::new(core)?,
+        };
+        let main = Arc::new(Socket(inner.main_socket()));
+        Ok(Arc::new(Self { inner, main }))
+    }
+}
+
 #[uniffi::export]
 impl Client {
     /// Creates a client; nothing connects until `connect()` or `start()`. Opens (or creates)
@@ -33,12 +52,7 @@ impl Client {
         config: ClientConfig,
         auth: Option<Arc<dyn AuthProvider>>,
     ) -> Result<Arc<Self>, PulselinkError> {
-        let core = config.into_core(auth)?;
-        let runtime = handle()?;
-        let _guard = runtime.enter();
-        let inner = pulselink::Client::new(core)?;
-        let main = Arc::new(Socket(inner.main_socket()));
-        Ok(Arc::new(Self { inner, main }))
+        Self::create(config, auth, None)
     }
 
     /// Connects and waits until the main namespace is joined, or a definite failure

@@ -1,6 +1,7 @@
 //! UniFFI surface of Pulselink: thin adapters over the `pulselink` core, no logic of its own.
 //!
-//! Foreign code gets a `Client` object (and a `Socket` per namespace) with async methods,
+//! Foreign code gets a `Client` object (and a `Socket` per namespace; a `Hub` makes many
+//! clients that share one store thread) with async methods,
 //! records for configuration, events, state and metrics, one error enum, and one way to
 //! receive: pull receivers each language's wrapper awaits in a loop (`EventReceiver`,
 //! `NoticeReceiver`, `Client.next_state`), so no Rust thread ever calls into foreign code to
@@ -14,6 +15,7 @@ mod config;
 mod device;
 mod error;
 mod event;
+mod hub;
 mod metrics;
 mod outbox;
 mod presence;
@@ -32,6 +34,7 @@ pub use error::PulselinkError;
 pub use event::{
     AckReply, AckResponder, DisconnectReason, Event, EventExtras, Notice, PackedEvents, State,
 };
+pub use hub::Hub;
 pub use metrics::{Latency, Metrics, StateTimes};
 pub use outbox::{EmitOptions, Outbox, OutboxStats, PendingEmit, Priority};
 pub use presence::{Presence, PresenceChange, PresenceConfig};

@@ -416,3 +416,29 @@ async def test_background_foreground_and_network_path(server: Any) -> None:
         client.enter_foreground()
     with pytest.raises(pulselink.ClientClosed):
         await client.enter_background(0.01)
+
+
+async def test_clients_of_a_hub_share_its_store_thread_and_keep_their_own_outboxes(
+    server: Any, tmp_path: pathlib.Path
+) -> None:
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    hub = pulselink.Hub()
+    warm = pulselink.Client(server.url, hub=hub)
+    await warm.connect()
+    before = threads()
+    devices = [
+        pulselink.Client(server.url, auth={"token": f"dev-{i}"}, store_path=str(tmp_path / f"d{i}.db"), hub=hub)
+        for i in range(20)
+    ]
+    await asyncio.gather(*(d.connect() for d in devices))
+    # No thread per client: the hub's store thread serves them all.
+    assert threads() - before <= 1
+    replies = await asyncio.gather(*(d.emit_with_ack("echo", {"d": i}, timeout=5.0) for i, d in enumerate(devices)))
+    assert [r[0]["d"] for r in replies] == list(range(20))
+    # Each device has its own identity: its own idempotency-key prefix.
+    prefixes = {r[0]["idempotencyKey"].rsplit("-", 1)[0] for r in replies}
+    assert len(prefixes) == 20
+    for d in [warm, *devices]:
+        await d.close()

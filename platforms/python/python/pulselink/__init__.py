@@ -17,7 +17,7 @@ UniFFI layer is ``pulselink._ffi``.
 """
 
 from ._auth import Auth, AuthObject
-from ._client import Client, Outbox, Presence, Socket
+from ._client import Client, Hub, Outbox, Presence, Socket
 from ._errors import (
     AckTimeout,
     ClientClosed,
@@ -91,6 +91,7 @@ __all__ = [
     "Event",
     "EventStream",
     "Expired",
+    "Hub",
     "Interface",
     "InternalError",
     "InvalidArgs",

@@ -181,6 +181,22 @@ class Presence:
         self._inner.cancel()
 
 
+class Hub:
+    """Many clients in one process: a gateway forwarding for many devices, each with its own
+    identity and outbox. Clients made with ``Client(..., hub=hub)`` share the hub's one store
+    thread instead of a thread each; each keeps its own connection, store (``store_path``
+    must differ between them) and order.
+
+        hub = pulselink.Hub()
+        devices = [pulselink.Client(url, auth={"token": t}, hub=hub) for t in tokens]
+    """
+
+    @translated
+    def __init__(self) -> None:
+        # The generated constructor takes no parameters, so it carries no annotation at all.
+        self._hub = _ffi.Hub()  # type: ignore[no-untyped-call]
+
+
 class Client(Socket):
     """A connection to a realtime server that loses nothing.
 
@@ -217,6 +233,9 @@ class Client(Socket):
     directly). TLS stays end to end through the proxy. A refusing proxy raises
     :class:`ProxyError`, naming the proxy but never its password.
 
+    ``hub`` (a :class:`Hub`) runs this client's store on the hub's thread, shared with its
+    other clients.
+
     ``signals`` says what the server's application signals mean: ``ServerSignals(seed_preset=True)``
     for the seed platforms (a ``ping``/``pong`` app heartbeat, ``error`` codes that refresh
     credentials, pause the outbox or reconnect, announced quotas and rates, per-event budgets),
@@ -252,6 +271,7 @@ class Client(Socket):
         tls: Optional[_ffi.TlsConfig] = None,
         proxy: Union[None, str, _ffi.ProxyConfig] = None,
         signals: Optional[_ffi.ServerSignals] = None,
+        hub: Optional[Hub] = None,
     ) -> None:
         provider = None
         auth_json = None
@@ -292,7 +312,7 @@ class Client(Socket):
             signals=signals,
         )
         self._provider = provider
-        self._client = _ffi.Client(config, provider)
+        self._client = _ffi.Client(config, provider) if hub is None else hub._hub.client(config, provider)
         super().__init__(self._client.main_socket())
 
     @translated_async

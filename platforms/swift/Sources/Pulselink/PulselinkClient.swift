@@ -161,9 +161,20 @@ public final class PulselinkClient: PulselinkSocket, @unchecked Sendable {
 
     /// Creates a client; nothing connects until `connect()` or `start()`. `auth` is asked on
     /// every connect, and with `request.refresh` after the server refused the token or said it
-    /// expired; it is async (a token refresh suspends, no thread waits for it).
-    public init(_ config: ClientConfig, auth: (@Sendable (AuthRequest) async throws -> [String: Any]?)? = nil) throws {
-        client = try Client(config: config, auth: auth.map(AuthAdapter.init))
+    /// expired; it is async (a token refresh suspends, no thread waits for it). With `hub` (a
+    /// gateway holding many device identities) the client's store runs on the hub's one
+    /// thread, shared with its other clients; their store paths must differ.
+    public init(
+        _ config: ClientConfig,
+        hub: Hub? = nil,
+        auth: (@Sendable (AuthRequest) async throws -> [String: Any]?)? = nil
+    ) throws {
+        let provider = auth.map(AuthAdapter.init)
+        if let hub {
+            client = try hub.client(config: config, auth: provider)
+        } else {
+            client = try Client(config: config, auth: provider)
+        }
         super.init(client.mainSocket())
     }
 

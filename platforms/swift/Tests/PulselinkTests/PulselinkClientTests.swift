@@ -56,6 +56,23 @@ final class PulselinkClientTests: XCTestCase {
         try await client.close()
     }
 
+    func testClientsOfAHubKeepTheirOwnIdentities() async throws {
+        let hub = try Hub()
+        var keys = Set<String>()
+        for i in 0..<5 {
+            let device = try PulselinkClient(ClientConfig(url: server.url, authJson: "{\"token\":\"dev-\(i)\"}"), hub: hub)
+            try await device.connect()
+            let reply = try await device.emitWithAck("echo", ["d": i])
+            let first = try XCTUnwrap(reply.first as? [String: Any])
+            XCTAssertEqual(first["d"] as? Int, i)
+            let key = try XCTUnwrap(first["idempotencyKey"] as? String)
+            keys.insert(String(key[..<key.lastIndex(of: "-")!]))
+            try await device.close()
+        }
+        // One idempotency-key prefix per device: each has its own store and identity.
+        XCTAssertEqual(keys.count, 5)
+    }
+
     func testTheOutboxOutlivesTheClientThatQueuedIt() async throws {
         let store = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString + ".db").path
         let offline = try PulselinkClient(ClientConfig(url: "http://127.0.0.1:9", store: StoreConfig(path: store)))

@@ -7,6 +7,7 @@ import io.pulselink.Client
 import io.pulselink.ClientConfig
 import io.pulselink.EmitOptions
 import io.pulselink.EventReceiver
+import io.pulselink.Hub
 import io.pulselink.Metrics
 import io.pulselink.NetworkPath
 import io.pulselink.Notice
@@ -189,9 +190,18 @@ class PulselinkClient private constructor(
         }
     }
 
-    /** Creates a client from `config`; nothing connects until [connect] or [start]. */
-    constructor(config: ClientConfig, auth: (suspend (AuthRequest) -> JsonObject?)? = null) :
-        this(Client(config, auth?.let(::provider)))
+    /**
+     * Creates a client from `config`; nothing connects until [connect] or [start]. With `hub`
+     * (a gateway holding many device identities) its store runs on the hub's one thread,
+     * shared with the hub's other clients; `config.store.path` must differ between them.
+     */
+    constructor(
+        config: ClientConfig,
+        hub: Hub? = null,
+        auth: (suspend (AuthRequest) -> JsonObject?)? = null,
+    ) : this(
+        auth?.let(::provider).let { p -> hub?.client(config, p) ?: Client(config, p) },
+    )
 
     private val stateFlow = MutableStateFlow(client.state())
 

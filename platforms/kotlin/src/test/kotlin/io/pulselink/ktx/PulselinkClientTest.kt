@@ -5,6 +5,7 @@ import io.pulselink.AuthRequest
 import io.pulselink.DisconnectReason
 import io.pulselink.ServerSignals
 import io.pulselink.ClientConfig
+import io.pulselink.Hub
 import io.pulselink.Interface
 import io.pulselink.NetworkPath
 import io.pulselink.WireProtocol
@@ -66,6 +67,24 @@ class PulselinkClientTest {
 
     private fun test(body: suspend kotlinx.coroutines.CoroutineScope.() -> Unit) =
         runBlocking { withTimeout(180.seconds) { body() } }
+
+    @Test
+    fun `clients of a hub share its store thread and keep their own identities`() = test {
+        val server = server()
+        val hub = Hub()
+        val devices = (0 until 10).map { i ->
+            PulselinkClient(ClientConfig(url = server.url, authJson = "{\"token\":\"dev-$i\"}"), hub = hub)
+        }
+        devices.forEach { it.connect() }
+        val keys = devices.mapIndexed { i, d ->
+            val reply = d.emitWithAck("echo", mapOf("d" to i), timeout = 5.seconds)
+            assertEquals(i, reply.args[0].jsonObject["d"]!!.jsonPrimitive.content.toInt())
+            reply.args[0].jsonObject["idempotencyKey"]!!.jsonPrimitive.content.substringBeforeLast('-')
+        }
+        // One idempotency-key prefix per device: each has its own store and identity.
+        assertEquals(10, keys.toSet().size)
+        devices.forEach { it.shutdown() }
+    }
 
     @Test
     fun `connects with a refreshed token, exchanges events and acks, then closes`() = test {

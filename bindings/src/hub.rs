@@ -1,0 +1,40 @@
+//! The `Hub` object: clients that share one store thread (a gateway forwarding for many
+//! devices), over the core's `Hub`.
+
+use std::sync::Arc;
+
+use crate::{
+    auth::AuthProvider, client::Client, config::ClientConfig, error::PulselinkError,
+    runtime::handle,
+};
+
+/// Makes clients that share one store thread: many device identities in one process, each
+/// client still with its own connection, outbox and store.
+#[derive(uniffi::Object)]
+pub struct Hub {
+    inner: pulselink::Hub,
+}
+
+#[uniffi::export]
+impl Hub {
+    /// Starts the hub's store thread.
+    #[uniffi::constructor]
+    pub fn new() -> Result<Arc<Self>, PulselinkError> {
+        let runtime = handle()?;
+        let _guard = runtime.enter();
+        Ok(Arc::new(Self {
+            inner: pulselink::Hub::new()?,
+        }))
+    }
+
+    /// A client on this hub; otherwise exactly `Client(config, auth)`. Store paths must
+    /// differ between clients.
+    #[uniffi::method(default(auth = None))]
+    pub fn client(
+        &self,
+        config: ClientConfig,
+        auth: Option<Arc<dyn AuthProvider>>,
+    ) -> Result<Arc<Client>, PulselinkError> {
+        Client::create(config, auth, Some(&self.inner))
+    }
+}
