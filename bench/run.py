@@ -14,12 +14,14 @@ import argparse
 import json
 import os
 import pathlib
+import resource
 import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -135,6 +137,112 @@ class Tinyproxy:
     def kill(self):
         self.proc.kill()
         self.proc.wait()
+
+
+class Cluster:
+    """The test suite's cluster (tests/src/cluster.rs) for the many-clients rows: redis-server,
+    three tests/node/server.js nodes joined by the Redis streams adapter, nginx round robin in
+    front (the Debian packages scripts/test.sh installs)."""
+
+    def __init__(self, workdir):
+        self.procs = []
+        os.chmod(workdir, 0o777)  # nginx's workers may run unprivileged
+        redis_port = free_port()
+        self.spawn(["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
+                    "--appendonly", "no", "--dir", workdir], ready="Ready to accept connections")
+        nodes = []
+        for i in range(3):
+            env = {**os.environ, "PORT": "0", "REDIS_URL": f"redis://127.0.0.1:{redis_port}",
+                   "NODE_NAME": f"n{i}", "RECOVERY_MS": "120000"}
+            proc = subprocess.Popen(["node", str(NODE_DIR / "server.js")], env=env,
+                                    stdout=subprocess.PIPE, text=True)
+            self.procs.append(proc)
+            nodes.append(int(proc.stdout.readline().split()[1]))
+        self.port = free_port()
+        servers = "".join(f"    server 127.0.0.1:{p} max_fails=0;\n" for p in nodes)
+        conf = pathlib.Path(workdir) / "nginx.conf"
+        conf.write_text(
+            # Four workers: 10,000 clients are 20,000 sockets, more than one process may hold
+            # here (the descriptor limit is 20,000 and cannot be raised in this container).
+            f"worker_processes 4;\npid {workdir}/nginx.pid;\nerror_log stderr notice;\n"
+            f"events {{ worker_connections 60000; }}\nhttp {{\n  access_log off;\n"
+            + "".join(f"  {t}_temp_path {workdir}/{t};\n"
+                      for t in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"])
+            + "  map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n"
+            f"  upstream round {{\n{servers}  }}\n"
+            f"  server {{\n    listen 127.0.0.1:{self.port} backlog=4096;\n    location / {{\n"
+            "      proxy_pass http://round;\n      proxy_http_version 1.1;\n"
+            "      proxy_set_header Upgrade $http_upgrade;\n"
+            "      proxy_set_header Connection $connection_upgrade;\n"
+            "      proxy_read_timeout 3600s;\n    }\n  }\n}\n")
+        self.spawn(["nginx", "-p", workdir, "-c", str(conf), "-g", "daemon off;"],
+                   ready="start worker process", stream="stderr")
+
+    def spawn(self, cmd, ready, stream="stdout"):
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if stream == "stdout" else subprocess.DEVNULL,
+                                stderr=subprocess.PIPE if stream == "stderr" else None, text=True)
+        self.procs.append(proc)
+        out = proc.stdout if stream == "stdout" else proc.stderr
+        for line in out:
+            if ready in line:
+                # Keep draining: a full pipe would block the process.
+                threading.Thread(target=lambda: [None for _ in out], daemon=True).start()
+                return
+        sys.exit(f"{cmd[0]} did not start (apt-get install redis-server nginx)")
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def kill(self):
+        # SIGTERM: nginx's master stops its workers before it exits.
+        for p in self.procs:
+            p.terminate()
+            p.wait()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_crowd(client, url, n, ramp_s, hold_s):
+    """`n` idle connections in one process, each subscribed to a room: memory per client,
+    threads, connect time."""
+    if client == "socket.io-client":
+        cmd = ["node", str(BENCH / "node" / "crowd.js"), url, str(n), str(int(ramp_s * 1000)),
+               str(int(hold_s * 1000))]
+    else:
+        cmd = [str(CLI), "swarm", url, "--proxy", "none", "--clients", str(n), "--ramp", str(ramp_s),
+               "--duration", str(hold_s), "--subscribe", 'room:subscribe={"roomId":"r1"}']
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if client == "socket.io-client":
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+    else:
+        # Exit 3 (not every device connected) is a result too: the table shows how many did.
+        if out.returncode not in (0, 3):
+            sys.exit(f"swarm of {n} failed: {out.stderr[-2000:]}")
+        rep = json.loads(out.stdout)
+        r = {"clients": n, "connected": rep["connected_at_end"], **rep["process"],
+             "connect_time": {k: rep["connect_time"][k] for k in ("p50_ms", "p99_ms")}}
+    r.update({"mode": f"crowd-{n}", "client": client,
+              "connect_p50_ms": r["connect_time"]["p50_ms"],
+              "connect_p99_ms": r["connect_time"]["p99_ms"]})
+    return r
+
+
+def run_swarm_acks(url, n, secs):
+    """`pulselink swarm`: `n` devices each emitting one acknowledged tick a second."""
+    out = subprocess.run([str(CLI), "swarm", url, "--proxy", "none", "--clients", str(n), "--ramp", "5",
+                          "--duration", str(secs), "--subscribe", 'room:subscribe={"roomId":"r1"}',
+                          "--emit", 'tick={"device":"{i}"}', "--rate", "1", "--ack"],
+                         capture_output=True, text=True, timeout=600)
+    rep = json.loads(out.stdout)
+    return {"mode": f"swarm-ack-{n}", "client": "pulselink", "exit": out.returncode,
+            "acked": rep["acked"], "ack_failed": rep["ack_failed"],
+            "connected": rep["connected_at_end"], "p50_ms": rep["ack_latency"]["p50_ms"],
+            "p99_ms": rep["ack_latency"]["p99_ms"], "max_ms": rep["ack_latency"]["max_ms"]}
 
 
 def run_client_on(client, mode, url, n, env):
@@ -377,6 +485,33 @@ def measure(quick, reps):
         results["runs"].append(r)
         print(f"  {r['mode']:11} {json.dumps(r)}", file=sys.stderr)
 
+    # Many clients in one process, through nginx in front of the three-node cluster: idle
+    # memory per connected client against socket.io-client's, and a swarm's acknowledged
+    # telemetry. Sockets beyond the default descriptor limit need a higher one.
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+    except (ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    crowds = [200] if quick else [1_000, 10_000]
+    c["crowds"] = crowds
+    c["swarm_ack"] = [200, 10] if quick else [1_000, 30]
+    with tempfile.TemporaryDirectory() as workdir:
+        cluster = Cluster(workdir)
+        try:
+            for rep in range(reps):
+                for n in crowds:
+                    for client in ["pulselink", "socket.io-client"]:
+                        # 500 new connections a second: what the cluster on 2 CPUs takes.
+                        r = run_crowd(client, cluster.url, n, ramp_s=max(2.0, n / 500), hold_s=5.0)
+                        results["runs"].append(r)
+                        print(f"  {r['mode']:11} {client:17} {json.dumps(r)}", file=sys.stderr)
+                r = run_swarm_acks(cluster.url, *c["swarm_ack"])
+                results["runs"].append(r)
+                print(f"  {r['mode']:11} {json.dumps(r)}", file=sys.stderr)
+        finally:
+            cluster.kill()
+
     reconnect = {}
     for client in ["pulselink", "socket.io-client"]:
         lat, rss = reconnect_latencies(client, server, cycles, 1.0)
@@ -473,6 +608,45 @@ def render(results):
                                      ("ack round trip p99 µs", "ack", "p99_us", "{:.0f}")]:
             d, p_ = m(f"{mode}@direct", "pulselink", key), m(f"{mode}@proxy", "pulselink", key)
             lines.append(f"| {label} | {fmt(d, f)} | {fmt(p_, f)} | {ratio(p_, d)} |")
+    for n in c.get("crowds", []):
+        if n == c["crowds"][0]:
+            lines += [
+                "",
+                "Many clients in one process, through nginx in front of three Socket.IO nodes "
+                "joined by the Redis streams adapter: each client its own connection, subscribed "
+                "to a room, idle; Pulselink's are `pulselink swarm` devices (one `Hub`: one store "
+                "thread, each device its own database in memory), socket.io-client's are "
+                "`forceNew` sockets in one Node process (`bench/node/crowd.js`). RSS per client: "
+                "the process's RSS with every client connected, less its RSS before the first.",
+                "",
+                "| clients | client | connected | RSS per client, KiB | Pulselink / socket.io-client "
+                "| threads | connect p50 / p99 ms |",
+                "|---:|---|---:|---:|---:|---:|---:|",
+            ]
+        mode = f"crowd-{n}"
+        base = m(mode, "socket.io-client", "rss_per_client_kib")
+        for client in ["pulselink", "socket.io-client"]:
+            per = m(mode, client, "rss_per_client_kib")
+            lines.append(
+                f"| {n:,} | {client} | {fmt(m(mode, client, 'connected'))} | {fmt(per, '{:.0f}')} | "
+                f"{ratio(per, base) if client == 'pulselink' else ''} | "
+                f"{fmt(m(mode, client, 'threads'))} | "
+                f"{pair(mode, 'connect_p50_ms', 'connect_p99_ms', '{:.0f}')(client)} |")
+    if "swarm_ack" in c:
+        n, secs = c["swarm_ack"]
+        mode = f"swarm-ack-{n}"
+        lines += [
+            "",
+            f"`pulselink swarm` with {n:,} devices through the same cluster, each emitting one "
+            f"acknowledged tick a second for {secs} s after a 5 s ramp.",
+            "",
+            "| acknowledged | failed | connected at the end | ack p50 / p99 / max ms |",
+            "|---:|---:|---:|---:|",
+            f"| {fmt(m(mode, 'pulselink', 'acked'))} | {fmt(m(mode, 'pulselink', 'ack_failed'))} | "
+            f"{fmt(m(mode, 'pulselink', 'connected'))} of {n:,} | "
+            f"{fmt(m(mode, 'pulselink', 'p50_ms'), '{:.1f}')} / {fmt(m(mode, 'pulselink', 'p99_ms'), '{:.1f}')} / "
+            f"{fmt(m(mode, 'pulselink', 'max_ms'), '{:.1f}')} |",
+        ]
     lines += [
         "",
         "Durability (store file on this machine's disk; commit rows: emits of pre-encoded "
@@ -593,6 +767,9 @@ def render(results):
     sio_out, rs_out = m("out", "socket.io-client", "events_per_sec"), m("out", "rust_socketio", "events_per_sec")
     ack = lambda client, q="p50_us": m("ack", client, q)
     py_in = m("in-py", "pulselink-py", "events_per_sec")
+    crowd_n = c.get("crowds", [0])[-1]
+    swarm_n = c.get("swarm_ack", [0])[0]
+    crowd = lambda client: m(f"crowd-{crowd_n}", client, "rss_per_client_kib")
     reading = [
         f"- **In:** Pulselink hands the app {fmt(base_in)} fully decoded events/s, "
         f"{ratio(base_in, sio_in, '{:.1f}×')} socket.io-client and {ratio(base_in, rs_in, '{:.1f}×')} "
@@ -633,6 +810,15 @@ def render(results):
             f"{fmt(m('ack@direct', 'pulselink', 'p50_us'), '{:.0f}')} µs "
             f"({ratio(m('ack@proxy', 'pulselink', 'p50_us'), m('ack@direct', 'pulselink', 'p50_us'))})."]
           if ("in@proxy", "pulselink") in table else []),
+        *([f"- **Many clients:** with {crowd_n:,} idle clients connected through the cluster, "
+           f"Pulselink holds {fmt(crowd('pulselink'), '{:.0f}')} KiB per client on "
+           f"{fmt(m(f'crowd-{crowd_n}', 'pulselink', 'threads'))} threads against socket.io-client's "
+           f"{fmt(crowd('socket.io-client'), '{:.0f}')} KiB "
+           f"({ratio(crowd('pulselink'), crowd('socket.io-client'))}); a swarm of {swarm_n:,} devices "
+           f"emitting one acknowledged tick a second left "
+           f"{fmt(m(f'swarm-ack-{swarm_n}', 'pulselink', 'ack_failed'))} unanswered, ack p99 "
+           f"{fmt(m(f'swarm-ack-{swarm_n}', 'pulselink', 'p99_ms'), '{:.1f}')} ms."]
+          if c.get("crowds") else []),
         f"- **Reconnect:** median {reconnect['pulselink']['median_ms']:.0f} ms after the server is "
         f"listening again (max {reconnect['pulselink']['max_ms']:.0f}), socket.io-client "
         f"{reconnect['socket.io-client']['median_ms']:.0f} ms (max "
