@@ -68,8 +68,14 @@ async fn a_fleet_against_the_cluster_stays_connected_and_every_acknowledged_emit
     assert!(r["ack_latency"]["p99_ms"].as_f64().is_some());
     assert_eq!(r["connect_time"]["count"], DEVICES);
     let threads = r["process"]["threads"].as_u64().unwrap();
-    assert!(threads <= MAX_THREADS, "{threads} threads for {DEVICES} devices");
-    assert!(stderr.contains(&format!("connected {DEVICES}/{DEVICES}")), "{stderr}");
+    assert!(
+        threads <= MAX_THREADS,
+        "{threads} threads for {DEVICES} devices"
+    );
+    assert!(
+        stderr.contains(&format!("connected {DEVICES}/{DEVICES}")),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +107,10 @@ async fn refused_devices_are_reported_by_kind_and_never_stop_the_others() {
     clients.sort_unstable();
     assert_eq!(clients, [1, 3, 5, 7, 9]);
     assert!(
-        refused["example"].as_str().unwrap().contains("Authentication failed"),
+        refused["example"]
+            .as_str()
+            .unwrap()
+            .contains("Authentication failed"),
         "{refused}"
     );
 }
@@ -114,7 +123,11 @@ async fn bad_options_are_refused_before_anything_connects() {
         (&["--duration", "0"], "--duration must be more than 0"),
     ] {
         // Port 9 (discard) on loopback: nothing listens, and nothing may be tried.
-        let out = swarm("http://127.0.0.1:9").args(args).output().await.unwrap();
+        let out = swarm("http://127.0.0.1:9")
+            .args(args)
+            .output()
+            .await
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");

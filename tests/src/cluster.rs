@@ -69,14 +69,14 @@ impl Cluster {
     /// Starts Redis, the nodes and nginx.
     pub async fn start_with(options: ClusterOptions) -> Self {
         let dir = temp_dir("cluster");
-        let redis = start_redis(&dir).await;
+        let (redis, redis_port) = start_redis(&dir).await;
         let mut nodes = Vec::with_capacity(options.nodes);
         for i in 0..options.nodes {
             nodes.push(
                 NodeServer::start_with(ServerOptions {
                     recovery_ms: options.recovery_ms,
                     ledger: options.ledger.clone(),
-                    redis: Some(format!("redis://127.0.0.1:{}", redis.port)),
+                    redis: Some(format!("redis://127.0.0.1:{redis_port}")),
                     name: Some(format!("n{i}")),
                     ..Default::default()
                 })
@@ -105,11 +105,10 @@ impl Cluster {
     }
 }
 
-/// A child process whose output is drained (a full pipe would block it) and kept for a
-/// failing test's message.
+/// A child process of the cluster, killed when dropped; its output is drained (a full pipe
+/// would block it).
 struct Process {
     _child: Child,
-    port: u16,
 }
 
 /// Reads `from` to its end, so a full pipe never blocks the process; the answer is `Ok` at
@@ -150,8 +149,8 @@ async fn ready(signal: oneshot::Receiver<Result<(), String>>) -> Result<(), Stri
     }
 }
 
-/// `redis-server` on a free loopback port, nothing persisted.
-async fn start_redis(dir: &std::path::Path) -> Process {
+/// `redis-server` on a free loopback port, nothing persisted; and that port.
+async fn start_redis(dir: &std::path::Path) -> (Process, u16) {
     assert_installed("redis-server", "redis-server");
     let mut last = String::new();
     for _ in 0..20 {
@@ -171,12 +170,7 @@ async fn start_redis(dir: &std::path::Path) -> Process {
             "Ready to accept connections",
         );
         match ready(up).await {
-            Ok(()) => {
-                return Process {
-                    _child: child,
-                    port,
-                };
-            }
+            Ok(()) => return (Process { _child: child }, port),
             // The port was taken meanwhile: another one.
             Err(said) => last = said,
         }
@@ -213,15 +207,7 @@ async fn start_nginx(dir: &std::path::Path, nodes: &[u16]) -> (Process, [u16; 3]
             "getrlimit(RLIMIT_NOFILE)",
         );
         match ready(up).await {
-            Ok(()) => {
-                return (
-                    Process {
-                        _child: child,
-                        port: ports[0],
-                    },
-                    ports,
-                );
-            }
+            Ok(()) => return (Process { _child: child }, ports),
             Err(said) => last = said,
         }
         let _ = child.kill().await;

@@ -87,6 +87,8 @@ pub(crate) async fn run(
                 _ = ticks.tick() => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
+            // Answered emits are reaped as the run goes, so a long run holds only those pending.
+            while acks.try_join_next().is_some() {}
             let args = fill(template, i).expect("validated before the run");
             match plan.ack {
                 None => match client.emit(event, args).await {

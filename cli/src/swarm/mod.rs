@@ -126,6 +126,8 @@ impl Options {
 pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result<bool> {
     let checked = options.check().map_err(pulselink::Error::InvalidConfig)?;
     let base = conn.config(&[])?;
+    // Before the devices' configurations exist: they are part of what each device costs.
+    let rss_before = proc_status_kib("VmRSS:");
     let mut configs = Vec::with_capacity(options.clients as usize);
     for i in 0..options.clients {
         let mut config = base.clone();
@@ -134,7 +136,6 @@ pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result
         }
         configs.push(config);
     }
-    let rss_before = proc_status_kib("VmRSS:");
     let tally = Arc::new(Tally::default());
     let plan = Arc::new(checked.plan);
     let (stop_tx, stop) = watch::channel(false);
@@ -263,7 +264,13 @@ async fn show_status(tally: Arc<Tally>, clients: u64) {
 }
 
 /// Connected devices, rates since `last` (`secs` ago), ack percentiles, reconnects, errors.
-fn status_line(tally: &Tally, clients: u64, now: &Reading, last: &Reading, secs: Duration) -> String {
+fn status_line(
+    tally: &Tally,
+    clients: u64,
+    now: &Reading,
+    last: &Reading,
+    secs: Duration,
+) -> String {
     let acks = tally.acks();
     let ms = |p| {
         acks.percentile(p)

@@ -5,7 +5,8 @@
 //! Each client keeps its own [`Worker`]: its own SQLite connection (its own file, or its own
 //! database in memory), counters and waiters, and its commands run in its own transaction. A
 //! failed batch (a full disk, a corrupt file) fails only that client's commands; no entry of
-//! one client is ever in another's transaction.
+//! one client is ever in another's transaction; a panic in one client's batch closes that
+//! client's store and no other.
 //!
 //! Commands arrive on one channel, tagged with their client; the thread takes everything
 //! queued (up to a batch), groups it by client in arrival order and runs each group. A closed
@@ -18,6 +19,7 @@
 
 use std::{
     collections::HashMap,
+    panic::AssertUnwindSafe,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -25,7 +27,7 @@ use std::{
 };
 
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, error};
 
 use super::{command::Cmd, worker::Worker};
 use crate::error::Error;
@@ -112,11 +114,20 @@ fn serve(mut rx: mpsc::Receiver<Tagged>, mut adopt: mpsc::UnboundedReceiver<(Slo
                 // Closed already: dropping the commands answers their callers `Closed`.
                 continue;
             };
-            if let Some(reply) = worker.run_batch(&mut cmds) {
-                if let Some(worker) = workers.remove(&slot) {
-                    worker.finish();
+            // A panic in one client's batch (a bug) ends that client's store alone: its
+            // callers hear `Closed`, the thread goes on serving the others.
+            match std::panic::catch_unwind(AssertUnwindSafe(|| worker.run_batch(&mut cmds))) {
+                Ok(None) => {}
+                Ok(Some(reply)) => {
+                    if let Some(worker) = workers.remove(&slot) {
+                        worker.finish();
+                    }
+                    let _ = reply.send(());
                 }
-                let _ = reply.send(());
+                Err(_) => {
+                    error!(slot, "a client's store failed; its store is closed");
+                    workers.remove(&slot);
+                }
             }
         }
         // Nothing left to serve and nobody left to attach more (a single client's thread
@@ -145,13 +156,19 @@ mod tests {
     /// A worker on a compact database in memory; `broken` drops its outbox table, so every
     /// batch that touches the outbox fails.
     fn worker(broken: bool) -> Worker {
-        let (conn, snapshot, cipher) =
-            schema::open(None, Durability::Normal, None, true).unwrap();
+        let (conn, snapshot, cipher) = schema::open(None, Durability::Normal, None, true).unwrap();
         if broken {
             conn.execute_batch("DROP TABLE outbox").unwrap();
         }
         let (events, _) = mpsc::unbounded_channel();
-        Worker::new(conn, None, cipher, &snapshot, OutboxConfig::default(), events)
+        Worker::new(
+            conn,
+            None,
+            cipher,
+            &snapshot,
+            OutboxConfig::default(),
+            events,
+        )
     }
 
     async fn clear(tx: &mpsc::Sender<Tagged>, slot: Slot) -> Option<Result<u64, Error>> {

@@ -46,9 +46,9 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    /// Opens the store (blocking for the open and any migration) on `host` (a thread of its
-    /// own when `None`), reporting to the engine on `events`. With `compact`, the database
-    /// trades a little speed for memory, for processes that hold many clients.
+    /// Opens the store (blocking for the open and any migration) on `host` (a hub's thread;
+    /// a thread of its own when `None`), reporting to the engine on `events`. A hub's
+    /// databases are opened compact: less memory for a little more time per statement.
     pub(crate) fn open(
         config: &StoreConfig,
         limits: &OutboxConfig,
