@@ -146,6 +146,13 @@ class Cluster:
 
     def __init__(self, workdir):
         self.procs = []
+        try:
+            self.start(workdir)
+        except BaseException:
+            self.kill()
+            raise
+
+    def start(self, workdir):
         os.chmod(workdir, 0o777)  # nginx's workers may run unprivileged
         redis_port = free_port()
         self.spawn(["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
@@ -157,7 +164,10 @@ class Cluster:
             proc = subprocess.Popen(["node", str(NODE_DIR / "server.js")], env=env,
                                     stdout=subprocess.PIPE, text=True)
             self.procs.append(proc)
-            nodes.append(int(proc.stdout.readline().split()[1]))
+            line = proc.stdout.readline()
+            if not line.startswith("listening "):
+                sys.exit(f"cluster node {i} did not start: {line!r}")
+            nodes.append(int(line.split()[1]))
         self.port = free_port()
         servers = "".join(f"    server 127.0.0.1:{p} max_fails=0;\n" for p in nodes)
         conf = pathlib.Path(workdir) / "nginx.conf"
@@ -195,8 +205,9 @@ class Cluster:
         return f"http://127.0.0.1:{self.port}"
 
     def kill(self):
-        # SIGTERM: nginx's master stops its workers before it exits.
-        for p in self.procs:
+        # Last started, first stopped (Redis outlives the nodes); SIGTERM: nginx's master stops
+        # its workers before it exits.
+        for p in reversed(self.procs):
             p.terminate()
             p.wait()
 
@@ -218,6 +229,8 @@ def run_crowd(client, url, n, ramp_s, hold_s):
                "--duration", str(hold_s), "--subscribe", 'room:subscribe={"roomId":"r1"}']
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if client == "socket.io-client":
+        if not out.stdout.strip():
+            sys.exit(f"crowd.js of {n} printed nothing: {out.stderr[-2000:]}")
         r = json.loads(out.stdout.strip().splitlines()[-1])
     else:
         # Exit 3 (not every device connected) is a result too: the table shows how many did.
@@ -238,6 +251,8 @@ def run_swarm_acks(url, n, secs):
                           "--duration", str(secs), "--subscribe", 'room:subscribe={"roomId":"r1"}',
                           "--emit", 'tick={"device":"{i}"}', "--rate", "1", "--ack"],
                          capture_output=True, text=True, timeout=600)
+    if out.returncode not in (0, 3):
+        sys.exit(f"swarm of {n} failed: {out.stderr[-2000:]}")
     rep = json.loads(out.stdout)
     return {"mode": f"swarm-ack-{n}", "client": "pulselink", "exit": out.returncode,
             "acked": rep["acked"], "ack_failed": rep["ack_failed"],
@@ -348,7 +363,7 @@ def setup_python():
 
 
 def median(rows, key):
-    vals = [r[key] for r in rows if key in r]
+    vals = [r[key] for r in rows if r.get(key) is not None]
     return statistics.median(vals) if vals else None
 
 

@@ -4,7 +4,7 @@
 // the process reports what it holds.
 // Usage: node crowd.js <url> <clients> <ramp_ms> <hold_ms>
 // Prints one JSON line: clients, connected, rss_before_kib, rss_connected_kib,
-// rss_per_client_kib, threads, connect_time {p50_ms, p99_ms}.
+// rss_per_client_kib (per connected socket), threads, connect_time {p50_ms, p99_ms}.
 "use strict";
 const fs = require("fs");
 const { io } = require("../../tests/node/node_modules/socket.io-client");
@@ -36,7 +36,8 @@ function finish() {
   const connected = sockets.filter((s) => s.connected).length;
   console.log(JSON.stringify({
     client: "socket.io-client", clients: n, connected,
-    rss_before_kib: rssBefore, rss_connected_kib: rss, rss_per_client_kib: (rss - rssBefore) / n,
+    rss_before_kib: rssBefore, rss_connected_kib: rss,
+    rss_per_client_kib: connected ? (rss - rssBefore) / connected : null,
     threads: status("Threads"),
     connect_time: { p50_ms: pct(connectMs, 0.5), p99_ms: pct(connectMs, 0.99) },
   }));

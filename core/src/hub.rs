@@ -8,6 +8,11 @@
 //! entries. Their databases are opened compact (no SQLite lookaside memory, smaller pages in
 //! memory), and their engines run on the runtime the hub's clients are created on, like every
 //! client's. So the process's thread count does not grow with its clients.
+//!
+//! What they share is the thread's time: one client's slow commit (an fsync with
+//! `Durability::Full`, a file locked by another process for up to 5 s) delays the others'
+//! store commands meanwhile, and each client with a file commits on its own (group commit
+//! works within a client, not across them).
 
 use crate::{client::Client, config::ClientConfig, error::Result, store::Host};
 

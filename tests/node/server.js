@@ -425,6 +425,8 @@ async function main() {
     const { createClient } = require("redis");
     const { createAdapter } = require("@socket.io/redis-streams-adapter");
     redis = createClient({ url: process.env.REDIS_URL });
+    // The client reconnects by itself; an unhandled "error" would end the node instead.
+    redis.on("error", (e) => console.error(`redis: ${e.message}`));
     await redis.connect();
     io.adapter(createAdapter(redis));
   }
@@ -442,6 +444,8 @@ main().catch((e) => {
 // writes reach Redis, then the process exits. A lone server just exits.
 process.on("SIGTERM", async () => {
   if (!redis) process.exit(0);
+  // However the shutdown goes, the node is gone within 5 s.
+  setTimeout(() => process.exit(0), 5000).unref();
   await io.close();
   await redis.quit().catch(() => {});
   process.exit(0);

@@ -139,8 +139,7 @@ async fn watch_client(i: u64, client: Client, tally: Arc<Tally>) {
                 if changed.is_err() {
                     break;
                 }
-                let state = states.borrow_and_update().clone();
-                let now = state == State::Connected;
+                let now = *states.borrow_and_update() == State::Connected;
                 if now && !connected {
                     bump(&tally.connected);
                     if ever {
@@ -154,10 +153,6 @@ async fn watch_client(i: u64, client: Client, tally: Arc<Tally>) {
                     bump(&tally.disconnects);
                 }
                 connected = now;
-                // A state the client stays in until the app acts: the device is out.
-                if let State::Unauthorized { .. } = state {
-                    tally.error("unauthorized", i, || format!("{state:?}"));
-                }
             }
             notice = notices.recv() => match notice {
                 Ok(Notice::ConnectFailed { error, .. }) => {

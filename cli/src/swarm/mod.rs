@@ -165,6 +165,7 @@ pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result
     // Measured while every device still holds its connection.
     let rss_connected = proc_status_kib("VmRSS:");
     let threads = proc_status_kib("Threads:");
+    let holding = tally.reading().connected;
     status.abort();
     // The last word: the whole run's rates.
     let whole = tally.reading();
@@ -187,8 +188,9 @@ pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result
     let counts = report.as_object_mut().expect("an object");
     let ack_failed = counts["ack_failed"].as_u64().unwrap_or(0);
     let ok = connected_at_end == n && ack_failed == 0;
-    let per_client = match (rss_before, rss_connected) {
-        (Some(b), Some(c)) => Some(c.saturating_sub(b) as f64 / n as f64),
+    // Per connected device: one that never connected holds little.
+    let per_client = match (rss_before, rss_connected, holding) {
+        (Some(b), Some(c), held) if held > 0 => Some(c.saturating_sub(b) as f64 / held as f64),
         _ => None,
     };
     counts.insert("clients".into(), json!(n));
@@ -209,6 +211,7 @@ pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result
         json!({
             "rss_before_kib": rss_before,
             "rss_connected_kib": rss_connected,
+            "connected_when_measured": holding,
             "rss_per_client_kib": per_client,
             "peak_rss_kib": proc_status_kib("VmHWM:"),
             "threads": threads,

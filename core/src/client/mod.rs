@@ -50,9 +50,12 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// Notices kept for a slow receiver. Every slot is allocated with the client (about 110
-/// bytes each), so this is per-client memory a hub of thousands pays in full.
-const NOTICES: usize = 64;
+/// Notices kept for a slow receiver (one per emit dropped or failed, so a burst can be long).
+const NOTICES: usize = 256;
+
+/// The same for a hub's client: every slot is allocated with the client (about 110 bytes
+/// each), memory a hub of thousands pays in full.
+const HUB_NOTICES: usize = 64;
 
 impl Client {
     /// Creates a client and its engine task on the current tokio runtime, opening its store
@@ -74,7 +77,7 @@ impl Client {
             Error::InvalidConfig("Client::new must run inside a tokio runtime".into())
         })?;
         let config = Arc::new(config);
-        let (notices, _) = broadcast::channel(NOTICES);
+        let (notices, _) = broadcast::channel(if host.is_some() { HUB_NOTICES } else { NOTICES });
         let (events_tx, store_events) = mpsc::unbounded_channel();
         let (store, snapshot) = Store::open(&config.store, &config.outbox, events_tx, host)?;
         let handles = engine::spawn(
@@ -179,8 +182,8 @@ impl Client {
     }
 
     /// Lifecycle notices: reconnect attempts, failures, namespace refusals, dropped emits. A
-    /// receiver more than 64 notices behind skips the oldest (`Lagged`); events are never
-    /// skipped.
+    /// receiver more than 256 notices behind (64 for a [`crate::Hub`]'s client) skips the
+    /// oldest (`Lagged`); events are never skipped.
     pub fn notices(&self) -> broadcast::Receiver<Notice> {
         self.inner.notices.subscribe()
     }

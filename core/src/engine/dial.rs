@@ -16,10 +16,13 @@ use crate::{
 
 /// Opens the configured transport and reads the Engine.IO handshake (Socket.IO), or opens the
 /// envelope WebSocket, within the connect timeout.
+/// `polling_refused`: a polling session of this client was refused as unknown before it was
+/// ever answered — a balancer without sticky sessions.
 pub(crate) async fn dial(
     config: Arc<ClientConfig>,
     route: Arc<Route>,
     options: Arc<protocol::Options>,
+    polling_refused: bool,
 ) -> Result<(Link, Wire), Error> {
     let limit = config.connect_timeout;
     let headers = &config.headers;
@@ -68,21 +71,10 @@ pub(crate) async fn dial(
             other => other,
         }),
         Transports::Polling => polling(limit, false).await,
-        Transports::PollingThenUpgrade => {
-            let started = tokio::time::Instant::now();
-            match polling(limit, true).await {
-                // Polling cannot work through this balancer (no sticky sessions), but a
-                // WebSocket session lives on one connection, so it can: the same attempt goes on
-                // over WebSocket.
-                Err(Error::Connect(m)) if m == TransportError::UnknownSession.to_string() => {
-                    debug!("polling session unknown behind a balancer; trying websocket");
-                    websocket(limit.saturating_sub(started.elapsed()))
-                        .await
-                        .map_err(|e| Error::Connect(format!("polling: {m}; websocket: {e}")))
-                }
-                other => other,
-            }
-        }
+        // Polling cannot work through this balancer (no sticky sessions) but a WebSocket
+        // session lives on one connection, so it can: after polling met that, WebSocket.
+        Transports::PollingThenUpgrade if polling_refused => websocket(limit).await,
+        Transports::PollingThenUpgrade => polling(limit, true).await,
         Transports::WebSocketThenFallback => match websocket(limit / 2).await {
             Ok(link) => Ok(link),
             // What fails the WebSocket fails polling too: no second connection (and no second

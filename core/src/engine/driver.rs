@@ -94,6 +94,9 @@ pub(crate) struct Driver {
 /// The driver's I/O state while it runs.
 struct Io {
     transport: Option<Link>,
+    /// A polling session was refused as never this server's: the balancer has no sticky
+    /// sessions, so `PollingThenUpgrade` dials WebSocket from now on.
+    polling_refused: bool,
     dialing: Option<DialFuture>,
     credentials: FuturesUnordered<CredentialsFuture>,
     outgoing_open: bool,
@@ -105,6 +108,7 @@ impl Driver {
     pub(crate) async fn run(mut self) {
         let mut io = Io {
             transport: None,
+            polling_refused: false,
             dialing: None,
             credentials: FuturesUnordered::new(),
             outgoing_open: true,
@@ -225,6 +229,7 @@ impl Driver {
                     break;
                 }
                 Some(Err(e)) => {
+                    io.polling_refused |= matches!(e, TransportError::UnknownSession);
                     m.out.end(end_of(e));
                     break;
                 }
@@ -249,7 +254,10 @@ impl Driver {
         loop {
             let (link, answers) = match self.flush_out(io).await {
                 Ok(done) => done,
-                Err((e, answers)) => (Some(LinkAction::End(end_of(e))), answers),
+                Err((e, answers)) => {
+                    io.polling_refused |= matches!(e, TransportError::UnknownSession);
+                    (Some(LinkAction::End(end_of(e))), answers)
+                }
             };
             self.publish_state();
             for (waiter, result) in answers {
@@ -262,6 +270,7 @@ impl Driver {
                         self.config.clone(),
                         self.route.clone(),
                         self.options.clone(),
+                        io.polling_refused,
                     );
                     io.dialing = Some(Box::pin(dialing));
                 }

@@ -21,7 +21,7 @@ use std::{
     collections::HashMap,
     panic::AssertUnwindSafe,
     sync::{
-        Arc,
+        Arc, Weak,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -46,48 +46,92 @@ pub(crate) type Slot = u64;
 /// A command for one client's worker.
 pub(crate) struct Tagged(pub(super) Slot, pub(super) Cmd);
 
+/// A client joining or leaving the thread.
+enum Membership {
+    /// A worker to adopt: taken before anything received after it runs.
+    Attach(Slot, Box<Worker>),
+    /// Every handle to the client is gone: its store is closed cleanly if it was not already
+    /// (its engine ended without closing it: a runtime shut down, a panic).
+    Detach(Slot),
+}
+
 /// The handle that attaches clients to a store thread.
 #[derive(Clone)]
 pub(crate) struct Host {
     commands: mpsc::Sender<Tagged>,
-    /// Workers to adopt: taken by the thread before it runs anything it received after them.
-    attach: mpsc::UnboundedSender<(Slot, Box<Worker>)>,
+    members: mpsc::UnboundedSender<Membership>,
     next: Arc<AtomicU64>,
+    /// Gone once no handle can attach another client: the thread may end with its last one.
+    _alive: Arc<()>,
+}
+
+/// Held by every handle to one client's store; the last one dropped detaches it.
+pub(crate) struct Member {
+    slot: Slot,
+    members: mpsc::UnboundedSender<Membership>,
+    commands: mpsc::Sender<Tagged>,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if self.members.send(Membership::Detach(self.slot)).is_ok() {
+            // A harmless command wakes a waiting thread to see it (a busy one sees it soon).
+            let _ = self.commands.try_send(Tagged(self.slot, Cmd::Unpark));
+        }
+    }
 }
 
 impl Host {
     /// Starts the thread.
     pub(crate) fn start(name: &str) -> Result<Self, Error> {
         let (commands, rx) = mpsc::channel(CHANNEL);
-        let (attach, adopt) = mpsc::unbounded_channel();
+        let (members, joining) = mpsc::unbounded_channel();
+        let alive = Arc::new(());
+        let host = Arc::downgrade(&alive);
         std::thread::Builder::new()
             .name(name.into())
-            .spawn(move || serve(rx, adopt))
+            .spawn(move || serve(rx, joining, host))
             .map_err(|e| Error::Store(format!("cannot start the store thread: {e}")))?;
         Ok(Self {
             commands,
-            attach,
+            members,
             next: Arc::new(AtomicU64::new(0)),
+            _alive: alive,
         })
     }
 
-    /// Hands `worker` to the thread; returns the channel and slot its commands go by. The
-    /// worker is queued before any of its commands can exist, so it is always found.
-    pub(super) fn attach(&self, worker: Worker) -> Result<(mpsc::Sender<Tagged>, Slot), Error> {
+    /// Hands `worker` to the thread; returns the channel and slot its commands go by, and the
+    /// membership its handles share. The worker is queued before any of its commands can
+    /// exist, so it is always found.
+    pub(super) fn attach(
+        &self,
+        worker: Worker,
+    ) -> Result<(mpsc::Sender<Tagged>, Slot, Arc<Member>), Error> {
         let slot = self.next.fetch_add(1, Ordering::Relaxed);
-        self.attach
-            .send((slot, Box::new(worker)))
+        self.members
+            .send(Membership::Attach(slot, Box::new(worker)))
             .map_err(|_| Error::Closed)?;
-        Ok((self.commands.clone(), slot))
+        let member = Arc::new(Member {
+            slot,
+            members: self.members.clone(),
+            commands: self.commands.clone(),
+        });
+        Ok((self.commands.clone(), slot, member))
     }
 }
 
 /// The thread's loop.
-fn serve(mut rx: mpsc::Receiver<Tagged>, mut adopt: mpsc::UnboundedReceiver<(Slot, Box<Worker>)>) {
+fn serve(
+    mut rx: mpsc::Receiver<Tagged>,
+    mut joining: mpsc::UnboundedReceiver<Membership>,
+    host: Weak<()>,
+) {
     let mut workers: HashMap<Slot, Box<Worker>> = HashMap::new();
     let mut batch = Vec::with_capacity(64);
-    // Per client, in arrival order; few clients per batch, so a list beats a map.
+    // Per client, in arrival order (a hub's batch may hold thousands of clients).
     let mut groups: Vec<(Slot, Vec<Cmd>)> = Vec::new();
+    let mut group_of: HashMap<Slot, usize> = HashMap::new();
+    let mut leaving = Vec::new();
     loop {
         match rx.blocking_recv() {
             Some(t) => batch.push(t),
@@ -99,16 +143,24 @@ fn serve(mut rx: mpsc::Receiver<Tagged>, mut adopt: mpsc::UnboundedReceiver<(Slo
                 Err(_) => break,
             }
         }
-        // Every worker attached before these commands were sent is queued by now.
-        while let Ok((slot, worker)) = adopt.try_recv() {
-            workers.insert(slot, worker);
-        }
-        for Tagged(slot, cmd) in batch.drain(..) {
-            match groups.iter_mut().find(|(s, _)| *s == slot) {
-                Some((_, cmds)) => cmds.push(cmd),
-                None => groups.push((slot, vec![cmd])),
+        // Every worker attached before these commands were sent is queued by now. Leavers
+        // leave after the batch, which may still hold their last commands.
+        while let Ok(m) = joining.try_recv() {
+            match m {
+                Membership::Attach(slot, worker) => {
+                    workers.insert(slot, worker);
+                }
+                Membership::Detach(slot) => leaving.push(slot),
             }
         }
+        for Tagged(slot, cmd) in batch.drain(..) {
+            let i = *group_of.entry(slot).or_insert_with(|| {
+                groups.push((slot, Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].1.push(cmd);
+        }
+        group_of.clear();
         for (slot, mut cmds) in groups.drain(..) {
             let Some(worker) = workers.get_mut(&slot) else {
                 // Closed already: dropping the commands answers their callers `Closed`.
@@ -130,15 +182,22 @@ fn serve(mut rx: mpsc::Receiver<Tagged>, mut adopt: mpsc::UnboundedReceiver<(Slo
                 }
             }
         }
+        for slot in leaving.drain(..) {
+            if let Some(worker) = workers.remove(&slot) {
+                worker.finish();
+            }
+        }
         // Nothing left to serve and nobody left to attach more (a single client's thread
         // once that client closed): the thread ends, and later commands hear `Closed`.
-        if workers.is_empty() && adopt.is_closed() && adopt.is_empty() {
+        if workers.is_empty() && host.strong_count() == 0 && joining.is_empty() {
             break;
         }
     }
     // Every handle is gone: whatever was not closed is closed cleanly now.
-    while let Ok((slot, worker)) = adopt.try_recv() {
-        workers.insert(slot, worker);
+    while let Ok(m) = joining.try_recv() {
+        if let Membership::Attach(slot, worker) = m {
+            workers.insert(slot, worker);
+        }
     }
     for (_, worker) in workers.drain() {
         worker.finish();
@@ -180,8 +239,8 @@ mod tests {
     #[tokio::test]
     async fn a_failing_client_fails_alone() {
         let host = Host::start("test-store").unwrap();
-        let (tx, broken) = host.attach(worker(true)).unwrap();
-        let (_, healthy) = host.attach(worker(false)).unwrap();
+        let (tx, broken, _a) = host.attach(worker(true)).unwrap();
+        let (_, healthy, _b) = host.attach(worker(false)).unwrap();
         assert_ne!(broken, healthy);
         // In one batch: the broken client's command fails, the healthy one's succeeds.
         let (a, a_rx) = oneshot::channel();
@@ -203,7 +262,7 @@ mod tests {
     #[tokio::test]
     async fn a_closed_client_hears_closed_and_the_thread_ends_once_nothing_can_use_it() {
         let host = Host::start("test-store").unwrap();
-        let (tx, slot) = host.attach(worker(false)).unwrap();
+        let (tx, slot, _member) = host.attach(worker(false)).unwrap();
         let (close, closed) = oneshot::channel();
         tx.send(Tagged(slot, Cmd::Close(close))).await.unwrap();
         closed.await.unwrap();
@@ -212,7 +271,7 @@ mod tests {
             "a closed client's command is dropped, so its caller hears Closed"
         );
         // The host handle could still attach a client: the thread waits.
-        let (ours, _) = host.attach(worker(false)).unwrap();
+        let (ours, _, _ours) = host.attach(worker(false)).unwrap();
         assert_eq!(clear(&ours, 1).await.unwrap().unwrap(), 0);
         let (close, closed) = oneshot::channel();
         ours.send(Tagged(1, Cmd::Close(close))).await.unwrap();
@@ -224,5 +283,45 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), tx.closed())
             .await
             .expect("the store thread ended");
+    }
+
+    #[tokio::test]
+    async fn a_client_whose_handles_are_all_gone_is_closed_cleanly_and_its_file_released() {
+        let dir = std::env::temp_dir().join(format!("pl-host-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        let host = Host::start("test-store").unwrap();
+        let owner = super::super::owner::Owner::take(&path).unwrap();
+        let (conn, snapshot, cipher) =
+            schema::open(Some(&path), Durability::Normal, None, true).unwrap();
+        let (events, _) = mpsc::unbounded_channel();
+        let file = Worker::new(
+            conn,
+            Some(owner),
+            cipher,
+            &snapshot,
+            OutboxConfig::default(),
+            events,
+        );
+        let (tx, slot, member) = host.attach(file).unwrap();
+        let (_, other, _other) = host.attach(worker(false)).unwrap();
+        assert_eq!(clear(&tx, slot).await.unwrap().unwrap(), 0);
+        // Its engine ended without closing it (no Close): dropping the last handle detaches.
+        drop(member);
+        // Two round trips of another client: the batch that saw the detach has ended.
+        for _ in 0..2 {
+            assert_eq!(clear(&tx, other).await.unwrap().unwrap(), 0);
+        }
+        assert!(
+            clear(&tx, slot).await.is_none(),
+            "the detached client's store is closed"
+        );
+        let again = super::super::owner::Owner::take(&path);
+        assert!(again.is_ok(), "the file is still held: {:?}", again.err());
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        assert_eq!(
+            schema::meta_get(&conn, "clean").unwrap().as_deref(),
+            Some("1")
+        );
     }
 }

@@ -25,10 +25,12 @@ mod reply;
 mod schema;
 mod worker;
 
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
-use self::host::{Slot, Tagged};
+use self::host::{Member, Slot, Tagged};
 pub(crate) use self::{
     command::{
         Cmd, Gone, NewEntry, Reply, StoreEvent, StoredEntry, StoredSubscription, idempotency_key,
@@ -43,6 +45,8 @@ use crate::{config::StoreConfig, error::Error, outbox::OutboxConfig};
 pub(crate) struct Store {
     tx: mpsc::Sender<Tagged>,
     slot: Slot,
+    /// The last handle dropped detaches the client from its thread.
+    _member: Arc<Member>,
 }
 
 impl Store {
@@ -75,8 +79,15 @@ impl Store {
                 &own
             }
         };
-        let (tx, slot) = host.attach(worker)?;
-        Ok((Store { tx, slot }, snapshot))
+        let (tx, slot, member) = host.attach(worker)?;
+        Ok((
+            Store {
+                tx,
+                slot,
+                _member: member,
+            },
+            snapshot,
+        ))
     }
 
     /// Queues a command, waiting for room.

@@ -109,9 +109,6 @@ fn next_block(conn: &Connection) -> Result<(u64, u64), StoreError> {
     Ok((first, last))
 }
 
-/// Opens (creating or migrating) the database at `path`, or an in-memory one for `None`;
-/// with `key`, checks it is the key the file's payloads were sealed with (recording it on the
-/// first keyed open) and returns the cipher for them.
 /// Turns off `conn`'s lookaside memory. Must run before any statement (SQLite refuses while
 /// lookaside memory is in use, leaving it on: the store then only uses more memory).
 fn no_lookaside(conn: &Connection) {
@@ -135,10 +132,12 @@ fn no_lookaside(conn: &Connection) {
 /// Prepared statements a compact store keeps (rusqlite's default is 16).
 const COMPACT_STATEMENTS: usize = 6;
 
-/// Opens (creating and migrating) the database at `path`, or one in memory. `compact` is for
-/// processes holding many clients: no lookaside memory (SQLite's per-connection allocator,
-/// about 120 KiB touched at open), 1 KiB pages for a database in memory, and fewer cached
-/// statements — some 40 KiB per store instead of 130, for a little more time per statement.
+/// Opens (creating or migrating) the database at `path`, or an in-memory one for `None`;
+/// with `key`, checks it is the key the file's payloads were sealed with (recording it on the
+/// first keyed open) and returns the cipher for them. `compact` is for processes holding many
+/// clients: no lookaside memory (SQLite's per-connection allocator, about 120 KiB touched at
+/// open), 1 KiB pages for a database in memory, and fewer cached statements — some 40 KiB per
+/// store instead of 130, for a little more time per statement.
 pub(super) fn open(
     path: Option<&Path>,
     durability: Durability,

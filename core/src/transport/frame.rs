@@ -41,8 +41,8 @@ pub enum TransportError {
         /// What it did.
         failure: super::proxy::failure::ProxyFailure,
     },
-    /// A long-polling request reached a server that does not know its session: behind a
-    /// load balancer, every request of a session must reach the node that opened it.
+    /// The first requests of a long-polling session reached a server that does not know it:
+    /// behind a load balancer, every request of a session must reach the node that opened it.
     #[error(
         "the server does not know this long-polling session (\"Session ID unknown\"): behind a \
          load balancer, long-polling needs sticky sessions (every request of a session to the \

@@ -65,6 +65,10 @@ pub struct Polling {
     upgrade: Upgrade,
     closed: bool,
     route: Arc<Route>,
+    /// `None` during the handshake; then whether a request of the session was answered. A
+    /// session refused before that was never this server's (a balancer without sticky
+    /// sessions sent the request elsewhere); refused after, it ended.
+    confirmed: Option<bool>,
 }
 
 impl Polling {
@@ -93,6 +97,7 @@ impl Polling {
             upgrade: Upgrade::Off,
             closed: false,
             route: route.clone(),
+            confirmed: None,
         };
         let answer = http::request(
             None,
@@ -118,10 +123,7 @@ impl Polling {
         };
         me.max_payload = handshake.max_payload;
         me.url.query_pairs_mut().append_pair("sid", &handshake.sid);
-        // A noop (`6`) before anything else: a balancer without sticky sessions sends it to a
-        // node that never opened the session, and the attempt fails here, clearly, where a
-        // fallback to WebSocket is still possible, instead of after the link was handed over.
-        me.post("6".into()).await?;
+        me.confirmed = Some(false);
         if let Some(mut ws_url) =
             upgrade_to.filter(|_| handshake.upgrades.iter().any(|u| u == "websocket"))
         {
@@ -166,7 +168,7 @@ impl Polling {
         }
         if answer.status != StatusCode::OK {
             if answer.status == StatusCode::BAD_REQUEST && is_unknown_session(&answer.body) {
-                return Err(TransportError::UnknownSession);
+                return Err(self.unknown_session());
             }
             // Otherwise 400 is how the server says the session is gone (closed, timed out).
             return Err(TransportError::Io(format!(
@@ -174,6 +176,7 @@ impl Polling {
                 answer.status
             )));
         }
+        self.answered();
         let text = std::str::from_utf8(&answer.body)
             .map_err(|_| TransportError::Io("polling payload is not UTF-8".into()))?;
         let pieces = decode_payload(text).map_err(|e| TransportError::Io(e.to_string()))?;
@@ -253,14 +256,33 @@ impl Polling {
         let status = answer.status;
         self.post_lane = answer.lane;
         if status == StatusCode::BAD_REQUEST && is_unknown_session(&answer.body) {
-            return Err(TransportError::UnknownSession);
+            return Err(self.unknown_session());
         }
         if status != StatusCode::OK {
             return Err(TransportError::Io(format!(
                 "HTTP {status} on a polling POST"
             )));
         }
+        self.answered();
         Ok(())
+    }
+
+    /// A request of the session was answered: this server holds it.
+    fn answered(&mut self) {
+        if self.confirmed == Some(false) {
+            self.confirmed = Some(true);
+        }
+    }
+
+    /// The server said it does not know the session: never this server's if no request of
+    /// it was answered yet (another node opened it), otherwise ended (closed, expired).
+    fn unknown_session(&self) -> TransportError {
+        match self.confirmed {
+            Some(true) => TransportError::Io(
+                "the server no longer knows this long-polling session (closed or expired)".into(),
+            ),
+            _ => TransportError::UnknownSession,
+        }
     }
 }
 

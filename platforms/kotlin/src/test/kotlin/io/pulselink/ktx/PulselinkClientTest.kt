@@ -69,7 +69,7 @@ class PulselinkClientTest {
         runBlocking { withTimeout(180.seconds) { body() } }
 
     @Test
-    fun `clients of a hub share its store thread and keep their own identities`() = test {
+    fun `clients of a hub keep their own identities`() = test {
         val server = server()
         val hub = Hub()
         val devices = (0 until 10).map { i ->
