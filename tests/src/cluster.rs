@@ -149,34 +149,64 @@ async fn ready(signal: oneshot::Receiver<Result<(), String>>) -> Result<(), Stri
     }
 }
 
-/// `redis-server` on a free loopback port, nothing persisted; and that port.
-async fn start_redis(dir: &std::path::Path) -> (Process, u16) {
-    assert_installed("redis-server", "redis-server");
+/// Where a process says it is ready.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Says {
+    Stdout,
+    Stderr,
+}
+
+/// Starts what `make` builds (choosing its ports, returned beside the command) until the
+/// process says `signal`; a port taken meanwhile costs a try with others.
+async fn start_until<T>(
+    name: &str,
+    says: Says,
+    signal: &'static str,
+    mut make: impl FnMut() -> (Command, T),
+) -> (Process, T) {
     let mut last = String::new();
     for _ in 0..20 {
-        let port = free_port();
-        let mut child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--loglevel", "notice"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+        let (mut command, chosen) = make();
+        match says {
+            Says::Stdout => command.stdout(Stdio::piped()).stderr(Stdio::inherit()),
+            Says::Stderr => command.stdout(Stdio::null()).stderr(Stdio::piped()),
+        };
+        let mut child = command
             .kill_on_drop(true)
             .spawn()
-            .expect("redis-server starts");
-        let up = drain(
-            child.stdout.take().expect("piped"),
-            "Ready to accept connections",
-        );
+            .unwrap_or_else(|e| panic!("{name} does not start: {e}"));
+        let up = match says {
+            Says::Stdout => drain(child.stdout.take().expect("piped"), signal),
+            Says::Stderr => drain(child.stderr.take().expect("piped"), signal),
+        };
         match ready(up).await {
-            Ok(()) => return (Process { _child: child }, port),
-            // The port was taken meanwhile: another one.
+            Ok(()) => return (Process { _child: child }, chosen),
             Err(said) => last = said,
         }
         let _ = child.kill().await;
     }
-    panic!("redis-server did not start: {last}");
+    panic!("{name} did not start: {last}");
+}
+
+/// `redis-server` on a free loopback port, nothing persisted; and that port.
+async fn start_redis(dir: &std::path::Path) -> (Process, u16) {
+    assert_installed("redis-server", "redis-server");
+    start_until(
+        "redis-server",
+        Says::Stdout,
+        "Ready to accept connections",
+        || {
+            let port = free_port();
+            let mut command = Command::new("redis-server");
+            command
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no", "--loglevel", "notice"])
+                .arg("--dir")
+                .arg(dir);
+            (command, port)
+        },
+    )
+    .await
 }
 
 /// nginx in front of `nodes`, listening on three free ports: round robin, sticky, failover.
@@ -184,35 +214,22 @@ async fn start_nginx(dir: &std::path::Path, nodes: &[u16]) -> (Process, [u16; 3]
     assert_installed("nginx", "nginx");
     // Workers run as an unprivileged user when nginx starts as root: they write temp files here.
     set_mode(dir, 0o777);
-    let mut last = String::new();
-    for _ in 0..20 {
+    // Logged once the configuration is read and every listening socket is bound.
+    start_until("nginx", Says::Stderr, "getrlimit(RLIMIT_NOFILE)", || {
         let ports = [free_port(), free_port(), free_port()];
         let conf = dir.join("nginx.conf");
         std::fs::write(&conf, nginx_conf(dir, nodes, ports)).expect("nginx.conf written");
-        let mut child = Command::new("nginx")
+        let mut command = Command::new("nginx");
+        command
             .arg("-p")
             .arg(dir)
             .arg("-c")
             .arg(&conf)
             // One process (no workers that would outlive a killed master).
-            .args(["-g", "daemon off; master_process off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("nginx starts");
-        // Logged once the configuration is read and every listening socket is bound.
-        let up = drain(
-            child.stderr.take().expect("piped"),
-            "getrlimit(RLIMIT_NOFILE)",
-        );
-        match ready(up).await {
-            Ok(()) => return (Process { _child: child }, ports),
-            Err(said) => last = said,
-        }
-        let _ = child.kill().await;
-    }
-    panic!("nginx did not start: {last}");
+            .args(["-g", "daemon off; master_process off;"]);
+        (command, ports)
+    })
+    .await
 }
 
 /// The configuration the Socket.IO documentation gives for nginx, once per [`Balance`].

@@ -194,25 +194,71 @@ fn tally(seen: &[Seen]) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_failover_recovers_the_session_on_another_node_with_every_event_once() {
-    let cluster = Cluster::start().await;
+/// How the subscribers' node stops.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM: the node closes its sockets and persists their sessions.
+    Graceful,
+    /// SIGKILL: no goodbye, nothing persisted.
+    Crash,
+}
+
+/// One failover: a Pulselink subscriber and a socket.io-client one on node 0 (the balancer's
+/// primary), node 2 publishing [`EVENTS`] room events at [`RATE`]/s, node 0 stopped a third of
+/// the way through; what each subscriber saw, until the last event or 20 s of silence.
+struct Failover {
+    client: Client,
+    notices: tokio::sync::broadcast::Receiver<Notice>,
+    seen: Vec<Seen>,
+    reference: Vec<Seen>,
+    reference_connects: mpsc::UnboundedReceiver<bool>,
+    _reference: tokio::process::Child,
+    _cluster: Cluster,
+}
+
+async fn failover(stop: Stop) -> Failover {
+    let mut cluster = Cluster::start().await;
     let url = cluster.url(Balance::Failover);
     let (client, mut rx) = pulselink_subscriber(&url).await;
-    let mut notices = client.notices();
+    let notices = client.notices();
     assert_eq!(ask(&client, "node?", ()).await, "n0");
-    let (_reference, reference_node, mut reference_rx, mut reference_connects) =
+    let (reference_child, reference_node, mut reference_rx, reference_connects) =
         socketio_subscriber(&url).await;
     assert_eq!(reference_node, "n0");
-    let mut cluster = cluster;
     let _publisher = publish_from(&cluster.nodes[2].url()).await;
 
     let mut seen = Vec::new();
     until(&mut rx, &mut seen, (EVENTS / 3) as usize).await;
-    cluster.nodes[0].terminate().await;
+    match stop {
+        Stop::Graceful => cluster.nodes[0].terminate().await,
+        Stop::Crash => cluster.nodes[0].kill().await,
+    }
     collect(&mut rx, &mut seen, T).await;
     let mut reference = Vec::new();
     collect(&mut reference_rx, &mut reference, Duration::from_secs(5)).await;
+    Failover {
+        client,
+        notices,
+        seen,
+        reference,
+        reference_connects,
+        _reference: reference_child,
+        _cluster: cluster,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_failover_recovers_the_session_on_another_node_with_every_event_once() {
+    let Failover {
+        client,
+        mut notices,
+        seen,
+        reference,
+        mut reference_connects,
+        // Bound, so they live to the end of the test (a `..` would drop them here).
+        _reference,
+        _cluster,
+    } = failover(Stop::Graceful).await;
 
     // Every event once, in order, with the offset taken off its arguments.
     assert_eq!(ns(&seen), (1..=EVENTS).collect::<Vec<_>>());
@@ -256,27 +302,21 @@ async fn graceful_failover_recovers_the_session_on_another_node_with_every_event
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_node_loses_less_than_socketio_client_and_says_a_gap_may_exist() {
-    let cluster = Cluster::start().await;
-    let url = cluster.url(Balance::Failover);
-    let (client, mut rx) = pulselink_subscriber(&url).await;
-    let mut notices = client.notices();
-    let (_reference, reference_node, mut reference_rx, mut reference_connects) =
-        socketio_subscriber(&url).await;
-    assert_eq!(reference_node, "n0");
-    let mut cluster = cluster;
-    let _publisher = publish_from(&cluster.nodes[2].url()).await;
-
-    let mut seen = Vec::new();
-    until(&mut rx, &mut seen, (EVENTS / 3) as usize).await;
-    cluster.nodes[0].kill().await;
+    let Failover {
+        client,
+        mut notices,
+        seen,
+        reference,
+        mut reference_connects,
+        // Bound, so they live to the end of the test (a `..` would drop them here).
+        _reference,
+        _cluster,
+    } = failover(Stop::Crash).await;
     // No server kept the session: the app hears that events may be missing.
     pulselink_tests::next_notice(&mut notices, T, |n| {
         matches!(n, Notice::RecoveryFailed { .. }).then_some(())
     })
     .await;
-    collect(&mut rx, &mut seen, T).await;
-    let mut reference = Vec::new();
-    collect(&mut reference_rx, &mut reference, Duration::from_secs(5)).await;
 
     // What arrived came once and in order, and the stream runs to the end on the new node.
     let got = ns(&seen);
