@@ -182,16 +182,18 @@ fn ns(seen: &[Seen]) -> Vec<u64> {
     seen.iter().map(|s| s.n).collect()
 }
 
-/// `"<distinct> of <EVENTS> (<r> repeated)"`, for the reference client's figures.
-fn tally(seen: &[Seen]) -> String {
+/// The events' `n`s, each once.
+fn distinct(seen: &[Seen]) -> Vec<u64> {
     let mut n = ns(seen);
     n.sort_unstable();
     n.dedup();
-    format!(
-        "{} of {EVENTS} ({} repeated)",
-        n.len(),
-        seen.len() - n.len()
-    )
+    n
+}
+
+/// `"<distinct> of <EVENTS> (<r> repeated)"`, for the reference client's figures.
+fn tally(seen: &[Seen]) -> String {
+    let n = distinct(seen).len();
+    format!("{n} of {EVENTS} ({} repeated)", seen.len() - n)
 }
 
 /// How the subscribers' node stops.
@@ -214,6 +216,16 @@ struct Failover {
     reference_connects: mpsc::UnboundedReceiver<bool>,
     _reference: tokio::process::Child,
     _cluster: Cluster,
+}
+
+impl Failover {
+    /// Whether socket.io-client's reconnect recovered its session; panics if it never came back.
+    async fn reference_reconnected(&mut self) -> bool {
+        tokio::time::timeout(T, self.reference_connects.recv())
+            .await
+            .expect("socket.io-client reconnected")
+            .expect("socket.io-client runs")
+    }
 }
 
 async fn failover(stop: Stop) -> Failover {
@@ -249,37 +261,25 @@ async fn failover(stop: Stop) -> Failover {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_failover_recovers_the_session_on_another_node_with_every_event_once() {
-    let Failover {
-        client,
-        mut notices,
-        seen,
-        reference,
-        mut reference_connects,
-        // Bound, so they live to the end of the test (a `..` would drop them here).
-        _reference,
-        _cluster,
-    } = failover(Stop::Graceful).await;
+    let mut f = failover(Stop::Graceful).await;
 
     // Every event once, in order, with the offset taken off its arguments.
-    assert_eq!(ns(&seen), (1..=EVENTS).collect::<Vec<_>>());
+    assert_eq!(ns(&f.seen), (1..=EVENTS).collect::<Vec<_>>());
     assert!(
-        seen.iter().all(|s| s.argc == 1),
+        f.seen.iter().all(|s| s.argc == 1),
         "an offset reached the app"
     );
-    let recovered = pulselink_tests::next_notice(&mut notices, T, |n| match n {
+    let recovered = pulselink_tests::next_notice(&mut f.notices, T, |n| match n {
         Notice::Connected { recovered, .. } => Some(recovered),
         Notice::RecoveryFailed { .. } => Some(false),
         _ => None,
     })
     .await;
     assert!(recovered, "the session was not recovered");
-    assert_ne!(ask(&client, "node?", ()).await, "n0");
-    let gap = longest_gap(&seen);
+    assert_ne!(ask(&f.client, "node?", ()).await, "n0");
+    let gap = longest_gap(&f.seen);
     assert!(gap <= FAILOVER_GAP, "events stopped for {gap:?}");
-    let reference_recovered = tokio::time::timeout(T, reference_connects.recv())
-        .await
-        .expect("socket.io-client reconnected")
-        .expect("socket.io-client runs");
+    let reference_recovered = f.reference_reconnected().await;
     report(
         "graceful failover behind nginx (3 nodes, Redis streams adapter)",
         &format!(
@@ -291,56 +291,41 @@ async fn graceful_failover_recovers_the_session_on_another_node_with_every_event
             "{} of {EVENTS} once and in order, recovered; longest silence {} ms \
              (socket.io-client in the same run: {}, recovered: {reference_recovered}, \
              longest silence {} ms)",
-            seen.len(),
+            f.seen.len(),
             gap.as_millis(),
-            tally(&reference),
-            longest_gap(&reference).as_millis(),
+            tally(&f.reference),
+            longest_gap(&f.reference).as_millis(),
         ),
     );
-    client.close().await;
+    f.client.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_node_loses_less_than_socketio_client_and_says_a_gap_may_exist() {
-    let Failover {
-        client,
-        mut notices,
-        seen,
-        reference,
-        mut reference_connects,
-        // Bound, so they live to the end of the test (a `..` would drop them here).
-        _reference,
-        _cluster,
-    } = failover(Stop::Crash).await;
+    let mut f = failover(Stop::Crash).await;
     // No server kept the session: the app hears that events may be missing.
-    pulselink_tests::next_notice(&mut notices, T, |n| {
+    pulselink_tests::next_notice(&mut f.notices, T, |n| {
         matches!(n, Notice::RecoveryFailed { .. }).then_some(())
     })
     .await;
 
     // What arrived came once and in order, and the stream runs to the end on the new node.
-    let got = ns(&seen);
+    let got = ns(&f.seen);
     assert!(
         got.windows(2).all(|w| w[0] < w[1]),
         "out of order or repeated"
     );
     assert_eq!(got.last(), Some(&EVENTS));
     assert!(
-        seen.iter().all(|s| s.argc == 1),
+        f.seen.iter().all(|s| s.argc == 1),
         "an offset reached the app"
     );
-    let lost = EVENTS - seen.len() as u64;
+    let lost = EVENTS - f.seen.len() as u64;
     assert!(lost <= MAX_LOST_ON_CRASH, "lost {lost} events");
     // The reference came back too (not recovered: no server kept its session).
-    let reference_recovered = tokio::time::timeout(T, reference_connects.recv())
-        .await
-        .expect("socket.io-client reconnected")
-        .expect("socket.io-client runs");
+    let reference_recovered = f.reference_reconnected().await;
     assert!(!reference_recovered);
-    let mut distinct = ns(&reference);
-    distinct.sort_unstable();
-    distinct.dedup();
-    let reference_lost = EVENTS - distinct.len() as u64;
+    let reference_lost = EVENTS - distinct(&f.reference).len() as u64;
     assert!(
         lost <= reference_lost,
         "Pulselink lost {lost}, socket.io-client {reference_lost}"
@@ -356,11 +341,11 @@ async fn a_crashed_node_loses_less_than_socketio_client_and_says_a_gap_may_exist
         &format!(
             "lost {lost} (longest silence {} ms); socket.io-client lost {reference_lost} \
              (longest silence {} ms)",
-            longest_gap(&seen).as_millis(),
-            longest_gap(&reference).as_millis()
+            longest_gap(&f.seen).as_millis(),
+            longest_gap(&f.reference).as_millis()
         ),
     );
-    client.close().await;
+    f.client.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
