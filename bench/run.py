@@ -734,8 +734,9 @@ def render(results):
             "",
             "On tokio's default multi-threaded runtime (`#[tokio::main]`, what every binding runs "
             "on), the public API as an app calls it; Pulselink's emits go to a store file "
-            "(`Durability::Normal`) and `emit` returns once committed; rust_socketio's are "
-            "in memory.",
+            "(`Durability::Normal`) and `emit` returns once committed, or once delivered when "
+            "its frame was flushed before its commit (no row is written then); rust_socketio's "
+            "are in memory.",
             "",
             "| measure | Pulselink | rust_socketio | bare WebSocket reader | Pulselink / reference |",
             "|---|---:|---:|---:|---:|",
@@ -857,7 +858,7 @@ def render(results):
         "|---|---:|---:|---:|",
         row("server → client events/s (fully decoded, normal event API)",
             lambda cl: fmt(m("in", cl, "events_per_sec")), bold=True),
-        row("client → server events/s (Pulselink's are durable: committed before `emit` returns)",
+        row("client → server events/s (Pulselink's are durable: committed, or delivered, before `emit` returns)",
             lambda cl: fmt(m("out", cl, "events_per_sec"))),
         row(f"ack round trip p50 / p99 µs (TCP floor here: "
             f"{pair('ack', 'p50_us', 'p99_us', '{:.0f}')('tcp-floor')})",

@@ -104,7 +104,7 @@ async fn run_emitter(
     count: u64,
     kill_after: Option<Duration>,
 ) -> Emitted {
-    let child = emitter(url, store, from, count, false);
+    let child = emitter(url, store, from, count, false, Delivery::Acked);
     finish_emitter(child, kill_after).await
 }
 
@@ -114,10 +114,14 @@ fn emitter(
     from: u64,
     count: u64,
     hold_ack: bool,
+    delivery: Delivery,
 ) -> tokio::process::Child {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pl-emitter"));
     if hold_ack {
         cmd.env("PL_HOLD_ACK", "1");
+    }
+    if let Delivery::Flushed = delivery {
+        cmd.env("PL_NO_ACK", "1");
     }
     cmd.args([
         url,
@@ -199,17 +203,37 @@ fn sigkill_seeds() -> u64 {
         .unwrap_or(50)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_emit_that_returned_ok_survives_sigkill_exactly_once() {
-    let (dir, ledger, store) = scratch("sigkill");
+/// How a SIGKILL storm's emitter asks for delivery.
+#[derive(Clone, Copy)]
+enum Delivery {
+    /// Each emit waits for the server's acknowledgement before leaving the outbox.
+    Acked,
+    /// No acknowledgement: an entry is delivered once flushed to a healthy link, and one
+    /// delivered before its commit is never stored at all.
+    Flushed,
+}
+
+/// SIGKILLs the emitter at `seeds` seeded instants up to `max_kill_ms` after its first Ok,
+/// each run emitting `count` ticks on one store file, then lets a last run drain it; asserts
+/// that every emit that returned Ok reached the server exactly once, in order, and that some
+/// kills landed between a tick's delivery and the emitter hearing Ok.
+async fn sigkill_storm(name: &str, delivery: Delivery, seeds: u64, count: u64, max_kill_ms: u64) {
+    let (dir, ledger, store) = scratch(name);
     let server = NodeServer::start_with_ledger(&ledger).await;
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let mut promised = Vec::new();
     let mut kills = 0;
-    let seeds = sigkill_seeds();
     for round in 0..seeds {
-        let kill = Duration::from_millis(rng.u64(1..500));
-        let run = run_emitter(&server.url(), &store, round * 100_000, 5_000, Some(kill)).await;
+        let kill = Duration::from_millis(rng.u64(1..max_kill_ms));
+        let child = emitter(
+            &server.url(),
+            &store,
+            round * 100_000,
+            count,
+            false,
+            delivery,
+        );
+        let run = finish_emitter(child, Some(kill)).await;
         kills += u64::from(run.killed);
         promised.extend(run.ok);
     }
@@ -225,7 +249,7 @@ async fn every_emit_that_returned_ok_survives_sigkill_exactly_once() {
     let lost: Vec<&u64> = promised.iter().filter(|n| !delivered.contains(n)).collect();
     assert!(
         lost.is_empty(),
-        "{} acknowledged emits lost: {:?}",
+        "{} emits that returned Ok lost: {:?}",
         lost.len(),
         &lost[..lost.len().min(10)]
     );
@@ -242,11 +266,15 @@ async fn every_emit_that_returned_ok_survives_sigkill_exactly_once() {
         unconfirmed >= 1,
         "no kill landed between delivery and the emitter hearing Ok"
     );
+    let how = match delivery {
+        Delivery::Acked => "acknowledged emits",
+        Delivery::Flushed => "emits without acknowledgement (delivered once flushed)",
+    };
     println!(
-        "RELIABILITY|emitter process SIGKILLed at {seeds} seeded instants|every emit that returned \
-         Ok delivered exactly once, in order; every kill by signal 9, nothing on stderr|{} emits \
-         returned Ok over {kills} kills, all delivered once, in order; {unconfirmed} delivered \
-         before the killed emitter heard Ok; {dups} resends dropped by key",
+        "RELIABILITY|emitter process SIGKILLed at {seeds} seeded instants, {how}|every emit that \
+         returned Ok delivered exactly once, in order; every kill by signal 9, nothing on stderr|{} \
+         emits returned Ok over {kills} kills, all delivered once, in order; {unconfirmed} \
+         delivered before the killed emitter heard Ok; {dups} resends dropped by key",
         promised.len()
     );
     integrity_ok(&store);
@@ -254,11 +282,25 @@ async fn every_emit_that_returned_ok_survives_sigkill_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_emit_that_returned_ok_survives_sigkill_exactly_once() {
+    sigkill_storm("sigkill", Delivery::Acked, sigkill_seeds(), 5_000, 500).await;
+}
+
+/// Without acknowledgements a live entry flushed before its commit is never stored: an emit
+/// that returned Ok was either delivered already or committed, whichever instant the kill
+/// picks. Runs are shorter (these emits are much faster), so the kills land mid-stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_unacknowledged_emit_that_returned_ok_survives_sigkill_exactly_once() {
+    let seeds = sigkill_seeds() / 2;
+    sigkill_storm("sigkill-flushed", Delivery::Flushed, seeds, 20_000, 150).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_between_send_and_delete_the_resend_keeps_its_key() {
     let (dir, ledger, store) = scratch("between");
     let server = NodeServer::start_with_ledger(&ledger).await;
     // The server records the tick but holds its ack: the entry is sent and not yet deleted.
-    let mut child = emitter(&server.url(), &store, 7, 1, true);
+    let mut child = emitter(&server.url(), &store, 7, 1, true, Delivery::Acked);
     let recorded = tokio::time::timeout(T, async {
         loop {
             if let Some(line) = read_ledger(&ledger).pop() {

@@ -292,9 +292,8 @@ impl Driver {
     ) -> Result<(Option<LinkAction>, Answers), (TransportError, Answers)> {
         let out = self.machine.take_actions();
         let answers = out.answers;
-        for cmd in out.store {
-            self.store.post(cmd);
-        }
+        // Committed once the frames are written: a live entry's frame leaves first.
+        let appends = self.store.post_all(out.store);
         for (caller, answer) in out.acks {
             let _ = caller.send(answer);
         }
@@ -314,9 +313,16 @@ impl Driver {
                 t.flush().await
             };
             if let Err(e) = written.await {
+                appends.commit(&[]);
                 return Err((e, answers));
             }
             self.machine.written(Now::read());
+            // A live entry that asked no ack and is flushed to a healthy link is delivered:
+            // the row its commit would write would be deleted at once, so none is written.
+            let delivered = self.machine.delivered_before_commit(&appends.skippable());
+            appends.commit(&delivered);
+        } else {
+            appends.commit(&[]);
         }
         Ok((out.link, answers))
     }
@@ -464,9 +470,7 @@ impl Driver {
     async fn finish(mut self, io: Io) {
         self.machine.closed();
         let out = self.machine.take_actions();
-        for cmd in out.store {
-            self.store.post(cmd);
-        }
+        self.store.post_all(out.store).commit(&[]);
         for (caller, answer) in out.acks {
             let _ = caller.send(answer);
         }

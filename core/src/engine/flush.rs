@@ -616,6 +616,21 @@ impl Flush {
         self.post_delivered(out);
     }
 
+    /// Of `pending` (live entries the store may still leave out, not committed yet), those
+    /// delivered already without an acknowledgement: they are done here as if committed and
+    /// deleted, and the store writes no row for them.
+    pub(crate) fn delivered_before_commit(&mut self, pending: &[u64]) -> Vec<u64> {
+        let mut done = Vec::new();
+        for seq in pending {
+            if self.uncommitted.contains(seq) && matches!(self.early.get(seq), Some(None)) {
+                self.uncommitted.remove(seq);
+                self.early.remove(seq);
+                done.push(*seq);
+            }
+        }
+        done
+    }
+
     /// Asks the store to delete what was delivered since the last call (acknowledged entries,
     /// and written ones once flushed): one command per step, however many acks it handled.
     pub(crate) fn post_delivered(&mut self, out: &mut Actions) {
@@ -1371,6 +1386,39 @@ mod tests {
             &mut out,
         );
         assert!(out.frames.is_empty(), "written live already");
+    }
+
+    #[test]
+    fn a_live_entry_flushed_before_its_commit_needs_no_row_unless_it_waits_for_an_ack() {
+        let mut r = Rig::new(config());
+        r.catch_up(0);
+        // Entry 1 asks no ack, entry 2 does; both go out live.
+        let (mut plain, _) = entry(1);
+        plain.want_ack = false;
+        let (stored, _) = oneshot::channel();
+        let mut out = Actions::default();
+        let now = r.at(1);
+        let mut link = link!(r);
+        r.flush
+            .emit(plain, None, stored, now, Some(&mut link), &mut out);
+        assert_eq!(appended(&out), [(1, true)]);
+        assert_eq!(appended(&r.emit_linked(1, 2)), [(2, true)]);
+        // Before the flush nothing is delivered: both need their rows.
+        assert!(r.flush.delivered_before_commit(&[1, 2]).is_empty());
+        // Flushed to a healthy link, and entry 2 acknowledged (all before either commit):
+        // the unacknowledged one is delivered and done with; the other's caller waits for
+        // its commit to hear the answer.
+        let mut out = Actions::default();
+        r.flush.flushed(&mut out);
+        assert!(r.flush.acked(2, reply(), r.at(2)));
+        assert!(out.store.is_empty(), "nothing committed to delete yet");
+        assert_eq!(r.flush.delivered_before_commit(&[1, 2]), [1]);
+        // Entry 1 left no trace to clean up; entry 2 is deleted once committed.
+        r.flush.appended(2, true);
+        let mut out = Actions::default();
+        r.flush.post_delivered(&mut out);
+        assert!(matches!(&out.store[..], [Cmd::Delivered(s)] if s == &[2]));
+        assert!(r.flush.uncommitted.is_empty() && r.flush.early.is_empty());
     }
 
     #[test]

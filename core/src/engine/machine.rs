@@ -488,6 +488,12 @@ impl Machine {
         self.flush.flushed(&mut self.out);
     }
 
+    /// Of `pending` (live entries not committed yet, which the store may leave out), those
+    /// the last [`Machine::written`] delivered: they need no row.
+    pub(crate) fn delivered_before_commit(&mut self, pending: &[u64]) -> Vec<u64> {
+        self.flush.delivered_before_commit(pending)
+    }
+
     /// When [`Machine::timeout`] is next needed.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let link = self.session.as_ref().map(|s| {

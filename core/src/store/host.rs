@@ -19,7 +19,6 @@
 
 use std::{
     collections::HashMap,
-    panic::AssertUnwindSafe,
     sync::{
         Arc, Weak,
         atomic::{AtomicU64, Ordering},
@@ -27,9 +26,12 @@ use std::{
 };
 
 use tokio::sync::mpsc;
-use tracing::{debug, error};
+use tracing::debug;
 
-use super::{command::Cmd, worker::Worker};
+use super::{
+    command::Cmd,
+    worker::{Shared, Worker},
+};
 use crate::error::Error;
 
 /// Most commands taken from the channel at once.
@@ -49,7 +51,7 @@ pub(crate) struct Tagged(pub(super) Slot, pub(super) Cmd);
 /// A client joining or leaving the thread.
 enum Membership {
     /// A worker to adopt: taken before anything received after it runs.
-    Attach(Slot, Box<Worker>),
+    Attach(Slot, Arc<Shared>),
     /// Every handle to the client is gone: its store is closed cleanly if it was not already
     /// (its engine ended without closing it: a runtime shut down, a panic).
     Detach(Slot),
@@ -100,24 +102,38 @@ impl Host {
         })
     }
 
-    /// Hands `worker` to the thread; returns the channel and slot its commands go by, and the
-    /// membership its handles share. The worker is queued before any of its commands can
-    /// exist, so it is always found.
-    pub(super) fn attach(
-        &self,
-        worker: Worker,
-    ) -> Result<(mpsc::Sender<Tagged>, Slot, Arc<Member>), Error> {
+    /// Hands `worker` to the thread; returns the channel and slot its commands go by, the
+    /// membership its handles share and the worker as the thread shares it. The worker is
+    /// queued before any of its commands can exist, so it is always found.
+    pub(super) fn attach(&self, worker: Worker) -> Result<Attached, Error> {
         let slot = self.next.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(Shared::new(worker));
         self.members
-            .send(Membership::Attach(slot, Box::new(worker)))
+            .send(Membership::Attach(slot, shared.clone()))
             .map_err(|_| Error::Closed)?;
         let member = Arc::new(Member {
             slot,
             members: self.members.clone(),
             commands: self.commands.clone(),
         });
-        Ok((self.commands.clone(), slot, member))
+        Ok(Attached {
+            commands: self.commands.clone(),
+            slot,
+            member,
+            worker: shared,
+        })
     }
+}
+
+/// A client attached to a store thread.
+pub(super) struct Attached {
+    /// Where its commands go, tagged with `slot`.
+    pub(super) commands: mpsc::Sender<Tagged>,
+    pub(super) slot: Slot,
+    /// Shared by its handles; the last one dropped detaches it.
+    pub(super) member: Arc<Member>,
+    /// Its worker, which the thread runs (and its engine, for appends it commits itself).
+    pub(super) worker: Arc<Shared>,
 }
 
 /// The thread's loop.
@@ -126,7 +142,7 @@ fn serve(
     mut joining: mpsc::UnboundedReceiver<Membership>,
     host: Weak<()>,
 ) {
-    let mut workers: HashMap<Slot, Box<Worker>> = HashMap::new();
+    let mut workers: HashMap<Slot, Arc<Shared>> = HashMap::new();
     let mut batch = Vec::with_capacity(64);
     // Per client, in arrival order (a hub's batch may hold thousands of clients).
     let mut groups: Vec<(Slot, Vec<Cmd>)> = Vec::new();
@@ -162,24 +178,14 @@ fn serve(
         }
         group_of.clear();
         for (slot, mut cmds) in groups.drain(..) {
-            let Some(worker) = workers.get_mut(&slot) else {
+            let Some(worker) = workers.get(&slot) else {
                 // Closed already: dropping the commands answers their callers `Closed`.
                 continue;
             };
-            // A panic in one client's batch (a bug) ends that client's store alone: its
-            // callers hear `Closed`, the thread goes on serving the others.
-            match std::panic::catch_unwind(AssertUnwindSafe(|| worker.run_batch(&mut cmds))) {
-                Ok(None) => {}
-                Ok(Some(reply)) => {
-                    if let Some(worker) = workers.remove(&slot) {
-                        worker.finish();
-                    }
-                    let _ = reply.send(());
-                }
-                Err(_) => {
-                    error!(slot, "a client's store failed; its store is closed");
-                    workers.remove(&slot);
-                }
+            // A close, or a panic in one client's batch (a bug), ends that client's store
+            // alone; the thread goes on serving the others.
+            if !worker.run(&mut cmds) {
+                workers.remove(&slot);
             }
         }
         for slot in leaving.drain(..) {
@@ -230,6 +236,10 @@ mod tests {
         )
     }
 
+    fn parts(a: Attached) -> (mpsc::Sender<Tagged>, Slot, Arc<Member>) {
+        (a.commands, a.slot, a.member)
+    }
+
     async fn clear(tx: &mpsc::Sender<Tagged>, slot: Slot) -> Option<Result<u64, Error>> {
         let (reply, rx) = oneshot::channel();
         tx.send(Tagged(slot, Cmd::Clear(reply))).await.ok()?;
@@ -239,8 +249,8 @@ mod tests {
     #[tokio::test]
     async fn a_failing_client_fails_alone() {
         let host = Host::start("test-store").unwrap();
-        let (tx, broken, _a) = host.attach(worker(true)).unwrap();
-        let (_, healthy, _b) = host.attach(worker(false)).unwrap();
+        let (tx, broken, _a) = parts(host.attach(worker(true)).unwrap());
+        let (_, healthy, _b) = parts(host.attach(worker(false)).unwrap());
         assert_ne!(broken, healthy);
         // In one batch: the broken client's command fails, the healthy one's succeeds.
         let (a, a_rx) = oneshot::channel();
@@ -262,7 +272,7 @@ mod tests {
     #[tokio::test]
     async fn a_closed_client_hears_closed_and_the_thread_ends_once_nothing_can_use_it() {
         let host = Host::start("test-store").unwrap();
-        let (tx, slot, _member) = host.attach(worker(false)).unwrap();
+        let (tx, slot, _member) = parts(host.attach(worker(false)).unwrap());
         let (close, closed) = oneshot::channel();
         tx.send(Tagged(slot, Cmd::Close(close))).await.unwrap();
         closed.await.unwrap();
@@ -271,7 +281,7 @@ mod tests {
             "a closed client's command is dropped, so its caller hears Closed"
         );
         // The host handle could still attach a client: the thread waits.
-        let (ours, _, _ours) = host.attach(worker(false)).unwrap();
+        let (ours, _, _ours) = parts(host.attach(worker(false)).unwrap());
         assert_eq!(clear(&ours, 1).await.unwrap().unwrap(), 0);
         let (close, closed) = oneshot::channel();
         ours.send(Tagged(1, Cmd::Close(close))).await.unwrap();
@@ -303,8 +313,8 @@ mod tests {
             OutboxConfig::default(),
             events,
         );
-        let (tx, slot, member) = host.attach(file).unwrap();
-        let (_, other, _other) = host.attach(worker(false)).unwrap();
+        let (tx, slot, member) = parts(host.attach(file).unwrap());
+        let (_, other, _other) = parts(host.attach(worker(false)).unwrap());
         assert_eq!(clear(&tx, slot).await.unwrap().unwrap(), 0);
         // Its engine ended without closing it (no Close): dropping the last handle detaches.
         drop(member);

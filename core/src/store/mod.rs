@@ -30,7 +30,6 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
-use self::host::{Member, Slot, Tagged};
 pub(crate) use self::{
     command::{
         Cmd, Gone, NewEntry, Reply, StoreEvent, StoredEntry, StoredSubscription, idempotency_key,
@@ -38,15 +37,73 @@ pub(crate) use self::{
     host::Host,
     schema::{SEQ_BLOCK, Snapshot},
 };
-use crate::{config::StoreConfig, error::Error, outbox::OutboxConfig};
+use self::{
+    host::{Member, Slot, Tagged},
+    worker::Shared,
+};
+use crate::{
+    config::{Durability, StoreConfig},
+    error::Error,
+    outbox::OutboxConfig,
+};
 
 /// The handle the client and engine share.
 #[derive(Clone)]
 pub(crate) struct Store {
     tx: mpsc::Sender<Tagged>,
     slot: Slot,
+    /// The worker, when the engine commits its appends itself (see [`Store::post_all`]).
+    here: Option<Arc<Shared>>,
     /// The last handle dropped detaches the client from its thread.
     _member: Arc<Member>,
+}
+
+/// The outbox writes the engine commits on its own task, once it has written the step's
+/// frames.
+#[must_use = "the appends' callers wait for their commit"]
+pub(crate) struct Appends {
+    worker: Option<Arc<Shared>>,
+    cmds: Vec<Cmd>,
+}
+
+impl Appends {
+    /// The entries among them that need no row if they are delivered before the commit:
+    /// written live, replacing no older entry (no coalescing key), within the outbox's size
+    /// limit (which refuses a larger one even when it went out live).
+    pub(crate) fn skippable(&self) -> Vec<u64> {
+        let Some(max_bytes) = self.worker.as_ref().map(|w| w.max_bytes()) else {
+            return Vec::new();
+        };
+        self.cmds
+            .iter()
+            .filter_map(|c| match c {
+                Cmd::Append {
+                    entry, seq, live, ..
+                } if *live && entry.coalesce_key.is_none() && entry.bytes() <= max_bytes => {
+                    Some(*seq)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Commits them (one transaction) and answers the appends' callers. The appends in
+    /// `delivered` (from [`Appends::skippable`]) reached the server before their commit: no
+    /// row is written for them (it would be deleted at once), their callers hear that they
+    /// are stored — they are past needing it — and the counters count them delivered.
+    pub(crate) fn commit(mut self, delivered: &[u64]) {
+        let Some(worker) = &self.worker else { return };
+        if !delivered.is_empty() {
+            let (skipped, kept) = std::mem::take(&mut self.cmds)
+                .into_iter()
+                .partition(|c| matches!(c, Cmd::Append { seq, .. } if delivered.contains(seq)));
+            self.cmds = kept;
+            worker.delivered_live(skipped);
+        }
+        if !self.cmds.is_empty() {
+            worker.run(&mut self.cmds);
+        }
+    }
 }
 
 impl Store {
@@ -79,15 +136,45 @@ impl Store {
                 &own
             }
         };
-        let (tx, slot, member) = host.attach(worker)?;
+        let attached = host.attach(worker)?;
+        // A commit without fsync costs tens of microseconds: less than the two thread
+        // wake-ups that handing it to the store thread and back would cost the caller.
+        // `Full`'s fsync can take milliseconds, which the engine's link must not wait for.
+        let here = (config.durability == Durability::Normal || config.path.is_none())
+            .then_some(attached.worker);
         Ok((
             Store {
-                tx,
-                slot,
-                _member: member,
+                tx: attached.commands,
+                slot: attached.slot,
+                here,
+                _member: attached.member,
             },
             snapshot,
         ))
+    }
+
+    /// Posts the engine's commands in order, except, when the store is cheap to commit to
+    /// (`Durability::Normal`, or in memory), the outbox's own writes — appends, deliveries,
+    /// failures: those the engine commits on its own task ([`Appends::commit`]), in one
+    /// transaction per step, saving an emit's caller two thread hand-offs and the store
+    /// thread a transaction of its own per delivery. Running ahead of commands still queued
+    /// is safe: an append or a deletion touches rows no queued command depends on, a fetch
+    /// that reads later reports the appends it saw (`upto`), and the engine skips entries it
+    /// wrote live. Reads, and writes the inbound path makes, stay on the store thread.
+    pub(crate) fn post_all(&self, cmds: Vec<Cmd>) -> Appends {
+        let mut kept = Vec::new();
+        for cmd in cmds {
+            match cmd {
+                Cmd::Append { .. } | Cmd::Delivered(_) | Cmd::Failed(_) if self.here.is_some() => {
+                    kept.push(cmd)
+                }
+                cmd => self.post(cmd),
+            }
+        }
+        Appends {
+            worker: self.here.clone(),
+            cmds: kept,
+        }
     }
 
     /// Queues a command, waiting for room.
@@ -129,5 +216,78 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx)).await?;
         rx.await.map_err(|_| Error::Closed)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::Priority;
+
+    fn append(
+        seq: u64,
+        coalesce_key: Option<&str>,
+    ) -> (Cmd, oneshot::Receiver<Result<u64, Error>>) {
+        let (reply, rx) = oneshot::channel();
+        let entry = NewEntry {
+            lane: Priority::Normal,
+            namespace: Arc::from("/"),
+            event: "tick".into(),
+            args: format!("[{seq}]"),
+            attachments: vec![],
+            want_ack: false,
+            ttl: None,
+            coalesce_key: coalesce_key.map(str::to_owned),
+        };
+        let cmd = Cmd::Append {
+            entry,
+            seq,
+            notify: true,
+            live: true,
+            reply,
+        };
+        (cmd, rx)
+    }
+
+    #[tokio::test]
+    async fn appends_delivered_before_their_commit_are_answered_and_counted_without_a_row() {
+        let (events, mut news) = mpsc::unbounded_channel();
+        let (store, _) = Store::open(
+            &StoreConfig::default(),
+            &OutboxConfig::default(),
+            events,
+            None,
+        )
+        .unwrap();
+        let (a1, r1) = append(1, None);
+        let (a2, r2) = append(2, None);
+        let (a3, r3) = append(3, Some("latest"));
+        let appends = store.post_all(vec![a1, a2, a3]);
+        // Entry 3 replaces any older entry with its key: it needs its row even if delivered.
+        assert_eq!(appends.skippable(), [1, 2]);
+        appends.commit(&[1]);
+        for (rx, seq) in [(r1, 1), (r2, 2), (r3, 3)] {
+            assert_eq!(rx.await.unwrap().unwrap(), seq, "every caller hears Ok");
+        }
+        // Only the committed ones are reported to the engine; one row per committed entry.
+        let mut reported = Vec::new();
+        while let Ok(e) = news.try_recv() {
+            if let StoreEvent::Appended { seq, ok: true } = e {
+                reported.push(seq);
+            }
+        }
+        assert_eq!(reported, [2, 3]);
+        let (tx, rx) = oneshot::channel();
+        store.send(Cmd::Stats(tx)).await.unwrap();
+        let stats = rx.await.unwrap();
+        assert_eq!(
+            (
+                stats.pending,
+                stats.accepted,
+                stats.delivered,
+                stats.sent_live
+            ),
+            (2, 3, 1, 3)
+        );
     }
 }

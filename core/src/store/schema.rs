@@ -165,6 +165,7 @@ pub(super) fn open(
     }
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(|e| StoreError::from_sqlite("busy_timeout", e))?;
+
     let sync = match durability {
         Durability::Full => "FULL",
         Durability::Normal => "NORMAL",
@@ -193,6 +194,16 @@ pub(super) fn open(
         other => other?,
     }
     let snapshot = load(&conn, unclean)?;
+    if path.is_some() {
+        // One client per file (`owner`), so SQLite's file locks guard nothing: taken by the
+        // next transaction and held for the connection's life, they cost no system calls
+        // per transaction (a dozen otherwise). Set once the file is set up, so that openers
+        // racing through the steps above wait for each other rather than deadlock.
+        conn.query_row("PRAGMA locking_mode = EXCLUSIVE", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .map_err(|e| StoreError::from_sqlite("locking_mode", e))?;
+    }
     Ok((conn, snapshot, cipher))
 }
 

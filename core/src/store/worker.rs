@@ -1,14 +1,20 @@
 //! One client's store: the commands of a batch run in one `BEGIN IMMEDIATE` transaction and
 //! are answered after the commit — the group commit that lets many concurrent emits share one
-//! fsync. A [`super::host`] thread hands each worker its commands.
+//! fsync. A [`super::host`] thread hands each worker its commands; an engine may run its own
+//! appends on the worker it shares with that thread ([`Shared`]).
 //!
 //! Callers hear their own answers on oneshot channels; the engine hears what concerns the
 //! outbox it sends ([`StoreEvent`]) on one channel, in commit order, so an append is always
 //! reported before the fetch that returns it.
 
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{Mutex, PoisonError},
+};
+
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
+use tracing::{error, warn};
 
 use super::{
     cipher::Cipher,
@@ -508,6 +514,79 @@ impl Worker {
             wants_ack: e.want_ack,
             created_ms: e.created_ms,
             expires_ms: e.expires_ms,
+        }
+    }
+}
+
+/// A client's worker as its store thread and its engine share it: the thread runs every
+/// command, and the engine commits its appends itself when the store allows it (see
+/// [`super::Store::commit_here`]). `None` once the store is closed.
+pub(super) struct Shared(Mutex<Option<Worker>>);
+
+impl Shared {
+    pub(super) fn new(worker: Worker) -> Self {
+        Self(Mutex::new(Some(worker)))
+    }
+
+    /// Runs `cmds` in one transaction. A closed store drops them, so their callers hear
+    /// [`Error::Closed`]; a close among them closes it once the batch ran; a panic (a bug)
+    /// closes this client's store alone, its callers hearing `Closed`. Returns whether the
+    /// store is still open.
+    pub(super) fn run(&self, cmds: &mut Vec<Cmd>) -> bool {
+        // A panic is caught below with the lock held, so the lock is never poisoned; if it
+        // were, the worker inside is as consistent as a caught panic leaves it.
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(worker) = held.as_mut() else {
+            cmds.clear();
+            return false;
+        };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| worker.run_batch(cmds))) {
+            Ok(None) => true,
+            Ok(Some(reply)) => {
+                if let Some(worker) = held.take() {
+                    worker.finish();
+                }
+                let _ = reply.send(());
+                false
+            }
+            Err(_) => {
+                error!("a client's store failed; its store is closed");
+                *held = None;
+                cmds.clear();
+                false
+            }
+        }
+    }
+
+    /// The outbox's size limit.
+    pub(super) fn max_bytes(&self) -> u64 {
+        let held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        held.as_ref().map_or(0, |w| w.limits.max_bytes)
+    }
+
+    /// Appends (`Cmd::Append`) whose entries were delivered before their commit: answered
+    /// and counted without a row (see [`super::Appends::commit`]).
+    pub(super) fn delivered_live(&self, appends: Vec<Cmd>) {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(worker) = held.as_mut() else {
+            return; // Closed: dropping the replies tells their callers.
+        };
+        for cmd in appends {
+            if let Cmd::Append { seq, reply, .. } = cmd {
+                worker.appended_upto = worker.appended_upto.max(seq);
+                worker.stats.accepted += 1;
+                worker.stats.sent_live += 1;
+                worker.stats.delivered += 1;
+                let _ = reply.send(Ok(seq));
+            }
+        }
+    }
+
+    /// Closes the store cleanly, if it is still open.
+    pub(super) fn finish(&self) {
+        let worker = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(worker) = worker {
+            worker.finish();
         }
     }
 }

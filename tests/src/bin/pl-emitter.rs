@@ -3,7 +3,8 @@
 //! `drained`. The tests SIGKILL it at random instants.
 //!
 //! Usage: `pl-emitter URL STORE FROM COUNT` (env `PL_HOLD_ACK=1`: ask the test server to hold
-//! the first acknowledgement of each tick, see `tests/node/server.js`)
+//! the first acknowledgement of each tick, see `tests/node/server.js`; `PL_NO_ACK=1`: emit
+//! without asking for acknowledgements, so an entry is delivered once flushed to the link)
 
 use std::{io::Write, time::Instant};
 
@@ -27,11 +28,15 @@ async fn main() {
     let client = Client::new(config).expect("client");
     client.start().expect("start");
     let hold = std::env::var_os("PL_HOLD_ACK").is_some();
+    let options = match std::env::var_os("PL_NO_ACK") {
+        Some(_) => EmitOptions::default(),
+        None => EmitOptions::default().confirm(),
+    };
     let mut out = std::io::stdout().lock();
     for n in from..from + count {
         let tick = json!({ "n": n, "holdAckOnce": hold });
         client
-            .emit_with("tick", tick, EmitOptions::default().confirm())
+            .emit_with("tick", tick, options.clone())
             .await
             .expect("emit");
         writeln!(out, "ok {n}")
