@@ -47,7 +47,9 @@ impl Socket {
 
     /// Emits on this namespace, durably: when this returns Ok the event is in the store and
     /// will be delivered (at least once, in order, with its idempotency key) even across
-    /// reconnects and, with a store file, an app restart. Waits only for the store's commit.
+    /// reconnects and, with a store file, an app restart — or it was delivered already (written
+    /// to a healthy connection before its commit would have started, so it needed no row).
+    /// Waits only for that commit or delivery.
     pub async fn emit(&self, event: &str, args: impl Into<Args>) -> Result<()> {
         let opts = EmitOptions::default();
         self.emit_in(event, args.into(), opts, None).await.map(drop)
