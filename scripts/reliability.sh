@@ -2,7 +2,7 @@
 # Runs the reliability suite (tests/tests/reliability.rs: the official Node Socket.IO server
 # behind the fault proxy; lifecycle.rs: background, suspension, interface changes, the Low
 # lane; secrets.rs: credentials in logs; tls.rs: certificate trust and
-# pinning; soak.rs; cluster.rs: a Redis-backed Socket.IO cluster behind nginx; the SIGKILL storm of durability.rs) and the codec fuzzers, and writes
+# pinning; soak.rs; cluster.rs: a Redis-backed Socket.IO cluster behind nginx; the SIGKILL storms of durability.rs) and the codec fuzzers, and writes
 # their figures to tests/RELIABILITY.md. Every criterion in the report is printed by the test
 # from the same constant it asserts.
 #
@@ -26,6 +26,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked -p pulselink-tests --test reliability --test lifecycle --test secrets --test tls --test soak --test proxy --test signals --test presence --test cluster -- --nocapture --test-threads 1 | tee "$log"
 cargo test --locked -p pulselink-tests --test durability every_emit_that_returned_ok_survives_sigkill_exactly_once -- --nocapture --exact | tee -a "$log"
+cargo test --locked -p pulselink-tests --test durability every_unacknowledged_emit_that_returned_ok_survives_sigkill_exactly_once -- --nocapture --exact | tee -a "$log"
 cargo test --locked -p pulselink-tests --test durability new_emits_go_live_once_the_backlog_is_replayed_and_order_holds -- --nocapture --exact | tee -a "$log"
 fuzz_secs=15
 [ "${1:-}" = "--long" ] && fuzz_secs=600
