@@ -769,6 +769,26 @@ async fn emits_polled_together_are_stored_in_the_order_they_were_made() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// The engine commits a step's deletions before it answers the acks that caused them: an app
+/// that heard its acknowledgement and looks at the outbox finds the entry gone, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_heard_its_ack_finds_the_entry_gone() {
+    let (dir, _, store) = scratch("ack-then-look");
+    let server = NodeServer::start().await;
+    let client = Client::new(config(&server).with_store(&store)).unwrap();
+    client.connect().await.unwrap();
+    for n in 0..300 {
+        client
+            .emit_with_ack("quiz:answer_submit", json!({ "n": n }), T)
+            .await
+            .unwrap();
+        let stats = client.outbox().stats().await.unwrap();
+        assert_eq!(stats.pending, 0, "entry {n} still pending after its ack");
+    }
+    client.close().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// Waits for the outbox to drain, failing (rather than hanging) after `T`.
 async fn drained(client: &Client) {
     tokio::time::timeout(T, client.outbox().drained())

@@ -49,8 +49,8 @@ impl Outbox {
     /// Waits until every entry is delivered (or dropped): a gateway draining before it exits,
     /// a test waiting for a flush. Ends with [`Error::Closed`] if the client closes first.
     pub async fn drained(&self) -> Result<()> {
-        // Asked again now and then: another process sharing the store file may deliver the
-        // last entries without this one hearing of it, and each ask re-reads the file.
+        // Asked again now and then: each ask recounts the entries from the file, should the
+        // counts kept in memory have drifted from it.
         const RECHECK: Duration = Duration::from_millis(250);
         loop {
             let (tx, rx) = oneshot::channel();

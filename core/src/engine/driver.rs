@@ -15,7 +15,7 @@ use tokio::{
 use tracing::{debug, info};
 
 use super::{
-    actions::{ConnectWaiter, Credentials, End, LinkAction},
+    actions::{ConnectWaiter, Credentials, End, LinkAction, WaiterAnswer},
     control::{Command, Outgoing},
     dial::dial,
     machine::Machine,
@@ -292,37 +292,65 @@ impl Driver {
     ) -> Result<(Option<LinkAction>, Answers), (TransportError, Answers)> {
         let out = self.machine.take_actions();
         let answers = out.answers;
-        // Committed once the frames are written: a live entry's frame leaves first.
+        // The outbox's writes, committed here once the frames are written: a live entry's
+        // frame leaves first, and one delivered by then needs no row.
         let appends = self.store.post_all(out.store);
-        for (caller, answer) in out.acks {
-            let _ = caller.send(answer);
-        }
         for n in out.notices {
             let _ = self.notices.send(n);
         }
         for (ns, how) in out.credentials {
             io.credentials.push(self.credentials(ns, how));
         }
-        if !out.frames.is_empty()
-            && let Some(t) = io.transport.as_mut()
-        {
-            let written = async {
-                for f in out.frames {
-                    t.feed(f).await?;
-                }
-                t.flush().await
-            };
-            if let Err(e) = written.await {
-                appends.commit(&[]);
-                return Err((e, answers));
+        // Answered once the step's deletions are committed: a caller that heard its ack
+        // finds the entry gone from the outbox.
+        let acks = out.acks;
+        let answer = |acks: Vec<WaiterAnswer>| {
+            for (caller, answer) in acks {
+                let _ = caller.send(answer);
             }
-            self.machine.written(Now::read());
-            // A live entry that asked no ack and is flushed to a healthy link is delivered:
-            // the row its commit would write would be deleted at once, so none is written.
-            let delivered = self.machine.delivered_before_commit(&appends.skippable());
-            appends.commit(&delivered);
-        } else {
-            appends.commit(&[]);
+        };
+        let mut failed = None;
+        match io.transport.as_mut() {
+            Some(t) if !out.frames.is_empty() => {
+                let mut written = std::pin::pin!(async {
+                    for f in out.frames {
+                        t.feed(f).await?;
+                    }
+                    t.flush().await
+                });
+                match written.as_mut().now_or_never() {
+                    // Written at once (room in the socket's buffer, the usual case): a live
+                    // entry that asked no ack is delivered before its commit would start.
+                    Some(Ok(())) => {
+                        self.machine.written(Now::read());
+                        let delivered = self.machine.delivered_before_commit(&appends.skippable());
+                        appends.commit(&delivered);
+                        answer(acks);
+                    }
+                    Some(Err(e)) => {
+                        appends.commit(&[]);
+                        answer(acks);
+                        failed = Some(e);
+                    }
+                    // A slow link (a full socket buffer, a long-polling POST's round trip):
+                    // the commits and their callers do not wait for it.
+                    None => {
+                        appends.commit(&[]);
+                        answer(acks);
+                        match written.await {
+                            Ok(()) => self.machine.written(Now::read()),
+                            Err(e) => failed = Some(e),
+                        }
+                    }
+                }
+            }
+            _ => {
+                appends.commit(&[]);
+                answer(acks);
+            }
+        }
+        if let Some(e) = failed {
+            return Err((e, answers));
         }
         Ok((out.link, answers))
     }

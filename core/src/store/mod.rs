@@ -59,19 +59,21 @@ pub(crate) struct Store {
 }
 
 /// The outbox writes the engine commits on its own task, once it has written the step's
-/// frames.
+/// frames, and the step's commands that came after them (posted once they are committed, so
+/// the store thread sees a step's commands in the order they were made).
 #[must_use = "the appends' callers wait for their commit"]
-pub(crate) struct Appends {
-    worker: Option<Arc<Shared>>,
+pub(crate) struct Appends<'a> {
+    store: &'a Store,
     cmds: Vec<Cmd>,
+    later: Vec<Cmd>,
 }
 
-impl Appends {
+impl Appends<'_> {
     /// The entries among them that need no row if they are delivered before the commit:
     /// written live, replacing no older entry (no coalescing key), within the outbox's size
     /// limit (which refuses a larger one even when it went out live).
     pub(crate) fn skippable(&self) -> Vec<u64> {
-        let Some(max_bytes) = self.worker.as_ref().map(|w| w.max_bytes()) else {
+        let Some(max_bytes) = self.store.here.as_ref().map(|w| w.max_bytes()) else {
             return Vec::new();
         };
         self.cmds
@@ -87,22 +89,40 @@ impl Appends {
             .collect()
     }
 
-    /// Commits them (one transaction) and answers the appends' callers. The appends in
-    /// `delivered` (from [`Appends::skippable`]) reached the server before their commit: no
-    /// row is written for them (it would be deleted at once), their callers hear that they
-    /// are stored — they are past needing it — and the counters count them delivered.
+    /// Commits them (one transaction), answers the appends' callers and posts the commands
+    /// that followed them. The appends in `delivered` (from [`Appends::skippable`]) reached
+    /// the server before their commit: no row is written for them (it would be deleted at
+    /// once), their callers hear that they are stored — they are past needing it — and the
+    /// counters count them delivered.
     pub(crate) fn commit(mut self, delivered: &[u64]) {
-        let Some(worker) = &self.worker else { return };
-        if !delivered.is_empty() {
-            let (skipped, kept) = std::mem::take(&mut self.cmds)
-                .into_iter()
-                .partition(|c| matches!(c, Cmd::Append { seq, .. } if delivered.contains(seq)));
-            self.cmds = kept;
-            worker.delivered_live(skipped);
+        self.run(delivered);
+    }
+
+    fn run(&mut self, delivered: &[u64]) {
+        if let Some(worker) = &self.store.here {
+            if !delivered.is_empty() {
+                let (skipped, kept) = std::mem::take(&mut self.cmds)
+                    .into_iter()
+                    .partition(|c| matches!(c, Cmd::Append { seq, .. } if delivered.contains(seq)));
+                self.cmds = kept;
+                worker.delivered_live(skipped);
+            }
+            if !self.cmds.is_empty() {
+                worker.run(&mut self.cmds);
+            }
         }
-        if !self.cmds.is_empty() {
-            worker.run(&mut self.cmds);
+        for cmd in self.later.drain(..) {
+            self.store.post(cmd);
         }
+    }
+}
+
+impl Drop for Appends<'_> {
+    /// A step abandoned part-way (a close that ran out of time while a write was stuck) still
+    /// commits its writes: their callers wait for them, and a live entry may have reached the
+    /// server already.
+    fn drop(&mut self) {
+        self.run(&[]);
     }
 }
 
@@ -157,24 +177,27 @@ impl Store {
     /// (`Durability::Normal`, or in memory), the outbox's own writes — appends, deliveries,
     /// failures: those the engine commits on its own task ([`Appends::commit`]), in one
     /// transaction per step, saving an emit's caller two thread hand-offs and the store
-    /// thread a transaction of its own per delivery. Running ahead of commands still queued
-    /// is safe: an append or a deletion touches rows no queued command depends on, a fetch
-    /// that reads later reports the appends it saw (`upto`), and the engine skips entries it
-    /// wrote live. Reads, and writes the inbound path makes, stay on the store thread.
-    pub(crate) fn post_all(&self, cmds: Vec<Cmd>) -> Appends {
-        let mut kept = Vec::new();
+    /// thread a transaction of its own per delivery; commands after the first of them are
+    /// posted after that commit. Running ahead of commands of earlier steps still queued is
+    /// safe: an append or a deletion touches rows no queued command depends on, a fetch that
+    /// reads later reports the appends it saw (`upto`), and the engine skips entries it wrote
+    /// live. Reads, and writes the inbound path makes, stay on the store thread.
+    pub(crate) fn post_all(&self, cmds: Vec<Cmd>) -> Appends<'_> {
+        let mut appends = Appends {
+            store: self,
+            cmds: Vec::new(),
+            later: Vec::new(),
+        };
         for cmd in cmds {
             match cmd {
                 Cmd::Append { .. } | Cmd::Delivered(_) | Cmd::Failed(_) if self.here.is_some() => {
-                    kept.push(cmd)
+                    appends.cmds.push(cmd)
                 }
-                cmd => self.post(cmd),
+                cmd if appends.cmds.is_empty() => self.post(cmd),
+                cmd => appends.later.push(cmd),
             }
         }
-        Appends {
-            worker: self.here.clone(),
-            cmds: kept,
-        }
+        appends
     }
 
     /// Queues a command, waiting for room.
@@ -247,6 +270,42 @@ mod tests {
             reply,
         };
         (cmd, rx)
+    }
+
+    #[tokio::test]
+    async fn a_step_keeps_its_order_and_an_abandoned_one_still_commits() {
+        let (events, mut news) = mpsc::unbounded_channel();
+        let (store, _) = Store::open(
+            &StoreConfig::default(),
+            &OutboxConfig::default(),
+            events,
+            None,
+        )
+        .unwrap();
+        // Not live: the fetch that follows it in the step must find it.
+        let (mut append, stored) = append(1, None);
+        if let Cmd::Append { live, .. } = &mut append {
+            *live = false;
+        }
+        let fetch = Cmd::Fetch {
+            id: 7,
+            after: [0; 3],
+            limit: 10,
+            park: false,
+        };
+        let appends = store.post_all(vec![append, fetch]);
+        assert_eq!(appends.later.len(), 1, "the fetch waits for the commit");
+        // Dropped without `commit` (its task cancelled mid-write): committed all the same.
+        drop(appends);
+        assert_eq!(stored.await.unwrap().unwrap(), 1);
+        let fetched = loop {
+            match news.recv().await.unwrap() {
+                StoreEvent::Fetched { id: 7, entries, .. } => break entries,
+                _ => continue,
+            }
+        };
+        let seqs: Vec<u64> = fetched.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1]);
     }
 
     #[tokio::test]

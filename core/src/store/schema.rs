@@ -197,8 +197,9 @@ pub(super) fn open(
     if path.is_some() {
         // One client per file (`owner`), so SQLite's file locks guard nothing: taken by the
         // next transaction and held for the connection's life, they cost no system calls
-        // per transaction (a dozen otherwise). Set once the file is set up, so that openers
-        // racing through the steps above wait for each other rather than deadlock.
+        // per transaction (a dozen otherwise). Set once the file is set up: two openers of a new
+        // file (possible below `Store::open`, which takes the owner lock first) then wait for
+        // each other in the steps above instead of each keeping a lock the other needs.
         conn.query_row("PRAGMA locking_mode = EXCLUSIVE", [], |r| {
             r.get::<_, String>(0)
         })

@@ -520,7 +520,7 @@ impl Worker {
 
 /// A client's worker as its store thread and its engine share it: the thread runs every
 /// command, and the engine commits its appends itself when the store allows it (see
-/// [`super::Store::commit_here`]). `None` once the store is closed.
+/// [`super::Store::post_all`]). `None` once the store is closed.
 pub(super) struct Shared(Mutex<Option<Worker>>);
 
 impl Shared {
