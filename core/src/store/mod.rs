@@ -272,16 +272,17 @@ mod tests {
         (cmd, rx)
     }
 
+    /// A client's store in memory on a thread of its own, and the news it sends the engine.
+    fn in_memory() -> (Store, mpsc::UnboundedReceiver<StoreEvent>) {
+        let (events, news) = mpsc::unbounded_channel();
+        let config = StoreConfig::default();
+        let (store, _) = Store::open(&config, &OutboxConfig::default(), events, None).unwrap();
+        (store, news)
+    }
+
     #[tokio::test]
     async fn a_step_keeps_its_order_and_an_abandoned_one_still_commits() {
-        let (events, mut news) = mpsc::unbounded_channel();
-        let (store, _) = Store::open(
-            &StoreConfig::default(),
-            &OutboxConfig::default(),
-            events,
-            None,
-        )
-        .unwrap();
+        let (store, mut news) = in_memory();
         // Not live: the fetch that follows it in the step must find it.
         let (mut append, stored) = append(1, None);
         if let Cmd::Append { live, .. } = &mut append {
@@ -310,14 +311,7 @@ mod tests {
 
     #[tokio::test]
     async fn appends_delivered_before_their_commit_are_answered_and_counted_without_a_row() {
-        let (events, mut news) = mpsc::unbounded_channel();
-        let (store, _) = Store::open(
-            &StoreConfig::default(),
-            &OutboxConfig::default(),
-            events,
-            None,
-        )
-        .unwrap();
+        let (store, mut news) = in_memory();
         let (a1, r1) = append(1, None);
         let (a2, r2) = append(2, None);
         let (a3, r3) = append(3, Some("latest"));
