@@ -187,7 +187,7 @@ impl Socket {
     }
 
     /// Emits `event`; it is in the durable outbox when this returns and is delivered once
-    /// connected.
+    /// connected, or it was delivered already (written to a healthy connection first).
     #[uniffi::method(default(attachments = []))]
     pub async fn emit(
         &self,

@@ -94,7 +94,8 @@ class Socket:
         """Queues ``event`` with ``args`` in the durable outbox and returns its entry id.
 
         Once this returns the emit survives a crash or an app kill; it is sent, in order, as
-        soon as the connection allows. ``bytes`` arguments travel as binary attachments.
+        soon as the connection allows (or it was sent already: written to a healthy connection
+        before it needed storing). ``bytes`` arguments travel as binary attachments.
         ``ttl`` (seconds) drops it if still unsent by then, ``coalesce_key`` replaces an
         unsent emit with the same key, ``confirm`` keeps it until the server acknowledges.
         """

@@ -86,7 +86,8 @@ public class PulselinkSocket: @unchecked Sendable {
     public var namespace: String { socket.namespace() }
 
     /// Queues `event` in the durable outbox and returns its entry id: once this returns the
-    /// emit survives a crash or an app kill and is delivered in order when connected.
+    /// emit survives a crash or an app kill and is delivered in order when connected (or it
+    /// was delivered already: written to a healthy connection before it needed storing).
     @discardableResult
     public func emit(_ event: String, _ args: Any..., options: EmitOptions = EmitOptions()) async throws -> UInt64 {
         let a = try Arguments.encode(args)

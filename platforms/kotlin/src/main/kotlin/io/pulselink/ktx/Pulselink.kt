@@ -98,7 +98,8 @@ open class PulselinkSocket internal constructor(internal val socket: Socket) {
 
     /**
      * Queues `event` in the durable outbox and returns its entry id: once this returns the
-     * emit survives a crash or an app kill and is delivered in order when connected.
+     * emit survives a crash or an app kill and is delivered in order when connected (or it
+     * was delivered already: written to a healthy connection before it needed storing).
      */
     suspend fun emit(
         event: String,
