@@ -15,7 +15,7 @@ use tokio::{
 use tracing::{debug, info};
 
 use super::{
-    actions::{ConnectWaiter, Credentials, End, LinkAction, WaiterAnswer},
+    actions::{ConnectWaiter, Credentials, End, LinkAction},
     control::{Command, Outgoing},
     dial::dial,
     machine::Machine,
@@ -301,55 +301,42 @@ impl Driver {
         for (ns, how) in out.credentials {
             io.credentials.push(self.credentials(ns, how));
         }
-        // Answered once the step's deletions are committed: a caller that heard its ack
-        // finds the entry gone from the outbox.
-        let acks = out.acks;
-        let answer = |acks: Vec<WaiterAnswer>| {
-            for (caller, answer) in acks {
-                let _ = caller.send(answer);
-            }
-        };
-        let mut failed = None;
-        match io.transport.as_mut() {
-            Some(t) if !out.frames.is_empty() => {
-                let mut written = std::pin::pin!(async {
+        let wrote = !out.frames.is_empty() && io.transport.is_some();
+        let mut written = std::pin::pin!(async {
+            match io.transport.as_mut().filter(|_| wrote) {
+                Some(t) => {
                     for f in out.frames {
                         t.feed(f).await?;
                     }
                     t.flush().await
-                });
-                match written.as_mut().now_or_never() {
-                    // Written at once (room in the socket's buffer, the usual case): a live
-                    // entry that asked no ack is delivered before its commit would start.
-                    Some(Ok(())) => {
-                        self.machine.written(Now::read());
-                        let delivered = self.machine.delivered_before_commit(&appends.skippable());
-                        appends.commit(&delivered);
-                        answer(acks);
-                    }
-                    Some(Err(e)) => {
-                        appends.commit(&[]);
-                        answer(acks);
-                        failed = Some(e);
-                    }
-                    // A slow link (a full socket buffer, a long-polling POST's round trip):
-                    // the commits and their callers do not wait for it.
-                    None => {
-                        appends.commit(&[]);
-                        answer(acks);
-                        match written.await {
-                            Ok(()) => self.machine.written(Now::read()),
-                            Err(e) => failed = Some(e),
-                        }
-                    }
                 }
+                None => Ok(()),
             }
-            _ => {
-                appends.commit(&[]);
-                answer(acks);
+        });
+        // Usually written at once (room in the socket's buffer): then a live entry that asked
+        // no ack is delivered before its commit would start. On a slow link (a full buffer, a
+        // long-polling POST's round trip) the commits and their callers do not wait for it.
+        let at_once = written.as_mut().now_or_never();
+        let delivered = match &at_once {
+            Some(Ok(())) if wrote => {
+                self.machine.written(Now::read());
+                self.machine.delivered_before_commit(&appends.skippable())
             }
+            _ => Vec::new(),
+        };
+        appends.commit(&delivered);
+        // Answered once the step's deletions are committed: a caller that heard its ack
+        // finds the entry gone from the outbox.
+        for (caller, answer) in out.acks {
+            let _ = caller.send(answer);
         }
-        if let Some(e) = failed {
+        let written = match at_once {
+            Some(result) => result,
+            None => written
+                .await
+                .inspect(|()| self.machine.written(Now::read())),
+        };
+        if let Err(e) = written {
             return Err((e, answers));
         }
         Ok((out.link, answers))

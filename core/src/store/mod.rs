@@ -54,6 +54,8 @@ pub(crate) struct Store {
     slot: Slot,
     /// The worker, when the engine commits its appends itself (see [`Store::post_all`]).
     here: Option<Arc<Shared>>,
+    /// The outbox's size limit: a larger entry needs its row even once delivered.
+    max_bytes: u64,
     /// The last handle dropped detaches the client from its thread.
     _member: Arc<Member>,
 }
@@ -73,9 +75,7 @@ impl Appends<'_> {
     /// written live, replacing no older entry (no coalescing key), within the outbox's size
     /// limit (which refuses a larger one even when it went out live).
     pub(crate) fn skippable(&self) -> Vec<u64> {
-        let Some(max_bytes) = self.store.here.as_ref().map(|w| w.max_bytes()) else {
-            return Vec::new();
-        };
+        let max_bytes = self.store.max_bytes;
         self.cmds
             .iter()
             .filter_map(|c| match c {
@@ -167,6 +167,7 @@ impl Store {
                 tx: attached.commands,
                 slot: attached.slot,
                 here,
+                max_bytes: limits.max_bytes,
                 _member: attached.member,
             },
             snapshot,
@@ -244,31 +245,17 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::outbox::Priority;
+    use super::{worker::tests::append_as, *};
 
+    /// A live entry numbered `seq`, with a coalescing key if given.
     fn append(
         seq: u64,
         coalesce_key: Option<&str>,
     ) -> (Cmd, oneshot::Receiver<Result<u64, Error>>) {
-        let (reply, rx) = oneshot::channel();
-        let entry = NewEntry {
-            lane: Priority::Normal,
-            namespace: Arc::from("/"),
-            event: "tick".into(),
-            args: format!("[{seq}]"),
-            attachments: vec![],
-            want_ack: false,
-            ttl: None,
-            coalesce_key: coalesce_key.map(str::to_owned),
-        };
-        let cmd = Cmd::Append {
-            entry,
-            seq,
-            notify: true,
-            live: true,
-            reply,
-        };
+        let (mut cmd, rx) = append_as(seq as usize, seq, true, true);
+        if let Cmd::Append { entry, .. } = &mut cmd {
+            entry.coalesce_key = coalesce_key.map(str::to_owned);
+        }
         (cmd, rx)
     }
 
@@ -284,10 +271,7 @@ mod tests {
     async fn a_step_keeps_its_order_and_an_abandoned_one_still_commits() {
         let (store, mut news) = in_memory();
         // Not live: the fetch that follows it in the step must find it.
-        let (mut append, stored) = append(1, None);
-        if let Cmd::Append { live, .. } = &mut append {
-            *live = false;
-        }
+        let (append, stored) = append_as(1, 1, true, false);
         let fetch = Cmd::Fetch {
             id: 7,
             after: [0; 3],

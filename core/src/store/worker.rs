@@ -176,6 +176,20 @@ impl Worker {
         closing
     }
 
+    /// Appends (`Cmd::Append`) whose entries were delivered before their commit: answered
+    /// and counted without a row (see [`super::Appends::commit`]).
+    fn delivered_live(&mut self, appends: Vec<Cmd>) {
+        for cmd in appends {
+            if let Cmd::Append { seq, reply, .. } = cmd {
+                self.appended_upto = self.appended_upto.max(seq);
+                self.stats.accepted += 1;
+                self.stats.sent_live += 1;
+                self.stats.delivered += 1;
+                let _ = reply.send(Ok(seq));
+            }
+        }
+    }
+
     fn tell(&self, event: StoreEvent) {
         // The engine is gone only when the client is closing.
         let _ = self.events.send(event);
@@ -558,27 +572,12 @@ impl Shared {
         }
     }
 
-    /// The outbox's size limit.
-    pub(super) fn max_bytes(&self) -> u64 {
-        let held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        held.as_ref().map_or(0, |w| w.limits.max_bytes)
-    }
-
-    /// Appends (`Cmd::Append`) whose entries were delivered before their commit: answered
-    /// and counted without a row (see [`super::Appends::commit`]).
+    /// [`Worker::delivered_live`], unless the store is closed (dropping the replies then
+    /// tells their callers).
     pub(super) fn delivered_live(&self, appends: Vec<Cmd>) {
         let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(worker) = held.as_mut() else {
-            return; // Closed: dropping the replies tells their callers.
-        };
-        for cmd in appends {
-            if let Cmd::Append { seq, reply, .. } = cmd {
-                worker.appended_upto = worker.appended_upto.max(seq);
-                worker.stats.accepted += 1;
-                worker.stats.sent_live += 1;
-                worker.stats.delivered += 1;
-                let _ = reply.send(Ok(seq));
-            }
+        if let Some(worker) = held.as_mut() {
+            worker.delivered_live(appends);
         }
     }
 
@@ -592,7 +591,7 @@ impl Shared {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use super::*;
@@ -620,7 +619,8 @@ mod tests {
         append_as(n, n as u64 + 1, notify, false)
     }
 
-    fn append_as(
+    /// Entry `n` (200-odd bytes), numbered `seq`.
+    pub(in crate::store) fn append_as(
         n: usize,
         seq: u64,
         notify: bool,
