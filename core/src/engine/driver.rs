@@ -105,7 +105,7 @@ struct Io {
 
 impl Driver {
     /// Runs until the client is closed or dropped.
-    pub(crate) async fn run(mut self) {
+    pub(crate) async fn run(mut self: Box<Self>) {
         let mut io = Io {
             transport: None,
             polling_refused: false,
@@ -482,7 +482,7 @@ impl Driver {
         })
     }
 
-    async fn finish(mut self, io: Io) {
+    async fn finish(mut self: Box<Self>, io: Io) {
         self.machine.closed();
         let out = self.machine.take_actions();
         self.store.post_all(out.store).commit(&[]);

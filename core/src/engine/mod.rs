@@ -101,7 +101,7 @@ pub(crate) fn spawn(
         state: state_tx,
         notices,
     };
-    runtime.spawn(driver.run());
+    runtime.spawn(Box::new(driver).run());
     Handles {
         commands: commands_tx,
         outgoing: outgoing_tx,

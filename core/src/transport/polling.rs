@@ -319,7 +319,9 @@ impl Transport for Polling {
             }
             if self.get.is_none() {
                 if matches!(self.upgrade, Upgrade::Ready(_)) {
-                    if let Err(e) = self.finish_upgrade().await {
+                    // Boxed, like every HTTP request below: their state would otherwise sit
+                    // in every engine task's `recv`, polling or not.
+                    if let Err(e) = Box::pin(self.finish_upgrade()).await {
                         return Some(Err(e));
                     }
                     continue;
@@ -371,7 +373,7 @@ impl Transport for Polling {
     async fn flush(&mut self) -> Result<(), TransportError> {
         match &mut self.upgrade {
             Upgrade::Done(ws) => ws.flush().await,
-            _ => self.post_outbound().await,
+            _ => Box::pin(self.post_outbound()).await,
         }
     }
 
@@ -383,7 +385,7 @@ impl Transport for Polling {
             _ => {
                 // The close packet tells the server at once instead of at its ping timeout.
                 self.outbound.push(Frame::Text(Utf8Bytes::from_static("1")));
-                let _ = self.post_outbound().await;
+                let _ = Box::pin(self.post_outbound()).await;
             }
         }
         self.upgrade = Upgrade::Off;
