@@ -147,7 +147,11 @@ impl Store {
         if snapshot.unclean {
             debug!("store was not closed cleanly last time; quick_check passed");
         }
-        let worker = worker::Worker::new(conn, owner, cipher, &snapshot, limits.clone(), events);
+        let mut worker =
+            worker::Worker::new(conn, owner, cipher, &snapshot, limits.clone(), events);
+        if host.is_some() {
+            worker = worker.idle_releases_statements();
+        }
         let own;
         let host = match host {
             Some(h) => h,
