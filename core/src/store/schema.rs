@@ -14,10 +14,11 @@ use super::{
 use crate::config::Durability;
 
 /// The schema version this build writes; older files are migrated on open.
-pub(super) const SCHEMA_VERSION: i32 = 1;
+pub(super) const SCHEMA_VERSION: i32 = 2;
 
 /// One migration per version step; index `i` upgrades from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -48,7 +49,42 @@ CREATE TABLE seen (id TEXT PRIMARY KEY, seen_ms INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX seen_by_age ON seen (seen_ms);
 CREATE TABLE recovery (namespace TEXT PRIMARY KEY, pid TEXT NOT NULL, offset TEXT)
     WITHOUT ROWID;
-"#];
+"#,
+    // 2: the outbox without AUTOINCREMENT. The engine numbers entries from blocks reserved in
+    // `meta`, so SQLite's own counter guarded nothing, yet every insert updated it: one more page
+    // written per commit. Its high-water mark (numbers of deleted entries included) moves into
+    // the reservation first, so no number is ever used twice.
+    r#"
+INSERT OR REPLACE INTO meta (key, value) VALUES ('seq_reserved', CAST(MAX(
+    COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'seq_reserved'), 0),
+    COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),
+    COALESCE((SELECT MAX(seq) FROM outbox), 0)
+) AS TEXT));
+CREATE TABLE outbox_v2 (
+    seq INTEGER PRIMARY KEY,
+    lane INTEGER NOT NULL,
+    namespace TEXT NOT NULL,
+    event TEXT NOT NULL,
+    args TEXT NOT NULL,
+    attachments BLOB,
+    want_ack INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER,
+    coalesce_key TEXT,
+    bytes INTEGER NOT NULL
+);
+INSERT INTO outbox_v2 (seq, lane, namespace, event, args, attachments, want_ack, created_ms,
+    expires_ms, coalesce_key, bytes)
+    SELECT seq, lane, namespace, event, args, attachments, want_ack, created_ms, expires_ms,
+        coalesce_key, bytes FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v2 RENAME TO outbox;
+CREATE INDEX outbox_by_lane ON outbox (lane, seq);
+CREATE INDEX outbox_by_expiry ON outbox (expires_ms) WHERE expires_ms IS NOT NULL;
+CREATE UNIQUE INDEX outbox_by_coalesce_key ON outbox (namespace, coalesce_key)
+    WHERE coalesce_key IS NOT NULL;
+"#,
+];
 
 /// What a freshly opened database holds for the engine.
 #[derive(Debug, Default)]
@@ -90,13 +126,10 @@ pub(super) fn reserve_seqs(conn: &Connection) -> Result<(u64, u64), StoreError> 
 /// The block after every number used or reserved so far (read only).
 fn next_block(conn: &Connection) -> Result<(u64, u64), StoreError> {
     let sql = |e| StoreError::from_sqlite("reserve", e);
-    // The highest number ever inserted, deleted rows included, and the end of the last block.
+    // The end of the last block covers every number used (deleted rows' included); the rows
+    // present are checked too, should a block ever have gone unrecorded (a full disk).
     let used: i64 = conn
-        .query_row(
-            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT COALESCE(MAX(seq), 0) FROM outbox", [], |r| r.get(0))
         .map_err(sql)?;
     let reserved = meta_get(conn, "seq_reserved")?
         .and_then(|v| v.parse::<u64>().ok())
@@ -165,6 +198,15 @@ pub(super) fn open(
     }
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(|e| StoreError::from_sqlite("busy_timeout", e))?;
+    if path.is_some() && page_count(&conn)? == 0 {
+        // A new file: 1 KiB pages. A commit writes each page it touched to the WAL (an
+        // entry's table and index pages), so its cost follows the page size: a quarter of
+        // the bytes of SQLite's default 4 KiB, for entries that are mostly a few hundred
+        // bytes. Only before the first write (the switch to WAL below is one); an existing
+        // file keeps the size it has.
+        conn.execute_batch("PRAGMA page_size = 1024")
+            .map_err(|e| StoreError::from_sqlite("pragma", e))?;
+    }
 
     let sync = match durability {
         Durability::Full => "FULL",
@@ -278,6 +320,12 @@ fn wal_mode(conn: &Connection) -> Result<String, StoreError> {
             Err(e) => return Err(StoreError::from_sqlite("journal_mode", e)),
         }
     }
+}
+
+/// Pages in the database: 0 for a file nothing was written to yet.
+fn page_count(conn: &Connection) -> Result<i64, StoreError> {
+    conn.query_row("PRAGMA page_count", [], |r| r.get(0))
+        .map_err(|e| StoreError::from_sqlite("page_count", e))
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -443,6 +491,76 @@ mod tests {
             open(Some(&path), Durability::Normal, None, false),
             Err(StoreError::Incompatible { found: 99, .. })
         ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_version_1_file_keeps_its_entries_and_never_reuses_a_number() {
+        let dir = std::env::temp_dir().join(format!("pl-db-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        {
+            // As version 1 left a file: entries numbered by SQLite's counter, the two
+            // newest deleted (delivered), so the counter (5) is above every row (3).
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch("PRAGMA user_version = 1").unwrap();
+            for n in 1..=5 {
+                conn.execute(
+                    "INSERT INTO outbox (lane, namespace, event, args, want_ack, created_ms, bytes)
+                     VALUES (?1, '/', 'tick', ?2, 1, 0, 10)",
+                    params![n % 2, format!("[{n}]")],
+                )
+                .unwrap();
+            }
+            conn.execute("DELETE FROM outbox WHERE seq >= 4", [])
+                .unwrap();
+        }
+        let (conn, snap, _) = open(Some(&path), Durability::Normal, None, false).unwrap();
+        assert_eq!(snap.count, 3);
+        assert_eq!(
+            snap.seqs.0, 6,
+            "the next number is above every one used, deleted too"
+        );
+        let rows: Vec<(i64, i64, String)> = conn
+            .prepare("SELECT seq, lane, args FROM outbox ORDER BY lane, seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (2, 0, "[2]".into()),
+                (1, 1, "[1]".into()),
+                (3, 1, "[3]".into())
+            ]
+        );
+        let table: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!table.contains("AUTOINCREMENT"), "{table}");
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox'
+                 AND name LIKE 'outbox_by_%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 3);
+        // An existing file keeps its page size; a new one gets 1 KiB pages.
+        let size =
+            |c: &Connection| -> i64 { c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap() };
+        assert_eq!(size(&conn), 4096);
+        let (fresh, _, _) =
+            open(Some(&dir.join("new.db")), Durability::Normal, None, false).unwrap();
+        assert_eq!(size(&fresh), 1024);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
