@@ -366,10 +366,11 @@ async fn server_killed_mid_stream_loses_nothing_and_app_sees_no_duplicate() {
                 .await
                 .expect("restarts go on");
             // The first tick of every slice but the last is one the server keeps and does not
-            // acknowledge ("holdAckOnce"), so each restart finds at least one entry delivered
-            // but unacked: it must be resent with its key and dropped there. (The last slice
-            // has no restart after it to trigger the resend.) Other ticks may be caught by a
-            // restart too, at random.
+            // acknowledge ("holdAckOnce"): a restart after its delivery must make the client
+            // resend it with its key, and the server drops it there. A held tick left without
+            // a restart after its delivery would never drain, so the last slice (one restart
+            // after it, which its first tick might miss on a slow machine) holds none. Other
+            // ticks may be caught by a restart too, at random.
             let hold = n % per_slice == 0 && slice + 1 < RESTARTS;
             let opts = EmitOptions::default().confirm();
             emitter

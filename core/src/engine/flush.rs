@@ -312,8 +312,9 @@ impl Flush {
             self.spare = Some((first, last));
         } else {
             // Replaces the unrecorded block at once. Numbers taken from it since the request
-            // may lie inside the new block (it starts after what was inserted when the store
-            // reserved it): carry on above them.
+            // may lie inside the new block (it starts after what was recorded when the store
+            // reserved it; an append whose commit was still to come is not): carry on above
+            // them.
             self.next_seq = self.next_seq.max(first);
             self.last_seq = last;
             self.recorded = true;

@@ -123,13 +123,34 @@ pub(super) fn reserve_seqs(conn: &Connection) -> Result<(u64, u64), StoreError> 
     Ok((first, last))
 }
 
+/// Records `seq` as used, for a number taken from a block that is not recorded (opened on a
+/// full disk): the reservation only ever grows. Runs inside the caller's transaction.
+pub(super) fn record_seq(conn: &Connection, seq: u64) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('seq_reserved', ?1)
+         ON CONFLICT (key) DO UPDATE SET
+             value = CAST(MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
+        [seq.to_string()],
+    )
+    .map(drop)
+    .map_err(|e| StoreError::from_sqlite("meta", e))
+}
+
 /// The block after every number used or reserved so far (read only).
-fn next_block(conn: &Connection) -> Result<(u64, u64), StoreError> {
+pub(super) fn next_block(conn: &Connection) -> Result<(u64, u64), StoreError> {
     let sql = |e| StoreError::from_sqlite("reserve", e);
-    // The end of the last block covers every number used (deleted rows' included); the rows
-    // present are checked too, should a block ever have gone unrecorded (a full disk).
+    // The reservation covers every number used, deleted rows' included: a block is recorded
+    // before its numbers are used, and a number of an unrecorded block (a full disk) is
+    // recorded with its entry (`record_seq`). The rows present are checked too.
+    // A file left at version 1 (its migration postponed by a full disk) still counts in
+    // SQLite's AUTOINCREMENT counter; at version 2 the counter's table is empty.
     let used: i64 = conn
-        .query_row("SELECT COALESCE(MAX(seq), 0) FROM outbox", [], |r| r.get(0))
+        .query_row(
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM outbox), 0),
+                        COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0))",
+            [],
+            |r| r.get(0),
+        )
         .map_err(sql)?;
     let reserved = meta_get(conn, "seq_reserved")?
         .and_then(|v| v.parse::<u64>().ok())
@@ -169,8 +190,9 @@ const COMPACT_STATEMENTS: usize = 6;
 /// with `key`, checks it is the key the file's payloads were sealed with (recording it on the
 /// first keyed open) and returns the cipher for them. `compact` is for processes holding many
 /// clients: no lookaside memory (SQLite's per-connection allocator, about 120 KiB touched at
-/// open), 1 KiB pages for a database in memory, and fewer cached statements — some 40 KiB per
-/// store instead of 130, for a little more time per statement.
+/// open), 1 KiB pages for a database in memory too (every new file gets them), and fewer
+/// cached statements — some 40 KiB per store instead of 130, for a little more time per
+/// statement.
 pub(super) fn open(
     path: Option<&Path>,
     durability: Durability,
@@ -349,17 +371,41 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
                 supported: SCHEMA_VERSION,
             });
         }
-        for sql in MIGRATIONS.iter().skip(version as usize) {
-            conn.execute_batch(sql)
+        if version == SCHEMA_VERSION {
+            // Migrated meanwhile by another process.
+            return conn
+                .execute_batch("COMMIT")
+                .map_err(|e| StoreError::from_sqlite("migration", e));
+        }
+        // One transaction per step, so a step that cannot run leaves the file at the version
+        // before it.
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            if i > version as usize {
+                conn.execute_batch("BEGIN IMMEDIATE")
+                    .map_err(|e| StoreError::from_sqlite("migration", e))?;
+            }
+            let step = conn
+                .execute_batch(sql)
+                .and_then(|()| conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1)))
+                .map_err(|e| StoreError::from_sqlite("migration", e));
+            step?;
+            conn.execute_batch("COMMIT")
                 .map_err(|e| StoreError::from_sqlite("migration", e))?;
         }
-        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
-            .map_err(|e| StoreError::from_sqlite("migration", e))
+        Ok(())
     })();
-    if result.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
+    let Err(e) = result else { return Ok(()) };
+    let _ = conn.execute_batch("ROLLBACK");
+    match e {
+        // Version 1 still runs (its outbox keeps the AUTOINCREMENT counter that version 2
+        // drops, which only costs time): a full disk must not keep the client from opening
+        // and sending what it holds, which is how space comes back. The next open tries again.
+        StoreError::Full(e) if user_version(conn)? >= 1 => {
+            tracing::warn!(error = %e, "store migration postponed: the disk is full");
+            Ok(())
+        }
+        e => Err(e),
     }
-    result
 }
 
 /// Runs SQLite's `quick_check`; a damaged file is a clear error rather than silent loss.
@@ -411,8 +457,9 @@ fn load(conn: &Connection, unclean: bool) -> Result<Snapshot, StoreError> {
     let (seqs, seqs_recorded) = match reserve_at_open(conn) {
         Ok(seqs) => (seqs, true),
         // A full disk must not keep the client from opening (it can still send, which frees
-        // space): the block is used without being recorded. The next open starts after every
-        // number inserted, so a number is reused only if it reached the server without being
+        // space): the block is used without being recorded. Each number of it is recorded
+        // with its entry (`record_seq`), so the next open starts after every number inserted,
+        // deleted or not; a number is reused only if it reached the server without being
         // inserted — which the engine prevents by keeping the live path closed until a
         // recorded block replaces this one.
         Err(StoreError::Full(_)) => (next_block(conn)?, false),
@@ -561,6 +608,53 @@ mod tests {
         let (fresh, _, _) =
             open(Some(&dir.join("new.db")), Durability::Normal, None, false).unwrap();
         assert_eq!(size(&fresh), 1024);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_disk_postpones_the_migration_and_the_file_still_works() {
+        let dir = std::env::temp_dir().join(format!("pl-db-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1").unwrap();
+        for n in 1..=40 {
+            conn.execute(
+                "INSERT INTO outbox (lane, namespace, event, args, want_ack, created_ms, bytes)
+                 VALUES (1, '/', 'tick', ?1, 1, 0, 10)",
+                [format!("[{n},\"{}\"]", "x".repeat(200))],
+            )
+            .unwrap();
+        }
+        conn.execute("DELETE FROM outbox WHERE seq > 30", [])
+            .unwrap();
+        // SQLite answers SQLITE_FULL once the file would outgrow this: as a full disk would.
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        let _: i64 = conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        migrate(&conn).unwrap();
+        let version = |c: &Connection| -> i32 {
+            c.query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(version(&conn), 1, "postponed, nothing half done");
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 30);
+        // Still at version 1, SQLite's counter (40) keeps numbers from being reused.
+        assert!(next_block(&conn).unwrap().0 > 40);
+        drop(conn);
+        let (conn, snap, _) = open(Some(&path), Durability::Normal, None, false).unwrap();
+        assert_eq!(version(&conn), SCHEMA_VERSION, "the next open migrates");
+        assert_eq!(snap.count, 30);
+        assert!(snap.seqs.0 > 40);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

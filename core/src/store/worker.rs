@@ -61,6 +61,11 @@ pub(super) struct Worker {
     /// Lets go of the prepared statements whenever the outbox is empty (see
     /// [`Worker::idle_releases_statements`]).
     idle_release: bool,
+    /// The last sequence number `meta` records as reserved. Opened on a full disk, the
+    /// engine numbers entries from a block not recorded yet; an append numbered above this
+    /// records its number in its own transaction, so a later open never hands it out again,
+    /// even once the entry is delivered and its row deleted.
+    recorded_upto: u64,
 }
 
 impl Worker {
@@ -89,13 +94,20 @@ impl Worker {
             events,
             empty_waiters: Vec::new(),
             idle_release: false,
+            recorded_upto: if snapshot.seqs_recorded {
+                snapshot.seqs.1
+            } else {
+                // `meta` holds at most the number before the unrecorded block.
+                snapshot.seqs.0.saturating_sub(1)
+            },
         }
     }
 
     /// For a hub's clients: each batch that leaves the outbox empty finalizes the prepared
     /// statements. Most of a hub's devices sit idle most of the time, and cached statements
-    /// are some 20 KiB of each idle device's memory; the next write prepares again, which
-    /// costs tens of microseconds once per busy spell.
+    /// are some 20 KiB of each idle device's memory; the next write prepares again, tens of
+    /// microseconds on the hub's store thread — for every emit of a device that sends one
+    /// acknowledged reading at a time, whose outbox empties after each.
     pub(super) fn idle_releases_statements(mut self) -> Self {
         self.idle_release = true;
         self
@@ -119,7 +131,7 @@ impl Worker {
     /// the batch still runs).
     pub(super) fn run_batch(&mut self, batch: &mut Vec<Cmd>) -> Option<oneshot::Sender<()>> {
         let now = now_ms();
-        let before = self.stats.clone();
+        let before = (self.stats.clone(), self.recorded_upto);
         let mut deferred = Vec::with_capacity(batch.len());
         let mut appended = false;
         let mut closing = None;
@@ -171,7 +183,7 @@ impl Worker {
                 // Nothing in the batch happened: restore the counters, fail every write.
                 db::rollback(&self.conn);
                 warn!(error = %e, "store batch failed");
-                self.stats = before;
+                (self.stats, self.recorded_upto) = before;
                 let err = Error::from(e);
                 for d in deferred {
                     d.err(&err, &self.events);
@@ -252,10 +264,19 @@ impl Worker {
                 reply,
             } => {
                 self.appended_upto = self.appended_upto.max(seq);
+                if seq > self.recorded_upto {
+                    // Only after a full-disk open (see `recorded_upto`); never on the way of
+                    // an emit otherwise.
+                    super::schema::record_seq(&self.conn, seq)?;
+                    self.recorded_upto = seq;
+                }
                 self.appended(seq, &entry, live, reply, notify, now, out)?;
             }
             Cmd::ReserveSeqs => match super::schema::reserve_seqs(&self.conn) {
-                Ok((first, last)) => out.push(Deferred::Reserved(first, last)),
+                Ok((first, last)) => {
+                    self.recorded_upto = self.recorded_upto.max(last);
+                    out.push(Deferred::Reserved(first, last));
+                }
                 Err(e) => {
                     self.tell(StoreEvent::ReserveFailed);
                     return Err(e);
@@ -712,6 +733,49 @@ pub(super) mod tests {
             w.run_batch(&mut vec![cmd]);
             assert_eq!(rx.blocking_recv().unwrap().unwrap(), 2);
         }
+    }
+
+    #[test]
+    fn a_number_of_an_unrecorded_block_is_never_handed_out_again() {
+        let (conn, opened, cipher) =
+            super::super::schema::open(None, Durability::Normal, None, true).unwrap();
+        // As after an open on a full disk: the block after the recorded one, not recorded.
+        let first = opened.seqs.1 + 1;
+        let snapshot = Snapshot {
+            count: 0,
+            bytes: 0,
+            seqs: (first, first + crate::store::SEQ_BLOCK - 1),
+            seqs_recorded: false,
+            ..opened
+        };
+        let (events, _rx) = mpsc::unbounded_channel();
+        let mut w = Worker::new(
+            conn,
+            None,
+            cipher,
+            &snapshot,
+            OutboxConfig::default(),
+            events,
+        );
+        let (cmd, rx) = append_as(0, first, false, false);
+        w.run_batch(&mut vec![cmd]);
+        assert_eq!(rx.blocking_recv().unwrap().unwrap(), first);
+        // Delivered and deleted: no row says the number was used.
+        w.run_batch(&mut vec![Cmd::Delivered(vec![first])]);
+        assert_eq!(w.stats.pending, 0);
+        let (next, _) = super::super::schema::next_block(&w.conn).unwrap();
+        assert!(
+            next > first,
+            "the next open would reuse {first}: it starts at {next}"
+        );
+        // Numbers of a recorded block cost no such write.
+        let recorded = w.recorded_upto;
+        let (cmd, _rx) = append_as(1, first + 1, false, false);
+        w.run_batch(&mut vec![Cmd::ReserveSeqs, cmd]);
+        assert!(
+            w.recorded_upto > recorded + 1,
+            "the reservation recorded a whole block"
+        );
     }
 
     #[test]
