@@ -541,28 +541,35 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// A file as version 1 made it, holding `entries` (lane, arguments) numbered by SQLite's
+    /// AUTOINCREMENT counter.
+    fn version_1_file(path: &Path, entries: &[(i64, String)]) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1").unwrap();
+        for (lane, args) in entries {
+            conn.execute(
+                "INSERT INTO outbox (lane, namespace, event, args, want_ack, created_ms, bytes)
+                 VALUES (?1, '/', 'tick', ?2, 1, 0, 10)",
+                params![lane, args],
+            )
+            .unwrap();
+        }
+        conn
+    }
+
     #[test]
     fn a_version_1_file_keeps_its_entries_and_never_reuses_a_number() {
         let dir = std::env::temp_dir().join(format!("pl-db-{}", fastrand::u64(..)));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.db");
-        {
-            // As version 1 left a file: entries numbered by SQLite's counter, the two
-            // newest deleted (delivered), so the counter (5) is above every row (3).
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
-            conn.execute_batch("PRAGMA user_version = 1").unwrap();
-            for n in 1..=5 {
-                conn.execute(
-                    "INSERT INTO outbox (lane, namespace, event, args, want_ack, created_ms, bytes)
-                     VALUES (?1, '/', 'tick', ?2, 1, 0, 10)",
-                    params![n % 2, format!("[{n}]")],
-                )
-                .unwrap();
-            }
-            conn.execute("DELETE FROM outbox WHERE seq >= 4", [])
-                .unwrap();
-        }
+        // As version 1 left a file: entries numbered by SQLite's counter, the two newest
+        // deleted (delivered), so the counter (5) is above every row (3).
+        let entries: Vec<_> = (1..=5).map(|n| (n % 2, format!("[{n}]"))).collect();
+        let conn = version_1_file(&path, &entries);
+        conn.execute("DELETE FROM outbox WHERE seq >= 4", [])
+            .unwrap();
+        drop(conn);
         let (conn, snap, _) = open(Some(&path), Durability::Normal, None, false).unwrap();
         assert_eq!(snap.count, 3);
         assert_eq!(
@@ -616,17 +623,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pl-db-{}", fastrand::u64(..)));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.db");
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(MIGRATIONS[0]).unwrap();
-        conn.execute_batch("PRAGMA user_version = 1").unwrap();
-        for n in 1..=40 {
-            conn.execute(
-                "INSERT INTO outbox (lane, namespace, event, args, want_ack, created_ms, bytes)
-                 VALUES (1, '/', 'tick', ?1, 1, 0, 10)",
-                [format!("[{n},\"{}\"]", "x".repeat(200))],
-            )
-            .unwrap();
-        }
+        let entries: Vec<_> = (1..=40)
+            .map(|n| (1, format!("[{n},\"{}\"]", "x".repeat(200))))
+            .collect();
+        let conn = version_1_file(&path, &entries);
         conn.execute("DELETE FROM outbox WHERE seq > 30", [])
             .unwrap();
         // SQLite answers SQLITE_FULL once the file would outgrow this: as a full disk would.
