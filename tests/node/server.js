@@ -115,7 +115,20 @@ function presenceLeave(socket, roomId) {
   io.to(roomId).emit("presence:user_offline", { roomId, userId: user });
 }
 
+// What this node sent each recoverable session (by pid) of the payloads that carry a number
+// `n` (the failover tests' room events): broadcast to its socket, or replayed to it on
+// recovery. "sent?" answers the asking socket's, so a test can tell an event the client lost
+// from one the cluster never sent it.
+const sentTo = new Map();
+function noteSent(pid, payload) {
+  if (!pid || !payload || typeof payload.n !== "number") return;
+  if (!sentTo.has(pid)) sentTo.set(pid, []);
+  sentTo.get(pid).push(payload.n);
+}
+
 function handlers(socket) {
+  socket.onAnyOutgoing((event, payload) => noteSent(socket.pid, payload));
+  socket.on("sent?", (...args) => args[args.length - 1](sentTo.get(socket.pid) || []));
   socket.on("presence:get_online", (p, ack) => {
     const users = [...(presence.get(p && p.roomId) || new Map()).keys()].map((userId) => ({ userId }));
     if (typeof ack === "function") ack({ users });
@@ -429,6 +442,14 @@ async function main() {
     redis.on("error", (e) => console.error(`redis: ${e.message}`));
     await redis.connect();
     io.adapter(createAdapter(redis));
+    // Replays on recovery count as sent to the session (see "sent?").
+    const adapter = io.of("/").adapter;
+    const restore = adapter.restoreSession.bind(adapter);
+    adapter.restoreSession = async (pid, offset) => {
+      const session = await restore(pid, offset);
+      for (const data of session.missedPackets) noteSent(pid, data[1]);
+      return session;
+    };
   }
   httpServer.listen(port, "127.0.0.1", () => {
     process.stdout.write(`listening ${httpServer.address().port}\n`);
