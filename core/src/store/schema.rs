@@ -363,36 +363,25 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     // the one read under the write lock.
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(|e| StoreError::from_sqlite("migration", e))?;
-    let result = (|| {
+    let sql = |e| StoreError::from_sqlite("migration", e);
+    // One transaction per step, so a step that cannot run leaves the file at the version
+    // before it; each step starts by reading the version under the write lock, as another
+    // process may have taken the file further meanwhile.
+    let result = (|| loop {
         let version = user_version(conn)?;
-        if version > SCHEMA_VERSION {
+        if !(0..=SCHEMA_VERSION).contains(&version) {
             return Err(StoreError::Incompatible {
                 found: version,
                 supported: SCHEMA_VERSION,
             });
         }
         if version == SCHEMA_VERSION {
-            // Migrated meanwhile by another process.
-            return conn
-                .execute_batch("COMMIT")
-                .map_err(|e| StoreError::from_sqlite("migration", e));
+            return conn.execute_batch("COMMIT").map_err(sql);
         }
-        // One transaction per step, so a step that cannot run leaves the file at the version
-        // before it.
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            if i > version as usize {
-                conn.execute_batch("BEGIN IMMEDIATE")
-                    .map_err(|e| StoreError::from_sqlite("migration", e))?;
-            }
-            let step = conn
-                .execute_batch(sql)
-                .and_then(|()| conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1)))
-                .map_err(|e| StoreError::from_sqlite("migration", e));
-            step?;
-            conn.execute_batch("COMMIT")
-                .map_err(|e| StoreError::from_sqlite("migration", e))?;
-        }
-        Ok(())
+        conn.execute_batch(MIGRATIONS[version as usize])
+            .and_then(|()| conn.execute_batch(&format!("PRAGMA user_version = {}", version + 1)))
+            .and_then(|()| conn.execute_batch("COMMIT; BEGIN IMMEDIATE"))
+            .map_err(sql)?;
     })();
     let Err(e) = result else { return Ok(()) };
     let _ = conn.execute_batch("ROLLBACK");
