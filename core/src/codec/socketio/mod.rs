@@ -551,6 +551,20 @@ mod tests {
         );
     }
 
+    /// Found by the socketio fuzzer: a number with more digits than an f64 holds parsed one
+    /// unit off in the last place, so it changed when sent back.
+    #[test]
+    fn a_number_in_a_payload_survives_a_round_trip_exactly() {
+        let digits = format!("850{}", "6".repeat(112));
+        let first = decode(&format!(r#"0{{"":{digits}}}"#));
+        let Packet::Connect { data, .. } = &first else {
+            panic!("{first:?}")
+        };
+        let mut text = String::new();
+        encode_connect(&mut text, "/", data.as_ref());
+        assert_eq!(decode(&text), first, "{text}");
+    }
+
     #[test]
     fn decodes_connect_error() {
         assert_eq!(
