@@ -138,18 +138,20 @@ impl Store {
     ) -> Result<(Store, Snapshot), Error> {
         // Taken before the file is opened, so a refused client changes nothing in it.
         let owner = config.path.as_deref().map(owner::Owner::take).transpose()?;
+        // A hub's stores: compact databases, and no statements kept while idle.
+        let compact = host.is_some();
         let (conn, snapshot, cipher) = schema::open(
             config.path.as_deref(),
             config.durability,
             config.encryption_key.as_ref(),
-            host.is_some(),
+            compact,
         )?;
         if snapshot.unclean {
             debug!("store was not closed cleanly last time; quick_check passed");
         }
         let mut worker =
             worker::Worker::new(conn, owner, cipher, &snapshot, limits.clone(), events);
-        if host.is_some() {
+        if compact {
             worker = worker.idle_releases_statements();
         }
         let own;
