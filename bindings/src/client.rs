@@ -2,7 +2,12 @@
 //! concerns the connection; emitting, subscribing and receiving are a namespace's, so they are
 //! on `Socket` only (`client.main_socket()` for the main namespace).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use tokio::task::JoinHandle;
 
 use crate::{
     auth::AuthProvider,
@@ -13,7 +18,7 @@ use crate::{
     metrics::Metrics,
     outbox::{EmitOptions, Outbox},
     presence::{Presence, PresenceConfig},
-    runtime::{handle, on_runtime},
+    runtime::{Started, handle, on_runtime, start_here},
     stream::{EventReceiver, NoticeReceiver},
 };
 
@@ -179,6 +184,55 @@ fn args(json: String, attachments: Vec<Vec<u8>>) -> Result<pulselink::Args, Puls
     Ok(pulselink::Args::from_parts(json, attachments)?)
 }
 
+/// How long [`Socket::emit_start`] waits on the caller's thread for a commit the engine's
+/// task makes: typically some tens of microseconds, more only while the outbox is full.
+pub const EMIT_WAIT: Duration = Duration::from_millis(1);
+
+impl Socket {
+    fn emit_wait(&self) -> Duration {
+        if self.0.commits_on_engine() {
+            EMIT_WAIT
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+/// What [`Socket::emit_start`] gives back.
+#[derive(uniffi::Enum)]
+pub enum EmitStart {
+    /// Committed (or delivered already): the entry's outbox id.
+    Done {
+        /// The outbox entry id, as `emit_with` returns it.
+        entry_id: u64,
+    },
+    /// Still under way; `rest.wait()` gives what `emit_with` would have.
+    Running {
+        /// The rest of the emit, running on Pulselink's runtime.
+        rest: Arc<RunningEmit>,
+    },
+}
+
+/// An emit that goes on on Pulselink's runtime (see [`Socket::emit_start`]).
+#[derive(uniffi::Object)]
+pub struct RunningEmit(Mutex<Option<JoinHandle<pulselink::Result<u64>>>>);
+
+#[uniffi::export]
+impl RunningEmit {
+    /// Waits for the emit and returns its outbox entry id. Cancelling the wait does not
+    /// cancel the emit; a second wait fails with `Closed`.
+    pub async fn wait(&self) -> Result<u64, PulselinkError> {
+        let rest = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let rest = rest.ok_or(PulselinkError::Closed)?;
+        match rest.await {
+            Ok(entry) => Ok(entry?),
+            Err(e) => Err(PulselinkError::Internal {
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
 #[uniffi::export]
 impl Socket {
     /// The namespace, e.g. `/rooms/r1`.
@@ -211,6 +265,35 @@ impl Socket {
         let (s, args) = (self.0.clone(), args(args_json, attachments)?);
         let options = options.into();
         Ok(on_runtime(async move { s.emit_with(&event, args, options).await }).await??)
+    }
+
+    /// `emit_with`, started on the calling thread, which waits for it there up to a
+    /// millisecond when its commit runs on the engine's task (`Durability::Normal`, or a
+    /// store in memory), and not at all otherwise. Either it is done then, or `Running` hands
+    /// over the rest, which finishes on Pulselink's runtime whether or not it is awaited.
+    ///
+    /// For a foreign event loop whose await costs more than the commit: Python's `emit`.
+    /// Blocking the calling thread for at most [`EMIT_WAIT`] is what the caller trades for
+    /// that.
+    #[uniffi::method(default(attachments = []))]
+    pub fn emit_start(
+        &self,
+        event: String,
+        args_json: String,
+        options: EmitOptions,
+        attachments: Vec<Vec<u8>>,
+    ) -> Result<EmitStart, PulselinkError> {
+        let (s, args) = (self.0.clone(), args(args_json, attachments)?);
+        let (options, budget) = (options.into(), self.emit_wait());
+        match start_here(
+            async move { s.emit_with(&event, args, options).await },
+            budget,
+        )? {
+            Started::Done(entry) => Ok(EmitStart::Done { entry_id: entry? }),
+            Started::Running(rest) => Ok(EmitStart::Running {
+                rest: Arc::new(RunningEmit(Mutex::new(Some(rest)))),
+            }),
+        }
     }
 
     /// Emits and waits up to `timeout_ms` for the acknowledgement. The emit stays durable:

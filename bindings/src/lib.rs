@@ -23,7 +23,7 @@ mod runtime;
 mod stream;
 
 pub use auth::{AuthError, AuthProvider, AuthRequest};
-pub use client::{Client, Socket};
+pub use client::{Client, EMIT_WAIT, EmitStart, RunningEmit, Socket};
 pub use config::{
     AppHeartbeat, Budget, ClientConfig, DedupConfig, Durability, ErrorAction, LowLaneHold,
     OutboxConfig, OutboxKey, Overflow, PauseBackoff, ProxyConfig, RateLimit, ReconnectConfig,

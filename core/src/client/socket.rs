@@ -45,6 +45,14 @@ impl Socket {
         &self.namespace
     }
 
+    /// Whether an emit's commit runs on the engine's own task (`Durability::Normal`, or a
+    /// store in memory) rather than behind an fsync on the store thread: then `emit` finishes
+    /// within microseconds unless the outbox is full. A binding whose own await costs more
+    /// than that (Python's event loop) waits for such an emit in place.
+    pub fn commits_on_engine(&self) -> bool {
+        self.shared.store.commits_on_engine()
+    }
+
     /// Emits on this namespace, durably: when this returns Ok the event is in the store and
     /// will be delivered (at least once, in order, with its idempotency key) even across
     /// reconnects and, with a store file, an app restart — or it was delivered already (written

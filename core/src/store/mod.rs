@@ -180,6 +180,12 @@ impl Store {
         ))
     }
 
+    /// Whether the engine commits the outbox's writes on its own task (no fsync per
+    /// commit), so an emit's commit takes microseconds rather than an fsync.
+    pub(crate) fn commits_on_engine(&self) -> bool {
+        self.here.is_some()
+    }
+
     /// Posts the engine's commands in order, except, when the store is cheap to commit to
     /// (`Durability::Normal`, or in memory), the outbox's own writes — appends, deliveries,
     /// failures: those the engine commits on its own task ([`Appends::commit`]), in one

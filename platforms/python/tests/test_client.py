@@ -165,6 +165,26 @@ async def test_outbox_survives_a_killed_process(server: Any, tmp_path: pathlib.P
     await client.close()
 
 
+async def test_emits_done_in_place_and_emits_awaited_behind_an_fsync_alike(
+    server: Any, tmp_path: pathlib.Path
+) -> None:
+    # With `NORMAL` the engine commits within microseconds and `emit` waits for it in place;
+    # `FULL`'s fsync is awaited through the event loop. Either way: the entry's id, in order,
+    # stored, then delivered once and in order.
+    for durability in (pulselink.Durability.NORMAL, pulselink.Durability.FULL):
+        client = pulselink.Client(
+            server.url, store_path=str(tmp_path / f"{durability.name}.db"), durability=durability
+        )
+        ids = [await client.emit("tick", {"n": n}, confirm=True) for n in range(20)]
+        assert ids == sorted(set(ids)), ids
+        assert (await client.outbox.stats()).pending == 20
+        await client.connect()
+        await client.outbox.drained()
+        await client.close()
+    seen = [line.split()[1] for line in server.ledger_lines()]
+    assert seen == [str(n) for n in range(20)] * 2, seen
+
+
 async def test_cancelled_waits_lose_no_event(server: Any) -> None:
     client = pulselink.Client(server.url)
     events = client.events("tick:back")
