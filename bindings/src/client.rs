@@ -267,14 +267,15 @@ impl Socket {
         Ok(on_runtime(async move { s.emit_with(&event, args, options).await }).await??)
     }
 
-    /// `emit_with`, started on the calling thread, which waits for it there up to a
-    /// millisecond when its commit runs on the engine's task (`Durability::Normal`, or a
-    /// store in memory), and not at all otherwise. Either it is done then, or `Running` hands
-    /// over the rest, which finishes on Pulselink's runtime whether or not it is awaited.
+    /// `emit_with`, started on the calling thread. When the store commits without fsync
+    /// (`Durability::Normal`, or in memory) the entry is committed right here, or, when it
+    /// cannot be (an emit made earlier is not numbered yet, a coalescing key), the calling
+    /// thread waits for the engine's commit up to [`EMIT_WAIT`]. Under `Full` it does not
+    /// wait. Either it is done then, or `Running` hands over the rest, which finishes on
+    /// Pulselink's runtime whether or not it is awaited.
     ///
     /// For a foreign event loop whose await costs more than the commit: Python's `emit`.
-    /// Blocking the calling thread for at most [`EMIT_WAIT`] is what the caller trades for
-    /// that.
+    /// Blocking the calling thread for a commit is what the caller trades for that.
     #[uniffi::method(default(attachments = []))]
     pub fn emit_start(
         &self,
@@ -284,7 +285,13 @@ impl Socket {
         attachments: Vec<Vec<u8>>,
     ) -> Result<EmitStart, PulselinkError> {
         let (s, args) = (self.0.clone(), args(args_json, attachments)?);
-        let (options, budget) = (options.into(), self.emit_wait());
+        let options: pulselink::EmitOptions = options.into();
+        if let Some(committed) = s.emit_here(&event, &args, &options) {
+            return Ok(EmitStart::Done {
+                entry_id: committed?,
+            });
+        }
+        let budget = self.emit_wait();
         match start_here(
             async move { s.emit_with(&event, args, options).await },
             budget,

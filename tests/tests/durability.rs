@@ -784,6 +784,94 @@ async fn emits_polled_together_are_stored_in_the_order_they_were_made() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// `Socket::emit_here` (the Python binding's `emit` while offline) commits on the caller's
+/// thread; it declines while an emit made before it waits for the engine's number, so the
+/// two paths keep the order in which emits were made.
+#[tokio::test(flavor = "current_thread")]
+async fn an_emit_committed_by_its_caller_never_overtakes_one_queued_before_it() {
+    let (dir, ledger, store) = scratch("emit-here-order");
+    let server = NodeServer::start_with_ledger(&ledger).await;
+    let client = Client::new(config(&server).with_store(&store)).unwrap();
+    let socket = client.main_socket();
+    let tick = |n: u64| pulselink::Args::from(json!({ "n": n }));
+    let plain = EmitOptions::default();
+    let first = socket.emit_here("tick", &tick(0), &plain).unwrap().unwrap();
+    // Queued: sent to the engine, which cannot run (one thread) until this task yields.
+    let queued = socket.emit_with("tick", tick(1), plain.clone());
+    tokio::pin!(queued);
+    let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(queued.as_mut().poll(cx)));
+    assert!(polled.await.is_pending());
+    assert!(
+        socket.emit_here("tick", &tick(2), &plain).is_none(),
+        "must leave the next number to the queued emit"
+    );
+    let second = queued.await.unwrap();
+    let mut ids = vec![first, second];
+    for n in 2..100 {
+        ids.push(match socket.emit_here("tick", &tick(n), &plain) {
+            Some(committed) => committed.unwrap(),
+            None => panic!("nothing queued and offline: committed here"),
+        });
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(client.outbox().stats().await.unwrap().pending, 100);
+    client.connect().await.unwrap();
+    assert!(
+        socket.emit_here("tick", &tick(100), &plain).is_none(),
+        "connected: the engine's live path is quicker"
+    );
+    drained(&client).await;
+    server_log(&client).await;
+    let (firsts, _) = check_ledger(&read_ledger(&ledger));
+    assert_eq!(firsts, (0..100).collect::<Vec<_>>());
+    client.close().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A thread committing its own emits and sending others through the engine, one after
+/// another, while the client connects: every tick reaches the server once, in the order made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emits_committed_here_and_by_the_engine_keep_one_order_across_a_connect() {
+    const TICKS: u64 = 2_000;
+    let (dir, ledger, store) = scratch("emit-here-connect");
+    let server = NodeServer::start_with_ledger(&ledger).await;
+    let client = Client::new(config(&server).with_store(&store)).unwrap();
+    let (socket, runtime) = (client.main_socket(), tokio::runtime::Handle::current());
+    let (halfway_tx, halfway) = tokio::sync::oneshot::channel();
+    let emitter = std::thread::spawn(move || {
+        let mut halfway_tx = Some(halfway_tx);
+        let mut here = 0;
+        for n in 0..TICKS {
+            let args = pulselink::Args::from(json!({ "n": n }));
+            let plain = EmitOptions::default();
+            let done = match (n % 2 == 0).then(|| socket.emit_here("tick", &args, &plain)) {
+                Some(Some(committed)) => {
+                    here += 1;
+                    committed
+                }
+                _ => runtime.block_on(socket.emit_with("tick", args, plain)),
+            };
+            done.unwrap();
+            if n == TICKS / 4 {
+                let _ = halfway_tx.take().unwrap().send(());
+            }
+        }
+        here
+    });
+    halfway.await.unwrap();
+    client.connect().await.unwrap();
+    let here = tokio::task::spawn_blocking(move || emitter.join().unwrap())
+        .await
+        .unwrap();
+    assert!(here > TICKS / 8, "committed here while offline: {here}");
+    drained(&client).await;
+    server_log(&client).await;
+    let (firsts, _) = check_ledger(&read_ledger(&ledger));
+    assert_eq!(firsts, (0..TICKS).collect::<Vec<_>>());
+    client.close().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// The engine commits a step's deletions before it answers the acks that caused them: an app
 /// that heard its acknowledgement and looks at the outbox finds the entry gone, every time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,6 +95,7 @@ impl Client {
                 commands: handles.commands,
                 outgoing: handles.outgoing,
                 store,
+                seqs: handles.seqs,
                 state: handles.state,
                 notices,
                 main,

@@ -12,7 +12,7 @@ use super::stream::EventStream;
 use crate::{
     args::Args,
     config::{ClientConfig, Protocol},
-    engine::{Command, Interest, Listener, Outgoing},
+    engine::{Command, Interest, Listener, Outgoing, Seqs},
     error::{Error, Result},
     event::{Notice, State},
     store::Store,
@@ -23,6 +23,8 @@ pub(super) struct Shared {
     pub(super) commands: mpsc::UnboundedSender<Command>,
     pub(super) outgoing: mpsc::Sender<Outgoing>,
     pub(super) store: Store,
+    /// The outbox's sequence numbers, shared with the engine.
+    pub(super) seqs: Arc<Seqs>,
     pub(super) state: watch::Receiver<State>,
     pub(super) notices: broadcast::Sender<Notice>,
     pub(super) main: Arc<str>,

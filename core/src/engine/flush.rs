@@ -34,6 +34,7 @@ use super::{
     actions::{AckTx, Actions, WaiterAnswer},
     listeners::Listeners,
     namespaces::Namespaces,
+    seqs::Seqs,
 };
 use crate::{
     args::AckReply,
@@ -122,17 +123,15 @@ pub(crate) struct Flush {
     waiters: HashMap<u64, Waiter>,
     /// Answers for callers, handed to the driver with the step's other actions.
     answers: Vec<WaiterAnswer>,
-    /// The next sequence number to give and the last of the block it comes from.
-    next_seq: u64,
-    last_seq: u64,
-    /// Whether the file records the block in use. An unrecorded one (the store opened on a
-    /// full disk) keeps the live path closed: a number that reached the server without its
+    /// The sequence numbers, shared with callers that commit their own emits.
+    pub(crate) seqs: Arc<Seqs>,
+    /// Whether the file records the block in use, as of the last number taken. An
+    /// unrecorded one (the store opened on a full disk) keeps the live path closed: a number that reached the server without its
     /// entry being inserted could be handed out again after a restart, and the server would
     /// drop the new entry as a repeat.
     recorded: bool,
-    /// A block reserved for when this one runs out, and whether one was asked for.
-    spare: Option<(u64, u64)>,
-    reserving: bool,
+    /// The highest number a caller committed itself, as of the last number taken.
+    by_callers: u64,
     /// Every entry stored is known to this engine and was written, held or is waiting: a new
     /// one may go out live without overtaking an older one.
     caught_up: bool,
@@ -157,14 +156,12 @@ pub(crate) struct Flush {
 }
 
 impl Flush {
-    /// `seqs`: the block of sequence numbers the store reserved for this client; `recorded`:
-    /// whether the file records it (not when the store was opened on a full disk).
+    /// `seqs`: this client's sequence numbers, from the block the store reserved.
     pub(crate) fn new(
         config: &OutboxConfig,
         signals: &ServerSignals,
         now: Now,
-        seqs: (u64, u64),
-        recorded: bool,
+        seqs: Arc<Seqs>,
     ) -> Self {
         Self {
             max_in_flight: config.max_in_flight,
@@ -191,11 +188,9 @@ impl Flush {
             delivered: Vec::new(),
             waiters: HashMap::new(),
             answers: Vec::new(),
-            next_seq: seqs.0,
-            last_seq: seqs.1,
-            recorded,
-            spare: None,
-            reserving: false,
+            seqs,
+            recorded: false,
+            by_callers: 0,
             caught_up: false,
             stored_max: 0,
             uncommitted: HashSet::new(),
@@ -284,46 +279,31 @@ impl Flush {
             && self.limiter.try_take(now.at, &e.event).is_ok()
     }
 
-    /// The next sequence number; asks for the next block well before this one runs out.
+    /// The next sequence number (asking for the next block when due). Entries callers
+    /// committed themselves since the last number are in the store, older than this one:
+    /// until a fetch brings them, nothing goes out live.
     fn take_seq(&mut self, out: &mut Actions) -> Option<u64> {
-        if !self.recorded && !self.reserving {
-            // Opened on a full disk: ask for a recorded block (again after each failure).
-            self.reserving = true;
+        let taken = self.seqs.take();
+        if taken.reserve {
             out.store.push(Cmd::ReserveSeqs);
         }
-        if self.next_seq > self.last_seq {
-            let (first, last) = self.spare.take()?;
-            (self.next_seq, self.last_seq) = (first, last);
+        self.recorded = taken.recorded;
+        if taken.by_callers > self.by_callers {
+            self.by_callers = taken.by_callers;
+            self.caught_up = false;
+            self.stored_max = self.stored_max.max(taken.by_callers);
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let left = self.last_seq - seq;
-        if !self.reserving && self.spare.is_none() && left < crate::store::SEQ_BLOCK / 2 {
-            self.reserving = true;
-            out.store.push(Cmd::ReserveSeqs);
-        }
-        Some(seq)
+        taken.seq
     }
 
     /// The store reserved the next block of sequence numbers.
     pub(crate) fn reserved(&mut self, first: u64, last: u64) {
-        self.reserving = false;
-        if self.recorded {
-            self.spare = Some((first, last));
-        } else {
-            // Replaces the unrecorded block at once. Numbers taken from it since the request
-            // may lie inside the new block (it starts after what was recorded when the store
-            // reserved it; an append whose commit was still to come is not): carry on above
-            // them.
-            self.next_seq = self.next_seq.max(first);
-            self.last_seq = last;
-            self.recorded = true;
-        }
+        self.seqs.reserved(first, last);
     }
 
     /// A reservation failed (disk full, say): the next emit that needs one asks again.
     pub(crate) fn reserve_failed(&mut self) {
-        self.reserving = false;
+        self.seqs.reserve_failed();
     }
 
     /// The store committed entry `seq` (`ok`), or refused it: its caller heard why from the
@@ -863,7 +843,12 @@ mod tests {
             namespaces.joined("/");
             namespaces.mark_ready("/");
             Self {
-                flush: Flush::new(&config, &ServerSignals::default(), t0, (1, 1 << 40), true),
+                flush: Flush::new(
+                    &config,
+                    &ServerSignals::default(),
+                    t0,
+                    Arc::new(Seqs::new((1, 1 << 40), true)),
+                ),
                 wire: test_wire(25_000, 20_000),
                 namespaces,
                 listeners: Listeners::default(),
@@ -886,7 +871,7 @@ mod tests {
             let (reply, _) = oneshot::channel();
             let mut out = Actions::default();
             let now = self.t0;
-            self.flush.next_seq = seq;
+            self.flush.seqs.set_next(seq);
             self.flush
                 .emit(entry(seq).0, Some(waiter), reply, now, None, &mut out);
             let Some(Cmd::Append {
@@ -1322,8 +1307,7 @@ mod tests {
             &config(),
             &ServerSignals::default(),
             r.t0,
-            (1, 1 << 40),
-            false,
+            Arc::new(Seqs::new((1, 1 << 40), false)),
         );
         r.catch_up(0);
         let out = r.emit_linked(1, 1);
@@ -1346,6 +1330,28 @@ mod tests {
         let out = r.emit_linked(5, 3);
         assert_eq!(appended(&out), [(3, true)], "live, from the recorded block");
         assert_eq!(sent(&texts(&out)), [3]);
+    }
+
+    #[test]
+    fn an_entry_a_caller_committed_keeps_the_next_one_off_the_live_path_until_fetched() {
+        let mut r = Rig::new(config());
+        r.catch_up(0);
+        // A caller committed entry 1 on its own thread (it saw no link) as the link came up.
+        assert_eq!(r.flush.seqs.commit_with(|seq| seq), Some(1));
+        let out = r.emit_linked(1, 2);
+        assert_eq!(
+            (appended(&out), out.frames.len()),
+            (vec![(2, false)], 0),
+            "2 must not overtake 1"
+        );
+        // The fetch brings both, in order; then the live path opens again.
+        assert_eq!(
+            sent(&r.send_entries(2, vec![entry(1).1, entry(2).1])),
+            [1, 2]
+        );
+        r.catch_up(3);
+        let out = r.emit_linked(4, 3);
+        assert_eq!(appended(&out), [(3, true)]);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use super::{
     namespaces::{Left, Namespaces, Refusal},
     radio::Radio,
     recovery::Recovery,
+    seqs::Seqs,
     session::Session,
     subscriptions::Subscriptions,
 };
@@ -97,8 +98,7 @@ impl Machine {
                 &config.outbox,
                 &config.signals,
                 now,
-                snapshot.seqs,
-                snapshot.seqs_recorded,
+                Arc::new(Seqs::new(snapshot.seqs, snapshot.seqs_recorded)),
             ),
             subscriptions: Subscriptions::new(
                 snapshot.subscriptions,

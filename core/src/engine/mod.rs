@@ -18,7 +18,9 @@
 //! - [`radio`]: wake-ups the link's traffic costs, and whether the radio is awake anyway
 //!   (when the outbox's `Low` lane may go).
 //!
-//! [`machine`] routes inputs between them, [`control`] handles the app's commands, and
+//! [`seqs`] holds the outbox's sequence numbers, which the engine shares with callers that
+//! commit their own emits. [`machine`] routes inputs between them, [`control`] handles the
+//! app's commands, and
 //! [`driver`] is the task: it owns the socket, the timers and the channels, feeds the machine
 //! and performs its actions. [`dial`] opens a link.
 //!
@@ -38,6 +40,7 @@ mod machine;
 mod namespaces;
 mod radio;
 mod recovery;
+mod seqs;
 mod session;
 mod subscriptions;
 
@@ -52,6 +55,7 @@ pub(crate) use self::{
     actions::AckTx,
     control::{Command, Outgoing},
     listeners::{Interest, Listener},
+    seqs::Seqs,
 };
 use self::{driver::Driver, machine::Machine};
 use crate::{
@@ -71,6 +75,8 @@ pub(crate) struct Handles {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) outgoing: mpsc::Sender<Outgoing>,
     pub(crate) state: watch::Receiver<State>,
+    /// The outbox's sequence numbers, for emits a caller commits itself.
+    pub(crate) seqs: Arc<Seqs>,
 }
 
 /// Starts a client's engine task on `runtime`.
@@ -88,6 +94,7 @@ pub(crate) fn spawn(
     let (answers_tx, answers) = mpsc::unbounded_channel::<AckAnswer>();
     let (state_tx, state) = watch::channel(State::Idle);
     let machine = Machine::new(&config, snapshot, answers_tx, Now::read());
+    let seqs = machine.flush.seqs.clone();
     let driver = Driver {
         machine,
         options: Arc::new(protocol::Options::new(&config)),
@@ -106,5 +113,6 @@ pub(crate) fn spawn(
         commands: commands_tx,
         outgoing: outgoing_tx,
         state,
+        seqs,
     }
 }

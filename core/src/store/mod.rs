@@ -186,6 +186,13 @@ impl Store {
         self.here.is_some()
     }
 
+    /// Runs `cmd` on the calling thread, on the worker the engine commits on (see
+    /// [`Store::commits_on_engine`]); false (nothing done, `cmd` dropped) when there is no
+    /// such worker or the store is closed.
+    pub(crate) fn commit_here(&self, cmd: Cmd) -> bool {
+        self.here.as_ref().is_some_and(|w| w.run(&mut vec![cmd]))
+    }
+
     /// Posts the engine's commands in order, except, when the store is cheap to commit to
     /// (`Durability::Normal`, or in memory), the outbox's own writes — appends, deliveries,
     /// failures: those the engine commits on its own task ([`Appends::commit`]), in one

@@ -103,8 +103,9 @@ class Socket:
         options = _ffi.EmitOptions(
             priority=priority, ttl_ms=_ms(ttl), coalesce_key=coalesce_key, confirm=confirm
         )
-        # Started here: a commit on the engine's task is usually done within microseconds,
-        # sooner than a round through the event loop; what is not done in a millisecond
+        # Started on this thread: the commit (made here while offline, on the core's engine
+        # while connected) is done within microseconds, sooner than a round through the event
+        # loop; what is not done in a millisecond (an fsync under FULL, a full outbox)
         # continues on the core's runtime and is awaited.
         started = self._inner.emit_start(event, text, options, blobs)
         if isinstance(started, _ffi.EmitStart.DONE):

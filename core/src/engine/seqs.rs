@@ -1,0 +1,203 @@
+//! The outbox's sequence numbers, which order every entry of a client: taken by the engine
+//! for the emits it is sent, and by callers that commit their own emit on their thread
+//! ([`crate::Socket::emit_here`]).
+//!
+//! Numbers come from blocks the store reserved (`schema::SEQ_BLOCK`, recorded as
+//! `seq_reserved` before any number of a block is used). A caller may number and commit an
+//! entry itself only while no emit it could overtake waits in the engine's queue (`queued`),
+//! and the engine, taking its next number, learns of the entries callers committed since it
+//! last looked (`by_callers`): an entry of its own may not go out live ahead of them.
+//!
+//! Plain state behind a lock, no I/O: [`super::flush`] takes its numbers here, the client's
+//! sockets count what they queue and take numbers for what they commit.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::store::SEQ_BLOCK;
+
+/// A client's sequence numbers (see the module's comment).
+#[derive(Debug)]
+pub(crate) struct Seqs(Mutex<State>);
+
+#[derive(Debug)]
+struct State {
+    /// The next number to give and the last of the block it comes from.
+    next: u64,
+    last: u64,
+    /// Whether the file records the block in use (not when the store opened on a full disk).
+    recorded: bool,
+    /// A block reserved for when this one runs out, and whether the engine asked for one.
+    spare: Option<(u64, u64)>,
+    reserving: bool,
+    /// Durable emits sent to the engine and not numbered yet.
+    queued: usize,
+    /// The highest number a caller committed itself.
+    by_callers: u64,
+}
+
+/// What the engine's next number brings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taken {
+    /// The number, `None` when this client has used its store's numbers.
+    pub(crate) seq: Option<u64>,
+    /// Whether the engine should ask the store for a block now.
+    pub(crate) reserve: bool,
+    /// Whether the block in use is recorded (the live path stays closed until it is).
+    pub(crate) recorded: bool,
+    /// The highest number callers committed themselves.
+    pub(crate) by_callers: u64,
+}
+
+impl Seqs {
+    /// `block`: the numbers the store reserved at open; `recorded`: whether the file records
+    /// them.
+    pub(crate) fn new(block: (u64, u64), recorded: bool) -> Self {
+        Self(Mutex::new(State {
+            next: block.0,
+            last: block.1,
+            recorded,
+            spare: None,
+            reserving: false,
+            queued: 0,
+            by_callers: 0,
+        }))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Nothing here panics with the lock held; the state stays consistent regardless.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A durable emit is on its way to the engine: callers hold back until it is numbered.
+    pub(crate) fn queue(&self) {
+        self.state().queued += 1;
+    }
+
+    /// A durable emit never reached the engine (it closed).
+    pub(crate) fn unqueue(&self) {
+        let mut s = self.state();
+        s.queued = s.queued.saturating_sub(1);
+    }
+
+    /// The engine's next number, for an emit that was queued; asks for the next block well
+    /// before this one runs out, and, on a block not recorded, until one is.
+    pub(crate) fn take(&self) -> Taken {
+        let mut s = self.state();
+        s.queued = s.queued.saturating_sub(1);
+        let mut reserve = false;
+        if !s.recorded && !s.reserving {
+            s.reserving = true;
+            reserve = true;
+        }
+        let seq = s.take_next();
+        if let Some(seq) = seq
+            && !s.reserving
+            && s.spare.is_none()
+            && s.last - seq < SEQ_BLOCK / 2
+        {
+            s.reserving = true;
+            reserve = true;
+        }
+        Taken {
+            seq,
+            reserve,
+            recorded: s.recorded,
+            by_callers: s.by_callers,
+        }
+    }
+
+    /// Runs `commit` with the next number, under the lock, for a caller that commits its own
+    /// emit — unless an emit queued earlier has no number yet (it must get the lower one),
+    /// the block is not recorded, or the engine should reserve the next one first: then
+    /// `None`, and the caller sends its emit to the engine instead. Holding the lock through
+    /// the commit means that by the time the engine takes a higher number and sees this one
+    /// in `by_callers`, the entry is in the store for a fetch to find.
+    pub(crate) fn commit_with<T>(&self, commit: impl FnOnce(u64) -> T) -> Option<T> {
+        let mut s = self.state();
+        let low =
+            s.spare.is_none() && !s.reserving && s.last.saturating_sub(s.next) < SEQ_BLOCK / 2;
+        if s.queued > 0 || !s.recorded || low || s.next > s.last {
+            return None;
+        }
+        let seq = s.take_next()?;
+        s.by_callers = seq;
+        Some(commit(seq))
+    }
+
+    /// The store reserved the next block.
+    pub(crate) fn reserved(&self, first: u64, last: u64) {
+        let mut s = self.state();
+        s.reserving = false;
+        if s.recorded {
+            s.spare = Some((first, last));
+        } else {
+            // Replaces the unrecorded block at once. Numbers taken from it since the request
+            // may lie inside the new block (it starts after what was recorded when the store
+            // reserved it; an append whose commit was still to come is not): carry on above
+            // them.
+            s.next = s.next.max(first);
+            s.last = last;
+            s.recorded = true;
+        }
+    }
+
+    /// A reservation failed (disk full, say): the next emit that needs one asks again.
+    pub(crate) fn reserve_failed(&self) {
+        self.state().reserving = false;
+    }
+
+    /// Sets the next number (tests of the engine's components).
+    #[cfg(test)]
+    pub(crate) fn set_next(&self, seq: u64) {
+        self.state().next = seq;
+    }
+}
+
+impl State {
+    fn take_next(&mut self) -> Option<u64> {
+        if self.next > self.last {
+            (self.next, self.last) = self.spare.take()?;
+        }
+        let seq = self.next;
+        self.next += 1;
+        Some(seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caller_numbers_its_own_entry_only_when_no_queued_emit_waits_for_a_lower_number() {
+        let seqs = Seqs::new((1, 1 << 40), true);
+        assert_eq!(seqs.commit_with(|seq| seq), Some(1));
+        seqs.queue();
+        // The queued emit was made first: it gets 2, so the caller goes through the engine.
+        assert_eq!(seqs.commit_with(|seq| seq), None);
+        let taken = seqs.take();
+        assert_eq!(taken.seq, Some(2));
+        assert_eq!(
+            taken.by_callers, 1,
+            "the engine learns of the caller's entry"
+        );
+        assert_eq!(seqs.commit_with(|seq| seq), Some(3));
+        assert_eq!(seqs.take().by_callers, 3);
+    }
+
+    #[test]
+    fn callers_leave_an_unrecorded_or_running_out_block_to_the_engine() {
+        let unrecorded = Seqs::new((1, 1 << 40), false);
+        assert_eq!(unrecorded.commit_with(|seq| seq), None);
+        let taken = unrecorded.take();
+        assert!(taken.reserve && !taken.recorded);
+        unrecorded.reserved(10, 1 << 40);
+        assert_eq!(unrecorded.commit_with(|seq| seq), Some(10));
+
+        // Less than half a block left and none asked for: the engine's next number asks.
+        let low = Seqs::new((1, SEQ_BLOCK / 4), true);
+        assert_eq!(low.commit_with(|seq| seq), None);
+        assert!(low.take().reserve);
+        assert_eq!(low.commit_with(|seq| seq), Some(2), "asked: callers go on");
+    }
+}
