@@ -269,8 +269,9 @@ impl Socket {
 
     /// `emit_with`, started on the calling thread. When the store commits without fsync
     /// (`Durability::Normal`, or in memory) the entry is committed right here, or, when it
-    /// cannot be (an emit made earlier is not numbered yet, a coalescing key), the calling
-    /// thread waits for the engine's commit up to [`EMIT_WAIT`]. Under `Full` it does not
+    /// is not (connected, where the engine's live path is quicker; an emit made earlier not
+    /// numbered yet; a coalescing key), the calling thread waits for the engine's commit or
+    /// live write up to [`EMIT_WAIT`]. Under `Full` it does not
     /// wait. Either it is done then, or `Running` hands over the rest, which finishes on
     /// Pulselink's runtime whether or not it is awaited.
     ///
@@ -284,6 +285,8 @@ impl Socket {
         options: EmitOptions,
         attachments: Vec<Vec<u8>>,
     ) -> Result<EmitStart, PulselinkError> {
+        // Like every call, refused once the runtime was stopped (`shutdown_runtime`).
+        handle()?;
         let (s, args) = (self.0.clone(), args(args_json, attachments)?);
         let options: pulselink::EmitOptions = options.into();
         if let Some(committed) = s.emit_here(&event, &args, &options) {

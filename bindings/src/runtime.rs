@@ -157,8 +157,15 @@ mod tests {
             thread::sleep(Duration::from_millis(20));
             tx.send(7).unwrap();
         });
+        let asked = Instant::now();
         let started = start_here(rx, Duration::from_secs(10)).unwrap();
         assert!(matches!(started, Started::Done(Ok(7))));
+        // Woken, not found at the end of the budget.
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            asked.elapsed()
+        );
         sender.join().unwrap();
     }
 

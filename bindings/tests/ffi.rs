@@ -8,8 +8,9 @@ use std::{
 };
 
 use pulselink_ffi::{
-    AuthError, AuthProvider, AuthRequest, Client, ClientConfig, EmitOptions, Event, Interface,
-    NetworkPath, Notice, Priority, ProxyConfig, PulselinkError, State, StoreConfig,
+    AuthError, AuthProvider, AuthRequest, Client, ClientConfig, Durability, EmitOptions, EmitStart,
+    Event, Interface, NetworkPath, Notice, Priority, ProxyConfig, PulselinkError, State,
+    StoreConfig,
 };
 use pulselink_tests::{NodeServer, temp_dir};
 use serde_json::{Value, json};
@@ -248,6 +249,88 @@ fn calls_from_many_foreign_threads_each_with_its_own_executor() {
     threads.into_iter().for_each(|t| t.join().unwrap());
     rt.block_on(client.shutdown()).unwrap();
     drop(server);
+}
+
+/// `Socket.emit_start` (Python's `emit`), called from a foreign thread: offline it commits in
+/// place; connected it waits in place for the engine; under `Full` it hands the emit over at
+/// once. Every way, the ids come in order and the server gets each tick once, in order.
+#[test]
+fn emit_start_commits_or_waits_in_place_and_hands_over_behind_an_fsync() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = temp_dir("ffi-emit-start");
+    let ledger = dir.join("ledger");
+    let server = rt.block_on(NodeServer::start_with_ledger(&ledger));
+    let plain = || EmitOptions {
+        priority: None,
+        ttl_ms: None,
+        coalesce_key: None,
+        confirm: false,
+    };
+    let n = std::cell::Cell::new(0u64);
+    let tick = |socket: &pulselink_ffi::Socket| {
+        let args = json!([{ "n": n.get() }]).to_string();
+        n.set(n.get() + 1);
+        socket
+            .emit_start("tick".into(), args, plain(), vec![])
+            .unwrap()
+    };
+    for (durability, name) in [(Durability::Normal, "normal"), (Durability::Full, "full")] {
+        let mut cfg = config(&server.url());
+        cfg.store = Some(StoreConfig {
+            path: Some(
+                dir.join(format!("{name}.db"))
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            durability: Some(durability),
+            ..Default::default()
+        });
+        let client = Client::new(cfg, None).unwrap();
+        let socket = client.main_socket();
+        let (mut here, mut handed_over, mut ids) = (0, 0, Vec::new());
+        let mut finish = |started: EmitStart, ids: &mut Vec<u64>| match started {
+            EmitStart::Done { entry_id } => {
+                here += 1;
+                ids.push(entry_id);
+            }
+            EmitStart::Running { rest } => {
+                handed_over += 1;
+                ids.push(rt.block_on(rest.wait()).unwrap());
+            }
+        };
+        for _ in 0..20 {
+            finish(tick(&socket), &mut ids);
+        }
+        rt.block_on(client.connect()).unwrap();
+        for _ in 0..50 {
+            finish(tick(&socket), &mut ids);
+        }
+        match durability {
+            // Offline: committed here, every one; connected, the engine's commit or live
+            // write is awaited here (some could take longer than the wait on a loaded machine,
+            // not every one).
+            Durability::Normal => assert!(here >= 21, "{here} done in place"),
+            // Its first poll sends it; only a thread descheduled right then can find the
+            // fsync done already.
+            Durability::Full => assert!(handed_over >= 35, "{handed_over} handed over"),
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        rt.block_on(client.outbox().drained()).unwrap();
+        // Answered once the server has handled every tick: the official server ignores
+        // events it reads in the same chunk as a namespace's DISCONNECT (dispatched on the
+        // next tick, after the socket left), which `shutdown` sends.
+        let log = socket.emit_with_ack("log?".into(), "[]".into(), 5_000, vec![]);
+        rt.block_on(log).unwrap();
+        rt.block_on(client.shutdown()).unwrap();
+    }
+    let firsts: Vec<u64> = pulselink_tests::read_ledger(&ledger)
+        .into_iter()
+        .filter(|l| !l.dup)
+        .map(|l| l.n)
+        .collect();
+    assert_eq!(firsts, (0..140).collect::<Vec<_>>());
+    drop(server);
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]

@@ -136,21 +136,21 @@ impl Socket {
     /// binding's `emit` while offline, where it is the difference between one emit per
     /// 120 µs and one per 60 (measured on this project's machine).
     ///
-    /// Blocks for one commit, which needs no fsync: `None` (nothing done) when the store
-    /// commits on its own thread (`Durability::Full` with a file), when an emit made
-    /// earlier has not been numbered by the engine yet (this one must not overtake it), for
-    /// an entry with a coalescing key, and while connected — then the engine writes a new
-    /// entry live, before its commit and often instead of one, while an entry committed here
-    /// would cost the fetch, the row and its deletion, and its commit would wait behind the
-    /// engine's. The caller then uses [`Socket::emit_with`].
+    /// Blocks for one commit, which needs no fsync (and for the store thread's work on this
+    /// client's database, should it be under way). `None`, nothing done, when the store
+    /// commits on its own thread (`Durability::Full` with a file), when an emit made earlier
+    /// has not been numbered by the engine yet (this one must not overtake it), for an entry
+    /// with a coalescing key, and while the engine has a link — then it writes a new entry
+    /// live, before its commit and often instead of one, while an entry committed here would
+    /// cost a fetch, the row and its deletion, and its commit would wait behind the engine's.
+    /// The caller then uses [`Socket::emit_with`].
     pub fn emit_here(
         &self,
         event: &str,
         args: &Args,
         options: &EmitOptions,
     ) -> Option<Result<u64>> {
-        let connected = *self.shared.state.borrow() == State::Connected;
-        if connected || !self.shared.store.commits_on_engine() || options.coalesce_key.is_some() {
+        if !self.shared.store.commits_on_engine() || options.coalesce_key.is_some() {
             return None;
         }
         if let Err(e) = self.check(event, args, options, false) {
@@ -220,7 +220,7 @@ impl Socket {
         };
         // Counted until the engine numbers it, so that no emit a caller commits itself
         // meanwhile takes a lower number (see `Socket::emit_here`).
-        self.shared.seqs.queue();
+        let queued = self.shared.seqs.queue();
         // Queued without yielding while there is room: an awaited send counts against tokio's
         // cooperative budget, and once it runs out (128 operations in one task) the send
         // yields and the emits that app polls together (`join_all`, `FuturesUnordered`)
@@ -231,9 +231,9 @@ impl Socket {
             Err(TrySendError::Closed(_)) => Err(()),
         };
         if sent.is_err() {
-            self.shared.seqs.unqueue();
             return Err(Error::Closed);
         }
+        queued.sent();
         rx.await.map_err(|_| Error::Closed)?
     }
 

@@ -769,6 +769,12 @@ impl Flush {
         self.low_waiting.retain(|(e, _)| !seqs.contains(&e.seq));
     }
 
+    /// A link is up: from now until it is lost the engine fetches, so callers leave
+    /// numbering and committing to it (see [`Seqs`]).
+    pub(crate) fn link_up(&self) {
+        self.seqs.set_linked(true);
+    }
+
     /// The link is gone: nothing is in flight any more. Callers keep waiting; their entries
     /// are sent again on the next link.
     pub(crate) fn link_lost(&mut self, out: &mut Actions) {
@@ -784,6 +790,8 @@ impl Flush {
         }
         self.rewind();
         out.store.push(Cmd::Unpark);
+        // After the rewind: a fetch answered from now on is stale.
+        self.seqs.set_linked(false);
     }
 
     /// The client closes: every waiting caller hears it.

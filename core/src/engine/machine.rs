@@ -192,6 +192,7 @@ impl Machine {
         self.links += 1;
         self.lifecycle.linked();
         self.session = Some(Session::new(self.links, wire, now, self.join_within));
+        self.flush.link_up();
         self.namespaces.link_up(&mut self.out);
     }
 

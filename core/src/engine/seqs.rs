@@ -4,9 +4,11 @@
 //!
 //! Numbers come from blocks the store reserved (`schema::SEQ_BLOCK`, recorded as
 //! `seq_reserved` before any number of a block is used). A caller may number and commit an
-//! entry itself only while no emit it could overtake waits in the engine's queue (`queued`),
-//! and the engine, taking its next number, learns of the entries callers committed since it
-//! last looked (`by_callers`): an entry of its own may not go out live ahead of them.
+//! entry itself only while the engine has no link (`linked`) — so no fetch runs meanwhile,
+//! whose `upto` would vouch for numbers below the caller's that the engine has taken and not
+//! committed yet — and no emit it could overtake waits in the engine's queue (`queued`). The
+//! engine, taking its next number, learns of the entries callers committed since it last
+//! looked (`by_callers`): an entry of its own may not go out live ahead of them.
 //!
 //! Plain state behind a lock, no I/O: [`super::flush`] takes its numbers here, the client's
 //! sockets count what they queue and take numbers for what they commit.
@@ -31,6 +33,8 @@ struct State {
     reserving: bool,
     /// Durable emits sent to the engine and not numbered yet.
     queued: usize,
+    /// Whether the engine has a link (from before its first fetch on it until it is lost).
+    linked: bool,
     /// The highest number a caller committed itself.
     by_callers: u64,
 }
@@ -59,6 +63,7 @@ impl Seqs {
             spare: None,
             reserving: false,
             queued: 0,
+            linked: false,
             by_callers: 0,
         }))
     }
@@ -69,14 +74,17 @@ impl Seqs {
     }
 
     /// A durable emit is on its way to the engine: callers hold back until it is numbered.
-    pub(crate) fn queue(&self) {
+    /// Counted until [`Queued::sent`]; dropped before (the engine closed, the emit was
+    /// cancelled while it waited for room) it is uncounted.
+    pub(crate) fn queue(&self) -> Queued<'_> {
         self.state().queued += 1;
+        Queued(Some(self))
     }
 
-    /// A durable emit never reached the engine (it closed).
-    pub(crate) fn unqueue(&self) {
-        let mut s = self.state();
-        s.queued = s.queued.saturating_sub(1);
+    /// Whether the engine has a link: set before its first fetch on a link, cleared once the
+    /// link is lost (a fetch answered after that is stale, and the next link starts over).
+    pub(crate) fn set_linked(&self, linked: bool) {
+        self.state().linked = linked;
     }
 
     /// The engine's next number, for an emit that was queued; asks for the next block well
@@ -107,16 +115,16 @@ impl Seqs {
     }
 
     /// Runs `commit` with the next number, under the lock, for a caller that commits its own
-    /// emit — unless an emit queued earlier has no number yet (it must get the lower one),
-    /// the block is not recorded, or the engine should reserve the next one first: then
-    /// `None`, and the caller sends its emit to the engine instead. Holding the lock through
+    /// emit — unless the engine has a link, an emit queued earlier has no number yet (it
+    /// must get the lower one), the block is not recorded, or the engine should reserve the
+    /// next one first: then `None`, and the caller sends its emit to the engine instead. Holding the lock through
     /// the commit means that by the time the engine takes a higher number and sees this one
     /// in `by_callers`, the entry is in the store for a fetch to find.
     pub(crate) fn commit_with<T>(&self, commit: impl FnOnce(u64) -> T) -> Option<T> {
         let mut s = self.state();
         let low =
             s.spare.is_none() && !s.reserving && s.last.saturating_sub(s.next) < SEQ_BLOCK / 2;
-        if s.queued > 0 || !s.recorded || low || s.next > s.last {
+        if s.linked || s.queued > 0 || !s.recorded || low || s.next > s.last {
             return None;
         }
         let seq = s.take_next()?;
@@ -153,6 +161,26 @@ impl Seqs {
     }
 }
 
+/// A durable emit counted as queued to the engine (see [`Seqs::queue`]).
+#[must_use = "dropped, the emit is uncounted at once"]
+pub(crate) struct Queued<'a>(Option<&'a Seqs>);
+
+impl Queued<'_> {
+    /// The emit is in the engine's queue: the engine uncounts it when it numbers it.
+    pub(crate) fn sent(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        if let Some(seqs) = self.0 {
+            let mut s = seqs.state();
+            s.queued = s.queued.saturating_sub(1);
+        }
+    }
+}
+
 impl State {
     fn take_next(&mut self) -> Option<u64> {
         if self.next > self.last {
@@ -172,7 +200,7 @@ mod tests {
     fn a_caller_numbers_its_own_entry_only_when_no_queued_emit_waits_for_a_lower_number() {
         let seqs = Seqs::new((1, 1 << 40), true);
         assert_eq!(seqs.commit_with(|seq| seq), Some(1));
-        seqs.queue();
+        seqs.queue().sent();
         // The queued emit was made first: it gets 2, so the caller goes through the engine.
         assert_eq!(seqs.commit_with(|seq| seq), None);
         let taken = seqs.take();
@@ -183,6 +211,24 @@ mod tests {
         );
         assert_eq!(seqs.commit_with(|seq| seq), Some(3));
         assert_eq!(seqs.take().by_callers, 3);
+    }
+
+    #[test]
+    fn callers_leave_numbering_to_the_engine_while_it_has_a_link() {
+        let seqs = Seqs::new((1, 1 << 40), true);
+        seqs.set_linked(true);
+        assert_eq!(seqs.commit_with(|seq| seq), None);
+        seqs.set_linked(false);
+        assert_eq!(seqs.commit_with(|seq| seq), Some(1));
+    }
+
+    #[test]
+    fn an_emit_dropped_before_it_reached_the_engine_holds_no_caller_back() {
+        let seqs = Seqs::new((1, 1 << 40), true);
+        let queued = seqs.queue();
+        assert_eq!(seqs.commit_with(|seq| seq), None);
+        drop(queued);
+        assert_eq!(seqs.commit_with(|seq| seq), Some(1));
     }
 
     #[test]

@@ -56,7 +56,9 @@ pub(super) struct Worker {
     /// Callers of `Outbox::drained`.
     empty_waiters: Vec<oneshot::Sender<()>>,
     /// The highest sequence number of an append handled (stored or refused): a fetch read
-    /// after it reflects every append the engine posted up to it.
+    /// after it reflects every append the engine posted up to it. (Callers commit appends of
+    /// their own only while the engine has no link, so no fetch runs then: see
+    /// `engine/seqs.rs`.)
     appended_upto: u64,
     /// Lets go of the prepared statements whenever the outbox is empty (see
     /// [`Worker::idle_releases_statements`]).
