@@ -239,6 +239,12 @@ function handlers(socket) {
   let ticks = 0;
   let outOfOrder = 0;
   let lastN = -Infinity;
+  // "stall": holds this process's event loop for `ms`, so that what the client sends
+  // meanwhile is read in one chunk afterwards (tests of what a server reading late sees).
+  socket.on("stall", (ms) => {
+    const until = Date.now() + Math.min(Number(ms) || 0, 2000);
+    while (Date.now() < until) {}
+  });
   socket.on("ticks?", (...args) => {
     const ack = args.pop();
     if (typeof ack === "function") ack({ ticks, outOfOrder });

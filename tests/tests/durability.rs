@@ -872,6 +872,39 @@ async fn emits_committed_here_and_by_the_engine_keep_one_order_across_a_connect(
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Emits that asked no acknowledgement are delivered once written to a healthy link; a
+/// polite close right after them must not make the server drop them. The official server
+/// handles an event on the tick after reading it and ignores it if a namespace DISCONNECT
+/// read in the same chunk ended the socket first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emits_just_before_a_polite_close_reach_the_server() {
+    const TICKS: u64 = 200;
+    let (dir, ledger, store) = scratch("close-after-emits");
+    let server = NodeServer::start_with_ledger(&ledger).await;
+    for round in 0..CLOSE_ROUNDS {
+        let client = Client::new(config(&server).with_store(&store)).unwrap();
+        client.connect().await.unwrap();
+        // The server reads nothing for a while: the ticks, and whatever the close sends
+        // after them, reach it in one chunk.
+        client.emit_volatile("stall", json!(STALL_MS)).unwrap();
+        for n in round * TICKS..(round + 1) * TICKS {
+            client.emit("tick", json!({ "n": n })).await.unwrap();
+        }
+        client.close().await;
+    }
+    let (firsts, _) = check_ledger(&read_ledger(&ledger));
+    let missing: Vec<u64> = (0..CLOSE_ROUNDS * TICKS)
+        .filter(|n| firsts.binary_search(n).is_err())
+        .collect();
+    assert!(missing.is_empty(), "never reached the server: {missing:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Polite closes [`emits_just_before_a_polite_close_reach_the_server`] makes, and how long
+/// its server stalls before each.
+const CLOSE_ROUNDS: u64 = 5;
+const STALL_MS: u64 = 100;
+
 /// The engine commits a step's deletions before it answers the acks that caused them: an app
 /// that heard its acknowledgement and looks at the outbox finds the entry gone, every time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -389,6 +389,12 @@ impl Driver {
             return;
         };
         let _ = timeout(CLOSE_GRACE, async {
+            if !frames.is_empty() {
+                // The server has read the last events before it reads the goodbyes; read
+                // together, it could drop the events (see `Transport::settle`), and those
+                // that asked no ack count as delivered once flushed.
+                t.settle().await?;
+            }
             for f in frames {
                 t.feed(f).await?;
             }

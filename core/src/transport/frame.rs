@@ -65,6 +65,12 @@ pub trait Transport: Send {
     fn feed(&mut self, frame: Frame) -> impl Future<Output = Result<(), TransportError>> + Send;
     /// Writes everything queued.
     fn flush(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Returns once the peer has read everything flushed so far: frames a server reads in
+    /// the same chunk as a later one may be handled after it (the official Socket.IO server
+    /// handles an event on the tick after reading it, and ignores it if a namespace
+    /// DISCONNECT read in the same chunk ended the socket first). Inbound frames that arrive
+    /// meanwhile are dropped: for a link about to close. The caller bounds the time.
+    fn settle(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
     /// Closes the link politely (best effort; the caller bounds the time it may take).
     fn close(&mut self) -> impl Future<Output = ()> + Send;
 }

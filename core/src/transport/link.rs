@@ -38,6 +38,13 @@ impl Transport for Link {
         }
     }
 
+    async fn settle(&mut self) -> Result<(), TransportError> {
+        match self {
+            Link::WebSocket(t) => t.settle().await,
+            Link::Polling(t) => t.settle().await,
+        }
+    }
+
     async fn close(&mut self) {
         match self {
             Link::WebSocket(t) => t.close().await,

@@ -377,6 +377,15 @@ impl Transport for Polling {
         }
     }
 
+    /// Every POST is answered once the server has read it, so a flushed one was read; on
+    /// the upgraded WebSocket, its ping.
+    async fn settle(&mut self) -> Result<(), TransportError> {
+        match &mut self.upgrade {
+            Upgrade::Done(ws) => ws.settle().await,
+            _ => Ok(()),
+        }
+    }
+
     async fn close(&mut self) {
         self.closed = true;
         self.get = None;

@@ -80,6 +80,9 @@ fn map_error(e: tungstenite::Error, max: usize) -> TransportError {
     }
 }
 
+/// The payload of [`WebSocket::settle`]'s ping, told apart from any other pong.
+const SETTLE_PROBE: &[u8] = b"pulselink-settle";
+
 impl Transport for WebSocket {
     async fn recv(&mut self) -> Option<Result<Frame, TransportError>> {
         loop {
@@ -113,6 +116,24 @@ impl Transport for WebSocket {
             .flush()
             .await
             .map_err(|e| map_error(e, self.max_message))
+    }
+
+    /// A ping, and the frames that came in until its pong: a WebSocket server answers a ping
+    /// as it parses it, after every frame before it.
+    async fn settle(&mut self) -> Result<(), TransportError> {
+        let max = self.max_message;
+        self.inner
+            .send(Message::Ping(SETTLE_PROBE.into()))
+            .await
+            .map_err(|e| map_error(e, max))?;
+        while let Some(msg) = self.inner.next().await {
+            if let Message::Pong(p) = msg.map_err(|e| map_error(e, max))?
+                && p.as_ref() == SETTLE_PROBE
+            {
+                return Ok(());
+            }
+        }
+        Err(TransportError::Closed)
     }
 
     async fn close(&mut self) {
