@@ -91,12 +91,12 @@ impl Event {
         };
         let args = args.into();
         args.check()?;
-        let _ = acker.tx.send(AckAnswer {
+        let _ = acker.tx.send(Box::new(AckAnswer {
             namespace: self.data.namespace.clone(),
             id: acker.id,
             link: acker.link,
             args,
-        });
+        }));
         Ok(())
     }
 }
@@ -135,7 +135,8 @@ impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for FirstElement<T
 /// Where an event's acknowledgement goes: the engine that received it.
 #[derive(Clone)]
 pub(crate) struct Acker {
-    pub(crate) tx: mpsc::UnboundedSender<AckAnswer>,
+    /// Answers are boxed: the channel allocates its slots 32 at a time with the client.
+    pub(crate) tx: mpsc::UnboundedSender<Box<AckAnswer>>,
     pub(crate) id: u64,
     /// The link the request came on; an answer on a later link is dropped.
     pub(crate) link: u64,

@@ -122,7 +122,11 @@ impl Socket {
             args: RawJson::validated(json),
             attachments,
         };
-        match self.shared.outgoing.try_send(Outgoing::Volatile(data)) {
+        match self
+            .shared
+            .outgoing
+            .try_send(Outgoing::Volatile(Box::new(data)))
+        {
             Ok(()) => Ok(true),
             Err(TrySendError::Full(_)) => Ok(false),
             Err(TrySendError::Closed(_)) => Err(Error::Closed),
@@ -214,7 +218,7 @@ impl Socket {
         let entry = self.entry(event, args, options, waiter.is_some());
         let (reply, rx) = oneshot::channel();
         let emit = Outgoing::Durable {
-            entry,
+            entry: Box::new(entry),
             waiter,
             reply,
         };
@@ -265,7 +269,7 @@ impl Socket {
             .store
             .ask(|reply| Cmd::PutSubscription(stored, reply))
             .await?;
-        self.shared.send(Command::AddSubscription(sub))
+        self.shared.send(Command::AddSubscription(Box::new(sub)))
     }
 
     /// Removes a subscription made with [`Socket::subscribe`] and, if it named an unsubscribe
@@ -286,7 +290,8 @@ impl Socket {
             .store
             .ask(|reply| Cmd::RemoveSubscription(stored, reply))
             .await?;
-        self.shared.send(Command::RemoveSubscription(sub))?;
+        self.shared
+            .send(Command::RemoveSubscription(Box::new(sub)))?;
         if let Some(undo) = removed {
             self.emit_in(&undo, args, EmitOptions::default(), None)
                 .await?;

@@ -34,9 +34,9 @@ pub(crate) enum Command {
     /// Register an event listener.
     Listen(Listener),
     /// Add a subscription (already persisted) and send it now if its namespace is ready.
-    AddSubscription(StoredSubscription),
+    AddSubscription(Box<StoredSubscription>),
     /// Forget a subscription (already removed from the store).
-    RemoveSubscription(StoredSubscription),
+    RemoveSubscription(Box<StoredSubscription>),
     /// A snapshot of the counters.
     Metrics(oneshot::Sender<(Counters, State)>),
     /// The app's reachability hint.
@@ -59,16 +59,17 @@ pub(crate) enum Command {
 }
 
 /// An emit on its way to the engine. A bounded channel carries these, read while the store
-/// has room: a fast emitter waits rather than growing memory.
+/// has room: a fast emitter waits rather than growing memory. Their bodies are boxed: the
+/// channel allocates its slots 32 at a time with the client, and a hub holds thousands.
 pub(crate) enum Outgoing {
     /// Stored before the caller hears back on `reply`; `waiter` hears the acknowledgement.
     Durable {
-        entry: NewEntry,
+        entry: Box<NewEntry>,
         waiter: Option<AckTx>,
         reply: Reply<u64>,
     },
     /// Written now if connected, never stored.
-    Volatile(EventData),
+    Volatile(Box<EventData>),
 }
 
 impl Machine {
@@ -95,7 +96,7 @@ impl Machine {
             Command::AddSubscription(s) => {
                 let ready = self.namespaces.is_ready(&s.namespace);
                 let wire = self.session.as_mut().filter(|_| ready).map(|s| &mut s.wire);
-                self.subscriptions.add(s, now, wire, &mut self.out);
+                self.subscriptions.add(*s, now, wire, &mut self.out);
             }
             Command::RemoveSubscription(s) => self.subscriptions.remove(&s),
             Command::Metrics(reply) => {
@@ -143,6 +144,7 @@ impl Machine {
                 waiter,
                 reply,
             } => {
+                let entry = *entry;
                 if self.connected() {
                     let mut pending = Some((entry, waiter, reply));
                     self.with_link(now, |flush, now, link, out| {
@@ -159,7 +161,7 @@ impl Machine {
                         .emit(entry, waiter, reply, now, None, &mut self.out);
                 }
             }
-            Outgoing::Volatile(event) => self.volatile(now, event),
+            Outgoing::Volatile(event) => self.volatile(now, *event),
         }
     }
 

@@ -57,7 +57,7 @@ type DialFuture = Pin<Box<dyn Future<Output = Result<(Link, Wire), Error>> + Sen
 /// What woke the loop.
 enum Wake {
     Command(Option<Command>),
-    Answer(AckAnswer),
+    Answer(Box<AckAnswer>),
     Store(StoreEvent),
     Credentials(Arc<str>, Result<Option<Value>, String>),
     Unblocked(Option<mpsc::OwnedPermit<Event>>),
@@ -85,7 +85,7 @@ pub(crate) struct Driver {
     pub(crate) store: Store,
     pub(crate) commands: mpsc::UnboundedReceiver<Command>,
     pub(crate) outgoing: mpsc::Receiver<Outgoing>,
-    pub(crate) answers: mpsc::UnboundedReceiver<AckAnswer>,
+    pub(crate) answers: mpsc::UnboundedReceiver<Box<AckAnswer>>,
     pub(crate) store_events: mpsc::UnboundedReceiver<StoreEvent>,
     pub(crate) state: watch::Sender<State>,
     pub(crate) notices: broadcast::Sender<Notice>,
@@ -174,7 +174,7 @@ impl Driver {
                 m.command(now, Command::Shutdown);
             }
             Wake::Command(Some(c)) => m.command(now, c),
-            Wake::Answer(a) => m.answer(a),
+            Wake::Answer(a) => m.answer(*a),
             Wake::Store(e) => {
                 m.store_event(now, e);
                 for _ in 1..BATCH {

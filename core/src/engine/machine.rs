@@ -58,7 +58,7 @@ pub(crate) struct Machine {
     join_within: std::time::Duration,
     client_id: Arc<str>,
     /// For the ackers handed out with events that ask for an acknowledgement.
-    acks: mpsc::UnboundedSender<AckAnswer>,
+    acks: mpsc::UnboundedSender<Box<AckAnswer>>,
     /// The app heartbeat's ping and timing, when the server runs one.
     app_ping: Option<AppPing>,
     /// When credentials were last refreshed at the server's word.
@@ -81,7 +81,7 @@ impl Machine {
     pub(crate) fn new(
         config: &ClientConfig,
         snapshot: Snapshot,
-        acks: mpsc::UnboundedSender<AckAnswer>,
+        acks: mpsc::UnboundedSender<Box<AckAnswer>>,
         now: Now,
     ) -> Self {
         Self {
@@ -974,7 +974,7 @@ mod tests {
             args: RawJson::validated("[72]".into()),
             attachments: vec![],
         };
-        m.outgoing(t0(), Outgoing::Volatile(data("/")));
+        m.outgoing(t0(), Outgoing::Volatile(Box::new(data("/"))));
         let out = m.take_actions();
         assert!(out.frames.is_empty());
         assert!(matches!(&out.notices[..], [Notice::EmitDropped { .. }]));
@@ -987,9 +987,9 @@ mod tests {
             },
         );
         let _ = m.take_actions();
-        m.outgoing(t0(), Outgoing::Volatile(data("/")));
+        m.outgoing(t0(), Outgoing::Volatile(Box::new(data("/"))));
         assert_eq!(texts(&m.take_actions()), [r#"42["hr",72]"#]);
-        m.outgoing(t0(), Outgoing::Volatile(data("/elsewhere")));
+        m.outgoing(t0(), Outgoing::Volatile(Box::new(data("/elsewhere"))));
         let out = m.take_actions();
         assert!(out.frames.is_empty() && out.notices.len() == 1);
         // Asleep past the heartbeat: the socket may be dead; the emit is dropped, the link ends.
@@ -997,7 +997,7 @@ mod tests {
             at: t0().at,
             wall_ms: t0().wall_ms + 60_000,
         };
-        m.outgoing(later, Outgoing::Volatile(data("/")));
+        m.outgoing(later, Outgoing::Volatile(Box::new(data("/"))));
         let out = m.take_actions();
         assert!(out.frames.is_empty());
         assert!(matches!(

@@ -91,7 +91,7 @@ pub(crate) fn spawn(
 ) -> Handles {
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let (outgoing_tx, outgoing) = mpsc::channel(OUTGOING);
-    let (answers_tx, answers) = mpsc::unbounded_channel::<AckAnswer>();
+    let (answers_tx, answers) = mpsc::unbounded_channel::<Box<AckAnswer>>();
     let (state_tx, state) = watch::channel(State::Idle);
     let machine = Machine::new(&config, snapshot, answers_tx, Now::read());
     let seqs = machine.flush.seqs.clone();
