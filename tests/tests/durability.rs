@@ -886,10 +886,18 @@ async fn emits_just_before_a_polite_close_reach_the_server() {
         client.connect().await.unwrap();
         // The server reads nothing for a while: the ticks, and whatever the close sends
         // after them, reach it in one chunk.
+        let stalled = std::time::Instant::now();
         client.emit_volatile("stall", json!(STALL_MS)).unwrap();
         for n in round * TICKS..(round + 1) * TICKS {
             client.emit("tick", json!({ "n": n })).await.unwrap();
         }
+        // Otherwise the server may have read the ticks before the close, and the test
+        // would pass without the fix it guards.
+        let took = stalled.elapsed();
+        assert!(
+            took < Duration::from_millis(STALL_MS / 2),
+            "emits took {took:?}"
+        );
         client.close().await;
     }
     let (firsts, _) = check_ledger(&read_ledger(&ledger));
@@ -903,7 +911,7 @@ async fn emits_just_before_a_polite_close_reach_the_server() {
 /// Polite closes [`emits_just_before_a_polite_close_reach_the_server`] makes, and how long
 /// its server stalls before each.
 const CLOSE_ROUNDS: u64 = 5;
-const STALL_MS: u64 = 100;
+const STALL_MS: u64 = 300;
 
 /// The engine commits a step's deletions before it answers the acks that caused them: an app
 /// that heard its acknowledgement and looks at the outbox finds the entry gone, every time.

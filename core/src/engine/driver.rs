@@ -44,6 +44,11 @@ const CLOSE_GRACE: Duration = Duration::from_millis(500);
 /// How long a polite close may spend writing emits the app queued before closing.
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 
+/// How long a polite close waits for the server to have read what was written before its
+/// DISCONNECT packets (`Transport::settle`, one round trip). Past it the goodbyes go anyway:
+/// a slow link gets the close it had before, at worst with the race settle avoids.
+const CLOSE_SETTLE: Duration = Duration::from_millis(500);
+
 /// Credentials arriving for a namespace.
 type CredentialsFuture =
     Pin<Box<dyn Future<Output = (Arc<str>, Result<Option<Value>, String>)> + Send>>;
@@ -380,21 +385,22 @@ impl Driver {
     }
 
     /// A polite close: what the app emitted just before closing goes out now (bounded by
-    /// [`CLOSE_FLUSH`]; the rest stays stored), then the namespaces are left and the link
-    /// closed within [`CLOSE_GRACE`].
+    /// [`CLOSE_FLUSH`]; the rest stays stored), the server is given [`CLOSE_SETTLE`] to show
+    /// it read it, then the namespaces are left and the link closed within [`CLOSE_GRACE`].
     async fn farewell(&mut self, io: &mut Io) {
         let _ = timeout(CLOSE_FLUSH, self.flush_remaining(io)).await;
         let frames = self.machine.goodbyes();
         let Some(t) = io.transport.as_mut() else {
             return;
         };
+        if !frames.is_empty() {
+            // The server has read the last events before it reads the goodbyes; read
+            // together, it could drop the events (see `Transport::settle`), and those that
+            // asked no ack count as delivered once flushed. A late or failed answer leaves
+            // the goodbyes to go anyway.
+            let _ = timeout(CLOSE_SETTLE, t.settle()).await;
+        }
         let _ = timeout(CLOSE_GRACE, async {
-            if !frames.is_empty() {
-                // The server has read the last events before it reads the goodbyes; read
-                // together, it could drop the events (see `Transport::settle`), and those
-                // that asked no ack count as delivered once flushed.
-                t.settle().await?;
-            }
             for f in frames {
                 t.feed(f).await?;
             }

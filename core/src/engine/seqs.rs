@@ -4,7 +4,8 @@
 //!
 //! Numbers come from blocks the store reserved (`schema::SEQ_BLOCK`, recorded as
 //! `seq_reserved` before any number of a block is used). A caller may number and commit an
-//! entry itself only while the engine has no link (`linked`) — so no fetch runs meanwhile,
+//! entry itself only while the engine has no link (`linked`) — so no fetch whose answer the
+//! engine uses runs meanwhile (one answered after the link was lost is stale, by its id),
 //! whose `upto` would vouch for numbers below the caller's that the engine has taken and not
 //! committed yet — and no emit it could overtake waits in the engine's queue (`queued`). The
 //! engine, taking its next number, learns of the entries callers committed since it last

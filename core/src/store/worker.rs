@@ -57,8 +57,8 @@ pub(super) struct Worker {
     empty_waiters: Vec<oneshot::Sender<()>>,
     /// The highest sequence number of an append handled (stored or refused): a fetch read
     /// after it reflects every append the engine posted up to it. (Callers commit appends of
-    /// their own only while the engine has no link, so no fetch runs then: see
-    /// `engine/seqs.rs`.)
+    /// their own only while the engine has no link, when the engine uses no fetch's answer:
+    /// see `engine/seqs.rs`.)
     appended_upto: u64,
     /// Lets go of the prepared statements whenever the outbox is empty (see
     /// [`Worker::idle_releases_statements`]).
