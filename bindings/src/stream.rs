@@ -75,6 +75,9 @@ impl EventReceiver {
         if self.is_closed() {
             // Unregisters from the engine so an unread receiver never holds it back.
             guard.take();
+            // Events that came in as `cancel()` woke the wait: the select may have taken
+            // them rather than the wake-up, and a cancelled receiver hears nothing more.
+            buf.clear();
         }
         buf
     }

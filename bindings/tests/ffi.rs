@@ -328,6 +328,44 @@ fn emit_start_commits_or_waits_in_place_and_hands_over_behind_an_fsync() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// `cancel()` while a `next_batch` waits and an event is already there for it: the wait
+/// wakes with both ready, and must return nothing (a cancelled receiver hears nothing more),
+/// whichever its select takes first.
+#[tokio::test(flavor = "current_thread")]
+async fn a_receiver_cancelled_while_an_event_waits_for_it_returns_nothing() {
+    const ROUNDS: usize = 16;
+    let server = NodeServer::start().await;
+    let client = Client::new(config(&server.url()), None).unwrap();
+    // The server greets each connection: past that, only what the test asks for arrives.
+    let greeting = client.events();
+    client.connect().await.unwrap();
+    assert_eq!(greeting.next_batch(1).await[0].name, "welcome");
+    greeting.cancel();
+    let main = client.main_socket();
+    let args = json!([{ "event": "n", "args": [] }]).to_string();
+    for round in 0..ROUNDS {
+        let (receiver, marker) = (client.events(), client.events());
+        let wait = receiver.next_batch(10);
+        tokio::pin!(wait);
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(wait.as_mut().poll(cx)));
+        assert!(first.await.is_pending(), "nothing sent yet");
+        main.emit("emit-to-me".into(), args.clone(), vec![])
+            .await
+            .unwrap();
+        // The engine hands an event to every listener in one go: once the marker has it,
+        // so has the waiting receiver's channel.
+        assert_eq!(marker.next_batch(10).await[0].name, "n");
+        receiver.cancel();
+        let got = wait.await;
+        assert!(
+            got.is_empty(),
+            "round {round}: a cancelled receiver returned {got:?}"
+        );
+        marker.cancel();
+    }
+    client.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_cancelled_wait_for_events_loses_none() {
     let server = NodeServer::start().await;
