@@ -125,11 +125,6 @@ pub(crate) struct Flush {
     answers: Vec<WaiterAnswer>,
     /// The sequence numbers, shared with callers that commit their own emits.
     pub(crate) seqs: Arc<Seqs>,
-    /// Whether the file records the block in use, as of the last number taken. An
-    /// unrecorded one (the store opened on a full disk) keeps the live path closed: a number that reached the server without its
-    /// entry being inserted could be handed out again after a restart, and the server would
-    /// drop the new entry as a repeat.
-    recorded: bool,
     /// The highest number a caller committed itself, as of the last number taken.
     by_callers: u64,
     /// Every entry stored is known to this engine and was written, held or is waiting: a new
@@ -189,7 +184,6 @@ impl Flush {
             waiters: HashMap::new(),
             answers: Vec::new(),
             seqs,
-            recorded: false,
             by_callers: 0,
             caught_up: false,
             stored_max: 0,
@@ -215,7 +209,7 @@ impl Flush {
         link: Option<&mut Link<'_>>,
         out: &mut Actions,
     ) {
-        let Some(seq) = self.take_seq(out) else {
+        let Some((seq, recorded)) = self.take_seq(out) else {
             let err = "this client has used its store's sequence numbers; reopen the client";
             let _ = reply.send(Err(Error::Store(err.into())));
             return;
@@ -226,7 +220,7 @@ impl Flush {
             self.waiters.insert(seq, Waiter { tx, expires });
         }
         let live = match link {
-            Some(link) if self.may_go_live(&entry, now, link) => {
+            Some(link) if recorded && self.may_go_live(&entry, now, link) => {
                 // Lent to the encoder and taken back: no copy of the arguments.
                 let event = EventData {
                     namespace: entry.namespace.clone(),
@@ -269,8 +263,7 @@ impl Flush {
     /// namespace flows, the window and the rate limit have room, and its lane is not held
     /// for the radio.
     fn may_go_live(&mut self, e: &NewEntry, now: Now, link: &Link<'_>) -> bool {
-        self.recorded
-            && self.caught_up
+        self.caught_up
             && self.held.is_empty()
             && (e.lane != Priority::Low || self.low_waiting.is_empty())
             && link.namespaces.is_ready(&e.namespace)
@@ -279,21 +272,23 @@ impl Flush {
             && self.limiter.try_take(now.at, &e.event).is_ok()
     }
 
-    /// The next sequence number (asking for the next block when due). Entries callers
-    /// committed themselves since the last number are in the store, older than this one:
-    /// until a fetch brings them, nothing goes out live.
-    fn take_seq(&mut self, out: &mut Actions) -> Option<u64> {
+    /// The next sequence number (asking for the next block when due), and whether the file
+    /// records its block. An unrecorded one (the store opened on a full disk) keeps the live
+    /// path closed: a number that reached the server without its entry being inserted could
+    /// be handed out again after a restart, and the server would drop the new entry as a
+    /// repeat. Entries callers committed themselves since the last number are in the store,
+    /// older than this one: until a fetch brings them, nothing goes out live.
+    fn take_seq(&mut self, out: &mut Actions) -> Option<(u64, bool)> {
         let taken = self.seqs.take();
         if taken.reserve {
             out.store.push(Cmd::ReserveSeqs);
         }
-        self.recorded = taken.recorded;
         if taken.by_callers > self.by_callers {
             self.by_callers = taken.by_callers;
             self.caught_up = false;
             self.stored_max = self.stored_max.max(taken.by_callers);
         }
-        taken.seq
+        taken.seq.map(|seq| (seq, taken.recorded))
     }
 
     /// The store reserved the next block of sequence numbers.

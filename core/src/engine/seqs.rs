@@ -100,9 +100,7 @@ impl Seqs {
         }
         let seq = s.take_next();
         if let Some(seq) = seq
-            && !s.reserving
-            && s.spare.is_none()
-            && s.last - seq < SEQ_BLOCK / 2
+            && s.running_low(seq)
         {
             s.reserving = true;
             reserve = true;
@@ -123,8 +121,7 @@ impl Seqs {
     /// in `by_callers`, the entry is in the store for a fetch to find.
     pub(crate) fn commit_with<T>(&self, commit: impl FnOnce(u64) -> T) -> Option<T> {
         let mut s = self.state();
-        let low =
-            s.spare.is_none() && !s.reserving && s.last.saturating_sub(s.next) < SEQ_BLOCK / 2;
+        let low = s.running_low(s.next);
         if s.linked || s.queued > 0 || !s.recorded || low || s.next > s.last {
             return None;
         }
@@ -183,6 +180,12 @@ impl Drop for Queued<'_> {
 }
 
 impl State {
+    /// Whether, with `seq` taken, less than half the block is left and no next one is
+    /// reserved or asked for: time for the engine to ask.
+    fn running_low(&self, seq: u64) -> bool {
+        self.spare.is_none() && !self.reserving && self.last.saturating_sub(seq) < SEQ_BLOCK / 2
+    }
+
     fn take_next(&mut self) -> Option<u64> {
         if self.next > self.last {
             (self.next, self.last) = self.spare.take()?;
