@@ -54,8 +54,9 @@ impl std::fmt::Debug for Client {
 const NOTICES: usize = 256;
 
 /// The same for a hub's client: every slot is allocated with the client (about 110 bytes
-/// each), memory a hub of thousands pays in full.
-const HUB_NOTICES: usize = 64;
+/// each), memory a hub of thousands pays in full (64 slots were 5 KiB of some 70 per device).
+/// A receiver that falls further behind hears how many it missed (`RecvError::Lagged`).
+const HUB_NOTICES: usize = 16;
 
 impl Client {
     /// Creates a client and its engine task on the current tokio runtime, opening its store

@@ -54,7 +54,7 @@ impl Shared {
     pub(super) fn listen(&self, interest: Interest) -> EventStream {
         let (tx, rx) = mpsc::channel(self.config.listener_buffer);
         // If the engine is gone the stream simply ends.
-        let _ = self.send(Command::Listen(Listener { interest, tx }));
+        let _ = self.send(Command::Listen(Box::new(Listener { interest, tx })));
         EventStream::new(rx)
     }
 

@@ -67,7 +67,9 @@ impl ListenerHandle {
         let cancelled = Arc::new(AtomicBool::new(false));
         let stop = cancelled.clone();
         let task = runtime.spawn(async move {
-            let mut batch = Vec::with_capacity(64);
+            // Grown by the first events, not allocated up front: an idle listener (a hub's
+            // thousands of them) holds no buffer.
+            let mut batch = Vec::new();
             while stream.recv_many(&mut batch, 64).await > 0 {
                 for ev in batch.drain(..) {
                     // Checked per event: once `cancel()` returns, the handler is not called again.

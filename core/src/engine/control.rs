@@ -31,8 +31,9 @@ pub(crate) enum Command {
     Join(Arc<str>),
     /// Leave a namespace.
     Leave(Arc<str>),
-    /// Register an event listener.
-    Listen(Listener),
+    /// Register an event listener. Boxed, as the largest payload: every command channel
+    /// allocates its first block of 32 slots with the client, slots sized by the largest.
+    Listen(Box<Listener>),
     /// Add a subscription (already persisted) and send it now if its namespace is ready.
     AddSubscription(Box<StoredSubscription>),
     /// Forget a subscription (already removed from the store).
@@ -92,7 +93,7 @@ impl Machine {
                 let wire = self.session.as_ref().map(|s| &s.wire);
                 self.namespaces.leave(&ns, wire, &mut self.out);
             }
-            Command::Listen(l) => self.listeners.add(l),
+            Command::Listen(l) => self.listeners.add(*l),
             Command::AddSubscription(s) => {
                 let ready = self.namespaces.is_ready(&s.namespace);
                 let wire = self.session.as_mut().filter(|_| ready).map(|s| &mut s.wire);
