@@ -16,6 +16,11 @@ mod states;
 mod swarm;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::{
+    filter::{LevelFilter, Targets},
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
 
 use crate::connection::Connection;
 
@@ -98,15 +103,40 @@ fn print_pins(file: &std::path::Path) -> pulselink::Result<()> {
 /// acknowledged emit was answered (1 is an error, 2 clap's usage error).
 const SWARM_UNMET: i32 = 3;
 
+/// What `PULSELINK_LOG` asks to log: `target=level` directives and a default level
+/// (`debug`, `pulselink=trace,info`), errors only when unset. `Targets` rather than
+/// `EnvFilter`: the same directives without span filters, and without the regex engine that
+/// was some 280 KiB of this binary's code — resident memory for the gateway. Whatever is
+/// asked, `TRACE_SAFE_FILTER` keeps tokens out of the logs.
+fn log_filter() -> Targets {
+    let asked = std::env::var("PULSELINK_LOG").unwrap_or_default();
+    let directives = asked
+        .split(',')
+        .filter(|d| !d.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut filter = if directives.is_empty() {
+        Targets::new()
+    } else {
+        directives.parse().unwrap_or_else(|e| {
+            eprintln!("PULSELINK_LOG={asked:?} is not a log filter ({e}); logging errors only");
+            Targets::new()
+        })
+    };
+    if filter.default_level().is_none() {
+        filter = filter.with_default(LevelFilter::ERROR);
+    }
+    let safe: Targets = pulselink::TRACE_SAFE_FILTER
+        .parse()
+        .expect("TRACE_SAFE_FILTER is target=level directives");
+    filter.with_targets(safe)
+}
+
 fn main() {
     tracing_subscriber::fmt()
-        // Even PULSELINK_LOG=trace keeps tokens out of the logs.
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
-            "{},{}",
-            std::env::var("PULSELINK_LOG").unwrap_or_default(),
-            pulselink::TRACE_SAFE_FILTER
-        )))
         .with_writer(std::io::stderr)
+        .finish()
+        .with(log_filter())
         .init();
     let cli = Cli::parse();
     // One thread serves one connection best; a fleet of them uses every core.
