@@ -16,7 +16,9 @@ use crate::config::Durability;
 /// The schema version this build writes; older files are migrated on open.
 pub(super) const SCHEMA_VERSION: i32 = 2;
 
-/// One migration per version step; index `i` upgrades from version `i` to `i + 1`.
+/// One migration per version step; index `i` upgrades from version `i` to `i + 1`. A new file
+/// is built by running them all, from step 0; a new database in memory is built from
+/// [`CURRENT`] instead, which must change with every step added here.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -86,12 +88,15 @@ CREATE UNIQUE INDEX outbox_by_coalesce_key ON outbox (namespace, coalesce_key)
 "#,
 ];
 
-/// The schema at [`SCHEMA_VERSION`], created in one step in a new database. Running the
-/// migrations from nothing would reach the same tables but build the outbox twice and rename
-/// it, which in a database held in memory leaves the first outbox's pages on the free list
-/// and opens a temporary database for the rename: some 10 KiB more per client, for life,
-/// which a hub of thousands of devices in memory pays thousands of times.
-/// `a_new_database_has_the_schema_the_migrations_reach` holds the two equal.
+/// The schema at [`SCHEMA_VERSION`], created in one step in a new database held in memory.
+/// Running the migrations from nothing reaches the same tables but builds the outbox twice
+/// and renames it, which in memory leaves the first outbox's pages on the free list and opens
+/// a temporary database for the rename: some 10 KiB more per client, for life, which a hub of
+/// thousands of devices in memory pays thousands of times. A new *file* still runs the
+/// migrations: it may be opened later by an earlier build of this version, which expects the
+/// AUTOINCREMENT counter's table that only migration 1 creates; a database in memory never
+/// outlives this process. `a_new_database_has_the_schema_the_migrations_reach` holds the two
+/// equal.
 const CURRENT: &str = r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE outbox (
@@ -295,7 +300,7 @@ pub(super) fn open(
         "PRAGMA synchronous = {sync}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -2000;"
     ))
     .map_err(|e| StoreError::from_sqlite("pragma", e))?;
-    migrate(&conn)?;
+    migrate(&conn, path.is_none())?;
     let cipher = check_key(&conn, key)?;
     let unclean = meta_get(&conn, "clean")?.as_deref() == Some("0");
     if unclean {
@@ -401,7 +406,8 @@ fn page_count(conn: &Connection) -> Result<i64, StoreError> {
         .map_err(|e| StoreError::from_sqlite("page_count", e))
 }
 
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
+/// Brings `conn` to [`SCHEMA_VERSION`]; a new database `in_memory` gets [`CURRENT`] at once.
+fn migrate(conn: &Connection, in_memory: bool) -> Result<(), StoreError> {
     let user_version = |conn: &Connection| -> Result<i32, StoreError> {
         conn.query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| StoreError::from_sqlite("user_version", e))
@@ -429,9 +435,9 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         if version == SCHEMA_VERSION {
             return conn.execute_batch("COMMIT").map_err(sql);
         }
-        // A new database gets today's schema at once; an older one each step after its own.
+        // A new database in memory gets today's schema at once; a file each step in turn.
         let (step, reached) = match version {
-            0 => (CURRENT, SCHEMA_VERSION),
+            0 if in_memory => (CURRENT, SCHEMA_VERSION),
             v => (MIGRATIONS[v as usize], v + 1),
         };
         conn.execute_batch(step)
@@ -586,57 +592,119 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    /// Tables, their columns (name, type, not null, default, key position) and indexes (name,
-    /// unique, partial, columns) as SQLite reports them, so two databases compare by what
-    /// they hold rather than by the text that made them.
+    /// Every table and index as SQLite holds it: its kind, name, table and the SQL that made
+    /// it, quotes dropped and spaces collapsed (a renamed table's SQL is rewritten with its
+    /// new name quoted), so WITHOUT ROWID, AUTOINCREMENT, collations, DESC and partial
+    /// indexes all count; then what the pragmas say of each table (columns, key positions,
+    /// rowid or not). SQLite's own AUTOINCREMENT counter is left out: whether it exists is
+    /// checked on its own.
     fn shape(conn: &Connection) -> Vec<String> {
         let strings = |sql: &str| -> Vec<String> {
             let mut stmt = conn.prepare(sql).unwrap();
             let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
             rows.map(Result::unwrap).collect()
         };
-        let mut shape = Vec::new();
+        let mut shape: Vec<String> = strings(
+            "SELECT type || ' ' || name || ' on ' || tbl_name || ': ' || COALESCE(sql, '-') \
+             FROM sqlite_schema WHERE name != 'sqlite_sequence' ORDER BY type, name",
+        )
+        .into_iter()
+        .map(|s| {
+            s.replace('"', "")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+        shape.extend(strings(
+            "SELECT name || ' ' || type || ' ' || ncol || ' wr=' || wr || ' strict=' || strict \
+             FROM pragma_table_list WHERE schema = 'main' AND name NOT LIKE 'sqlite_%' \
+             ORDER BY name",
+        ));
         for table in strings(
             "SELECT name FROM sqlite_schema WHERE type = 'table' \
              AND name NOT LIKE 'sqlite_%' ORDER BY name",
         ) {
-            shape.push(format!("table {table}"));
             shape.extend(strings(&format!(
-                "SELECT name || ' ' || type || ' ' || \"notnull\" || ' ' || \
+                "SELECT '{table}.' || name || ' ' || type || ' ' || \"notnull\" || ' ' || \
                  COALESCE(dflt_value, '-') || ' ' || pk FROM pragma_table_info('{table}') \
                  ORDER BY cid"
             )));
-            for index in strings(&format!(
-                "SELECT name || ' ' || \"unique\" || ' ' || partial FROM \
-                 pragma_index_list('{table}') ORDER BY name"
-            )) {
-                let name = index.split(' ').next().unwrap().to_owned();
-                let columns = strings(&format!(
-                    "SELECT COALESCE(name, '-') FROM pragma_index_info('{name}') ORDER BY seqno"
-                ));
-                shape.push(format!("index {index} ({})", columns.join(", ")));
-            }
         }
-        // A partial index's condition is only in its SQL.
-        shape.extend(strings(
-            "SELECT name || ': ' || replace(replace(substr(sql, instr(sql, ' WHERE ')), \
-             char(10), ' '), '  ', ' ') FROM sqlite_schema WHERE type = 'index' \
-             AND sql LIKE '% WHERE %' ORDER BY name",
-        ));
         shape
+    }
+
+    fn has_counter(conn: &Connection) -> bool {
+        conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_sequence')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
     }
 
     #[test]
     fn a_new_database_has_the_schema_the_migrations_reach() {
-        let (fresh, _, _) = open(None, Durability::Normal, None, false).unwrap();
+        let (fresh, snap, _) = open(None, Durability::Normal, None, false).unwrap();
         let migrated = Connection::open_in_memory().unwrap();
         for step in MIGRATIONS {
             migrated.execute_batch(step).unwrap();
         }
         assert_eq!(MIGRATIONS.len(), SCHEMA_VERSION as usize);
         let fresh_shape = shape(&fresh);
-        assert!(fresh_shape.len() > 20, "{fresh_shape:#?}");
+        assert!(fresh_shape.len() > 30, "{fresh_shape:#?}");
         assert_eq!(fresh_shape, shape(&migrated));
+        // Built in one step: no outbox built and dropped (its pages would be free now), no
+        // AUTOINCREMENT counter; and numbering starts at 1 without one.
+        let free: i64 = fresh
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(free, 0);
+        assert!(!has_counter(&fresh));
+        assert_eq!(snap.seqs.0, 1);
+    }
+
+    /// The SQLite linked here is the one `.cargo/config.toml` builds: a build that missed its
+    /// flags (run from outside the repository, or with `LIBSQLITE3_FLAGS` already set) would
+    /// carry the extensions' code and their memory on every connection.
+    #[test]
+    fn sqlite_is_built_without_the_extensions_the_store_never_uses() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut stmt = conn.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(options.iter().any(|o| o == "THREADSAFE=1"), "{options:?}");
+        for unused in [
+            "ENABLE_FTS3",
+            "ENABLE_FTS5",
+            "ENABLE_RTREE",
+            "ENABLE_DBSTAT_VTAB",
+        ] {
+            assert!(
+                !options.iter().any(|o| o == unused),
+                "{unused} in {options:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_file_is_built_by_the_migrations_so_earlier_builds_open_it() {
+        let dir = std::env::temp_dir().join(format!("pl-db-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (conn, snap, _) =
+            open(Some(&dir.join("s.db")), Durability::Normal, None, false).unwrap();
+        assert!(
+            has_counter(&conn),
+            "builds of version 2 before this one read it"
+        );
+        assert_eq!(snap.seqs.0, 1);
+        let fresh = open(None, Durability::Normal, None, false).unwrap().0;
+        assert_eq!(shape(&conn), shape(&fresh));
+        drop(conn);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     /// A file as version 1 made it, holding `entries` (lane, arguments) numbered by SQLite's
@@ -736,7 +804,7 @@ mod tests {
                 r.get(0)
             })
             .unwrap();
-        migrate(&conn).unwrap();
+        migrate(&conn, false).unwrap();
         let version = |c: &Connection| -> i32 {
             c.query_row("PRAGMA user_version", [], |r| r.get(0))
                 .unwrap()
