@@ -17,7 +17,8 @@ mod swarm;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::{
-    filter::{LevelFilter, Targets},
+    Layer as _,
+    filter::{FilterExt as _, LevelFilter, Targets},
     layer::SubscriberExt,
     util::SubscriberInitExt,
 };
@@ -106,8 +107,7 @@ const SWARM_UNMET: i32 = 3;
 /// What `PULSELINK_LOG` asks to log: `target=level` directives and a default level
 /// (`debug`, `pulselink=trace,info`), errors only when unset. `Targets` rather than
 /// `EnvFilter`: the same directives without span filters, and without the regex engine that
-/// was some 280 KiB of this binary's code — resident memory for the gateway. Whatever is
-/// asked, `TRACE_SAFE_FILTER` keeps tokens out of the logs.
+/// was some 500 KB of this binary's code.
 fn log_filter() -> Targets {
     let asked = std::env::var("PULSELINK_LOG").unwrap_or_default();
     let directives = asked
@@ -126,17 +126,30 @@ fn log_filter() -> Targets {
     if filter.default_level().is_none() {
         filter = filter.with_default(LevelFilter::ERROR);
     }
+    filter
+}
+
+/// A cap on whatever `PULSELINK_LOG` asks: `TRACE_SAFE_FILTER`'s targets at INFO at most,
+/// their modules included (`tungstenite::protocol=trace` asks for frame dumps too), so tokens
+/// stay out of the logs.
+fn trace_safe() -> Targets {
     let safe: Targets = pulselink::TRACE_SAFE_FILTER
         .parse()
         .expect("TRACE_SAFE_FILTER is target=level directives");
-    filter.with_targets(safe)
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(safe)
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .finish()
-        .with(log_filter())
+    // The filter on the layer, not on `fmt()`'s subscriber: that one caps everything at INFO
+    // before any filter added to it is asked.
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(log_filter().and(trace_safe())),
+        )
         .init();
     let cli = Cli::parse();
     // One thread serves one connection best; a fleet of them uses every core.

@@ -348,6 +348,42 @@ async fn tls_options_trust_a_private_ca_and_pin_the_key() {
     assert!(stderr.contains("pins[0]"), "{stderr}");
 }
 
+/// `PULSELINK_LOG` reaches below INFO for the targets it names, and nothing it names lifts the
+/// WebSocket library, or any module of it, above INFO (its TRACE dumps whole frames, tokens
+/// included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulselink_log_shows_debug_for_what_it_names_and_keeps_frame_dumps_out() {
+    let server = NodeServer::start().await;
+    let run = |filter: &'static str| {
+        let mut c = pulselink();
+        c.args(["emit", &server.url(), "echo", r#"{"n":1}"#, "--ack"])
+            .env("PULSELINK_LOG", filter);
+        async move {
+            let out = c.output().await.unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{stderr}");
+            stderr
+        }
+    };
+    let debug = run("pulselink=debug").await;
+    assert!(
+        debug.contains("DEBUG") && debug.contains("handshake"),
+        "{debug}"
+    );
+    assert!(!debug.contains("TRACE"), "{debug}");
+    let everything = run("trace,tungstenite::protocol=trace,tokio_tungstenite=trace").await;
+    assert!(everything.contains("DEBUG"), "{everything}");
+    assert!(
+        !everything
+            .lines()
+            .any(|l| l.contains("tungstenite") && (l.contains("TRACE") || l.contains("DEBUG"))),
+        "{everything}"
+    );
+    // A filter that does not parse is said, and the command still runs.
+    let bad = run("pulselink=loud").await;
+    assert!(bad.contains("is not a log filter"), "{bad}");
+}
+
 /// `pulselink emit URL echo {"via":"proxy"} --ack` with `env` and `args`: (success, stderr).
 async fn emit_via(url: &str, env: &[(&str, String)], args: &[&str]) -> (bool, String) {
     let mut c = pulselink();
