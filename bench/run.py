@@ -383,11 +383,13 @@ def measure(quick, reps):
 
     subprocess.run(["npm", "ci", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund",
                     "--loglevel=error"], check=True)
+    # From the repository, wherever this script is started: cargo reads .cargo/config.toml
+    # (the SQLite build) from the directory it runs in.
     subprocess.run(["cargo", "build", "--release", "--locked", "--manifest-path",
-                    str(BENCH / "Cargo.toml")], check=True,
+                    str(BENCH / "Cargo.toml")], check=True, cwd=ROOT,
                    env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
     subprocess.run(["cargo", "build", "--release", "--locked", "-p", "pulselink-cli",
-                    "--manifest-path", str(ROOT / "Cargo.toml")], check=True,
+                    "--manifest-path", str(ROOT / "Cargo.toml")], check=True, cwd=ROOT,
                    env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
     setup_python()
 

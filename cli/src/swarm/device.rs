@@ -175,7 +175,14 @@ async fn watch_client(i: u64, client: Client, tally: Arc<Tally>) {
                         || format!("{reason:?}"),
                     );
                 }
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                // A burst (of failed emits, say) outran this watcher: what it skipped may have
+                // been a failure, so the report says that some went uncounted.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tally.error("notices missed", i, || {
+                        format!("{missed} notices skipped by a watcher that fell behind")
+                    });
+                }
+                Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
         }

@@ -184,7 +184,7 @@ impl Client {
     }
 
     /// Lifecycle notices: reconnect attempts, failures, namespace refusals, dropped emits. A
-    /// receiver more than 256 notices behind (64 for a [`crate::Hub`]'s client) skips the
+    /// receiver more than 256 notices behind (16 for a [`crate::Hub`]'s client) skips the
     /// oldest (`Lagged`); events are never skipped.
     pub fn notices(&self) -> broadcast::Receiver<Notice> {
         self.inner.notices.subscribe()
