@@ -251,9 +251,10 @@ fn calls_from_many_foreign_threads_each_with_its_own_executor() {
     drop(server);
 }
 
-/// `Socket.emit_start` (Python's `emit`), called from a foreign thread: offline it commits in
-/// place; connected it waits in place for the engine; under `Full` it hands the emit over at
-/// once. Every way, the ids come in order and the server gets each tick once, in order.
+/// `Socket.emit_start` and `emit_start_json` (Python's `emit`), called from a foreign thread:
+/// offline it commits in place; connected it waits in place for the engine; under `Full` it
+/// hands the emit over at once. Every way, the ids come in order and the server gets each
+/// tick once, in order.
 #[test]
 fn emit_start_commits_or_waits_in_place_and_hands_over_behind_an_fsync() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -267,12 +268,17 @@ fn emit_start_commits_or_waits_in_place_and_hands_over_behind_an_fsync() {
         confirm: false,
     };
     let n = std::cell::Cell::new(0u64);
+    // Both entry points, taking turns: one order across them.
     let tick = |socket: &pulselink_ffi::Socket| {
         let args = json!([{ "n": n.get() }]).to_string();
         n.set(n.get() + 1);
-        socket
-            .emit_start("tick".into(), args, plain(), vec![])
-            .unwrap()
+        if n.get().is_multiple_of(2) {
+            socket.emit_start_json("tick".into(), args).unwrap()
+        } else {
+            socket
+                .emit_start("tick".into(), args, plain(), vec![])
+                .unwrap()
+        }
     };
     for (durability, name) in [(Durability::Normal, "normal"), (Durability::Full, "full")] {
         let mut cfg = config(&server.url());

@@ -100,14 +100,18 @@ class Socket:
         unsent emit with the same key, ``confirm`` keeps it until the server acknowledges.
         """
         text, blobs = _args.encode(args)
-        options = _ffi.EmitOptions(
-            priority=priority, ttl_ms=_ms(ttl), coalesce_key=coalesce_key, confirm=confirm
-        )
         # Started on this thread: the commit (made here while offline, on the core's engine
         # while connected) is done within microseconds, sooner than a round through the event
         # loop; what is not done in a millisecond (an fsync under FULL, a full outbox)
-        # continues on the core's runtime and is awaited.
-        started = self._inner.emit_start(event, text, options, blobs)
+        # continues on the core's runtime and is awaited. A plain emit skips lowering an
+        # options record and an empty attachment list, which cost more than its commit.
+        if blobs or priority is not None or ttl is not None or coalesce_key is not None or confirm:
+            options = _ffi.EmitOptions(
+                priority=priority, ttl_ms=_ms(ttl), coalesce_key=coalesce_key, confirm=confirm
+            )
+            started = self._inner.emit_start(event, text, options, blobs)
+        else:
+            started = self._inner.emit_start_json(event, text)
         if isinstance(started, _ffi.EmitStart.DONE):
             return started.entry_id
         return await cast(_ffi.EmitStart.RUNNING, started).rest.wait()
