@@ -95,8 +95,9 @@ CREATE UNIQUE INDEX outbox_by_coalesce_key ON outbox (namespace, coalesce_key)
 /// thousands of devices in memory pays thousands of times. A new *file* still runs the
 /// migrations: it may be opened later by an earlier build of this version, which expects the
 /// AUTOINCREMENT counter's table that only migration 1 creates; a database in memory never
-/// outlives this process. `a_new_database_has_the_schema_the_migrations_reach` holds the two
-/// equal.
+/// outlives this process. Written out in full rather than pieced together from the
+/// migrations' text: those are history and never change, this changes with every step.
+/// `a_new_database_has_the_schema_the_migrations_reach` holds the two equal.
 const CURRENT: &str = r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE outbox (
