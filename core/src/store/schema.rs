@@ -190,13 +190,7 @@ pub(super) fn next_block(conn: &Connection) -> Result<(u64, u64), StoreError> {
     // A file left at version 1 (its migration postponed by a full disk) still counts in
     // SQLite's AUTOINCREMENT counter; a file migrated to version 2 keeps the counter's table
     // empty, and one created at version 2 has none.
-    let counted: bool = conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_sequence')",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(sql)?;
+    let counted = has_counter(conn).map_err(sql)?;
     let used: i64 = conn
         .query_row(
             if counted {
@@ -218,6 +212,16 @@ pub(super) fn next_block(conn: &Connection) -> Result<(u64, u64), StoreError> {
         .filter(|last| *last <= i64::MAX as u64)
         .ok_or_else(|| StoreError::Io("the store's sequence numbers are exhausted".into()))?;
     Ok((first, last))
+}
+
+/// Whether the database has SQLite's AUTOINCREMENT counter table: made by migration 1's
+/// outbox, kept (emptied) by migration 2, absent from a database built at [`CURRENT`].
+fn has_counter(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_sequence')",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// Turns off `conn`'s lookaside memory. Must run before any statement (SQLite refuses while
@@ -635,15 +639,6 @@ mod tests {
         shape
     }
 
-    fn has_counter(conn: &Connection) -> bool {
-        conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_sequence')",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
-    }
-
     #[test]
     fn a_new_database_has_the_schema_the_migrations_reach() {
         let (fresh, snap, _) = open(None, Durability::Normal, None, false).unwrap();
@@ -661,7 +656,7 @@ mod tests {
             .query_row("PRAGMA freelist_count", [], |r| r.get(0))
             .unwrap();
         assert_eq!(free, 0);
-        assert!(!has_counter(&fresh));
+        assert!(!has_counter(&fresh).unwrap());
         assert_eq!(snap.seqs.0, 1);
     }
 
@@ -698,7 +693,7 @@ mod tests {
         let (conn, snap, _) =
             open(Some(&dir.join("s.db")), Durability::Normal, None, false).unwrap();
         assert!(
-            has_counter(&conn),
+            has_counter(&conn).unwrap(),
             "builds of version 2 before this one read it"
         );
         assert_eq!(snap.seqs.0, 1);
