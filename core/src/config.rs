@@ -137,7 +137,9 @@ pub struct ClientConfig {
 /// ids and connection-state-recovery sessions.
 #[derive(Debug, Clone, Default)]
 pub struct StoreConfig {
-    /// The SQLite file; `None` keeps the store in memory (same behaviour, lost on exit).
+    /// The SQLite file; `None` keeps the store in the process's memory (same behaviour, lost
+    /// on exit; no SQLite database either: a store in memory costs a client a few hundred
+    /// bytes, not a database's tens of KiB).
     pub path: Option<PathBuf>,
     /// How much each commit survives.
     pub durability: Durability,
@@ -145,6 +147,7 @@ pub struct StoreConfig {
     /// with this key, kept by the app in the iOS Keychain or Android Keystore. Event names,
     /// namespaces, timestamps and subscriptions stay readable. Entries written before a key
     /// was set stay as they were until sent; once set, the file cannot be opened without it.
+    /// Without a file nothing leaves the process's memory, so nothing is encrypted.
     pub encryption_key: Option<OutboxKey>,
 }
 

@@ -2,13 +2,14 @@
 //! with its own connection and identity, or a load test of thousands.
 //!
 //! A [`Client`] made by [`Client::new`] has a store thread of its own. Clients made by one
-//! [`Hub`] share one: each still keeps its own database (its file, or one in memory), outbox
+//! [`Hub`] share one: each still keeps its own store (its file, or its rows in memory), outbox
 //! order, idempotency keys, subscriptions and dedup window, and its commands run in its own
 //! transactions, so one client's failure (a full disk, a corrupt file) never touches another's
-//! entries. Their databases are opened compact (no SQLite lookaside memory, smaller pages in
-//! memory, prepared statements let go whenever the outbox is empty: most devices are idle
-//! most of the time), and their engines run on the runtime the hub's clients are created on, like every
-//! client's. So the process's thread count does not grow with its clients.
+//! entries. A device without a file holds no SQLite database at all; files are opened compact
+//! (no SQLite lookaside memory, prepared statements let go whenever the outbox is empty: most
+//! devices are idle most of the time). Their engines run on the runtime the hub's clients are
+//! created on, like every client's. So the process's thread count does not grow with its
+//! clients.
 //!
 //! What they share is the thread's time: one client's slow commit (an fsync with
 //! `Durability::Full`, a file locked by another process for up to 5 s) delays the others'

@@ -2,8 +2,8 @@
 //! every client of a [`Hub`] — so a process holding a thousand device identities holds one
 //! store thread, not a thousand.
 //!
-//! Each client keeps its own [`Worker`]: its own SQLite connection (its own file, or its own
-//! database in memory), counters and waiters, and its commands run in its own transaction. A
+//! Each client keeps its own [`Worker`]: its own store (a SQLite connection to its own file,
+//! or its own rows in memory), counters and waiters, and its commands run in its own transaction. A
 //! failed batch (a full disk, a corrupt file) fails only that client's commands; no entry of
 //! one client is ever in another's transaction; a panic in one client's batch closes that
 //! client's store and no other.
@@ -216,7 +216,11 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::{config::Durability, outbox::OutboxConfig, store::schema};
+    use crate::{
+        config::Durability,
+        outbox::OutboxConfig,
+        store::{backend::Backend, schema},
+    };
 
     /// A worker on a compact database in memory; `broken` drops its outbox table, so every
     /// batch that touches the outbox fails.
@@ -227,9 +231,11 @@ mod tests {
         }
         let (events, _) = mpsc::unbounded_channel();
         Worker::new(
-            conn,
+            Backend::Sqlite {
+                conn,
+                cipher: cipher.map(Box::new),
+            },
             None,
-            cipher,
             &snapshot,
             OutboxConfig::default(),
             events,
@@ -306,9 +312,11 @@ mod tests {
             schema::open(Some(&path), Durability::Normal, None, true).unwrap();
         let (events, _) = mpsc::unbounded_channel();
         let file = Worker::new(
-            conn,
+            Backend::Sqlite {
+                conn,
+                cipher: cipher.map(Box::new),
+            },
             Some(owner),
-            cipher,
             &snapshot,
             OutboxConfig::default(),
             events,

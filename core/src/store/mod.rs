@@ -1,6 +1,7 @@
-//! The store: one SQLite database per client (outbox, subscriptions, seen ids, recovery
-//! sessions), run by a store thread ([`host`]) so neither the app nor the engine waits for a
-//! disk — a thread of the client's own, or one shared by every client of a [`crate::Hub`].
+//! The store: one SQLite database per client with a store file (outbox, subscriptions, seen
+//! ids, recovery sessions) or, without a file, rows in memory ([`memory`]), run by a store
+//! thread ([`host`]) so neither the app nor the engine waits for a disk — a thread of the
+//! client's own, or one shared by every client of a [`crate::Hub`].
 //!
 //! Commands arrive on a channel ([`Cmd`]); the thread runs everything a client queued in one
 //! transaction (group commit) and answers after the commit. What concerns the engine —
@@ -14,12 +15,14 @@
 //! did not send itself. One client per file ([`owner`]): numbering and the live path rely on
 //! it.
 
+mod backend;
 mod blob;
 pub(crate) mod cipher;
 mod command;
 mod db;
 mod error;
 mod host;
+mod memory;
 mod owner;
 mod reply;
 mod schema;
@@ -30,16 +33,17 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
+use self::{
+    backend::Backend,
+    host::{Member, Slot, Tagged},
+    worker::Shared,
+};
 pub(crate) use self::{
     command::{
         Cmd, Gone, NewEntry, Reply, StoreEvent, StoredEntry, StoredSubscription, idempotency_key,
     },
     host::Host,
     schema::{SEQ_BLOCK, Snapshot},
-};
-use self::{
-    host::{Member, Slot, Tagged},
-    worker::Shared,
 };
 use crate::{
     config::{Durability, StoreConfig},
@@ -140,17 +144,32 @@ impl Store {
         let owner = config.path.as_deref().map(owner::Owner::take).transpose()?;
         // A hub's stores: compact databases, and no statements kept while idle.
         let compact = host.is_some();
-        let (conn, snapshot, cipher) = schema::open(
-            config.path.as_deref(),
-            config.durability,
-            config.encryption_key.as_ref(),
-            compact,
-        )?;
+        let (rows, snapshot) = match config.path.as_deref() {
+            // Nothing outlives the process: no file, and no SQLite either (see `memory`).
+            None => {
+                let (memory, snapshot) = memory::Memory::open();
+                (Backend::Memory(memory), snapshot)
+            }
+            Some(path) => {
+                let (conn, snapshot, cipher) = schema::open(
+                    Some(path),
+                    config.durability,
+                    config.encryption_key.as_ref(),
+                    compact,
+                )?;
+                (
+                    Backend::Sqlite {
+                        conn,
+                        cipher: cipher.map(Box::new),
+                    },
+                    snapshot,
+                )
+            }
+        };
         if snapshot.unclean {
             debug!("store was not closed cleanly last time; quick_check passed");
         }
-        let mut worker =
-            worker::Worker::new(conn, owner, cipher, &snapshot, limits.clone(), events);
+        let mut worker = worker::Worker::new(rows, owner, &snapshot, limits.clone(), events);
         if compact {
             worker = worker.idle_releases_statements();
         }

@@ -12,14 +12,12 @@ use std::{
     sync::{Mutex, PoisonError},
 };
 
-use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
 use super::{
-    cipher::Cipher,
+    backend::Backend,
     command::{Cmd, Gone, NewEntry, StoreEvent, StoredEntry, idempotency_key},
-    db,
     error::StoreError,
     owner::Owner,
     reply::Deferred,
@@ -41,11 +39,9 @@ struct Parked {
 /// One client's store, run by a [`super::host`] thread: its database, counters, parked
 /// fetch and waiters.
 pub(super) struct Worker {
-    conn: Connection,
+    rows: Backend,
     /// This client's hold on the store file (none in memory).
     owner: Option<Owner>,
-    /// Seals payloads when the app configured an encryption key.
-    cipher: Option<Cipher>,
     client_id: String,
     limits: OutboxConfig,
     stats: OutboxStats,
@@ -71,19 +67,17 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    /// A worker for a freshly opened database.
+    /// A worker for a freshly opened store.
     pub(super) fn new(
-        conn: Connection,
+        rows: Backend,
         owner: Option<Owner>,
-        cipher: Option<Cipher>,
         snapshot: &Snapshot,
         limits: OutboxConfig,
         events: mpsc::UnboundedSender<StoreEvent>,
     ) -> Self {
         Self {
-            conn,
+            rows,
             owner,
-            cipher,
             client_id: snapshot.client_id.clone(),
             limits,
             stats: OutboxStats {
@@ -117,14 +111,8 @@ impl Worker {
 
     /// Marks the store closed cleanly, closes the database and releases the file.
     pub(super) fn finish(self) {
-        if let Err(e) = super::schema::meta_set(&self.conn, "clean", "1") {
-            warn!(error = %e, "could not mark the store closed");
-        }
-        // Closed before `close()` returns: the last connection checkpoints and removes the
-        // WAL, so an app that exits, moves or reopens the file right after finds it whole.
-        if let Err((_, e)) = self.conn.close() {
-            warn!(error = %e, "could not close the store cleanly");
-        }
+        // Closed before `close()` returns (see `Backend::close`).
+        self.rows.close();
         // Released before `close()` returns, so the app can open the file again at once.
         drop(self.owner);
     }
@@ -137,7 +125,7 @@ impl Worker {
         let mut deferred = Vec::with_capacity(batch.len());
         let mut appended = false;
         let mut closing = None;
-        let mut failure = db::begin(&self.conn).err();
+        let mut failure = self.rows.begin().err();
         for cmd in batch.drain(..) {
             if let Cmd::Close(reply) = cmd {
                 closing = Some(reply);
@@ -173,7 +161,7 @@ impl Worker {
             }
         }
         if failure.is_none() {
-            failure = db::commit(&self.conn).err();
+            failure = self.rows.commit().err();
         }
         match failure {
             None => {
@@ -183,7 +171,7 @@ impl Worker {
             }
             Some(e) => {
                 // Nothing in the batch happened: restore the counters, fail every write.
-                db::rollback(&self.conn);
+                self.rows.rollback();
                 warn!(error = %e, "store batch failed");
                 (self.stats, self.recorded_upto) = before;
                 let err = Error::from(e);
@@ -200,7 +188,7 @@ impl Worker {
                 let _ = w.send(());
             }
             if self.idle_release {
-                self.conn.flush_prepared_statement_cache();
+                self.rows.release_statements();
             }
         }
         closing
@@ -269,12 +257,12 @@ impl Worker {
                 if seq > self.recorded_upto {
                     // Only after a full-disk open (see `recorded_upto`); never on the way of
                     // an emit otherwise.
-                    super::schema::record_seq(&self.conn, seq)?;
+                    self.rows.record_seq(seq)?;
                     self.recorded_upto = seq;
                 }
                 self.appended(seq, &entry, live, reply, notify, now, out)?;
             }
-            Cmd::ReserveSeqs => match super::schema::reserve_seqs(&self.conn) {
+            Cmd::ReserveSeqs => match self.rows.reserve_seqs() {
                 Ok((first, last)) => {
                     self.recorded_upto = self.recorded_upto.max(last);
                     out.push(Deferred::Reserved(first, last));
@@ -307,26 +295,28 @@ impl Worker {
             }
             Cmd::Unpark => self.parked = None,
             Cmd::Delivered(seqs) => {
-                let (n, bytes) = db::delete(&self.conn, &seqs)?;
+                let (n, bytes) = self.rows.delete(&seqs)?;
                 self.stats.delivered += n;
                 self.shrink(n, bytes);
                 self.recount_if_shared(n, seqs.len())?;
             }
             Cmd::Failed(seqs) => {
-                let (n, bytes) = db::delete(&self.conn, &seqs)?;
+                let (n, bytes) = self.rows.delete(&seqs)?;
                 self.stats.failed += n;
                 self.shrink(n, bytes);
                 self.recount_if_shared(n, seqs.len())?;
             }
             Cmd::List { limit, reply } => {
-                let items = db::list(&self.conn, limit, self.cipher.as_ref())?
+                let items = self
+                    .rows
+                    .list(limit)?
                     .into_iter()
                     .map(|e| self.describe(e))
                     .collect();
                 out.push(Deferred::Listed(reply, items));
             }
             Cmd::Remove { id, reply } => {
-                let (n, bytes) = db::delete(&self.conn, &[id])?;
+                let (n, bytes) = self.rows.delete(&[id])?;
                 self.stats.failed += n;
                 self.shrink(n, bytes);
                 if n > 0 {
@@ -335,7 +325,7 @@ impl Worker {
                 out.push(Deferred::Removed(reply, n > 0));
             }
             Cmd::Clear(reply) => {
-                let seqs = db::clear(&self.conn)?;
+                let seqs = self.rows.clear()?;
                 let n = seqs.len() as u64;
                 self.stats.failed += n;
                 self.stats.pending = 0;
@@ -355,28 +345,25 @@ impl Worker {
                 self.empty_waiters.push(reply);
             }
             Cmd::PutSubscription(s, reply) => {
-                db::put_subscription(&self.conn, &s, now)?;
+                self.rows.put_subscription(&s, now)?;
                 out.push(Deferred::Done(reply));
             }
             Cmd::RemoveSubscription(s, reply) => {
-                let undo = db::remove_subscription(&self.conn, &s.namespace, &s.event, &s.args)?;
+                let undo = self.rows.remove_subscription(&s)?;
                 out.push(Deferred::Unsubscribed(reply, undo));
             }
             Cmd::Seen {
                 ids,
                 window,
                 min_ms,
-            } => db::record_seen(&self.conn, &ids, window, min_ms)?,
+            } => self.rows.record_seen(&ids, window, min_ms)?,
             Cmd::Recovery {
                 namespace,
                 session,
                 position,
-            } => db::set_recovery(
-                &self.conn,
-                &namespace,
-                session.as_deref(),
-                position.as_deref(),
-            )?,
+            } => self
+                .rows
+                .set_recovery(&namespace, session.as_deref(), position.as_deref())?,
             Cmd::Close(_) => unreachable!("handled by run_batch"),
         }
         Ok(())
@@ -393,15 +380,7 @@ impl Worker {
             if found.len() >= limit {
                 break;
             }
-            let cipher = self.cipher.as_ref();
-            found.extend(db::fetch(
-                &self.conn,
-                lane,
-                after,
-                limit - found.len(),
-                now,
-                cipher,
-            )?);
+            found.extend(self.rows.fetch(lane, after, limit - found.len(), now)?);
         }
         Ok(found)
     }
@@ -490,10 +469,10 @@ impl Worker {
                 Overflow::DropOldest => {
                     let mut dropped = Vec::new();
                     while full(&self.stats, &self.limits) {
-                        let Some((seq, bytes)) = db::oldest_lowest(&self.conn)? else {
+                        let Some((seq, bytes)) = self.rows.oldest_lowest()? else {
                             break;
                         };
-                        db::delete(&self.conn, &[seq])?;
+                        self.rows.delete(&[seq])?;
                         self.shrink(1, bytes);
                         dropped.push(seq);
                     }
@@ -506,7 +485,7 @@ impl Worker {
                 }
             }
         }
-        let replaced = db::insert(&self.conn, seq, e, now, self.cipher.as_ref())?;
+        let replaced = self.rows.insert(seq, e, now)?;
         if let Some((_, bytes)) = replaced {
             self.stats.coalesced += 1;
             self.shrink(1, bytes);
@@ -518,7 +497,7 @@ impl Worker {
     }
 
     fn expire(&mut self, now: i64, out: &mut Vec<Deferred>) -> Result<(), StoreError> {
-        let expired = db::expire(&self.conn, now)?;
+        let expired = self.rows.expire(now)?;
         if expired.is_empty() {
             return Ok(());
         }
@@ -544,7 +523,7 @@ impl Worker {
 
     /// Re-reads the pending counts from the file.
     fn recount(&mut self) -> Result<(), StoreError> {
-        let (count, bytes) = db::totals(&self.conn)?;
+        let (count, bytes) = self.rows.totals()?;
         self.stats.pending = count;
         self.stats.pending_bytes = bytes;
         Ok(())
@@ -636,21 +615,40 @@ pub(super) mod tests {
     use super::*;
     use crate::config::Durability;
 
-    /// A worker on a compact store in memory (as a hub's clients have; every integration
-    /// test runs the default kind).
-    fn worker(config: OutboxConfig) -> (Worker, mpsc::UnboundedReceiver<StoreEvent>) {
+    type News = mpsc::UnboundedReceiver<StoreEvent>;
+
+    /// A worker on a compact SQLite database (as a hub's clients with a file have), kept in
+    /// memory for the test.
+    fn worker(config: OutboxConfig) -> (Worker, News) {
         let (conn, snapshot, cipher) =
             super::super::schema::open(None, Durability::Normal, None, true).unwrap();
         let (events, rx) = mpsc::unbounded_channel();
-        let snapshot = Snapshot {
-            count: 0,
-            bytes: 0,
-            ..snapshot
+        let rows = Backend::Sqlite {
+            conn,
+            cipher: cipher.map(Box::new),
         };
-        (
-            Worker::new(conn, None, cipher, &snapshot, config, events),
+        (Worker::new(rows, None, &snapshot, config, events), rx)
+    }
+
+    /// A worker on each kind of store: a SQLite database, and rows in memory (what every
+    /// client without a store file has).
+    fn both(config: OutboxConfig) -> [(Worker, News); 2] {
+        let (memory, snapshot) = crate::store::memory::Memory::open();
+        let (events, rx) = mpsc::unbounded_channel();
+        let rows = Backend::Memory(memory);
+        let in_memory = (
+            Worker::new(rows, None, &snapshot, config.clone(), events),
             rx,
-        )
+        );
+        [worker(config), in_memory]
+    }
+
+    /// The SQLite connection of a worker made by [`worker`].
+    fn conn(w: &Worker) -> &rusqlite::Connection {
+        match &w.rows {
+            Backend::Sqlite { conn, .. } => conn,
+            Backend::Memory(_) => panic!("a worker in memory has no connection"),
+        }
     }
 
     /// Entry `n`, numbered `n + 1` as the engine would from a fresh block.
@@ -687,7 +685,7 @@ pub(super) mod tests {
     }
 
     /// Bytes SQLite holds for `conn`'s prepared statements (`SQLITE_DBSTATUS_STMT_USED`).
-    fn statement_memory(conn: &Connection) -> i32 {
+    fn statement_memory(conn: &rusqlite::Connection) -> i32 {
         let (mut now, mut high) = (0, 0);
         // SAFETY: `handle()` is this open connection, used on this thread; the two outputs
         // are live locals. rusqlite has no safe call for this counter.
@@ -714,14 +712,14 @@ pub(super) mod tests {
             let (cmd, _rx) = append(0, false);
             w.run_batch(&mut vec![cmd]);
             assert_eq!(w.stats.pending, 1);
-            let busy = statement_memory(&w.conn);
+            let busy = statement_memory(conn(&w));
             assert!(
                 busy > 0,
                 "an entry is pending: its statements stay prepared"
             );
             w.run_batch(&mut vec![Cmd::Delivered(vec![1])]);
             assert_eq!(w.stats.pending, 0);
-            let idle = statement_memory(&w.conn);
+            let idle = statement_memory(conn(&w));
             if releasing {
                 assert_eq!(idle, 0, "idle, a hub's worker holds no statement");
             } else {
@@ -739,7 +737,7 @@ pub(super) mod tests {
 
     #[test]
     fn a_number_of_an_unrecorded_block_is_never_handed_out_again() {
-        let (conn, opened, cipher) =
+        let (db, opened, cipher) =
             super::super::schema::open(None, Durability::Normal, None, true).unwrap();
         // As after an open on a full disk: the block after the recorded one, not recorded.
         let first = opened.seqs.1 + 1;
@@ -752,9 +750,11 @@ pub(super) mod tests {
         };
         let (events, _rx) = mpsc::unbounded_channel();
         let mut w = Worker::new(
-            conn,
+            Backend::Sqlite {
+                conn: db,
+                cipher: cipher.map(Box::new),
+            },
             None,
-            cipher,
             &snapshot,
             OutboxConfig::default(),
             events,
@@ -765,7 +765,7 @@ pub(super) mod tests {
         // Delivered and deleted: no row says the number was used.
         w.run_batch(&mut vec![Cmd::Delivered(vec![first])]);
         assert_eq!(w.stats.pending, 0);
-        let (next, _) = super::super::schema::next_block(&w.conn).unwrap();
+        let (next, _) = super::super::schema::next_block(conn(&w)).unwrap();
         assert!(
             next > first,
             "the next open would reuse {first}: it starts at {next}"
@@ -782,76 +782,79 @@ pub(super) mod tests {
 
     #[test]
     fn a_batch_commits_together_and_answers_after_the_commit() {
-        let (mut w, _events) = worker(OutboxConfig::default());
-        let (mut batch, rxs): (Vec<_>, Vec<_>) = (0..1000).map(|n| append(n, false)).unzip();
-        w.run_batch(&mut batch);
-        let seqs: Vec<u64> = rxs
-            .into_iter()
-            .map(|mut rx| rx.try_recv().unwrap().unwrap())
-            .collect();
-        assert_eq!(seqs, (1..=1000).collect::<Vec<_>>());
-        assert_eq!(w.stats.pending, 1000);
+        for (mut w, _events) in both(OutboxConfig::default()) {
+            let (mut batch, rxs): (Vec<_>, Vec<_>) = (0..1000).map(|n| append(n, false)).unzip();
+            w.run_batch(&mut batch);
+            let seqs: Vec<u64> = rxs
+                .into_iter()
+                .map(|mut rx| rx.try_recv().unwrap().unwrap())
+                .collect();
+            assert_eq!(seqs, (1..=1000).collect::<Vec<_>>());
+            assert_eq!(w.stats.pending, 1000);
+        }
     }
 
     #[test]
     fn the_engine_hears_an_append_before_the_fetch_that_returns_it() {
-        let (mut w, mut events) = worker(OutboxConfig::default());
-        let mut batch = vec![Cmd::Fetch {
-            id: 7,
-            after: [0; 3],
-            limit: 10,
-            park: true,
-        }];
-        w.run_batch(&mut batch);
-        assert!(events.try_recv().is_err(), "parked: nothing to send yet");
-        let (cmd, _rx) = append(0, true);
-        w.run_batch(&mut vec![cmd]);
-        assert_eq!(
-            events.try_recv().unwrap(),
-            StoreEvent::Appended { seq: 1, ok: true }
-        );
-        match events.try_recv().unwrap() {
-            StoreEvent::Fetched {
+        for (mut w, mut events) in both(OutboxConfig::default()) {
+            let mut batch = vec![Cmd::Fetch {
                 id: 7,
-                entries,
-                drained: true,
-                upto: 1,
-            } => assert_eq!(entries[0].seq, 1),
-            other => panic!("{other:?}"),
+                after: [0; 3],
+                limit: 10,
+                park: true,
+            }];
+            w.run_batch(&mut batch);
+            assert!(events.try_recv().is_err(), "parked: nothing to send yet");
+            let (cmd, _rx) = append(0, true);
+            w.run_batch(&mut vec![cmd]);
+            assert_eq!(
+                events.try_recv().unwrap(),
+                StoreEvent::Appended { seq: 1, ok: true }
+            );
+            match events.try_recv().unwrap() {
+                StoreEvent::Fetched {
+                    id: 7,
+                    entries,
+                    drained: true,
+                    upto: 1,
+                } => assert_eq!(entries[0].seq, 1),
+                other => panic!("{other:?}"),
+            }
         }
     }
 
     #[test]
     fn an_entry_written_live_does_not_wake_the_parked_fetch() {
-        let (mut w, mut events) = worker(OutboxConfig::default());
-        let mut batch = vec![Cmd::Fetch {
-            id: 3,
-            after: [0; 3],
-            limit: 10,
-            park: true,
-        }];
-        w.run_batch(&mut batch);
-        let (cmd, _rx) = append_as(0, 1, true, true);
-        w.run_batch(&mut vec![cmd]);
-        assert_eq!(
-            events.try_recv().unwrap(),
-            StoreEvent::Appended { seq: 1, ok: true }
-        );
-        assert!(events.try_recv().is_err(), "still parked");
-        // The next entry that was not written live is what the fetch returns.
-        let (cmd, _rx) = append_as(1, 2, false, false);
-        w.run_batch(&mut vec![cmd]);
-        match events.try_recv().unwrap() {
-            StoreEvent::Fetched { id: 3, entries, .. } => {
-                assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [2])
+        for (mut w, mut events) in both(OutboxConfig::default()) {
+            let mut batch = vec![Cmd::Fetch {
+                id: 3,
+                after: [0; 3],
+                limit: 10,
+                park: true,
+            }];
+            w.run_batch(&mut batch);
+            let (cmd, _rx) = append_as(0, 1, true, true);
+            w.run_batch(&mut vec![cmd]);
+            assert_eq!(
+                events.try_recv().unwrap(),
+                StoreEvent::Appended { seq: 1, ok: true }
+            );
+            assert!(events.try_recv().is_err(), "still parked");
+            // The next entry that was not written live is what the fetch returns.
+            let (cmd, _rx) = append_as(1, 2, false, false);
+            w.run_batch(&mut vec![cmd]);
+            match events.try_recv().unwrap() {
+                StoreEvent::Fetched { id: 3, entries, .. } => {
+                    assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [2])
+                }
+                other => panic!("{other:?}"),
             }
-            other => panic!("{other:?}"),
-        }
-        // Sequence blocks never overlap what was used.
-        w.run_batch(&mut vec![Cmd::ReserveSeqs]);
-        match events.try_recv().unwrap() {
-            StoreEvent::Reserved { first, .. } => assert!(first > 2, "{first}"),
-            other => panic!("{other:?}"),
+            // Sequence blocks never overlap what was used.
+            w.run_batch(&mut vec![Cmd::ReserveSeqs]);
+            match events.try_recv().unwrap() {
+                StoreEvent::Reserved { first, .. } => assert!(first > 2, "{first}"),
+                other => panic!("{other:?}"),
+            }
         }
     }
 
@@ -863,28 +866,29 @@ pub(super) mod tests {
             ..OutboxConfig::default()
         };
         limits.max_bytes = 1 << 20;
-        let (mut w, mut events) = worker(limits);
-        let (mut batch, _rxs): (Vec<_>, Vec<_>) = (0..3).map(|n| append(n, false)).unzip();
-        w.run_batch(&mut batch);
-        assert_eq!(
-            events.try_recv().unwrap(),
-            StoreEvent::Gone {
-                seqs: vec![1],
-                why: Gone::Overflow {
-                    entries: 1,
-                    bytes: 233
+        for (mut w, mut events) in both(limits) {
+            let (mut batch, _rxs): (Vec<_>, Vec<_>) = (0..3).map(|n| append(n, false)).unzip();
+            w.run_batch(&mut batch);
+            assert_eq!(
+                events.try_recv().unwrap(),
+                StoreEvent::Gone {
+                    seqs: vec![1],
+                    why: Gone::Overflow {
+                        entries: 1,
+                        bytes: 233
+                    }
                 }
-            }
-        );
-        let (reply, _rx) = oneshot::channel();
-        w.run_batch(&mut vec![Cmd::Clear(reply)]);
-        assert_eq!(
-            events.try_recv().unwrap(),
-            StoreEvent::Gone {
-                seqs: vec![2, 3],
-                why: Gone::Removed
-            }
-        );
+            );
+            let (reply, _rx) = oneshot::channel();
+            w.run_batch(&mut vec![Cmd::Clear(reply)]);
+            assert_eq!(
+                events.try_recv().unwrap(),
+                StoreEvent::Gone {
+                    seqs: vec![2, 3],
+                    why: Gone::Removed
+                }
+            );
+        }
     }
 
     #[test]
@@ -892,12 +896,11 @@ pub(super) mod tests {
         let (mut w, mut events) = worker(OutboxConfig::default());
         let (mut batch, _rxs): (Vec<_>, Vec<_>) = (0..10).map(|n| append(n, false)).unzip();
         w.run_batch(&mut batch);
-        let pages: i64 = w
-            .conn
+        let pages: i64 = conn(&w)
             .query_row("PRAGMA page_count", [], |r| r.get(0))
             .unwrap();
         // The file may not grow any more: the next writes hit SQLITE_FULL.
-        w.conn
+        conn(&w)
             .execute_batch(&format!("PRAGMA max_page_count = {pages}"))
             .unwrap();
         let (mut batch, rxs): (Vec<_>, Vec<_>) = (10..200).map(|n| append(n, true)).unzip();
@@ -918,14 +921,10 @@ pub(super) mod tests {
             "the engine hears every failed append it waits for"
         );
         assert_eq!(w.stats.pending, 10, "counters match what is stored");
-        assert_eq!(
-            db::list(&w.conn, 100, None).unwrap().len(),
-            10,
-            "nothing lost"
-        );
-        super::super::schema::quick_check(&w.conn).unwrap();
+        assert_eq!(w.rows.list(100).unwrap().len(), 10, "nothing lost");
+        super::super::schema::quick_check(conn(&w)).unwrap();
         // Space comes back: writes work again.
-        w.conn
+        conn(&w)
             .execute_batch("PRAGMA max_page_count = 1000000")
             .unwrap();
         let (mut batch, mut rxs): (Vec<_>, Vec<_>) = (200..201).map(|n| append(n, false)).unzip();
