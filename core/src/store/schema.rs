@@ -17,8 +17,8 @@ use crate::config::Durability;
 pub(super) const SCHEMA_VERSION: i32 = 2;
 
 /// One migration per version step; index `i` upgrades from version `i` to `i + 1`. A new file
-/// is built by running them all, from step 0; a new database in memory is built from
-/// [`CURRENT`] instead, which must change with every step added here.
+/// is built by running them all, from step 0: an earlier build of this version may open it
+/// later, and it expects the AUTOINCREMENT counter's table that only migration 1 creates.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -89,48 +89,6 @@ CREATE UNIQUE INDEX outbox_by_coalesce_key ON outbox (namespace, coalesce_key)
 ];
 
 /// The schema at [`SCHEMA_VERSION`], created in one step in a new database held in memory.
-/// Running the migrations from nothing reaches the same tables but builds the outbox twice
-/// and renames it, which in memory leaves the first outbox's pages on the free list and opens
-/// a temporary database for the rename: some 10 KiB more per client, for life, which a hub of
-/// thousands of devices in memory pays thousands of times. A new *file* still runs the
-/// migrations: it may be opened later by an earlier build of this version, which expects the
-/// AUTOINCREMENT counter's table that only migration 1 creates; a database in memory never
-/// outlives this process. Written out in full rather than pieced together from the
-/// migrations' text: those are history and never change, this changes with every step.
-/// `a_new_database_has_the_schema_the_migrations_reach` holds the two equal.
-const CURRENT: &str = r#"
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE outbox (
-    seq INTEGER PRIMARY KEY,
-    lane INTEGER NOT NULL,
-    namespace TEXT NOT NULL,
-    event TEXT NOT NULL,
-    args TEXT NOT NULL,
-    attachments BLOB,
-    want_ack INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL,
-    expires_ms INTEGER,
-    coalesce_key TEXT,
-    bytes INTEGER NOT NULL
-);
-CREATE INDEX outbox_by_lane ON outbox (lane, seq);
-CREATE INDEX outbox_by_expiry ON outbox (expires_ms) WHERE expires_ms IS NOT NULL;
-CREATE UNIQUE INDEX outbox_by_coalesce_key ON outbox (namespace, coalesce_key)
-    WHERE coalesce_key IS NOT NULL;
-CREATE TABLE subscriptions (
-    namespace TEXT NOT NULL,
-    event TEXT NOT NULL,
-    args TEXT NOT NULL,
-    unsubscribe TEXT,
-    created_ms INTEGER NOT NULL,
-    PRIMARY KEY (namespace, event, args)
-) WITHOUT ROWID;
-CREATE TABLE seen (id TEXT PRIMARY KEY, seen_ms INTEGER NOT NULL) WITHOUT ROWID;
-CREATE INDEX seen_by_age ON seen (seen_ms);
-CREATE TABLE recovery (namespace TEXT PRIMARY KEY, pid TEXT NOT NULL, offset TEXT)
-    WITHOUT ROWID;
-"#;
-
 /// What a freshly opened database holds for the engine.
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
@@ -215,7 +173,7 @@ pub(super) fn next_block(conn: &Connection) -> Result<(u64, u64), StoreError> {
 }
 
 /// Whether the database has SQLite's AUTOINCREMENT counter table: made by migration 1's
-/// outbox, kept (emptied) by migration 2, absent from a database built at [`CURRENT`].
+/// outbox, kept (emptied) by migration 2.
 fn has_counter(conn: &Connection) -> rusqlite::Result<bool> {
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_sequence')",
@@ -247,12 +205,12 @@ fn no_lookaside(conn: &Connection) {
 /// Prepared statements a compact store keeps (rusqlite's default is 16).
 const COMPACT_STATEMENTS: usize = 6;
 
-/// Opens (creating or migrating) the database at `path`, or an in-memory one for `None`;
-/// with `key`, checks it is the key the file's payloads were sealed with (recording it on the
-/// first keyed open) and returns the cipher for them. `compact` is for processes holding many
-/// clients: no lookaside memory (SQLite's per-connection allocator, about 120 KiB touched at
-/// open), 1 KiB pages for a database in memory too (every new file gets them), and fewer
-/// cached statements — some 40 KiB per store instead of 130, for a little more time per
+/// Opens (creating or migrating) the database at `path` — or, for unit tests, one in memory
+/// for `None` (a client without a store file keeps its rows in [`super::memory`], not in
+/// SQLite); with `key`, checks it is the key the file's payloads were sealed with (recording
+/// it on the first keyed open) and returns the cipher for them. `compact` is for processes
+/// holding many clients: no lookaside memory (SQLite's per-connection allocator, about
+/// 120 KiB touched at open) and fewer cached statements, for a little more time per
 /// statement.
 pub(super) fn open(
     path: Option<&Path>,
@@ -273,11 +231,6 @@ pub(super) fn open(
     if compact {
         no_lookaside(&conn);
         conn.set_prepared_statement_cache_capacity(COMPACT_STATEMENTS);
-        if path.is_none() {
-            // Before the first table exists, or it has no effect.
-            conn.execute_batch("PRAGMA page_size = 1024")
-                .map_err(|e| StoreError::from_sqlite("pragma", e))?;
-        }
     }
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(|e| StoreError::from_sqlite("busy_timeout", e))?;
@@ -305,7 +258,7 @@ pub(super) fn open(
         "PRAGMA synchronous = {sync}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -2000;"
     ))
     .map_err(|e| StoreError::from_sqlite("pragma", e))?;
-    migrate(&conn, path.is_none())?;
+    migrate(&conn)?;
     let cipher = check_key(&conn, key)?;
     let unclean = meta_get(&conn, "clean")?.as_deref() == Some("0");
     if unclean {
@@ -411,8 +364,8 @@ fn page_count(conn: &Connection) -> Result<i64, StoreError> {
         .map_err(|e| StoreError::from_sqlite("page_count", e))
 }
 
-/// Brings `conn` to [`SCHEMA_VERSION`]; a new database `in_memory` gets [`CURRENT`] at once.
-fn migrate(conn: &Connection, in_memory: bool) -> Result<(), StoreError> {
+/// Brings `conn` to [`SCHEMA_VERSION`], one step at a time.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let user_version = |conn: &Connection| -> Result<i32, StoreError> {
         conn.query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| StoreError::from_sqlite("user_version", e))
@@ -440,11 +393,7 @@ fn migrate(conn: &Connection, in_memory: bool) -> Result<(), StoreError> {
         if version == SCHEMA_VERSION {
             return conn.execute_batch("COMMIT").map_err(sql);
         }
-        // A new database in memory gets today's schema at once; a file each step in turn.
-        let (step, reached) = match version {
-            0 if in_memory => (CURRENT, SCHEMA_VERSION),
-            v => (MIGRATIONS[v as usize], v + 1),
-        };
+        let (step, reached) = (MIGRATIONS[version as usize], version + 1);
         conn.execute_batch(step)
             .and_then(|()| conn.execute_batch(&format!("PRAGMA user_version = {reached}")))
             .and_then(|()| conn.execute_batch("COMMIT; BEGIN IMMEDIATE"))
@@ -597,69 +546,6 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    /// Every table and index as SQLite holds it: its kind, name, table and the SQL that made
-    /// it, quotes dropped and spaces collapsed (a renamed table's SQL is rewritten with its
-    /// new name quoted), so WITHOUT ROWID, AUTOINCREMENT, collations, DESC and partial
-    /// indexes all count; then what the pragmas say of each table (columns, key positions,
-    /// rowid or not). SQLite's own AUTOINCREMENT counter is left out: whether it exists is
-    /// checked on its own.
-    fn shape(conn: &Connection) -> Vec<String> {
-        let strings = |sql: &str| -> Vec<String> {
-            let mut stmt = conn.prepare(sql).unwrap();
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
-            rows.map(Result::unwrap).collect()
-        };
-        let mut shape: Vec<String> = strings(
-            "SELECT type || ' ' || name || ' on ' || tbl_name || ': ' || COALESCE(sql, '-') \
-             FROM sqlite_schema WHERE name != 'sqlite_sequence' ORDER BY type, name",
-        )
-        .into_iter()
-        .map(|s| {
-            s.replace('"', "")
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
-        shape.extend(strings(
-            "SELECT name || ' ' || type || ' ' || ncol || ' wr=' || wr || ' strict=' || strict \
-             FROM pragma_table_list WHERE schema = 'main' AND name NOT LIKE 'sqlite_%' \
-             ORDER BY name",
-        ));
-        for table in strings(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' \
-             AND name NOT LIKE 'sqlite_%' ORDER BY name",
-        ) {
-            shape.extend(strings(&format!(
-                "SELECT '{table}.' || name || ' ' || type || ' ' || \"notnull\" || ' ' || \
-                 COALESCE(dflt_value, '-') || ' ' || pk FROM pragma_table_info('{table}') \
-                 ORDER BY cid"
-            )));
-        }
-        shape
-    }
-
-    #[test]
-    fn a_new_database_has_the_schema_the_migrations_reach() {
-        let (fresh, snap, _) = open(None, Durability::Normal, None, false).unwrap();
-        let migrated = Connection::open_in_memory().unwrap();
-        for step in MIGRATIONS {
-            migrated.execute_batch(step).unwrap();
-        }
-        assert_eq!(MIGRATIONS.len(), SCHEMA_VERSION as usize);
-        let fresh_shape = shape(&fresh);
-        assert!(fresh_shape.len() > 30, "{fresh_shape:#?}");
-        assert_eq!(fresh_shape, shape(&migrated));
-        // Built in one step: no outbox built and dropped (its pages would be free now), no
-        // AUTOINCREMENT counter; and numbering starts at 1 without one.
-        let free: i64 = fresh
-            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(free, 0);
-        assert!(!has_counter(&fresh).unwrap());
-        assert_eq!(snap.seqs.0, 1);
-    }
-
     /// The SQLite linked here is the one `.cargo/config.toml` builds: a build that missed its
     /// flags (run from outside the repository, or with `LIBSQLITE3_FLAGS` already set) would
     /// carry the extensions' code and their memory on every connection.
@@ -697,8 +583,6 @@ mod tests {
             "builds of version 2 before this one read it"
         );
         assert_eq!(snap.seqs.0, 1);
-        let fresh = open(None, Durability::Normal, None, false).unwrap().0;
-        assert_eq!(shape(&conn), shape(&fresh));
         drop(conn);
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -800,7 +684,7 @@ mod tests {
                 r.get(0)
             })
             .unwrap();
-        migrate(&conn, false).unwrap();
+        migrate(&conn).unwrap();
         let version = |c: &Connection| -> i32 {
             c.query_row("PRAGMA user_version", [], |r| r.get(0))
                 .unwrap()
