@@ -39,10 +39,15 @@ pub(crate) struct Outcome {
 }
 
 /// Runs device `i` from `start` until `stop` turns true.
+///
+/// A fleet's devices sit idle in this future most of the run, and a future is as large as
+/// its largest state, so what is large and short-lived is kept out of it: the configuration
+/// (over 1 KiB) arrives boxed, and the subscribe and emit calls (about 1 KiB and 0.7 KiB of
+/// state each) run boxed. An idle device's task is then a few hundred bytes, not 2.8 KiB.
 pub(crate) async fn run(
     i: u64,
     hub: Hub,
-    config: ClientConfig,
+    config: Box<ClientConfig>,
     plan: Arc<Plan>,
     tally: Arc<Tally>,
     start: Instant,
@@ -55,7 +60,7 @@ pub(crate) async fn run(
         () = tokio::time::sleep_until(start) => {}
         _ = stop.wait_for(|s| *s) => return ended,
     }
-    let client = match hub.client(config) {
+    let client = match hub.client(*config) {
         Ok(c) => c,
         Err(e) => {
             tally.error(kind_of(&format!("{e:?}")), i, || e.to_string());
@@ -64,7 +69,7 @@ pub(crate) async fn run(
     };
     for (event, template) in &plan.subscriptions {
         let arg = fill(template, i).expect("validated before the run");
-        if let Err(e) = client.subscribe(event, arg, None).await {
+        if let Err(e) = Box::pin(client.subscribe(event, arg, None)).await {
             tally.error(kind_of(&format!("{e:?}")), i, || e.to_string());
         }
     }
@@ -91,7 +96,7 @@ pub(crate) async fn run(
             while acks.try_join_next().is_some() {}
             let args = fill(template, i).expect("validated before the run");
             match plan.ack {
-                None => match client.emit(event, args).await {
+                None => match Box::pin(client.emit(event, args)).await {
                     Ok(()) => bump(&tally.emitted),
                     Err(e) => tally.error(kind_of(&format!("{e:?}")), i, || e.to_string()),
                 },

@@ -148,7 +148,7 @@ pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result
         devices.spawn(device::run(
             i,
             hub.clone(),
-            config,
+            Box::new(config),
             plan.clone(),
             tally.clone(),
             start,
