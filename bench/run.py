@@ -632,7 +632,7 @@ def render(results):
                 "Many clients in one process, through nginx in front of three Socket.IO nodes "
                 "joined by the Redis streams adapter: each client its own connection, subscribed "
                 "to a room, idle; Pulselink's are `pulselink swarm` devices (one `Hub`: one store "
-                "thread, each device its own database in memory), socket.io-client's are "
+                "thread, each device its outbox in memory), socket.io-client's are "
                 "`forceNew` sockets in one Node process (`bench/node/crowd.js`). RSS per client: "
                 "the process's RSS with every client connected, less its RSS before the first.",
                 "",
