@@ -60,6 +60,9 @@ pub(crate) struct Store {
     here: Option<Arc<Shared>>,
     /// The outbox's size limit: a larger entry needs its row even once delivered.
     max_bytes: u64,
+    /// Kept in memory: what only a later open reads back (seen ids, recovery sessions) is
+    /// not posted at all.
+    in_memory: bool,
     /// The last handle dropped detaches the client from its thread.
     _member: Arc<Member>,
 }
@@ -193,6 +196,7 @@ impl Store {
                 slot: attached.slot,
                 here,
                 max_bytes: limits.max_bytes,
+                in_memory: config.path.is_none(),
                 _member: attached.member,
             },
             snapshot,
@@ -220,7 +224,9 @@ impl Store {
     /// posted after that commit. Running ahead of commands of earlier steps still queued is
     /// safe: an append or a deletion touches rows no queued command depends on, a fetch that
     /// reads later reports the appends it saw (`upto`), and the engine skips entries it wrote
-    /// live. Reads, and writes the inbound path makes, stay on the store thread.
+    /// live. Reads, and writes the inbound path makes, stay on the store thread — except
+    /// those only a later open reads (seen ids, recovery sessions), which a store in memory
+    /// drops here.
     pub(crate) fn post_all(&self, cmds: Vec<Cmd>) -> Appends<'_> {
         let mut appends = Appends {
             store: self,
@@ -229,6 +235,9 @@ impl Store {
         };
         for cmd in cmds {
             match cmd {
+                // Written for the next open, which a store in memory never has (see
+                // `memory`): not worth a wake-up of the store thread per inbound batch.
+                Cmd::Seen { .. } | Cmd::Recovery { .. } if self.in_memory => {}
                 Cmd::Append { .. } | Cmd::Delivered(_) | Cmd::Failed(_) if self.here.is_some() => {
                     appends.cmds.push(cmd)
                 }
@@ -329,6 +338,38 @@ mod tests {
         };
         let seqs: Vec<u64> = fetched.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [1]);
+    }
+
+    #[tokio::test]
+    async fn a_store_in_memory_posts_nothing_only_a_later_open_would_read() {
+        let dir = std::env::temp_dir().join(format!("pl-store-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = StoreConfig {
+            path: Some(dir.join("s.db")),
+            ..StoreConfig::default()
+        };
+        let (events, _news) = mpsc::unbounded_channel();
+        let (file, _) = Store::open(&file, &OutboxConfig::default(), events, None).unwrap();
+        let (memory, _news) = in_memory();
+        for (store, kept) in [(&file, 2), (&memory, 0)] {
+            // Behind an append, so the step's later commands are held, where they can be seen.
+            let (append, _rx) = append(1, None);
+            let seen = Cmd::Seen {
+                ids: vec![("m1".into(), 1)],
+                window: 10,
+                min_ms: 0,
+            };
+            let recovery = Cmd::Recovery {
+                namespace: "/".into(),
+                session: Some("pid".into()),
+                position: Some("1-0".into()),
+            };
+            let appends = store.post_all(vec![append, seen, recovery]);
+            assert_eq!(appends.later.len(), kept);
+            appends.commit(&[]);
+        }
+        drop(file);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[tokio::test]
