@@ -26,7 +26,8 @@ pub struct ClientConfig {
     #[uniffi(default)]
     pub auth_json: Option<String>,
     /// Where the outbox, subscriptions, seen ids and recovery sessions are kept; `None` keeps
-    /// them in memory (lost on exit).
+    /// the outbox and subscriptions in memory (lost on exit, so seen ids and recovery sessions,
+    /// kept only for the next start, are not kept at all).
     #[uniffi(default)]
     pub store: Option<StoreConfig>,
     /// Engine.IO path on the server (default `/socket.io/`).
@@ -347,7 +348,8 @@ pub struct StoreConfig {
     #[uniffi(default)]
     pub durability: Option<Durability>,
     /// Encrypts each outbox entry's arguments and attachments in the file; event names and
-    /// timestamps stay readable. Once set, the file does not open without it.
+    /// timestamps stay readable. Once set, the file does not open without it. Without a file
+    /// nothing leaves the process's memory, so nothing is encrypted.
     #[uniffi(default)]
     pub encryption_key: Option<Arc<OutboxKey>>,
 }

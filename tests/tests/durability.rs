@@ -4,7 +4,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    path::Path,
+    path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
 };
@@ -25,6 +25,22 @@ fn config(server: &NodeServer) -> ClientConfig {
     ClientConfig::new(&server.url())
         .unwrap()
         .with_reconnect(fast_reconnect())
+}
+
+/// Both kinds of store, for the outbox's features: rows in memory (no store file, `None`)
+/// and a SQLite file in a scratch directory the caller removes.
+fn store_kinds(name: &str) -> (PathBuf, [Option<PathBuf>; 2]) {
+    let dir = temp_dir(name);
+    let file = dir.join("outbox.db");
+    (dir, [None, Some(file)])
+}
+
+/// `cfg` with its store on `store` (`None`: in memory).
+fn on(cfg: ClientConfig, store: Option<PathBuf>) -> ClientConfig {
+    match store {
+        Some(path) => cfg.with_store(path),
+        None => cfg,
+    }
 }
 
 /// Every tick number recorded once, in increasing order, and the number of repeats dropped.
@@ -678,9 +694,17 @@ async fn connection_state_recovery_replays_missed_events_or_says_it_could_not() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_outbox_flushes_by_priority_drops_expired_and_coalesces() {
+    let (dir, stores) = store_kinds("priority");
+    for store in stores {
+        offline_outbox_flushes_by_priority_drops_expired_and_coalesces_on(store).await;
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+async fn offline_outbox_flushes_by_priority_drops_expired_and_coalesces_on(store: Option<PathBuf>) {
     let mut server = NodeServer::start().await;
     server.kill().await;
-    let client = Client::new(config(&server)).unwrap();
+    let client = Client::new(on(config(&server), store)).unwrap();
     let mut sent = client.outgoing();
     client.start().unwrap();
     let low = EmitOptions::default().priority(Priority::Low);
@@ -992,9 +1016,17 @@ async fn new_emits_go_live_once_the_backlog_is_replayed_and_order_holds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_can_be_listed_removed_cleared_and_overflow_drops_oldest() {
+    let (dir, stores) = store_kinds("overflow");
+    for store in stores {
+        outbox_can_be_listed_removed_cleared_and_overflow_drops_oldest_on(store).await;
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+async fn outbox_can_be_listed_removed_cleared_and_overflow_drops_oldest_on(store: Option<PathBuf>) {
     let mut server = NodeServer::start().await;
     server.kill().await;
-    let mut cfg = config(&server);
+    let mut cfg = on(config(&server), store);
     cfg.outbox.max_entries = 3;
     cfg.outbox.overflow = pulselink::Overflow::DropOldest;
     let client = Client::new(cfg).unwrap();
@@ -1153,9 +1185,19 @@ async fn silent_keys(client: &Client) -> Vec<String> {
 /// and is not sent again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacknowledged_entries_are_resent_with_their_key_then_given_up_or_expired() {
+    let (dir, stores) = store_kinds("resend");
+    for store in stores {
+        unacknowledged_entries_are_resent_with_their_key_then_given_up_or_expired_on(store).await;
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+async fn unacknowledged_entries_are_resent_with_their_key_then_given_up_or_expired_on(
+    store: Option<PathBuf>,
+) {
     let server = NodeServer::start().await;
     let ack_timeout = Duration::from_millis(150);
-    let mut cfg = config(&server);
+    let mut cfg = on(config(&server), store);
     cfg.outbox.ack_timeout = ack_timeout;
     cfg.outbox.max_sends = 3;
     let client = Client::new(cfg).unwrap();

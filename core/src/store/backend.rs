@@ -44,7 +44,14 @@ impl Backend {
         }
     }
 
-    /// Rolls back a batch that failed part-way. Only a file's batch can fail.
+    /// Whether a failed batch is undone. Only a file's can be, and only a file's batch ever
+    /// fails: no operation on rows in memory does (a reservation past the last number changes
+    /// nothing, and the worker refuses only it).
+    pub(super) fn rolls_back(&self) -> bool {
+        matches!(self, Backend::Sqlite { .. })
+    }
+
+    /// Rolls back a batch that failed part-way (see [`Backend::rolls_back`]).
     pub(super) fn rollback(&self) {
         if let Backend::Sqlite { conn, .. } = self {
             db::rollback(conn);

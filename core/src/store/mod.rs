@@ -31,7 +31,7 @@ mod worker;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use self::{
     backend::Backend,
@@ -150,6 +150,11 @@ impl Store {
         let (rows, snapshot) = match config.path.as_deref() {
             // Nothing outlives the process: no file, and no SQLite either (see `memory`).
             None => {
+                if config.encryption_key.is_some() {
+                    warn!(
+                        "an outbox encryption key without a store file: nothing is written, so nothing is encrypted"
+                    );
+                }
                 let (memory, snapshot) = memory::Memory::open();
                 (Backend::Memory(memory), snapshot)
             }

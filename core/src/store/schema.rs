@@ -88,7 +88,6 @@ CREATE UNIQUE INDEX outbox_by_coalesce_key ON outbox (namespace, coalesce_key)
 "#,
 ];
 
-/// The schema at [`SCHEMA_VERSION`], created in one step in a new database held in memory.
 /// What a freshly opened database holds for the engine.
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {

@@ -1,6 +1,6 @@
-//! One client's store: the commands of a batch run in one `BEGIN IMMEDIATE` transaction and
-//! are answered after the commit — the group commit that lets many concurrent emits share one
-//! fsync. A [`super::host`] thread hands each worker its commands; an engine may run its own
+//! One client's store: the commands of a batch run in one transaction (`BEGIN IMMEDIATE` on a
+//! file; a store in memory applies each at once) and are answered after the commit — the
+//! group commit that lets many concurrent emits share one fsync. A [`super::host`] thread hands each worker its commands; an engine may run its own
 //! appends on the worker it shares with that thread ([`Shared`]).
 //!
 //! Callers hear their own answers on oneshot channels; the engine hears what concerns the
@@ -171,6 +171,7 @@ impl Worker {
             }
             Some(e) => {
                 // Nothing in the batch happened: restore the counters, fail every write.
+                debug_assert!(self.rows.rolls_back(), "a batch in memory cannot fail");
                 self.rows.rollback();
                 warn!(error = %e, "store batch failed");
                 (self.stats, self.recorded_upto) = before;
@@ -266,6 +267,12 @@ impl Worker {
                 Ok((first, last)) => {
                     self.recorded_upto = self.recorded_upto.max(last);
                     out.push(Deferred::Reserved(first, last));
+                }
+                // In memory nothing changed (see `Memory::reserve_seqs`) and nothing could be
+                // rolled back: only this reservation is refused; the batch goes on.
+                Err(e) if !self.rows.rolls_back() => {
+                    warn!(error = %e, "no block of sequence numbers left");
+                    self.tell(StoreEvent::ReserveFailed);
                 }
                 Err(e) => {
                     self.tell(StoreEvent::ReserveFailed);
@@ -512,7 +519,7 @@ impl Worker {
     }
 
     /// Fewer rows deleted than asked means something else took them (the app's `remove`,
-    /// an expiry): the counts kept in memory are then re-read from the file, so `drained()`
+    /// an expiry): the counts kept in memory are then re-read from the store, so `drained()`
     /// does not wait for entries that are gone.
     fn recount_if_shared(&mut self, deleted: u64, asked: usize) -> Result<(), StoreError> {
         if deleted < asked as u64 {
@@ -521,7 +528,7 @@ impl Worker {
         Ok(())
     }
 
-    /// Re-reads the pending counts from the file.
+    /// Re-reads the pending counts from the store.
     fn recount(&mut self) -> Result<(), StoreError> {
         let (count, bytes) = self.rows.totals()?;
         self.stats.pending = count;
@@ -889,6 +896,25 @@ pub(super) mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn in_memory_running_out_of_numbers_refuses_the_reservation_alone() {
+        let [_, (mut w, mut events)] = both(OutboxConfig::default());
+        let Backend::Memory(m) = &mut w.rows else {
+            unreachable!("the second is in memory")
+        };
+        m.set_reserved(i64::MAX as u64 - 10);
+        let (cmd, rx) = append(0, true);
+        // Nothing can be rolled back in memory: the append before it stays, and says so.
+        w.run_batch(&mut vec![cmd, Cmd::ReserveSeqs]);
+        assert_eq!(rx.blocking_recv().unwrap().unwrap(), 1);
+        assert_eq!(events.try_recv().unwrap(), StoreEvent::ReserveFailed);
+        assert_eq!(
+            events.try_recv().unwrap(),
+            StoreEvent::Appended { seq: 1, ok: true }
+        );
+        assert_eq!((w.stats.pending, w.stats.accepted), (1, 1));
     }
 
     #[test]
