@@ -63,6 +63,11 @@ class Server:
             self.proc.wait()
             self.proc = None
 
+    def pin(self, cpus):
+        """Runs every thread of the server on `cpus` (a set of CPU numbers)."""
+        for tid in os.listdir(f"/proc/{self.proc.pid}/task"):
+            os.sched_setaffinity(int(tid), cpus)
+
     @property
     def url(self):
         return f"http://127.0.0.1:{self.port}"
@@ -96,14 +101,15 @@ def finish_radio(procs):
     return runs
 
 
-def run_client(client, mode, url, n, runtime="single", proxy=None):
+def run_client(client, mode, url, n, runtime="single", proxy=None, cpu=None):
     """One run of one client. `runtime="multi"` runs the Rust clients on tokio's default
     multi-threaded runtime (what an app on `#[tokio::main]` gets); its rows are kept under
-    the mode's name with `@mt` appended. With `proxy` (a URL), Pulselink goes through it."""
+    the mode's name with `@mt` appended. With `proxy` (a URL), Pulselink goes through it.
+    With `cpu`, the client process runs on that CPU only."""
     env = {**os.environ, "BENCH_RUNTIME": runtime}
     if proxy:
         env["BENCH_PROXY"] = proxy
-    r = run_client_on(client, mode, url, n, env)
+    r = run_client_on(client, mode, url, n, env, cpu)
     if runtime == "multi":
         r["mode"] += "@mt"
     return r
@@ -260,7 +266,7 @@ def run_swarm_acks(url, n, secs):
             "p99_ms": rep["ack_latency"]["p99_ms"], "max_ms": rep["ack_latency"]["max_ms"]}
 
 
-def run_client_on(client, mode, url, n, env):
+def run_client_on(client, mode, url, n, env, cpu=None):
     if client == "socket.io-client":
         cmd = ["node", str(BENCH / "node" / "sioclient.js"), mode, url, str(n)]
     elif client == "tcp-floor":
@@ -271,7 +277,9 @@ def run_client_on(client, mode, url, n, env):
         cmd = [str(PEER_BIN), mode, client, url, str(n)]
     else:
         cmd = [str(BIN), mode, client, url, str(n)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env,
+                         preexec_fn=pin)
     if out.returncode != 0:
         sys.exit(f"{client} {mode} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -471,6 +479,23 @@ def measure(quick, reps):
                 results["runs"].append(r)
                 print(f"  {r['mode']:4} {client:17} {json.dumps(r)}", file=sys.stderr)
 
+    # Where the client runs relative to the server: a round trip wakes a thread on each side,
+    # and waking one on the other CPU of this virtual machine costs tens of microseconds
+    # where waking one on the same CPU costs a context switch. Unpinned, the scheduler
+    # decides which a run gets. The server on CPU 0, each client on CPU 0 and on CPU 1.
+    if os.cpu_count() >= 2:
+        server.pin({0})
+        try:
+            for rep in range(reps):
+                for where, cpu in [("same-cpu", 0), ("other-cpu", 1)]:
+                    for client in ["pulselink", "rust_socketio", "socket.io-client"]:
+                        r = run_client(client, "ack", server.url, n_ack, cpu=cpu)
+                        r["mode"] += f"@{where}"
+                        results["runs"].append(r)
+                        print(f"  {r['mode']:11} {client:17} {json.dumps(r)}", file=sys.stderr)
+        finally:
+            server.pin(set(range(os.cpu_count())))
+
     # The proxy hop: `in` and `ack` direct and through tinyproxy (a CONNECT tunnel), one
     # interleaved group, so the ratio compares like with like.
     with tempfile.TemporaryDirectory() as workdir:
@@ -611,6 +636,22 @@ def render(results):
     drain_rate = m("drain", "pulselink", "acked_per_sec")
     drain_secs = m("drain", "pulselink", "secs")
     resub = m("resubscribe", "pulselink", "ms")
+    if ("ack@same-cpu", "pulselink") in table:
+        lines += [
+            "",
+            "Ack round trips by where the client runs: the server pinned to CPU 0, each client "
+            "pinned to the same CPU or to the other one (a thread woken on the other CPU of "
+            "this virtual machine takes tens of microseconds to run; unpinned, as in the "
+            "table above, the scheduler decides which a run gets).",
+            "",
+            "| client | same CPU p50 / p99 µs | other CPU p50 / p99 µs |",
+            "|---|---:|---:|",
+        ]
+        for client in ["pulselink", "rust_socketio", "socket.io-client"]:
+            cells = [f"{fmt(m(f'ack@{w}', client, 'p50_us'), '{:.0f}')} / "
+                     f"{fmt(m(f'ack@{w}', client, 'p99_us'), '{:.0f}')}"
+                     for w in ("same-cpu", "other-cpu")]
+            lines.append(f"| {client} | {cells[0]} | {cells[1]} |")
     if ("in@proxy", "pulselink") in table:
         lines += [
             "",
