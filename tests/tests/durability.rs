@@ -1014,6 +1014,29 @@ async fn new_emits_go_live_once_the_backlog_is_replayed_and_order_holds() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A full outbox refuses an acknowledged emit with the reason, not a bare `Closed`: the
+/// caller waits only for the answer, and reads the store's refusal when none comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_acknowledged_emit_says_why() {
+    let mut server = NodeServer::start().await;
+    server.kill().await;
+    let (dir, stores) = store_kinds("refused");
+    for store in stores {
+        let mut cfg = on(config(&server), store);
+        cfg.outbox.max_entries = 1;
+        cfg.outbox.overflow = pulselink::Overflow::Reject;
+        let client = Client::new(cfg).unwrap();
+        client.emit("e", json!({"i": 0})).await.unwrap();
+        let refused = client.emit_with_ack("e", json!({"i": 1}), T).await;
+        assert!(
+            matches!(refused, Err(Error::OutboxFull { entries: 1, .. })),
+            "{refused:?}"
+        );
+        client.close().await;
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_can_be_listed_removed_cleared_and_overflow_drops_oldest() {
     let (dir, stores) = store_kinds("overflow");
