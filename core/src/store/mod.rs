@@ -151,9 +151,7 @@ impl Store {
             // Nothing outlives the process: no file, and no SQLite either (see `memory`).
             None => {
                 if config.encryption_key.is_some() {
-                    warn!(
-                        "an outbox encryption key without a store file: nothing is written, so nothing is encrypted"
-                    );
+                    warn!("outbox encryption key without a store file: nothing is encrypted");
                 }
                 let (memory, snapshot) = memory::Memory::open();
                 (Backend::Memory(memory), snapshot)

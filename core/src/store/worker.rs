@@ -1,7 +1,8 @@
 //! One client's store: the commands of a batch run in one transaction (`BEGIN IMMEDIATE` on a
 //! file; a store in memory applies each at once) and are answered after the commit — the
-//! group commit that lets many concurrent emits share one fsync. A [`super::host`] thread hands each worker its commands; an engine may run its own
-//! appends on the worker it shares with that thread ([`Shared`]).
+//! group commit that lets many concurrent emits share one fsync. A [`super::host`] thread
+//! hands each worker its commands; an engine may run its own appends on the worker it shares
+//! with that thread ([`Shared`]).
 //!
 //! Callers hear their own answers on oneshot channels; the engine hears what concerns the
 //! outbox it sends ([`StoreEvent`]) on one channel, in commit order, so an append is always
@@ -36,8 +37,8 @@ struct Parked {
     limit: usize,
 }
 
-/// One client's store, run by a [`super::host`] thread: its database, counters, parked
-/// fetch and waiters.
+/// One client's store, run by a [`super::host`] thread: its rows (a database or memory),
+/// counters, parked fetch and waiters.
 pub(super) struct Worker {
     rows: Backend,
     /// This client's hold on the store file (none in memory).
