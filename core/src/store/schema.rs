@@ -145,17 +145,11 @@ pub(super) fn next_block(conn: &Connection) -> Result<(u64, u64), StoreError> {
     // before its numbers are used, and a number of an unrecorded block (a full disk) is
     // recorded with its entry (`record_seq`). The rows present are checked too.
     // A file left at version 1 (its migration postponed by a full disk) still counts in
-    // SQLite's AUTOINCREMENT counter; a file migrated to version 2 keeps the counter's table
-    // empty, and one created at version 2 has none.
-    let counted = has_counter(conn).map_err(sql)?;
+    // SQLite's AUTOINCREMENT counter; at version 2 the counter's table is empty.
     let used: i64 = conn
         .query_row(
-            if counted {
-                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM outbox), 0),
-                            COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0))"
-            } else {
-                "SELECT COALESCE(MAX(seq), 0) FROM outbox"
-            },
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM outbox), 0),
+                        COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0))",
             [],
             |r| r.get(0),
         )
@@ -169,16 +163,6 @@ pub(super) fn next_block(conn: &Connection) -> Result<(u64, u64), StoreError> {
         .filter(|last| *last <= i64::MAX as u64)
         .ok_or_else(|| StoreError::Io("the store's sequence numbers are exhausted".into()))?;
     Ok((first, last))
-}
-
-/// Whether the database has SQLite's AUTOINCREMENT counter table: made by migration 1's
-/// outbox, kept (emptied) by migration 2.
-fn has_counter(conn: &Connection) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_sequence')",
-        [],
-        |r| r.get(0),
-    )
 }
 
 /// Turns off `conn`'s lookaside memory. Must run before any statement (SQLite refuses while
@@ -392,9 +376,8 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         if version == SCHEMA_VERSION {
             return conn.execute_batch("COMMIT").map_err(sql);
         }
-        let (step, reached) = (MIGRATIONS[version as usize], version + 1);
-        conn.execute_batch(step)
-            .and_then(|()| conn.execute_batch(&format!("PRAGMA user_version = {reached}")))
+        conn.execute_batch(MIGRATIONS[version as usize])
+            .and_then(|()| conn.execute_batch(&format!("PRAGMA user_version = {}", version + 1)))
             .and_then(|()| conn.execute_batch("COMMIT; BEGIN IMMEDIATE"))
             .map_err(sql)?;
     })();
@@ -577,10 +560,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let (conn, snap, _) =
             open(Some(&dir.join("s.db")), Durability::Normal, None, false).unwrap();
-        assert!(
-            has_counter(&conn).unwrap(),
-            "builds of version 2 before this one read it"
-        );
+        let counter: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_sequence')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(counter, "builds of version 2 before this one read it");
         assert_eq!(snap.seqs.0, 1);
         drop(conn);
         std::fs::remove_dir_all(dir).unwrap();
