@@ -77,8 +77,12 @@ impl Memory {
     /// Inserts an entry as `seq`, first removing an entry with the same coalescing key.
     /// Returns the entry it replaced (`seq`, `bytes`), if any.
     pub(super) fn insert(&mut self, seq: u64, e: &NewEntry, now_ms: i64) -> Option<(u64, u64)> {
-        let replaced = e.coalesce_key.as_ref().and_then(|key| {
-            let old = *self.coalesce.get(&(e.namespace.to_string(), key.clone()))?;
+        let coalesce = e
+            .coalesce_key
+            .clone()
+            .map(|key| (e.namespace.to_string(), key));
+        let replaced = coalesce.as_ref().and_then(|k| {
+            let old = *self.coalesce.get(k)?;
             self.remove(old).map(|bytes| (old, bytes))
         });
         // The engine numbers each entry once (`engine/seqs.rs`); were a number ever appended
@@ -90,9 +94,8 @@ impl Memory {
         if let Some(at) = expires_ms {
             self.expiry.insert((at, seq));
         }
-        if let Some(key) = &e.coalesce_key {
-            self.coalesce
-                .insert((e.namespace.to_string(), key.clone()), seq);
+        if let Some(k) = coalesce {
+            self.coalesce.insert(k, seq);
         }
         let bytes = e.bytes();
         let row = Row {
