@@ -60,7 +60,11 @@ pub(crate) async fn run(
         () = tokio::time::sleep_until(start) => {}
         _ = stop.wait_for(|s| *s) => return ended,
     }
-    let client = match hub.client(*config) {
+    // Unboxed here, so the box is freed now rather than held by this future to the end.
+    let client = match hub.client({
+        let boxed = config;
+        *boxed
+    }) {
         Ok(c) => c,
         Err(e) => {
             tally.error(kind_of(&format!("{e:?}")), i, || e.to_string());
