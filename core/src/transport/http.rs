@@ -17,7 +17,6 @@ use hyper::{
     header::{self, HeaderName, HeaderValue},
 };
 use hyper_util::rt::TokioIo;
-use tokio_rustls::{TlsConnector, rustls::pki_types::ServerName};
 use url::Url;
 
 use super::{frame::TransportError, proxy::ProxyFailure, route::Route};
@@ -152,23 +151,7 @@ async fn connect(url: &Url, route: &Route) -> Result<SendRequest<Full<Bytes>>, T
     if let Some(proxy) = route.forwarding_proxy(url) {
         return handshake(TokioIo::new(proxy.connect().await?)).await;
     }
-    let tcp = route.open(url).await?;
-    if url.scheme() == "https" {
-        let host = url.host_str().unwrap_or_default();
-        let name = ServerName::try_from(
-            host.trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-        )
-        .map_err(|e| TransportError::Io(format!("invalid TLS server name: {e}")))?;
-        let tls = TlsConnector::from(route.tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| TransportError::Io(format!("TLS: {e}")))?;
-        handshake(TokioIo::new(tls)).await
-    } else {
-        handshake(TokioIo::new(tcp)).await
-    }
+    handshake(TokioIo::new(route.connect(url).await?)).await
 }
 
 async fn handshake<T>(io_: TokioIo<T>) -> Result<SendRequest<Full<Bytes>>, TransportError>

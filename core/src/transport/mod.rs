@@ -8,6 +8,7 @@ mod link;
 pub mod polling;
 pub mod proxy;
 mod route;
+mod stream;
 pub mod tls;
 pub mod websocket;
 

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
+use tokio_rustls::{TlsConnector, rustls::pki_types::ServerName};
 use url::Url;
 
-use super::{frame::TransportError, proxy::Proxy};
+use super::{frame::TransportError, proxy::Proxy, stream::Stream};
 
 /// How connections to one server are opened.
 #[derive(Debug, Clone)]
@@ -36,6 +37,27 @@ impl Route {
         // from batching writes before a flush instead.
         let _ = tcp.set_nodelay(true);
         Ok(tcp)
+    }
+
+    /// A connection to `url`'s host and port as [`Route::open`] makes it, with TLS on it for
+    /// `wss://` and `https://`: the server's certificate checked against [`Route::tls`].
+    pub(crate) async fn connect(&self, url: &Url) -> Result<Stream, TransportError> {
+        let tcp = self.open(url).await?;
+        if !matches!(url.scheme(), "wss" | "https") {
+            return Ok(Stream::Plain(tcp));
+        }
+        let host = url.host_str().unwrap_or_default();
+        let name = ServerName::try_from(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        )
+        .map_err(|e| TransportError::Io(format!("invalid TLS server name: {e}")))?;
+        let tls = TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| TransportError::Io(format!("TLS: {e}")))?;
+        Ok(Stream::Tls(Box::new(tls)))
     }
 
     /// The HTTP proxy that `http://` requests are forwarded to as they are, if any.

@@ -1,10 +1,9 @@
-//! WebSocket transport over tokio-tungstenite (rustls for `wss://`, configured by
-//! [`super::tls`]).
+//! WebSocket transport over tokio-tungstenite, on the [`Stream`] the route opens (rustls for
+//! `wss://`, configured by [`super::tls`]).
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::{
-    Connector, MaybeTlsStream, WebSocketStream, client_async_tls_with_config,
+    WebSocketStream, client_async_with_config,
     tungstenite::{
         self, Message,
         client::IntoClientRequest,
@@ -17,6 +16,7 @@ use url::Url;
 use super::{
     frame::{Frame, Transport, TransportError},
     route::Route,
+    stream::Stream,
 };
 
 /// Bytes asked of the socket per read. tungstenite zero-fills this much of its buffer before
@@ -28,7 +28,7 @@ const READ_BUFFER: usize = 4 * 1024;
 
 /// An open WebSocket.
 pub struct WebSocket {
-    inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    inner: WebSocketStream<Stream>,
     max_message: usize,
 }
 
@@ -58,12 +58,10 @@ impl WebSocket {
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message))
             .read_buffer_size(READ_BUFFER);
-        let tcp = route.open(url).await?;
-        let connector = Connector::Rustls(route.tls.clone());
-        let (inner, _response) =
-            client_async_tls_with_config(request, tcp, Some(config), Some(connector))
-                .await
-                .map_err(|e| map_error(e, max_message))?;
+        let stream = route.connect(url).await?;
+        let (inner, _response) = client_async_with_config(request, stream, Some(config))
+            .await
+            .map_err(|e| map_error(e, max_message))?;
         Ok(Self { inner, max_message })
     }
 }
