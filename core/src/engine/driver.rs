@@ -423,20 +423,10 @@ impl Driver {
             self.flush_quietly(io).await?;
             let found = loop {
                 match self.store_events.recv().await {
-                    Some(StoreEvent::Fetched {
-                        id: got,
-                        entries,
-                        drained,
-                        upto,
-                    }) if got == id => {
-                        let any = !entries.is_empty();
-                        let e = StoreEvent::Fetched {
-                            id,
-                            entries,
-                            drained,
-                            upto,
-                        };
-                        self.machine.store_event(Now::read(), e);
+                    Some(StoreEvent::Fetched(f)) if f.id == id => {
+                        let any = !f.entries.is_empty();
+                        self.machine
+                            .store_event(Now::read(), StoreEvent::Fetched(f));
                         break any;
                     }
                     Some(e) => self.machine.store_event(Now::read(), e),

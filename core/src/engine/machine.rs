@@ -38,7 +38,7 @@ use crate::{
     metrics::Counters,
     protocol::{self, HeartbeatMode, Input, Signal, Then, Wire},
     server_signals::ErrorAction,
-    store::{Snapshot, StoreEvent},
+    store::{Departed, Fetched, Snapshot, StoreEvent},
     time::Now,
 };
 
@@ -457,17 +457,19 @@ impl Machine {
             StoreEvent::Appended { seq, ok } => self.flush.appended(seq, ok),
             StoreEvent::Reserved { first, last } => self.flush.reserved(first, last),
             StoreEvent::ReserveFailed => self.flush.reserve_failed(),
-            StoreEvent::Fetched {
-                id,
-                entries,
-                drained,
-                upto,
-            } => {
+            StoreEvent::Fetched(f) => {
+                let Fetched {
+                    id,
+                    entries,
+                    drained,
+                    upto,
+                } = *f;
                 self.with_link(now, |flush, now, link, out| {
                     flush.fetched(id, entries, drained, upto, now, link, out)
                 });
             }
-            StoreEvent::Gone { seqs, why } => {
+            StoreEvent::Gone(g) => {
+                let Departed { seqs, why } = *g;
                 if let crate::store::Gone::Overflow { .. } = why {
                     self.out.notify(Notice::OutboxOverflow {
                         dropped: seqs.len() as u64,
@@ -871,15 +873,7 @@ mod tests {
             created_ms: 0,
             expires_ms: None,
         };
-        m.store_event(
-            t0(),
-            StoreEvent::Fetched {
-                id: fetch,
-                entries: vec![entry],
-                drained: true,
-                upto: 0,
-            },
-        );
+        m.store_event(t0(), StoreEvent::fetched(fetch, vec![entry], true, 0));
         assert_eq!(texts(&m.take_actions()), [r#"42["tick",1]"#]);
     }
 

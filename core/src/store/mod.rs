@@ -40,7 +40,8 @@ use self::{
 };
 pub(crate) use self::{
     command::{
-        Cmd, Gone, NewEntry, Reply, StoreEvent, StoredEntry, StoredSubscription, idempotency_key,
+        Cmd, Departed, Fetched, Gone, NewEntry, Reply, StoreEvent, StoredEntry, StoredSubscription,
+        idempotency_key,
     },
     host::Host,
     schema::{SEQ_BLOCK, Snapshot},
@@ -335,7 +336,7 @@ mod tests {
         assert_eq!(stored.await.unwrap().unwrap(), 1);
         let fetched = loop {
             match news.recv().await.unwrap() {
-                StoreEvent::Fetched { id: 7, entries, .. } => break entries,
+                StoreEvent::Fetched(f) if f.id == 7 => break f.entries,
                 _ => continue,
             }
         };

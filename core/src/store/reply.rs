@@ -35,16 +35,13 @@ impl Deferred {
                 }
                 drop(r.send(Ok(seq)));
             }
-            Deferred::Fetched(id, entries, drained, upto) => tell(StoreEvent::Fetched {
-                id,
-                entries,
-                drained,
-                upto,
-            }),
+            Deferred::Fetched(id, entries, drained, upto) => {
+                tell(StoreEvent::fetched(id, entries, drained, upto))
+            }
             Deferred::Reserved(first, last) => tell(StoreEvent::Reserved { first, last }),
             Deferred::Gone(seqs, why) => {
                 if !seqs.is_empty() {
-                    tell(StoreEvent::Gone { seqs, why });
+                    tell(StoreEvent::gone(seqs, why));
                 }
             }
             Deferred::Listed(r, v) => drop(r.send(Ok(v))),
@@ -68,12 +65,7 @@ impl Deferred {
                 drop(r.send(Err(err.clone())));
             }
             // Rows read inside a rolled-back batch may not exist; the engine asks again.
-            Deferred::Fetched(id, ..) => tell(StoreEvent::Fetched {
-                id,
-                entries: Vec::new(),
-                drained: false,
-                upto: 0,
-            }),
+            Deferred::Fetched(id, ..) => tell(StoreEvent::fetched(id, Vec::new(), false, 0)),
             // The engine asks again.
             Deferred::Reserved(..) => tell(StoreEvent::ReserveFailed),
             // Nothing was deleted after all.

@@ -226,12 +226,7 @@ impl Worker {
                 self.appended_upto = self.appended_upto.max(seq);
                 self.refuse_append(reply, notify, seq, err());
             }
-            Cmd::Fetch { id, .. } => self.tell(StoreEvent::Fetched {
-                id,
-                entries: Vec::new(),
-                drained: false,
-                upto: 0,
-            }),
+            Cmd::Fetch { id, .. } => self.tell(StoreEvent::fetched(id, Vec::new(), false, 0)),
             Cmd::ReserveSeqs => self.tell(StoreEvent::ReserveFailed),
             Cmd::List { reply, .. } => drop(reply.send(Err(err()))),
             Cmd::Remove { reply, .. } => drop(reply.send(Err(err()))),
@@ -400,12 +395,12 @@ impl Worker {
             Ok(found) if found.is_empty() => self.parked = Some(p),
             Ok(entries) => {
                 let drained = entries.len() < p.limit;
-                self.tell(StoreEvent::Fetched {
-                    id: p.id,
+                self.tell(StoreEvent::fetched(
+                    p.id,
                     entries,
                     drained,
-                    upto: self.appended_upto,
-                })
+                    self.appended_upto,
+                ))
             }
             // The engine hears nothing and asks again on its next connection.
             Err(e) => warn!(error = %e, "store fetch failed"),
@@ -820,12 +815,9 @@ pub(super) mod tests {
                 StoreEvent::Appended { seq: 1, ok: true }
             );
             match events.try_recv().unwrap() {
-                StoreEvent::Fetched {
-                    id: 7,
-                    entries,
-                    drained: true,
-                    upto: 1,
-                } => assert_eq!(entries[0].seq, 1),
+                StoreEvent::Fetched(f) if (f.id, f.drained, f.upto) == (7, true, 1) => {
+                    assert_eq!(f.entries[0].seq, 1)
+                }
                 other => panic!("{other:?}"),
             }
         }
@@ -852,8 +844,8 @@ pub(super) mod tests {
             let (cmd, _rx) = append_as(1, 2, false, false);
             w.run_batch(&mut vec![cmd]);
             match events.try_recv().unwrap() {
-                StoreEvent::Fetched { id: 3, entries, .. } => {
-                    assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [2])
+                StoreEvent::Fetched(f) if f.id == 3 => {
+                    assert_eq!(f.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [2])
                 }
                 other => panic!("{other:?}"),
             }
@@ -879,22 +871,19 @@ pub(super) mod tests {
             w.run_batch(&mut batch);
             assert_eq!(
                 events.try_recv().unwrap(),
-                StoreEvent::Gone {
-                    seqs: vec![1],
-                    why: Gone::Overflow {
+                StoreEvent::gone(
+                    vec![1],
+                    Gone::Overflow {
                         entries: 1,
                         bytes: 233
                     }
-                }
+                )
             );
             let (reply, _rx) = oneshot::channel();
             w.run_batch(&mut vec![Cmd::Clear(reply)]);
             assert_eq!(
                 events.try_recv().unwrap(),
-                StoreEvent::Gone {
-                    seqs: vec![2, 3],
-                    why: Gone::Removed
-                }
+                StoreEvent::gone(vec![2, 3], Gone::Removed)
             );
         }
     }
