@@ -467,7 +467,7 @@ impl ClientConfig {
             .resolve(&self.url, |name| std::env::var(name).ok())
             .map_err(|e| Error::InvalidConfig(format!("proxy: {e}")))?;
         let tls = crate::transport::tls::client_config(&self.tls).map_err(Error::InvalidConfig)?;
-        Ok(Route { tls, proxy })
+        Ok(Route::new(tls, proxy))
     }
 
     /// The main namespace: the first configured one.

@@ -73,7 +73,10 @@ impl Client {
 
     /// A client whose store runs on `host`'s thread (a hub's), or on a thread of its own.
     pub(crate) fn build(config: ClientConfig, host: Option<&Host>) -> Result<Self> {
-        let route = config.checked()?;
+        let mut route = config.checked()?;
+        if host.is_some() {
+            route.read_buffer = crate::transport::HUB_READ_BUFFER;
+        }
         let runtime = Handle::try_current().map_err(|_| {
             Error::InvalidConfig("Client::new must run inside a tokio runtime".into())
         })?;

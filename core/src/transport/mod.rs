@@ -10,8 +10,10 @@ pub mod proxy;
 mod route;
 mod stream;
 pub mod tls;
+mod upgrade;
 pub mod websocket;
 
+pub(crate) use self::route::HUB_READ_BUFFER;
 pub use self::{
     frame::{Bytes, Frame, Transport, TransportError, Utf8Bytes},
     link::Link,

@@ -3,12 +3,10 @@
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::{
-    WebSocketStream, client_async_with_config,
+    WebSocketStream,
     tungstenite::{
         self, Message,
-        client::IntoClientRequest,
-        http::{HeaderName, HeaderValue},
-        protocol::WebSocketConfig,
+        protocol::{Role, WebSocketConfig},
     },
 };
 use url::Url;
@@ -17,14 +15,8 @@ use super::{
     frame::{Frame, Transport, TransportError},
     route::Route,
     stream::Stream,
+    upgrade,
 };
-
-/// Bytes asked of the socket per read. tungstenite zero-fills this much of its buffer before
-/// every read attempt, including the attempts that find nothing: its default, 128 KiB, cost
-/// about 130,000 instructions per wake-up, three quarters of a durable emit's instructions
-/// under callgrind (1,159 M instructions for 3,000 emits; 287 M with 4 KiB). A 4 KiB read
-/// still takes some thirty typical events; inbound throughput did not drop in the benchmark.
-const READ_BUFFER: usize = 4 * 1024;
 
 /// An open WebSocket.
 pub struct WebSocket {
@@ -42,26 +34,14 @@ impl WebSocket {
         max_message: usize,
         route: &Route,
     ) -> Result<Self, TransportError> {
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| TransportError::Io(e.to_string()))?;
-        for (k, v) in headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| TransportError::Io(format!("invalid header name {k:?}")))?;
-            // The value may be a credential: never echo it in the error.
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| TransportError::Io(format!("invalid value for header {k:?}")))?;
-            request.headers_mut().append(name, value);
-        }
+        let mut stream = route.connect(url).await?;
+        let read = upgrade::open(&mut stream, url, headers, route.read_buffer).await?;
         let config = WebSocketConfig::default()
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message))
-            .read_buffer_size(READ_BUFFER);
-        let stream = route.connect(url).await?;
-        let (inner, _response) = client_async_with_config(request, stream, Some(config))
-            .await
-            .map_err(|e| map_error(e, max_message))?;
+            .read_buffer_size(route.read_buffer);
+        let inner =
+            WebSocketStream::from_partially_read(stream, read, Role::Client, Some(config)).await;
         Ok(Self { inner, max_message })
     }
 }
@@ -71,9 +51,6 @@ fn map_error(e: tungstenite::Error, max: usize) -> TransportError {
     match e {
         E::ConnectionClosed | E::AlreadyClosed => TransportError::Closed,
         E::Capacity(CapacityError::MessageTooLong { .. }) => TransportError::TooLarge { max },
-        E::Http(resp) => TransportError::UpgradeRefused {
-            status: resp.status().as_u16(),
-        },
         other => TransportError::Io(other.to_string()),
     }
 }
@@ -142,5 +119,62 @@ impl Transport for WebSocket {
         // dropped with unread data is reset (RST), and a reset can make the server discard
         // what it received but had not read yet — the last frames of a polite close.
         while let Some(Ok(_)) = self.inner.next().await {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    use super::*;
+    use crate::transport::tls::{TlsOptions, client_config};
+
+    /// A server may send its first frames in the same segment as its answer to the upgrade:
+    /// they are the connection's first frames, not leftovers of the handshake.
+    #[tokio::test]
+    async fn frames_sent_with_the_upgrade_answer_are_received() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                socket.read_exact(&mut byte).await.unwrap();
+                request.push(byte[0]);
+            }
+            let request = String::from_utf8(request).unwrap();
+            let key = request
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                .unwrap();
+            let accept = upgrade::tests::accept_for(key);
+            let mut answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            )
+            .into_bytes();
+            // Two unmasked text frames, "0{}" and "40", in the same write as the answer.
+            answer.extend_from_slice(&[0x81, 3, b'0', b'{', b'}', 0x81, 2, b'4', b'0']);
+            socket.write_all(&answer).await.unwrap();
+            // Held open until the client has read.
+            let _ = socket.read(&mut [0u8; 1]).await;
+        });
+        let route = Route::new(client_config(&TlsOptions::default()).unwrap(), None);
+        let url = Url::parse(&format!("ws://127.0.0.1:{port}/socket.io/")).unwrap();
+        let mut ws = WebSocket::connect(&url, &[], 1 << 20, &route)
+            .await
+            .unwrap();
+        for expected in ["0{}", "40"] {
+            let frame = tokio::time::timeout(std::time::Duration::from_secs(5), ws.recv())
+                .await
+                .expect("the frames sent with the answer were lost");
+            assert_eq!(frame.unwrap().unwrap(), Frame::Text(expected.into()));
+        }
+        drop(ws);
+        server.await.unwrap();
     }
 }
