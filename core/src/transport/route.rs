@@ -36,7 +36,7 @@ pub(crate) const HUB_READ_BUFFER: usize = 1024;
 
 impl Route {
     /// A route through `proxy` (if any) trusting `tls`, with a single client's read buffer.
-    pub(crate) fn new(tls: Arc<rustls::ClientConfig>, proxy: Option<Proxy>) -> Self {
+    pub fn new(tls: Arc<rustls::ClientConfig>, proxy: Option<Proxy>) -> Self {
         Route {
             tls,
             proxy,

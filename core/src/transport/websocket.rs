@@ -15,7 +15,7 @@ use super::{
     frame::{Frame, Transport, TransportError},
     route::Route,
     stream::Stream,
-    upgrade,
+    upgrade::Upgrade,
 };
 
 /// An open WebSocket.
@@ -34,8 +34,11 @@ impl WebSocket {
         max_message: usize,
         route: &Route,
     ) -> Result<Self, TransportError> {
+        // Checked before any connection is opened: a bad header fails without touching the
+        // network (or a proxy that counts its failed logins).
+        let upgrade = Upgrade::new(url, headers)?;
         let mut stream = route.connect(url).await?;
-        let read = upgrade::open(&mut stream, url, headers, route.read_buffer).await?;
+        let read = upgrade.open(&mut stream, route.read_buffer).await?;
         let config = WebSocketConfig::default()
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message))
@@ -151,7 +154,7 @@ mod tests {
                 .lines()
                 .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
                 .unwrap();
-            let accept = upgrade::tests::accept_for(key);
+            let accept = crate::transport::upgrade::tests::accept_for(key);
             let mut answer = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
                  Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
