@@ -60,6 +60,19 @@ async fn a_hub_holds_many_durable_clients_on_one_store_thread_each_with_its_own_
         "{CLIENTS} hub clients added {gained} threads"
     );
 
+    // A hub's client reads 1 KiB at a time: a message many times that arrives whole.
+    let blob = "x".repeat(200_000);
+    let echoed = clients[1]
+        .emit_with_ack("echo", json!({ "blob": blob }), T)
+        .await
+        .unwrap();
+    let echoed = echoed.values().unwrap();
+    assert_eq!(
+        echoed[0]["blob"],
+        blob.as_str(),
+        "200 kB through a 1 KiB read buffer"
+    );
+
     // Every client emits acknowledged ticks of its own, and one client closes halfway: the
     // others' entries are untouched.
     let emits = clients.iter().enumerate().map(|(c, client)| async move {
