@@ -464,11 +464,14 @@ def measure(quick, reps):
 
     # An app on tokio's default multi-threaded runtime, the public API as a new user calls
     # it, one interleaved group: inbound, `emit(..).await` in a loop with a store file
-    # against rust_socketio's sequential emits, 256 in flight, ack round trips.
+    # against rust_socketio's sequential emits (in main's body, and in a spawned task), 256 in
+    # flight, ack round trips.
     mt_plan = [
         ("in", ["pulselink", "rust_socketio", "raw"], n_in),
         ("out-seq-file", ["pulselink"], n_out // 10),
         ("out", ["rust_socketio"], n_out // 10),
+        ("out-seq-file-task", ["pulselink"], n_out // 10),
+        ("out-task", ["rust_socketio"], n_out // 10),
         ("out-file", ["pulselink"], n_out),
         ("ack", ["pulselink", "rust_socketio"], n_ack),
     ]
@@ -779,7 +782,10 @@ def render(results):
             "on), the public API as an app calls it; Pulselink's emits go to a store file "
             "(`Durability::Normal`) and `emit` returns once committed, or once delivered when "
             "its frame was flushed before its commit (no row is written then); rust_socketio's "
-            "are in memory.",
+            "are in memory. `#[tokio::main]`'s body runs on the main thread, outside the "
+            "runtime's workers: each `emit(..).await` there hands the emit to the engine's task "
+            "on a worker and waits for its answer, two thread wake-ups per emit; the same loop "
+            "in a task of its own runs beside the engine on one worker.",
             "",
             "| measure | Pulselink | rust_socketio | bare WebSocket reader | Pulselink / reference |",
             "|---|---:|---:|---:|---:|",
@@ -790,6 +796,10 @@ def render(results):
             f"| `emit(..).await` in a loop, events/s | "
             f"{fmt(m('out-seq-file@mt', 'pulselink', 'events_per_sec'))} | {fmt(rs_seq)} | – | "
             f"{ratio(m('out-seq-file@mt', 'pulselink', 'events_per_sec'), rs_seq)} |",
+            f"| the same loop in a task of its own (`tokio::spawn`), events/s | "
+            f"{fmt(m('out-seq-file-task@mt', 'pulselink', 'events_per_sec'))} | "
+            f"{fmt(m('out-task@mt', 'rust_socketio', 'events_per_sec'))} | – | "
+            f"{ratio(m('out-seq-file-task@mt', 'pulselink', 'events_per_sec'), m('out-task@mt', 'rust_socketio', 'events_per_sec'))} |",
             f"| 256 emits in flight, events/s | "
             f"{fmt(m('out-file@mt', 'pulselink', 'events_per_sec'))} | {fmt(rs_seq)} (sequential) "
             f"| – | {ratio(m('out-file@mt', 'pulselink', 'events_per_sec'), rs_seq)} |",

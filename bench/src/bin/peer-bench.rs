@@ -19,7 +19,8 @@ fn main() {
     runtime().block_on(async move {
         match mode.as_str() {
             "in" => rsio_in(&url, n).await,
-            "out" => rsio_out(&url, n).await,
+            "out" => rsio_out(&url, n, false).await,
+            "out-task" => rsio_out(&url, n, true).await,
             "ack" => rsio_ack(&url, n).await,
             other => panic!("unknown mode {other:?}"),
         }
@@ -80,19 +81,32 @@ async fn rsio_count(client: &rust_socketio::asynchronous::Client) -> u64 {
     rx.recv().await.unwrap_or(0)
 }
 
-async fn rsio_out(url: &str, n: u64) {
+/// Sequential emits; with `spawned`, the loop runs in a task of its own (on a worker of the
+/// multi-threaded runtime) rather than in the body `block_on` runs on the main thread.
+async fn rsio_out(url: &str, n: u64, spawned: bool) {
     let client = rsio_connect(url, None).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let value = sample();
     let started = Instant::now();
-    for _ in 0..n {
-        client.emit(EVENT, value.clone()).await.unwrap();
+    let emits = {
+        let client = client.clone();
+        async move {
+            for _ in 0..n {
+                client.emit(EVENT, value.clone()).await.unwrap();
+            }
+        }
+    };
+    if spawned {
+        tokio::spawn(emits).await.unwrap();
+    } else {
+        emits.await;
     }
     while { let c = rsio_count(&client).await; if std::env::var("BENCH_DEBUG").is_ok() { eprintln!("count {c}"); } c < n } {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let secs = started.elapsed().as_secs_f64();
-    report("out", "rust_socketio", json!({"events": n, "secs": secs, "events_per_sec": n as f64 / secs}));
+    let mode = if spawned { "out-task" } else { "out" };
+    report(mode, "rust_socketio", json!({"events": n, "secs": secs, "events_per_sec": n as f64 / secs}));
     let _ = client.disconnect().await;
 }
 

@@ -33,10 +33,11 @@ fn main() {
                 pulselink_in_emit(&url, n, Transports::Polling, &mode).await
             }
             ("in", "raw") => raw_in(&url, n).await,
-            ("out", "pulselink") => pulselink_out(&url, n, 256, false, &mode).await,
-            ("out-seq", "pulselink") => pulselink_out(&url, n, 1, false, &mode).await,
-            ("out-file", "pulselink") => pulselink_out(&url, n, 256, true, &mode).await,
-            ("out-seq-file", "pulselink") => pulselink_out(&url, n, 1, true, &mode).await,
+            ("out", "pulselink") => pulselink_out(&url, n, 256, false, false, &mode).await,
+            ("out-seq", "pulselink") => pulselink_out(&url, n, 1, false, false, &mode).await,
+            ("out-file", "pulselink") => pulselink_out(&url, n, 256, true, false, &mode).await,
+            ("out-seq-file", "pulselink") => pulselink_out(&url, n, 1, true, false, &mode).await,
+            ("out-seq-file-task", "pulselink") => pulselink_out(&url, n, 1, true, true, &mode).await,
             ("ack", "pulselink") => pulselink_ack(&url, n).await,
             ("reconnect", "pulselink") => pulselink_reconnect(&url).await,
             ("commit-full-1", "pulselink") => {
@@ -143,7 +144,10 @@ async fn pulselink_in_emit(url: &str, n: u64, transports: Transports, mode: &str
 /// awaits every emit, 256 a producer that keeps many in flight and gets group commit. With
 /// `file`, the store is a file (`Durability::Normal`), as an app that survives a kill has it;
 /// otherwise the default in-memory store.
-async fn pulselink_out(url: &str, n: u64, in_flight: usize, file: bool, mode: &str) {
+/// `n` emits, `in_flight` at a time, into a store file or not; with `spawned`, the loop runs
+/// in a task of its own (on a worker of the multi-threaded runtime) rather than in the body
+/// `block_on` runs on the main thread.
+async fn pulselink_out(url: &str, n: u64, in_flight: usize, file: bool, spawned: bool, mode: &str) {
     let scratch = Scratch::new();
     let client = if file {
         durable_client(url, &scratch.store(), Durability::Normal, None)
@@ -152,7 +156,14 @@ async fn pulselink_out(url: &str, n: u64, in_flight: usize, file: bool, mode: &s
     };
     client.connect().await.unwrap();
     let started = Instant::now();
-    emit_many(&client, EVENT, n, in_flight, EmitOptions::default()).await;
+    if spawned {
+        let client = client.clone();
+        tokio::spawn(async move { emit_many(&client, EVENT, n, in_flight, EmitOptions::default()).await })
+            .await
+            .unwrap();
+    } else {
+        emit_many(&client, EVENT, n, in_flight, EmitOptions::default()).await;
+    }
     loop {
         let reply = client.emit_with_ack("count?", (), Duration::from_secs(30)).await.unwrap();
         if reply.values().unwrap()[0].as_u64() == Some(n) {
