@@ -28,6 +28,14 @@ pub(super) enum Backend {
 }
 
 impl Backend {
+    /// A store file's rows, as [`schema::open`] returns its connection and cipher.
+    pub(super) fn sqlite(conn: Connection, cipher: Option<Cipher>) -> Self {
+        Backend::Sqlite {
+            conn,
+            cipher: cipher.map(Box::new),
+        }
+    }
+
     /// Starts the transaction a batch of commands shares.
     pub(super) fn begin(&self) -> Result<(), StoreError> {
         match self {

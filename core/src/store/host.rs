@@ -231,10 +231,7 @@ mod tests {
         }
         let (events, _) = mpsc::unbounded_channel();
         Worker::new(
-            Backend::Sqlite {
-                conn,
-                cipher: cipher.map(Box::new),
-            },
+            Backend::sqlite(conn, cipher),
             None,
             &snapshot,
             OutboxConfig::default(),
@@ -312,10 +309,7 @@ mod tests {
             schema::open(Some(&path), Durability::Normal, None, true).unwrap();
         let (events, _) = mpsc::unbounded_channel();
         let file = Worker::new(
-            Backend::Sqlite {
-                conn,
-                cipher: cipher.map(Box::new),
-            },
+            Backend::sqlite(conn, cipher),
             Some(owner),
             &snapshot,
             OutboxConfig::default(),

@@ -164,13 +164,7 @@ impl Store {
                     config.encryption_key.as_ref(),
                     compact,
                 )?;
-                (
-                    Backend::Sqlite {
-                        conn,
-                        cipher: cipher.map(Box::new),
-                    },
-                    snapshot,
-                )
+                (Backend::sqlite(conn, cipher), snapshot)
             }
         };
         if snapshot.unclean {

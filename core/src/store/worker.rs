@@ -626,10 +626,7 @@ pub(super) mod tests {
         let (conn, snapshot, cipher) =
             super::super::schema::open(None, Durability::Normal, None, true).unwrap();
         let (events, rx) = mpsc::unbounded_channel();
-        let rows = Backend::Sqlite {
-            conn,
-            cipher: cipher.map(Box::new),
-        };
+        let rows = Backend::sqlite(conn, cipher);
         (Worker::new(rows, None, &snapshot, config, events), rx)
     }
 
@@ -753,10 +750,7 @@ pub(super) mod tests {
         };
         let (events, _rx) = mpsc::unbounded_channel();
         let mut w = Worker::new(
-            Backend::Sqlite {
-                conn: db,
-                cipher: cipher.map(Box::new),
-            },
+            Backend::sqlite(db, cipher),
             None,
             &snapshot,
             OutboxConfig::default(),
