@@ -293,10 +293,10 @@ impl Socket {
     }
 
     /// `emit_with`, started on the calling thread. When the store commits without fsync
-    /// (`Durability::Normal`, or in memory) the entry is committed right here, or, when it
-    /// is not (while the engine has a link, whose live path is quicker; an emit made earlier
-    /// not numbered yet; a coalescing key), the calling thread waits for the engine's commit or
-    /// live write up to [`EMIT_WAIT`]. Under `Full` it does not
+    /// (`Durability::Normal`, or in memory) the entry is committed right here and, connected,
+    /// handed to the engine without waiting for it; when it cannot be (an emit made earlier
+    /// not numbered yet, a coalescing key, the engine's queue full), the calling thread waits
+    /// for the engine's commit or live write up to [`EMIT_WAIT`]. Under `Full` it does not
     /// wait. Either it is done then, or `Running` hands over the rest, which finishes on
     /// Pulselink's runtime whether or not it is awaited.
     ///

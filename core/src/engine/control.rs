@@ -69,6 +69,9 @@ pub(crate) enum Outgoing {
         waiter: Option<AckTx>,
         reply: Reply<u64>,
     },
+    /// Committed by its caller as `seq` while the engine had a link, handed over in number
+    /// order ([`super::Seqs`]): the engine writes it, or fetches it when it may not yet.
+    Committed { seq: u64, entry: Box<NewEntry> },
     /// Written now if connected, never stored.
     Volatile(Box<EventData>),
 }
@@ -145,22 +148,14 @@ impl Machine {
                 waiter,
                 reply,
             } => {
-                let entry = *entry;
-                if self.connected() {
-                    let mut pending = Some((entry, waiter, reply));
-                    self.with_link(now, |flush, now, link, out| {
-                        if let Some((entry, waiter, reply)) = pending.take() {
-                            flush.emit(entry, waiter, reply, now, Some(link), out);
-                        }
-                    });
-                    if let Some((entry, waiter, reply)) = pending {
-                        self.flush
-                            .emit(entry, waiter, reply, now, None, &mut self.out);
-                    }
-                } else {
-                    self.flush
-                        .emit(entry, waiter, reply, now, None, &mut self.out);
-                }
+                self.with_connected_link(now, |flush, now, link, out| {
+                    flush.emit(*entry, waiter, reply, now, link, out)
+                });
+            }
+            Outgoing::Committed { seq, entry } => {
+                self.with_connected_link(now, |flush, now, link, out| {
+                    flush.committed(seq, *entry, now, link, out)
+                });
             }
             Outgoing::Volatile(event) => self.volatile(now, *event),
         }

@@ -46,7 +46,7 @@ use crate::{
     protocol::{EventData, Rejection, Then, Wire},
     ratelimit::{Announced, Limiter},
     server_signals::ServerSignals,
-    store::{Cmd, Gone, NewEntry, Reply, StoredEntry, idempotency_key},
+    store::{Cmd, Gone, NewEntry, Reply, Sending, StoredEntry, idempotency_key},
     time::Now,
 };
 
@@ -135,6 +135,9 @@ pub(crate) struct Flush {
     stored_max: u64,
     /// Written live, not yet committed.
     uncommitted: HashSet<u64>,
+    /// Entries callers committed and handed over that were written live since the store was
+    /// last told ([`Cmd::SentLive`]).
+    handed_live: u64,
     /// Of those, delivered already: deleted once committed.
     /// With the acknowledgement's answer, which its waiting caller hears only then: a caller
     /// that heard the answer finds the entry gone from the outbox.
@@ -188,6 +191,7 @@ impl Flush {
             caught_up: false,
             stored_max: 0,
             uncommitted: HashSet::new(),
+            handed_live: 0,
             early: HashMap::new(),
             low_frames: 0,
             sent: 0,
@@ -254,9 +258,53 @@ impl Flush {
             entry,
             seq,
             notify: notify || live,
-            live,
+            sending: if live {
+                Sending::Live
+            } else {
+                Sending::Fetched
+            },
             reply,
         });
+    }
+
+    /// An entry a caller committed itself as `seq` while this engine had a link, handed over
+    /// in number order (see [`Seqs`]): written at once when it may go live. Otherwise
+    /// something older waits (or the link is gone), and a fetch of its own brings it in
+    /// order: its commit woke no parked fetch, which skips it ([`Sending::Handed`]).
+    pub(crate) fn committed(
+        &mut self,
+        seq: u64,
+        mut entry: NewEntry,
+        now: Now,
+        link: Option<&mut Link<'_>>,
+        out: &mut Actions,
+    ) {
+        let i = lane_index(entry.lane);
+        if seq <= self.cursors[i] {
+            return; // A fetch that ran after its commit brought it already.
+        }
+        match link {
+            Some(link) if self.may_go_live(&entry, now, link) => {
+                let event = EventData {
+                    namespace: entry.namespace,
+                    name: Arc::from(entry.event.as_str()),
+                    args: RawJson::validated(std::mem::take(&mut entry.args)),
+                    attachments: std::mem::take(&mut entry.attachments),
+                };
+                // Refused by the server's size limit, it was given up (and its row goes).
+                if self.write(seq, entry.lane, entry.want_ack, &event, now, link, out) {
+                    self.cursors[i] = seq;
+                    self.handed_live += 1;
+                }
+            }
+            _ => {
+                self.caught_up = false;
+                self.stored_max = self.stored_max.max(seq);
+                // The answer of a fetch under way may not hold it: the next one will.
+                self.fetch_id += 1;
+                self.fetching = false;
+            }
+        }
     }
 
     /// Whether a new entry may be written now, ahead of its commit: nothing older waits, its
@@ -614,6 +662,10 @@ impl Flush {
             out.store
                 .push(Cmd::Delivered(std::mem::take(&mut self.delivered)));
         }
+        if self.handed_live > 0 {
+            out.store
+                .push(Cmd::SentLive(std::mem::take(&mut self.handed_live)));
+        }
         out.acks.append(&mut self.answers);
     }
 
@@ -880,7 +932,7 @@ mod tests {
             let Some(Cmd::Append {
                 seq: numbered,
                 notify: true,
-                live: false,
+                sending: Sending::Fetched,
                 ..
             }) = out.store.pop()
             else {
@@ -939,6 +991,19 @@ mod tests {
             let mut link = link!(self);
             self.flush
                 .emit(entry(n).0, None, reply, now, Some(&mut link), &mut out);
+            out
+        }
+
+        /// Entry `n`, committed as `seq` by a caller and handed over, at `ms` with the link
+        /// up; returns what the engine asked for.
+        fn handed(&mut self, ms: u32, seq: u64, n: u64) -> Actions {
+            let mut out = Actions::default();
+            let now = self.at(ms);
+            let mut link = link!(self);
+            let mut new = entry(n).0;
+            new.want_ack = false;
+            self.flush
+                .committed(seq, new, now, Some(&mut link), &mut out);
             out
         }
 
@@ -1296,7 +1361,7 @@ mod tests {
         out.store
             .iter()
             .filter_map(|c| match c {
-                Cmd::Append { seq, live, .. } => Some((*seq, *live)),
+                Cmd::Append { seq, sending, .. } => Some((*seq, *sending == Sending::Live)),
                 _ => None,
             })
             .collect()
@@ -1340,7 +1405,9 @@ mod tests {
         let mut r = Rig::new(config());
         r.catch_up(0);
         // A caller committed entry 1 on its own thread (it saw no link) as the link came up.
-        assert_eq!(r.flush.seqs.commit_with(|seq| seq), Some(1));
+        let turn = r.flush.seqs.turn().unwrap();
+        assert!(!turn.linked());
+        assert_eq!(turn.commit(|seq| seq), 1);
         let out = r.emit_linked(1, 2);
         assert_eq!(
             (appended(&out), out.frames.len()),
@@ -1355,6 +1422,48 @@ mod tests {
         r.catch_up(3);
         let out = r.emit_linked(4, 3);
         assert_eq!(appended(&out), [(3, true)]);
+    }
+
+    #[test]
+    fn an_entry_a_caller_handed_over_goes_live_when_caught_up_and_leaves_once_flushed() {
+        let mut r = Rig::new(config());
+        r.catch_up(0);
+        let out = r.handed(1, 1, 1);
+        assert_eq!(sent(&texts(&out)), [1], "written at once");
+        assert!(
+            out.store.is_empty(),
+            "committed by its caller: nothing to store"
+        );
+        // Delivered once the write is flushed: its row goes, and the store counts it live.
+        let mut out = Actions::default();
+        r.flush.flushed(&mut out);
+        assert!(matches!(
+            &out.store[..],
+            [Cmd::Delivered(s), Cmd::SentLive(1)] if s == &[1]
+        ));
+        // A fetch that ran after its commit brings it again: skipped, not written twice.
+        assert!(r.send_entries(2, vec![entry(1).1]).is_empty());
+    }
+
+    #[test]
+    fn an_entry_a_caller_handed_over_waits_behind_an_older_one_and_comes_back_by_a_fetch() {
+        let mut r = Rig::new(config());
+        r.catch_up(0);
+        // The engine's own entry 1 goes to the store (as when the window was full)...
+        r.flush.caught_up = false;
+        assert_eq!(appended(&r.emit_linked(1, 1)), [(1, false)]);
+        // ... so entry 2, handed over, must not overtake it; the fetch under way (parked,
+        // maybe, and not woken by 2's commit) is abandoned for a new one.
+        let mut out = Actions::default();
+        r.flush.fetch_if_due(true, &mut out);
+        assert!(matches!(&out.store[..], [Cmd::Fetch { .. }]));
+        let out = r.handed(2, 2, 2);
+        assert!(out.frames.is_empty(), "2 must not overtake 1");
+        assert_eq!(
+            sent(&r.send_entries(3, vec![entry(1).1, entry(2).1])),
+            [1, 2],
+            "a new fetch brings both, in order"
+        );
     }
 
     #[test]

@@ -174,8 +174,34 @@ impl Machine {
         now: Now,
         f: impl FnOnce(&mut Flush, Now, &mut Link<'_>, &mut Actions),
     ) {
-        let Some(s) = self.session.as_mut() else {
-            return;
+        self.with_link_if(now, false, |flush, now, link, out| {
+            if let Some(link) = link {
+                f(flush, now, link, out);
+            }
+        });
+    }
+
+    /// Runs `f` with the outbox and, when connected, the link: a new emit is written at
+    /// once or stored.
+    pub(super) fn with_connected_link(
+        &mut self,
+        now: Now,
+        f: impl FnOnce(&mut Flush, Now, Option<&mut Link<'_>>, &mut Actions),
+    ) {
+        self.with_link_if(now, true, f);
+    }
+
+    /// Runs `f` with the outbox and what sending needs from the link, if one is up (and,
+    /// with `connected`, the client connected).
+    fn with_link_if(
+        &mut self,
+        now: Now,
+        connected: bool,
+        f: impl FnOnce(&mut Flush, Now, Option<&mut Link<'_>>, &mut Actions),
+    ) {
+        let up = !connected || self.connected();
+        let Some(s) = self.session.as_mut().filter(|_| up) else {
+            return f(&mut self.flush, now, None, &mut self.out);
         };
         let mut link = Link {
             wire: &mut s.wire,
@@ -184,7 +210,7 @@ impl Machine {
             client_id: &self.client_id,
             radio_awake: self.radio.awake_anyway(now.at),
         };
-        f(&mut self.flush, now, &mut link, &mut self.out);
+        f(&mut self.flush, now, Some(&mut link), &mut self.out);
     }
 
     /// A link is up, speaking `wire`: credentials are asked for every namespace.

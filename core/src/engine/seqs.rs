@@ -4,12 +4,18 @@
 //!
 //! Numbers come from blocks the store reserved (`schema::SEQ_BLOCK`, recorded as
 //! `seq_reserved` before any number of a block is used). A caller may number and commit an
-//! entry itself only while the engine has no link (`linked`) — so no fetch whose answer the
-//! engine uses runs meanwhile (one answered after the link was lost is stale, by its id),
-//! whose `upto` would vouch for numbers below the caller's that the engine has taken and not
-//! committed yet — and no emit it could overtake waits in the engine's queue (`queued`). The
-//! engine, taking its next number, learns of the entries callers committed since it last
-//! looked (`by_callers`): an entry of its own may not go out live ahead of them.
+//! entry itself only while no emit it could overtake waits in the engine's queue unnumbered
+//! (`queued`), and it holds the lock through its commit (a [`Turn`]). What it does with the
+//! entry then depends on the engine's link (`linked`):
+//!
+//! - **Without a link**, the entry stays in the store for the fetch every link starts with.
+//!   The engine, taking its next number, learns of the entries callers committed since it
+//!   last looked (`by_callers`): an entry of its own may not go out live ahead of them.
+//! - **With a link**, the caller hands the entry to the engine on its emit queue, still under
+//!   the lock, so the engine receives callers' entries in number order and after every emit
+//!   numbered before them. The engine writes it live, or, when it may not (something older
+//!   waits), fetches it; its fetches stay sound because a fetch's `upto` covers every commit
+//!   made before it ran, and a handed entry already fetched is recognised by its number.
 //!
 //! Plain state behind a lock, no I/O: [`super::flush`] takes its numbers here, the client's
 //! sockets count what they queue and take numbers for what they commit.
@@ -113,21 +119,17 @@ impl Seqs {
         }
     }
 
-    /// Runs `commit` with the next number, under the lock, for a caller that commits its own
-    /// emit — unless the engine has a link, an emit queued earlier has no number yet (it
-    /// must get the lower one), the block is not recorded, or the engine should reserve the
-    /// next one first: then `None`, and the caller sends its emit to the engine instead. Holding the lock through
-    /// the commit means that by the time the engine takes a higher number and sees this one
-    /// in `by_callers`, the entry is in the store for a fetch to find.
-    pub(crate) fn commit_with<T>(&self, commit: impl FnOnce(u64) -> T) -> Option<T> {
-        let mut s = self.state();
+    /// The lock, for a caller that numbers and commits its own emit — unless an emit queued
+    /// earlier has no number yet (it must get the lower one), the block is not recorded, or
+    /// the engine should reserve the next one first: then `None`, and the caller sends its
+    /// emit to the engine instead.
+    pub(crate) fn turn(&self) -> Option<Turn<'_>> {
+        let s = self.state();
         let low = s.running_low(s.next);
-        if s.linked || s.queued > 0 || !s.recorded || low || s.next > s.last {
+        if s.queued > 0 || !s.recorded || low || s.next > s.last {
             return None;
         }
-        let seq = s.take_next()?;
-        s.by_callers = seq;
-        Some(commit(seq))
+        Some(Turn(s))
     }
 
     /// The store reserved the next block.
@@ -156,6 +158,32 @@ impl Seqs {
     #[cfg(test)]
     pub(crate) fn set_next(&self, seq: u64) {
         self.state().next = seq;
+    }
+}
+
+/// A caller's turn to number and commit an emit, holding the numbers' lock (see
+/// [`Seqs::turn`]).
+#[must_use = "dropped, the turn is given up"]
+pub(crate) struct Turn<'a>(MutexGuard<'a, State>);
+
+impl Turn<'_> {
+    /// Whether the engine has a link: the caller hands its entry over within
+    /// [`Turn::commit`]; otherwise it leaves it in the store for a fetch.
+    pub(crate) fn linked(&self) -> bool {
+        self.0.linked
+    }
+
+    /// Runs `commit` with the next number, the lock still held. Holding it through the
+    /// commit means that by the time the engine takes a higher number and sees this one in
+    /// `by_callers`, the entry is in the store for a fetch to find; and, with a link, that
+    /// entries reach the engine's queue in number order.
+    pub(crate) fn commit<T>(mut self, commit: impl FnOnce(u64) -> T) -> T {
+        let seq = self.0.next;
+        self.0.next += 1;
+        if !self.0.linked {
+            self.0.by_callers = seq;
+        }
+        commit(seq)
     }
 }
 
@@ -203,51 +231,65 @@ mod tests {
     #[test]
     fn a_caller_numbers_its_own_entry_only_when_no_queued_emit_waits_for_a_lower_number() {
         let seqs = Seqs::new((1, 1 << 40), true);
-        assert_eq!(seqs.commit_with(|seq| seq), Some(1));
+        assert_eq!(seqs.turn().map(|t| t.commit(|seq| seq)), Some(1));
         seqs.queue().sent();
         // The queued emit was made first: it gets 2, so the caller goes through the engine.
-        assert_eq!(seqs.commit_with(|seq| seq), None);
+        assert_eq!(seqs.turn().map(|t| t.commit(|seq| seq)), None);
         let taken = seqs.take();
         assert_eq!(taken.seq, Some(2));
         assert_eq!(
             taken.by_callers, 1,
             "the engine learns of the caller's entry"
         );
-        assert_eq!(seqs.commit_with(|seq| seq), Some(3));
+        assert_eq!(seqs.turn().map(|t| t.commit(|seq| seq)), Some(3));
         assert_eq!(seqs.take().by_callers, 3);
     }
 
     #[test]
-    fn callers_leave_numbering_to_the_engine_while_it_has_a_link() {
+    fn an_entry_a_caller_hands_to_the_linked_engine_is_not_one_it_must_fetch() {
         let seqs = Seqs::new((1, 1 << 40), true);
         seqs.set_linked(true);
-        assert_eq!(seqs.commit_with(|seq| seq), None);
+        let turn = seqs.turn().unwrap();
+        assert!(turn.linked());
+        assert_eq!(turn.commit(|seq| seq), 1);
+        assert_eq!(
+            seqs.take().by_callers,
+            0,
+            "handed over, not left in the store"
+        );
         seqs.set_linked(false);
-        assert_eq!(seqs.commit_with(|seq| seq), Some(1));
+        let turn = seqs.turn().unwrap();
+        assert!(!turn.linked());
+        assert_eq!(turn.commit(|seq| seq), 3);
+        assert_eq!(seqs.take().by_callers, 3, "left for the next link's fetch");
     }
 
     #[test]
     fn an_emit_dropped_before_it_reached_the_engine_holds_no_caller_back() {
         let seqs = Seqs::new((1, 1 << 40), true);
         let queued = seqs.queue();
-        assert_eq!(seqs.commit_with(|seq| seq), None);
+        assert_eq!(seqs.turn().map(|t| t.commit(|seq| seq)), None);
         drop(queued);
-        assert_eq!(seqs.commit_with(|seq| seq), Some(1));
+        assert_eq!(seqs.turn().map(|t| t.commit(|seq| seq)), Some(1));
     }
 
     #[test]
     fn callers_leave_an_unrecorded_or_running_out_block_to_the_engine() {
         let unrecorded = Seqs::new((1, 1 << 40), false);
-        assert_eq!(unrecorded.commit_with(|seq| seq), None);
+        assert_eq!(unrecorded.turn().map(|t| t.commit(|seq| seq)), None);
         let taken = unrecorded.take();
         assert!(taken.reserve && !taken.recorded);
         unrecorded.reserved(10, 1 << 40);
-        assert_eq!(unrecorded.commit_with(|seq| seq), Some(10));
+        assert_eq!(unrecorded.turn().map(|t| t.commit(|seq| seq)), Some(10));
 
         // Less than half a block left and none asked for: the engine's next number asks.
         let low = Seqs::new((1, SEQ_BLOCK / 4), true);
-        assert_eq!(low.commit_with(|seq| seq), None);
+        assert_eq!(low.turn().map(|t| t.commit(|seq| seq)), None);
         assert!(low.take().reserve);
-        assert_eq!(low.commit_with(|seq| seq), Some(2), "asked: callers go on");
+        assert_eq!(
+            low.turn().map(|t| t.commit(|seq| seq)),
+            Some(2),
+            "asked: callers go on"
+        );
     }
 }

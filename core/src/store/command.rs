@@ -19,7 +19,7 @@ pub(crate) fn idempotency_key(client_id: &str, seq: u64) -> String {
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
 /// An emit on its way into the store.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct NewEntry {
     pub(crate) lane: Priority,
     pub(crate) namespace: Arc<str>,
@@ -37,6 +37,19 @@ impl NewEntry {
         (self.event.len() + self.args.len() + self.attachments.iter().map(Vec::len).sum::<usize>())
             as u64
     }
+}
+
+/// How an appended entry reaches the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sending {
+    /// Through a fetch, after what is older in its lane: its commit answers a parked fetch.
+    Fetched,
+    /// Written by the engine while it commits (the live path): a parked fetch skips it.
+    Live,
+    /// Committed by its caller while the engine had a link and handed to the engine in
+    /// number order ([`crate::Socket::emit_here`]). The engine writes it live or, when it
+    /// may not yet, asks for a fetch of its own: a parked fetch skips it, as a live one.
+    Handed,
 }
 
 /// An entry read back from the store.
@@ -72,8 +85,8 @@ pub(crate) enum Cmd {
         entry: NewEntry,
         seq: u64,
         notify: bool,
-        /// Written to the socket already: a parked fetch need not return it.
-        live: bool,
+        /// How it reaches the socket, which decides what a parked fetch does about it.
+        sending: Sending,
         reply: Reply<u64>,
     },
     /// Reserves the next block of sequence numbers ([`StoreEvent::Reserved`]).
@@ -93,6 +106,9 @@ pub(crate) enum Cmd {
     Delivered(Vec<u64>),
     /// Given up by the engine (too many sends, refused by the server): deleted.
     Failed(Vec<u64>),
+    /// Entries callers committed ([`Sending::Handed`]) that the engine then wrote live:
+    /// counted in [`OutboxStats::sent_live`] like its own.
+    SentLive(u64),
     List {
         limit: usize,
         reply: Reply<Vec<PendingEmit>>,

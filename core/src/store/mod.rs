@@ -40,8 +40,8 @@ use self::{
 };
 pub(crate) use self::{
     command::{
-        Cmd, Departed, Fetched, Gone, NewEntry, Reply, StoreEvent, StoredEntry, StoredSubscription,
-        idempotency_key,
+        Cmd, Departed, Fetched, Gone, NewEntry, Reply, Sending, StoreEvent, StoredEntry,
+        StoredSubscription, idempotency_key,
     },
     host::Host,
     schema::{SEQ_BLOCK, Snapshot},
@@ -88,10 +88,11 @@ impl Appends<'_> {
             .iter()
             .filter_map(|c| match c {
                 Cmd::Append {
-                    entry, seq, live, ..
-                } if *live && entry.coalesce_key.is_none() && entry.bytes() <= max_bytes => {
-                    Some(*seq)
-                }
+                    entry,
+                    seq,
+                    sending: Sending::Live,
+                    ..
+                } if entry.coalesce_key.is_none() && entry.bytes() <= max_bytes => Some(*seq),
                 _ => None,
             })
             .collect()
@@ -236,7 +237,9 @@ impl Store {
                 // Written for the next open, which a store in memory never has (see
                 // `memory`): not worth a wake-up of the store thread per inbound batch.
                 Cmd::Seen { .. } | Cmd::Recovery { .. } if self.in_memory => {}
-                Cmd::Append { .. } | Cmd::Delivered(_) | Cmd::Failed(_) if self.here.is_some() => {
+                Cmd::Append { .. } | Cmd::Delivered(_) | Cmd::Failed(_) | Cmd::SentLive(_)
+                    if self.here.is_some() =>
+                {
                     appends.cmds.push(cmd)
                 }
                 cmd if appends.cmds.is_empty() => self.post(cmd),

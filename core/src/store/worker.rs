@@ -18,7 +18,7 @@ use tracing::{error, warn};
 
 use super::{
     backend::Backend,
-    command::{Cmd, Gone, NewEntry, StoreEvent, StoredEntry, idempotency_key},
+    command::{Cmd, Gone, NewEntry, Sending, StoreEvent, StoredEntry, idempotency_key},
     error::StoreError,
     owner::Owner,
     reply::Deferred,
@@ -132,11 +132,18 @@ impl Worker {
                 closing = Some(reply);
                 continue;
             }
-            // An entry the engine wrote live does not wake its parked fetch.
-            appended |= matches!(cmd, Cmd::Append { live: false, .. });
+            // An entry the engine wrote live, or holds to write, does not wake its parked
+            // fetch, which need not return it either.
+            appended |= matches!(
+                cmd,
+                Cmd::Append {
+                    sending: Sending::Fetched,
+                    ..
+                }
+            );
             if let (
                 Cmd::Append {
-                    live: true,
+                    sending: Sending::Live | Sending::Handed,
                     seq,
                     entry,
                     ..
@@ -236,7 +243,11 @@ impl Worker {
             Cmd::Stats(reply) => drop(reply.send(self.stats.clone())),
             Cmd::WhenEmpty(reply) => self.empty_waiters.push(reply),
             Cmd::Unpark => self.parked = None,
-            Cmd::Delivered(_) | Cmd::Failed(_) | Cmd::Seen { .. } | Cmd::Recovery { .. } => {}
+            Cmd::Delivered(_)
+            | Cmd::Failed(_)
+            | Cmd::SentLive(_)
+            | Cmd::Seen { .. }
+            | Cmd::Recovery { .. } => {}
             Cmd::Close(_) => unreachable!("handled by run_batch"),
         }
     }
@@ -247,7 +258,7 @@ impl Worker {
                 entry,
                 seq,
                 notify,
-                live,
+                sending,
                 reply,
             } => {
                 self.appended_upto = self.appended_upto.max(seq);
@@ -257,6 +268,7 @@ impl Worker {
                     self.rows.record_seq(seq)?;
                     self.recorded_upto = seq;
                 }
+                let live = sending == Sending::Live;
                 self.appended(seq, &entry, live, reply, notify, now, out)?;
             }
             Cmd::ReserveSeqs => match self.rows.reserve_seqs() {
@@ -303,6 +315,7 @@ impl Worker {
                 self.shrink(n, bytes);
                 self.recount_if_shared(n, seqs.len())?;
             }
+            Cmd::SentLive(n) => self.stats.sent_live += n,
             Cmd::Failed(seqs) => {
                 let (n, bytes) = self.rows.delete(&seqs)?;
                 self.stats.failed += n;
@@ -674,11 +687,16 @@ pub(super) mod tests {
             ttl: None,
             coalesce_key: None,
         };
+        let sending = if live {
+            Sending::Live
+        } else {
+            Sending::Fetched
+        };
         let cmd = Cmd::Append {
             entry,
             seq,
             notify,
-            live,
+            sending,
             reply,
         };
         (cmd, rx)
@@ -847,6 +865,37 @@ pub(super) mod tests {
             w.run_batch(&mut vec![Cmd::ReserveSeqs]);
             match events.try_recv().unwrap() {
                 StoreEvent::Reserved { first, .. } => assert!(first > 2, "{first}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_entry_a_caller_handed_to_the_engine_neither_wakes_the_parked_fetch_nor_counts_live() {
+        for (mut w, mut events) in both(OutboxConfig::default()) {
+            let mut batch = vec![Cmd::Fetch {
+                id: 3,
+                after: [0; 3],
+                limit: 10,
+                park: true,
+            }];
+            w.run_batch(&mut batch);
+            let (mut cmd, rx) = append_as(0, 1, false, false);
+            if let Cmd::Append { sending, .. } = &mut cmd {
+                *sending = Sending::Handed;
+            }
+            w.run_batch(&mut vec![cmd]);
+            assert_eq!(rx.blocking_recv().unwrap().unwrap(), 1, "committed");
+            assert!(events.try_recv().is_err(), "still parked");
+            // The engine wrote it live and says so; then it was delivered.
+            w.run_batch(&mut vec![Cmd::SentLive(1), Cmd::Delivered(vec![1])]);
+            assert_eq!((w.stats.sent_live, w.stats.delivered), (1, 1));
+            let (cmd, _rx) = append_as(1, 2, false, false);
+            w.run_batch(&mut vec![cmd]);
+            match events.try_recv().unwrap() {
+                StoreEvent::Fetched(f) if f.id == 3 => {
+                    assert_eq!(f.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [2])
+                }
                 other => panic!("{other:?}"),
             }
         }

@@ -100,10 +100,10 @@ class Socket:
         unsent emit with the same key, ``confirm`` keeps it until the server acknowledges.
         """
         text, blobs = _args.encode(args)
-        # Started on this thread: the commit (made here while offline, on the core's engine
-        # while connected) is done within microseconds, sooner than a round through the event
-        # loop; what is not done in a millisecond (an fsync under FULL, a full outbox)
-        # continues on the core's runtime and is awaited. A plain emit skips lowering an
+        # Started on this thread: the commit, made here (and, connected, handed to the core's
+        # engine, which writes it), is done within microseconds, sooner than a round through
+        # the event loop; what is not done in a millisecond (an fsync under FULL, a full
+        # outbox) continues on the core's runtime and is awaited. A plain emit skips lowering an
         # options record and an empty attachment list, which cost more than its commit.
         if blobs or priority is not None or ttl is not None or coalesce_key is not None or confirm:
             options = _ffi.EmitOptions(
