@@ -37,4 +37,28 @@ impl Hub {
     ) -> Result<Arc<Client>, PulselinkError> {
         Client::create(config, auth, Some(&self.inner))
     }
+
+    /// Totals across every client this hub made, counted as they happen (no listener on
+    /// each client needed).
+    pub fn stats(&self) -> HubStats {
+        self.inner.stats().into()
+    }
+}
+
+/// Totals across a hub's clients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, uniffi::Record)]
+pub struct HubStats {
+    /// Events delivered to the apps of the hub's clients, since the hub was made.
+    pub events_received: u64,
+    /// Events written to servers by them, resends and volatile emits included.
+    pub events_sent: u64,
+}
+
+impl From<pulselink::HubStats> for HubStats {
+    fn from(s: pulselink::HubStats) -> Self {
+        Self {
+            events_received: s.events_received,
+            events_sent: s.events_sent,
+        }
+    }
 }

@@ -34,7 +34,7 @@ pub use error::PulselinkError;
 pub use event::{
     AckReply, AckResponder, DisconnectReason, Event, EventExtras, Notice, PackedEvents, State,
 };
-pub use hub::Hub;
+pub use hub::{Hub, HubStats};
 pub use metrics::{Latency, Metrics, StateTimes};
 pub use outbox::{EmitOptions, Outbox, OutboxStats, PendingEmit, Priority};
 pub use presence::{Presence, PresenceChange, PresenceConfig};

@@ -11,20 +11,31 @@
 //! created on, like every client's. So the process's thread count does not grow with its
 //! clients. Each reads its WebSocket 1 KiB at a time rather than 4 KiB, and keeps fewer
 //! notices for a slow receiver: memory every connection holds whether or not anything
-//! arrives, where a device's traffic is a few events.
+//! arrives, where a device's traffic is a few events. [`Hub::stats`] totals what the hub's
+//! clients received and sent, so a gateway or load test that only counts needs no listener
+//! (a task and a channel) on each client.
 //!
 //! What they share is the thread's time: one client's slow commit (an fsync with
 //! `Durability::Full`, a file locked by another process for up to 5 s) delays the others'
 //! store commands meanwhile, and each client with a file commits on its own (group commit
 //! works within a client, not across them).
 
-use crate::{client::Client, config::ClientConfig, error::Result, store::Host};
+use std::sync::Arc;
+
+use crate::{
+    client::Client,
+    config::ClientConfig,
+    error::Result,
+    metrics::{HubCounters, HubStats},
+    store::Host,
+};
 
 /// Creates clients that share one store thread. Cheap to clone; the thread ends once the hub
 /// and every client it made are gone.
 #[derive(Clone)]
 pub struct Hub {
     host: Host,
+    counters: Arc<HubCounters>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -38,6 +49,7 @@ impl Hub {
     pub fn new() -> Result<Self> {
         Ok(Self {
             host: Host::start("pulselink-hub-store")?,
+            counters: Arc::default(),
         })
     }
 
@@ -45,6 +57,13 @@ impl Hub {
     /// (the same checks and errors, inside a tokio runtime). Store files must differ between
     /// clients, as always.
     pub fn client(&self, config: ClientConfig) -> Result<Client> {
-        Client::build(config, Some(&self.host))
+        Client::build(config, Some(&self.host), Some(self.counters.clone()))
+    }
+
+    /// Totals across every client this hub made, closed ones included: what a gateway or a
+    /// load test reports, without a listener on each client. A client adds its counts after
+    /// each step of its engine, so they trail its own [`Client::metrics`] by at most that.
+    pub fn stats(&self) -> HubStats {
+        self.counters.stats()
     }
 }

@@ -71,7 +71,7 @@ pub use error::{Error, Result};
 pub use event::{DisconnectReason, Event, Notice, State};
 pub use hub::Hub;
 pub use inbox::{DedupConfig, Freshness};
-pub use metrics::{Latency, Metrics, StateTimes};
+pub use metrics::{HubStats, Latency, Metrics, StateTimes};
 pub use outbox::{
     EmitOptions, KeyPlacement, LowLane, LowLaneHold, OutboxConfig, OutboxStats, Overflow,
     PendingEmit, Priority,

@@ -1,6 +1,13 @@
 //! Counters and acknowledgement latencies, as a snapshot the app can log or chart.
 
-use std::{collections::VecDeque, time::Duration};
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use crate::{event::State, outbox::OutboxStats};
 
@@ -148,6 +155,67 @@ impl Samples {
             p50: at(0.50),
             p95: at(0.95),
             p99: at(0.99),
+        }
+    }
+}
+
+/// Totals across the clients of one [`crate::Hub`], counted as they happen: read without a
+/// round trip to any client's engine, and without a listener per client (a task and a
+/// channel each, kilobytes a hub of thousands would pay only to count).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubStats {
+    /// Events delivered to the apps of the hub's clients (duplicates and stale ones dropped
+    /// are not), since the hub was made.
+    pub events_received: u64,
+    /// Events written to servers by them, resends and volatile emits included.
+    pub events_sent: u64,
+}
+
+/// A hub's totals, shared with its clients' engines.
+#[derive(Debug, Default)]
+pub(crate) struct HubCounters {
+    received: AtomicU64,
+    sent: AtomicU64,
+}
+
+impl HubCounters {
+    /// The totals now.
+    pub(crate) fn stats(&self) -> HubStats {
+        HubStats {
+            events_received: self.received.load(Ordering::Relaxed),
+            events_sent: self.sent.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One client's part in its hub's totals: its own counts as of the last time it added them.
+#[derive(Debug)]
+pub(crate) struct HubShare {
+    counters: Arc<HubCounters>,
+    received: u64,
+    sent: u64,
+}
+
+impl HubShare {
+    pub(crate) fn new(counters: Arc<HubCounters>) -> Self {
+        Self {
+            counters,
+            received: 0,
+            sent: 0,
+        }
+    }
+
+    /// Adds what the client counted since the last call (its counters only grow).
+    pub(crate) fn add(&mut self, received: u64, sent: u64) {
+        if received > self.received {
+            let n = received - self.received;
+            self.counters.received.fetch_add(n, Ordering::Relaxed);
+            self.received = received;
+        }
+        if sent > self.sent {
+            let n = sent - self.sent;
+            self.counters.sent.fetch_add(n, Ordering::Relaxed);
+            self.sent = sent;
         }
     }
 }

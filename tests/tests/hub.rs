@@ -111,4 +111,35 @@ async fn a_hub_holds_many_durable_clients_on_one_store_thread_each_with_its_own_
     for client in &clients[1..] {
         assert_eq!(client.state(), State::Connected);
     }
+
+    // The hub's totals are its clients' own counts, without a listener on any of them.
+    let (senders, each) = (&clients[1..11], 50u64);
+    let before = hub.stats();
+    let (mut sent, mut received) = (0, 0);
+    for client in senders {
+        let earlier = client.metrics().await.unwrap().events_received;
+        client.emit_with_ack("blast", json!(each), T).await.unwrap();
+        // The server writes the blast in one go after answering it: the answer to the next
+        // emit comes behind it.
+        client.emit_with_ack("count?", (), T).await.unwrap();
+        // A round trip to the engine, which adds to the hub's totals at the end of each step:
+        // the step that read the echo's answer has ended.
+        let metrics = client.metrics().await.unwrap();
+        assert_eq!(metrics.events_received - earlier, each);
+        (sent, received) = (
+            sent + metrics.events_sent,
+            received + metrics.events_received,
+        );
+    }
+    let after = hub.stats();
+    assert_eq!(
+        after.events_received - before.events_received,
+        senders.len() as u64 * each
+    );
+    assert!(
+        after.events_received >= received,
+        "{after:?}, {received} received"
+    );
+    assert!(after.events_sent - before.events_sent >= senders.len() as u64);
+    assert!(after.events_sent >= sent, "{after:?}, {sent} sent");
 }

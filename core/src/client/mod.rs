@@ -29,7 +29,7 @@ use crate::{
     engine::{self, Command, Interest},
     error::{Error, Result},
     event::{Event, Notice, State},
-    metrics::Metrics,
+    metrics::{HubCounters, Metrics},
     outbox::EmitOptions,
     store::{Host, Store},
 };
@@ -68,11 +68,16 @@ impl Client {
     /// runtime, and with [`Error::StoreCorrupt`] / [`Error::Store`] when the store cannot be
     /// opened.
     pub fn new(config: ClientConfig) -> Result<Self> {
-        Self::build(config, None)
+        Self::build(config, None, None)
     }
 
-    /// A client whose store runs on `host`'s thread (a hub's), or on a thread of its own.
-    pub(crate) fn build(config: ClientConfig, host: Option<&Host>) -> Result<Self> {
+    /// A client whose store runs on `host`'s thread (a hub's, which `hub` counts its traffic
+    /// for), or on a thread of its own.
+    pub(crate) fn build(
+        config: ClientConfig,
+        host: Option<&Host>,
+        hub: Option<Arc<HubCounters>>,
+    ) -> Result<Self> {
         let mut route = config.checked()?;
         if host.is_some() {
             route.read_buffer = crate::transport::HUB_READ_BUFFER;
@@ -92,6 +97,7 @@ impl Client {
             snapshot,
             store_events,
             notices.clone(),
+            hub,
         );
         let main = Arc::from(config.main_namespace());
         Ok(Self {

@@ -35,7 +35,7 @@ use crate::{
     config::ClientConfig,
     error::Error,
     event::{AckAnswer, Acker, DisconnectReason, Event, Notice, State},
-    metrics::Counters,
+    metrics::{Counters, HubShare},
     protocol::{self, HeartbeatMode, Input, Signal, Then, Wire},
     server_signals::ErrorAction,
     store::{Departed, Fetched, Snapshot, StoreEvent},
@@ -63,6 +63,8 @@ pub(crate) struct Machine {
     app_ping: Option<AppPing>,
     /// When credentials were last refreshed at the server's word.
     last_refresh: Option<Instant>,
+    /// This client's part in its hub's totals, for a hub's client.
+    pub(super) hub: Option<HubShare>,
     pub(super) out: Actions,
 }
 
@@ -121,6 +123,7 @@ impl Machine {
                 timeout: h.timeout,
             }),
             last_refresh: None,
+            hub: None,
             out: Actions::default(),
         }
     }
@@ -166,6 +169,9 @@ impl Machine {
                 .fetch_if_due(self.namespaces.any_ready(), &mut self.out);
         }
         self.lifecycle.account(now.at);
+        if let Some(hub) = &mut self.hub {
+            hub.add(self.admission.received, self.flush.sent);
+        }
     }
 
     /// Runs `f` with the outbox and what sending needs from the link, when one is up.

@@ -61,6 +61,7 @@ use self::{driver::Driver, machine::Machine};
 use crate::{
     config::ClientConfig,
     event::{AckAnswer, Notice, State},
+    metrics::{HubCounters, HubShare},
     protocol,
     store::{Snapshot, Store, StoreEvent},
     time::Now,
@@ -80,6 +81,7 @@ pub(crate) struct Handles {
 }
 
 /// Starts a client's engine task on `runtime`.
+#[allow(clippy::too_many_arguments)] // the client's parts, each made by `Client::build`
 pub(crate) fn spawn(
     runtime: &Handle,
     config: Arc<ClientConfig>,
@@ -88,12 +90,14 @@ pub(crate) fn spawn(
     snapshot: Snapshot,
     store_events: mpsc::UnboundedReceiver<StoreEvent>,
     notices: broadcast::Sender<Notice>,
+    hub: Option<Arc<HubCounters>>,
 ) -> Handles {
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let (outgoing_tx, outgoing) = mpsc::channel(OUTGOING);
     let (answers_tx, answers) = mpsc::unbounded_channel::<Box<AckAnswer>>();
     let (state_tx, state) = watch::channel(State::Idle);
-    let machine = Machine::new(&config, snapshot, answers_tx, Now::read());
+    let mut machine = Machine::new(&config, snapshot, answers_tx, Now::read());
+    machine.hub = hub.map(HubShare::new);
     let seqs = machine.flush.seqs.clone();
     let driver = Driver {
         machine,

@@ -460,5 +460,8 @@ async def test_clients_of_a_hub_share_its_store_thread_and_keep_their_own_outbox
     # Each device has its own identity: its own idempotency-key prefix.
     prefixes = {r[0]["idempotencyKey"].rsplit("-", 1)[0] for r in replies}
     assert len(prefixes) == 20
+    # Every client heard the server's welcome on connecting and sent its echo.
+    stats = hub.stats()
+    assert stats.events_received >= 21 and stats.events_sent >= 20, stats
     for d in [warm, *devices]:
         await d.close()

@@ -208,6 +208,11 @@ class Hub:
         # The generated constructor takes no parameters, so it carries no annotation at all.
         self._hub = _ffi.Hub()  # type: ignore[no-untyped-call]
 
+    def stats(self) -> _ffi.HubStats:
+        """Totals across every client made with this hub (``events_received``,
+        ``events_sent``), counted as they happen: no listener on each client needed."""
+        return self._hub.stats()
+
 
 class Client(Socket):
     """A connection to a realtime server that loses nothing.
