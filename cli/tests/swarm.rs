@@ -67,6 +67,9 @@ async fn a_fleet_against_the_cluster_stays_connected_and_every_acknowledged_emit
     assert_eq!(r["ack_latency"]["count"], acked);
     assert!(r["ack_latency"]["p99_ms"].as_f64().is_some());
     assert_eq!(r["connect_time"]["count"], DEVICES);
+    // Every device hears the server's "welcome" on connecting: counted by the hub.
+    let events_in = r["events_in"].as_u64().unwrap();
+    assert!(events_in >= DEVICES, "{events_in} events received");
     let threads = r["process"]["threads"].as_u64().unwrap();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     assert!(

@@ -1,6 +1,6 @@
 //! One simulated device of the swarm: a `Client` of its own (identity, subscriptions, outbox)
-//! that connects at its slot of the ramp, counts what it receives, emits telemetry at its rate
-//! and reports everything to the fleet's [`Tally`].
+//! that connects at its slot of the ramp, emits telemetry at its rate and reports everything
+//! to the fleet's [`Tally`] (what it receives, its hub counts).
 
 use std::{
     sync::{Arc, atomic::Ordering},
@@ -77,8 +77,6 @@ pub(crate) async fn run(
             tally.error(kind_of(&format!("{e:?}")), i, || e.to_string());
         }
     }
-    let events = tally.clone();
-    let _listener = client.on_any(move |_| bump(&events.events_in));
     let watcher = tokio::spawn(watch_client(i, client.clone(), tally.clone()));
     if let Err(e) = client.start() {
         tally.error(kind_of(&format!("{e:?}")), i, || e.to_string());

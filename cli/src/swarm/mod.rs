@@ -136,12 +136,12 @@ pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result
         }
         configs.push(config);
     }
-    let tally = Arc::new(Tally::default());
+    let hub = pulselink::Hub::new()?;
+    let tally = Arc::new(Tally::new(hub.clone()));
     let plan = Arc::new(checked.plan);
     let (stop_tx, stop) = watch::channel(false);
     let began = Instant::now();
     let n = options.clients;
-    let hub = pulselink::Hub::new()?;
     let mut devices = tokio::task::JoinSet::new();
     for (i, config) in (0..n).zip(configs) {
         let start = began + checked.ramp.mul_f64(i as f64 / n as f64);
