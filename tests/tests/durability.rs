@@ -13,8 +13,8 @@ use pulselink::{
     Client, ClientConfig, DedupConfig, EmitOptions, Error, Notice, Priority, RateLimit, State,
 };
 use pulselink_tests::{
-    LedgerLine, NodeServer, ServerOptions, fast_reconnect, next_named, next_notice, read_ledger,
-    scratch, temp_dir, wait_for_state,
+    LedgerLine, NodeServer, ServerOptions, fast_reconnect, ledger_with, next_named, next_notice,
+    read_ledger, scratch, temp_dir, wait_for_state,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -957,7 +957,8 @@ async fn emits_committed_here_while_connected_keep_one_order_across_server_resta
     let here = tokio::task::spawn_blocking(move || emitter.join().unwrap())
         .await
         .unwrap();
-    // Two in three ticks try `emit_here`; it declines only when a block of numbers runs low.
+    // Two in three ticks try `emit_here`; it declines only when a block of numbers runs low
+    // (the engine lets callers number again before it answers the emits of its step).
     assert!(here > TICKS * 6 / 10, "committed here: {here}");
     tokio::time::timeout(Duration::from_secs(60), client.outbox().drained())
         .await
@@ -990,6 +991,66 @@ async fn emits_committed_here_while_connected_keep_one_order_across_server_resta
     server_log(&client).await;
     let (firsts, _) = check_ledger(&read_ledger(&ledger));
     assert!(firsts.ends_with(&(TICKS..TICKS + 101).collect::<Vec<_>>()));
+    client.close().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A backlog replays while a thread keeps committing and handing over emits as fast as it
+/// can: each handed entry waits behind the backlog (it cannot go live), and the fetches that
+/// bring the backlog must not be starved by them. The server gets the whole backlog while
+/// the thread is still emitting, and then everything once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_replays_while_a_caller_keeps_handing_over_emits() {
+    const BACKLOG: u64 = 5_000;
+    /// Emits the thread makes at most: far more than the backlog takes to replay.
+    const CAP: u64 = 400_000;
+    let (dir, ledger, store) = scratch("emit-here-backlog");
+    let server = NodeServer::start_with_ledger(&ledger).await;
+    let client = Client::new(config(&server).with_store(&store)).unwrap();
+    let socket = client.main_socket();
+    let plain = EmitOptions::default();
+    for n in 0..BACKLOG {
+        let tick = pulselink::Args::from(json!({ "n": n }));
+        socket.emit_here("tick", &tick, &plain).unwrap().unwrap();
+    }
+    client.connect().await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let emitter = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let mut n = BACKLOG;
+            while n < BACKLOG + CAP && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let tick = pulselink::Args::from(json!({ "n": n }));
+                match socket.emit_here("tick", &tick, &EmitOptions::default()) {
+                    Some(done) => {
+                        done.unwrap();
+                        n += 1;
+                    }
+                    // Declined for a moment (the engine reserving numbers): try again.
+                    None => std::thread::yield_now(),
+                }
+            }
+            n - BACKLOG
+        }
+    });
+    // In order, so the first lines are the backlog's.
+    let first = ledger_with(&ledger, BACKLOG as usize).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let handed = tokio::task::spawn_blocking(move || emitter.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        handed < CAP,
+        "the backlog arrived only after the emitter stopped"
+    );
+    assert!(first[..BACKLOG as usize].iter().all(|l| l.n < BACKLOG));
+    tokio::time::timeout(Duration::from_secs(60), client.outbox().drained())
+        .await
+        .expect("outbox drained")
+        .unwrap();
+    server_log(&client).await;
+    let (firsts, _) = check_ledger(&read_ledger(&ledger));
+    assert_eq!(firsts, (0..BACKLOG + handed).collect::<Vec<_>>());
     client.close().await;
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -329,7 +329,9 @@ impl Driver {
             }
             _ => Vec::new(),
         };
-        appends.commit(&delivered);
+        // Every number this step took is in the store then: callers may number theirs.
+        let seqs = &self.machine.flush.seqs;
+        appends.commit_then(&delivered, || seqs.step_committed());
         // Answered once the step's deletions are committed: a caller that heard its ack
         // finds the entry gone from the outbox.
         for (caller, answer) in out.acks {
@@ -488,6 +490,7 @@ impl Driver {
         self.machine.closed();
         let out = self.machine.take_actions();
         self.store.post_all(out.store).commit(&[]);
+        self.machine.flush.seqs.step_committed();
         for (caller, answer) in out.acks {
             let _ = caller.send(answer);
         }

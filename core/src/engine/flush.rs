@@ -269,8 +269,11 @@ impl Flush {
 
     /// An entry a caller committed itself as `seq` while this engine had a link, handed over
     /// in number order (see [`Seqs`]): written at once when it may go live. Otherwise
-    /// something older waits (or the link is gone), and a fetch of its own brings it in
-    /// order: its commit woke no parked fetch, which skips it ([`Sending::Handed`]).
+    /// something older waits (or the link is gone), and a fetch brings it in order: one
+    /// under way that read before its commit leaves the engine short of `seq` (`upto`), so
+    /// another follows; a parked one, which its commit did not wake ([`Sending::Handed`]),
+    /// is woken now. Nothing under way is abandoned: a stream of such entries must not
+    /// starve the fetches that bring what is older.
     pub(crate) fn committed(
         &mut self,
         seq: u64,
@@ -300,9 +303,9 @@ impl Flush {
             _ => {
                 self.caught_up = false;
                 self.stored_max = self.stored_max.max(seq);
-                // The answer of a fetch under way may not hold it: the next one will.
-                self.fetch_id += 1;
-                self.fetching = false;
+                if self.fetching {
+                    out.store.push(Cmd::WakeFetch);
+                }
             }
         }
     }
@@ -816,8 +819,8 @@ impl Flush {
         self.low_waiting.retain(|(e, _)| !seqs.contains(&e.seq));
     }
 
-    /// A link is up: from now until it is lost the engine fetches, so callers leave
-    /// numbering and committing to it (see [`Seqs`]).
+    /// A link is up: from now until it is lost callers hand the entries they commit to the
+    /// engine rather than leave them for the next link's fetch (see [`Seqs`]).
     pub(crate) fn link_up(&self) {
         self.seqs.set_linked(true);
     }
@@ -1452,18 +1455,26 @@ mod tests {
         // The engine's own entry 1 goes to the store (as when the window was full)...
         r.flush.caught_up = false;
         assert_eq!(appended(&r.emit_linked(1, 1)), [(1, false)]);
-        // ... so entry 2, handed over, must not overtake it; the fetch under way (parked,
-        // maybe, and not woken by 2's commit) is abandoned for a new one.
+        // ... so entry 2, handed over, must not overtake it. The fetch under way is kept (a
+        // stream of handed entries must not starve it) and woken, should it be parked: its
+        // commit did not wake it.
         let mut out = Actions::default();
         r.flush.fetch_if_due(true, &mut out);
-        assert!(matches!(&out.store[..], [Cmd::Fetch { .. }]));
+        let Some(Cmd::Fetch { id, .. }) = out.store.pop() else {
+            panic!("a fetch is due")
+        };
         let out = r.handed(2, 2, 2);
         assert!(out.frames.is_empty(), "2 must not overtake 1");
-        assert_eq!(
-            sent(&r.send_entries(3, vec![entry(1).1, entry(2).1])),
-            [1, 2],
-            "a new fetch brings both, in order"
-        );
+        assert!(matches!(&out.store[..], [Cmd::WakeFetch]));
+        // Its answer brings both, in order.
+        let mut out = Actions::default();
+        let now = r.at(3);
+        let mut link = link!(r);
+        let both = vec![entry(1).1, entry(2).1];
+        r.flush.fetched(id, both, true, 2, now, &mut link, &mut out);
+        assert_eq!(sent(&texts(&out)), [1, 2]);
+        // And the next handed entry goes live.
+        assert_eq!(sent(&texts(&r.handed(4, 3, 3))), [3]);
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //! Numbers come from blocks the store reserved (`schema::SEQ_BLOCK`, recorded as
 //! `seq_reserved` before any number of a block is used). A caller may number and commit an
 //! entry itself only while no emit it could overtake waits in the engine's queue unnumbered
-//! (`queued`), and it holds the lock through its commit (a [`Turn`]). What it does with the
-//! entry then depends on the engine's link (`linked`):
+//! (`queued`) and every number the engine took is committed (`numbered`: the engine commits
+//! a step's appends at the end of the step), and it holds the lock through its commit (a
+//! [`Turn`]). So the store's entries are always every number up to the highest, less those
+//! refused: a fetch's `upto` vouches for all below it. What the caller does with the entry
+//! then depends on the engine's link (`linked`):
 //!
 //! - **Without a link**, the entry stays in the store for the fetch every link starts with.
 //!   The engine, taking its next number, learns of the entries callers committed since it
@@ -14,19 +17,29 @@
 //! - **With a link**, the caller hands the entry to the engine on its emit queue, still under
 //!   the lock, so the engine receives callers' entries in number order and after every emit
 //!   numbered before them. The engine writes it live, or, when it may not (something older
-//!   waits), fetches it; its fetches stay sound because a fetch's `upto` covers every commit
-//!   made before it ran, and a handed entry already fetched is recognised by its number.
+//!   waits), fetches it; a handed entry a fetch already brought is recognised by its
+//!   number.
 //!
 //! Plain state behind a lock, no I/O: [`super::flush`] takes its numbers here, the client's
 //! sockets count what they queue and take numbers for what they commit.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{
+    Mutex, MutexGuard, PoisonError,
+    atomic::{AtomicBool, Ordering},
+};
 
 use crate::store::SEQ_BLOCK;
 
 /// A client's sequence numbers (see the module's comment).
 #[derive(Debug)]
-pub(crate) struct Seqs(Mutex<State>);
+pub(crate) struct Seqs {
+    state: Mutex<State>,
+    /// The engine numbered entries in its current step, not committed yet. Outside the lock:
+    /// it is cleared from within the store's commit, under the store's lock, which a caller
+    /// takes while it holds this one (set and read under this lock, so no number is taken
+    /// between a caller's check and its commit).
+    numbered: AtomicBool,
+}
 
 #[derive(Debug)]
 struct State {
@@ -63,21 +76,24 @@ impl Seqs {
     /// `block`: the numbers the store reserved at open; `recorded`: whether the file records
     /// them.
     pub(crate) fn new(block: (u64, u64), recorded: bool) -> Self {
-        Self(Mutex::new(State {
-            next: block.0,
-            last: block.1,
-            recorded,
-            spare: None,
-            reserving: false,
-            queued: 0,
-            linked: false,
-            by_callers: 0,
-        }))
+        Self {
+            state: Mutex::new(State {
+                next: block.0,
+                last: block.1,
+                recorded,
+                spare: None,
+                reserving: false,
+                queued: 0,
+                linked: false,
+                by_callers: 0,
+            }),
+            numbered: AtomicBool::new(false),
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
         // Nothing here panics with the lock held; the state stays consistent regardless.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A durable emit is on its way to the engine: callers hold back until it is numbered.
@@ -105,6 +121,9 @@ impl Seqs {
             reserve = true;
         }
         let seq = s.take_next();
+        if seq.is_some() {
+            self.numbered.store(true, Ordering::Release);
+        }
         if let Some(seq) = seq
             && s.running_low(seq)
         {
@@ -119,14 +138,22 @@ impl Seqs {
         }
     }
 
+    /// The engine's step ended with its appends committed (or, under `Durability::Full`,
+    /// queued to the store thread, where callers commit nothing): callers may number again.
+    pub(crate) fn step_committed(&self) {
+        self.numbered.store(false, Ordering::Release);
+    }
+
     /// The lock, for a caller that numbers and commits its own emit — unless an emit queued
-    /// earlier has no number yet (it must get the lower one), the block is not recorded, or
-    /// the engine should reserve the next one first: then `None`, and the caller sends its
-    /// emit to the engine instead.
+    /// earlier has no number yet (it must get the lower one), one the engine numbered is not
+    /// committed yet (a fetch must never find a higher number without it), the block is not
+    /// recorded, or the engine should reserve the next one first: then `None`, and the caller
+    /// sends its emit to the engine instead.
     pub(crate) fn turn(&self) -> Option<Turn<'_>> {
         let s = self.state();
         let low = s.running_low(s.next);
-        if s.queued > 0 || !s.recorded || low || s.next > s.last {
+        let numbered = self.numbered.load(Ordering::Acquire);
+        if s.queued > 0 || numbered || !s.recorded || low || s.next > s.last {
             return None;
         }
         Some(Turn(s))
@@ -241,6 +268,12 @@ mod tests {
             taken.by_callers, 1,
             "the engine learns of the caller's entry"
         );
+        assert_eq!(
+            seqs.turn().map(|t| t.commit(|seq| seq)),
+            None,
+            "2 is not committed yet: a fetch would find 3 without it"
+        );
+        seqs.step_committed();
         assert_eq!(seqs.turn().map(|t| t.commit(|seq| seq)), Some(3));
         assert_eq!(seqs.take().by_callers, 3);
     }
@@ -257,6 +290,7 @@ mod tests {
             0,
             "handed over, not left in the store"
         );
+        seqs.step_committed();
         seqs.set_linked(false);
         let turn = seqs.turn().unwrap();
         assert!(!turn.linked());
@@ -279,6 +313,7 @@ mod tests {
         assert_eq!(unrecorded.turn().map(|t| t.commit(|seq| seq)), None);
         let taken = unrecorded.take();
         assert!(taken.reserve && !taken.recorded);
+        unrecorded.step_committed();
         unrecorded.reserved(10, 1 << 40);
         assert_eq!(unrecorded.turn().map(|t| t.commit(|seq| seq)), Some(10));
 
@@ -286,6 +321,7 @@ mod tests {
         let low = Seqs::new((1, SEQ_BLOCK / 4), true);
         assert_eq!(low.turn().map(|t| t.commit(|seq| seq)), None);
         assert!(low.take().reserve);
+        low.step_committed();
         assert_eq!(
             low.turn().map(|t| t.commit(|seq| seq)),
             Some(2),

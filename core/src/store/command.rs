@@ -47,8 +47,9 @@ pub(crate) enum Sending {
     /// Written by the engine while it commits (the live path): a parked fetch skips it.
     Live,
     /// Committed by its caller while the engine had a link and handed to the engine in
-    /// number order ([`crate::Socket::emit_here`]). The engine writes it live or, when it
-    /// may not yet, asks for a fetch of its own: a parked fetch skips it, as a live one.
+    /// number order ([`crate::Socket::emit_here`]). Its commit does not wake a parked fetch
+    /// (the engine usually writes it live); when the engine may not yet, it wakes the fetch
+    /// itself ([`Cmd::WakeFetch`]), which returns the entry in order.
     Handed,
 }
 
@@ -102,6 +103,9 @@ pub(crate) enum Cmd {
     },
     /// Forgets the parked fetch: the engine lost its link and will ask afresh.
     Unpark,
+    /// Answers the parked fetch if entries arrived for it that woke it not
+    /// ([`Sending::Handed`] ones the engine could not write live).
+    WakeFetch,
     /// Delivered: deleted.
     Delivered(Vec<u64>),
     /// Given up by the engine (too many sends, refused by the server): deleted.

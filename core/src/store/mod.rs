@@ -104,22 +104,41 @@ impl Appends<'_> {
     /// once), their callers hear that they are stored — they are past needing it — and the
     /// counters count them delivered.
     pub(crate) fn commit(mut self, delivered: &[u64]) {
-        self.run(delivered);
+        self.run(delivered, &mut || {});
     }
 
-    fn run(&mut self, delivered: &[u64]) {
+    /// [`Appends::commit`], calling `settled` once they are committed (or known never to be
+    /// stored), before any of their callers is answered: the engine lets callers number
+    /// their own emits again only then (`Seqs::step_committed`), and a caller that heard
+    /// its emit committed and emits again at once must not find them still closed.
+    pub(crate) fn commit_then(mut self, delivered: &[u64], settled: impl FnOnce()) {
+        let mut settled = Some(settled);
+        self.run(delivered, &mut || {
+            if let Some(f) = settled.take() {
+                f();
+            }
+        });
+    }
+
+    fn run(&mut self, delivered: &[u64], settled: &mut dyn FnMut()) {
         if let Some(worker) = &self.store.here {
+            let mut skipped = Vec::new();
             if !delivered.is_empty() {
-                let (skipped, kept) = std::mem::take(&mut self.cmds)
+                let kept;
+                (skipped, kept) = std::mem::take(&mut self.cmds)
                     .into_iter()
                     .partition(|c| matches!(c, Cmd::Append { seq, .. } if delivered.contains(seq)));
                 self.cmds = kept;
-                worker.delivered_live(skipped);
             }
             if !self.cmds.is_empty() {
-                worker.run(&mut self.cmds);
+                worker.run_then(&mut self.cmds, settled);
+            }
+            settled();
+            if !skipped.is_empty() {
+                worker.delivered_live(skipped);
             }
         }
+        settled();
         for cmd in self.later.drain(..) {
             self.store.post(cmd);
         }
@@ -131,7 +150,7 @@ impl Drop for Appends<'_> {
     /// commits its writes: their callers wait for them, and a live entry may have reached the
     /// server already.
     fn drop(&mut self) {
-        self.run(&[]);
+        self.run(&[], &mut || {});
     }
 }
 
@@ -339,6 +358,31 @@ mod tests {
         };
         let seqs: Vec<u64> = fetched.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [1]);
+    }
+
+    #[tokio::test]
+    async fn a_step_is_settled_before_any_of_its_callers_hears_of_it() {
+        let (store, _news) = in_memory();
+        // One committed, one delivered before its commit (no row): neither caller has heard
+        // anything when `settled` runs, and both have once the commit returns.
+        let (kept, mut kept_rx) = append_as(1, 1, false, true);
+        let (skipped, mut skipped_rx) = append_as(2, 2, false, true);
+        let appends = store.post_all(vec![kept, skipped]);
+        let mut heard_when_settled = None;
+        appends.commit_then(&[2], || {
+            heard_when_settled = Some((!kept_rx.is_empty(), !skipped_rx.is_empty()));
+        });
+        assert_eq!(heard_when_settled, Some((false, false)));
+        assert_eq!(kept_rx.try_recv().unwrap().unwrap(), 1);
+        assert_eq!(skipped_rx.try_recv().unwrap().unwrap(), 2);
+        // A step whose only append needs no row.
+        let (skipped, mut skipped_rx) = append_as(3, 3, false, true);
+        let mut heard_when_settled = None;
+        store
+            .post_all(vec![skipped])
+            .commit_then(&[3], || heard_when_settled = Some(!skipped_rx.is_empty()));
+        assert_eq!(heard_when_settled, Some(false));
+        assert_eq!(skipped_rx.try_recv().unwrap().unwrap(), 3);
     }
 
     #[tokio::test]

@@ -53,9 +53,8 @@ pub(super) struct Worker {
     /// Callers of `Outbox::drained`.
     empty_waiters: Vec<oneshot::Sender<()>>,
     /// The highest sequence number of an append handled (stored or refused): a fetch read
-    /// after it reflects every append the engine posted up to it. (Callers commit appends of
-    /// their own only while the engine has no link, when the engine uses no fetch's answer:
-    /// see `engine/seqs.rs`.)
+    /// after it reflects every append up to it. (A caller commits an append of its own only
+    /// when every lower number is committed: see `engine/seqs.rs`.)
     appended_upto: u64,
     /// Lets go of the prepared statements whenever the outbox is empty (see
     /// [`Worker::idle_releases_statements`]).
@@ -119,8 +118,19 @@ impl Worker {
     }
 
     /// Runs one batch in one transaction; returns the reply of a close it found (the rest of
-    /// the batch still runs).
+    /// the batch still runs). (The tests' shorthand for [`Worker::run_batch_then`].)
+    #[cfg(test)]
     pub(super) fn run_batch(&mut self, batch: &mut Vec<Cmd>) -> Option<oneshot::Sender<()>> {
+        self.run_batch_then(batch, &mut || {})
+    }
+
+    /// [`Worker::run_batch`], calling `settled` once the transaction is committed (or rolled
+    /// back), before anyone waiting on it is answered.
+    fn run_batch_then(
+        &mut self,
+        batch: &mut Vec<Cmd>,
+        settled: &mut dyn FnMut(),
+    ) -> Option<oneshot::Sender<()>> {
         let now = now_ms();
         let before = (self.stats.clone(), self.recorded_upto);
         let mut deferred = Vec::with_capacity(batch.len());
@@ -132,18 +142,20 @@ impl Worker {
                 closing = Some(reply);
                 continue;
             }
-            // An entry the engine wrote live, or holds to write, does not wake its parked
-            // fetch, which need not return it either.
+            // An entry the engine wrote live does not wake its parked fetch, which need not
+            // return it either. One a caller handed to the engine does not wake it either
+            // (the engine usually writes it live), but stays for it to return: when the
+            // engine cannot write it yet, it wakes the fetch itself (`Cmd::WakeFetch`).
             appended |= matches!(
                 cmd,
                 Cmd::Append {
                     sending: Sending::Fetched,
                     ..
-                }
+                } | Cmd::WakeFetch
             );
             if let (
                 Cmd::Append {
-                    sending: Sending::Live | Sending::Handed,
+                    sending: Sending::Live,
                     seq,
                     entry,
                     ..
@@ -171,6 +183,10 @@ impl Worker {
         if failure.is_none() {
             failure = self.rows.commit().err();
         }
+        if failure.is_some() {
+            self.rows.rollback();
+        }
+        settled();
         match failure {
             None => {
                 for d in deferred {
@@ -180,7 +196,6 @@ impl Worker {
             Some(e) => {
                 // Nothing in the batch happened: restore the counters, fail every write.
                 debug_assert!(self.rows.rolls_back(), "a batch in memory cannot fail");
-                self.rows.rollback();
                 warn!(error = %e, "store batch failed");
                 (self.stats, self.recorded_upto) = before;
                 let err = Error::from(e);
@@ -243,6 +258,7 @@ impl Worker {
             Cmd::Stats(reply) => drop(reply.send(self.stats.clone())),
             Cmd::WhenEmpty(reply) => self.empty_waiters.push(reply),
             Cmd::Unpark => self.parked = None,
+            Cmd::WakeFetch => {}
             Cmd::Delivered(_)
             | Cmd::Failed(_)
             | Cmd::SentLive(_)
@@ -309,6 +325,8 @@ impl Worker {
                 }
             }
             Cmd::Unpark => self.parked = None,
+            // Answered after the batch (`run_batch`).
+            Cmd::WakeFetch => {}
             Cmd::Delivered(seqs) => {
                 let (n, bytes) = self.rows.delete(&seqs)?;
                 self.stats.delivered += n;
@@ -581,14 +599,22 @@ impl Shared {
     /// closes this client's store alone, its callers hearing `Closed`. Returns whether the
     /// store is still open.
     pub(super) fn run(&self, cmds: &mut Vec<Cmd>) -> bool {
+        self.run_then(cmds, &mut || {})
+    }
+
+    /// [`Shared::run`], calling `settled` once the batch is committed (or rolled back, or
+    /// dropped by a closed store), before anyone waiting on it is answered.
+    pub(super) fn run_then(&self, cmds: &mut Vec<Cmd>, settled: &mut dyn FnMut()) -> bool {
         // A panic is caught below with the lock held, so the lock is never poisoned; if it
         // were, the worker inside is as consistent as a caught panic leaves it.
         let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(worker) = held.as_mut() else {
+            settled();
             cmds.clear();
             return false;
         };
-        match std::panic::catch_unwind(AssertUnwindSafe(|| worker.run_batch(cmds))) {
+        let run = || worker.run_batch_then(cmds, settled);
+        match std::panic::catch_unwind(AssertUnwindSafe(run)) {
             Ok(None) => true,
             Ok(Some(reply)) => {
                 if let Some(worker) = held.take() {
@@ -871,7 +897,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn an_entry_a_caller_handed_to_the_engine_neither_wakes_the_parked_fetch_nor_counts_live() {
+    fn an_entry_a_caller_handed_to_the_engine_waits_for_the_engine_to_wake_the_parked_fetch() {
         for (mut w, mut events) in both(OutboxConfig::default()) {
             let mut batch = vec![Cmd::Fetch {
                 id: 3,
@@ -887,17 +913,18 @@ pub(super) mod tests {
             w.run_batch(&mut vec![cmd]);
             assert_eq!(rx.blocking_recv().unwrap().unwrap(), 1, "committed");
             assert!(events.try_recv().is_err(), "still parked");
-            // The engine wrote it live and says so; then it was delivered.
-            w.run_batch(&mut vec![Cmd::SentLive(1), Cmd::Delivered(vec![1])]);
-            assert_eq!((w.stats.sent_live, w.stats.delivered), (1, 1));
-            let (cmd, _rx) = append_as(1, 2, false, false);
-            w.run_batch(&mut vec![cmd]);
+            assert_eq!(w.stats.sent_live, 0, "the engine has not written it");
+            // The engine could not write it live: it wakes the fetch, which returns it.
+            w.run_batch(&mut vec![Cmd::WakeFetch]);
             match events.try_recv().unwrap() {
                 StoreEvent::Fetched(f) if f.id == 3 => {
-                    assert_eq!(f.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [2])
+                    assert_eq!(f.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [1])
                 }
                 other => panic!("{other:?}"),
             }
+            // One the engine wrote live: it says so, and it was delivered.
+            w.run_batch(&mut vec![Cmd::SentLive(1), Cmd::Delivered(vec![1])]);
+            assert_eq!((w.stats.sent_live, w.stats.delivered), (1, 1));
         }
     }
 
