@@ -690,6 +690,17 @@ pub(super) mod tests {
         }
     }
 
+    /// A fetch `id` from the start that finds nothing and parks.
+    fn park(w: &mut Worker, id: u64) {
+        let mut batch = vec![Cmd::Fetch {
+            id,
+            after: [0; 3],
+            limit: 10,
+            park: true,
+        }];
+        w.run_batch(&mut batch);
+    }
+
     /// Entry `n`, numbered `n + 1` as the engine would from a fresh block.
     fn append(n: usize, notify: bool) -> (Cmd, oneshot::Receiver<Result<u64, Error>>) {
         append_as(n, n as u64 + 1, notify, false)
@@ -838,13 +849,7 @@ pub(super) mod tests {
     #[test]
     fn the_engine_hears_an_append_before_the_fetch_that_returns_it() {
         for (mut w, mut events) in both(OutboxConfig::default()) {
-            let mut batch = vec![Cmd::Fetch {
-                id: 7,
-                after: [0; 3],
-                limit: 10,
-                park: true,
-            }];
-            w.run_batch(&mut batch);
+            park(&mut w, 7);
             assert!(events.try_recv().is_err(), "parked: nothing to send yet");
             let (cmd, _rx) = append(0, true);
             w.run_batch(&mut vec![cmd]);
@@ -864,13 +869,7 @@ pub(super) mod tests {
     #[test]
     fn an_entry_written_live_does_not_wake_the_parked_fetch() {
         for (mut w, mut events) in both(OutboxConfig::default()) {
-            let mut batch = vec![Cmd::Fetch {
-                id: 3,
-                after: [0; 3],
-                limit: 10,
-                park: true,
-            }];
-            w.run_batch(&mut batch);
+            park(&mut w, 3);
             let (cmd, _rx) = append_as(0, 1, true, true);
             w.run_batch(&mut vec![cmd]);
             assert_eq!(
@@ -899,13 +898,7 @@ pub(super) mod tests {
     #[test]
     fn an_entry_a_caller_handed_to_the_engine_waits_for_the_engine_to_wake_the_parked_fetch() {
         for (mut w, mut events) in both(OutboxConfig::default()) {
-            let mut batch = vec![Cmd::Fetch {
-                id: 3,
-                after: [0; 3],
-                limit: 10,
-                park: true,
-            }];
-            w.run_batch(&mut batch);
+            park(&mut w, 3);
             let (mut cmd, rx) = append_as(0, 1, false, false);
             if let Cmd::Append { sending, .. } = &mut cmd {
                 *sending = Sending::Handed;
