@@ -489,8 +489,10 @@ impl Driver {
     async fn finish(mut self: Box<Self>, io: Io) {
         self.machine.closed();
         let out = self.machine.take_actions();
-        self.store.post_all(out.store).commit(&[]);
-        self.machine.flush.seqs.step_committed();
+        let seqs = &self.machine.flush.seqs;
+        self.store
+            .post_all(out.store)
+            .commit_then(&[], || seqs.step_committed());
         for (caller, answer) in out.acks {
             let _ = caller.send(answer);
         }

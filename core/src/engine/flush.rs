@@ -100,6 +100,9 @@ pub(crate) struct Flush {
     fetch_id: u64,
     /// A fetch is outstanding.
     fetching: bool,
+    /// The outstanding fetch was woken for a handed entry (once is enough: entries handed
+    /// after that were committed before the wake-up ran).
+    woken: bool,
     /// Fetched, waiting for a rate-limit token.
     held: VecDeque<StoredEntry>,
     low_lane: LowLane,
@@ -168,6 +171,7 @@ impl Flush {
             cursors: [0; 3],
             fetch_id: 0,
             fetching: false,
+            woken: false,
             held: VecDeque::new(),
             low_lane: config.low_lane,
             costly_path: false,
@@ -294,16 +298,18 @@ impl Flush {
                     args: RawJson::validated(std::mem::take(&mut entry.args)),
                     attachments: std::mem::take(&mut entry.attachments),
                 };
-                // Refused by the server's size limit, it was given up (and its row goes).
+                // Past it either way: written, or refused by the server's size limit and
+                // given up (its row goes), when a fetch already on its way must not send it.
+                self.cursors[i] = seq;
                 if self.write(seq, entry.lane, entry.want_ack, &event, now, link, out) {
-                    self.cursors[i] = seq;
                     self.handed_live += 1;
                 }
             }
             _ => {
                 self.caught_up = false;
                 self.stored_max = self.stored_max.max(seq);
-                if self.fetching {
+                if self.fetching && !self.woken {
+                    self.woken = true;
                     out.store.push(Cmd::WakeFetch);
                 }
             }
@@ -428,6 +434,7 @@ impl Flush {
     fn fetch(&mut self, limit: usize, park: bool, out: &mut Actions) -> u64 {
         self.fetch_id += 1;
         self.fetching = true;
+        self.woken = false;
         out.store.push(Cmd::Fetch {
             id: self.fetch_id,
             after: self.cursors,
@@ -1466,15 +1473,18 @@ mod tests {
         let out = r.handed(2, 2, 2);
         assert!(out.frames.is_empty(), "2 must not overtake 1");
         assert!(matches!(&out.store[..], [Cmd::WakeFetch]));
-        // Its answer brings both, in order.
+        // Woken once: the wake-up runs after 3's commit too.
+        let out = r.handed(2, 3, 3);
+        assert!(out.frames.is_empty() && out.store.is_empty());
+        // Its answer brings them all, in order.
         let mut out = Actions::default();
         let now = r.at(3);
         let mut link = link!(r);
-        let both = vec![entry(1).1, entry(2).1];
-        r.flush.fetched(id, both, true, 2, now, &mut link, &mut out);
-        assert_eq!(sent(&texts(&out)), [1, 2]);
+        let all = vec![entry(1).1, entry(2).1, entry(3).1];
+        r.flush.fetched(id, all, true, 3, now, &mut link, &mut out);
+        assert_eq!(sent(&texts(&out)), [1, 2, 3]);
         // And the next handed entry goes live.
-        assert_eq!(sent(&texts(&r.handed(4, 3, 3))), [3]);
+        assert_eq!(sent(&texts(&r.handed(4, 4, 4))), [4]);
     }
 
     #[test]

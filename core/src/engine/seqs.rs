@@ -140,6 +140,8 @@ impl Seqs {
 
     /// The engine's step ended with its appends committed (or, under `Durability::Full`,
     /// queued to the store thread, where callers commit nothing): callers may number again.
+    /// (A step that panics part-way never says so: callers then leave every emit to the
+    /// engine, the safe way round.)
     pub(crate) fn step_committed(&self) {
         self.numbered.store(false, Ordering::Release);
     }

@@ -103,14 +103,11 @@ impl Appends<'_> {
     /// the server before their commit: no row is written for them (it would be deleted at
     /// once), their callers hear that they are stored — they are past needing it — and the
     /// counters count them delivered.
-    pub(crate) fn commit(mut self, delivered: &[u64]) {
-        self.run(delivered, &mut || {});
-    }
-
-    /// [`Appends::commit`], calling `settled` once they are committed (or known never to be
-    /// stored), before any of their callers is answered: the engine lets callers number
-    /// their own emits again only then (`Seqs::step_committed`), and a caller that heard
-    /// its emit committed and emits again at once must not find them still closed.
+    ///
+    /// `settled` runs once they are committed (or known never to be stored), before any of
+    /// their callers is answered: the engine lets callers number their own emits again only
+    /// then (`Seqs::step_committed`), and a caller that heard its emit committed and emits
+    /// again at once must not find numbering still closed.
     pub(crate) fn commit_then(mut self, delivered: &[u64], settled: impl FnOnce()) {
         let mut settled = Some(settled);
         self.run(delivered, &mut || {
@@ -236,7 +233,7 @@ impl Store {
 
     /// Posts the engine's commands in order, except, when the store is cheap to commit to
     /// (`Durability::Normal`, or in memory), the outbox's own writes — appends, deliveries,
-    /// failures: those the engine commits on its own task ([`Appends::commit`]), in one
+    /// failures: those the engine commits on its own task ([`Appends::commit_then`]), in one
     /// transaction per step, saving an emit's caller two thread hand-offs and the store
     /// thread a transaction of its own per delivery; commands after the first of them are
     /// posted after that commit. Running ahead of commands of earlier steps still queued is
@@ -411,7 +408,7 @@ mod tests {
             };
             let appends = store.post_all(vec![append, seen, recovery]);
             assert_eq!(appends.later.len(), kept);
-            appends.commit(&[]);
+            appends.commit_then(&[], || {});
         }
         drop(file);
         std::fs::remove_dir_all(dir).unwrap();
@@ -426,7 +423,7 @@ mod tests {
         let appends = store.post_all(vec![a1, a2, a3]);
         // Entry 3 replaces any older entry with its key: it needs its row even if delivered.
         assert_eq!(appends.skippable(), [1, 2]);
-        appends.commit(&[1]);
+        appends.commit_then(&[1], || {});
         for (rx, seq) in [(r1, 1), (r2, 2), (r3, 3)] {
             assert_eq!(rx.await.unwrap().unwrap(), seq, "every caller hears Ok");
         }

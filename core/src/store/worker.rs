@@ -219,7 +219,7 @@ impl Worker {
     }
 
     /// Appends (`Cmd::Append`) whose entries were delivered before their commit: answered
-    /// and counted without a row (see [`super::Appends::commit`]).
+    /// and counted without a row (see [`super::Appends::commit_then`]).
     fn delivered_live(&mut self, appends: Vec<Cmd>) {
         for cmd in appends {
             if let Cmd::Append { seq, reply, .. } = cmd {
