@@ -207,16 +207,14 @@ impl HubShare {
 
     /// Adds what the client counted since the last call (its counters only grow).
     pub(crate) fn add(&mut self, received: u64, sent: u64) {
-        if received > self.received {
-            let n = received - self.received;
-            self.counters.received.fetch_add(n, Ordering::Relaxed);
-            self.received = received;
-        }
-        if sent > self.sent {
-            let n = sent - self.sent;
-            self.counters.sent.fetch_add(n, Ordering::Relaxed);
-            self.sent = sent;
-        }
+        let add = |total: &AtomicU64, added: &mut u64, now: u64| {
+            if now > *added {
+                total.fetch_add(now - *added, Ordering::Relaxed);
+                *added = now;
+            }
+        };
+        add(&self.counters.received, &mut self.received, received);
+        add(&self.counters.sent, &mut self.sent, sent);
     }
 }
 

@@ -230,12 +230,7 @@ impl Flush {
         let live = match link {
             Some(link) if recorded && self.may_go_live(&entry, now, link) => {
                 // Lent to the encoder and taken back: no copy of the arguments.
-                let event = EventData {
-                    namespace: entry.namespace.clone(),
-                    name: Arc::from(entry.event.as_str()),
-                    args: RawJson::validated(std::mem::take(&mut entry.args)),
-                    attachments: std::mem::take(&mut entry.attachments),
-                };
+                let event = lend(&mut entry);
                 let lane = entry.lane;
                 if !self.write(seq, lane, entry.want_ack, &event, now, link, out) {
                     // Refused by the server's size limit (given up, its waiter told): the
@@ -252,9 +247,7 @@ impl Flush {
                 true
             }
             _ => {
-                // It comes back through a fetch, after what is older.
-                self.caught_up = false;
-                self.stored_max = self.stored_max.max(seq);
+                self.left_to_fetch(seq);
                 false
             }
         };
@@ -292,12 +285,7 @@ impl Flush {
         }
         match link {
             Some(link) if self.may_go_live(&entry, now, link) => {
-                let event = EventData {
-                    namespace: entry.namespace,
-                    name: Arc::from(entry.event.as_str()),
-                    args: RawJson::validated(std::mem::take(&mut entry.args)),
-                    attachments: std::mem::take(&mut entry.attachments),
-                };
+                let event = lend(&mut entry);
                 // Past it either way: written, or refused by the server's size limit and
                 // given up (its row goes), when a fetch already on its way must not send it.
                 self.cursors[i] = seq;
@@ -306,14 +294,20 @@ impl Flush {
                 }
             }
             _ => {
-                self.caught_up = false;
-                self.stored_max = self.stored_max.max(seq);
+                self.left_to_fetch(seq);
                 if self.fetching && !self.woken {
                     self.woken = true;
                     out.store.push(Cmd::WakeFetch);
                 }
             }
         }
+    }
+
+    /// Entry `seq` is stored and not written: it comes back through a fetch, after what is
+    /// older, and until then nothing goes out live.
+    fn left_to_fetch(&mut self, seq: u64) {
+        self.caught_up = false;
+        self.stored_max = self.stored_max.max(seq);
     }
 
     /// Whether a new entry may be written now, ahead of its commit: nothing older waits, its
@@ -856,6 +850,17 @@ impl Flush {
         for (_, w) in self.waiters.drain() {
             w.answer(Err(Error::Closed));
         }
+    }
+}
+
+/// A new entry as an event to encode, its arguments and attachments moved out of it (lent:
+/// the caller puts them back if it still needs the entry).
+fn lend(entry: &mut NewEntry) -> EventData {
+    EventData {
+        namespace: entry.namespace.clone(),
+        name: Arc::from(entry.event.as_str()),
+        args: RawJson::validated(std::mem::take(&mut entry.args)),
+        attachments: std::mem::take(&mut entry.attachments),
     }
 }
 
