@@ -3,9 +3,9 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
+use futures_channel::mpsc::UnboundedSender;
 use serde::{Deserializer as _, de::DeserializeOwned};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::{
     args::Args,
@@ -91,7 +91,7 @@ impl Event {
         };
         let args = args.into();
         args.check()?;
-        let _ = acker.tx.send(Box::new(AckAnswer {
+        let _ = acker.tx.unbounded_send(Box::new(AckAnswer {
             namespace: self.data.namespace.clone(),
             id: acker.id,
             link: acker.link,
@@ -136,7 +136,7 @@ impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for FirstElement<T
 #[derive(Clone)]
 pub(crate) struct Acker {
     /// Answers are boxed: the channel allocates its slots 32 at a time with the client.
-    pub(crate) tx: mpsc::UnboundedSender<Box<AckAnswer>>,
+    pub(crate) tx: UnboundedSender<Box<AckAnswer>>,
     pub(crate) id: u64,
     /// The link the request came on; an answer on a later link is dropped.
     pub(crate) link: u64,

@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::{
     runtime::Handle,
-    sync::{broadcast, mpsc, oneshot, watch},
+    sync::{broadcast, oneshot, watch},
 };
 
 use self::shared::Shared;
@@ -87,7 +87,7 @@ impl Client {
         })?;
         let config = Arc::new(config);
         let (notices, _) = broadcast::channel(if host.is_some() { HUB_NOTICES } else { NOTICES });
-        let (events_tx, store_events) = mpsc::unbounded_channel();
+        let (events_tx, store_events) = futures_channel::mpsc::unbounded();
         let (store, snapshot) = Store::open(&config.store, &config.outbox, events_tx, host)?;
         let handles = engine::spawn(
             &runtime,

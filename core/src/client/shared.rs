@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, atomic::AtomicU64};
 
+use futures_channel::mpsc::UnboundedSender;
 use tokio::{
     runtime::Handle,
     sync::{broadcast, mpsc, watch},
@@ -20,7 +21,7 @@ use crate::{
 
 /// One client's channels. The engine stops when the last handle drops it.
 pub(super) struct Shared {
-    pub(super) commands: mpsc::UnboundedSender<Command>,
+    pub(super) commands: UnboundedSender<Command>,
     pub(super) outgoing: mpsc::Sender<Outgoing>,
     pub(super) store: Store,
     /// The outbox's sequence numbers, shared with the engine.
@@ -36,7 +37,7 @@ pub(super) struct Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Shutdown);
+        let _ = self.commands.unbounded_send(Command::Shutdown);
     }
 }
 
@@ -47,7 +48,7 @@ impl Shared {
         if *self.state.borrow() == State::Closed {
             return Err(Error::Closed);
         }
-        self.commands.send(c).map_err(|_| Error::Closed)
+        self.commands.unbounded_send(c).map_err(|_| Error::Closed)
     }
 
     /// A stream of the events `interest` names, registered with the engine.

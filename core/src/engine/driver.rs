@@ -6,6 +6,7 @@
 
 use std::{future::Future, panic::AssertUnwindSafe, pin::Pin, sync::Arc, time::Duration};
 
+use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
 use serde_json::Value;
 use tokio::{
@@ -88,10 +89,10 @@ pub(crate) struct Driver {
     pub(crate) route: Arc<Route>,
     pub(crate) options: Arc<protocol::Options>,
     pub(crate) store: Store,
-    pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+    pub(crate) commands: UnboundedReceiver<Command>,
     pub(crate) outgoing: mpsc::Receiver<Outgoing>,
-    pub(crate) answers: mpsc::UnboundedReceiver<Box<AckAnswer>>,
-    pub(crate) store_events: mpsc::UnboundedReceiver<StoreEvent>,
+    pub(crate) answers: UnboundedReceiver<Box<AckAnswer>>,
+    pub(crate) store_events: UnboundedReceiver<StoreEvent>,
     pub(crate) state: watch::Sender<State>,
     pub(crate) notices: broadcast::Sender<Notice>,
 }
@@ -142,9 +143,9 @@ impl Driver {
         } = io;
         tokio::select! {
             biased;
-            c = self.commands.recv() => Wake::Command(c),
-            Some(a) = self.answers.recv() => Wake::Answer(a),
-            Some(e) = self.store_events.recv() => Wake::Store(e),
+            c = self.commands.recv() => Wake::Command(c.ok()),
+            Ok(a) = self.answers.recv() => Wake::Answer(a),
+            Ok(e) = self.store_events.recv() => Wake::Store(e),
             Some((ns, r)) = credentials.next(), if !credentials.is_empty() => {
                 Wake::Credentials(ns, r)
             }
@@ -425,14 +426,14 @@ impl Driver {
             self.flush_quietly(io).await?;
             let found = loop {
                 match self.store_events.recv().await {
-                    Some(StoreEvent::Fetched(f)) if f.id == id => {
+                    Ok(StoreEvent::Fetched(f)) if f.id == id => {
                         let any = !f.entries.is_empty();
                         self.machine
                             .store_event(Now::read(), StoreEvent::Fetched(f));
                         break any;
                     }
-                    Some(e) => self.machine.store_event(Now::read(), e),
-                    None => return Ok(()),
+                    Ok(e) => self.machine.store_event(Now::read(), e),
+                    Err(_) => return Ok(()),
                 }
             };
             self.machine.out.link = None;

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use futures_channel::mpsc::UnboundedSender;
 use serde_json::Value;
 use tokio::{
     sync::mpsc::{self, OwnedPermit},
@@ -58,7 +59,7 @@ pub(crate) struct Machine {
     join_within: std::time::Duration,
     client_id: Arc<str>,
     /// For the ackers handed out with events that ask for an acknowledgement.
-    acks: mpsc::UnboundedSender<Box<AckAnswer>>,
+    acks: UnboundedSender<Box<AckAnswer>>,
     /// The app heartbeat's ping and timing, when the server runs one.
     app_ping: Option<AppPing>,
     /// When credentials were last refreshed at the server's word.
@@ -83,7 +84,7 @@ impl Machine {
     pub(crate) fn new(
         config: &ClientConfig,
         snapshot: Snapshot,
-        acks: mpsc::UnboundedSender<Box<AckAnswer>>,
+        acks: UnboundedSender<Box<AckAnswer>>,
         now: Now,
     ) -> Self {
         Self {
@@ -695,7 +696,7 @@ mod tests {
         if auth {
             config = config.with_auth(StaticAuth(json!({"token": "t"})));
         }
-        let (acks, _) = mpsc::unbounded_channel();
+        let (acks, _) = futures_channel::mpsc::unbounded();
         Machine::new(&config, snapshot, acks, t0())
     }
 
@@ -714,7 +715,7 @@ mod tests {
         let config = ClientConfig::new("http://localhost:1")
             .unwrap()
             .with_signals(ServerSignals::seed_platforms());
-        let (acks, _) = mpsc::unbounded_channel();
+        let (acks, _) = futures_channel::mpsc::unbounded();
         let mut m = Machine::new(&config, Snapshot::default(), acks, t0());
         link_up(&mut m);
         join_main(&mut m);

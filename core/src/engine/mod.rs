@@ -46,6 +46,7 @@ mod subscriptions;
 
 use std::sync::Arc;
 
+use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use tokio::{
     runtime::Handle,
     sync::{broadcast, mpsc, watch},
@@ -73,7 +74,7 @@ const OUTGOING: usize = 1024;
 
 /// The handle side of a running engine.
 pub(crate) struct Handles {
-    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) commands: UnboundedSender<Command>,
     pub(crate) outgoing: mpsc::Sender<Outgoing>,
     pub(crate) state: watch::Receiver<State>,
     /// The outbox's sequence numbers, for emits a caller commits itself.
@@ -88,13 +89,13 @@ pub(crate) fn spawn(
     route: Arc<Route>,
     store: Store,
     snapshot: Snapshot,
-    store_events: mpsc::UnboundedReceiver<StoreEvent>,
+    store_events: UnboundedReceiver<StoreEvent>,
     notices: broadcast::Sender<Notice>,
     hub: Option<Arc<HubCounters>>,
 ) -> Handles {
-    let (commands_tx, commands) = mpsc::unbounded_channel();
+    let (commands_tx, commands) = unbounded();
     let (outgoing_tx, outgoing) = mpsc::channel(OUTGOING);
-    let (answers_tx, answers) = mpsc::unbounded_channel::<Box<AckAnswer>>();
+    let (answers_tx, answers) = unbounded::<Box<AckAnswer>>();
     let (state_tx, state) = watch::channel(State::Idle);
     let mut machine = Machine::new(&config, snapshot, answers_tx, Now::read());
     machine.hub = hub.map(HubShare::new);

@@ -229,7 +229,7 @@ mod tests {
         if broken {
             conn.execute_batch("DROP TABLE outbox").unwrap();
         }
-        let (events, _) = mpsc::unbounded_channel();
+        let (events, _) = futures_channel::mpsc::unbounded();
         Worker::new(
             Backend::sqlite(conn, cipher),
             None,
@@ -307,7 +307,7 @@ mod tests {
         let owner = super::super::owner::Owner::take(&path).unwrap();
         let (conn, snapshot, cipher) =
             schema::open(Some(&path), Durability::Normal, None, true).unwrap();
-        let (events, _) = mpsc::unbounded_channel();
+        let (events, _) = futures_channel::mpsc::unbounded();
         let file = Worker::new(
             Backend::sqlite(conn, cipher),
             Some(owner),

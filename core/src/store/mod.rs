@@ -158,7 +158,7 @@ impl Store {
     pub(crate) fn open(
         config: &StoreConfig,
         limits: &OutboxConfig,
-        events: mpsc::UnboundedSender<StoreEvent>,
+        events: futures_channel::mpsc::UnboundedSender<StoreEvent>,
         host: Option<&Host>,
     ) -> Result<(Store, Snapshot), Error> {
         // Taken before the file is opened, so a refused client changes nothing in it.
@@ -324,8 +324,8 @@ mod tests {
     }
 
     /// A client's store in memory on a thread of its own, and the news it sends the engine.
-    fn in_memory() -> (Store, mpsc::UnboundedReceiver<StoreEvent>) {
-        let (events, news) = mpsc::unbounded_channel();
+    fn in_memory() -> (Store, futures_channel::mpsc::UnboundedReceiver<StoreEvent>) {
+        let (events, news) = futures_channel::mpsc::unbounded();
         let config = StoreConfig::default();
         let (store, _) = Store::open(&config, &OutboxConfig::default(), events, None).unwrap();
         (store, news)
@@ -390,7 +390,7 @@ mod tests {
             path: Some(dir.join("s.db")),
             ..StoreConfig::default()
         };
-        let (events, _news) = mpsc::unbounded_channel();
+        let (events, _news) = futures_channel::mpsc::unbounded();
         let (file, _) = Store::open(&file, &OutboxConfig::default(), events, None).unwrap();
         let (memory, _news) = in_memory();
         for (store, kept) in [(&file, 2), (&memory, 0)] {

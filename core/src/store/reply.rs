@@ -1,7 +1,7 @@
 //! Answers that wait for their batch's commit: a caller must never hear "stored" for
 //! something a rollback undid.
 
-use tokio::sync::mpsc;
+use futures_channel::mpsc::UnboundedSender;
 
 use super::command::{Gone, Reply, StoreEvent, StoredEntry};
 use crate::{error::Error, outbox::PendingEmit};
@@ -24,9 +24,9 @@ pub(super) enum Deferred {
 
 impl Deferred {
     /// The batch committed: answers the caller (and the engine) with the result.
-    pub(super) fn ok(self, events: &mpsc::UnboundedSender<StoreEvent>) {
+    pub(super) fn ok(self, events: &UnboundedSender<StoreEvent>) {
         let tell = |e| {
-            let _ = events.send(e);
+            let _ = events.unbounded_send(e);
         };
         match self {
             Deferred::Appended(r, notify, seq) => {
@@ -53,9 +53,9 @@ impl Deferred {
     }
 
     /// The batch rolled back: every caller hears `err`.
-    pub(super) fn err(self, err: &Error, events: &mpsc::UnboundedSender<StoreEvent>) {
+    pub(super) fn err(self, err: &Error, events: &UnboundedSender<StoreEvent>) {
         let tell = |e| {
-            let _ = events.send(e);
+            let _ = events.unbounded_send(e);
         };
         match self {
             Deferred::Appended(r, notify, seq) => {

@@ -13,7 +13,8 @@ use std::{
     sync::{Mutex, PoisonError},
 };
 
-use tokio::sync::{mpsc, oneshot};
+use futures_channel::mpsc::UnboundedSender;
+use tokio::sync::oneshot;
 use tracing::{error, warn};
 
 use super::{
@@ -49,7 +50,7 @@ pub(super) struct Worker {
     /// The engine's fetch while nothing waited.
     parked: Option<Parked>,
     /// News for the engine.
-    events: mpsc::UnboundedSender<StoreEvent>,
+    events: UnboundedSender<StoreEvent>,
     /// Callers of `Outbox::drained`.
     empty_waiters: Vec<oneshot::Sender<()>>,
     /// The highest sequence number of an append handled (stored or refused): a fetch read
@@ -73,7 +74,7 @@ impl Worker {
         owner: Option<Owner>,
         snapshot: &Snapshot,
         limits: OutboxConfig,
-        events: mpsc::UnboundedSender<StoreEvent>,
+        events: UnboundedSender<StoreEvent>,
     ) -> Self {
         Self {
             rows,
@@ -234,7 +235,7 @@ impl Worker {
 
     fn tell(&self, event: StoreEvent) {
         // The engine is gone only when the client is closing.
-        let _ = self.events.send(event);
+        let _ = self.events.unbounded_send(event);
     }
 
     /// Answers a command that cannot run because its batch already failed. Lost deletions
@@ -657,14 +658,14 @@ pub(super) mod tests {
     use super::*;
     use crate::config::Durability;
 
-    type News = mpsc::UnboundedReceiver<StoreEvent>;
+    type News = futures_channel::mpsc::UnboundedReceiver<StoreEvent>;
 
     /// A worker on a compact SQLite database (as a hub's clients with a file have), kept in
     /// memory for the test.
     fn worker(config: OutboxConfig) -> (Worker, News) {
         let (conn, snapshot, cipher) =
             super::super::schema::open(None, Durability::Normal, None, true).unwrap();
-        let (events, rx) = mpsc::unbounded_channel();
+        let (events, rx) = futures_channel::mpsc::unbounded();
         let rows = Backend::sqlite(conn, cipher);
         (Worker::new(rows, None, &snapshot, config, events), rx)
     }
@@ -673,7 +674,7 @@ pub(super) mod tests {
     /// client without a store file has).
     fn both(config: OutboxConfig) -> [(Worker, News); 2] {
         let (memory, snapshot) = crate::store::memory::Memory::open();
-        let (events, rx) = mpsc::unbounded_channel();
+        let (events, rx) = futures_channel::mpsc::unbounded();
         let rows = Backend::Memory(memory);
         let in_memory = (
             Worker::new(rows, None, &snapshot, config.clone(), events),
@@ -803,7 +804,7 @@ pub(super) mod tests {
             seqs_recorded: false,
             ..opened
         };
-        let (events, _rx) = mpsc::unbounded_channel();
+        let (events, _rx) = futures_channel::mpsc::unbounded();
         let mut w = Worker::new(
             Backend::sqlite(db, cipher),
             None,
