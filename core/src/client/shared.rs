@@ -13,7 +13,7 @@ use super::stream::EventStream;
 use crate::{
     args::Args,
     config::{ClientConfig, Protocol},
-    engine::{Command, Interest, Listener, Outgoing, Seqs},
+    engine::{Command, Interest, Listener, Outgoing, QueueTx, Seqs},
     error::{Error, Result},
     event::{Notice, State},
     store::Store,
@@ -22,7 +22,7 @@ use crate::{
 /// One client's channels. The engine stops when the last handle drops it.
 pub(super) struct Shared {
     pub(super) commands: UnboundedSender<Command>,
-    pub(super) outgoing: mpsc::Sender<Outgoing>,
+    pub(super) outgoing: QueueTx<Outgoing>,
     pub(super) store: Store,
     /// The outbox's sequence numbers, shared with the engine.
     pub(super) seqs: Arc<Seqs>,

@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::sync::{mpsc::error::TrySendError, oneshot};
+use tokio::sync::oneshot;
 
 use super::{
     shared::Shared,
@@ -12,7 +12,7 @@ use super::{
 use crate::{
     args::{AckReply, Args},
     codec::json::RawJson,
-    engine::{AckTx, Command, Interest, Outgoing},
+    engine::{AckTx, Command, Interest, Outgoing, Refused},
     error::{Error, Result},
     event::{Event, State},
     outbox::EmitOptions,
@@ -141,8 +141,8 @@ impl Socket {
             .try_send(Outgoing::Volatile(Box::new(data)))
         {
             Ok(()) => Ok(true),
-            Err(TrySendError::Full(_)) => Ok(false),
-            Err(TrySendError::Closed(_)) => Err(Error::Closed),
+            Err(Refused::Full(_)) => Ok(false),
+            Err(Refused::Closed(_)) => Err(Error::Closed),
         }
     }
 
@@ -177,7 +177,7 @@ impl Socket {
         // Room on the queue first: the entry is handed over under the numbers' lock (in
         // number order), and a full queue must not hold the lock.
         let handover = if turn.linked() {
-            Some(self.shared.outgoing.try_reserve().ok()?)
+            Some(self.shared.outgoing.try_reserve()?)
         } else {
             None
         };
@@ -273,8 +273,8 @@ impl Socket {
         // would reach the engine — and be numbered — out of the order they were made.
         let sent = match self.shared.outgoing.try_send(emit) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(emit)) => self.shared.outgoing.send(emit).await.map_err(drop),
-            Err(TrySendError::Closed(_)) => Err(()),
+            Err(Refused::Full(emit)) => self.shared.outgoing.send(emit).await.map_err(drop),
+            Err(Refused::Closed(_)) => Err(()),
         };
         if sent.is_err() {
             return Err(Error::Closed);

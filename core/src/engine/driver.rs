@@ -20,6 +20,7 @@ use super::{
     control::{Command, Outgoing},
     dial::dial,
     machine::Machine,
+    queue::QueueRx,
 };
 use crate::{
     config::{AuthRequest, ClientConfig},
@@ -90,7 +91,7 @@ pub(crate) struct Driver {
     pub(crate) options: Arc<protocol::Options>,
     pub(crate) store: Store,
     pub(crate) commands: UnboundedReceiver<Command>,
-    pub(crate) outgoing: mpsc::Receiver<Outgoing>,
+    pub(crate) outgoing: QueueRx<Outgoing>,
     pub(crate) answers: UnboundedReceiver<Box<AckAnswer>>,
     pub(crate) store_events: UnboundedReceiver<StoreEvent>,
     pub(crate) state: watch::Sender<State>,
@@ -212,8 +213,8 @@ impl Driver {
                         break;
                     }
                     match self.outgoing.try_recv() {
-                        Ok(o) => m.outgoing(now, o),
-                        Err(_) => break,
+                        Some(o) => m.outgoing(now, o),
+                        None => break,
                     }
                 }
             }
@@ -416,7 +417,7 @@ impl Driver {
 
     async fn flush_remaining(&mut self, io: &mut Io) -> Result<(), TransportError> {
         let now = Now::read();
-        while let Ok(o) = self.outgoing.try_recv() {
+        while let Some(o) = self.outgoing.try_recv() {
             self.machine.outgoing(now, o);
         }
         loop {

@@ -38,6 +38,7 @@ mod lifecycle;
 mod listeners;
 mod machine;
 mod namespaces;
+mod queue;
 mod radio;
 mod recovery;
 mod seqs;
@@ -49,13 +50,14 @@ use std::sync::Arc;
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use tokio::{
     runtime::Handle,
-    sync::{broadcast, mpsc, watch},
+    sync::{broadcast, watch},
 };
 
 pub(crate) use self::{
     actions::AckTx,
     control::{Command, Outgoing},
     listeners::{Interest, Listener},
+    queue::{QueueTx, Refused},
     seqs::Seqs,
 };
 use self::{driver::Driver, machine::Machine};
@@ -75,7 +77,7 @@ const OUTGOING: usize = 1024;
 /// The handle side of a running engine.
 pub(crate) struct Handles {
     pub(crate) commands: UnboundedSender<Command>,
-    pub(crate) outgoing: mpsc::Sender<Outgoing>,
+    pub(crate) outgoing: QueueTx<Outgoing>,
     pub(crate) state: watch::Receiver<State>,
     /// The outbox's sequence numbers, for emits a caller commits itself.
     pub(crate) seqs: Arc<Seqs>,
@@ -94,7 +96,7 @@ pub(crate) fn spawn(
     hub: Option<Arc<HubCounters>>,
 ) -> Handles {
     let (commands_tx, commands) = unbounded();
-    let (outgoing_tx, outgoing) = mpsc::channel(OUTGOING);
+    let (outgoing_tx, outgoing) = queue::queue(OUTGOING);
     let (answers_tx, answers) = unbounded::<Box<AckAnswer>>();
     let (state_tx, state) = watch::channel(State::Idle);
     let mut machine = Machine::new(&config, snapshot, answers_tx, Now::read());
