@@ -92,6 +92,9 @@ impl Subscriptions {
         if let Some(wire) = wire {
             self.send(&s, false, now, wire, out);
         }
+        // Grown one at a time: a client has a few subscriptions for its whole life, and a
+        // doubling Vec would hold room for four from the first (a hub pays it per client).
+        self.desired.reserve_exact(1);
         self.desired.push(s);
     }
 
@@ -138,7 +141,7 @@ impl Subscriptions {
         refused: Option<&Rejection>,
         out: &mut Actions,
     ) -> Option<Option<Arc<str>>> {
-        let w = self.waiting.remove(&id)?;
+        let w = self.take_waiting(id)?;
         if let Some(r) = refused {
             let error = format!("refused: {}: {}", r.code, r.message);
             self.fail(&w.namespace, &w.event, error, out);
@@ -158,7 +161,7 @@ impl Subscriptions {
         overdue.sort_unstable();
         let mut ready = Vec::new();
         for id in overdue {
-            let Some(w) = self.waiting.remove(&id) else {
+            let Some(w) = self.take_waiting(id) else {
                 continue;
             };
             let error = format!("no acknowledgement within {:?}", self.timeout);
@@ -166,6 +169,16 @@ impl Subscriptions {
             ready.extend(self.released(w));
         }
         ready
+    }
+
+    /// Removes what request `id` was waiting for. The table is freed once empty: it is
+    /// used around a connect, and an idle client (a hub holds thousands) keeps no room.
+    fn take_waiting(&mut self, id: u64) -> Option<Waiting> {
+        let w = self.waiting.remove(&id);
+        if self.waiting.is_empty() {
+            self.waiting = HashMap::new();
+        }
+        w
     }
 
     /// The namespace `w` was holding back, if it was the last one to.
@@ -180,7 +193,7 @@ impl Subscriptions {
 
     /// Forgets what was awaited on a link that is gone.
     pub(crate) fn link_lost(&mut self) {
-        self.waiting.clear();
+        self.waiting = HashMap::new();
     }
 
     fn gating(&self, namespace: &str) -> bool {
@@ -252,6 +265,37 @@ mod tests {
         // Nothing to replay on an empty namespace: ready at once.
         let mut other = Subscriptions::new(vec![], Duration::from_secs(1));
         assert!(other.replay(&root, t0(), &mut wire, &mut Actions::default()));
+    }
+
+    #[test]
+    fn an_idle_client_keeps_room_for_its_subscriptions_only() {
+        let root: Arc<str> = Arc::from("/");
+        let mut s = Subscriptions::new(vec![], Duration::from_secs(1));
+        let mut wire = test_wire(25_000, 20_000);
+        let mut out = Actions::default();
+        s.add(sub("room:subscribe", "r1"), t0(), Some(&mut wire), &mut out);
+        assert_eq!(s.desired.capacity(), 1, "no room kept for more");
+        assert!(s.waiting.capacity() > 0, "its ack is awaited");
+        let ids = ids_sent(&out);
+        assert_eq!(s.ack(ids[0], None, &mut out), Some(None));
+        assert_eq!(
+            s.waiting.capacity(),
+            0,
+            "the table is freed once nothing is awaited"
+        );
+        // The same after a timeout, and when the link goes.
+        assert!(!s.replay(&root, t0(), &mut wire, &mut out));
+        s.on_timeout(
+            Now {
+                at: t0().at + Duration::from_secs(2),
+                wall_ms: 0,
+            },
+            &mut out,
+        );
+        assert_eq!(s.waiting.capacity(), 0);
+        assert!(!s.replay(&root, t0(), &mut wire, &mut out));
+        s.link_lost();
+        assert_eq!(s.waiting.capacity(), 0);
     }
 
     #[test]

@@ -194,7 +194,11 @@ impl Memory {
     pub(super) fn put_subscription(&mut self, s: &StoredSubscription) {
         match self.subscriptions.iter_mut().find(|k| same(k, s)) {
             Some(kept) => kept.unsubscribe.clone_from(&s.unsubscribe),
-            None => self.subscriptions.push(s.clone()),
+            // One at a time, as the engine's copy grows: a client has a few for its life.
+            None => {
+                self.subscriptions.reserve_exact(1);
+                self.subscriptions.push(s.clone());
+            }
         }
     }
 
@@ -373,6 +377,17 @@ mod tests {
                 assert_eq!(mem.totals(), db::totals(&conn).unwrap(), "{at}: totals");
             }
         }
+    }
+
+    #[test]
+    fn subscriptions_take_room_for_themselves_only() {
+        let (mut mem, _) = Memory::open();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let one = subscription(&mut rng);
+        mem.put_subscription(&one);
+        mem.put_subscription(&one);
+        assert_eq!(mem.subscriptions.len(), 1, "the same one, once");
+        assert_eq!(mem.subscriptions.capacity(), 1, "no room kept for more");
     }
 
     #[test]
