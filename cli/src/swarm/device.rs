@@ -9,7 +9,11 @@ use std::{
 
 use pulselink::{Client, ClientConfig, Hub, Notice, State};
 use serde_json::Value;
-use tokio::{sync::watch, task::JoinSet, time::Instant};
+use tokio::{
+    sync::{broadcast, watch},
+    task::JoinSet,
+    time::Instant,
+};
 
 use super::tally::{Tally, bump, kind_of};
 
@@ -77,7 +81,8 @@ pub(crate) async fn run(
             tally.error(kind_of(&format!("{e:?}")), i, || e.to_string());
         }
     }
-    let watcher = tokio::spawn(watch_client(i, client.clone(), tally.clone()));
+    // Watched by this task, not one of its own: a task per device was another 1.1 KiB each.
+    let mut watch = Watch::new(i, &client);
     if let Err(e) = client.start() {
         tally.error(kind_of(&format!("{e:?}")), i, || e.to_string());
     }
@@ -93,6 +98,7 @@ pub(crate) async fn run(
             tokio::select! {
                 _ = ticks.tick() => {}
                 _ = stop.wait_for(|s| *s) => break,
+                () = watch.next(&tally) => continue,
             }
             // Answered emits are reaped as the run goes, so a long run holds only those pending.
             while acks.try_join_next().is_some() {}
@@ -121,47 +127,77 @@ pub(crate) async fn run(
             }
         }
     } else {
-        let _ = stop.wait_for(|s| *s).await;
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                () = watch.next(&tally) => {}
+            }
+        }
     }
     // Every acknowledged emit is answered (or times out) before the device counts as done.
     while acks.join_next().await.is_some() {}
     let connected_at_end = client.state() == State::Connected;
-    // Stopped first: closing is the run's end, not a loss to count.
-    watcher.abort();
+    // Watched no more: closing is the run's end, not a loss to count.
+    drop(watch);
     client.close().await;
     Outcome { connected_at_end }
 }
 
 /// Follows one client's state and notices into the tally: the connected gauge, the first
 /// connect's time, reconnects, losses and failed attempts by kind.
-async fn watch_client(i: u64, client: Client, tally: Arc<Tally>) {
-    let mut states = client.states();
-    let mut notices = client.notices();
-    let began = Instant::now();
-    let mut connected = false;
-    let mut ever = false;
-    loop {
+struct Watch {
+    i: u64,
+    states: watch::Receiver<State>,
+    notices: broadcast::Receiver<Notice>,
+    began: Instant,
+    connected: bool,
+    ever: bool,
+    /// The client's channels are open; once they close there is nothing more to follow.
+    open: bool,
+}
+
+impl Watch {
+    fn new(i: u64, client: &Client) -> Self {
+        Self {
+            i,
+            states: client.states(),
+            notices: client.notices(),
+            began: Instant::now(),
+            connected: false,
+            ever: false,
+            open: true,
+        }
+    }
+
+    /// Waits for the next change of state or notice and reports it; never returns once the
+    /// client is gone. Cancel-safe: both receivers are.
+    async fn next(&mut self, tally: &Tally) {
+        if !self.open {
+            return std::future::pending().await;
+        }
+        let i = self.i;
         tokio::select! {
-            changed = states.changed() => {
+            changed = self.states.changed() => {
                 if changed.is_err() {
-                    break;
+                    self.open = false;
+                    return;
                 }
-                let now = *states.borrow_and_update() == State::Connected;
-                if now && !connected {
+                let now = *self.states.borrow_and_update() == State::Connected;
+                if now && !self.connected {
                     bump(&tally.connected);
-                    if ever {
+                    if self.ever {
                         bump(&tally.reconnects);
                     } else {
-                        ever = true;
-                        tally.first_connect(began.elapsed());
+                        self.ever = true;
+                        tally.first_connect(self.began.elapsed());
                     }
-                } else if !now && connected {
+                } else if !now && self.connected {
                     tally.connected.fetch_sub(1, Ordering::Relaxed);
                     bump(&tally.disconnects);
                 }
-                connected = now;
+                self.connected = now;
             }
-            notice = notices.recv() => match notice {
+            notice = self.notices.recv() => match notice {
                 Ok(Notice::ConnectFailed { error, .. }) => {
                     tally.error(&format!("connect: {}", kind_of(&format!("{error:?}"))), i, || {
                         error.to_string()
@@ -182,15 +218,15 @@ async fn watch_client(i: u64, client: Client, tally: Arc<Tally>) {
                         || format!("{reason:?}"),
                     );
                 }
-                // A burst (of failed emits, say) outran this watcher: what it skipped may have
+                // A burst (of failed emits, say) outran this watch: what it skipped may have
                 // been a failure, so the report says that some went uncounted.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tally.error("notices missed", i, || {
                         format!("{missed} notices skipped by a watcher that fell behind")
                     });
                 }
                 Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                Err(broadcast::error::RecvError::Closed) => self.open = false,
             },
         }
     }
