@@ -154,7 +154,10 @@ fn main() {
     let cli = Cli::parse();
     // One thread serves one connection best; a fleet of them uses every core.
     let runtime = match cli.command {
-        Command::Swarm { .. } => tokio::runtime::Builder::new_multi_thread(),
+        Command::Swarm { .. } => {
+            swarm::prepare_process();
+            tokio::runtime::Builder::new_multi_thread()
+        }
         _ => tokio::runtime::Builder::new_current_thread(),
     }
     .enable_all()
