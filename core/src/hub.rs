@@ -13,20 +13,28 @@
 //! notices for a slow receiver: memory every connection holds whether or not anything
 //! arrives, where a device's traffic is a few events. [`Hub::stats`] totals what the hub's
 //! clients received and sent, so a gateway or load test that only counts needs no listener
-//! (a task and a channel) on each client.
+//! (a task and a channel) on each client; [`Hub::notices`] is every client's notices on one
+//! channel, each with its client's number, so a client's own notice channel (some 1.7 KiB)
+//! is made only for a client the app asks.
 //!
 //! What they share is the thread's time: one client's slow commit (an fsync with
 //! `Durability::Full`, a file locked by another process for up to 5 s) delays the others'
 //! store commands meanwhile, and each client with a file commits on its own (group commit
 //! works within a client, not across them).
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use tokio::sync::broadcast;
 
 use crate::{
     client::Client,
     config::ClientConfig,
     error::Result,
     metrics::{HubCounters, HubStats},
+    notices::{HubChannel, HubNotice, Notices},
     store::Host,
 };
 
@@ -36,6 +44,9 @@ use crate::{
 pub struct Hub {
     host: Host,
     counters: Arc<HubCounters>,
+    notices: HubChannel,
+    /// The number the next client gets.
+    next: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -50,6 +61,8 @@ impl Hub {
         Ok(Self {
             host: Host::start("pulselink-hub-store")?,
             counters: Arc::default(),
+            notices: HubChannel::default(),
+            next: Arc::default(),
         })
     }
 
@@ -57,7 +70,21 @@ impl Hub {
     /// (the same checks and errors, inside a tokio runtime). Store files must differ between
     /// clients, as always.
     pub fn client(&self, config: ClientConfig) -> Result<Client> {
-        Client::build(config, Some(&self.host), Some(self.counters.clone()))
+        let index = self.next.fetch_add(1, Ordering::Relaxed);
+        let notices = Notices::hub_member(self.notices.clone(), index);
+        Client::build(
+            config,
+            Some(&self.host),
+            Some(self.counters.clone()),
+            notices,
+        )
+    }
+
+    /// Every client's notices, from now on, each with the number of its client
+    /// ([`Client::hub_index`]): one receiver for a fleet. Up to 4,096 notices are kept for a
+    /// slow receiver; one further behind skips the oldest (`Lagged`).
+    pub fn notices(&self) -> broadcast::Receiver<HubNotice> {
+        self.notices.subscribe()
     }
 
     /// Totals across every client this hub made, closed ones included: what a gateway or a

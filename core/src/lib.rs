@@ -39,6 +39,7 @@ pub mod event;
 mod hub;
 pub mod inbox;
 pub mod metrics;
+mod notices;
 pub mod outbox;
 mod protocol;
 pub mod ratelimit;
@@ -72,6 +73,7 @@ pub use event::{DisconnectReason, Event, Notice, State};
 pub use hub::Hub;
 pub use inbox::{DedupConfig, Freshness};
 pub use metrics::{HubStats, Latency, Metrics, StateTimes};
+pub use notices::HubNotice;
 pub use outbox::{
     EmitOptions, KeyPlacement, LowLane, LowLaneHold, OutboxConfig, OutboxStats, Overflow,
     PendingEmit, Priority,

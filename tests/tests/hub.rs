@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use pulselink::{ClientConfig, Error, Hub, State};
+use pulselink::{ClientConfig, Error, Hub, Notice, State};
 use pulselink_tests::{NodeServer, read_ledger, scratch};
 use serde_json::json;
 
@@ -142,4 +142,43 @@ async fn a_hub_holds_many_durable_clients_on_one_store_thread_each_with_its_own_
     );
     assert!(after.events_sent - before.events_sent >= senders.len() as u64);
     assert!(after.events_sent >= sent, "{after:?}, {sent} sent");
+
+    // Every client's notices on the hub's one channel, each naming its client: a refused
+    // client's refusal names it, a welcome one's join names that one.
+    assert_eq!(clients[0].hub_index(), Some(0));
+    assert_eq!(clients[CLIENTS - 1].hub_index(), Some(CLIENTS as u64 - 1));
+    let mut fleet = hub.notices();
+    let refused = hub
+        .client(
+            ClientConfig::new(&server.url())
+                .unwrap()
+                .with_static_auth(json!({ "token": "bad" })),
+        )
+        .unwrap();
+    let welcome = hub
+        .client(ClientConfig::new(&server.url()).unwrap())
+        .unwrap();
+    let (refused_at, welcome_at) = (refused.hub_index().unwrap(), welcome.hub_index().unwrap());
+    assert_ne!(refused_at, welcome_at);
+    refused.start().unwrap();
+    welcome.start().unwrap();
+    let (mut refusal, mut joined) = (false, false);
+    tokio::time::timeout(T, async {
+        while !(refusal && joined) {
+            let n = fleet.recv().await.unwrap();
+            match (&n.notice, n.client) {
+                (Notice::ConnectError { .. }, c) => {
+                    assert_eq!(c, refused_at, "{n:?}");
+                    refusal = true;
+                }
+                (Notice::Connected { .. }, c) => {
+                    assert_eq!(c, welcome_at, "{n:?}");
+                    joined = true;
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("both clients' notices on the hub's channel");
 }

@@ -7,13 +7,9 @@ use std::{
     time::Duration,
 };
 
-use pulselink::{Client, ClientConfig, Hub, Notice, State};
+use pulselink::{Client, ClientConfig, Hub, State};
 use serde_json::Value;
-use tokio::{
-    sync::{broadcast, watch},
-    task::JoinSet,
-    time::Instant,
-};
+use tokio::{sync::watch, task::JoinSet, time::Instant};
 
 use super::tally::{Tally, bump, kind_of};
 
@@ -71,20 +67,24 @@ pub(crate) async fn run(
     }) {
         Ok(c) => c,
         Err(e) => {
-            tally.error(kind_of(&format!("{e:?}")), i, || e.to_string());
+            tally.error(kind_of(&format!("{e:?}")), Some(i), || e.to_string());
             return ended;
         }
     };
     for (event, template) in &plan.subscriptions {
         let arg = fill(template, i).expect("validated before the run");
         if let Err(e) = Box::pin(client.subscribe(event, arg, None)).await {
-            tally.error(kind_of(&format!("{e:?}")), i, || e.to_string());
+            tally.error(kind_of(&format!("{e:?}")), Some(i), || e.to_string());
         }
     }
-    // Watched by this task, not one of its own: a task per device was another 1.1 KiB each.
-    let mut watch = Watch::new(i, &client);
+    // The hub's notices name the client by the hub's number for it.
+    tally.enlist(client.hub_index().expect("a hub's client"), i);
+    // Its state is watched by this task, not one of its own: a task per device was another
+    // 1.1 KiB each. Its notices are read for the whole fleet on the hub's channel
+    // (`notices.rs`), so the client never makes a notice channel of its own.
+    let mut watch = Watch::new(&client);
     if let Err(e) = client.start() {
-        tally.error(kind_of(&format!("{e:?}")), i, || e.to_string());
+        tally.error(kind_of(&format!("{e:?}")), Some(i), || e.to_string());
     }
 
     let mut acks = JoinSet::new();
@@ -106,7 +106,7 @@ pub(crate) async fn run(
             match plan.ack {
                 None => match Box::pin(client.emit(event, args)).await {
                     Ok(()) => bump(&tally.emitted),
-                    Err(e) => tally.error(kind_of(&format!("{e:?}")), i, || e.to_string()),
+                    Err(e) => tally.error(kind_of(&format!("{e:?}")), Some(i), || e.to_string()),
                 },
                 Some(timeout) => {
                     let (client, tally, event) = (client.clone(), tally.clone(), event.clone());
@@ -119,7 +119,7 @@ pub(crate) async fn run(
                             }
                             Err(e) => {
                                 bump(&tally.ack_failed);
-                                tally.error(kind_of(&format!("{e:?}")), i, || e.to_string());
+                                tally.error(kind_of(&format!("{e:?}")), Some(i), || e.to_string());
                             }
                         }
                     });
@@ -143,25 +143,21 @@ pub(crate) async fn run(
     Outcome { connected_at_end }
 }
 
-/// Follows one client's state and notices into the tally: the connected gauge, the first
-/// connect's time, reconnects, losses and failed attempts by kind.
+/// Follows one client's state into the tally: the connected gauge, the first connect's time,
+/// reconnects and losses.
 struct Watch {
-    i: u64,
     states: watch::Receiver<State>,
-    notices: broadcast::Receiver<Notice>,
     began: Instant,
     connected: bool,
     ever: bool,
-    /// The client's channels are open; once they close there is nothing more to follow.
+    /// The client's state is still published; once it is not there is nothing to follow.
     open: bool,
 }
 
 impl Watch {
-    fn new(i: u64, client: &Client) -> Self {
+    fn new(client: &Client) -> Self {
         Self {
-            i,
             states: client.states(),
-            notices: client.notices(),
             began: Instant::now(),
             connected: false,
             ever: false,
@@ -169,65 +165,29 @@ impl Watch {
         }
     }
 
-    /// Waits for the next change of state or notice and reports it; never returns once the
-    /// client is gone. Cancel-safe: both receivers are.
+    /// Waits for the next change of state and reports it; never returns once the client is
+    /// gone. Cancel-safe, as `changed` is.
     async fn next(&mut self, tally: &Tally) {
         if !self.open {
             return std::future::pending().await;
         }
-        let i = self.i;
-        tokio::select! {
-            changed = self.states.changed() => {
-                if changed.is_err() {
-                    self.open = false;
-                    return;
-                }
-                let now = *self.states.borrow_and_update() == State::Connected;
-                if now && !self.connected {
-                    bump(&tally.connected);
-                    if self.ever {
-                        bump(&tally.reconnects);
-                    } else {
-                        self.ever = true;
-                        tally.first_connect(self.began.elapsed());
-                    }
-                } else if !now && self.connected {
-                    tally.connected.fetch_sub(1, Ordering::Relaxed);
-                    bump(&tally.disconnects);
-                }
-                self.connected = now;
-            }
-            notice = self.notices.recv() => match notice {
-                Ok(Notice::ConnectFailed { error, .. }) => {
-                    tally.error(&format!("connect: {}", kind_of(&format!("{error:?}"))), i, || {
-                        error.to_string()
-                    });
-                }
-                Ok(Notice::ConnectError { message, will_retry, .. }) => {
-                    let kind = if will_retry { "refused, retrying" } else { "refused" };
-                    tally.error(kind, i, || message);
-                }
-                // The client's own decision (after a refusal, say): reported where it began.
-                Ok(Notice::Disconnected {
-                    reason: pulselink::DisconnectReason::ClientDisconnect,
-                }) => {}
-                Ok(Notice::Disconnected { reason }) => {
-                    tally.error(
-                        &format!("disconnect: {}", kind_of(&format!("{reason:?}"))),
-                        i,
-                        || format!("{reason:?}"),
-                    );
-                }
-                // A burst (of failed emits, say) outran this watch: what it skipped may have
-                // been a failure, so the report says that some went uncounted.
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tally.error("notices missed", i, || {
-                        format!("{missed} notices skipped by a watcher that fell behind")
-                    });
-                }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Closed) => self.open = false,
-            },
+        if self.states.changed().await.is_err() {
+            self.open = false;
+            return;
         }
+        let now = *self.states.borrow_and_update() == State::Connected;
+        if now && !self.connected {
+            bump(&tally.connected);
+            if self.ever {
+                bump(&tally.reconnects);
+            } else {
+                self.ever = true;
+                tally.first_connect(self.began.elapsed());
+            }
+        } else if !now && self.connected {
+            tally.connected.fetch_sub(1, Ordering::Relaxed);
+            bump(&tally.disconnects);
+        }
+        self.connected = now;
     }
 }

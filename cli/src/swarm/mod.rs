@@ -6,6 +6,7 @@
 
 mod device;
 mod histogram;
+mod notices;
 mod tally;
 
 use std::{io::IsTerminal, sync::Arc, time::Duration};
@@ -157,6 +158,9 @@ pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result
     let tally = Arc::new(Tally::new(hub.clone()));
     let plan = Arc::new(checked.plan);
     let (stop_tx, stop) = watch::channel(false);
+    // Reading before the first client exists: none of its notices is missed.
+    let (notices_done, done) = tokio::sync::oneshot::channel();
+    let follower = tokio::spawn(notices::follow(hub.clone(), tally.clone(), done));
     let began = Instant::now();
     let n = options.clients;
     let mut devices = tokio::task::JoinSet::new();
@@ -190,6 +194,10 @@ pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result
         "\nswarm: {}",
         status_line(&tally, n, &whole, &Reading::default(), began.elapsed())
     );
+    // Notices counted up to here: what the devices' closing brings is the run's end, not a
+    // failure to report.
+    let _ = notices_done.send(());
+    let _ = follower.await;
     let _ = stop_tx.send(true);
     let mut connected_at_end = 0u64;
     while let Some(outcome) = devices.join_next().await {

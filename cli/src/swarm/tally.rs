@@ -2,7 +2,7 @@
 //! atomics, latencies in histograms, errors by kind with the clients that met them.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         Mutex,
         atomic::{AtomicU64, Ordering},
@@ -49,6 +49,8 @@ pub(crate) struct Tally {
     acks: Mutex<Histogram>,
     connects: Mutex<Histogram>,
     errors: Mutex<BTreeMap<String, ErrorKind>>,
+    /// Each device's client by the hub's number for it: the hub's notices name clients so.
+    devices: Mutex<HashMap<u64, u64>>,
 }
 
 /// Adds one to a counter.
@@ -84,6 +86,7 @@ impl Tally {
             acks: Mutex::default(),
             connects: Mutex::default(),
             errors: Mutex::default(),
+            devices: Mutex::default(),
         }
     }
 
@@ -105,15 +108,35 @@ impl Tally {
             .record(micros(took));
     }
 
-    /// Counts an error of `kind` met by `client`.
-    pub(crate) fn error(&self, kind: &str, client: u64, message: impl FnOnce() -> String) {
+    /// Notes that device `i`'s client is the hub's client number `hub_index`.
+    pub(crate) fn enlist(&self, hub_index: u64, i: u64) {
+        self.devices
+            .lock()
+            .expect("no panic holding it")
+            .insert(hub_index, i);
+    }
+
+    /// The device whose client is the hub's number `hub_index`.
+    pub(crate) fn device(&self, hub_index: u64) -> Option<u64> {
+        self.devices
+            .lock()
+            .expect("no panic holding it")
+            .get(&hub_index)
+            .copied()
+    }
+
+    /// Counts an error of `kind` met by `client` (by the fleet as a whole: `None`).
+    pub(crate) fn error(&self, kind: &str, client: Option<u64>, message: impl FnOnce() -> String) {
         let mut errors = self.errors.lock().expect("no panic holding it");
         let e = errors.entry(kind.to_owned()).or_default();
         e.count += 1;
         if e.example.is_empty() {
             e.example = message();
         }
-        if e.clients.len() < CLIENTS_PER_ERROR && !e.clients.contains(&client) {
+        if let Some(client) = client
+            && e.clients.len() < CLIENTS_PER_ERROR
+            && !e.clients.contains(&client)
+        {
             e.clients.push(client);
         }
     }
@@ -200,7 +223,7 @@ mod tests {
     fn errors_keep_a_count_the_first_clients_and_one_message() {
         let t = Tally::new(Hub::new().unwrap());
         for c in 0..15 {
-            t.error("Unauthorized", c, || format!("client {c} refused"));
+            t.error("Unauthorized", Some(c), || format!("client {c} refused"));
         }
         let v = t.to_json();
         let e = &v["errors"]["Unauthorized"];

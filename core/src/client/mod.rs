@@ -30,6 +30,7 @@ use crate::{
     error::{Error, Result},
     event::{Event, Notice, State},
     metrics::{HubCounters, Metrics},
+    notices::Notices,
     outbox::EmitOptions,
     store::{Host, Store},
 };
@@ -50,14 +51,6 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// Notices kept for a slow receiver (one per emit dropped or failed, so a burst can be long).
-const NOTICES: usize = 256;
-
-/// The same for a hub's client: every slot is allocated with the client (about 110 bytes
-/// each), memory a hub of thousands pays in full (64 slots were 5 KiB of some 70 per device).
-/// A receiver that falls further behind hears how many it missed (`RecvError::Lagged`).
-const HUB_NOTICES: usize = 16;
-
 impl Client {
     /// Creates a client and its engine task on the current tokio runtime, opening its store
     /// (a few milliseconds of blocking file I/O; migrations and an integrity check after an
@@ -68,15 +61,16 @@ impl Client {
     /// runtime, and with [`Error::StoreCorrupt`] / [`Error::Store`] when the store cannot be
     /// opened.
     pub fn new(config: ClientConfig) -> Result<Self> {
-        Self::build(config, None, None)
+        Self::build(config, None, None, Notices::single())
     }
 
     /// A client whose store runs on `host`'s thread (a hub's, which `hub` counts its traffic
-    /// for), or on a thread of its own.
+    /// for), or on a thread of its own, publishing its notices to `notices`.
     pub(crate) fn build(
         config: ClientConfig,
         host: Option<&Host>,
         hub: Option<Arc<HubCounters>>,
+        notices: Notices,
     ) -> Result<Self> {
         let mut route = config.checked()?;
         if host.is_some() {
@@ -86,7 +80,7 @@ impl Client {
             Error::InvalidConfig("Client::new must run inside a tokio runtime".into())
         })?;
         let config = Arc::new(config);
-        let (notices, _) = broadcast::channel(if host.is_some() { HUB_NOTICES } else { NOTICES });
+        let notices = Arc::new(notices);
         let (events_tx, store_events) = futures_channel::mpsc::unbounded();
         let (store, snapshot) = Store::open(&config.store, &config.outbox, events_tx, host)?;
         let handles = engine::spawn(
@@ -114,6 +108,12 @@ impl Client {
                 app_epoch: Default::default(),
             }),
         })
+    }
+
+    /// The number its [`crate::Hub`] gave it (unique within the hub, in the order the hub
+    /// made its clients), which [`crate::HubNotice::client`] names; `None` without a hub.
+    pub fn hub_index(&self) -> Option<u64> {
+        self.inner.notices.hub_index()
     }
 
     /// The configuration in use.
@@ -193,8 +193,10 @@ impl Client {
     }
 
     /// Lifecycle notices: reconnect attempts, failures, namespace refusals, dropped emits. A
-    /// receiver more than 256 notices behind (16 for a [`crate::Hub`]'s client) skips the
-    /// oldest (`Lagged`); events are never skipped.
+    /// receiver more than 256 notices behind (16 for a [`crate::Hub`]'s client, whose app may
+    /// rather listen to every client at once with [`crate::Hub::notices`]) skips the oldest
+    /// (`Lagged`); events are never skipped. The channel is made by the first call (or by
+    /// [`Client::connect`]): notices published before anyone listened reach no one.
     pub fn notices(&self) -> broadcast::Receiver<Notice> {
         self.inner.notices.subscribe()
     }

@@ -6,7 +6,7 @@ use std::sync::{Arc, atomic::AtomicU64};
 use futures_channel::mpsc::UnboundedSender;
 use tokio::{
     runtime::Handle,
-    sync::{broadcast, mpsc, watch},
+    sync::{mpsc, watch},
 };
 
 use super::stream::EventStream;
@@ -15,7 +15,8 @@ use crate::{
     config::{ClientConfig, Protocol},
     engine::{Command, Interest, Listener, Outgoing, QueueTx, Seqs},
     error::{Error, Result},
-    event::{Notice, State},
+    event::State,
+    notices::Notices,
     store::Store,
 };
 
@@ -27,7 +28,7 @@ pub(super) struct Shared {
     /// The outbox's sequence numbers, shared with the engine.
     pub(super) seqs: Arc<Seqs>,
     pub(super) state: watch::Receiver<State>,
-    pub(super) notices: broadcast::Sender<Notice>,
+    pub(super) notices: Arc<Notices>,
     pub(super) main: Arc<str>,
     pub(super) config: Arc<ClientConfig>,
     pub(super) runtime: Handle,

@@ -10,7 +10,7 @@ use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
 use serde_json::Value;
 use tokio::{
-    sync::{broadcast, mpsc, oneshot, watch},
+    sync::{mpsc, oneshot, watch},
     time::{sleep_until, timeout},
 };
 use tracing::{debug, info};
@@ -25,7 +25,8 @@ use super::{
 use crate::{
     config::{AuthRequest, ClientConfig},
     error::Error,
-    event::{AckAnswer, DisconnectReason, Event, Notice, State},
+    event::{AckAnswer, DisconnectReason, Event, State},
+    notices::Notices,
     protocol::{self, Wire},
     store::{Cmd as StoreCmd, Store, StoreEvent},
     time::Now,
@@ -95,7 +96,7 @@ pub(crate) struct Driver {
     pub(crate) answers: UnboundedReceiver<Box<AckAnswer>>,
     pub(crate) store_events: UnboundedReceiver<StoreEvent>,
     pub(crate) state: watch::Sender<State>,
-    pub(crate) notices: broadcast::Sender<Notice>,
+    pub(crate) notices: Arc<Notices>,
 }
 
 /// The driver's I/O state while it runs.
@@ -303,7 +304,7 @@ impl Driver {
         // frame leaves first, and one delivered by then needs no row.
         let appends = self.store.post_all(out.store);
         for n in out.notices {
-            let _ = self.notices.send(n);
+            self.notices.publish(n);
         }
         for (ns, how) in out.credentials {
             io.credentials.push(self.credentials(ns, how));

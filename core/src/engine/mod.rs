@@ -48,10 +48,7 @@ mod subscriptions;
 use std::sync::Arc;
 
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
-use tokio::{
-    runtime::Handle,
-    sync::{broadcast, watch},
-};
+use tokio::{runtime::Handle, sync::watch};
 
 pub(crate) use self::{
     actions::AckTx,
@@ -63,8 +60,9 @@ pub(crate) use self::{
 use self::{driver::Driver, machine::Machine};
 use crate::{
     config::ClientConfig,
-    event::{AckAnswer, Notice, State},
+    event::{AckAnswer, State},
     metrics::{HubCounters, HubShare},
+    notices::Notices,
     protocol,
     store::{Snapshot, Store, StoreEvent},
     time::Now,
@@ -92,7 +90,7 @@ pub(crate) fn spawn(
     store: Store,
     snapshot: Snapshot,
     store_events: UnboundedReceiver<StoreEvent>,
-    notices: broadcast::Sender<Notice>,
+    notices: Arc<Notices>,
     hub: Option<Arc<HubCounters>>,
 ) -> Handles {
     let (commands_tx, commands) = unbounded();
