@@ -156,6 +156,11 @@ impl Client {
         Arc::new(EventReceiver::new(self.inner.events()))
     }
 
+    /// The number its hub gave it, which `HubNotice.client` names; none without a hub.
+    pub fn hub_index(&self) -> Option<u64> {
+        self.inner.hub_index()
+    }
+
     /// Lifecycle notices (connected, recovered, disconnected, emit failed, ...).
     pub fn notices(&self) -> Arc<NoticeReceiver> {
         Arc::new(NoticeReceiver::new(self.inner.notices()))

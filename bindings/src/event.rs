@@ -409,3 +409,21 @@ impl From<pulselink::Notice> for Notice {
 pub(crate) fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+/// A notice of one of a hub's clients.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct HubNotice {
+    /// The client's number in its hub (`Client.hub_index`).
+    pub client: u64,
+    /// What happened.
+    pub notice: Notice,
+}
+
+impl From<pulselink::HubNotice> for HubNotice {
+    fn from(n: pulselink::HubNotice) -> Self {
+        Self {
+            client: n.client,
+            notice: n.notice.into(),
+        }
+    }
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::{
     auth::AuthProvider, client::Client, config::ClientConfig, error::PulselinkError,
-    runtime::handle,
+    runtime::handle, stream::HubNoticeReceiver,
 };
 
 /// Makes clients that share one store thread: many device identities in one process, each
@@ -42,6 +42,12 @@ impl Hub {
     /// each client needed).
     pub fn stats(&self) -> HubStats {
         self.inner.stats().into()
+    }
+
+    /// Every client's notices from now on, on one receiver, each with its client's number
+    /// (`Client.hub_index`): a fleet's app listens once, not once per client.
+    pub fn notices(&self) -> Arc<HubNoticeReceiver> {
+        Arc::new(HubNoticeReceiver::new(self.inner.notices()))
     }
 }
 

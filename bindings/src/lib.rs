@@ -32,13 +32,14 @@ pub use config::{
 pub use device::{BackgroundFlush, BackgroundPolicy, Interface, NetworkPath};
 pub use error::PulselinkError;
 pub use event::{
-    AckReply, AckResponder, DisconnectReason, Event, EventExtras, Notice, PackedEvents, State,
+    AckReply, AckResponder, DisconnectReason, Event, EventExtras, HubNotice, Notice, PackedEvents,
+    State,
 };
 pub use hub::{Hub, HubStats};
 pub use metrics::{Latency, Metrics, StateTimes};
 pub use outbox::{EmitOptions, Outbox, OutboxStats, PendingEmit, Priority};
 pub use presence::{Presence, PresenceChange, PresenceConfig};
 pub use runtime::shutdown_runtime;
-pub use stream::{EventReceiver, NoticeReceiver};
+pub use stream::{EventReceiver, HubNoticeReceiver, NoticeReceiver};
 
 uniffi::setup_scaffolding!("pulselink");

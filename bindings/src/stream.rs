@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{Mutex, Notify, broadcast};
 
-use crate::event::{Event, Notice, PackedEvents};
+use crate::event::{Event, HubNotice, Notice, PackedEvents};
 
 /// Inbound events for one consumer; every receiver sees every event it matches.
 ///
@@ -102,25 +102,50 @@ impl NoticeReceiver {
 impl NoticeReceiver {
     /// Waits for at least one notice and returns up to `max`; empty once the client closed.
     pub async fn next_batch(&self, max: u32) -> Vec<Notice> {
-        let mut rx = self.0.lock().await;
-        let mut out = Vec::new();
-        loop {
-            match rx.recv().await {
-                Ok(n) => {
-                    out.push(n.into());
-                    break;
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return out,
-            }
-        }
-        while out.len() < max.max(1) as usize {
-            match rx.try_recv() {
-                Ok(n) => out.push(n.into()),
-                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
-                Err(_) => break,
-            }
-        }
-        out
+        next_batch(&mut *self.0.lock().await, max).await
     }
+}
+
+/// Every notice of a hub's clients for one consumer, each with its client's number; bounded
+/// like a client's notices.
+#[derive(uniffi::Object)]
+pub struct HubNoticeReceiver(Mutex<broadcast::Receiver<pulselink::HubNotice>>);
+
+impl HubNoticeReceiver {
+    pub(crate) fn new(rx: broadcast::Receiver<pulselink::HubNotice>) -> Self {
+        Self(Mutex::new(rx))
+    }
+}
+
+#[uniffi::export]
+impl HubNoticeReceiver {
+    /// Waits for at least one notice and returns up to `max`; empty once the hub and all its
+    /// clients are gone.
+    pub async fn next_batch(&self, max: u32) -> Vec<HubNotice> {
+        next_batch(&mut *self.0.lock().await, max).await
+    }
+}
+
+/// At least one item from `rx` (none once it closed), then up to `max` in all of those
+/// already there; skipping past the oldest when the consumer fell behind.
+async fn next_batch<T: Clone, U: From<T>>(rx: &mut broadcast::Receiver<T>, max: u32) -> Vec<U> {
+    let mut out = Vec::new();
+    loop {
+        match rx.recv().await {
+            Ok(n) => {
+                out.push(n.into());
+                break;
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return out,
+        }
+    }
+    while out.len() < max.max(1) as usize {
+        match rx.try_recv() {
+            Ok(n) => out.push(n.into()),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+            Err(_) => break,
+        }
+    }
+    out
 }

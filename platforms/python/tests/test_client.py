@@ -463,5 +463,16 @@ async def test_clients_of_a_hub_share_its_store_thread_and_keep_their_own_outbox
     # Every client heard the server's welcome on connecting and sent its echo.
     stats = hub.stats()
     assert stats.events_received >= 21 and stats.events_sent >= 20, stats
-    for d in [warm, *devices]:
+    # Every client's notices on one stream, each naming its client.
+    assert [d.hub_index for d in devices] == list(range(1, 21))
+    fleet = hub.notices()
+    refused = pulselink.Client(server.url, auth={"token": "bad"}, hub=hub)
+    refused.start()
+    notice = await asyncio.wait_for(fleet.__anext__(), 10)
+    while not isinstance(notice.notice, pulselink.Notice.CONNECT_ERROR):
+        notice = await asyncio.wait_for(fleet.__anext__(), 10)
+    assert notice.client == refused.hub_index == 21
+    single = pulselink.Client(server.url)
+    assert single.hub_index is None
+    for d in [warm, *devices, refused, single]:
         await d.close()

@@ -35,7 +35,7 @@ from ._errors import (
     StorageError,
     Unauthorized,
 )
-from ._events import Event, EventStream, NoticeStream
+from ._events import Event, EventStream, HubNoticeStream, NoticeStream
 from ._security import certificate_pins, generate_outbox_key, outbox_key
 from ._ffi import (
     AppHeartbeat,
@@ -47,6 +47,7 @@ from ._ffi import (
     DisconnectReason,
     Durability,
     ErrorAction,
+    HubNotice,
     HubStats,
     Interface,
     LowLaneHold,
@@ -93,6 +94,8 @@ __all__ = [
     "EventStream",
     "Expired",
     "Hub",
+    "HubNotice",
+    "HubNoticeStream",
     "HubStats",
     "Interface",
     "InternalError",

@@ -10,7 +10,7 @@ from typing import Any, AsyncIterator, List, Literal, Mapping, Optional, Sequenc
 from . import _args, _ffi
 from ._errors import InvalidConfig, translated, translated_async
 from ._auth import Auth, Provider
-from ._events import EventStream, NoticeStream
+from ._events import EventStream, HubNoticeStream, NoticeStream
 
 
 # The core's threads wake awaited calls, which enters Python from a Rust thread. A thread that
@@ -213,6 +213,11 @@ class Hub:
         ``events_sent``), counted as they happen: no listener on each client needed."""
         return self._hub.stats()
 
+    def notices(self) -> HubNoticeStream:
+        """Every client's notices from now on, on one stream: a fleet is watched once, not
+        once per client. Each names its client by :attr:`Client.hub_index`."""
+        return HubNoticeStream(self._hub.notices())
+
 
 class Client(Socket):
     """A connection to a realtime server that loses nothing.
@@ -365,6 +370,12 @@ class Client(Socket):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def hub_index(self) -> Optional[int]:
+        """The number its :class:`Hub` gave it, which hub notices name; ``None`` without a
+        hub."""
+        return self._client.hub_index()
 
     @property
     def state(self) -> _ffi.State:

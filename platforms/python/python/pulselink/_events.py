@@ -150,3 +150,15 @@ class NoticeStream(_Stream[_ffi.Notice]):
 
     async def _fetch(self) -> List[_ffi.Notice]:
         return await self._receiver.next_batch(64)
+
+
+class HubNoticeStream(_Stream[_ffi.HubNotice]):
+    """Every notice of a hub's clients, each with its client's number (``notice.client``,
+    which is :attr:`Client.hub_index`) and the notice itself (``notice.notice``)."""
+
+    def __init__(self, receiver: _ffi.HubNoticeReceiver) -> None:
+        super().__init__()
+        self._receiver = receiver
+
+    async def _fetch(self) -> List[_ffi.HubNotice]:
+        return await self._receiver.next_batch(64)

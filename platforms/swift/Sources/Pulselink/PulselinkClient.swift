@@ -243,6 +243,9 @@ public final class PulselinkClient: PulselinkSocket, @unchecked Sendable {
     /// see the first events.
     public func events() -> EventSequence { EventSequence(receiver: client.events()) }
 
+    /// The number its `Hub` gave it, which `HubNotice.client` names; nil without a hub.
+    public var hubIndex: UInt64? { client.hubIndex() }
+
     /// Lifecycle notices from now on.
     public var notices: AsyncStream<Notice> {
         let receiver = client.notices()
@@ -321,6 +324,25 @@ enum Arguments {
             return value
         }
         return parsed.map(resolve)
+    }
+}
+
+extension Hub {
+    /// Every notice of this hub's clients from now on, each naming its client
+    /// (`PulselinkClient.hubIndex`): a fleet is watched with one loop, not one per client.
+    public var noticeStream: AsyncStream<HubNotice> {
+        let receiver = notices()
+        return AsyncStream { continuation in
+            let task = Task {
+                while !Task.isCancelled {
+                    let batch = await receiver.nextBatch(max: 64)
+                    if batch.isEmpty { break }
+                    batch.forEach { continuation.yield($0) }
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
     }
 }
 

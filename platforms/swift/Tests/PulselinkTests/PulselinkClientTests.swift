@@ -71,6 +71,20 @@ final class PulselinkClientTests: XCTestCase {
         }
         // One idempotency-key prefix per device: each has its own store and identity.
         XCTAssertEqual(keys.count, 5)
+        // Every client's notices on one stream, each naming its client.
+        let fleet = hub.noticeStream
+        let refused = try PulselinkClient(ClientConfig(url: server.url, authJson: "{\"token\":\"bad\"}"), hub: hub)
+        XCTAssertEqual(refused.hubIndex, 5)
+        try refused.start()
+        var named: UInt64?
+        for await n in fleet {
+            if case .connectError = n.notice {
+                named = n.client
+                break
+            }
+        }
+        XCTAssertEqual(named, refused.hubIndex)
+        try await refused.close()
     }
 
     func testTheOutboxOutlivesTheClientThatQueuedIt() async throws {

@@ -8,6 +8,7 @@ import io.pulselink.ClientConfig
 import io.pulselink.EmitOptions
 import io.pulselink.EventReceiver
 import io.pulselink.Hub
+import io.pulselink.HubNotice
 import io.pulselink.Metrics
 import io.pulselink.NetworkPath
 import io.pulselink.Notice
@@ -285,6 +286,9 @@ class PulselinkClient private constructor(
     /** Every inbound event on every namespace, from the moment the flow is collected. */
     fun events(): Flow<InboundEvent> = eventFlow { client.events() }
 
+    /** The number its [Hub] gave it, which [HubNotice.client] names; null without a hub. */
+    val hubIndex: ULong? get() = client.hubIndex()
+
     /** Lifecycle notices, from the moment the flow is collected. */
     fun notices(): Flow<Notice> = flow {
         val receiver = client.notices()
@@ -305,6 +309,23 @@ class PulselinkClient private constructor(
     /** Counters, outbox size and latency figures now. */
     suspend fun metrics(): Metrics = client.metrics()
 
+}
+
+/**
+ * Every notice of this hub's clients, from the moment the flow is collected, each naming its
+ * client ([PulselinkClient.hubIndex]): a fleet is watched with one collector, not one each.
+ */
+fun Hub.noticeFlow(): Flow<HubNotice> = flow {
+    val receiver = notices()
+    try {
+        while (true) {
+            val batch = receiver.nextBatch(64u)
+            if (batch.isEmpty()) break
+            batch.forEach { emit(it) }
+        }
+    } finally {
+        receiver.destroy()
+    }
 }
 
 /** Presents a suspending Kotlin function as the core's (async) auth provider. */

@@ -83,6 +83,15 @@ class PulselinkClientTest {
         }
         // One idempotency-key prefix per device: each has its own store and identity.
         assertEquals(10, keys.toSet().size)
+        // Every client's notices on one flow, each naming its client.
+        assertEquals((0uL until 10uL).toList(), devices.map { it.hubIndex })
+        val refusal = async(start = CoroutineStart.UNDISPATCHED) {
+            hub.noticeFlow().first { it.notice is Notice.ConnectError }
+        }
+        val refused = PulselinkClient(ClientConfig(url = server.url, authJson = "{\"token\":\"bad\"}"), hub = hub)
+        refused.start()
+        assertEquals(refused.hubIndex, refusal.await().client)
+        refused.shutdown()
         devices.forEach { it.shutdown() }
     }
 
