@@ -249,17 +249,7 @@ public final class PulselinkClient: PulselinkSocket, @unchecked Sendable {
     /// Lifecycle notices from now on.
     public var notices: AsyncStream<Notice> {
         let receiver = client.notices()
-        return AsyncStream { continuation in
-            let task = Task {
-                while !Task.isCancelled {
-                    let batch = await receiver.nextBatch(max: 64)
-                    if batch.isEmpty { break }
-                    batch.forEach { continuation.yield($0) }
-                }
-                continuation.finish()
-            }
-            continuation.onTermination = { _ in task.cancel() }
-        }
+        return pulled { await receiver.nextBatch(max: 64) }
     }
 
     /// The durable outbox.
@@ -332,17 +322,25 @@ extension Hub {
     /// (`PulselinkClient.hubIndex`): a fleet is watched with one loop, not one per client.
     public var noticeStream: AsyncStream<HubNotice> {
         let receiver = notices()
-        return AsyncStream { continuation in
-            let task = Task {
-                while !Task.isCancelled {
-                    let batch = await receiver.nextBatch(max: 64)
-                    if batch.isEmpty { break }
-                    batch.forEach { continuation.yield($0) }
-                }
-                continuation.finish()
+        return pulled { await receiver.nextBatch(max: 64) }
+    }
+}
+
+/// What a pull receiver returns, batch by batch, until an empty batch (its source closed);
+/// the pulling stops when the stream's consumer goes away.
+private func pulled<T: Sendable>(
+    _ nextBatch: @escaping @Sendable () async -> [T]
+) -> AsyncStream<T> {
+    AsyncStream { continuation in
+        let task = Task {
+            while !Task.isCancelled {
+                let batch = await nextBatch()
+                if batch.isEmpty { break }
+                batch.forEach { continuation.yield($0) }
             }
-            continuation.onTermination = { _ in task.cancel() }
+            continuation.finish()
         }
+        continuation.onTermination = { _ in task.cancel() }
     }
 }
 

@@ -290,18 +290,7 @@ class PulselinkClient private constructor(
     val hubIndex: ULong? get() = client.hubIndex()
 
     /** Lifecycle notices, from the moment the flow is collected. */
-    fun notices(): Flow<Notice> = flow {
-        val receiver = client.notices()
-        try {
-            while (true) {
-                val batch = receiver.nextBatch(64u)
-                if (batch.isEmpty()) break
-                batch.forEach { emit(it) }
-            }
-        } finally {
-            receiver.destroy()
-        }
-    }
+    fun notices(): Flow<Notice> = pulled({ client.notices() }) { nextBatch(64u) }
 
     /** The durable outbox. */
     val outbox: Outbox get() = client.outbox()
@@ -315,18 +304,22 @@ class PulselinkClient private constructor(
  * Every notice of this hub's clients, from the moment the flow is collected, each naming its
  * client ([PulselinkClient.hubIndex]): a fleet is watched with one collector, not one each.
  */
-fun Hub.noticeFlow(): Flow<HubNotice> = flow {
-    val receiver = notices()
-    try {
-        while (true) {
-            val batch = receiver.nextBatch(64u)
-            if (batch.isEmpty()) break
-            batch.forEach { emit(it) }
+fun Hub.noticeFlow(): Flow<HubNotice> = pulled({ notices() }) { nextBatch(64u) }
+
+/**
+ * What a pull receiver returns, batch by batch, until an empty batch (its source closed): the
+ * receiver is opened when the flow is collected and let go when the collection ends.
+ */
+private fun <R : AutoCloseable, T> pulled(open: () -> R, nextBatch: suspend R.() -> List<T>): Flow<T> =
+    flow {
+        open().use { receiver ->
+            while (true) {
+                val batch = receiver.nextBatch()
+                if (batch.isEmpty()) break
+                batch.forEach { emit(it) }
+            }
         }
-    } finally {
-        receiver.destroy()
     }
-}
 
 /** Presents a suspending Kotlin function as the core's (async) auth provider. */
 private fun provider(auth: suspend (AuthRequest) -> JsonObject?) = object : AuthProvider {
