@@ -7,7 +7,7 @@
 use std::{future::Future, panic::AssertUnwindSafe, pin::Pin, sync::Arc, time::Duration};
 
 use futures_channel::mpsc::UnboundedReceiver;
-use futures_util::{FutureExt, StreamExt, stream::FuturesUnordered};
+use futures_util::{FutureExt, StreamExt, future::OptionFuture, stream::FuturesUnordered};
 use serde_json::Value;
 use tokio::{
     sync::{mpsc, oneshot, watch},
@@ -99,6 +99,17 @@ pub(crate) struct Driver {
     pub(crate) notices: Arc<Notices>,
 }
 
+/// A step's write of its frames, once started.
+enum Written<'a> {
+    /// Finished (or nothing to write).
+    Done(Result<(), TransportError>),
+    /// Waiting for room on the link.
+    Pending(Pending<'a>),
+}
+
+/// A write that has to wait.
+type Pending<'a> = Pin<Box<dyn Future<Output = Result<(), TransportError>> + Send + 'a>>;
+
 /// The driver's I/O state while it runs.
 struct Io {
     transport: Option<Link>,
@@ -151,7 +162,11 @@ impl Driver {
             Some((ns, r)) = credentials.next(), if !credentials.is_empty() => {
                 Wake::Credentials(ns, r)
             }
-            permit = async { blocked?.reserve_owned().await.ok() }, if blocked.is_some() => {
+            // The rare branches' futures are boxed when enabled: the select holds every
+            // branch's future, enabled or not, for as long as the client idles in it.
+            Some(permit) = OptionFuture::from(
+                blocked.map(|b| Box::pin(async { b.reserve_owned().await.ok() }))
+            ) => {
                 Wake::Unblocked(permit)
             }
             f = async { transport.as_mut()?.recv().await }, if readable => Wake::Frame(f),
@@ -162,7 +177,9 @@ impl Driver {
                 }
             }, if dialing.is_some() => Wake::Dialed(Box::new(r)),
             o = self.outgoing.recv(), if *outgoing_open && has_room => Wake::Outgoing(o),
-            () = self.store.room(), if !has_room => Wake::Room,
+            Some(()) = OptionFuture::from((!has_room).then(|| Box::pin(self.store.room()))) => {
+                Wake::Room
+            }
             () = async {
                 match timer {
                     Some(t) => sleep_until(t).await,
@@ -298,8 +315,22 @@ impl Driver {
         &mut self,
         io: &mut Io,
     ) -> Result<(Option<LinkAction>, Answers), (TransportError, Answers)> {
+        let (written, link, answers) = self.step_out(io);
+        let written = match written {
+            Written::Done(result) => result,
+            Written::Pending(w) => w.await.inspect(|()| self.machine.written(Now::read())),
+        };
+        match written {
+            Ok(()) => Ok((link, answers)),
+            Err(e) => Err((e, answers)),
+        }
+    }
+
+    /// [`Driver::flush_out`] up to the write that has to wait, if one does. Apart, so that
+    /// only that write, boxed, is held across the wait: the step's other state would
+    /// otherwise be part of every idle client's task (some 500 bytes of its 1.3 KiB).
+    fn step_out<'a>(&mut self, io: &'a mut Io) -> (Written<'a>, Option<LinkAction>, Answers) {
         let out = self.machine.take_actions();
-        let answers = out.answers;
         // The outbox's writes, committed here once the frames are written: a live entry's
         // frame leaves first, and one delivered by then needs no row.
         let appends = self.store.post_all(out.store);
@@ -309,24 +340,29 @@ impl Driver {
         for (ns, how) in out.credentials {
             io.credentials.push(self.credentials(ns, how));
         }
-        let wrote = !out.frames.is_empty() && io.transport.is_some();
-        let mut written = std::pin::pin!(async {
-            match io.transport.as_mut().filter(|_| wrote) {
-                Some(t) => {
-                    for f in out.frames {
-                        t.feed(f).await?;
-                    }
-                    t.flush().await
-                }
-                None => Ok(()),
-            }
-        });
+        let frames = out.frames;
+        let mut write =
+            io.transport
+                .as_mut()
+                .filter(|_| !frames.is_empty())
+                .map(|t| -> Pending<'a> {
+                    Box::pin(async move {
+                        for f in frames {
+                            t.feed(f).await?;
+                        }
+                        t.flush().await
+                    })
+                });
         // Usually written at once (room in the socket's buffer): then a live entry that asked
         // no ack is delivered before its commit would start. On a slow link (a full buffer, a
         // long-polling POST's round trip) the commits and their callers do not wait for it.
-        let at_once = written.as_mut().now_or_never();
-        let delivered = match &at_once {
-            Some(Ok(())) if wrote => {
+        let written = match write.as_mut().map(|w| w.as_mut().now_or_never()) {
+            None => Written::Done(Ok(())),
+            Some(Some(result)) => Written::Done(result),
+            Some(None) => Written::Pending(write.take().expect("a write under way")),
+        };
+        let delivered = match (&written, write.is_some()) {
+            (Written::Done(Ok(())), true) => {
                 self.machine.written(Now::read());
                 self.machine.delivered_before_commit(&appends.skippable())
             }
@@ -340,16 +376,7 @@ impl Driver {
         for (caller, answer) in out.acks {
             let _ = caller.send(answer);
         }
-        let written = match at_once {
-            Some(result) => result,
-            None => written
-                .await
-                .inspect(|()| self.machine.written(Now::read())),
-        };
-        if let Err(e) = written {
-            return Err((e, answers));
-        }
-        Ok((out.link, answers))
+        (written, out.link, out.answers)
     }
 
     fn publish_state(&self) {
