@@ -90,62 +90,115 @@ impl EventReceiver {
 /// Lifecycle notices for one consumer. Notices are a bounded broadcast: a consumer that falls
 /// far behind skips the oldest ones (never events).
 #[derive(uniffi::Object)]
-pub struct NoticeReceiver(Mutex<broadcast::Receiver<pulselink::Notice>>);
+pub struct NoticeReceiver(Pull<pulselink::Notice>);
 
 impl NoticeReceiver {
     pub(crate) fn new(rx: broadcast::Receiver<pulselink::Notice>) -> Self {
-        Self(Mutex::new(rx))
+        Self(Pull::new(rx))
     }
 }
 
 #[uniffi::export]
 impl NoticeReceiver {
-    /// Waits for at least one notice and returns up to `max`; empty once the client closed.
+    /// Waits for at least one notice and returns up to `max`; empty once the client or this
+    /// receiver is closed.
     pub async fn next_batch(&self, max: u32) -> Vec<Notice> {
-        next_batch(&mut *self.0.lock().await, max).await
+        self.0.next_batch(max).await
+    }
+
+    /// Stops receiving; a waiting `next_batch` returns at once.
+    pub fn cancel(&self) {
+        self.0.cancel();
     }
 }
 
 /// Every notice of a hub's clients for one consumer, each with its client's number; bounded
 /// like a client's notices.
 #[derive(uniffi::Object)]
-pub struct HubNoticeReceiver(Mutex<broadcast::Receiver<pulselink::HubNotice>>);
+pub struct HubNoticeReceiver(Pull<pulselink::HubNotice>);
 
 impl HubNoticeReceiver {
     pub(crate) fn new(rx: broadcast::Receiver<pulselink::HubNotice>) -> Self {
-        Self(Mutex::new(rx))
+        Self(Pull::new(rx))
     }
 }
 
 #[uniffi::export]
 impl HubNoticeReceiver {
-    /// Waits for at least one notice and returns up to `max`; empty once the hub and all its
-    /// clients are gone.
+    /// Waits for at least one notice and returns up to `max`; empty once this receiver is
+    /// cancelled, or the hub and all its clients are gone.
     pub async fn next_batch(&self, max: u32) -> Vec<HubNotice> {
-        next_batch(&mut *self.0.lock().await, max).await
+        self.0.next_batch(max).await
+    }
+
+    /// Stops receiving (a hub's stream has no other end while the hub lives); a waiting
+    /// `next_batch` returns at once.
+    pub fn cancel(&self) {
+        self.0.cancel();
     }
 }
 
-/// At least one item from `rx` (none once it closed), then up to `max` in all of those
-/// already there; skipping past the oldest when the consumer fell behind.
-async fn next_batch<T: Clone, U: From<T>>(rx: &mut broadcast::Receiver<T>, max: u32) -> Vec<U> {
-    let mut out = Vec::new();
-    loop {
-        match rx.recv().await {
-            Ok(n) => {
-                out.push(n.into());
-                break;
+/// A broadcast receiver read in batches, which its consumer may cancel.
+struct Pull<T> {
+    rx: Mutex<Option<broadcast::Receiver<T>>>,
+    closed: AtomicBool,
+    /// Wakes a `next_batch` waiting while `cancel()` is called.
+    closing: Notify,
+}
+
+impl<T: Clone> Pull<T> {
+    fn new(rx: broadcast::Receiver<T>) -> Self {
+        Self {
+            rx: Mutex::new(Some(rx)),
+            closed: AtomicBool::new(false),
+            closing: Notify::new(),
+        }
+    }
+
+    /// At least one item (none once the channel closed or this was cancelled), then up to
+    /// `max` in all of those already there; skipping past the oldest when the consumer fell
+    /// behind. Cancel-safe: `recv` takes an item only when it returns it.
+    async fn next_batch<U: From<T>>(&self, max: u32) -> Vec<U> {
+        let mut guard = self.rx.lock().await;
+        let mut out = Vec::new();
+        while let Some(rx) = guard.as_mut().filter(|_| !self.is_closed()) {
+            tokio::select! {
+                n = rx.recv() => match n {
+                    Ok(n) => {
+                        out.push(n.into());
+                        break;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return out,
+                },
+                () = self.closing.notified() => {}
             }
-            Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(broadcast::error::RecvError::Closed) => return out,
+        }
+        if self.is_closed() {
+            // Lets go of the channel, so a hub no longer copies notices for this receiver.
+            guard.take();
+            return Vec::new();
+        }
+        while out.len() < max.max(1) as usize {
+            let Some(rx) = guard.as_mut() else { break };
+            match rx.try_recv() {
+                Ok(n) => out.push(n.into()),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    fn cancel(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.closing.notify_one();
+        if let Ok(mut guard) = self.rx.try_lock() {
+            guard.take();
         }
     }
-    while out.len() < max.max(1) as usize {
-        match rx.try_recv() {
-            Ok(n) => out.push(n.into()),
-            Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
-            Err(_) => break,
-        }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
-    out
 }

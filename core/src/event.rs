@@ -135,7 +135,8 @@ impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for FirstElement<T
 /// Where an event's acknowledgement goes: the engine that received it.
 #[derive(Clone)]
 pub(crate) struct Acker {
-    /// Answers are boxed: the channel allocates its slots 32 at a time with the client.
+    /// Answers are boxed: they are large and rare, and the engine's wake-up value that
+    /// carries one stays small.
     pub(crate) tx: UnboundedSender<Box<AckAnswer>>,
     pub(crate) id: u64,
     /// The link the request came on; an answer on a later link is dropped.

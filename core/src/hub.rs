@@ -81,7 +81,7 @@ impl Hub {
     }
 
     /// Every client's notices, from now on, each with the number of its client
-    /// ([`Client::hub_index`]): one receiver for a fleet. Up to 4,096 notices are kept for a
+    /// ([`Client::hub_index`]): one receiver for a fleet. Up to 16,384 notices are kept for a
     /// slow receiver; one further behind skips the oldest (`Lagged`).
     pub fn notices(&self) -> broadcast::Receiver<HubNotice> {
         self.notices.subscribe()

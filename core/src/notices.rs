@@ -19,9 +19,10 @@ const OWN: usize = 256;
 /// The same for a hub's client, whose app mostly listens on the hub's channel.
 const HUB_MEMBER: usize = 16;
 
-/// Notices kept on a hub's channel for its slow receiver: every client's, so a reconnect
-/// storm of a fleet fits.
-const HUB: usize = 4096;
+/// Notices kept on a hub's channel for its slow receiver: every client's, so that a fleet's
+/// reconnect storm (a few notices from each of thousands of clients at once) fits. Some
+/// 1.8 MiB, allocated when the app first listens.
+const HUB: usize = 16_384;
 
 /// A notice of one of a [`crate::Hub`]'s clients, on the hub's channel.
 #[derive(Debug, Clone, PartialEq)]

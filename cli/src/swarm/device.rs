@@ -104,7 +104,8 @@ pub(crate) async fn run(
             while acks.try_join_next().is_some() {}
             let args = fill(template, i).expect("validated before the run");
             match plan.ack {
-                None => match Box::pin(client.emit(event, args)).await {
+                None => match watched(&mut watch, &tally, Box::pin(client.emit(event, args))).await
+                {
                     Ok(()) => bump(&tally.emitted),
                     Err(e) => tally.error(kind_of(&format!("{e:?}")), Some(i), || e.to_string()),
                 },
@@ -135,12 +136,28 @@ pub(crate) async fn run(
         }
     }
     // Every acknowledged emit is answered (or times out) before the device counts as done.
-    while acks.join_next().await.is_some() {}
+    while watched(&mut watch, &tally, acks.join_next())
+        .await
+        .is_some()
+    {}
     let connected_at_end = client.state() == State::Connected;
     // Watched no more: closing is the run's end, not a loss to count.
     drop(watch);
     client.close().await;
     Outcome { connected_at_end }
+}
+
+/// Awaits `work` while following the client's state: a state is kept only until the next, so
+/// a loss and a return while the device waits (for room in its outbox, say) would otherwise
+/// go uncounted.
+async fn watched<T>(watch: &mut Watch, tally: &Tally, work: impl Future<Output = T>) -> T {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            () = watch.next(tally) => {}
+        }
+    }
 }
 
 /// Follows one client's state into the tally: the connected gauge, the first connect's time,

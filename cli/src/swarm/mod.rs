@@ -129,8 +129,9 @@ impl Options {
 /// partly used: with one arena per core, 2,000 idle subscribed devices held 14.7 KiB each
 /// instead of 15.9. A thread keeps the arena it first got, hence before the threads exist.
 pub(crate) fn prepare_process() {
+    // A limit the user set (glibc reads MALLOC_ARENA_MAX at its first allocation) stands.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
         // SAFETY: `mallopt` sets one of malloc's parameters; a refusal (0) leaves glibc's
@@ -158,9 +159,9 @@ pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result
     let tally = Arc::new(Tally::new(hub.clone()));
     let plan = Arc::new(checked.plan);
     let (stop_tx, stop) = watch::channel(false);
-    // Reading before the first client exists: none of its notices is missed.
+    // Listening before the first client exists: none of its notices is missed.
     let (notices_done, done) = tokio::sync::oneshot::channel();
-    let follower = tokio::spawn(notices::follow(hub.clone(), tally.clone(), done));
+    let follower = tokio::spawn(notices::follow(hub.notices(), tally.clone(), done));
     let began = Instant::now();
     let n = options.clients;
     let mut devices = tokio::task::JoinSet::new();

@@ -5,15 +5,18 @@
 //! allocates its slots when first asked for (some 1.7 KiB), and a reader per device would
 //! ask for each.
 
-use pulselink::{DisconnectReason, Hub, HubNotice, Notice};
+use pulselink::{DisconnectReason, HubNotice, Notice};
 use tokio::sync::{broadcast, oneshot};
 
 use super::tally::{Tally, kind_of};
 
-/// Reads `hub`'s notices into `tally` until `done` fires, then the ones already published,
+/// Reads a hub's `notices` into `tally` until `done` fires, then the ones already published,
 /// so that none before the end goes uncounted.
-pub(crate) async fn follow(hub: Hub, tally: std::sync::Arc<Tally>, done: oneshot::Receiver<()>) {
-    let mut notices = hub.notices();
+pub(crate) async fn follow(
+    mut notices: broadcast::Receiver<HubNotice>,
+    tally: std::sync::Arc<Tally>,
+    done: oneshot::Receiver<()>,
+) {
     tokio::pin!(done);
     loop {
         tokio::select! {

@@ -134,6 +134,11 @@ impl Driver {
             close_reply: None,
         };
         while self.perform(&mut io).await == Flow::Continue {
+            // A turn of tokio's cooperative budget per step: the inboxes (futures-channel's)
+            // never run it down, so a steady stream of emits or commands would otherwise keep
+            // this task on its worker, ahead of the tasks waiting there (the emitter it woke,
+            // a hub's other clients).
+            tokio::task::coop::consume_budget().await;
             let wake = self.next(&mut io).await;
             self.handle(&mut io, wake);
         }

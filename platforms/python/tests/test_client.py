@@ -438,6 +438,10 @@ async def test_background_foreground_and_network_path(server: Any) -> None:
         await client.enter_background(0.01)
 
 
+async def _drain(stream: Any) -> List[Any]:
+    return [n async for n in stream]
+
+
 async def test_clients_of_a_hub_share_its_store_thread_and_keep_their_own_outboxes(
     server: Any, tmp_path: pathlib.Path
 ) -> None:
@@ -472,6 +476,10 @@ async def test_clients_of_a_hub_share_its_store_thread_and_keep_their_own_outbox
     while not isinstance(notice.notice, pulselink.Notice.CONNECT_ERROR):
         notice = await asyncio.wait_for(fleet.__anext__(), 10)
     assert notice.client == refused.hub_index == 21
+    # The hub lives on, so the stream ends only when closed.
+    fleet.close()
+    rest = await asyncio.wait_for(_drain(fleet), 5)
+    assert all(isinstance(n, pulselink.HubNotice) for n in rest)
     single = pulselink.Client(server.url)
     assert single.hub_index is None
     for d in [warm, *devices, refused, single]:

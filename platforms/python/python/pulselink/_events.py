@@ -151,6 +151,10 @@ class NoticeStream(_Stream[_ffi.Notice]):
     async def _fetch(self) -> List[_ffi.Notice]:
         return await self._receiver.next_batch(64)
 
+    def close(self) -> None:
+        """Stops receiving; an ``async for`` waiting on this stream ends."""
+        self._receiver.cancel()
+
 
 class HubNoticeStream(_Stream[_ffi.HubNotice]):
     """Every notice of a hub's clients, each with its client's number (``notice.client``,
@@ -162,3 +166,8 @@ class HubNoticeStream(_Stream[_ffi.HubNotice]):
 
     async def _fetch(self) -> List[_ffi.HubNotice]:
         return await self._receiver.next_batch(64)
+
+    def close(self) -> None:
+        """Stops receiving; an ``async for`` waiting on this stream ends (it has no other end
+        while the hub lives)."""
+        self._receiver.cancel()
