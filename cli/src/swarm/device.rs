@@ -71,14 +71,16 @@ pub(crate) async fn run(
             return ended;
         }
     };
+    // The hub's notices name the client by the hub's number for it (every hub client has one).
+    if let Some(n) = client.hub_index() {
+        tally.enlist(n, i);
+    }
     for (event, template) in &plan.subscriptions {
         let arg = fill(template, i).expect("validated before the run");
         if let Err(e) = Box::pin(client.subscribe(event, arg, None)).await {
             tally.error(kind_of(&format!("{e:?}")), Some(i), || e.to_string());
         }
     }
-    // The hub's notices name the client by the hub's number for it.
-    tally.enlist(client.hub_index().expect("a hub's client"), i);
     // Its state is watched by this task, not one of its own: a task per device was another
     // 1.1 KiB each. Its notices are read for the whole fleet on the hub's channel
     // (`notices.rs`), so the client never makes a notice channel of its own.
