@@ -60,6 +60,13 @@ fn check_ledger(lines: &[LedgerLine]) -> (Vec<u64>, usize) {
     (firsts, lines.iter().filter(|l| l.dup).count())
 }
 
+/// [`check_ledger`] once the server has handled everything the client sent: the server
+/// answers its log request after them.
+async fn settled_ledger(client: &Client, ledger: &Path) -> (Vec<u64>, usize) {
+    server_log(client).await;
+    check_ledger(&read_ledger(ledger))
+}
+
 /// Every event the server received on this client's current connection, in order.
 async fn server_log(client: &Client) -> Vec<String> {
     let reply = client.emit_with_ack("log?", (), T).await.unwrap();
@@ -422,10 +429,7 @@ async fn server_killed_mid_stream_loses_nothing_and_app_sees_no_duplicate() {
         restarted.send_replace(k);
     }
     producer.await.unwrap();
-    tokio::time::timeout(Duration::from_secs(60), client.outbox().drained())
-        .await
-        .expect("outbox drained")
-        .unwrap();
+    drained_within(&client, BIG_DRAIN).await;
 
     let (delivered, dups) = check_ledger(&read_ledger(&ledger));
     assert_eq!(
@@ -844,8 +848,7 @@ async fn an_emit_committed_by_its_caller_never_overtakes_one_queued_before_it() 
     let handed = socket.emit_here("tick", &tick(100), &plain);
     assert!(matches!(handed, Some(Ok(_))), "{handed:?}");
     drained(&client).await;
-    server_log(&client).await;
-    let (firsts, _) = check_ledger(&read_ledger(&ledger));
+    let (firsts, _) = settled_ledger(&client, &ledger).await;
     assert_eq!(firsts, (0..=100).collect::<Vec<_>>());
     client.close().await;
     std::fs::remove_dir_all(dir).unwrap();
@@ -888,8 +891,7 @@ async fn emits_committed_here_and_by_the_engine_keep_one_order_across_a_connect(
         .unwrap();
     assert!(here > TICKS / 8, "committed here while offline: {here}");
     drained(&client).await;
-    server_log(&client).await;
-    let (firsts, _) = check_ledger(&read_ledger(&ledger));
+    let (firsts, _) = settled_ledger(&client, &ledger).await;
     assert_eq!(firsts, (0..TICKS).collect::<Vec<_>>());
     client.close().await;
     std::fs::remove_dir_all(dir).unwrap();
@@ -960,10 +962,7 @@ async fn emits_committed_here_while_connected_keep_one_order_across_server_resta
     // Two in three ticks try `emit_here`; it declines only when a block of numbers runs low
     // (the engine lets callers number again before it answers the emits of its step).
     assert!(here > TICKS * 6 / 10, "committed here: {here}");
-    tokio::time::timeout(Duration::from_secs(60), client.outbox().drained())
-        .await
-        .expect("outbox drained")
-        .unwrap();
+    drained_within(&client, BIG_DRAIN).await;
     let (firsts, _) = check_ledger(&read_ledger(&ledger));
     let missing: Vec<u64> = (0..TICKS)
         .filter(|n| n % 3 != 0 && firsts.binary_search(n).is_err())
@@ -988,8 +987,7 @@ async fn emits_committed_here_while_connected_keep_one_order_across_server_resta
     drained(&client).await;
     let after = client.outbox().stats().await.unwrap().sent_live;
     assert_eq!(after - before, 100, "every handed tick went live");
-    server_log(&client).await;
-    let (firsts, _) = check_ledger(&read_ledger(&ledger));
+    let (firsts, _) = settled_ledger(&client, &ledger).await;
     assert!(firsts.ends_with(&(TICKS..TICKS + 101).collect::<Vec<_>>()));
     client.close().await;
     std::fs::remove_dir_all(dir).unwrap();
@@ -1044,12 +1042,8 @@ async fn a_backlog_replays_while_a_caller_keeps_handing_over_emits() {
         "the backlog arrived only after the emitter stopped"
     );
     assert!(first[..BACKLOG as usize].iter().all(|l| l.n < BACKLOG));
-    tokio::time::timeout(Duration::from_secs(60), client.outbox().drained())
-        .await
-        .expect("outbox drained")
-        .unwrap();
-    server_log(&client).await;
-    let (firsts, _) = check_ledger(&read_ledger(&ledger));
+    drained_within(&client, BIG_DRAIN).await;
+    let (firsts, _) = settled_ledger(&client, &ledger).await;
     assert_eq!(firsts, (0..BACKLOG + handed).collect::<Vec<_>>());
     client.close().await;
     std::fs::remove_dir_all(dir).unwrap();
@@ -1118,11 +1112,20 @@ async fn a_caller_that_heard_its_ack_finds_the_entry_gone() {
 
 /// Waits for the outbox to drain, failing (rather than hanging) after `T`.
 async fn drained(client: &Client) {
-    tokio::time::timeout(T, client.outbox().drained())
+    drained_within(client, T).await;
+}
+
+/// Waits for the outbox to empty, for `limit` at most.
+async fn drained_within(client: &Client, limit: Duration) {
+    tokio::time::timeout(limit, client.outbox().drained())
         .await
         .expect("the outbox drained")
         .unwrap();
 }
+
+/// How long a test that queues thousands of emits (through restarts, behind a backlog) may
+/// take to drain them.
+const BIG_DRAIN: Duration = Duration::from_secs(60);
 
 /// The live path: with the link up and nothing older waiting, a new durable emit is written
 /// while its commit is in flight, never read back from the store; emits made while a backlog
@@ -1157,8 +1160,7 @@ async fn new_emits_go_live_once_the_backlog_is_replayed_and_order_holds() {
         "every emit made while caught up went live"
     );
     // A round trip on the same connection: the server has read every tick before it.
-    server_log(&client).await;
-    let (firsts, dups) = check_ledger(&read_ledger(&ledger));
+    let (firsts, dups) = settled_ledger(&client, &ledger).await;
     assert_eq!(firsts, (0..backlog + during + after).collect::<Vec<_>>());
     assert_eq!(dups, 0);
     println!(
@@ -1346,10 +1348,7 @@ async fn an_encrypted_outbox_keeps_health_data_unreadable_and_delivers_it() {
     server.restart().await;
     let client = Client::new(keyed(Some(key))).unwrap();
     client.connect().await.unwrap();
-    tokio::time::timeout(T, client.outbox().drained())
-        .await
-        .unwrap()
-        .unwrap();
+    drained(&client).await;
     client.close().await;
     let (ticks, _) = check_ledger(&read_ledger(&ledger));
     assert_eq!(ticks, (0..10).collect::<Vec<_>>());

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator, Generic, List, Optional, TypeVar
+from typing import Any, AsyncIterator, Generic, List, Optional, Protocol, TypeVar
 
 from . import _args, _ffi
 from ._errors import translated
@@ -77,6 +77,14 @@ def unpack(packed: _ffi.PackedEvents) -> List[Event]:
 T = TypeVar("T")
 
 
+class _BatchReceiver(Protocol[T]):
+    """A core receiver of notices (``NoticeReceiver``, ``HubNoticeReceiver``)."""
+
+    async def next_batch(self, max: int) -> List[T]: ...
+
+    def cancel(self) -> None: ...
+
+
 class _Stream(Generic[T]):
     """Async iterator over batches pulled from a core receiver; ends when the client closes."""
 
@@ -141,14 +149,14 @@ class EventStream(_Stream[Event]):
         self.close()
 
 
-class NoticeStream(_Stream[_ffi.Notice]):
-    """Lifecycle notices (connected, recovered, disconnected, emit failed, ...)."""
+class _Batches(_Stream[T]):
+    """A stream over a receiver that hands out batches and can be cancelled."""
 
-    def __init__(self, receiver: _ffi.NoticeReceiver) -> None:
+    def __init__(self, receiver: _BatchReceiver[T]) -> None:
         super().__init__()
         self._receiver = receiver
 
-    async def _fetch(self) -> List[_ffi.Notice]:
+    async def _fetch(self) -> List[T]:
         return await self._receiver.next_batch(64)
 
     def close(self) -> None:
@@ -156,18 +164,11 @@ class NoticeStream(_Stream[_ffi.Notice]):
         self._receiver.cancel()
 
 
-class HubNoticeStream(_Stream[_ffi.HubNotice]):
+class NoticeStream(_Batches[_ffi.Notice]):
+    """Lifecycle notices (connected, recovered, disconnected, emit failed, ...)."""
+
+
+class HubNoticeStream(_Batches[_ffi.HubNotice]):
     """Every notice of a hub's clients, each with its client's number (``notice.client``,
-    which is :attr:`Client.hub_index`) and the notice itself (``notice.notice``)."""
-
-    def __init__(self, receiver: _ffi.HubNoticeReceiver) -> None:
-        super().__init__()
-        self._receiver = receiver
-
-    async def _fetch(self) -> List[_ffi.HubNotice]:
-        return await self._receiver.next_batch(64)
-
-    def close(self) -> None:
-        """Stops receiving; an ``async for`` waiting on this stream ends (it has no other end
-        while the hub lives)."""
-        self._receiver.cancel()
+    which is :attr:`Client.hub_index`) and the notice itself (``notice.notice``). It has no
+    end while the hub lives: :meth:`close` it when done."""
