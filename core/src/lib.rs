@@ -70,7 +70,7 @@ pub use config::{
 pub use device::{BackgroundFlush, BackgroundPolicy, Interface, NetworkPath};
 pub use error::{Error, Result};
 pub use event::{DisconnectReason, Event, Notice, State};
-pub use hub::Hub;
+pub use hub::{Hub, SharedConfig};
 pub use inbox::{DedupConfig, Freshness};
 pub use metrics::{HubStats, Latency, Metrics, StateTimes};
 pub use notices::HubNotice;

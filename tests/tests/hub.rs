@@ -3,9 +3,9 @@
 //!
 //! One test in this binary, so the process's thread count is this test's alone.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use pulselink::{ClientConfig, Error, Hub, Notice, State};
+use pulselink::{AuthProvider, ClientConfig, Error, Hub, Notice, State, StaticAuth};
 use pulselink_tests::{NodeServer, read_ledger, scratch};
 use serde_json::json;
 
@@ -60,7 +60,7 @@ async fn a_hub_holds_many_durable_clients_on_one_store_thread_each_with_its_own_
         "{CLIENTS} hub clients added {gained} threads"
     );
 
-    // A hub's client reads 1 KiB at a time: a message many times that arrives whole.
+    // A hub's client reads 256 bytes at a time: a message many times that arrives whole.
     let blob = "x".repeat(200_000);
     let echoed = clients[1]
         .emit_with_ack("echo", json!({ "blob": blob }), T)
@@ -70,7 +70,7 @@ async fn a_hub_holds_many_durable_clients_on_one_store_thread_each_with_its_own_
     assert_eq!(
         echoed[0]["blob"],
         blob.as_str(),
-        "200 kB through a 1 KiB read buffer"
+        "200 kB through a 256-byte read buffer"
     );
 
     // Every client emits acknowledged ticks of its own, and one client closes halfway: the
@@ -147,17 +147,23 @@ async fn a_hub_holds_many_durable_clients_on_one_store_thread_each_with_its_own_
     // client's refusal names it, a welcome one's join names that one.
     assert_eq!(clients[0].hub_index(), Some(0));
     assert_eq!(clients[CLIENTS - 1].hub_index(), Some(CLIENTS as u64 - 1));
+    // Both on one shared configuration, the refused one with a token of its own.
     let mut fleet = hub.notices();
-    let refused = hub
-        .client(
-            ClientConfig::new(&server.url())
-                .unwrap()
-                .with_static_auth(json!({ "token": "bad" })),
-        )
+    let stored = hub.share(
+        ClientConfig::new(&server.url())
+            .unwrap()
+            .with_store(dir.join("shared.db")),
+    );
+    assert!(
+        matches!(&stored, Err(Error::InvalidConfig(m)) if m.contains("its own")),
+        "{stored:?}"
+    );
+    let shared = hub
+        .share(ClientConfig::new(&server.url()).unwrap())
         .unwrap();
-    let welcome = hub
-        .client(ClientConfig::new(&server.url()).unwrap())
-        .unwrap();
+    let bad: Arc<dyn AuthProvider> = Arc::new(StaticAuth(json!({ "token": "bad" })));
+    let refused = hub.shared_client(&shared, Some(bad)).unwrap();
+    let welcome = hub.shared_client(&shared, None).unwrap();
     let (refused_at, welcome_at) = (refused.hub_index().unwrap(), welcome.hub_index().unwrap());
     assert_ne!(refused_at, welcome_at);
     refused.start().unwrap();

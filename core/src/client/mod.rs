@@ -25,8 +25,8 @@ pub use self::{
 };
 use crate::{
     args::{AckReply, Args},
-    config::{ClientConfig, Protocol, is_valid_namespace},
-    engine::{self, Command, Interest},
+    config::{AuthProvider, ClientConfig, Protocol, is_valid_namespace},
+    engine::{self, Command, Interest, Prepared},
     error::{Error, Result},
     event::{Event, Notice, State},
     metrics::{HubCounters, Metrics},
@@ -61,32 +61,32 @@ impl Client {
     /// runtime, and with [`Error::StoreCorrupt`] / [`Error::Store`] when the store cannot be
     /// opened.
     pub fn new(config: ClientConfig) -> Result<Self> {
-        Self::build(config, None, None, Notices::single())
+        let prepared = Prepared::new(config, false)?;
+        let auth = prepared.config.auth.clone();
+        Self::build(prepared, auth, None, None, Notices::single())
     }
 
-    /// A client whose store runs on `host`'s thread (a hub's, which `hub` counts its traffic
-    /// for), or on a thread of its own, publishing its notices to `notices`.
+    /// A client of `prepared`'s configuration asking `auth` for credentials, whose store runs
+    /// on `host`'s thread (a hub's, which `hub` counts its traffic for) or on a thread of its
+    /// own, publishing its notices to `notices`.
     pub(crate) fn build(
-        config: ClientConfig,
+        prepared: Prepared,
+        auth: Option<Arc<dyn AuthProvider>>,
         host: Option<&Host>,
         hub: Option<Arc<HubCounters>>,
         notices: Notices,
     ) -> Result<Self> {
-        let mut route = config.checked()?;
-        if host.is_some() {
-            route.read_buffer = crate::transport::HUB_READ_BUFFER;
-        }
         let runtime = Handle::try_current().map_err(|_| {
             Error::InvalidConfig("Client::new must run inside a tokio runtime".into())
         })?;
-        let config = Arc::new(config);
+        let config = prepared.config.clone();
         let notices = Arc::new(notices);
         let (events_tx, store_events) = futures_channel::mpsc::unbounded();
         let (store, snapshot) = Store::open(&config.store, &config.outbox, events_tx, host)?;
         let handles = engine::spawn(
             &runtime,
-            config.clone(),
-            Arc::new(route),
+            prepared,
+            auth,
             store.clone(),
             snapshot,
             store_events,

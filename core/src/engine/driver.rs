@@ -23,7 +23,7 @@ use super::{
     queue::QueueRx,
 };
 use crate::{
-    config::{AuthRequest, ClientConfig},
+    config::{AuthProvider, AuthRequest, ClientConfig},
     error::Error,
     event::{AckAnswer, DisconnectReason, Event, State},
     notices::Notices,
@@ -90,6 +90,8 @@ pub(crate) struct Driver {
     pub(crate) config: Arc<ClientConfig>,
     pub(crate) route: Arc<Route>,
     pub(crate) options: Arc<protocol::Options>,
+    /// Asked for each namespace's credentials.
+    pub(crate) auth: Option<Arc<dyn AuthProvider>>,
     pub(crate) store: Store,
     pub(crate) commands: UnboundedReceiver<Command>,
     pub(crate) outgoing: QueueRx<Outgoing>,
@@ -498,7 +500,7 @@ impl Driver {
             Credentials::Reuse(creds) => return Box::pin(async move { (ns, Ok(creds)) }),
             Credentials::Ask(reason) => reason,
         };
-        let provider = self.config.auth.clone();
+        let provider = self.auth.clone();
         let request = AuthRequest {
             namespace: ns.to_string(),
             reason,

@@ -83,13 +83,14 @@ struct AppPing {
 impl Machine {
     pub(crate) fn new(
         config: &ClientConfig,
+        authenticated: bool,
         snapshot: Snapshot,
         acks: UnboundedSender<Box<AckAnswer>>,
         now: Now,
     ) -> Self {
         Self {
             lifecycle: Lifecycle::new(config.reconnect.clone(), config.background, now.at),
-            namespaces: Namespaces::new(&config.namespaces, config.auth.is_some()),
+            namespaces: Namespaces::new(&config.namespaces, authenticated),
             recovery: Recovery::new(snapshot.recovery),
             admission: Admission::new(
                 config.dedup.clone(),
@@ -697,7 +698,7 @@ mod tests {
             config = config.with_auth(StaticAuth(json!({"token": "t"})));
         }
         let (acks, _) = futures_channel::mpsc::unbounded();
-        Machine::new(&config, snapshot, acks, t0())
+        Machine::new(&config, config.auth.is_some(), snapshot, acks, t0())
     }
 
     fn texts(out: &Actions) -> Vec<String> {
@@ -716,7 +717,13 @@ mod tests {
             .unwrap()
             .with_signals(ServerSignals::seed_platforms());
         let (acks, _) = futures_channel::mpsc::unbounded();
-        let mut m = Machine::new(&config, Snapshot::default(), acks, t0());
+        let mut m = Machine::new(
+            &config,
+            config.auth.is_some(),
+            Snapshot::default(),
+            acks,
+            t0(),
+        );
         link_up(&mut m);
         join_main(&mut m);
         m.take_actions();

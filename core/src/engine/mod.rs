@@ -59,7 +59,7 @@ pub(crate) use self::{
 };
 use self::{driver::Driver, machine::Machine};
 use crate::{
-    config::ClientConfig,
+    config::{AuthProvider, ClientConfig},
     event::{AckAnswer, State},
     metrics::{HubCounters, HubShare},
     notices::Notices,
@@ -81,12 +81,37 @@ pub(crate) struct Handles {
     pub(crate) seqs: Arc<Seqs>,
 }
 
-/// Starts a client's engine task on `runtime`.
+/// A configuration checked and made ready to connect: the parts of a client that never
+/// change, which clients made from one [`crate::SharedConfig`] share.
+#[derive(Clone)]
+pub(crate) struct Prepared {
+    pub(crate) config: Arc<ClientConfig>,
+    pub(crate) route: Arc<Route>,
+    pub(crate) options: Arc<protocol::Options>,
+}
+
+impl Prepared {
+    /// Checks `config`; a hub's client reads its WebSocket in smaller pieces.
+    pub(crate) fn new(config: ClientConfig, hub: bool) -> crate::Result<Self> {
+        let mut route = config.checked()?;
+        if hub {
+            route.read_buffer = crate::transport::HUB_READ_BUFFER;
+        }
+        Ok(Self {
+            options: Arc::new(protocol::Options::new(&config)),
+            route: Arc::new(route),
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// Starts a client's engine task on `runtime`, asking `auth` for credentials (the
+/// configuration's provider, or a hub client's own).
 #[allow(clippy::too_many_arguments)] // the client's parts, each made by `Client::build`
 pub(crate) fn spawn(
     runtime: &Handle,
-    config: Arc<ClientConfig>,
-    route: Arc<Route>,
+    prepared: Prepared,
+    auth: Option<Arc<dyn AuthProvider>>,
     store: Store,
     snapshot: Snapshot,
     store_events: UnboundedReceiver<StoreEvent>,
@@ -97,14 +122,20 @@ pub(crate) fn spawn(
     let (outgoing_tx, outgoing) = queue::queue(OUTGOING);
     let (answers_tx, answers) = unbounded::<Box<AckAnswer>>();
     let (state_tx, state) = watch::channel(State::Idle);
-    let mut machine = Machine::new(&config, snapshot, answers_tx, Now::read());
+    let Prepared {
+        config,
+        route,
+        options,
+    } = prepared;
+    let mut machine = Machine::new(&config, auth.is_some(), snapshot, answers_tx, Now::read());
     machine.hub = hub.map(HubShare::new);
     let seqs = machine.flush.seqs.clone();
     let driver = Driver {
         machine,
-        options: Arc::new(protocol::Options::new(&config)),
+        options,
         config,
         route,
+        auth,
         store,
         commands,
         outgoing,

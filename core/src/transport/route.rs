@@ -31,8 +31,10 @@ pub(crate) const READ_BUFFER: usize = 4 * 1024;
 
 /// The read buffer of a hub's client. A hub holds thousands of connections that each carry
 /// a device's few events, where a buffer is memory held per connection whether or not
-/// anything arrives: a quarter of the size still takes some eight typical events per read.
-pub(crate) const HUB_READ_BUFFER: usize = 1024;
+/// anything arrives. 256 bytes still take a typical event or two per read; a larger message
+/// grows the buffer to its size and is read in 256-byte pieces, more reads where a hub's
+/// devices rarely receive much.
+pub(crate) const HUB_READ_BUFFER: usize = 256;
 
 impl Route {
     /// A route through `proxy` (if any) trusting `tls`, with a single client's read buffer.
