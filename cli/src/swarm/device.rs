@@ -2,13 +2,10 @@
 //! that connects at its slot of the ramp, emits telemetry at its rate and reports everything
 //! to the fleet's [`Tally`] (what it receives, its hub counts).
 
-use std::{
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-use pulselink::{Client, ClientConfig, Hub, State};
-use serde_json::Value;
+use pulselink::{AuthProvider, Client, Hub, SharedConfig, StaticAuth};
+use serde_json::{Value, json};
 use tokio::{sync::watch, task::JoinSet, time::Instant};
 
 use super::tally::{Tally, bump, kind_of};
@@ -31,182 +28,107 @@ pub(crate) fn fill(template: &str, i: u64) -> Result<Value, String> {
         .map_err(|e| format!("{template:?} is not JSON once {{i}} is replaced: {e}"))
 }
 
-/// How a device ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Outcome {
-    /// Connected when the run stopped.
-    pub(crate) connected_at_end: bool,
+/// What every device shares: the hub its client is made on, the fleet's one configuration,
+/// the plan and the counts.
+pub(crate) struct Fleet {
+    pub(crate) hub: Hub,
+    pub(crate) shared: SharedConfig,
+    pub(crate) plan: Plan,
+    pub(crate) tally: Arc<Tally>,
+    /// Each device's token, `{i}` replaced by its index; without one, the configuration's.
+    pub(crate) token_template: Option<String>,
 }
 
-/// Runs device `i` from `start` until `stop` turns true.
+impl Fleet {
+    /// Device `i`'s client: the fleet's configuration with its own token, if there is a
+    /// template (an auth provider of some 100 bytes, not a configuration of 1.5 KiB).
+    fn client(&self, i: u64) -> pulselink::Result<Client> {
+        let auth = self.token_template.as_ref().map(|t| {
+            Arc::new(StaticAuth(
+                json!({ "token": t.replace("{i}", &i.to_string()) }),
+            )) as Arc<dyn AuthProvider>
+        });
+        self.hub.shared_client(&self.shared, auth)
+    }
+}
+
+/// Starts device `i` now: its client connects, subscribes and, when the plan has telemetry,
+/// emits it until `stop` turns true. Returns the client (`None` if it could not be made).
 ///
-/// A fleet's devices sit idle in this future most of the run, and a future is as large as
-/// its largest state, so what is large and short-lived is kept out of it: the configuration
-/// (over 1 KiB) arrives boxed, and the subscribe and emit calls (about 1 KiB and 0.7 KiB of
-/// state each) run boxed. An idle device's task is then a few hundred bytes, not 2.8 KiB.
+/// A device without telemetry returns as soon as it has started: its client runs on its own
+/// engine, and the hub's notices follow its state for the whole fleet (`notices.rs`), so a
+/// task held per idle device (about 0.9 KiB) would only wait. A device's future is as large
+/// as its largest state, so the subscribe and emit calls (about 1 KiB and 0.7 KiB of state)
+/// run boxed.
 pub(crate) async fn run(
     i: u64,
-    hub: Hub,
-    config: Box<ClientConfig>,
-    plan: Arc<Plan>,
-    tally: Arc<Tally>,
-    start: Instant,
+    fleet: Arc<Fleet>,
     mut stop: watch::Receiver<bool>,
-) -> Outcome {
-    let ended = Outcome {
-        connected_at_end: false,
-    };
-    tokio::select! {
-        () = tokio::time::sleep_until(start) => {}
-        _ = stop.wait_for(|s| *s) => return ended,
-    }
-    // Unboxed here, so the box is freed now rather than held by this future to the end.
-    let client = match hub.client({
-        let boxed = config;
-        *boxed
-    }) {
+) -> Option<Client> {
+    let tally = &fleet.tally;
+    let client = match fleet.client(i) {
         Ok(c) => c,
         Err(e) => {
             tally.error(kind_of(&format!("{e:?}")), Some(i), || e.to_string());
-            return ended;
+            return None;
         }
     };
-    // The hub's notices name the client by the hub's number for it (every hub client has one).
+    // The hub's notices name the client by the hub's number for it (every hub client has
+    // one), from its first connect on: it is enlisted before it starts.
     if let Some(n) = client.hub_index() {
-        tally.enlist(n, i);
+        tally.enlist(n, i, Instant::now());
     }
-    for (event, template) in &plan.subscriptions {
+    for (event, template) in &fleet.plan.subscriptions {
         let arg = fill(template, i).expect("validated before the run");
         if let Err(e) = Box::pin(client.subscribe(event, arg, None)).await {
             tally.error(kind_of(&format!("{e:?}")), Some(i), || e.to_string());
         }
     }
-    // Its state is watched by this task, not one of its own: a task per device was another
-    // 1.1 KiB each. Its notices are read for the whole fleet on the hub's channel
-    // (`notices.rs`), so the client never makes a notice channel of its own.
-    let mut watch = Watch::new(&client);
     if let Err(e) = client.start() {
         tally.error(kind_of(&format!("{e:?}")), Some(i), || e.to_string());
     }
-
+    let plan = &fleet.plan;
+    let Some((event, template)) = plan.emit.as_ref().filter(|_| plan.rate > 0.0) else {
+        return Some(client);
+    };
     let mut acks = JoinSet::new();
-    if let (Some((event, template)), true) = (&plan.emit, plan.rate > 0.0) {
-        let every = Duration::from_secs_f64(1.0 / plan.rate);
-        // A random phase, so a fleet started together does not emit in lockstep.
-        let first = Instant::now() + every.mul_f64(fastrand::f64());
-        let mut ticks = tokio::time::interval_at(first, every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                _ = stop.wait_for(|s| *s) => break,
-                () = watch.next(&tally) => continue,
-            }
-            // Answered emits are reaped as the run goes, so a long run holds only those pending.
-            while acks.try_join_next().is_some() {}
-            let args = fill(template, i).expect("validated before the run");
-            match plan.ack {
-                None => match watched(&mut watch, &tally, Box::pin(client.emit(event, args))).await
-                {
-                    Ok(()) => bump(&tally.emitted),
-                    Err(e) => tally.error(kind_of(&format!("{e:?}")), Some(i), || e.to_string()),
-                },
-                Some(timeout) => {
-                    let (client, tally, event) = (client.clone(), tally.clone(), event.clone());
-                    acks.spawn(async move {
-                        let sent = Instant::now();
-                        match client.emit_with_ack(&event, args, timeout).await {
-                            Ok(_) => {
-                                bump(&tally.emitted);
-                                tally.ack(sent.elapsed());
-                            }
-                            Err(e) => {
-                                bump(&tally.ack_failed);
-                                tally.error(kind_of(&format!("{e:?}")), Some(i), || e.to_string());
-                            }
-                        }
-                    });
-                }
-            }
+    let every = Duration::from_secs_f64(1.0 / plan.rate);
+    // A random phase, so a fleet started together does not emit in lockstep.
+    let first = Instant::now() + every.mul_f64(fastrand::f64());
+    let mut ticks = tokio::time::interval_at(first, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|s| *s) => break,
         }
-    } else {
-        loop {
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
-                () = watch.next(&tally) => {}
+        // Answered emits are reaped as the run goes, so a long run holds only those pending.
+        while acks.try_join_next().is_some() {}
+        let args = fill(template, i).expect("validated before the run");
+        match plan.ack {
+            None => match Box::pin(client.emit(event, args)).await {
+                Ok(()) => bump(&tally.emitted),
+                Err(e) => tally.error(kind_of(&format!("{e:?}")), Some(i), || e.to_string()),
+            },
+            Some(timeout) => {
+                let (client, tally, event) = (client.clone(), tally.clone(), event.clone());
+                acks.spawn(async move {
+                    let sent = Instant::now();
+                    match client.emit_with_ack(&event, args, timeout).await {
+                        Ok(_) => {
+                            bump(&tally.emitted);
+                            tally.ack(sent.elapsed());
+                        }
+                        Err(e) => {
+                            bump(&tally.ack_failed);
+                            tally.error(kind_of(&format!("{e:?}")), Some(i), || e.to_string());
+                        }
+                    }
+                });
             }
         }
     }
     // Every acknowledged emit is answered (or times out) before the device counts as done.
-    while watched(&mut watch, &tally, acks.join_next())
-        .await
-        .is_some()
-    {}
-    let connected_at_end = client.state() == State::Connected;
-    // Watched no more: closing is the run's end, not a loss to count.
-    drop(watch);
-    client.close().await;
-    Outcome { connected_at_end }
-}
-
-/// Awaits `work` while following the client's state: a state is kept only until the next, so
-/// a loss and a return while the device waits (for room in its outbox, say) would otherwise
-/// go uncounted.
-async fn watched<T>(watch: &mut Watch, tally: &Tally, work: impl Future<Output = T>) -> T {
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            out = &mut work => return out,
-            () = watch.next(tally) => {}
-        }
-    }
-}
-
-/// Follows one client's state into the tally: the connected gauge, the first connect's time,
-/// reconnects and losses.
-struct Watch {
-    states: watch::Receiver<State>,
-    began: Instant,
-    connected: bool,
-    ever: bool,
-    /// The client's state is still published; once it is not there is nothing to follow.
-    open: bool,
-}
-
-impl Watch {
-    fn new(client: &Client) -> Self {
-        Self {
-            states: client.states(),
-            began: Instant::now(),
-            connected: false,
-            ever: false,
-            open: true,
-        }
-    }
-
-    /// Waits for the next change of state and reports it; never returns once the client is
-    /// gone. Cancel-safe, as `changed` is.
-    async fn next(&mut self, tally: &Tally) {
-        if !self.open {
-            return std::future::pending().await;
-        }
-        if self.states.changed().await.is_err() {
-            self.open = false;
-            return;
-        }
-        let now = *self.states.borrow_and_update() == State::Connected;
-        if now && !self.connected {
-            bump(&tally.connected);
-            if self.ever {
-                bump(&tally.reconnects);
-            } else {
-                self.ever = true;
-                tally.first_connect(self.began.elapsed());
-            }
-        } else if !now && self.connected {
-            tally.connected.fetch_sub(1, Ordering::Relaxed);
-            bump(&tally.disconnects);
-        }
-        self.connected = now;
-    }
+    while acks.join_next().await.is_some() {}
+    Some(client)
 }

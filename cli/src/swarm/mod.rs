@@ -11,11 +11,13 @@ mod tally;
 
 use std::{io::IsTerminal, sync::Arc, time::Duration};
 
+use futures_util::future::join_all;
+use pulselink::{Client, State};
 use serde_json::{Value, json};
 use tokio::{sync::watch, time::Instant};
 
 use self::{
-    device::{Outcome, Plan, fill},
+    device::{Plan, fill},
     tally::{Reading, Tally},
 };
 use crate::connection::Connection;
@@ -144,45 +146,53 @@ pub(crate) fn prepare_process() {
 /// acknowledged emit was answered.
 pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result<bool> {
     let checked = options.check().map_err(pulselink::Error::InvalidConfig)?;
-    let base = conn.config(&[])?;
-    // Before the devices' configurations exist: they are part of what each device costs.
+    // Before the hub and the devices exist: they are what each device costs.
     let rss_before = proc_status_kib("VmRSS:");
-    let mut configs = Vec::with_capacity(options.clients as usize);
-    for i in 0..options.clients {
-        let mut config = base.clone();
-        if let Some(t) = &options.token_template {
-            config = config.with_static_auth(json!({ "token": t.replace("{i}", &i.to_string()) }));
-        }
-        configs.push(config);
-    }
     let hub = pulselink::Hub::new()?;
-    let tally = Arc::new(Tally::new(hub.clone()));
-    let plan = Arc::new(checked.plan);
+    // One configuration for the fleet: devices differ only in their tokens.
+    let shared = hub.share(conn.config(&[])?)?;
+    let tally = Arc::new(Tally::new(hub.clone(), shared.config().main_namespace()));
+    let fleet = Arc::new(device::Fleet {
+        hub: hub.clone(),
+        shared,
+        plan: checked.plan,
+        tally: tally.clone(),
+        token_template: options.token_template.clone(),
+    });
     let (stop_tx, stop) = watch::channel(false);
     // Listening before the first client exists: none of its notices is missed.
     let (notices_done, done) = tokio::sync::oneshot::channel();
     let follower = tokio::spawn(notices::follow(hub.notices(), tally.clone(), done));
     let began = Instant::now();
     let n = options.clients;
-    let mut devices = tokio::task::JoinSet::new();
-    for (i, config) in (0..n).zip(configs) {
-        let start = began + checked.ramp.mul_f64(i as f64 / n as f64);
-        devices.spawn(device::run(
-            i,
-            hub.clone(),
-            Box::new(config),
-            plan.clone(),
-            tally.clone(),
-            start,
-            stop.clone(),
-        ));
-    }
-
     let end = began + checked.ramp + checked.duration;
     let status = tokio::spawn(show_status(tally.clone(), n));
-    tokio::select! {
-        () = tokio::time::sleep_until(end) => {}
-        _ = tokio::signal::ctrl_c() => eprintln!("\nswarm: interrupted; stopping"),
+    // Each device starts at its slot of the ramp, not before: a task waiting for its slot
+    // would be memory held for nothing. A device's task returns its client once started (an
+    // idle one) or once stopped (one with telemetry), and is reaped at once.
+    let mut devices = tokio::task::JoinSet::new();
+    let mut clients = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+    let mut next = 0u64;
+    let slot = |i: u64| began + checked.ramp.mul_f64(i as f64 / n as f64);
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = devices.join_next() => clients.extend(done.ok().flatten()),
+            () = tokio::time::sleep_until(slot(next)), if next < n => {
+                let now = Instant::now();
+                while next < n && slot(next) <= now {
+                    devices.spawn(device::run(next, fleet.clone(), stop.clone()));
+                    next += 1;
+                }
+            }
+            () = tokio::time::sleep_until(end) => break,
+            _ = &mut interrupted => {
+                eprintln!("\nswarm: interrupted; stopping");
+                break;
+            }
+        }
     }
     // Measured while every device still holds its connection.
     let rss_connected = proc_status_kib("VmRSS:");
@@ -200,15 +210,14 @@ pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result
     let _ = notices_done.send(());
     let _ = follower.await;
     let _ = stop_tx.send(true);
-    let mut connected_at_end = 0u64;
-    while let Some(outcome) = devices.join_next().await {
-        if let Ok(Outcome {
-            connected_at_end: true,
-        }) = outcome
-        {
-            connected_at_end += 1;
-        }
+    while let Some(done) = devices.join_next().await {
+        clients.extend(done.ok().flatten());
     }
+    let connected_at_end = clients
+        .iter()
+        .filter(|c| c.state() == State::Connected)
+        .count() as u64;
+    join_all(clients.iter().map(Client::close)).await;
 
     let mut report = tally.to_json();
     let counts = report.as_object_mut().expect("an object");
@@ -228,8 +237,8 @@ pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result
             "ramp_s": checked.ramp.as_secs_f64(),
             "duration_s": checked.duration.as_secs_f64(),
             "elapsed_s": began.elapsed().as_secs_f64(),
-            "rate_per_client": plan.rate,
-            "acknowledged": plan.ack.is_some(),
+            "rate_per_client": fleet.plan.rate,
+            "acknowledged": fleet.plan.ack.is_some(),
         }),
     );
     counts.insert(

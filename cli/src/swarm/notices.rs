@@ -1,5 +1,6 @@
-//! The fleet's notices, read for every device at once on its hub's channel: failed attempts
-//! and refusals by kind, losses by reason, each charged to the device that met it.
+//! The fleet's notices, read for every device at once on its hub's channel: each device's
+//! connects and losses (the connected gauge, connect times, reconnects), failed attempts and
+//! refusals by kind, losses by reason, each charged to the device that met it.
 //!
 //! One reader for the fleet rather than one per device: a client's own notice channel
 //! allocates its slots when first asked for (some 1.7 KiB), and a reader per device would
@@ -48,6 +49,7 @@ fn lagged(tally: &Tally, missed: u64) {
 fn count(tally: &Tally, HubNotice { client, notice }: HubNotice) {
     let device = tally.device(client);
     match notice {
+        Notice::Connected { namespace, .. } => tally.joined(client, &namespace),
         Notice::ConnectFailed { error, .. } => {
             let kind = format!("connect: {}", kind_of(&format!("{error:?}")));
             tally.error(&kind, device, || error.to_string());
@@ -67,8 +69,9 @@ fn count(tally: &Tally, HubNotice { client, notice }: HubNotice) {
         // The client's own decision (after a refusal, say): reported where it began.
         Notice::Disconnected {
             reason: DisconnectReason::ClientDisconnect,
-        } => {}
+        } => tally.left(client),
         Notice::Disconnected { reason } => {
+            tally.left(client);
             let kind = format!("disconnect: {}", kind_of(&format!("{reason:?}")));
             tally.error(&kind, device, || format!("{reason:?}"));
         }

@@ -12,6 +12,7 @@ use std::{
 
 use pulselink::Hub;
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
 use super::histogram::Histogram;
 
@@ -49,8 +50,21 @@ pub(crate) struct Tally {
     acks: Mutex<Histogram>,
     connects: Mutex<Histogram>,
     errors: Mutex<BTreeMap<String, ErrorKind>>,
-    /// Each device's client by the hub's number for it: the hub's notices name clients so.
-    devices: Mutex<HashMap<u64, u64>>,
+    /// Each device by the hub's number for its client: the hub's notices name clients so.
+    devices: Mutex<HashMap<u64, Device>>,
+    /// The namespace whose joining makes a device connected.
+    main: String,
+}
+
+/// A device as its client's notices show it.
+#[derive(Debug)]
+struct Device {
+    /// Its index in the fleet.
+    i: u64,
+    /// When it started.
+    began: Instant,
+    connected: bool,
+    ever: bool,
 }
 
 /// Adds one to a counter.
@@ -72,9 +86,10 @@ pub(crate) fn kind_of(debug: &str) -> &str {
 }
 
 impl Tally {
-    /// Counts for the devices of `hub`.
-    pub(crate) fn new(hub: Hub) -> Self {
+    /// Counts for the devices of `hub`, connected once they have joined `main`.
+    pub(crate) fn new(hub: Hub, main: &str) -> Self {
         Self {
+            main: main.to_owned(),
             hub,
             connected: AtomicU64::default(),
             ever_connected: AtomicU64::default(),
@@ -108,12 +123,17 @@ impl Tally {
             .record(micros(took));
     }
 
-    /// Notes that device `i`'s client is the hub's client number `hub_index`.
-    pub(crate) fn enlist(&self, hub_index: u64, i: u64) {
-        self.devices
-            .lock()
-            .expect("no panic holding it")
-            .insert(hub_index, i);
+    /// Notes that device `i`, started at `began`, has the hub's client number `hub_index`.
+    pub(crate) fn enlist(&self, hub_index: u64, i: u64, began: Instant) {
+        self.devices.lock().expect("no panic holding it").insert(
+            hub_index,
+            Device {
+                i,
+                began,
+                connected: false,
+                ever: false,
+            },
+        );
     }
 
     /// The device whose client is the hub's number `hub_index`.
@@ -122,7 +142,39 @@ impl Tally {
             .lock()
             .expect("no panic holding it")
             .get(&hub_index)
-            .copied()
+            .map(|d| d.i)
+    }
+
+    /// Client `hub_index` joined `namespace`: its device is connected if that is the main one
+    /// (a first connect, timed from the device's start, or a reconnect).
+    pub(crate) fn joined(&self, hub_index: u64, namespace: &str) {
+        if namespace != self.main {
+            return;
+        }
+        let mut devices = self.devices.lock().expect("no panic holding it");
+        let Some(d) = devices.get_mut(&hub_index).filter(|d| !d.connected) else {
+            return;
+        };
+        d.connected = true;
+        bump(&self.connected);
+        if d.ever {
+            bump(&self.reconnects);
+        } else {
+            d.ever = true;
+            let took = d.began.elapsed();
+            drop(devices);
+            self.first_connect(took);
+        }
+    }
+
+    /// Client `hub_index`'s connection ended: its device, if connected, no longer is.
+    pub(crate) fn left(&self, hub_index: u64) {
+        let mut devices = self.devices.lock().expect("no panic holding it");
+        if let Some(d) = devices.get_mut(&hub_index).filter(|d| d.connected) {
+            d.connected = false;
+            self.connected.fetch_sub(1, Ordering::Relaxed);
+            bump(&self.disconnects);
+        }
     }
 
     /// Counts an error of `kind` met by `client` (by the fleet as a whole: `None`).
@@ -221,7 +273,7 @@ mod tests {
 
     #[test]
     fn errors_keep_a_count_the_first_clients_and_one_message() {
-        let t = Tally::new(Hub::new().unwrap());
+        let t = Tally::new(Hub::new().unwrap(), "/");
         for c in 0..15 {
             t.error("Unauthorized", Some(c), || format!("client {c} refused"));
         }
@@ -230,5 +282,42 @@ mod tests {
         assert_eq!(e["count"], 15);
         assert_eq!(e["clients"].as_array().unwrap().len(), CLIENTS_PER_ERROR);
         assert_eq!(e["example"], "client 0 refused");
+    }
+
+    #[test]
+    fn a_device_is_connected_from_joining_the_main_namespace_to_losing_its_link() {
+        let t = Tally::new(Hub::new().unwrap(), "/");
+        t.enlist(7, 3, Instant::now());
+        let gauges = |t: &Tally| {
+            (
+                get(&t.connected),
+                get(&t.ever_connected),
+                get(&t.reconnects),
+                get(&t.disconnects),
+            )
+        };
+        t.joined(7, "/chat");
+        t.left(7);
+        assert_eq!(
+            gauges(&t),
+            (0, 0, 0, 0),
+            "another namespace, then a failed link"
+        );
+        t.joined(7, "/");
+        t.joined(7, "/");
+        assert_eq!(gauges(&t), (1, 1, 0, 0), "one connect, counted once");
+        assert_eq!(t.to_json()["connect_time"]["count"], 1);
+        t.left(7);
+        t.left(7);
+        assert_eq!(gauges(&t), (0, 1, 0, 1), "one loss, counted once");
+        t.joined(7, "/");
+        assert_eq!(
+            gauges(&t),
+            (1, 1, 1, 1),
+            "back: a reconnect, not a first connect"
+        );
+        t.joined(8, "/");
+        assert_eq!(gauges(&t), (1, 1, 1, 1), "a client of no device");
+        assert_eq!(t.device(7), Some(3));
     }
 }
