@@ -174,8 +174,65 @@ pub(crate) const QUOTA_RESET_MARGIN: Duration = Duration::from_millis(50);
 
 /// Every bucket an emit takes from together: the configured ones, the rate the server
 /// announced, the budgets its name matches, a quota, and a pause the server asked for.
-#[derive(Debug, Clone, Default)]
+///
+/// Its state is allocated when there is first something to limit: most clients configure
+/// no limit and never hear one from their server, and a hub holds thousands of them (240
+/// bytes each otherwise).
+#[derive(Debug, Clone)]
 pub(crate) struct Limiter {
+    active: Option<Box<Limits>>,
+    /// The backoff a limiter made active later starts with.
+    backoff: PauseBackoff,
+}
+
+impl Limiter {
+    /// The configured `limits` (token buckets), per-event `budgets`, and the `backoff` for
+    /// pauses that name no time.
+    pub(crate) fn new(
+        limits: &[RateLimit],
+        budgets: &[Budget],
+        backoff: PauseBackoff,
+        now: Instant,
+    ) -> Self {
+        let active = (!limits.is_empty() || !budgets.is_empty())
+            .then(|| Box::new(Limits::new(limits, budgets, backoff, now)));
+        Self { active, backoff }
+    }
+
+    /// Takes a token for an emit named `event` from every bucket that applies, if all have
+    /// one (and the quota allows); otherwise says when to try again.
+    pub(crate) fn try_take(&mut self, now: Instant, event: &str) -> Result<(), Instant> {
+        match &mut self.active {
+            None => Ok(()),
+            Some(limits) => limits.try_take(now, event),
+        }
+    }
+
+    /// The server said to slow down: send nothing for `requested`, or, when it named no time,
+    /// for the backoff's next pause. Returns the pause.
+    pub(crate) fn pause(&mut self, now: Instant, requested: Option<Duration>) -> Duration {
+        self.active().pause(now, requested)
+    }
+
+    /// The server announced its limits.
+    pub(crate) fn announce(&mut self, limits: &Announced, now: Instant) {
+        self.active().announce(limits, now);
+    }
+
+    fn active(&mut self) -> &mut Limits {
+        let backoff = self.backoff;
+        self.active.get_or_insert_with(|| {
+            Box::new(Limits {
+                backoff,
+                ..Limits::default()
+            })
+        })
+    }
+}
+
+/// An active [`Limiter`]'s state.
+#[derive(Debug, Clone, Default)]
+struct Limits {
     buckets: Vec<Bucket>,
     /// The rate the server announced last (burst control, adaptive limit).
     announced: Option<Window>,
@@ -188,15 +245,8 @@ pub(crate) struct Limiter {
     last_pause: Option<(Duration, Instant)>,
 }
 
-impl Limiter {
-    /// The configured `limits` (token buckets), per-event `budgets`, and the `backoff` for
-    /// pauses that name no time.
-    pub(crate) fn new(
-        limits: &[RateLimit],
-        budgets: &[Budget],
-        backoff: PauseBackoff,
-        now: Instant,
-    ) -> Self {
+impl Limits {
+    fn new(limits: &[RateLimit], budgets: &[Budget], backoff: PauseBackoff, now: Instant) -> Self {
         Self {
             buckets: limits.iter().map(|l| Bucket::new(*l, now)).collect(),
             budgets: budgets
@@ -208,9 +258,7 @@ impl Limiter {
         }
     }
 
-    /// Takes a token for an emit named `event` from every bucket that applies, if all have
-    /// one (and the quota allows); otherwise says when to try again.
-    pub(crate) fn try_take(&mut self, now: Instant, event: &str) -> Result<(), Instant> {
+    fn try_take(&mut self, now: Instant, event: &str) -> Result<(), Instant> {
         if let Some(until) = self.paused_until {
             if now < until {
                 return Err(until);
@@ -254,9 +302,7 @@ impl Limiter {
         Ok(())
     }
 
-    /// The server said to slow down: send nothing for `requested`, or, when it named no time,
-    /// for the backoff's next pause. Returns the pause.
-    pub(crate) fn pause(&mut self, now: Instant, requested: Option<Duration>) -> Duration {
+    fn pause(&mut self, now: Instant, requested: Option<Duration>) -> Duration {
         let pause = requested.unwrap_or_else(|| {
             let b = self.backoff;
             match self.last_pause {
@@ -281,8 +327,7 @@ impl Limiter {
         pause
     }
 
-    /// The server announced its limits.
-    pub(crate) fn announce(&mut self, limits: &Announced, now: Instant) {
+    fn announce(&mut self, limits: &Announced, now: Instant) {
         if let Some((remaining, limit, reset_in)) = limits.quota {
             let reset_at = now + reset_in + QUOTA_RESET_MARGIN;
             // The same period again (its reset within a second of the one known): what was
@@ -350,6 +395,29 @@ mod tests {
         assert_eq!(next - t0, Duration::from_millis(100));
         assert!(l.try_take(t0 + Duration::from_millis(100), "e").is_ok());
         assert!(l.try_take(t0 + Duration::from_millis(150), "e").is_err());
+    }
+
+    #[test]
+    fn a_limiter_with_nothing_to_limit_holds_nothing_until_the_server_speaks() {
+        let t0 = Instant::now();
+        let backoff = PauseBackoff {
+            initial: Duration::from_secs(3),
+            ..PauseBackoff::default()
+        };
+        let mut l = Limiter::new(&[], &[], backoff, t0);
+        assert!(l.try_take(t0, "e").is_ok());
+        assert!(l.active.is_none(), "nothing configured, nothing heard");
+        // A pause that names no time takes the configured backoff's first step.
+        assert_eq!(l.pause(t0, None), Duration::from_secs(3));
+        assert!(l.active.is_some());
+        assert_eq!(l.try_take(t0, "e"), Err(t0 + Duration::from_secs(3)));
+        let configured = Limiter::new(
+            &[RateLimit::new(1, Duration::from_secs(1))],
+            &[],
+            backoff,
+            t0,
+        );
+        assert!(configured.active.is_some());
     }
 
     #[test]

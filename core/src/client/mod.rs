@@ -82,7 +82,7 @@ impl Client {
         let config = prepared.config.clone();
         let notices = Arc::new(notices);
         let (events_tx, store_events) = futures_channel::mpsc::unbounded();
-        let (store, snapshot) = Store::open(&config.store, &config.outbox, events_tx, host)?;
+        let (store, snapshot) = Store::open(&config.store, &prepared.outbox, events_tx, host)?;
         let handles = engine::spawn(
             &runtime,
             prepared,

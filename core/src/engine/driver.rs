@@ -119,7 +119,9 @@ struct Io {
     /// sessions, so `PollingThenUpgrade` dials WebSocket from now on.
     polling_refused: bool,
     dialing: Option<DialFuture>,
-    credentials: FuturesUnordered<CredentialsFuture>,
+    /// Namespaces' credentials being asked for; made when first needed and let go once
+    /// answered (an empty set still holds an allocation).
+    credentials: Option<FuturesUnordered<CredentialsFuture>>,
     outgoing_open: bool,
     close_reply: Option<oneshot::Sender<()>>,
 }
@@ -131,7 +133,7 @@ impl Driver {
             transport: None,
             polling_refused: false,
             dialing: None,
-            credentials: FuturesUnordered::new(),
+            credentials: None,
             outgoing_open: true,
             close_reply: None,
         };
@@ -166,7 +168,7 @@ impl Driver {
             c = self.commands.recv() => Wake::Command(c.ok()),
             Ok(a) = self.answers.recv() => Wake::Answer(a),
             Ok(e) = self.store_events.recv() => Wake::Store(e),
-            Some((ns, r)) = credentials.next(), if !credentials.is_empty() => {
+            Some((ns, r)) = async { credentials.as_mut()?.next().await }, if credentials.is_some() => {
                 Wake::Credentials(ns, r)
             }
             // The rare branches' futures are boxed when enabled: the select holds every
@@ -216,7 +218,16 @@ impl Driver {
                     }
                 }
             }
-            Wake::Credentials(ns, result) => m.credentials(&ns, result),
+            Wake::Credentials(ns, result) => {
+                if io
+                    .credentials
+                    .as_ref()
+                    .is_some_and(FuturesUnordered::is_empty)
+                {
+                    io.credentials = None;
+                }
+                m.credentials(&ns, result);
+            }
             Wake::Unblocked(permit) => m.unblocked(permit),
             Wake::Frame(first) => self.frames(io, now, first),
             Wake::Dialed(result) => {
@@ -345,7 +356,9 @@ impl Driver {
             self.notices.publish(n);
         }
         for (ns, how) in out.credentials {
-            io.credentials.push(self.credentials(ns, how));
+            io.credentials
+                .get_or_insert_with(FuturesUnordered::new)
+                .push(self.credentials(ns, how));
         }
         let frames = out.frames;
         let mut write =
@@ -401,7 +414,7 @@ impl Driver {
 
     /// Ends the link (or abandons the attempt under way) as `end` says.
     async fn end_link(&mut self, io: &mut Io, end: End) {
-        io.credentials = FuturesUnordered::new();
+        io.credentials = None;
         if io.transport.is_none() {
             io.dialing = None;
             self.machine.dial_abandoned(Now::read(), &end);

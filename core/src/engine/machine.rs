@@ -60,8 +60,8 @@ pub(crate) struct Machine {
     client_id: Arc<str>,
     /// For the ackers handed out with events that ask for an acknowledgement.
     acks: UnboundedSender<Box<AckAnswer>>,
-    /// The app heartbeat's ping and timing, when the server runs one.
-    app_ping: Option<AppPing>,
+    /// The app heartbeat's ping and timing, when the server runs one (boxed: most do not).
+    app_ping: Option<Box<AppPing>>,
     /// When credentials were last refreshed at the server's word.
     last_refresh: Option<Instant>,
     /// This client's part in its hub's totals, for a hub's client.
@@ -114,15 +114,17 @@ impl Machine {
             join_within: config.connect_timeout,
             client_id: Arc::from(snapshot.client_id.as_str()),
             acks,
-            app_ping: config.signals.heartbeat.as_ref().map(|h| AppPing {
-                event: protocol::EventData {
-                    namespace: Arc::from(config.main_namespace()),
-                    name: Arc::from(h.event.as_str()),
-                    args: RawJson::validated("[]".into()),
-                    attachments: Vec::new(),
-                },
-                interval: h.interval,
-                timeout: h.timeout,
+            app_ping: config.signals.heartbeat.as_ref().map(|h| {
+                Box::new(AppPing {
+                    event: protocol::EventData {
+                        namespace: Arc::from(config.main_namespace()),
+                        name: Arc::from(h.event.as_str()),
+                        args: RawJson::validated("[]".into()),
+                        attachments: Vec::new(),
+                    },
+                    interval: h.interval,
+                    timeout: h.timeout,
+                })
             }),
             last_refresh: None,
             hub: None,
@@ -448,13 +450,13 @@ impl Machine {
         };
         if main && let Some(ping) = &self.app_ping {
             // The app heartbeat runs once the namespace its ping goes to is joined.
-            s.app_heartbeat = Some(Heartbeat::new(
+            s.app_heartbeat = Some(Box::new(Heartbeat::new(
                 HeartbeatMode::ClientPings {
                     interval: ping.interval,
                     timeout: ping.timeout,
                 },
                 now,
-            ));
+            )));
         }
         if self
             .subscriptions

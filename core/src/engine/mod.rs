@@ -63,6 +63,7 @@ use crate::{
     event::{AckAnswer, State},
     metrics::{HubCounters, HubShare},
     notices::Notices,
+    outbox::OutboxConfig,
     protocol,
     store::{Snapshot, Store, StoreEvent},
     time::Now,
@@ -86,6 +87,8 @@ pub(crate) struct Handles {
 #[derive(Clone)]
 pub(crate) struct Prepared {
     pub(crate) config: Arc<ClientConfig>,
+    /// The configuration's outbox limits, for the store.
+    pub(crate) outbox: Arc<OutboxConfig>,
     pub(crate) route: Arc<Route>,
     pub(crate) options: Arc<protocol::Options>,
 }
@@ -99,6 +102,7 @@ impl Prepared {
         }
         Ok(Self {
             options: Arc::new(protocol::Options::new(&config)),
+            outbox: Arc::new(config.outbox.clone()),
             route: Arc::new(route),
             config: Arc::new(config),
         })
@@ -126,6 +130,7 @@ pub(crate) fn spawn(
         config,
         route,
         options,
+        ..
     } = prepared;
     let mut machine = Machine::new(&config, auth.is_some(), snapshot, answers_tx, Now::read());
     machine.hub = hub.map(HubShare::new);

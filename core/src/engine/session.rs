@@ -13,8 +13,9 @@ pub(crate) struct Session {
     /// The protocol: what frames mean, and the frames requests become.
     pub(crate) wire: Wire,
     pub(crate) heartbeat: Heartbeat,
-    /// The server's app-level heartbeat, once the main namespace is joined (if configured).
-    pub(crate) app_heartbeat: Option<Heartbeat>,
+    /// The server's app-level heartbeat, once the main namespace is joined (if configured;
+    /// boxed, as most servers run none).
+    pub(crate) app_heartbeat: Option<Box<Heartbeat>>,
     /// When the main namespace must be joined by: a server that completes the handshake but
     /// never answers CONNECT (a hung auth middleware) must not hold the client forever.
     pub(crate) join_by: Instant,

@@ -157,7 +157,7 @@ impl Store {
     /// databases are opened compact: less memory for a little more time per statement.
     pub(crate) fn open(
         config: &StoreConfig,
-        limits: &OutboxConfig,
+        limits: &Arc<OutboxConfig>,
         events: futures_channel::mpsc::UnboundedSender<StoreEvent>,
         host: Option<&Host>,
     ) -> Result<(Store, Snapshot), Error> {
@@ -327,7 +327,7 @@ mod tests {
     fn in_memory() -> (Store, futures_channel::mpsc::UnboundedReceiver<StoreEvent>) {
         let (events, news) = futures_channel::mpsc::unbounded();
         let config = StoreConfig::default();
-        let (store, _) = Store::open(&config, &OutboxConfig::default(), events, None).unwrap();
+        let (store, _) = Store::open(&config, &Arc::default(), events, None).unwrap();
         (store, news)
     }
 
@@ -391,7 +391,7 @@ mod tests {
             ..StoreConfig::default()
         };
         let (events, _news) = futures_channel::mpsc::unbounded();
-        let (file, _) = Store::open(&file, &OutboxConfig::default(), events, None).unwrap();
+        let (file, _) = Store::open(&file, &Arc::default(), events, None).unwrap();
         let (memory, _news) = in_memory();
         for (store, kept) in [(&file, 2), (&memory, 0)] {
             // Behind an append, so the step's later commands are held, where they can be seen.

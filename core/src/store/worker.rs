@@ -10,7 +10,7 @@
 
 use std::{
     panic::AssertUnwindSafe,
-    sync::{Mutex, PoisonError},
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use futures_channel::mpsc::UnboundedSender;
@@ -45,7 +45,8 @@ pub(super) struct Worker {
     /// This client's hold on the store file (none in memory).
     owner: Option<Owner>,
     client_id: String,
-    limits: OutboxConfig,
+    /// Shared with the client's other parts (and a shared configuration's other clients).
+    limits: Arc<OutboxConfig>,
     stats: OutboxStats,
     /// The engine's fetch while nothing waited.
     parked: Option<Parked>,
@@ -73,14 +74,14 @@ impl Worker {
         rows: Backend,
         owner: Option<Owner>,
         snapshot: &Snapshot,
-        limits: OutboxConfig,
+        limits: impl Into<Arc<OutboxConfig>>,
         events: UnboundedSender<StoreEvent>,
     ) -> Self {
         Self {
             rows,
             owner,
             client_id: snapshot.client_id.clone(),
-            limits,
+            limits: limits.into(),
             stats: OutboxStats {
                 pending: snapshot.count,
                 pending_bytes: snapshot.bytes,
