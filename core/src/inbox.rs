@@ -81,8 +81,9 @@ pub(crate) enum Verdict {
 /// The seen-id window.
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
-    dedup: Option<DedupConfig>,
-    freshness: Option<Freshness>,
+    /// Boxed, like `freshness`: most clients configure neither, and a hub holds thousands.
+    dedup: Option<Box<DedupConfig>>,
+    freshness: Option<Box<Freshness>>,
     seen: HashSet<Box<str>>,
     order: VecDeque<(Box<str>, i64)>,
     /// Ids seen since the last [`Inbox::take_new`], to persist.
@@ -103,8 +104,8 @@ impl Inbox {
             .as_ref()
             .map_or(24 * 3600 * 1000, |d| d.ttl.as_millis() as i64);
         let mut inbox = Self {
-            dedup,
-            freshness,
+            dedup: dedup.map(Box::new),
+            freshness: freshness.map(Box::new),
             window,
             ttl_ms,
             ..Self::default()
