@@ -83,7 +83,7 @@ pub(crate) struct Handles {
 }
 
 /// A configuration checked and made ready to connect: the parts of a client that never
-/// change, which clients made from one [`crate::SharedConfig`] share.
+/// change, which the clients made from one of a hub's shared configurations share.
 #[derive(Clone)]
 pub(crate) struct Prepared {
     pub(crate) config: Arc<ClientConfig>,
@@ -95,7 +95,7 @@ pub(crate) struct Prepared {
 
 impl Prepared {
     /// Checks `config`; a hub's client reads its WebSocket in smaller pieces.
-    pub(crate) fn new(config: ClientConfig, hub: bool) -> crate::Result<Self> {
+    pub(crate) fn new(config: ClientConfig, hub: bool) -> crate::error::Result<Self> {
         let mut route = config.checked()?;
         if hub {
             route.read_buffer = crate::transport::HUB_READ_BUFFER;
