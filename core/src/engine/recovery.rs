@@ -2,7 +2,7 @@
 //! the id of the last event received from it, kept (and persisted) across links and restarts
 //! so a reconnect can ask for what was missed.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use super::actions::Actions;
 use crate::{event::Notice, protocol::Resume, store::Cmd as StoreCmd};
@@ -17,7 +17,9 @@ struct Session {
 /// Every namespace's restorable session.
 #[derive(Debug, Default)]
 pub(crate) struct Recovery {
-    sessions: HashMap<Arc<str>, Session>,
+    /// A list, not a map: a client joins one namespace or a few, and a map's table has room
+    /// for several from its first entry on (some 300 bytes per client of a hub).
+    sessions: Vec<(Arc<str>, Session)>,
     /// Sessions the server restored.
     pub(crate) recovered: u64,
 }
@@ -43,7 +45,7 @@ impl Recovery {
 
     /// The session to ask the server to restore when joining `namespace`.
     pub(crate) fn resume(&self, namespace: &str) -> Option<Resume> {
-        self.sessions.get(namespace).map(|s| s.resume.clone())
+        self.get(namespace).map(|s| s.resume.clone())
     }
 
     /// `namespace` was joined, offering to restore `session` later (or not). Returns whether
@@ -54,7 +56,11 @@ impl Recovery {
         session: Option<String>,
         out: &mut Actions,
     ) -> bool {
-        let previous = self.sessions.remove(namespace);
+        let previous = self
+            .sessions
+            .iter()
+            .position(|(ns, _)| **ns == **namespace)
+            .map(|i| self.sessions.swap_remove(i).1);
         let recovered =
             matches!((&previous, &session), (Some(p), Some(new)) if p.resume.session == *new);
         if previous.is_some() && !recovered {
@@ -75,7 +81,8 @@ impl Recovery {
                     resume: Resume { session, position },
                     dirty: true,
                 };
-                self.sessions.insert(namespace.clone(), s);
+                self.sessions.reserve_exact(1);
+                self.sessions.push((namespace.clone(), s));
             }
             None if previous.is_some() => out.store.push(StoreCmd::Recovery {
                 namespace: namespace.to_string(),
@@ -89,10 +96,21 @@ impl Recovery {
 
     /// An event at resume `position` arrived on `namespace`.
     pub(crate) fn advanced(&mut self, namespace: &str, position: &str) {
-        if let Some(s) = self.sessions.get_mut(namespace) {
-            s.resume.position = Some(position.to_owned());
+        if let Some((_, s)) = self.sessions.iter_mut().find(|(ns, _)| **ns == *namespace) {
+            // The position's string is reused: this runs for every event received.
+            match &mut s.resume.position {
+                Some(p) => p.replace_range(.., position),
+                None => s.resume.position = Some(position.to_owned()),
+            }
             s.dirty = true;
         }
+    }
+
+    fn get(&self, namespace: &str) -> Option<&Session> {
+        self.sessions
+            .iter()
+            .find(|(ns, _)| **ns == *namespace)
+            .map(|(_, s)| s)
     }
 
     /// Writes what changed to the store (once per batch of frames, not per event).
@@ -146,5 +164,36 @@ mod tests {
         r.joined(&ns, None, &mut out);
         assert!(r.resume("/").is_none());
         assert_eq!(out.store.len(), 1);
+    }
+
+    #[test]
+    fn each_namespace_keeps_its_own_session_and_offset() {
+        let (main, chat): (Arc<str>, Arc<str>) = (Arc::from("/"), Arc::from("/chat"));
+        let mut r = Recovery::new(vec![("/chat".into(), "c1".into(), Some("x".into()))]);
+        assert!(!r.joined(&main, Some("m1".into()), &mut Actions::default()));
+        assert!(r.joined(&chat, Some("c1".into()), &mut Actions::default()));
+        r.advanced("/chat", "c-offset-2");
+        r.advanced("/", "m-offset-1");
+        r.advanced("/elsewhere", "ignored");
+        let resume = |r: &Recovery, ns| {
+            let s = r.resume(ns).unwrap();
+            (s.session, s.position)
+        };
+        assert_eq!(resume(&r, "/"), ("m1".into(), Some("m-offset-1".into())));
+        assert_eq!(
+            resume(&r, "/chat"),
+            ("c1".into(), Some("c-offset-2".into()))
+        );
+        assert!(r.resume("/elsewhere").is_none());
+        let mut out = Actions::default();
+        r.persist(&mut out);
+        assert_eq!(out.store.len(), 2, "both changed");
+        // One namespace forgotten, the other untouched.
+        r.joined(&main, None, &mut Actions::default());
+        assert!(r.resume("/").is_none());
+        assert_eq!(
+            resume(&r, "/chat"),
+            ("c1".into(), Some("c-offset-2".into()))
+        );
     }
 }
