@@ -6,7 +6,7 @@
 //! reconnects after a one-second outage take up to ~3 s; see the README for the measurements
 //! behind the defaults.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 /// When and how often to retry a failed or lost connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,14 +132,18 @@ impl ReconnectPolicy {
 /// Counts attempts and hands out delays from a policy.
 #[derive(Debug, Clone)]
 pub struct Backoff {
-    policy: ReconnectPolicy,
+    /// Shared: every client of one configuration has the same policy.
+    policy: Arc<ReconnectPolicy>,
     attempt: u32,
 }
 
 impl Backoff {
     /// A fresh schedule.
-    pub fn new(policy: ReconnectPolicy) -> Self {
-        Self { policy, attempt: 0 }
+    pub fn new(policy: impl Into<Arc<ReconnectPolicy>>) -> Self {
+        Self {
+            policy: policy.into(),
+            attempt: 0,
+        }
     }
 
     /// The attempt number of the next retry and how long to wait before it, or `None` when

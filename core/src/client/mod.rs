@@ -83,6 +83,7 @@ impl Client {
         let notices = Arc::new(notices);
         let (events_tx, store_events) = futures_channel::mpsc::unbounded();
         let (store, snapshot) = Store::open(&config.store, &prepared.outbox, events_tx, host)?;
+        let main = prepared.main();
         let handles = engine::spawn(
             &runtime,
             prepared,
@@ -93,7 +94,6 @@ impl Client {
             notices.clone(),
             hub,
         );
-        let main = Arc::from(config.main_namespace());
         Ok(Self {
             inner: Arc::new(Shared {
                 commands: handles.commands,

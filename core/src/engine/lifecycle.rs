@@ -10,7 +10,7 @@
 //! background policy holds it back. Inputs are the app's commands and what became of a dial
 //! or a link; outputs are [`LinkAction`]s and notices.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 use tracing::debug;
@@ -78,7 +78,12 @@ pub(crate) struct Lifecycle {
 }
 
 impl Lifecycle {
-    pub(crate) fn new(policy: ReconnectPolicy, background: BackgroundPolicy, now: Instant) -> Self {
+    pub(crate) fn new(
+        policy: impl Into<Arc<ReconnectPolicy>>,
+        background: BackgroundPolicy,
+        now: Instant,
+    ) -> Self {
+        let policy = policy.into();
         Self {
             reconnect_enabled: policy.enabled,
             suspend_after: policy.suspend_after,

@@ -18,6 +18,7 @@ use tokio::{
 use tracing::warn;
 
 use super::{
+    Prepared,
     actions::{Actions, After, End},
     admission::Admission,
     flush::{Flush, Link},
@@ -33,7 +34,6 @@ use super::{
 };
 use crate::{
     codec::json::RawJson,
-    config::ClientConfig,
     error::Error,
     event::{AckAnswer, Acker, DisconnectReason, Event, Notice, State},
     metrics::{Counters, HubShare},
@@ -82,15 +82,16 @@ struct AppPing {
 
 impl Machine {
     pub(crate) fn new(
-        config: &ClientConfig,
+        prepared: &Prepared,
         authenticated: bool,
         snapshot: Snapshot,
         acks: UnboundedSender<Box<AckAnswer>>,
         now: Now,
     ) -> Self {
+        let config = &prepared.config;
         Self {
-            lifecycle: Lifecycle::new(config.reconnect.clone(), config.background, now.at),
-            namespaces: Namespaces::new(&config.namespaces, authenticated),
+            lifecycle: Lifecycle::new(prepared.reconnect.clone(), config.background, now.at),
+            namespaces: Namespaces::new(&prepared.namespaces, authenticated),
             recovery: Recovery::new(snapshot.recovery),
             admission: Admission::new(
                 config.dedup.clone(),
@@ -117,7 +118,7 @@ impl Machine {
             app_ping: config.signals.heartbeat.as_ref().map(|h| {
                 Box::new(AppPing {
                     event: protocol::EventData {
-                        namespace: Arc::from(config.main_namespace()),
+                        namespace: prepared.main(),
                         name: Arc::from(h.event.as_str()),
                         args: RawJson::validated("[]".into()),
                         attachments: Vec::new(),
@@ -676,7 +677,7 @@ mod tests {
     use super::*;
     use crate::{
         args::AckReply,
-        config::StaticAuth,
+        config::{ClientConfig, StaticAuth},
         engine::{
             actions::LinkAction,
             control::{Command, Outgoing},
@@ -700,7 +701,14 @@ mod tests {
             config = config.with_auth(StaticAuth(json!({"token": "t"})));
         }
         let (acks, _) = futures_channel::mpsc::unbounded();
-        Machine::new(&config, config.auth.is_some(), snapshot, acks, t0())
+        let auth = config.auth.is_some();
+        Machine::new(
+            &Prepared::new(config, false).unwrap(),
+            auth,
+            snapshot,
+            acks,
+            t0(),
+        )
     }
 
     fn texts(out: &Actions) -> Vec<String> {
@@ -719,13 +727,8 @@ mod tests {
             .unwrap()
             .with_signals(ServerSignals::seed_platforms());
         let (acks, _) = futures_channel::mpsc::unbounded();
-        let mut m = Machine::new(
-            &config,
-            config.auth.is_some(),
-            Snapshot::default(),
-            acks,
-            t0(),
-        );
+        let prepared = Prepared::new(config, false).unwrap();
+        let mut m = Machine::new(&prepared, false, Snapshot::default(), acks, t0());
         link_up(&mut m);
         join_main(&mut m);
         m.take_actions();

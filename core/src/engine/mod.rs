@@ -59,6 +59,7 @@ pub(crate) use self::{
 };
 use self::{driver::Driver, machine::Machine};
 use crate::{
+    backoff::ReconnectPolicy,
     config::{AuthProvider, ClientConfig},
     event::{AckAnswer, State},
     metrics::{HubCounters, HubShare},
@@ -91,6 +92,10 @@ pub(crate) struct Prepared {
     pub(crate) outbox: Arc<OutboxConfig>,
     pub(crate) route: Arc<Route>,
     pub(crate) options: Arc<protocol::Options>,
+    /// The reconnect policy, which each client's backoff reads.
+    pub(crate) reconnect: Arc<ReconnectPolicy>,
+    /// The namespaces' names, the main one first.
+    pub(crate) namespaces: Arc<[Arc<str>]>,
 }
 
 impl Prepared {
@@ -103,9 +108,20 @@ impl Prepared {
         Ok(Self {
             options: Arc::new(protocol::Options::new(&config)),
             outbox: Arc::new(config.outbox.clone()),
+            reconnect: Arc::new(config.reconnect.clone()),
+            namespaces: config
+                .namespaces
+                .iter()
+                .map(|n| Arc::from(n.as_str()))
+                .collect(),
             route: Arc::new(route),
             config: Arc::new(config),
         })
+    }
+
+    /// The main namespace's name.
+    pub(crate) fn main(&self) -> Arc<str> {
+        namespaces::Namespaces::main_of(&self.namespaces)
     }
 }
 
@@ -126,13 +142,13 @@ pub(crate) fn spawn(
     let (outgoing_tx, outgoing) = queue::queue(OUTGOING);
     let (answers_tx, answers) = unbounded::<Box<AckAnswer>>();
     let (state_tx, state) = watch::channel(State::Idle);
+    let mut machine = Machine::new(&prepared, auth.is_some(), snapshot, answers_tx, Now::read());
     let Prepared {
         config,
         route,
         options,
         ..
     } = prepared;
-    let mut machine = Machine::new(&config, auth.is_some(), snapshot, answers_tx, Now::read());
     machine.hub = hub.map(HubShare::new);
     let seqs = machine.flush.seqs.clone();
     let driver = Driver {

@@ -94,20 +94,21 @@ pub(crate) struct Namespaces {
 
 impl Namespaces {
     /// The configured namespaces; the first is the main one.
-    pub(crate) fn new(names: &[String], has_provider: bool) -> Self {
-        let list: Vec<Namespace> = names
-            .iter()
-            .map(|n| Namespace::new(Arc::from(n.as_str())))
-            .collect();
-        let main = list
-            .first()
-            .map_or_else(|| Arc::from("/"), |n| n.name.clone());
+    pub(crate) fn new(names: &[Arc<str>], has_provider: bool) -> Self {
+        let list: Vec<Namespace> = names.iter().cloned().map(Namespace::new).collect();
+        let main = Self::main_of(names);
         Self {
             list,
             main,
             has_provider,
             expired: None,
         }
+    }
+
+    /// The main namespace of `names`: the first (`/` if there are none, which a checked
+    /// configuration never has).
+    pub(crate) fn main_of(names: &[Arc<str>]) -> Arc<str> {
+        names.first().cloned().unwrap_or_else(|| Arc::from("/"))
     }
 
     /// The server said the credentials expired (or failed): the next link asks the provider
