@@ -4,6 +4,7 @@
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
+    sync::Arc,
     time::Duration,
 };
 
@@ -84,8 +85,9 @@ pub(crate) struct Inbox {
     /// Boxed, like `freshness`: most clients configure neither, and a hub holds thousands.
     dedup: Option<Box<DedupConfig>>,
     freshness: Option<Box<Freshness>>,
-    seen: HashSet<Box<str>>,
-    order: VecDeque<(Box<str>, i64)>,
+    /// Each id once, shared by the set and the order it was seen in.
+    seen: HashSet<Arc<str>>,
+    order: VecDeque<(Arc<str>, i64)>,
     /// Ids seen since the last [`Inbox::take_new`], to persist.
     new: Vec<(String, i64)>,
     window: usize,
@@ -111,7 +113,7 @@ impl Inbox {
             ..Self::default()
         };
         for (id, at) in persisted {
-            inbox.remember(id.into_boxed_str(), at);
+            inbox.remember(Arc::from(id), at);
         }
         inbox.new.clear();
         inbox
@@ -159,7 +161,7 @@ impl Inbox {
             return Verdict::Duplicate;
         }
         self.new.push((id.clone(), now_ms));
-        self.remember(id.into_boxed_str(), now_ms);
+        self.remember(Arc::from(id), now_ms);
         Verdict::Deliver
     }
 
@@ -168,8 +170,12 @@ impl Inbox {
         std::mem::take(&mut self.new)
     }
 
-    fn remember(&mut self, id: Box<str>, at: i64) {
+    fn remember(&mut self, id: Arc<str>, at: i64) {
         if self.seen.insert(id.clone()) {
+            // The first id takes room for itself alone: most clients of a hub see a few.
+            if self.order.capacity() == 0 {
+                self.order.reserve_exact(1);
+            }
             self.order.push_back((id, at));
         }
         while self.order.len() > self.window {

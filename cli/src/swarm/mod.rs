@@ -151,7 +151,11 @@ pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result
     let hub = pulselink::Hub::new()?;
     // One configuration for the fleet: devices differ only in their tokens.
     let shared = hub.share(conn.config(&[])?)?;
-    let tally = Arc::new(Tally::new(hub.clone(), shared.config().main_namespace()));
+    let tally = Arc::new(Tally::new(
+        hub.clone(),
+        shared.config().main_namespace(),
+        options.clients,
+    ));
     let fleet = Arc::new(device::Fleet {
         hub: hub.clone(),
         shared,

@@ -2,7 +2,7 @@
 //! atomics, latencies in histograms, errors by kind with the clients that met them.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     sync::{
         Mutex,
         atomic::{AtomicU64, Ordering},
@@ -51,7 +51,9 @@ pub(crate) struct Tally {
     connects: Mutex<Histogram>,
     errors: Mutex<BTreeMap<String, ErrorKind>>,
     /// Each device by the hub's number for its client: the hub's notices name clients so.
-    devices: Mutex<HashMap<u64, Device>>,
+    /// A list indexed by that number (the swarm's hub makes only its devices' clients, so
+    /// the numbers run from 0 to the fleet's size), made to the fleet's size at the start.
+    devices: Mutex<Vec<Option<Device>>>,
     /// The namespace whose joining makes a device connected.
     main: String,
 }
@@ -65,6 +67,11 @@ struct Device {
     began: Instant,
     connected: bool,
     ever: bool,
+}
+
+/// The device with the hub's client number `hub_index`, if one is enlisted.
+fn device_mut(devices: &mut [Option<Device>], hub_index: u64) -> Option<&mut Device> {
+    devices.get_mut(usize::try_from(hub_index).ok()?)?.as_mut()
 }
 
 /// Adds one to a counter.
@@ -86,8 +93,8 @@ pub(crate) fn kind_of(debug: &str) -> &str {
 }
 
 impl Tally {
-    /// Counts for the devices of `hub`, connected once they have joined `main`.
-    pub(crate) fn new(hub: Hub, main: &str) -> Self {
+    /// Counts for the `clients` devices of `hub`, connected once they have joined `main`.
+    pub(crate) fn new(hub: Hub, main: &str, clients: u64) -> Self {
         Self {
             main: main.to_owned(),
             hub,
@@ -101,7 +108,7 @@ impl Tally {
             acks: Mutex::default(),
             connects: Mutex::default(),
             errors: Mutex::default(),
-            devices: Mutex::default(),
+            devices: Mutex::new(Vec::with_capacity(usize::try_from(clients).unwrap_or(0))),
         }
     }
 
@@ -125,23 +132,27 @@ impl Tally {
 
     /// Notes that device `i`, started at `began`, has the hub's client number `hub_index`.
     pub(crate) fn enlist(&self, hub_index: u64, i: u64, began: Instant) {
-        self.devices.lock().expect("no panic holding it").insert(
-            hub_index,
-            Device {
-                i,
-                began,
-                connected: false,
-                ever: false,
-            },
-        );
+        let Ok(at) = usize::try_from(hub_index) else {
+            return;
+        };
+        let mut devices = self.devices.lock().expect("no panic holding it");
+        if devices.len() <= at {
+            devices.resize_with(at + 1, || None);
+        }
+        devices[at] = Some(Device {
+            i,
+            began,
+            connected: false,
+            ever: false,
+        });
     }
 
     /// The device whose client is the hub's number `hub_index`.
     pub(crate) fn device(&self, hub_index: u64) -> Option<u64> {
-        self.devices
-            .lock()
-            .expect("no panic holding it")
-            .get(&hub_index)
+        let devices = self.devices.lock().expect("no panic holding it");
+        devices
+            .get(usize::try_from(hub_index).ok()?)?
+            .as_ref()
             .map(|d| d.i)
     }
 
@@ -152,7 +163,7 @@ impl Tally {
             return;
         }
         let mut devices = self.devices.lock().expect("no panic holding it");
-        let Some(d) = devices.get_mut(&hub_index).filter(|d| !d.connected) else {
+        let Some(d) = device_mut(&mut devices, hub_index).filter(|d| !d.connected) else {
             return;
         };
         d.connected = true;
@@ -170,7 +181,7 @@ impl Tally {
     /// Client `hub_index`'s connection ended: its device, if connected, no longer is.
     pub(crate) fn left(&self, hub_index: u64) {
         let mut devices = self.devices.lock().expect("no panic holding it");
-        if let Some(d) = devices.get_mut(&hub_index).filter(|d| d.connected) {
+        if let Some(d) = device_mut(&mut devices, hub_index).filter(|d| d.connected) {
             d.connected = false;
             self.connected.fetch_sub(1, Ordering::Relaxed);
             bump(&self.disconnects);
@@ -273,7 +284,7 @@ mod tests {
 
     #[test]
     fn errors_keep_a_count_the_first_clients_and_one_message() {
-        let t = Tally::new(Hub::new().unwrap(), "/");
+        let t = Tally::new(Hub::new().unwrap(), "/", 10);
         for c in 0..15 {
             t.error("Unauthorized", Some(c), || format!("client {c} refused"));
         }
@@ -286,7 +297,7 @@ mod tests {
 
     #[test]
     fn a_device_is_connected_from_joining_the_main_namespace_to_losing_its_link() {
-        let t = Tally::new(Hub::new().unwrap(), "/");
+        let t = Tally::new(Hub::new().unwrap(), "/", 10);
         t.enlist(7, 3, Instant::now());
         let gauges = |t: &Tally| {
             (

@@ -6,7 +6,7 @@
 //! argument, whatever the adapter's id format), and the CONNECT of a later link carries the
 //! `pid` and the last offset back.
 
-use std::{collections::HashSet, sync::Arc};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -38,7 +38,9 @@ pub(crate) struct SocketIo {
     key: KeyPlacement,
     signals: Signals,
     /// Namespaces the server offered to restore (their CONNECT answer had a `pid`).
-    resumable: HashSet<Arc<str>>,
+    /// A list, not a set: a client joins one namespace or a few, and a set's first entry
+    /// allocates room for several.
+    resumable: Vec<Arc<str>>,
 }
 
 /// A Socket.IO packet written by `encode`, as one Engine.IO message frame.
@@ -53,7 +55,14 @@ impl SocketIo {
             decoder: Decoder::new(),
             key,
             signals,
-            resumable: HashSet::new(),
+            resumable: Vec::new(),
+        }
+    }
+
+    fn mark_resumable(&mut self, namespace: Arc<str>) {
+        if !self.resumable.contains(&namespace) {
+            self.resumable.reserve_exact(1);
+            self.resumable.push(namespace);
         }
     }
 
@@ -102,9 +111,9 @@ impl SocketIo {
                     .and_then(Value::as_str)
                     .map(str::to_owned);
                 if pid.is_some() {
-                    self.resumable.insert(namespace.clone());
+                    self.mark_resumable(namespace.clone());
                 } else {
-                    self.resumable.remove(&namespace);
+                    self.resumable.retain(|n| *n != namespace);
                 }
                 Input::Joined {
                     namespace,
@@ -119,7 +128,7 @@ impl SocketIo {
                 message,
             },
             Some(Packet::Disconnect { namespace }) => {
-                self.resumable.remove(&namespace);
+                self.resumable.retain(|n| *n != namespace);
                 Input::Left { namespace }
             }
         })
@@ -199,7 +208,7 @@ impl SocketIo {
         if let Some(r) = resume {
             // A server that restores the session replays the missed events before its CONNECT
             // answer, each with its offset.
-            self.resumable.insert(Arc::from(namespace));
+            self.mark_resumable(Arc::from(namespace));
             // Ask the server to restore the session (socket.io-client does the same).
             let obj = auth.get_or_insert_with(|| Value::Object(Default::default()));
             if let Value::Object(m) = obj {

@@ -208,7 +208,8 @@ pub struct EventPacket {
 /// no I/O.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    pending: Option<PendingBinary>,
+    /// Boxed: binary packets are rare, and a decoder lives as long as its link.
+    pending: Option<Box<PendingBinary>>,
     namespaces: Vec<Namespace>,
     names: Vec<Arc<str>>,
 }
@@ -249,14 +250,14 @@ impl Decoder {
         if raw.kind.is_binary() && raw.attachments > 0 {
             // Validate the JSON now so a broken packet fails before we buffer attachments.
             validate_array(raw.data)?;
-            self.pending = Some(PendingBinary {
+            self.pending = Some(Box::new(PendingBinary {
                 kind: raw.kind,
                 namespace,
                 id: raw.id,
                 data: raw.data.to_owned(),
                 expected: raw.attachments,
                 attachments: Vec::with_capacity(raw.attachments),
-            });
+            }));
             return Ok(None);
         }
         build(
