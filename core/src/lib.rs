@@ -44,6 +44,7 @@ pub mod outbox;
 mod protocol;
 pub mod ratelimit;
 pub mod server_signals;
+mod state_cell;
 mod store;
 mod time;
 pub mod transport;

@@ -46,7 +46,7 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("url", &crate::config::redacted(&self.inner.config.url))
-            .field("state", &*self.inner.state.borrow())
+            .field("state", &self.inner.state.get())
             .finish()
     }
 }
@@ -183,13 +183,13 @@ impl Client {
 
     /// The current state.
     pub fn state(&self) -> State {
-        self.inner.state.borrow().clone()
+        self.inner.state.get()
     }
 
     /// A watch on the state: `changed().await` then `borrow()` for every transition that
     /// matters (intermediate ones may be coalesced).
     pub fn states(&self) -> watch::Receiver<State> {
-        self.inner.state.clone()
+        self.inner.state.watch()
     }
 
     /// Lifecycle notices: reconnect attempts, failures, namespace refusals, dropped emits. A

@@ -4,10 +4,7 @@
 use std::sync::{Arc, atomic::AtomicU64};
 
 use futures_channel::mpsc::UnboundedSender;
-use tokio::{
-    runtime::Handle,
-    sync::{mpsc, watch},
-};
+use tokio::{runtime::Handle, sync::mpsc};
 
 use super::stream::EventStream;
 use crate::{
@@ -17,6 +14,7 @@ use crate::{
     error::{Error, Result},
     event::State,
     notices::Notices,
+    state_cell::StateCell,
     store::Store,
 };
 
@@ -27,7 +25,7 @@ pub(super) struct Shared {
     pub(super) store: Store,
     /// The outbox's sequence numbers, shared with the engine.
     pub(super) seqs: Arc<Seqs>,
-    pub(super) state: watch::Receiver<State>,
+    pub(super) state: Arc<StateCell>,
     pub(super) notices: Arc<Notices>,
     pub(super) main: Arc<str>,
     pub(super) config: Arc<ClientConfig>,
@@ -46,7 +44,7 @@ impl Shared {
     /// Sends `c` to the engine; [`Error::Closed`] once the client is closed (the state says
     /// so before `close()` returns, while the channel may outlive it for a moment).
     pub(super) fn send(&self, c: Command) -> Result<()> {
-        if *self.state.borrow() == State::Closed {
+        if self.state.is(&State::Closed) {
             return Err(Error::Closed);
         }
         self.commands.unbounded_send(c).map_err(|_| Error::Closed)

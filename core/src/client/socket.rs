@@ -125,7 +125,7 @@ impl Socket {
     pub fn emit_volatile(&self, event: &str, args: impl Into<Args>) -> Result<bool> {
         let args = args.into();
         self.shared.check_args(&args)?;
-        if *self.shared.state.borrow() != State::Connected {
+        if !self.shared.state.is(&State::Connected) {
             return Ok(false);
         }
         let (json, attachments) = args.into_parts();
@@ -373,7 +373,7 @@ impl Socket {
     }
 
     pub(super) fn is_connected(&self) -> bool {
-        *self.shared.state.borrow() == State::Connected
+        self.shared.state.is(&State::Connected)
     }
 
     /// Leaves the namespace (and stops rejoining it on reconnect).

@@ -10,7 +10,7 @@ use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::{FutureExt, StreamExt, future::OptionFuture, stream::FuturesUnordered};
 use serde_json::Value;
 use tokio::{
-    sync::{mpsc, oneshot, watch},
+    sync::{mpsc, oneshot},
     time::{sleep_until, timeout},
 };
 use tracing::{debug, info};
@@ -25,9 +25,10 @@ use super::{
 use crate::{
     config::{AuthProvider, AuthRequest, ClientConfig},
     error::Error,
-    event::{AckAnswer, DisconnectReason, Event, State},
+    event::{AckAnswer, DisconnectReason, Event},
     notices::Notices,
     protocol::{self, Wire},
+    state_cell::Publisher,
     store::{Cmd as StoreCmd, Store, StoreEvent},
     time::Now,
     transport::{Frame, Link, Route, Transport, TransportError},
@@ -97,7 +98,7 @@ pub(crate) struct Driver {
     pub(crate) outgoing: QueueRx<Outgoing>,
     pub(crate) answers: UnboundedReceiver<Box<AckAnswer>>,
     pub(crate) store_events: UnboundedReceiver<StoreEvent>,
-    pub(crate) state: watch::Sender<State>,
+    pub(crate) state: Publisher,
     pub(crate) notices: Arc<Notices>,
 }
 
@@ -401,15 +402,9 @@ impl Driver {
 
     fn publish_state(&self) {
         let state = self.machine.state();
-        self.state.send_if_modified(|s| {
-            if s == state {
-                false
-            } else {
-                info!(state = ?state, "state");
-                *s = state.clone();
-                true
-            }
-        });
+        if self.state.publish(state) {
+            info!(state = ?state, "state");
+        }
     }
 
     /// Ends the link (or abandons the attempt under way) as `end` says.

@@ -18,7 +18,6 @@ use tokio::{
 use tracing::warn;
 
 use super::{
-    Prepared,
     actions::{Actions, After, End},
     admission::Admission,
     flush::{Flush, Link},
@@ -26,6 +25,7 @@ use super::{
     lifecycle::Lifecycle,
     listeners::Listeners,
     namespaces::{Left, Namespaces, Refusal},
+    prepared::Prepared,
     radio::Radio,
     recovery::Recovery,
     seqs::Seqs,

@@ -38,6 +38,7 @@ mod lifecycle;
 mod listeners;
 mod machine;
 mod namespaces;
+mod prepared;
 mod queue;
 mod radio;
 mod recovery;
@@ -48,27 +49,25 @@ mod subscriptions;
 use std::sync::Arc;
 
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
-use tokio::{runtime::Handle, sync::watch};
+use tokio::runtime::Handle;
 
 pub(crate) use self::{
     actions::AckTx,
     control::{Command, Outgoing},
     listeners::{Interest, Listener},
+    prepared::Prepared,
     queue::{QueueTx, Refused},
     seqs::Seqs,
 };
 use self::{driver::Driver, machine::Machine};
 use crate::{
-    backoff::ReconnectPolicy,
-    config::{AuthProvider, ClientConfig},
-    event::{AckAnswer, State},
+    config::AuthProvider,
+    event::AckAnswer,
     metrics::{HubCounters, HubShare},
     notices::Notices,
-    outbox::OutboxConfig,
-    protocol,
+    state_cell::StateCell,
     store::{Snapshot, Store, StoreEvent},
     time::Now,
-    transport::Route,
 };
 
 /// Emits queued to the engine; a full queue makes emitters wait (and volatile emits drop).
@@ -78,51 +77,9 @@ const OUTGOING: usize = 1024;
 pub(crate) struct Handles {
     pub(crate) commands: UnboundedSender<Command>,
     pub(crate) outgoing: QueueTx<Outgoing>,
-    pub(crate) state: watch::Receiver<State>,
+    pub(crate) state: Arc<StateCell>,
     /// The outbox's sequence numbers, for emits a caller commits itself.
     pub(crate) seqs: Arc<Seqs>,
-}
-
-/// A configuration checked and made ready to connect: the parts of a client that never
-/// change, which the clients made from one of a hub's shared configurations share.
-#[derive(Clone)]
-pub(crate) struct Prepared {
-    pub(crate) config: Arc<ClientConfig>,
-    /// The configuration's outbox limits, for the store.
-    pub(crate) outbox: Arc<OutboxConfig>,
-    pub(crate) route: Arc<Route>,
-    pub(crate) options: Arc<protocol::Options>,
-    /// The reconnect policy, which each client's backoff reads.
-    pub(crate) reconnect: Arc<ReconnectPolicy>,
-    /// The namespaces' names, the main one first.
-    pub(crate) namespaces: Arc<[Arc<str>]>,
-}
-
-impl Prepared {
-    /// Checks `config`; a hub's client reads its WebSocket in smaller pieces.
-    pub(crate) fn new(config: ClientConfig, hub: bool) -> crate::error::Result<Self> {
-        let mut route = config.checked()?;
-        if hub {
-            route.read_buffer = crate::transport::HUB_READ_BUFFER;
-        }
-        Ok(Self {
-            options: Arc::new(protocol::Options::new(&config)),
-            outbox: Arc::new(config.outbox.clone()),
-            reconnect: Arc::new(config.reconnect.clone()),
-            namespaces: config
-                .namespaces
-                .iter()
-                .map(|n| Arc::from(n.as_str()))
-                .collect(),
-            route: Arc::new(route),
-            config: Arc::new(config),
-        })
-    }
-
-    /// The main namespace's name.
-    pub(crate) fn main(&self) -> Arc<str> {
-        namespaces::Namespaces::main_of(&self.namespaces)
-    }
 }
 
 /// Starts a client's engine task on `runtime`, asking `auth` for credentials (the
@@ -141,7 +98,7 @@ pub(crate) fn spawn(
     let (commands_tx, commands) = unbounded();
     let (outgoing_tx, outgoing) = queue::queue(OUTGOING);
     let (answers_tx, answers) = unbounded::<Box<AckAnswer>>();
-    let (state_tx, state) = watch::channel(State::Idle);
+    let (state, publisher) = StateCell::new();
     let mut machine = Machine::new(&prepared, auth.is_some(), snapshot, answers_tx, Now::read());
     let Prepared {
         config,
@@ -162,7 +119,7 @@ pub(crate) fn spawn(
         outgoing,
         answers,
         store_events,
-        state: state_tx,
+        state: publisher,
         notices,
     };
     runtime.spawn(Box::new(driver).run());
