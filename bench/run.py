@@ -101,15 +101,16 @@ def finish_radio(procs):
     return runs
 
 
-def run_client(client, mode, url, n, runtime="single", proxy=None, cpu=None):
+def run_client(client, mode, url, n, runtime="single", proxy=None, cpu=None, server=None):
     """One run of one client. `runtime="multi"` runs the Rust clients on tokio's default
     multi-threaded runtime (what an app on `#[tokio::main]` gets); its rows are kept under
     the mode's name with `@mt` appended. With `proxy` (a URL), Pulselink goes through it.
-    With `cpu`, the client process runs on that CPU only."""
+    With `cpu`, the client process runs on that CPU only. With `server` (a `Server`), the
+    CPU time the server spent during the run is recorded too."""
     env = {**os.environ, "BENCH_RUNTIME": runtime}
     if proxy:
         env["BENCH_PROXY"] = proxy
-    r = run_client_on(client, mode, url, n, env, cpu)
+    r = run_client_on(client, mode, url, n, env, cpu, server.proc.pid if server else None)
     if runtime == "multi":
         r["mode"] += "@mt"
     return r
@@ -266,7 +267,19 @@ def run_swarm_acks(url, n, secs):
             "p99_ms": rep["ack_latency"]["p99_ms"], "max_ms": rep["ack_latency"]["max_ms"]}
 
 
-def run_client_on(client, mode, url, n, env, cpu=None):
+def cpu_seconds(pid):
+    """User + system CPU a running process has used, in seconds (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        # Fields after the command name (which may hold spaces): utime and stime are 14th
+        # and 15th of the whole line, in clock ticks.
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_client_on(client, mode, url, n, env, cpu=None, server_pid=None):
+    """Runs one client process to its end; its JSON report, with the CPU the process used
+    (`client_cpu_s`, start to exit: its start-up included) and, given `server_pid`, the CPU
+    the server used meanwhile (`server_cpu_s`)."""
     if client == "socket.io-client":
         cmd = ["node", str(BENCH / "node" / "sioclient.js"), mode, url, str(n)]
     elif client == "tcp-floor":
@@ -278,11 +291,19 @@ def run_client_on(client, mode, url, n, env, cpu=None):
     else:
         cmd = [str(BIN), mode, client, url, str(n)]
     pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
+    # Children reaped meanwhile: only this one (the benchmark runs one client at a time).
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = cpu_seconds(server_pid) if server_pid else None
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env,
                          preexec_fn=pin)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
         sys.exit(f"{client} {mode} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r["client_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if server_pid:
+        r["server_cpu_s"] = cpu_seconds(server_pid) - server_before
+    return r
 
 
 def reconnect_latencies(client, server, cycles, down_s):
@@ -458,7 +479,7 @@ def measure(quick, reps):
             # Interleave clients within a repetition so drift hits everyone alike.
             for mode, clients, n in group:
                 for client in clients:
-                    r = run_client(client, mode, server.url, n)
+                    r = run_client(client, mode, server.url, n, server=server)
                     results["runs"].append(r)
                     print(f"  {mode:4} {client:17} {json.dumps(r)}", file=sys.stderr)
 
@@ -478,7 +499,7 @@ def measure(quick, reps):
     for rep in range(reps):
         for mode, clients, n in mt_plan:
             for client in clients:
-                r = run_client(client, mode, server.url, n, runtime="multi")
+                r = run_client(client, mode, server.url, n, runtime="multi", server=server)
                 results["runs"].append(r)
                 print(f"  {r['mode']:4} {client:17} {json.dumps(r)}", file=sys.stderr)
 
@@ -807,6 +828,36 @@ def render(results):
             f"{pair('ack@mt', 'p50_us', 'p99_us', '{:.0f}')('pulselink')} | "
             f"{pair('ack@mt', 'p50_us', 'p99_us', '{:.0f}')('rust_socketio')} | – | "
             f"{ratio(m('ack@mt', 'pulselink', 'p50_us'), m('ack@mt', 'rust_socketio', 'p50_us'))} (p50) |",
+        ]
+    if any("server_cpu_s" in r for r in results["runs"]):
+        def per_k(mode, client, key):
+            """Median CPU microseconds per emit of `key` over a mode's runs."""
+            v = [r[key] * 1e6 / r["events"] for r in table.get((mode, client), []) if key in r]
+            return statistics.median(v) if v else None
+
+        def cpu(mode, client):
+            a, b = per_k(mode, client, "client_cpu_s"), per_k(mode, client, "server_cpu_s")
+            return "–" if a is None else f"{a:.1f} / {b:.1f}"
+
+        def cpu_ratio(mode, ref_mode):
+            return (f"{ratio(per_k(mode, 'pulselink', 'client_cpu_s'), per_k(ref_mode, 'rust_socketio', 'client_cpu_s'))}"
+                    f" / {ratio(per_k(mode, 'pulselink', 'server_cpu_s'), per_k(ref_mode, 'rust_socketio', 'server_cpu_s'))}")
+
+        lines += [
+            "",
+            "CPU per emit, µs: the client process's (start to exit, its start-up "
+            "included) and the Node server's during the same run. Pulselink's emits are "
+            "durable, rust_socketio's and socket.io-client's in memory.",
+            "",
+            "| emits | Pulselink client / server | rust_socketio client / server | "
+            "socket.io-client client / server | Pulselink / rust_socketio (client / server) |",
+            "|---|---:|---:|---:|---:|",
+            f"| 256 in flight, single-threaded runtime (out, {c['n_out']:,} emits) | "
+            f"{cpu('out', 'pulselink')} | {cpu('out', 'rust_socketio')} | "
+            f"{cpu('out', 'socket.io-client')} | {cpu_ratio('out', 'out')} |",
+            f"| `emit(..).await` in a loop, multi-threaded runtime (store file; rust_socketio "
+            f"sequential, {c['n_out'] // 10:,} emits) | {cpu('out-seq-file@mt', 'pulselink')} | "
+            f"{cpu('out@mt', 'rust_socketio')} | – | {cpu_ratio('out-seq-file@mt', 'out@mt')} |",
         ]
     py_base = m("in-py", "python-socketio", "events_per_sec")
     lines += [
