@@ -115,6 +115,7 @@ impl Hub {
     /// credentials holds its configuration once rather than once per client, about 1.5 KiB
     /// each. Everything a client keeps for itself (its store, outbox order, idempotency keys,
     /// subscriptions, dedup window and connection) is its own, as with [`Hub::client`].
+    /// [`Client::config`] shows the shared configuration, whose `auth` is not `auth`.
     pub fn shared_client(
         &self,
         shared: &SharedConfig,

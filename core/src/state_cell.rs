@@ -4,8 +4,9 @@
 //! The watch channel that [`crate::Client::states`] hands out is made on the first call:
 //! tokio's allocates its notifiers up front (some 370 bytes), which every idle client of a hub
 //! would otherwise hold for a watcher that never comes. Watchers see what they would see on a
-//! channel the engine owned: each change (intermediate ones may be coalesced), and the
-//! channel closing once the engine is gone.
+//! channel the engine owned: each change (intermediate ones may be coalesced), the current
+//! state as not yet seen once the client has left `Idle` (as a clone of a receiver made with
+//! the client would have it), and the channel closing once the engine is gone.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -26,6 +27,8 @@ struct Inner {
     watch: Option<watch::Sender<State>>,
     /// The engine is gone: a watcher made from now on gets a channel already closed.
     ended: bool,
+    /// The state has changed since the client was made: a new watcher has a change to see.
+    moved: bool,
 }
 
 impl StateCell {
@@ -36,6 +39,7 @@ impl StateCell {
                 state: State::Idle,
                 watch: None,
                 ended: false,
+                moved: false,
             }),
         });
         (cell.clone(), Publisher(cell))
@@ -51,15 +55,23 @@ impl StateCell {
         self.lock().state == *state
     }
 
-    /// A watch on the state, starting at the current one.
+    /// A watch on the state, at the current one, which counts as a change not yet seen once
+    /// the client has left `Idle`: a watcher made after `start` learns where the client is
+    /// from its first `changed()`, not only from the transition after it.
     pub(crate) fn watch(&self) -> watch::Receiver<State> {
         let mut inner = self.lock();
-        if let Some(tx) = &inner.watch {
-            return tx.subscribe();
-        }
-        let (tx, rx) = watch::channel(inner.state.clone());
-        if !inner.ended {
-            inner.watch = Some(tx);
+        let mut rx = match &inner.watch {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = watch::channel(inner.state.clone());
+                if !inner.ended {
+                    inner.watch = Some(tx);
+                }
+                rx
+            }
+        };
+        if inner.moved {
+            rx.mark_changed();
         }
         rx
     }
@@ -83,6 +95,7 @@ impl Publisher {
             return false;
         }
         inner.state = state.clone();
+        inner.moved = true;
         if let Some(tx) = &inner.watch {
             tx.send_replace(state.clone());
         }
@@ -112,21 +125,28 @@ mod tests {
 
     #[tokio::test]
     async fn watchers_see_changes_and_the_end_like_on_a_channel_of_the_engine() {
+        let (idle, _engine) = StateCell::new();
+        assert!(
+            !idle.watch().has_changed().unwrap(),
+            "nothing to see before the client moves"
+        );
+
         let (cell, publisher) = StateCell::new();
+        assert!(!publisher.publish(&State::Idle), "unchanged");
+        assert!(publisher.publish(&State::Connecting));
         assert!(
             cell.lock().watch.is_none(),
             "no channel until someone watches"
         );
-        assert!(!publisher.publish(&State::Idle), "unchanged");
-        assert!(publisher.publish(&State::Connecting));
-        assert!(cell.lock().watch.is_none());
 
         let mut early = cell.watch();
-        assert_eq!(
-            *early.borrow(),
-            State::Connecting,
-            "starts at the current state"
+        assert!(cell.lock().watch.is_some());
+        assert!(
+            early.has_changed().unwrap(),
+            "where the client is counts as a change to see"
         );
+        assert_eq!(*early.borrow_and_update(), State::Connecting);
+        assert!(!early.has_changed().unwrap());
         assert!(publisher.publish(&State::Connected));
         next(&mut early).await.unwrap();
         assert_eq!(*early.borrow_and_update(), State::Connected);
@@ -142,9 +162,10 @@ mod tests {
         assert!(next(&mut early).await.is_err());
         next(&mut second).await.unwrap();
         assert!(next(&mut second).await.is_err());
-        // A watcher after the end: the last state, and a closed channel.
+        // A watcher after the end: the last state, to see once, and a closed channel.
         let mut late = cell.watch();
-        assert_eq!(*late.borrow(), State::Closed);
+        next(&mut late).await.unwrap();
+        assert_eq!(*late.borrow_and_update(), State::Closed);
         assert!(next(&mut late).await.is_err());
     }
 }

@@ -116,7 +116,9 @@ impl Client {
         self.inner.notices.hub_index()
     }
 
-    /// The configuration in use.
+    /// The configuration in use. For a client of a shared configuration
+    /// ([`crate::Hub::shared_client`]) it is the shared one: its `auth` is the configuration's,
+    /// not a provider the client was given of its own.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
     }
@@ -187,7 +189,9 @@ impl Client {
     }
 
     /// A watch on the state: `changed().await` then `borrow()` for every transition that
-    /// matters (intermediate ones may be coalesced).
+    /// matters (intermediate ones may be coalesced). Once the client has left `Idle`, the
+    /// state it is in when the watch is made counts as a change not yet seen: the first
+    /// `changed()` returns at once with it. The channel closes when the engine ends.
     pub fn states(&self) -> watch::Receiver<State> {
         self.inner.state.watch()
     }
