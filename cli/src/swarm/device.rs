@@ -76,7 +76,7 @@ pub(crate) async fn run(
     // The hub's notices name the client by the hub's number for it (every hub client has
     // one), from its first connect on: it is enlisted before it starts.
     if let Some(n) = client.hub_index() {
-        tally.enlist(n, i, Instant::now());
+        tally.enlist(n, i, Instant::now(), client.clone());
     }
     for (event, template) in &fleet.plan.subscriptions {
         let arg = fill(template, i).expect("validated before the run");

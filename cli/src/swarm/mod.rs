@@ -201,7 +201,8 @@ pub(crate) async fn run(conn: Connection, options: Options) -> pulselink::Result
     // Measured while every device still holds its connection.
     let rss_connected = proc_status_kib("VmRSS:");
     let threads = proc_status_kib("Threads:");
-    let holding = tally.reading().connected;
+    // The clients' own states, not only their notices: the figure divides by it.
+    let holding = tally.reconcile();
     status.abort();
     // The last word: the whole run's rates.
     let whole = tally.reading();

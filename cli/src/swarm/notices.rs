@@ -38,9 +38,11 @@ pub(crate) async fn follow(
     }
 }
 
-/// A burst (a fleet's reconnect storm, say) outran the reader: what it skipped may have been
-/// a failure, so the report says that some went uncounted.
+/// A burst (a fleet's reconnect storm, say) outran the reader: the gauge is settled from
+/// the clients' states, and the report says that some notices (failures among them, maybe)
+/// went uncounted.
 fn lagged(tally: &Tally, missed: u64) {
+    tally.reconcile();
     tally.error("notices missed", None, || {
         format!("{missed} notices skipped by a reader that fell behind")
     });

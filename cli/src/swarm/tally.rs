@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use pulselink::Hub;
+use pulselink::{Client, Hub, State};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -67,6 +67,8 @@ struct Device {
     began: Instant,
     connected: bool,
     ever: bool,
+    /// Its client, whose state settles the counts when notices were missed.
+    client: Client,
 }
 
 /// The device with the hub's client number `hub_index`, if one is enlisted.
@@ -130,8 +132,9 @@ impl Tally {
             .record(micros(took));
     }
 
-    /// Notes that device `i`, started at `began`, has the hub's client number `hub_index`.
-    pub(crate) fn enlist(&self, hub_index: u64, i: u64, began: Instant) {
+    /// Notes that device `i`, started at `began`, is `client`, the hub's client number
+    /// `hub_index`.
+    pub(crate) fn enlist(&self, hub_index: u64, i: u64, began: Instant, client: Client) {
         let Ok(at) = usize::try_from(hub_index) else {
             return;
         };
@@ -144,6 +147,7 @@ impl Tally {
             began,
             connected: false,
             ever: false,
+            client,
         });
     }
 
@@ -186,6 +190,32 @@ impl Tally {
             self.connected.fetch_sub(1, Ordering::Relaxed);
             bump(&self.disconnects);
         }
+    }
+
+    /// Settles every device's connected flag with its client's state, for when notices went
+    /// unread (a reader that fell behind) or before the gauge is relied on: a missed loss
+    /// counts as one, a missed first connect counts (untimed); a missed loss and return
+    /// cannot be told from no loss. Returns the devices connected now.
+    pub(crate) fn reconcile(&self) -> u64 {
+        let mut devices = self.devices.lock().expect("no panic holding it");
+        for d in devices.iter_mut().flatten() {
+            let now = d.client.state() == State::Connected;
+            if now == d.connected {
+                continue;
+            }
+            d.connected = now;
+            if now {
+                bump(&self.connected);
+                if !d.ever {
+                    d.ever = true;
+                    bump(&self.ever_connected);
+                }
+            } else {
+                self.connected.fetch_sub(1, Ordering::Relaxed);
+                bump(&self.disconnects);
+            }
+        }
+        get(&self.connected)
     }
 
     /// Counts an error of `kind` met by `client` (by the fleet as a whole: `None`).
@@ -295,10 +325,18 @@ mod tests {
         assert_eq!(e["example"], "client 0 refused");
     }
 
-    #[test]
-    fn a_device_is_connected_from_joining_the_main_namespace_to_losing_its_link() {
-        let t = Tally::new(Hub::new().unwrap(), "/", 10);
-        t.enlist(7, 3, Instant::now());
+    /// A client that is never started (`Idle` for as long as the test looks); made on a
+    /// runtime, as every client is.
+    fn idle_client(hub: &Hub) -> Client {
+        hub.client(pulselink::ClientConfig::new("http://127.0.0.1:9").unwrap())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_device_is_connected_from_joining_the_main_namespace_to_losing_its_link() {
+        let hub = Hub::new().unwrap();
+        let t = Tally::new(hub.clone(), "/", 10);
+        t.enlist(7, 3, Instant::now(), idle_client(&hub));
         let gauges = |t: &Tally| {
             (
                 get(&t.connected),
@@ -330,5 +368,10 @@ mod tests {
         t.joined(8, "/");
         assert_eq!(gauges(&t), (1, 1, 1, 1), "a client of no device");
         assert_eq!(t.device(7), Some(3));
+        // Its loss went unread: the client's state (not connected) settles it.
+        assert_eq!(t.reconcile(), 0);
+        assert_eq!(gauges(&t), (0, 1, 1, 2), "a missed loss counted once");
+        assert_eq!(t.reconcile(), 0);
+        assert_eq!(gauges(&t), (0, 1, 1, 2));
     }
 }
