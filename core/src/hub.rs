@@ -89,9 +89,7 @@ impl Hub {
     /// (the same checks and errors, inside a tokio runtime). Store files must differ between
     /// clients, as always.
     pub fn client(&self, config: ClientConfig) -> Result<Client> {
-        let prepared = Prepared::new(config, true)?;
-        let auth = prepared.config.auth.clone();
-        self.build(prepared, auth)
+        self.build(Prepared::new(config, true)?, None)
     }
 
     /// Checks `config` once for any number of this hub's clients ([`Hub::shared_client`]).
@@ -121,7 +119,6 @@ impl Hub {
         shared: &SharedConfig,
         auth: Option<Arc<dyn AuthProvider>>,
     ) -> Result<Client> {
-        let auth = auth.or_else(|| shared.0.config.auth.clone());
         self.build(shared.0.clone(), auth)
     }
 

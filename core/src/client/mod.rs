@@ -61,14 +61,19 @@ impl Client {
     /// runtime, and with [`Error::StoreCorrupt`] / [`Error::Store`] when the store cannot be
     /// opened.
     pub fn new(config: ClientConfig) -> Result<Self> {
-        let prepared = Prepared::new(config, false)?;
-        let auth = prepared.config.auth.clone();
-        Self::build(prepared, auth, None, None, Notices::single())
+        Self::build(
+            Prepared::new(config, false)?,
+            None,
+            None,
+            None,
+            Notices::single(),
+        )
     }
 
-    /// A client of `prepared`'s configuration asking `auth` for credentials, whose store runs
-    /// on `host`'s thread (a hub's, which `hub` counts its traffic for) or on a thread of its
-    /// own, publishing its notices to `notices`.
+    /// A client of `prepared`'s configuration asking `auth` for credentials (`None`: the
+    /// configuration's provider, if it has one), whose store runs on `host`'s thread (a
+    /// hub's, which `hub` counts its traffic for) or on a thread of its own, publishing its
+    /// notices to `notices`.
     pub(crate) fn build(
         prepared: Prepared,
         auth: Option<Arc<dyn AuthProvider>>,
@@ -80,6 +85,7 @@ impl Client {
             Error::InvalidConfig("Client::new must run inside a tokio runtime".into())
         })?;
         let config = prepared.config.clone();
+        let auth = auth.or_else(|| config.auth.clone());
         let notices = Arc::new(notices);
         let (events_tx, store_events) = futures_channel::mpsc::unbounded();
         let (store, snapshot) = Store::open(&config.store, &prepared.outbox, events_tx, host)?;

@@ -57,9 +57,7 @@ impl Recovery {
         out: &mut Actions,
     ) -> bool {
         let previous = self
-            .sessions
-            .iter()
-            .position(|(ns, _)| **ns == **namespace)
+            .index(namespace)
             .map(|i| self.sessions.swap_remove(i).1);
         let recovered =
             matches!((&previous, &session), (Some(p), Some(new)) if p.resume.session == *new);
@@ -96,7 +94,8 @@ impl Recovery {
 
     /// An event at resume `position` arrived on `namespace`.
     pub(crate) fn advanced(&mut self, namespace: &str, position: &str) {
-        if let Some((_, s)) = self.sessions.iter_mut().find(|(ns, _)| **ns == *namespace) {
+        if let Some(i) = self.index(namespace) {
+            let s = &mut self.sessions[i].1;
             // The position's string is reused: this runs for every event received.
             match &mut s.resume.position {
                 Some(p) => p.replace_range(.., position),
@@ -107,10 +106,12 @@ impl Recovery {
     }
 
     fn get(&self, namespace: &str) -> Option<&Session> {
-        self.sessions
-            .iter()
-            .find(|(ns, _)| **ns == *namespace)
-            .map(|(_, s)| s)
+        self.index(namespace).map(|i| &self.sessions[i].1)
+    }
+
+    /// Where `namespace`'s session is in the list.
+    fn index(&self, namespace: &str) -> Option<usize> {
+        self.sessions.iter().position(|(ns, _)| **ns == *namespace)
     }
 
     /// Writes what changed to the store (once per batch of frames, not per event).
