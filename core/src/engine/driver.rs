@@ -264,6 +264,7 @@ impl Driver {
     /// Handles one frame and whatever else is already readable, up to a batch.
     fn frames(&mut self, io: &mut Io, now: Now, first: Option<Result<Frame, TransportError>>) {
         let m = &mut self.machine;
+        m.frames_begin();
         let mut frame = first;
         let mut handled = 0;
         loop {

@@ -59,6 +59,11 @@ pub(crate) struct Listeners {
     backlog: VecDeque<(usize, Event)>,
     /// Some listener wants outbound events (so the outbox keeps their attachments).
     outbound: bool,
+    /// Inside a batch of frames: events wait in the backlog and are handed over together when
+    /// the batch ends. A listener on another thread is then woken once per batch instead of
+    /// once per event or two (each wake-up of an app's `block_on` thread costs more than the
+    /// events it would take).
+    holding: bool,
 }
 
 impl Listeners {
@@ -73,32 +78,62 @@ impl Listeners {
         self.outbound
     }
 
+    /// Starts a batch: what is dispatched waits until [`Listeners::release`].
+    pub(crate) fn hold(&mut self) {
+        self.holding = true;
+    }
+
+    /// Ends a batch: hands over what waits, as far as there is room.
+    pub(crate) fn release(&mut self) {
+        self.holding = false;
+        self.hand_over();
+    }
+
     /// Hands an event to every listener that wants it; a full listener's share waits in the
     /// backlog (behind anything already waiting, to keep order).
     pub(crate) fn dispatch(&mut self, inbound: bool, ev: Event) {
         let mut closed = false;
-        for (i, l) in self.list.iter().enumerate() {
-            if !l.interest.accepts(inbound, &ev) {
-                continue;
+        // The last listener that wants it takes the event itself, the others a clone.
+        let mut taker = None;
+        for i in 0..self.list.len() {
+            if self.list[i].interest.accepts(inbound, &ev)
+                && let Some(earlier) = taker.replace(i)
+            {
+                closed |= self.offer(earlier, ev.clone());
             }
-            if !self.backlog.is_empty() {
-                self.backlog.push_back((i, ev.clone()));
-                continue;
-            }
-            match l.tx.try_send(ev.clone()) {
-                Ok(()) => {}
-                Err(TrySendError::Full(ev)) => self.backlog.push_back((i, ev)),
-                Err(TrySendError::Closed(_)) => closed = true,
-            }
+        }
+        if let Some(last) = taker {
+            closed |= self.offer(last, ev);
         }
         if closed && self.backlog.is_empty() {
             self.forget_closed();
         }
     }
 
+    /// Offers an event to listener `i`, behind anything already waiting; true if the
+    /// listener went away.
+    fn offer(&mut self, i: usize, ev: Event) -> bool {
+        if self.holding || !self.backlog.is_empty() {
+            self.backlog.push_back((i, ev));
+            return false;
+        }
+        match self.list[i].tx.try_send(ev) {
+            Ok(()) => false,
+            Err(TrySendError::Full(ev)) => {
+                self.backlog.push_back((i, ev));
+                false
+            }
+            Err(TrySendError::Closed(_)) => true,
+        }
+    }
+
     /// The listener the backlog waits for, when it waits: the driver stops reading the socket
-    /// and waits for room there.
+    /// and waits for room there. Never during a batch (its events are not offered yet; a
+    /// batch is bounded).
     pub(crate) fn blocked_on(&self) -> Option<mpsc::Sender<Event>> {
+        if self.holding {
+            return None;
+        }
         self.backlog.front().map(|(i, _)| self.list[*i].tx.clone())
     }
 
@@ -111,6 +146,11 @@ impl Listeners {
         if let Some(p) = permit {
             p.send(ev);
         }
+        self.hand_over();
+    }
+
+    /// Offers the backlog in order until a listener is full.
+    fn hand_over(&mut self) {
         while let Some((i, ev)) = self.backlog.pop_front() {
             match self.list[i].tx.try_send(ev) {
                 Ok(()) | Err(TrySendError::Closed(_)) => {}
@@ -168,6 +208,34 @@ mod tests {
         }
         let order: Vec<&str> = got.iter().map(|e| e.args_json()).collect();
         assert_eq!(order, ["[0]", "[1]", "[2]", "[3]", "[4]"]);
+    }
+
+    #[test]
+    fn a_batch_is_handed_over_whole_at_its_end_in_order_and_the_full_rest_waits() {
+        let mut l = Listeners::default();
+        let (tx, mut rx) = mpsc::channel(3);
+        l.add(Listener {
+            interest: Interest::Inbound,
+            tx,
+        });
+        l.hold();
+        for n in 0..5 {
+            l.dispatch(true, event(n));
+        }
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing reaches the app during a batch"
+        );
+        assert!(
+            l.blocked_on().is_none(),
+            "a batch is not cut short by its own held events"
+        );
+        l.release();
+        let order: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|e| e.args_json().to_owned())
+            .collect();
+        assert_eq!(order, ["[0]", "[1]", "[2]"], "as many as fit, in order");
+        assert!(l.blocked_on().is_some(), "the rest waits for room");
     }
 
     #[test]

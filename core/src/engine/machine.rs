@@ -474,8 +474,16 @@ impl Machine {
         }
     }
 
-    /// A batch of frames was handled: what it taught the filter and recovery is persisted.
+    /// A batch of frames starts: the events it carries reach the app together when it ends,
+    /// one wake-up of a listener's thread per batch.
+    pub(crate) fn frames_begin(&mut self) {
+        self.listeners.hold();
+    }
+
+    /// A batch of frames was handled: its events are handed to the app, and what it taught
+    /// the filter and recovery is persisted.
     pub(crate) fn frames_done(&mut self, now: Now) {
+        self.listeners.release();
         self.admission.persist(now, &mut self.out);
         self.recovery.persist(&mut self.out);
     }
