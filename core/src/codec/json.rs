@@ -125,40 +125,59 @@ pub(crate) fn timestamp_ms(v: &RawValue) -> Option<i64> {
     }
 }
 
-/// `args` (a JSON array) with `"field": value` added first in its first element, when that
-/// element is an object; `None` otherwise. `value` must be JSON text.
+/// Appends `s` as a JSON string literal, as serde_json writes it. Event names, keys and field
+/// names seldom need escaping: those are copied as they are, where `serde_json::to_string`
+/// would allocate a buffer of its own for each (several per emit).
+pub(crate) fn push_quoted(out: &mut String, s: &str) {
+    // serde_json escapes `"`, `\` and control characters only; everything else, non-ASCII
+    // text included, is written as it is.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        // A &str always serializes.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    }
+}
+
+/// Appends the elements of `args` (a JSON array; the brackets are the caller's) with
+/// `"field": value` added first in its first element, when that element is an object; false,
+/// nothing appended, otherwise. `value` appends JSON text.
 ///
-/// Pure text surgery, so the arguments are not parsed again on every send.
-pub(crate) fn insert_field(args: &str, field: &str, value: &str) -> Option<String> {
-    let inner = array_inner(args).trim_start();
-    let after_brace = inner.strip_prefix('{')?;
+/// Pure text surgery, written straight into the packet: the arguments are neither parsed
+/// again nor copied twice on every send.
+pub(crate) fn push_with_field(
+    out: &mut String,
+    args: &str,
+    field: &str,
+    value: impl FnOnce(&mut String),
+) -> bool {
+    let Some(after_brace) = array_inner(args).strip_prefix('{') else {
+        return false;
+    };
     let empty = after_brace.trim_start().starts_with('}');
-    let key = serde_json::to_string(field).unwrap_or_default();
-    let mut out = String::with_capacity(args.len() + key.len() + value.len() + 4);
-    out.push_str("[{");
-    out.push_str(&key);
+    out.push('{');
+    push_quoted(out, field);
     out.push(':');
-    out.push_str(value);
+    value(out);
     if !empty {
         out.push(',');
     }
     out.push_str(after_brace);
-    out.push(']');
-    Some(out)
+    true
 }
 
-/// `args` (a JSON array) with `value` (JSON text) appended as a last element.
-pub(crate) fn append_arg(args: &str, value: &str) -> String {
-    let inner = array_inner(args).trim();
-    let mut out = String::with_capacity(inner.len() + value.len() + 3);
-    out.push('[');
+/// Appends the elements of `args` (a JSON array; the brackets are the caller's) and then
+/// what `value` appends (JSON text) as a last element.
+pub(crate) fn push_with_last(out: &mut String, args: &str, value: impl FnOnce(&mut String)) {
+    let inner = array_inner(args);
     out.push_str(inner);
     if !inner.is_empty() {
         out.push(',');
     }
-    out.push_str(value);
-    out.push(']');
-    out
+    value(out);
 }
 
 /// The elements of a JSON array text without the brackets (`[1,2]` → `1,2`).
@@ -191,6 +210,28 @@ pub(crate) fn split_last_string(args: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoting_writes_what_serde_json_writes() {
+        for s in [
+            "metric:recorded",
+            "",
+            "naïve ✓ 日本",
+            "a\"b",
+            "back\\slash",
+            "tab\tnew\nline",
+            "\u{1}\u{1f}\u{7f}",
+            "</script>",
+        ] {
+            let mut out = String::from("x");
+            push_quoted(&mut out, s);
+            assert_eq!(
+                out,
+                format!("x{}", serde_json::to_string(s).unwrap()),
+                "{s:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_trailing_string_is_split_off() {
@@ -245,6 +286,15 @@ mod tests {
 
     #[test]
     fn idempotency_key_goes_into_the_first_object_or_last() {
+        let insert_field = |args: &str, field: &str, value: &str| {
+            let mut out = String::from("[");
+            push_with_field(&mut out, args, field, |o| o.push_str(value)).then(|| out + "]")
+        };
+        let append_arg = |args: &str, value: &str| {
+            let mut out = String::from("[");
+            push_with_last(&mut out, args, |o| o.push_str(value));
+            out + "]"
+        };
         assert_eq!(
             insert_field(r#"[{"bpm":72},1]"#, "k", r#""a-1""#).as_deref(),
             Some(r#"[{"k":"a-1","bpm":72},1]"#)

@@ -19,7 +19,9 @@ use crate::{
     codec::{
         CodecError,
         engineio::{self, Handshake},
-        json::{RawJson, append_arg, insert_field, split_last_string},
+        json::{
+            RawJson, array_inner, push_quoted, push_with_field, push_with_last, split_last_string,
+        },
         socketio::{self, Decoder, EventPacket, Packet},
     },
     outbox::KeyPlacement,
@@ -168,11 +170,18 @@ impl SocketIo {
         ack: Option<u64>,
         key: Option<&str>,
     ) -> Result<(), CodecError> {
-        let keyed = key.and_then(|k| self.with_key(event.args.get(), k));
-        let args = keyed.as_ref().unwrap_or(&event.args);
+        let args = event.args.get();
         let n = event.attachments.len();
-        let text = engineio::encode_message(event.name.len() + args.get().len() + 16, |m| {
-            socketio::encode_event(m, &event.namespace, &event.name, args, ack, n)
+        let field = match &self.key {
+            KeyPlacement::Field(f) | KeyPlacement::TrailingArg(f) => f.len(),
+            KeyPlacement::None => 0,
+        };
+        let key_len = key.map_or(0, |k| k.len() + field + 8);
+        let capacity = event.name.len() + args.len() + key_len + 16;
+        let text = engineio::encode_message(capacity, |m| {
+            socketio::encode_event_with(m, &event.namespace, &event.name, ack, n, |m| {
+                self.push_args(m, args, key);
+            })
         });
         engineio::check_size(text.len(), self.handshake.max_payload)?;
         out.push(Frame::Text(Utf8Bytes::from(text)));
@@ -185,18 +194,21 @@ impl SocketIo {
         Ok(())
     }
 
-    /// `args` carrying `key` where the configuration puts it (`None`: unchanged).
-    fn with_key(&self, args: &str, key: &str) -> Option<RawJson> {
-        let quoted = serde_json::to_string(key).unwrap_or_default();
-        let text = match &self.key {
-            KeyPlacement::Field(name) => insert_field(args, name, &quoted)?,
-            KeyPlacement::TrailingArg(name) => {
-                let name = serde_json::to_string(name).unwrap_or_default();
-                append_arg(args, &format!("{{{name}:{quoted}}}"))
-            }
-            KeyPlacement::None => return None,
-        };
-        Some(RawJson::validated(text))
+    /// Appends the elements of `args` carrying `key` where the configuration puts it
+    /// (unchanged without a key, or when the first argument it goes into is not an object).
+    fn push_args(&self, out: &mut String, args: &str, key: Option<&str>) {
+        match (&self.key, key) {
+            (KeyPlacement::Field(field), Some(key))
+                if push_with_field(out, args, field, |o| push_quoted(o, key)) => {}
+            (KeyPlacement::TrailingArg(field), Some(key)) => push_with_last(out, args, |o| {
+                o.push('{');
+                push_quoted(o, field);
+                o.push(':');
+                push_quoted(o, key);
+                o.push('}');
+            }),
+            _ => out.push_str(array_inner(args)),
+        }
     }
 
     pub(super) fn connect(
@@ -323,6 +335,9 @@ mod tests {
         assert_eq!(sent(&field, "[1]"), r#"427["e",1]"#, "no object, no key");
         let trailing = wire(KeyPlacement::TrailingArg("k".into()));
         assert_eq!(sent(&trailing, "[1]"), r#"427["e",1,{"k":"c-1"}]"#);
+        assert_eq!(sent(&trailing, "[]"), r#"427["e",{"k":"c-1"}]"#);
+        assert_eq!(sent(&field, "[]"), r#"427["e"]"#, "no arguments, no comma");
+        assert_eq!(sent(&field, "[ ]"), r#"427["e"]"#);
         assert_eq!(sent(&wire(KeyPlacement::None), "[1]"), r#"427["e",1]"#);
         let mut out = Vec::new();
         let big = data(&format!("[\"{}\"]", "x".repeat(2000)));

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::codec::json::{RawJson, array_inner};
+use crate::codec::json::{RawJson, array_inner, push_quoted};
 
 /// Calls `f` with the `num` of every `{"_placeholder": true, ...}` object at any depth.
 pub fn visit_placeholders(value: &Value, f: &mut impl FnMut(Option<u64>)) {
@@ -64,15 +64,31 @@ pub fn encode_event(
     id: Option<u64>,
     attachments: usize,
 ) {
+    encode_event_with(out, namespace, name, id, attachments, |out| {
+        out.push_str(array_inner(args.get()));
+    });
+}
+
+/// [`encode_event`] with the arguments' elements (without the array's brackets) appended by
+/// `args`: how the outbox adds an entry's idempotency key on the way, with no copy of the
+/// arguments of its own.
+pub fn encode_event_with(
+    out: &mut String,
+    namespace: &str,
+    name: &str,
+    id: Option<u64>,
+    attachments: usize,
+    args: impl FnOnce(&mut String),
+) {
     let kind = if attachments > 0 { b'5' } else { b'2' };
     push_header(out, kind, attachments, namespace, id);
     out.push('[');
-    // A &str always serializes; writing into a String cannot fail.
-    out.push_str(&serde_json::to_string(name).unwrap_or_default());
-    let inner = array_inner(args.get());
-    if !inner.is_empty() {
-        out.push(',');
-        out.push_str(inner);
+    push_quoted(out, name);
+    out.push(',');
+    let before = out.len();
+    args(out);
+    if out.len() == before {
+        out.pop();
     }
     out.push(']');
 }

@@ -17,7 +17,8 @@ use serde_json::{Value, value::RawValue};
 mod encode;
 
 pub use self::encode::{
-    encode_ack, encode_connect, encode_disconnect, encode_event, placeholder, visit_placeholders,
+    encode_ack, encode_connect, encode_disconnect, encode_event, encode_event_with, placeholder,
+    visit_placeholders,
 };
 use super::{
     CodecError,
