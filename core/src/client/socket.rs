@@ -190,7 +190,7 @@ impl Socket {
                 None => (Sending::Fetched, None),
             };
             let append = Cmd::Append {
-                entry,
+                entry: Box::new(entry),
                 seq,
                 notify: false,
                 sending,
@@ -227,7 +227,7 @@ impl Socket {
         NewEntry {
             lane: options.priority,
             namespace: self.namespace.clone(),
-            event: event.to_owned(),
+            event: Arc::from(event),
             args: json,
             attachments,
             want_ack: ack || options.confirm,

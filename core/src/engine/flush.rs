@@ -21,11 +21,7 @@
 //! This is also the one registry of callers waiting for an acknowledgement, by sequence
 //! number, so a waiter never travels through the store.
 
-use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 use tracing::warn;
@@ -34,6 +30,7 @@ use super::{
     actions::{AckTx, Actions, WaiterAnswer},
     listeners::Listeners,
     namespaces::Namespaces,
+    seq_map::{SeqMap, SeqSet},
     seqs::Seqs,
 };
 use crate::{
@@ -117,13 +114,13 @@ pub(crate) struct Flush {
     limiter: Limiter,
     /// When the rate limit lets the next held entry go.
     resume_at: Option<Instant>,
-    in_flight: HashMap<u64, InFlight>,
+    in_flight: SeqMap<InFlight>,
     /// Written without an ack request; delivered once the write is flushed.
     written: Vec<u64>,
     /// Delivered, to be deleted from the store.
     delivered: Vec<u64>,
     /// Callers waiting for an ack, by sequence number, across links.
-    waiters: HashMap<u64, Waiter>,
+    waiters: SeqMap<Waiter>,
     /// Answers for callers, handed to the driver with the step's other actions.
     answers: Vec<WaiterAnswer>,
     /// The sequence numbers, shared with callers that commit their own emits.
@@ -137,14 +134,14 @@ pub(crate) struct Flush {
     /// proves the engine caught up only once the store had handled it.
     stored_max: u64,
     /// Written live, not yet committed.
-    uncommitted: HashSet<u64>,
+    uncommitted: SeqSet,
     /// Entries callers committed and handed over that were written live since the store was
     /// last told ([`Cmd::SentLive`]).
     handed_live: u64,
     /// Of those, delivered already: deleted once committed.
     /// With the acknowledgement's answer, which its waiting caller hears only then: a caller
     /// that heard the answer finds the entry gone from the outbox.
-    early: HashMap<u64, Option<AckReply>>,
+    early: SeqMap<Option<AckReply>>,
     /// Frames of `Low` entries written since the driver last asked (their traffic is not a
     /// reason for more `Low` traffic).
     pub(crate) low_frames: usize,
@@ -185,18 +182,18 @@ impl Flush {
                 now.at,
             ),
             resume_at: None,
-            in_flight: HashMap::new(),
+            in_flight: SeqMap::default(),
             written: Vec::new(),
             delivered: Vec::new(),
-            waiters: HashMap::new(),
+            waiters: SeqMap::default(),
             answers: Vec::new(),
             seqs,
             by_callers: 0,
             caught_up: false,
             stored_max: 0,
-            uncommitted: HashSet::new(),
+            uncommitted: SeqSet::default(),
             handed_live: 0,
-            early: HashMap::new(),
+            early: SeqMap::default(),
             low_frames: 0,
             sent: 0,
             latencies: Samples::default(),
@@ -210,7 +207,7 @@ impl Flush {
     /// the entry's TTL, whichever comes first (offline too).
     pub(crate) fn emit(
         &mut self,
-        mut entry: NewEntry,
+        mut entry: Box<NewEntry>,
         waiter: Option<AckTx>,
         reply: Reply<u64>,
         now: Now,
@@ -599,8 +596,15 @@ impl Flush {
     ) -> bool {
         let key = idempotency_key(link.client_id, seq);
         let ack = want_ack.then_some(seq);
-        let mut frames = Vec::with_capacity(1 + event.attachments.len());
-        if let Err(err) = link.wire.push_event(&mut frames, event, ack, Some(&key)) {
+        // An entry awaiting its ack keeps its frames to send again; any other is encoded
+        // straight into the step's frames, with no vector of its own.
+        let mut kept = Vec::new();
+        let frames = if want_ack { &mut kept } else { &mut out.frames };
+        let before = frames.len();
+        let pushed = link.wire.push_event(frames, event, ack, Some(&key));
+        let count = frames.len() - before;
+        if let Err(err) = pushed {
+            frames.truncate(before);
             warn!(event = %event.name, error = %err, "outbox entry refused by the server's limit");
             let err = Error::InvalidArgs(err.to_string());
             self.give_up(seq, &event.namespace, event.name.to_string(), err, out);
@@ -608,7 +612,7 @@ impl Flush {
         }
         self.sent += 1;
         if lane == Priority::Low {
-            self.low_frames += frames.len();
+            self.low_frames += count;
         }
         if link.listeners.wants_outbound() {
             let copy = EventData {
@@ -620,9 +624,9 @@ impl Flush {
             link.listeners.dispatch(false, Event::new(copy, None, None));
         }
         if want_ack {
-            out.frames.extend(frames.iter().cloned());
+            out.frames.extend(kept.iter().cloned());
             let f = InFlight {
-                frames,
+                frames: kept,
                 sent_at: now.at,
                 sends: 1,
                 namespace: event.namespace.clone(),
@@ -630,7 +634,6 @@ impl Flush {
             };
             self.in_flight.insert(seq, f);
         } else {
-            out.frames.extend(frames);
             self.written.push(seq);
         }
         true
@@ -858,7 +861,7 @@ impl Flush {
 fn lend(entry: &mut NewEntry) -> EventData {
     EventData {
         namespace: entry.namespace.clone(),
-        name: Arc::from(entry.event.as_str()),
+        name: entry.event.clone(),
         args: RawJson::validated(std::mem::take(&mut entry.args)),
         attachments: std::mem::take(&mut entry.attachments),
     }
@@ -942,8 +945,14 @@ mod tests {
             let mut out = Actions::default();
             let now = self.t0;
             self.flush.seqs.set_next(seq);
-            self.flush
-                .emit(entry(seq).0, Some(waiter), reply, now, None, &mut out);
+            self.flush.emit(
+                Box::new(entry(seq).0),
+                Some(waiter),
+                reply,
+                now,
+                None,
+                &mut out,
+            );
             let Some(Cmd::Append {
                 seq: numbered,
                 notify: true,
@@ -1004,8 +1013,14 @@ mod tests {
             let mut out = Actions::default();
             let now = self.at(ms);
             let mut link = link!(self);
-            self.flush
-                .emit(entry(n).0, None, reply, now, Some(&mut link), &mut out);
+            self.flush.emit(
+                Box::new(entry(n).0),
+                None,
+                reply,
+                now,
+                Some(&mut link),
+                &mut out,
+            );
             out
         }
 
@@ -1206,8 +1221,14 @@ mod tests {
         let (mut new, _) = entry(1);
         new.ttl = Some(Duration::from_millis(40));
         let now = r.at(0);
-        r.flush
-            .emit(new, Some(tx), reply, now, None, &mut Actions::default());
+        r.flush.emit(
+            Box::new(new),
+            Some(tx),
+            reply,
+            now,
+            None,
+            &mut Actions::default(),
+        );
         assert_eq!(r.flush.poll_timeout(), Some(r.at(40).at), "no link needed");
         r.flush.expire_waiters(r.at(39));
         r.answer();
@@ -1544,8 +1565,14 @@ mod tests {
         let mut out = Actions::default();
         let now = r.at(1);
         let mut link = link!(r);
-        r.flush
-            .emit(plain, None, stored, now, Some(&mut link), &mut out);
+        r.flush.emit(
+            Box::new(plain),
+            None,
+            stored,
+            now,
+            Some(&mut link),
+            &mut out,
+        );
         assert_eq!(appended(&out), [(1, true)]);
         assert_eq!(appended(&r.emit_linked(1, 2)), [(2, true)]);
         // Before the flush nothing is delivered: both need their rows.

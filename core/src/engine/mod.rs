@@ -42,6 +42,7 @@ mod prepared;
 mod queue;
 mod radio;
 mod recovery;
+mod seq_map;
 mod seqs;
 mod session;
 mod subscriptions;

@@ -12,7 +12,12 @@ use crate::{
 
 /// `<client id>-<seq>`: unique per store, stable across resends and restarts.
 pub(crate) fn idempotency_key(client_id: &str, seq: u64) -> String {
-    format!("{client_id}-{seq}")
+    use std::fmt::Write;
+    // Sized once: `format!` would start from nothing and grow twice, on every send.
+    let mut key = String::with_capacity(client_id.len() + 21);
+    key.push_str(client_id);
+    let _ = write!(key, "-{seq}");
+    key
 }
 
 /// Where the answer to a command goes.
@@ -23,7 +28,8 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 pub(crate) struct NewEntry {
     pub(crate) lane: Priority,
     pub(crate) namespace: Arc<str>,
-    pub(crate) event: String,
+    /// Shared with the frame the live path encodes, which would otherwise copy it.
+    pub(crate) event: Arc<str>,
     pub(crate) args: String,
     pub(crate) attachments: Vec<Vec<u8>>,
     pub(crate) want_ack: bool,
@@ -83,7 +89,9 @@ pub(crate) enum Cmd {
     /// ([`StoreEvent::Appended`]): it wrote the entry already, or a caller waits for its
     /// acknowledgement.
     Append {
-        entry: NewEntry,
+        /// Boxed: a step's commands (hundreds under load) are moved between vectors, and the
+        /// entry arrives boxed from the caller anyway.
+        entry: Box<NewEntry>,
         seq: u64,
         notify: bool,
         /// How it reaches the socket, which decides what a parked fetch does about it.

@@ -103,7 +103,7 @@ impl Memory {
                 seq,
                 lane: e.lane,
                 namespace: e.namespace.to_string(),
-                event: e.event.clone(),
+                event: e.event.to_string(),
                 args: e.args.clone(),
                 attachments: e.attachments.clone(),
                 want_ack: e.want_ack,
@@ -273,7 +273,7 @@ mod tests {
         NewEntry {
             lane: Priority::from_i64(rng.i64(0..3)),
             namespace: Arc::from(if rng.bool() { "/" } else { "/admin" }),
-            event: format!("e{}", rng.u8(0..3)),
+            event: format!("e{}", rng.u8(0..3)).into(),
             args: format!(r#"[{{"n":{n}}}]"#),
             attachments: (0..rng.usize(0..2))
                 .map(|i| vec![i as u8; rng.usize(1..9)])

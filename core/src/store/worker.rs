@@ -732,7 +732,7 @@ pub(super) mod tests {
             Sending::Fetched
         };
         let cmd = Cmd::Append {
-            entry,
+            entry: Box::new(entry),
             seq,
             notify,
             sending,
