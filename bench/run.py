@@ -30,6 +30,8 @@ NODE_DIR = ROOT / "tests" / "node"
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", BENCH / "target"))
 BIN = TARGET / "release" / "pulselink-bench"
 CLI = TARGET / "release" / "pulselink"
+# The same CLI built with the workspace's size-optimised profile, as for a gateway device.
+CLI_DEVICE = TARGET / "release-mobile" / "pulselink"
 PEER_BIN = TARGET / "release" / "peer-bench"
 PY_VENV = TARGET / "py-venv"
 PY = PY_VENV / "bin" / "python"
@@ -328,12 +330,14 @@ def reconnect_latencies(client, server, cycles, down_s):
     return latencies, rss
 
 
-def run_gateway(url, n, rate):
+def run_gateway(url, n, rate, device=False):
     """Feeds `n` tick lines to `pulselink gateway` (at `rate` lines/s, or as fast as it reads
-    when None), closes stdin, and waits for the exit: every reading stored, sent and acked."""
+    when None), closes stdin, and waits for the exit: every reading stored, sent and acked.
+    With `device`, the `release-mobile` build runs (its rows' modes say `device`)."""
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(
-            [str(CLI), "gateway", url, "--store", f"{tmp}/gw.db", "--json-status"],
+            [str(CLI_DEVICE if device else CLI), "gateway", url, "--store", f"{tmp}/gw.db",
+             "--json-status"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         started = time.monotonic()
         chunk = 100
@@ -352,7 +356,7 @@ def run_gateway(url, n, rate):
         secs = time.monotonic() - started
         final = json.loads(out[-1])
         assert final["delivered"] == n and final["queued"] == 0, final
-        mode = "gateway-max" if rate is None else "gateway-10k"
+        mode = ("gateway-device" if device else "gateway") + ("-max" if rate is None else "-10k")
         return {"mode": mode, "client": "pulselink", "events": n, "secs": secs,
                 "events_per_sec": n / secs, "peak_rss_kib": final["peak_rss_kib"]}
 
@@ -417,9 +421,10 @@ def measure(quick, reps):
     subprocess.run(["cargo", "build", "--release", "--locked", "--manifest-path",
                     str(BENCH / "Cargo.toml")], check=True, cwd=ROOT,
                    env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "pulselink-cli",
-                    "--manifest-path", str(ROOT / "Cargo.toml")], check=True, cwd=ROOT,
-                   env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
+    for profile in ["release", "release-mobile"]:
+        subprocess.run(["cargo", "build", "--profile", profile, "--locked", "-p", "pulselink-cli",
+                        "--manifest-path", str(ROOT / "Cargo.toml")], check=True, cwd=ROOT,
+                       env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
     setup_python()
 
     server = Server()
@@ -541,10 +546,11 @@ def measure(quick, reps):
         print(f"  {r['mode']:11} {json.dumps(r)}", file=sys.stderr)
 
     for rep in range(reps):
-        for rate, n in [(None, n_gw), (10_000, n_gw_rate)]:
-            r = run_gateway(server.url, n, rate)
-            results["runs"].append(r)
-            print(f"  {r['mode']:11} {json.dumps(r)}", file=sys.stderr)
+        for device in [False, True]:
+            for rate, n in [(None, n_gw), (10_000, n_gw_rate)]:
+                r = run_gateway(server.url, n, rate, device)
+                results["runs"].append(r)
+                print(f"  {r['mode']:11} {json.dumps(r)}", file=sys.stderr)
 
     # Before the reconnect rows, which kill the server.
     for r in finish_radio(radio):
@@ -756,6 +762,10 @@ def render(results):
         f"| {rate('gateway-max')} |",
         f"| gateway peak RSS fed 10,000 readings/s | "
         f"{mib(m('gateway-10k', 'pulselink', 'peak_rss_kib'))} |",
+        f"| the same, built for a device (`--profile release-mobile`): readings/s | "
+        f"{rate('gateway-device-max')} |",
+        f"| the same, built for a device: peak RSS fed 10,000 readings/s | "
+        f"{mib(m('gateway-device-10k', 'pulselink', 'peak_rss_kib'))} |",
         f"| backlog of {c['n_drain']:,} confirmed emits: connect → all acked | "
         f"{'–' if drain_secs is None else f'{drain_secs:.2f} s ({drain_rate:,.0f} acked/s, {order})'} |",
         f"| 100 subscriptions: connect → replayed, acked, first outbox entry acked | "
@@ -982,7 +992,9 @@ def render(results):
         f"({ratio(grouped, single, '{:.0f}×')} the {rate('commit-full-1')}/s single-row commit rate); "
         f"the gateway forwards {rate('gateway-max')} readings/s end to end (stored with `Full`, "
         f"sent, acked) and peaks at {mib(m('gateway-10k', 'pulselink', 'peak_rss_kib'))} fed "
-        f"10,000 readings/s.",
+        f"10,000 readings/s ({mib(m('gateway-device-10k', 'pulselink', 'peak_rss_kib'))} built "
+        f"for a device with `--profile release-mobile`, which forwards "
+        f"{rate('gateway-device-max')} readings/s).",
     ]
     return "\n".join(lines), "\n".join(reading), "\n".join(summary)
 
