@@ -128,11 +128,18 @@ impl Listeners {
     }
 
     /// The listener the backlog waits for, when it waits: the driver stops reading the socket
-    /// and waits for room there. Never during a batch (its events are not offered yet; a
-    /// batch is bounded).
+    /// and waits for room there. During a batch, the listener that may not have room for the
+    /// next event: the batch ends there, so what is held never exceeds what the listeners
+    /// can take (a held event is one backlog entry per listener it goes to), as when each
+    /// event was offered at once.
     pub(crate) fn blocked_on(&self) -> Option<mpsc::Sender<Event>> {
         if self.holding {
-            return None;
+            let held = self.backlog.len();
+            return self
+                .list
+                .iter()
+                .find(|l| l.tx.capacity() <= held)
+                .map(|l| l.tx.clone());
         }
         self.backlog.front().map(|(i, _)| self.list[*i].tx.clone())
     }
@@ -211,7 +218,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_is_handed_over_whole_at_its_end_in_order_and_the_full_rest_waits() {
+    fn a_batch_is_handed_over_whole_at_its_end_and_ends_where_a_listener_may_be_full() {
         let mut l = Listeners::default();
         let (tx, mut rx) = mpsc::channel(3);
         l.add(Listener {
@@ -219,23 +226,28 @@ mod tests {
             tx,
         });
         l.hold();
-        for n in 0..5 {
+        for n in 0..2 {
             l.dispatch(true, event(n));
+            assert!(
+                l.blocked_on().is_none(),
+                "room for what is held and one more"
+            );
         }
+        l.dispatch(true, event(2));
         assert!(
             rx.try_recv().is_err(),
             "nothing reaches the app during a batch"
         );
         assert!(
-            l.blocked_on().is_none(),
-            "a batch is not cut short by its own held events"
+            l.blocked_on().is_some(),
+            "the batch ends before it holds more than the listener can take"
         );
         l.release();
         let order: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|e| e.args_json().to_owned())
             .collect();
-        assert_eq!(order, ["[0]", "[1]", "[2]"], "as many as fit, in order");
-        assert!(l.blocked_on().is_some(), "the rest waits for room");
+        assert_eq!(order, ["[0]", "[1]", "[2]"], "all of it, in order");
+        assert!(l.blocked_on().is_none());
     }
 
     #[test]
