@@ -190,7 +190,7 @@ impl Socket {
                 None => (Sending::Fetched, None),
             };
             let append = Cmd::Append {
-                entry: Box::new(entry),
+                entry,
                 seq,
                 notify: false,
                 sending,

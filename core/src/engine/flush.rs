@@ -249,7 +249,7 @@ impl Flush {
             }
         };
         out.store.push(Cmd::Append {
-            entry,
+            entry: *entry,
             seq,
             notify: notify || live,
             sending: if live {

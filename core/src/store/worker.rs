@@ -732,7 +732,7 @@ pub(super) mod tests {
             Sending::Fetched
         };
         let cmd = Cmd::Append {
-            entry: Box::new(entry),
+            entry,
             seq,
             notify,
             sending,
