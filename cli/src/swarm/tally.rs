@@ -186,10 +186,15 @@ impl Tally {
     pub(crate) fn left(&self, hub_index: u64) {
         let mut devices = self.devices.lock().expect("no panic holding it");
         if let Some(d) = device_mut(&mut devices, hub_index).filter(|d| d.connected) {
-            d.connected = false;
-            self.connected.fetch_sub(1, Ordering::Relaxed);
-            bump(&self.disconnects);
+            self.lost(d);
         }
+    }
+
+    /// Device `d`, connected until now, lost its connection.
+    fn lost(&self, d: &mut Device) {
+        d.connected = false;
+        self.connected.fetch_sub(1, Ordering::Relaxed);
+        bump(&self.disconnects);
     }
 
     /// Settles every device's connected flag with its client's state, for when notices went
@@ -203,16 +208,15 @@ impl Tally {
             if now == d.connected {
                 continue;
             }
-            d.connected = now;
             if now {
+                d.connected = true;
                 bump(&self.connected);
                 if !d.ever {
                     d.ever = true;
                     bump(&self.ever_connected);
                 }
             } else {
-                self.connected.fetch_sub(1, Ordering::Relaxed);
-                bump(&self.disconnects);
+                self.lost(d);
             }
         }
         get(&self.connected)

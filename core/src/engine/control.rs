@@ -149,7 +149,7 @@ impl Machine {
                 reply,
             } => {
                 self.with_connected_link(now, |flush, now, link, out| {
-                    flush.emit(entry, waiter, reply, now, link, out)
+                    flush.emit(*entry, waiter, reply, now, link, out)
                 });
             }
             Outgoing::Committed { seq, entry } => {

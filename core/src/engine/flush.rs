@@ -207,7 +207,7 @@ impl Flush {
     /// the entry's TTL, whichever comes first (offline too).
     pub(crate) fn emit(
         &mut self,
-        mut entry: Box<NewEntry>,
+        mut entry: NewEntry,
         waiter: Option<AckTx>,
         reply: Reply<u64>,
         now: Now,
@@ -249,7 +249,7 @@ impl Flush {
             }
         };
         out.store.push(Cmd::Append {
-            entry: *entry,
+            entry,
             seq,
             notify: notify || live,
             sending: if live {
@@ -945,14 +945,8 @@ mod tests {
             let mut out = Actions::default();
             let now = self.t0;
             self.flush.seqs.set_next(seq);
-            self.flush.emit(
-                Box::new(entry(seq).0),
-                Some(waiter),
-                reply,
-                now,
-                None,
-                &mut out,
-            );
+            self.flush
+                .emit(entry(seq).0, Some(waiter), reply, now, None, &mut out);
             let Some(Cmd::Append {
                 seq: numbered,
                 notify: true,
@@ -1013,14 +1007,8 @@ mod tests {
             let mut out = Actions::default();
             let now = self.at(ms);
             let mut link = link!(self);
-            self.flush.emit(
-                Box::new(entry(n).0),
-                None,
-                reply,
-                now,
-                Some(&mut link),
-                &mut out,
-            );
+            self.flush
+                .emit(entry(n).0, None, reply, now, Some(&mut link), &mut out);
             out
         }
 
@@ -1221,14 +1209,8 @@ mod tests {
         let (mut new, _) = entry(1);
         new.ttl = Some(Duration::from_millis(40));
         let now = r.at(0);
-        r.flush.emit(
-            Box::new(new),
-            Some(tx),
-            reply,
-            now,
-            None,
-            &mut Actions::default(),
-        );
+        r.flush
+            .emit(new, Some(tx), reply, now, None, &mut Actions::default());
         assert_eq!(r.flush.poll_timeout(), Some(r.at(40).at), "no link needed");
         r.flush.expire_waiters(r.at(39));
         r.answer();
@@ -1565,14 +1547,8 @@ mod tests {
         let mut out = Actions::default();
         let now = r.at(1);
         let mut link = link!(r);
-        r.flush.emit(
-            Box::new(plain),
-            None,
-            stored,
-            now,
-            Some(&mut link),
-            &mut out,
-        );
+        r.flush
+            .emit(plain, None, stored, now, Some(&mut link), &mut out);
         assert_eq!(appended(&out), [(1, true)]);
         assert_eq!(appended(&r.emit_linked(1, 2)), [(2, true)]);
         // Before the flush nothing is delivered: both need their rows.
