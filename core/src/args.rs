@@ -158,7 +158,21 @@ impl Args {
 impl From<Value> for Args {
     /// One argument.
     fn from(v: Value) -> Self {
-        Self::list([v])
+        // Written inside its brackets, rather than moved into a one-item array first: that
+        // array would be an allocation per emit.
+        let mut text = Vec::with_capacity(128);
+        text.push(b'[');
+        let written = serde_json::to_writer(&mut text, &v);
+        text.push(b']');
+        match (written, String::from_utf8(text)) {
+            (Ok(()), Ok(json)) => Self {
+                json: RawJson::validated(json),
+                attachments: Vec::new(),
+            },
+            // Neither happens (a Value always serializes, as UTF-8), but a fallback costs
+            // nothing here.
+            _ => Self::list([v]),
+        }
     }
 }
 
