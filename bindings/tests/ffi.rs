@@ -251,7 +251,7 @@ fn calls_from_many_foreign_threads_each_with_its_own_executor() {
     drop(server);
 }
 
-/// `Socket.emit_start` and `emit_start_json` (Python's `emit`), called from a foreign thread:
+/// `Socket.emit_start` and `emit_start_event` (Python's `emit`), called from a foreign thread:
 /// offline and connected it commits in place (connected, handing the entry to the engine);
 /// under `Full` it hands the emit over at once. Every way, the ids come in order and the
 /// server gets each tick once, in order.
@@ -270,11 +270,13 @@ fn emit_start_commits_or_waits_in_place_and_hands_over_behind_an_fsync() {
     let n = std::cell::Cell::new(0u64);
     // Both entry points, taking turns: one order across them.
     let tick = |socket: &pulselink_ffi::Socket| {
-        let args = json!([{ "n": n.get() }]).to_string();
-        n.set(n.get() + 1);
-        if n.get().is_multiple_of(2) {
-            socket.emit_start_json("tick".into(), args).unwrap()
+        let i = n.get();
+        n.set(i + 1);
+        if i % 2 == 1 {
+            let event = json!(["tick", { "n": i }]).to_string();
+            socket.emit_start_event(event).unwrap()
         } else {
+            let args = json!([{ "n": i }]).to_string();
             socket
                 .emit_start("tick".into(), args, plain(), vec![])
                 .unwrap()

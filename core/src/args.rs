@@ -9,10 +9,13 @@
 //! bindings.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 
 use crate::{
-    codec::{json::RawJson, socketio},
+    codec::{
+        json::{self, RawJson},
+        socketio,
+    },
     error::{Error, Result},
 };
 
@@ -62,6 +65,41 @@ impl Args {
         let args = Self { json, attachments };
         args.check()?;
         Ok(args)
+    }
+
+    /// An event's name and arguments from one JSON array, `["name", arg, ...]` (the shape
+    /// Socket.IO gives an event). A binding builds it in one encode and hands it over as one
+    /// string: in UniFFI's generated Python each string argument costs some 8 µs to lower, a
+    /// sixth of an emit. Refuses text that is not such an array or whose name is empty.
+    pub fn split_event(text: &str) -> Result<(String, Self)> {
+        let invalid = |e: String| Error::InvalidArgs(e);
+        json::check_depth(text).map_err(|e| invalid(e.to_string()))?;
+        let items: Vec<&RawValue> =
+            serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let Some(name) = items.first() else {
+            return Err(invalid("an event needs a name".into()));
+        };
+        let name: String = serde_json::from_str(name.get())
+            .map_err(|_| invalid("an event's name must be a string".into()))?;
+        if name.is_empty() {
+            return Err(invalid("event name is empty".into()));
+        }
+        // The arguments are the array's tail, taken from the text as it is: `[` and whatever
+        // follows the name's comma, up to and with the closing `]`. Every item borrows from
+        // `text`, so where the second one starts is an offset into it.
+        let json = match items.get(1) {
+            None => "[]".to_owned(),
+            Some(second) => {
+                let from = second.get().as_ptr() as usize - text.as_ptr() as usize;
+                format!("[{}", text[from..].trim_end())
+            }
+        };
+        let args = Self {
+            json: RawJson::validated(json),
+            attachments: Vec::new(),
+        };
+        args.check()?;
+        Ok((name, args))
     }
 
     /// Arguments that reference binary attachments with [`socketio::placeholder`] values at
@@ -228,6 +266,40 @@ mod tests {
         assert!(missing.is_err(), "placeholder 1 with one attachment");
         let unused = Args::with_attachments(json!([1]), vec![vec![1]]);
         assert!(unused.is_err(), "an attachment without a placeholder");
+    }
+
+    #[test]
+    fn an_event_array_splits_into_its_name_and_its_arguments_as_written() {
+        let split = |t: &str| Args::split_event(t).map(|(n, a)| (n, a.json().to_owned()));
+        let ok = |n: &str, a: &str| Ok((n.to_owned(), a.to_owned()));
+        assert_eq!(
+            split(r#"["tick",{"a":[1,"]"]},2]"#),
+            ok("tick", r#"[{"a":[1,"]"]},2]"#)
+        );
+        assert_eq!(split(r#"["tick"]"#), ok("tick", "[]"));
+        assert_eq!(split(" [ \"t\\\"x\" , 1 ]\n"), ok("t\"x", "[1 ]"));
+        assert_eq!(split(r#"["\u00e9v"]"#), ok("év", "[]"));
+        for bad in [
+            "[]",
+            "[1]",
+            r#"[null,1]"#,
+            "{}",
+            r#"["t","#,
+            r#"[""]"#,
+            r#"["t"] 1"#,
+        ] {
+            assert!(
+                matches!(split(bad), Err(Error::InvalidArgs(_))),
+                "{bad} was taken"
+            );
+        }
+        let dangling = split(r#"["t",{"_placeholder":true,"num":0}]"#).unwrap_err();
+        assert!(dangling.to_string().contains("names no attachment"));
+        let deep = format!(r#"["t",{}1{}]"#, "[".repeat(200), "]".repeat(200));
+        assert!(split(&deep).is_err(), "nesting past the codec's limit");
+        // What a split gives is what the same event built from values gives.
+        let (_, a) = Args::split_event(r#"["m",{"bpm":72}]"#).unwrap();
+        assert_eq!(a, Args::from(json!({"bpm": 72})));
     }
 
     #[test]

@@ -99,19 +99,22 @@ class Socket:
         ``ttl`` (seconds) drops it if still unsent by then, ``coalesce_key`` replaces an
         unsent emit with the same key, ``confirm`` keeps it until the server acknowledges.
         """
-        text, blobs = _args.encode(args)
         # Started on this thread: the commit, made here (and, connected, handed to the core's
         # engine, which writes it), is done within microseconds, sooner than a round through
         # the event loop; what is not done in a millisecond (an fsync under FULL, a full
-        # outbox) continues on the core's runtime and is awaited. A plain emit skips lowering an
-        # options record and an empty attachment list, which cost more than its commit.
-        if blobs or priority is not None or ttl is not None or coalesce_key is not None or confirm:
+        # outbox) continues on the core's runtime and is awaited. A plain emit crosses as one
+        # string, `[event, *args]`: lowering an options record, an empty attachment list or a
+        # second string costs more than its commit.
+        plain = priority is None and ttl is None and coalesce_key is None and not confirm
+        event_json = _args.encode_plain([event, *args]) if plain else None
+        if event_json is not None:
+            started = self._inner.emit_start_event(event_json)
+        else:
+            text, blobs = _args.encode(args)
             options = _ffi.EmitOptions(
                 priority=priority, ttl_ms=_ms(ttl), coalesce_key=coalesce_key, confirm=confirm
             )
             started = self._inner.emit_start(event, text, options, blobs)
-        else:
-            started = self._inner.emit_start_json(event, text)
         if isinstance(started, _ffi.EmitStart.DONE):
             return started.entry_id
         return await cast(_ffi.EmitStart.RUNNING, started).rest.wait()
