@@ -9,6 +9,8 @@ use std::{
 
 use tokio::task::JoinHandle;
 
+#[cfg(unix)]
+use crate::answers::{Answer, Answers};
 use crate::{
     auth::AuthProvider,
     config::ClientConfig,
@@ -345,6 +347,39 @@ impl Socket {
         let timeout = Duration::from_millis(timeout_ms);
         let reply = on_runtime(async move { s.emit_with_ack(&event, args, timeout).await });
         Ok(reply.await??.into())
+    }
+
+    /// `emit_with_ack` for an event loop that watches `answers` instead of awaiting: the emit
+    /// is handed over on the calling thread (so emits started one after another are numbered
+    /// in that order), and its acknowledgement, or why there is none, arrives in `answers`
+    /// under `token`. The call goes on on Pulselink's runtime whatever the caller does next.
+    #[cfg(unix)]
+    #[uniffi::method(default(attachments = []))]
+    pub fn emit_with_ack_start(
+        &self,
+        event: String,
+        args_json: String,
+        timeout_ms: u64,
+        answers: Arc<Answers>,
+        token: u64,
+        attachments: Vec<Vec<u8>>,
+    ) -> Result<(), PulselinkError> {
+        let (s, args) = (self.0.clone(), args(args_json, attachments)?);
+        let timeout = Duration::from_millis(timeout_ms);
+        let call = async move {
+            let (reply, error) = match s.emit_with_ack(&event, args, timeout).await {
+                Ok(reply) => (Some(reply.into()), None),
+                Err(e) => (None, Some(e.into())),
+            };
+            answers.answer(Answer {
+                token,
+                reply,
+                error,
+            });
+        };
+        // Done in place only when it failed at once; otherwise it waits on the runtime.
+        start_here(call, Duration::ZERO)?;
+        Ok(())
     }
 
     /// Emits only if connected now, bypassing the outbox; false when dropped.

@@ -4,11 +4,13 @@
 //! clients that share one store thread) with async methods,
 //! records for configuration, events, state and metrics, one error enum, and one way to
 //! receive: pull receivers each language's wrapper awaits in a loop (`EventReceiver`,
-//! `NoticeReceiver`, `Client.next_state`), so no Rust thread ever calls into foreign code to
-//! deliver. The auth provider is the one foreign trait, and it is async. Every call runs on a
+//! `NoticeReceiver`, `Client.next_state`) and, on Unix, answer queues a foreign event loop
+//! watches (`Answers`), so no Rust thread ever calls into foreign code to deliver. The auth provider is the one foreign trait, and it is async. Every call runs on a
 //! process-wide tokio runtime owned by this crate, so foreign threads and foreign async
 //! runtimes can call in freely.
 
+#[cfg(unix)]
+mod answers;
 mod auth;
 mod client;
 mod config;
@@ -22,6 +24,8 @@ mod presence;
 mod runtime;
 mod stream;
 
+#[cfg(unix)]
+pub use answers::{Answer, Answers};
 pub use auth::{AuthError, AuthProvider, AuthRequest};
 pub use client::{Client, EMIT_WAIT, EmitStart, RunningEmit, Socket};
 pub use config::{

@@ -202,6 +202,59 @@ async def test_cancelled_waits_lose_no_event(server: Any) -> None:
     await client.close()
 
 
+async def test_acks_in_flight_together_each_reach_their_own_caller(server: Any) -> None:
+    """Acknowledgements come back through the loop's watched socket (``_answers``), in
+    whatever order the server answers; each resolves the call that asked for it, a timeout and
+    a cancelled wait included."""
+    from pulselink import _answers
+
+    client = pulselink.Client(server.url)
+    await client.connect()
+    assert _answers.for_running_loop() is not None, "this loop can watch a descriptor"
+
+    async def answered(i: int) -> int:
+        return int((await client.emit_with_ack("quiz:answer_submit", i))[0]["answer"])
+
+    async def unanswered(i: int) -> str:
+        with pytest.raises(pulselink.AckTimeout):
+            await client.emit_with_ack("silent", {"i": i}, timeout=0.05)
+        return "timed out"
+
+    # Never answered, so its timeout completes it later: its wait is cancelled meanwhile.
+    cancelled = asyncio.ensure_future(client.emit_with_ack("silent", {"i": -1}, timeout=0.2))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    calls = [answered(i) if i % 5 else unanswered(i) for i in range(100)]
+    got = await asyncio.gather(*calls)
+    assert got == [i if i % 5 else "timed out" for i in range(100)]
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    # Every waiting token was answered and forgotten, the cancelled one too once its timeout
+    # came.
+    answers = _answers.for_running_loop()
+    assert answers is not None
+    while answers._waiting:
+        await asyncio.sleep(0.01)
+    assert await answered(1000) == 1000
+    await client.close()
+
+
+async def test_an_event_loop_that_cannot_watch_a_descriptor_awaits_acks_instead(
+    server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback for asyncio's proactor loop (Windows): the core's async call."""
+    from pulselink import _answers
+
+    monkeypatch.setattr(_answers, "for_running_loop", lambda: None)
+    client = pulselink.Client(server.url)
+    await client.connect()
+    replies = await asyncio.gather(*(client.emit_with_ack("quiz:answer_submit", i) for i in range(20)))
+    assert [r[0]["answer"] for r in replies] == list(range(20))
+    with pytest.raises(pulselink.AckTimeout):
+        await client.emit_with_ack("silent", {}, timeout=0.05)
+    await client.close()
+
+
 async def test_namespaces_and_volatile_emits(server: Any) -> None:
     client = pulselink.Client(server.url)
     await client.connect()

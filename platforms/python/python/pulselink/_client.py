@@ -7,7 +7,7 @@ import atexit
 import json
 from typing import Any, AsyncIterator, List, Literal, Mapping, Optional, Sequence, Union, cast
 
-from . import _args, _ffi
+from . import _answers, _args, _ffi
 from ._errors import InvalidConfig, translated, translated_async
 from ._auth import Auth, Provider
 from ._events import EventStream, HubNoticeStream, NoticeStream
@@ -127,7 +127,20 @@ class Socket:
         queued and is still delivered.
         """
         text, blobs = _args.encode(args)
-        reply = await self._inner.emit_with_ack(event, text, _ms(timeout) or 0, blobs)
+        answers = _answers.for_running_loop()
+        if answers is None:
+            reply = await self._inner.emit_with_ack(event, text, _ms(timeout) or 0, blobs)
+        else:
+            # Handed over here, answered through the loop's watched socket (see _answers).
+            token, answer = answers.expect()
+            try:
+                self._inner.emit_with_ack_start(
+                    event, text, _ms(timeout) or 0, answers.inner, token, blobs
+                )
+            except BaseException:
+                answers.forget(token)
+                raise
+            reply = await answer
         return _args.decode(reply.args_json, reply.attachments)
 
     @translated

@@ -91,9 +91,13 @@ _BY_VARIANT: Dict[str, type[PulselinkError]] = {
 }
 
 
+def translate(e: _ffi.PulselinkError) -> PulselinkError:
+    """The Python exception for a core error."""
+    return _BY_VARIANT.get(type(e).__name__, PulselinkError)(str(e))
+
+
 def _raise(e: _ffi.PulselinkError) -> NoReturn:
-    kind = _BY_VARIANT.get(type(e).__name__, PulselinkError)
-    raise kind(str(e)) from None
+    raise translate(e) from None
 
 
 F = TypeVar("F", bound=Callable[..., Any])

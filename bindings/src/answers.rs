@@ -1,0 +1,148 @@
+//! Answers a foreign event loop collects itself, woken by a byte on a socket it watches.
+//!
+//! UniFFI resumes a foreign coroutine through a callback that the Rust thread completing the
+//! future makes into foreign code, once per poll. From Python each such callback creates and
+//! tears down a Python thread state (the runtime's threads are not Python's), takes the GIL
+//! and writes to the event loop's self-pipe; the poll that then finds the future ready makes
+//! one more round through the self-pipe. For a call whose answer comes a network round trip
+//! later (an acknowledgement) that was most of what Python paid on top of the round trip.
+//! Here the runtime only pushes the answer and, if none was waiting, writes one byte; the
+//! event loop watches the other end (`add_reader`) and takes every answer that is ready in
+//! one call. No Rust thread calls into foreign code, as for the pull receivers.
+//!
+//! Unix only: an event loop that cannot watch a descriptor (asyncio's proactor on Windows)
+//! keeps using the async methods.
+
+use std::{
+    io::{ErrorKind, Read, Write},
+    os::{fd::AsRawFd, unix::net::UnixStream},
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use crate::{error::PulselinkError, event::AckReply};
+
+/// Where answers to calls started with a token wait until the foreign event loop takes them.
+#[derive(uniffi::Object)]
+pub struct Answers {
+    ready: Mutex<Vec<Answer>>,
+    /// Written when the first answer arrives in an empty queue.
+    wake: UnixStream,
+    /// What the event loop watches.
+    watched: UnixStream,
+}
+
+/// The answer to one call, under the token its caller gave.
+#[derive(uniffi::Record)]
+pub struct Answer {
+    /// The caller's token.
+    pub token: u64,
+    /// The acknowledgement, when it came.
+    pub reply: Option<AckReply>,
+    /// Why there is none: a timeout, a closed client, an entry dropped unsent.
+    pub error: Option<PulselinkError>,
+}
+
+#[uniffi::export]
+impl Answers {
+    /// A queue with its socket pair.
+    #[uniffi::constructor]
+    pub fn new() -> Result<Arc<Self>, PulselinkError> {
+        let io = |e: std::io::Error| PulselinkError::Internal {
+            message: format!("cannot make the answers' socket pair: {e}"),
+        };
+        let (wake, watched) = UnixStream::pair().map_err(io)?;
+        wake.set_nonblocking(true).map_err(io)?;
+        watched.set_nonblocking(true).map_err(io)?;
+        Ok(Arc::new(Self {
+            ready: Mutex::new(Vec::new()),
+            wake,
+            watched,
+        }))
+    }
+
+    /// The descriptor to watch for reading: readable while answers wait. It stays owned
+    /// here; the watcher must stop watching before this queue is dropped.
+    pub fn fd(&self) -> i32 {
+        self.watched.as_raw_fd()
+    }
+
+    /// Takes every answer that is ready, oldest first.
+    pub fn take(&self) -> Vec<Answer> {
+        // Drained before the queue is taken: an answer pushed in between finds the queue
+        // not empty and writes nothing, and it is taken now; one pushed after finds it empty
+        // and wakes the watcher again.
+        let mut sink = [0u8; 64];
+        loop {
+            match (&self.watched).read(&mut sink) {
+                Ok(n) if n == sink.len() => continue,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                _ => break,
+            }
+        }
+        std::mem::take(&mut *self.ready.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Answers {
+    /// Queues an answer and wakes the watcher if it was the first.
+    pub(crate) fn answer(&self, answer: Answer) {
+        let first = {
+            let mut ready = self.ready.lock().unwrap_or_else(PoisonError::into_inner);
+            ready.push(answer);
+            ready.len() == 1
+        };
+        if first {
+            // A full socket already wakes the watcher; nothing else can go wrong that another
+            // byte would mend.
+            let _ = (&self.wake).write(&[1]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes that wake the watcher, read (and so consumed) through a second handle.
+    fn wakes(answers: &Answers) -> usize {
+        let mut watcher = answers.watched.try_clone().unwrap();
+        let mut buf = [0u8; 16];
+        match watcher.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn answer(token: u64) -> Answer {
+        Answer {
+            token,
+            reply: None,
+            error: Some(PulselinkError::Closed),
+        }
+    }
+
+    fn tokens(answers: Vec<Answer>) -> Vec<u64> {
+        answers.into_iter().map(|a| a.token).collect()
+    }
+
+    #[test]
+    fn the_first_answer_of_a_batch_wakes_the_watcher_and_one_take_gets_them_all() {
+        let answers = Answers::new().unwrap();
+        assert_eq!(wakes(&answers), 0, "nothing to take yet");
+        answers.answer(answer(1));
+        answers.answer(answer(2));
+        assert_eq!(wakes(&answers), 1, "one byte for the batch");
+        assert_eq!(tokens(answers.take()), [1, 2]);
+        assert!(answers.take().is_empty());
+        // Taken, the queue is empty again: the next answer wakes the watcher again.
+        answers.answer(answer(3));
+        assert_eq!(wakes(&answers), 1);
+        answers.answer(answer(4));
+        assert_eq!(tokens(answers.take()), [3, 4]);
+        // `take` drains what the watcher was woken with, so it is not woken for nothing.
+        answers.answer(answer(5));
+        assert_eq!(tokens(answers.take()), [5]);
+        assert_eq!(wakes(&answers), 0);
+    }
+}

@@ -1,0 +1,78 @@
+"""Acknowledgements the event loop collects from a socket it watches.
+
+Awaiting one of the core's async calls resumes the coroutine through a callback that a Rust
+thread makes into Python, once per poll: a Python thread state made and torn down, the GIL,
+and a write to the loop's self-pipe each time. An acknowledgement comes a network round trip
+after its emit, so that bridge was most of what an ``emit_with_ack`` paid on top of the round
+trip. Instead, the core queues each answer under a token and writes a byte to a socket this
+module watches with ``add_reader``; one call takes every answer that is ready.
+
+An event loop that cannot watch a descriptor (the proactor loop on Windows), or a build of the
+core without ``Answers`` (not Unix), keeps the async calls: :func:`for_running_loop` says which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import weakref
+from typing import Dict, Optional, Tuple
+
+from . import _ffi
+from ._errors import translate
+
+
+class Answers:
+    """The answers of one event loop's calls."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.inner = _ffi.Answers()  # type: ignore[no-untyped-call]
+        self._waiting: Dict[int, "asyncio.Future[_ffi.AckReply]"] = {}
+        self._tokens = itertools.count(1)
+        # The loop keeps this object (through the reader) and not the other way round, so both
+        # go when the loop does.
+        loop.add_reader(self.inner.fd(), self._collect)
+
+    def expect(self) -> Tuple[int, "asyncio.Future[_ffi.AckReply]"]:
+        """A token for a call and the future its answer resolves."""
+        token = next(self._tokens)
+        answer = asyncio.get_running_loop().create_future()
+        self._waiting[token] = answer
+        return token, answer
+
+    def forget(self, token: int) -> None:
+        """Drops a token whose call never started."""
+        self._waiting.pop(token, None)
+
+    def _collect(self) -> None:
+        for a in self.inner.take():
+            answer = self._waiting.pop(a.token, None)
+            # Gone or done: the caller was cancelled, and the answer has nobody to go to.
+            if answer is None or answer.done():
+                continue
+            if a.error is not None:
+                answer.set_exception(translate(a.error))
+            elif a.reply is not None:
+                answer.set_result(a.reply)
+
+
+_BY_LOOP: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Optional[Answers]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def for_running_loop() -> Optional[Answers]:
+    """The running loop's answers, or ``None`` where it cannot watch a descriptor."""
+    loop = asyncio.get_running_loop()
+    try:
+        return _BY_LOOP[loop]
+    except KeyError:
+        pass
+    answers: Optional[Answers] = None
+    if hasattr(_ffi, "Answers"):
+        try:
+            answers = Answers(loop)
+        except NotImplementedError:
+            answers = None
+    _BY_LOOP[loop] = answers
+    return answers
