@@ -83,6 +83,48 @@ impl Answers {
     }
 }
 
+/// The answer one call owes: kept with its result, or, dropped unkept (its task dropped when
+/// the runtime shuts down), answered `Closed`, so that no caller waits for ever.
+pub(crate) struct Promise {
+    owed: Option<(Arc<Answers>, u64)>,
+}
+
+impl Promise {
+    /// What the call under `token` owes `answers`.
+    pub(crate) fn new(answers: Arc<Answers>, token: u64) -> Self {
+        Self {
+            owed: Some((answers, token)),
+        }
+    }
+
+    /// Answers with the call's result.
+    pub(crate) fn keep(mut self, result: Result<AckReply, PulselinkError>) {
+        if let Some((answers, token)) = self.owed.take() {
+            let (reply, error) = match result {
+                Ok(reply) => (Some(reply), None),
+                Err(e) => (None, Some(e)),
+            };
+            answers.answer(Answer {
+                token,
+                reply,
+                error,
+            });
+        }
+    }
+}
+
+impl Drop for Promise {
+    fn drop(&mut self) {
+        if let Some((answers, token)) = self.owed.take() {
+            answers.answer(Answer {
+                token,
+                reply: None,
+                error: Some(PulselinkError::Closed),
+            });
+        }
+    }
+}
+
 impl Answers {
     /// Queues an answer and wakes the watcher if it was the first.
     pub(crate) fn answer(&self, answer: Answer) {
@@ -144,5 +186,24 @@ mod tests {
         answers.answer(answer(5));
         assert_eq!(tokens(answers.take()), [5]);
         assert_eq!(wakes(&answers), 0);
+    }
+
+    #[test]
+    fn a_promise_answers_once_with_its_result_or_closed_when_dropped_unkept() {
+        let answers = Answers::new().unwrap();
+        let reply = AckReply {
+            args_json: "[1]".into(),
+            attachments: Vec::new(),
+        };
+        Promise::new(answers.clone(), 7).keep(Ok(reply.clone()));
+        drop(Promise::new(answers.clone(), 8));
+        let got = answers.take();
+        assert_eq!(tokens(answers.take()), Vec::<u64>::new());
+        assert_eq!(got.len(), 2, "one answer each");
+        assert_eq!((got[0].token, got[0].reply.as_ref()), (7, Some(&reply)));
+        assert!(got[0].error.is_none());
+        assert_eq!(got[1].token, 8);
+        assert!(got[1].reply.is_none());
+        assert!(matches!(got[1].error, Some(PulselinkError::Closed)));
     }
 }

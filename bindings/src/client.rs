@@ -10,7 +10,7 @@ use std::{
 use tokio::task::JoinHandle;
 
 #[cfg(unix)]
-use crate::answers::{Answer, Answers};
+use crate::answers::{Answers, Promise};
 use crate::{
     auth::AuthProvider,
     config::ClientConfig,
@@ -349,39 +349,6 @@ impl Socket {
         Ok(reply.await??.into())
     }
 
-    /// `emit_with_ack` for an event loop that watches `answers` instead of awaiting: the emit
-    /// is handed over on the calling thread (so emits started one after another are numbered
-    /// in that order), and its acknowledgement, or why there is none, arrives in `answers`
-    /// under `token`. The call goes on on Pulselink's runtime whatever the caller does next.
-    #[cfg(unix)]
-    #[uniffi::method(default(attachments = []))]
-    pub fn emit_with_ack_start(
-        &self,
-        event: String,
-        args_json: String,
-        timeout_ms: u64,
-        answers: Arc<Answers>,
-        token: u64,
-        attachments: Vec<Vec<u8>>,
-    ) -> Result<(), PulselinkError> {
-        let (s, args) = (self.0.clone(), args(args_json, attachments)?);
-        let timeout = Duration::from_millis(timeout_ms);
-        let call = async move {
-            let (reply, error) = match s.emit_with_ack(&event, args, timeout).await {
-                Ok(reply) => (Some(reply.into()), None),
-                Err(e) => (None, Some(e.into())),
-            };
-            answers.answer(Answer {
-                token,
-                reply,
-                error,
-            });
-        };
-        // Done in place only when it failed at once; otherwise it waits on the runtime.
-        start_here(call, Duration::ZERO)?;
-        Ok(())
-    }
-
     /// Emits only if connected now, bypassing the outbox; false when dropped.
     #[uniffi::method(default(attachments = []))]
     pub fn emit_volatile(
@@ -437,5 +404,38 @@ impl Socket {
     /// events and re-fetched after every (re)connect.
     pub fn presence(&self, config: PresenceConfig) -> Arc<Presence> {
         Arc::new(Presence::new(self.0.presence(config.into_core())))
+    }
+}
+
+/// Unix only, in a block of its own: UniFFI's export macro sees every method of a block
+/// whatever `cfg` a method carries.
+#[cfg(unix)]
+#[uniffi::export]
+impl Socket {
+    /// `emit_with_ack` for an event loop that watches `answers` instead of awaiting: the emit
+    /// is handed over on the calling thread (so emits started one after another are numbered
+    /// in that order), and its acknowledgement, or why there is none, arrives in `answers`
+    /// under `token`. The call goes on on Pulselink's runtime whatever the caller does next;
+    /// dropped unanswered (the runtime shut down), it answers `Closed`.
+    #[uniffi::method(default(attachments = []))]
+    pub fn emit_with_ack_start(
+        &self,
+        event: String,
+        args_json: String,
+        timeout_ms: u64,
+        answers: Arc<Answers>,
+        token: u64,
+        attachments: Vec<Vec<u8>>,
+    ) -> Result<(), PulselinkError> {
+        let (s, args) = (self.0.clone(), args(args_json, attachments)?);
+        let timeout = Duration::from_millis(timeout_ms);
+        let promise = Promise::new(answers, token);
+        let call = async move {
+            let reply = s.emit_with_ack(&event, args, timeout).await;
+            promise.keep(reply.map(Into::into).map_err(Into::into));
+        };
+        // Done in place only when it failed at once; otherwise it waits on the runtime.
+        start_here(call, Duration::ZERO)?;
+        Ok(())
     }
 }

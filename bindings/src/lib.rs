@@ -5,9 +5,10 @@
 //! records for configuration, events, state and metrics, one error enum, and one way to
 //! receive: pull receivers each language's wrapper awaits in a loop (`EventReceiver`,
 //! `NoticeReceiver`, `Client.next_state`) and, on Unix, answer queues a foreign event loop
-//! watches (`Answers`), so no Rust thread ever calls into foreign code to deliver. The auth provider is the one foreign trait, and it is async. Every call runs on a
-//! process-wide tokio runtime owned by this crate, so foreign threads and foreign async
-//! runtimes can call in freely.
+//! watches (`Answers`), so no Rust thread ever calls into foreign code to deliver. The auth
+//! provider is the one foreign trait, and it is async. Every call runs on a process-wide tokio
+//! runtime owned by this crate, so foreign threads and foreign async runtimes can call in
+//! freely.
 
 #[cfg(unix)]
 mod answers;

@@ -220,21 +220,23 @@ async def test_acks_in_flight_together_each_reach_their_own_caller(server: Any) 
             await client.emit_with_ack("silent", {"i": i}, timeout=0.05)
         return "timed out"
 
-    # Never answered, so its timeout completes it later: its wait is cancelled meanwhile.
-    cancelled = asyncio.ensure_future(client.emit_with_ack("silent", {"i": -1}, timeout=0.2))
-    await asyncio.sleep(0)
-    cancelled.cancel()
-    calls = [answered(i) if i % 5 else unanswered(i) for i in range(100)]
-    got = await asyncio.gather(*calls)
-    assert got == [i if i % 5 else "timed out" for i in range(100)]
-    with pytest.raises(asyncio.CancelledError):
-        await cancelled
-    # Every waiting token was answered and forgotten, the cancelled one too once its timeout
-    # came.
     answers = _answers.for_running_loop()
     assert answers is not None
-    while answers._waiting:
-        await asyncio.sleep(0.01)
+    # Never answered, so its timeout would complete it later: its wait is cancelled meanwhile.
+    cancelled = asyncio.ensure_future(client.emit_with_ack("silent", {"i": -1}, timeout=0.2))
+    await asyncio.sleep(0)
+    assert len(answers._waiting) == 1, "the ack waits in the loop's answers"
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert not answers._waiting, "a cancelled wait lets go of its token"
+    calls = asyncio.gather(*(answered(i) if i % 5 else unanswered(i) for i in range(100)))
+    await asyncio.sleep(0)
+    assert len(answers._waiting) == 100
+    assert await calls == [i if i % 5 else "timed out" for i in range(100)]
+    assert not answers._waiting
+    # The cancelled call's own timeout comes meanwhile, with nobody to go to.
+    await asyncio.sleep(0.25)
     assert await answered(1000) == 1000
     await client.close()
 
@@ -278,6 +280,8 @@ async def test_bad_input_raises_clear_errors(tmp_path: pathlib.Path) -> None:
     client = pulselink.Client("http://127.0.0.1:9")
     with pytest.raises(TypeError):
         await client.emit("x", object())
+    with pytest.raises(TypeError, match="event must be str"):
+        await client.emit(123, "x")  # type: ignore[arg-type]
     with pytest.raises(pulselink.AckTimeout):
         await client.emit_with_ack("x", 1, timeout=0.05)
     # The errors are Python's own kinds too.

@@ -19,7 +19,7 @@ import weakref
 from typing import Dict, Optional, Tuple
 
 from . import _ffi
-from ._errors import translate
+from ._errors import InternalError, translate
 
 
 class Answers:
@@ -29,15 +29,18 @@ class Answers:
         self.inner = _ffi.Answers()  # type: ignore[no-untyped-call]
         self._waiting: Dict[int, "asyncio.Future[_ffi.AckReply]"] = {}
         self._tokens = itertools.count(1)
-        # The loop keeps this object (through the reader) and not the other way round, so both
-        # go when the loop does.
+        # The loop keeps this object (through the reader) and not the other way round, and a
+        # cancelled wait forgets its token, so both go when the loop does.
         loop.add_reader(self.inner.fd(), self._collect)
 
     def expect(self) -> Tuple[int, "asyncio.Future[_ffi.AckReply]"]:
         """A token for a call and the future its answer resolves."""
         token = next(self._tokens)
-        answer = asyncio.get_running_loop().create_future()
+        answer: "asyncio.Future[_ffi.AckReply]" = asyncio.get_running_loop().create_future()
         self._waiting[token] = answer
+        # A cancelled wait lets go of its token at once: its answer may come after the loop
+        # stopped collecting, and the waiting future would keep the loop alive.
+        answer.add_done_callback(lambda f: self._waiting.pop(token, None) if f.cancelled() else None)
         return token, answer
 
     def forget(self, token: int) -> None:
@@ -45,15 +48,18 @@ class Answers:
         self._waiting.pop(token, None)
 
     def _collect(self) -> None:
+        # Every answer taken is settled here: no second wake-up comes for them.
         for a in self.inner.take():
             answer = self._waiting.pop(a.token, None)
             # Gone or done: the caller was cancelled, and the answer has nobody to go to.
             if answer is None or answer.done():
                 continue
-            if a.error is not None:
-                answer.set_exception(translate(a.error))
-            elif a.reply is not None:
+            if a.reply is not None:
                 answer.set_result(a.reply)
+            elif a.error is not None:
+                answer.set_exception(translate(a.error))
+            else:
+                answer.set_exception(InternalError("an answer carried neither a reply nor an error"))
 
 
 _BY_LOOP: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Optional[Answers]]" = (

@@ -15,9 +15,10 @@ _COMPACT = (",", ":")
 _ENCODER = json.JSONEncoder(separators=_COMPACT)
 
 
-def encode(args: Sequence[Any]) -> Tuple[str, List[bytes]]:
-    """Returns the JSON array text of `args` and the binary attachments it references."""
-    text = encode_plain(list(args))
+def encode(args: Sequence[Any], binary: bool = False) -> Tuple[str, List[bytes]]:
+    """Returns the JSON array text of `args` and the binary attachments it references.
+    ``binary`` says :func:`encode_plain` refused them already."""
+    text = None if binary else encode_plain(list(args))
     if text is not None:
         return text, []
     attachments: List[bytes] = []

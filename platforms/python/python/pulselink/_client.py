@@ -105,12 +105,15 @@ class Socket:
         # outbox) continues on the core's runtime and is awaited. A plain emit crosses as one
         # string, `[event, *args]`: lowering an options record, an empty attachment list or a
         # second string costs more than its commit.
+        if not isinstance(event, str):
+            raise TypeError(f"event must be str, not {type(event).__name__}")
         plain = priority is None and ttl is None and coalesce_key is None and not confirm
         event_json = _args.encode_plain([event, *args]) if plain else None
         if event_json is not None:
             started = self._inner.emit_start_event(event_json)
         else:
-            text, blobs = _args.encode(args)
+            # Plain but refused by the encoder: binary is among the arguments.
+            text, blobs = _args.encode(args, binary=plain)
             options = _ffi.EmitOptions(
                 priority=priority, ttl_ms=_ms(ttl), coalesce_key=coalesce_key, confirm=confirm
             )
