@@ -5,10 +5,11 @@
 //! tears down a Python thread state (the runtime's threads are not Python's), takes the GIL
 //! and writes to the event loop's self-pipe; the poll that then finds the future ready makes
 //! one more round through the self-pipe. For a call whose answer comes a network round trip
-//! later (an acknowledgement) that was most of what Python paid on top of the round trip.
-//! Here the runtime only pushes the answer and, if none was waiting, writes one byte; the
-//! event loop watches the other end (`add_reader`) and takes every answer that is ready in
-//! one call. No Rust thread calls into foreign code, as for the pull receivers.
+//! later (an acknowledgement) that was most of what Python paid on top of the round trip, and
+//! a stream waiting for its next batch of events paid it again per batch. Here the runtime
+//! only pushes the answer (the acknowledgement, or word that events are ready) and, if none
+//! was waiting, writes one byte; the event loop watches the other end (`add_reader`) and
+//! takes every answer that is ready in one call. No Rust thread calls into foreign code.
 //!
 //! Unix only: an event loop that cannot watch a descriptor (asyncio's proactor on Windows)
 //! keeps using the async methods.
@@ -36,10 +37,26 @@ pub struct Answers {
 pub struct Answer {
     /// The caller's token.
     pub token: u64,
-    /// The acknowledgement, when it came.
-    pub reply: Option<AckReply>,
-    /// Why there is none: a timeout, a closed client, an entry dropped unsent.
-    pub error: Option<PulselinkError>,
+    /// What became of the call.
+    pub outcome: Outcome,
+}
+
+/// What became of a call answered through [`Answers`].
+#[derive(uniffi::Enum)]
+pub enum Outcome {
+    /// The acknowledgement came.
+    Acked {
+        /// Its arguments.
+        reply: AckReply,
+    },
+    /// It failed: a timeout, a closed client, an entry dropped unsent.
+    Failed {
+        /// Why.
+        error: PulselinkError,
+    },
+    /// Events are ready on the receiver that was asked (or it ended): asking again takes
+    /// them.
+    Ready,
 }
 
 #[uniffi::export]
@@ -97,18 +114,10 @@ impl Promise {
         }
     }
 
-    /// Answers with the call's result.
-    pub(crate) fn keep(mut self, result: Result<AckReply, PulselinkError>) {
+    /// Answers with the call's outcome.
+    pub(crate) fn keep(mut self, outcome: Outcome) {
         if let Some((answers, token)) = self.owed.take() {
-            let (reply, error) = match result {
-                Ok(reply) => (Some(reply), None),
-                Err(e) => (None, Some(e)),
-            };
-            answers.answer(Answer {
-                token,
-                reply,
-                error,
-            });
+            answers.answer(Answer { token, outcome });
         }
     }
 }
@@ -116,11 +125,20 @@ impl Promise {
 impl Drop for Promise {
     fn drop(&mut self) {
         if let Some((answers, token)) = self.owed.take() {
+            let error = PulselinkError::Closed;
             answers.answer(Answer {
                 token,
-                reply: None,
-                error: Some(PulselinkError::Closed),
+                outcome: Outcome::Failed { error },
             });
+        }
+    }
+}
+
+impl From<Result<AckReply, PulselinkError>> for Outcome {
+    fn from(result: Result<AckReply, PulselinkError>) -> Self {
+        match result {
+            Ok(reply) => Self::Acked { reply },
+            Err(error) => Self::Failed { error },
         }
     }
 }
@@ -159,8 +177,7 @@ mod tests {
     fn answer(token: u64) -> Answer {
         Answer {
             token,
-            reply: None,
-            error: Some(PulselinkError::Closed),
+            outcome: Outcome::Ready,
         }
     }
 
@@ -195,15 +212,17 @@ mod tests {
             args_json: "[1]".into(),
             attachments: Vec::new(),
         };
-        Promise::new(answers.clone(), 7).keep(Ok(reply.clone()));
+        Promise::new(answers.clone(), 7).keep(Ok(reply.clone()).into());
         drop(Promise::new(answers.clone(), 8));
         let got = answers.take();
         assert_eq!(tokens(answers.take()), Vec::<u64>::new());
         assert_eq!(got.len(), 2, "one answer each");
-        assert_eq!((got[0].token, got[0].reply.as_ref()), (7, Some(&reply)));
-        assert!(got[0].error.is_none());
+        assert_eq!(got[0].token, 7);
+        assert!(matches!(&got[0].outcome, Outcome::Acked { reply: r } if *r == reply));
         assert_eq!(got[1].token, 8);
-        assert!(got[1].reply.is_none());
-        assert!(matches!(got[1].error, Some(PulselinkError::Closed)));
+        let closed = PulselinkError::Closed;
+        assert!(
+            matches!(&got[1].outcome, Outcome::Failed { error } if error.to_string() == closed.to_string())
+        );
     }
 }

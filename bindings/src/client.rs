@@ -432,7 +432,7 @@ impl Socket {
         let promise = Promise::new(answers, token);
         let call = async move {
             let reply = s.emit_with_ack(&event, args, timeout).await;
-            promise.keep(reply.map(Into::into).map_err(Into::into));
+            promise.keep(reply.map(Into::into).map_err(Into::into).into());
         };
         // Done in place only when it failed at once; otherwise it waits on the runtime.
         start_here(call, Duration::ZERO)?;

@@ -26,7 +26,7 @@ mod runtime;
 mod stream;
 
 #[cfg(unix)]
-pub use answers::{Answer, Answers};
+pub use answers::{Answer, Answers, Outcome};
 pub use auth::{AuthError, AuthProvider, AuthRequest};
 pub use client::{Client, EMIT_WAIT, EmitStart, RunningEmit, Socket};
 pub use config::{

@@ -2,13 +2,27 @@
 //!
 //! These futures are polled in place rather than spawned on the runtime, and the channels
 //! they read are cancel-safe: a foreign caller that cancels its wait (a Python task
-//! cancelled, a Kotlin coroutine scope ended) loses nothing.
+//! cancelled, a Kotlin coroutine scope ended) loses nothing. On Unix an event loop can
+//! instead watch an answer queue (`EventReceiver::next_packed_start`, see `answers.rs`):
+//! what a wait it gave up took is kept for its next call.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(unix)]
+use std::{
+    future::Future,
+    sync::{Arc, PoisonError},
+    task::{Context, Poll, Waker},
+};
 
 use tokio::sync::{Mutex, Notify, broadcast};
 
 use crate::event::{Event, HubNotice, Notice, PackedEvents};
+#[cfg(unix)]
+use crate::{
+    answers::{Answer, Answers, Outcome},
+    error::PulselinkError,
+    runtime::handle,
+};
 
 /// Inbound events for one consumer; every receiver sees every event it matches.
 ///
@@ -20,6 +34,21 @@ pub struct EventReceiver {
     closed: AtomicBool,
     /// Wakes a `next_batch` waiting while `close()` is called.
     closing: Notify,
+    /// The wait `next_packed_start` left running, and what it took.
+    #[cfg(unix)]
+    watch: std::sync::Mutex<Watch>,
+}
+
+/// A wait [`EventReceiver::next_packed_start`] left running on the runtime.
+#[cfg(unix)]
+#[derive(Default)]
+struct Watch {
+    /// Events the wait took, for the next call.
+    taken: Vec<pulselink::Event>,
+    /// Whether a wait is running.
+    waiting: bool,
+    /// Whom it tells when it ends: whoever asked last (an earlier caller may have given up).
+    tell: Option<(Arc<Answers>, u64)>,
 }
 
 impl EventReceiver {
@@ -28,6 +57,96 @@ impl EventReceiver {
             stream: Mutex::new(Some(stream)),
             closed: AtomicBool::new(false),
             closing: Notify::new(),
+            #[cfg(unix)]
+            watch: std::sync::Mutex::default(),
+        }
+    }
+}
+
+/// Unix only, in a block of its own: UniFFI's export macro sees every method of a block
+/// whatever `cfg` a method carries.
+#[cfg(unix)]
+#[uniffi::export]
+impl EventReceiver {
+    /// `next_packed` for an event loop that watches `answers` instead of awaiting: up to
+    /// `max` events when some are ready now (none once the receiver ended); otherwise `None`,
+    /// and `answers` hears `token` (`Ready`) once some are, or the receiver ended, and asking
+    /// again takes them. One wait runs at a time and tells whoever asked last, so a caller
+    /// that gave up meanwhile loses nothing.
+    pub fn next_packed_start(
+        self: Arc<Self>,
+        max: u32,
+        answers: Arc<Answers>,
+        token: u64,
+    ) -> Result<Option<PackedEvents>, PulselinkError> {
+        let runtime = handle()?;
+        let mut watch = self.watch.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.is_closed() {
+            // A closed receiver hears nothing more, as `next_raw` says.
+            watch.taken.clear();
+        }
+        if !watch.taken.is_empty() {
+            let n = watch.taken.len().min(max.max(1) as usize);
+            return Ok(Some(PackedEvents::pack(watch.taken.drain(..n).collect())));
+        }
+        if watch.waiting {
+            watch.tell = Some((answers, token));
+            return Ok(None);
+        }
+        // Polled once here, within the runtime's context (its timers, its I/O): events that
+        // are ready cost no wait and no wake-up.
+        let _context = runtime.enter();
+        let receiver = self.clone();
+        let mut wait = Box::pin(async move { receiver.next_raw(max).await });
+        if let Poll::Ready(events) = wait.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return Ok(Some(PackedEvents::pack(events)));
+        }
+        watch.waiting = true;
+        watch.tell = Some((answers, token));
+        drop(watch);
+        let finish = Finish {
+            receiver: self,
+            events: Vec::new(),
+        };
+        runtime.spawn(async move { finish.with(wait.await) });
+        Ok(None)
+    }
+}
+
+/// Ends a watched wait: what it took is kept for the next call and the last caller is told
+/// (also when the wait is dropped unfinished, with the runtime: asking again then fails).
+#[cfg(unix)]
+struct Finish {
+    receiver: Arc<EventReceiver>,
+    events: Vec<pulselink::Event>,
+}
+
+#[cfg(unix)]
+impl Finish {
+    /// Ends the wait with what it took.
+    fn with(mut self, events: Vec<pulselink::Event>) {
+        self.events = events;
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let tell = {
+            let mut watch = self
+                .receiver
+                .watch
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            watch.taken.append(&mut self.events);
+            watch.waiting = false;
+            watch.tell.take()
+        };
+        if let Some((answers, token)) = tell {
+            answers.answer(Answer {
+                token,
+                outcome: Outcome::Ready,
+            });
         }
     }
 }

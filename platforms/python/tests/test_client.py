@@ -241,10 +241,42 @@ async def test_acks_in_flight_together_each_reach_their_own_caller(server: Any) 
     await client.close()
 
 
-async def test_an_event_loop_that_cannot_watch_a_descriptor_awaits_acks_instead(
+async def test_a_stream_whose_wait_was_given_up_still_gets_the_next_events(server: Any) -> None:
+    """A stream waits through the loop's watched socket (``_answers``); a wait given up
+    (a timeout) leaves the core's wait running, and the next wait takes what it got."""
+    from pulselink import _answers
+
+    client = pulselink.Client(server.url)
+    events = client.events("tick:back")
+    await client.connect()
+    answers = _answers.for_running_loop()
+    assert answers is not None
+    for n in range(3):
+        waiting = asyncio.ensure_future(events.__anext__())
+        await asyncio.sleep(0.02)
+        assert len(answers._waiting) == 1, "the stream waits in the loop's answers"
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert not answers._waiting
+        await client.emit("emit-to-me", {"event": "tick:back", "args": [n]})
+        got = await asyncio.wait_for(events.__anext__(), timeout=5)
+        assert got.args == [n]
+    # Both here before the stream asks (they precede the ack on the connection): taken in
+    # place, in order.
+    await client.emit("emit-to-me", {"event": "tick:back", "args": ["a"]})
+    await client.emit("emit-to-me", {"event": "tick:back", "args": ["b"]})
+    await client.emit_with_ack("echo", "after them")
+    assert [(await events.__anext__()).args for _ in range(2)] == [["a"], ["b"]]
+    events.close()
+    assert [ev async for ev in events] == [], "a closed stream ends"
+    await client.close()
+
+
+async def test_an_event_loop_that_cannot_watch_a_descriptor_awaits_the_core_instead(
     server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The fallback for asyncio's proactor loop (Windows): the core's async call."""
+    """The fallback for asyncio's proactor loop (Windows): the core's async calls."""
     from pulselink import _answers
 
     monkeypatch.setattr(_answers, "for_running_loop", lambda: None)
@@ -254,6 +286,10 @@ async def test_an_event_loop_that_cannot_watch_a_descriptor_awaits_acks_instead(
     assert [r[0]["answer"] for r in replies] == list(range(20))
     with pytest.raises(pulselink.AckTimeout):
         await client.emit_with_ack("silent", {}, timeout=0.05)
+    # Streams await the core's async call too.
+    events = client.events("tick:back")
+    await client.emit("emit-to-me", {"event": "tick:back", "args": [7]})
+    assert (await asyncio.wait_for(events.__anext__(), timeout=5)).args == [7]
     await client.close()
 
 

@@ -1,11 +1,12 @@
-"""Acknowledgements the event loop collects from a socket it watches.
+"""Acknowledgements and inbound events the event loop collects from a socket it watches.
 
 Awaiting one of the core's async calls resumes the coroutine through a callback that a Rust
 thread makes into Python, once per poll: a Python thread state made and torn down, the GIL,
 and a write to the loop's self-pipe each time. An acknowledgement comes a network round trip
 after its emit, so that bridge was most of what an ``emit_with_ack`` paid on top of the round
-trip. Instead, the core queues each answer under a token and writes a byte to a socket this
-module watches with ``add_reader``; one call takes every answer that is ready.
+trip, and it was paid again by every batch of inbound events a stream waited for. Instead,
+the core queues each answer under a token and writes a byte to a socket this module watches
+with ``add_reader``; one call takes every answer that is ready.
 
 An event loop that cannot watch a descriptor (the proactor loop on Windows), or a build of the
 core without ``Answers`` (not Unix), keeps the async calls: :func:`for_running_loop` says which.
@@ -16,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import weakref
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from . import _ffi
-from ._errors import InternalError, translate
+from ._errors import translate
 
 
 class Answers:
@@ -27,16 +28,16 @@ class Answers:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.inner = _ffi.Answers()  # type: ignore[no-untyped-call]
-        self._waiting: Dict[int, "asyncio.Future[_ffi.AckReply]"] = {}
+        self._waiting: Dict[int, "asyncio.Future[Any]"] = {}
         self._tokens = itertools.count(1)
         # The loop keeps this object (through the reader) and not the other way round, and a
         # cancelled wait forgets its token, so both go when the loop does.
         loop.add_reader(self.inner.fd(), self._collect)
 
-    def expect(self) -> Tuple[int, "asyncio.Future[_ffi.AckReply]"]:
+    def expect(self) -> Tuple[int, "asyncio.Future[Any]"]:
         """A token for a call and the future its answer resolves."""
         token = next(self._tokens)
-        answer: "asyncio.Future[_ffi.AckReply]" = asyncio.get_running_loop().create_future()
+        answer: "asyncio.Future[Any]" = asyncio.get_running_loop().create_future()
         self._waiting[token] = answer
         # A cancelled wait lets go of its token at once: its answer may come after the loop
         # stopped collecting, and the waiting future would keep the loop alive.
@@ -44,7 +45,7 @@ class Answers:
         return token, answer
 
     def forget(self, token: int) -> None:
-        """Drops a token whose call never started."""
+        """Drops a token whose call never started, or was answered at once."""
         self._waiting.pop(token, None)
 
     def _collect(self) -> None:
@@ -54,12 +55,13 @@ class Answers:
             # Gone or done: the caller was cancelled, and the answer has nobody to go to.
             if answer is None or answer.done():
                 continue
-            if a.reply is not None:
-                answer.set_result(a.reply)
-            elif a.error is not None:
-                answer.set_exception(translate(a.error))
+            outcome = a.outcome
+            if isinstance(outcome, _ffi.Outcome.ACKED):
+                answer.set_result(outcome.reply)
+            elif isinstance(outcome, _ffi.Outcome.FAILED):
+                answer.set_exception(translate(outcome.error))
             else:
-                answer.set_exception(InternalError("an answer carried neither a reply nor an error"))
+                answer.set_result(None)  # READY: asking again takes what is ready
 
 
 _BY_LOOP: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Optional[Answers]]" = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, AsyncIterator, Generic, List, Optional, Protocol, TypeVar
 
-from . import _args, _ffi
+from . import _answers, _args, _ffi
 from ._errors import translated
 
 #: Events fetched from the core per call: one crossing of the boundary serves many events.
@@ -127,7 +127,22 @@ class EventStream(_Stream[Event]):
         self._receiver = receiver
 
     async def _fetch(self) -> List[Event]:
-        return unpack(await self._receiver.next_packed(BATCH))
+        answers = _answers.for_running_loop()
+        if answers is None:
+            return unpack(await self._receiver.next_packed(BATCH))
+        # Taken here when events are ready; otherwise the loop's watched socket says when
+        # they are (see _answers), and asking again takes them.
+        while True:
+            token, ready = answers.expect()
+            try:
+                packed = self._receiver.next_packed_start(BATCH, answers.inner, token)
+            except BaseException:
+                answers.forget(token)
+                raise
+            if packed is not None:
+                answers.forget(token)
+                return unpack(packed)
+            await ready
 
     async def batches(self) -> AsyncIterator[List[Event]]:
         """Yields events a batch at a time: cheaper for high-rate telemetry."""
