@@ -61,7 +61,8 @@ pub fn shutdown_runtime(timeout_ms: u64) {
 ///
 /// Used for calls that change something (connect, emit, subscribe): if the foreign side drops
 /// the future, the call still completes, so an emit is never half done. Reads that take
-/// something (the next events) are polled in place instead, so cancelling them loses nothing.
+/// something (the next events) are polled in place instead, so cancelling them loses nothing
+/// (a watched read's wait runs on the runtime and keeps what it took: `stream.rs`).
 pub(crate) async fn on_runtime<F>(f: F) -> Result<F::Output, PulselinkError>
 where
     F: Future + Send + 'static,

@@ -1,10 +1,10 @@
 //! Pull delivery: receivers foreign code awaits for the next batch of events or notices.
 //!
-//! These futures are polled in place rather than spawned on the runtime, and the channels
-//! they read are cancel-safe: a foreign caller that cancels its wait (a Python task
-//! cancelled, a Kotlin coroutine scope ended) loses nothing. On Unix an event loop can
-//! instead watch an answer queue (`EventReceiver::next_packed_start`, see `answers.rs`):
-//! what a wait it gave up took is kept for its next call.
+//! The async methods' futures are polled in place rather than spawned on the runtime, and
+//! the channels they read are cancel-safe: a foreign caller that cancels its wait (a Python
+//! task cancelled, a Kotlin coroutine scope ended) loses nothing. On Unix an event loop can
+//! instead watch an answer queue (`EventReceiver::next_packed_start`, see `answers.rs`); its
+//! wait runs on the runtime, and what a wait given up took is kept for the next call.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 #[cfg(unix)]
@@ -47,8 +47,9 @@ struct Watch {
     taken: Vec<pulselink::Event>,
     /// Whether a wait is running.
     waiting: bool,
-    /// Whom it tells when it ends: whoever asked last (an earlier caller may have given up).
-    tell: Option<(Arc<Answers>, u64)>,
+    /// Whom it tells when it ends: everyone who asked meanwhile (one may have given up,
+    /// another still wait), so that each asks again.
+    tell: Vec<(Arc<Answers>, u64)>,
 }
 
 impl EventReceiver {
@@ -69,10 +70,13 @@ impl EventReceiver {
 #[uniffi::export]
 impl EventReceiver {
     /// `next_packed` for an event loop that watches `answers` instead of awaiting: up to
-    /// `max` events when some are ready now (none once the receiver ended); otherwise `None`,
-    /// and `answers` hears `token` (`Ready`) once some are, or the receiver ended, and asking
-    /// again takes them. One wait runs at a time and tells whoever asked last, so a caller
-    /// that gave up meanwhile loses nothing.
+    /// `max` events when some are ready now (an empty batch once the receiver ended);
+    /// otherwise `None`, and `answers` hears `token` (`Ready`) once some are, or the receiver
+    /// ended, and asking again takes them. One wait runs at a time, on the runtime, and tells
+    /// everyone who asked meanwhile; what it took waits here for the next call, so a caller
+    /// that gave up loses nothing. Read a receiver this way or through the async methods,
+    /// not both: those do not see what such a wait took. A wait keeps the receiver until
+    /// it ends (the next event, `close()`, or the client's end).
     pub fn next_packed_start(
         self: Arc<Self>,
         max: u32,
@@ -90,7 +94,7 @@ impl EventReceiver {
             return Ok(Some(PackedEvents::pack(watch.taken.drain(..n).collect())));
         }
         if watch.waiting {
-            watch.tell = Some((answers, token));
+            watch.tell.push((answers, token));
             return Ok(None);
         }
         // Polled once here, within the runtime's context (its timers, its I/O): events that
@@ -102,7 +106,7 @@ impl EventReceiver {
             return Ok(Some(PackedEvents::pack(events)));
         }
         watch.waiting = true;
-        watch.tell = Some((answers, token));
+        watch.tell.push((answers, token));
         drop(watch);
         let finish = Finish {
             receiver: self,
@@ -140,9 +144,9 @@ impl Drop for Finish {
                 .unwrap_or_else(PoisonError::into_inner);
             watch.taken.append(&mut self.events);
             watch.waiting = false;
-            watch.tell.take()
+            std::mem::take(&mut watch.tell)
         };
-        if let Some((answers, token)) = tell {
+        for (answers, token) in tell {
             answers.answer(Answer {
                 token,
                 outcome: Outcome::Ready,

@@ -273,6 +273,29 @@ async def test_a_stream_whose_wait_was_given_up_still_gets_the_next_events(serve
     await client.close()
 
 
+async def test_readers_waiting_together_on_a_stream_are_each_told_and_end_on_close(server: Any) -> None:
+    """Two readers of one stream wait at once (``batches()`` twice): each is told when events
+    come, so both get theirs, and ``close()`` ends a wait under way."""
+    client = pulselink.Client(server.url)
+    events = client.events("tick:back")
+    await client.connect()
+    first = asyncio.ensure_future(events.batches().__anext__())
+    second = asyncio.ensure_future(events.batches().__anext__())
+    await asyncio.sleep(0.02)
+    await client.emit("emit-to-me", {"event": "tick:back", "args": [1]})
+    done, _ = await asyncio.wait([first, second], timeout=5, return_when=asyncio.FIRST_COMPLETED)
+    assert len(done) == 1
+    await client.emit("emit-to-me", {"event": "tick:back", "args": [2]})
+    batches = await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
+    assert sorted(ev.args[0] for batch in batches for ev in batch) == [1, 2]
+    waiting = asyncio.ensure_future(events.__anext__())
+    await asyncio.sleep(0.02)
+    events.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiting, timeout=5)
+    await client.close()
+
+
 async def test_an_event_loop_that_cannot_watch_a_descriptor_awaits_the_core_instead(
     server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
