@@ -117,8 +117,8 @@ impl EventReceiver {
     }
 }
 
-/// Ends a watched wait: what it took is kept for the next call and the last caller is told
-/// (also when the wait is dropped unfinished, with the runtime: asking again then fails).
+/// Ends a watched wait: what it took is kept for the next call and everyone who asked is
+/// told (also when the wait is dropped unfinished, with the runtime: asking again then fails).
 #[cfg(unix)]
 struct Finish {
     receiver: Arc<EventReceiver>,
