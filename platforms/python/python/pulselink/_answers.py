@@ -17,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import weakref
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
 from . import _ffi
 from ._errors import translate
+
+
+T = TypeVar("T")
 
 
 class Answers:
@@ -34,19 +37,20 @@ class Answers:
         # cancelled wait forgets its token, so both go when the loop does.
         loop.add_reader(self.inner.fd(), self._collect)
 
-    def expect(self) -> Tuple[int, "asyncio.Future[Any]"]:
-        """A token for a call and the future its answer resolves."""
+    def start(self, call: Callable[[int], T]) -> Tuple[T, "asyncio.Future[Any]"]:
+        """Makes ``call`` with a new token; returns what it returned and the future its answer
+        resolves. Cancel that future when nobody will wait for it (the call answered at once).
+        """
         token = next(self._tokens)
+        # Registered after the call: answers are collected on this thread, by the loop, so
+        # none can come in between, and a call that raises leaves nothing behind.
+        result = call(token)
         answer: "asyncio.Future[Any]" = asyncio.get_running_loop().create_future()
         self._waiting[token] = answer
         # A cancelled wait lets go of its token at once: its answer may come after the loop
         # stopped collecting, and the waiting future would keep the loop alive.
         answer.add_done_callback(lambda f: self._waiting.pop(token, None) if f.cancelled() else None)
-        return token, answer
-
-    def forget(self, token: int) -> None:
-        """Drops a token whose call never started, or was answered at once."""
-        self._waiting.pop(token, None)
+        return result, answer
 
     def _collect(self) -> None:
         # Every answer taken is settled here: no second wake-up comes for them.

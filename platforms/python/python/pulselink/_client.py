@@ -135,14 +135,10 @@ class Socket:
             reply = await self._inner.emit_with_ack(event, text, _ms(timeout) or 0, blobs)
         else:
             # Handed over here, answered through the loop's watched socket (see _answers).
-            token, answer = answers.expect()
-            try:
-                self._inner.emit_with_ack_start(
-                    event, text, _ms(timeout) or 0, answers.inner, token, blobs
-                )
-            except BaseException:
-                answers.forget(token)
-                raise
+            ms, queue = _ms(timeout) or 0, answers.inner
+            _, answer = answers.start(
+                lambda token: self._inner.emit_with_ack_start(event, text, ms, queue, token, blobs)
+            )
             reply = await answer
         return _args.decode(reply.args_json, reply.attachments)
 

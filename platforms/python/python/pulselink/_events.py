@@ -132,15 +132,13 @@ class EventStream(_Stream[Event]):
             return unpack(await self._receiver.next_packed(BATCH))
         # Taken here when events are ready; otherwise the loop's watched socket says when
         # they are (see _answers), and asking again takes them.
+        receiver, queue = self._receiver, answers.inner
         while True:
-            token, ready = answers.expect()
-            try:
-                packed = self._receiver.next_packed_start(BATCH, answers.inner, token)
-            except BaseException:
-                answers.forget(token)
-                raise
+            packed, ready = answers.start(
+                lambda token: receiver.next_packed_start(BATCH, queue, token)
+            )
             if packed is not None:
-                answers.forget(token)
+                ready.cancel()
                 return unpack(packed)
             await ready
 
