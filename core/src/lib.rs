@@ -65,8 +65,9 @@ pub use client::{
 };
 pub use codec::json::RawJson;
 pub use config::{
-    AuthProvider, AuthReason, AuthRequest, ClientConfig, Durability, EnvelopeOptions, NoProxy,
-    Protocol, Proxy, ProxyConfig, ProxyKind, StaticAuth, StoreConfig, TlsOptions, Transports,
+    AuthProvider, AuthReason, AuthRequest, ClientConfig, Durability, EnvelopeOptions,
+    MAX_READ_HOLD, NoProxy, Protocol, Proxy, ProxyConfig, ProxyKind, StaticAuth, StoreConfig,
+    TlsOptions, Transports,
 };
 pub use device::{BackgroundFlush, BackgroundPolicy, Interface, NetworkPath};
 pub use error::{Error, Result};

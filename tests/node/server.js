@@ -398,6 +398,25 @@ function handlers(socket) {
     pump();
   });
 
+  // Emits `count` events `gapMicros` apart (a busy wait between them; 40 per tick, so the
+  // event loop still runs): a steady stream the server pushes, slower than any reader but
+  // with gaps far shorter than a wake-up of the reader, as read pacing sees a firehose.
+  socket.on("emit-paced", (count, gapMicros, ack) => {
+    if (typeof ack === "function") ack();
+    const payload = { sessionId: "s_42", metric: "heart_rate", value: 142, unit: "bpm", ts: 1732000000, src: "hr" };
+    const gap = BigInt(gapMicros) * 1000n;
+    let left = count;
+    const pump = () => {
+      for (let i = 0; i < 40 && left > 0; i++, left--) {
+        const until = process.hrtime.bigint() + gap;
+        socket.emit("metric:recorded", payload);
+        while (process.hrtime.bigint() < until);
+      }
+      if (left > 0) setImmediate(pump);
+    };
+    pump();
+  });
+
   // Writes `count` pre-encoded event frames straight onto the WebSocket, so the benchmark
   // measures the client, not the server's per-emit cost.
   socket.on("blast", (count, ack) => {

@@ -692,3 +692,69 @@ async fn close_leaves_no_task_behind() {
         metrics.num_alive_tasks() - before
     );
 }
+
+/// Microseconds between the events of `emit-paced`: a stream slower than the reader (even a
+/// debug build's) whose gaps are far shorter than a wake-up is worth.
+const PACED_GAP_US: u64 = 50;
+
+/// Receives `n` events the server pushes with `socket.emit`, `PACED_GAP_US` apart
+/// (`emit-paced`), the way an app reading a firehose does, and returns the client's metrics
+/// after them.
+async fn pushed(client: &Client, n: u64) -> pulselink::Metrics {
+    let mut events = client.events();
+    client
+        .emit_with_ack("emit-paced", Args::list([json!(n), json!(PACED_GAP_US)]), T)
+        .await
+        .unwrap();
+    let mut batch = Vec::with_capacity(512);
+    let mut seen = 0;
+    while seen < n {
+        let got = tokio::time::timeout(T, events.recv_many(&mut batch, 512))
+            .await
+            .expect("the pushed events arrive");
+        assert!(got > 0, "the stream ended after {seen} events");
+        seen += batch
+            .drain(..)
+            .filter(|e| e.name() == "metric:recorded")
+            .count() as u64;
+    }
+    client.metrics().await.unwrap()
+}
+
+/// Read pacing (`ClientConfig::read_hold`): a stream the server pushes while the client only
+/// listens is held — its frames gather between reads — while answers to the client's own
+/// requests, however quick, are read the moment they arrive, and a zero hold holds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_stream_is_read_in_batches_and_answers_at_once() {
+    const PUSHED: u64 = 10_000;
+    let server = NodeServer::start().await;
+    let client = Client::new(config(&server)).unwrap();
+    client.connect().await.unwrap();
+
+    // Request and answer, 300 times in a row: each answer is read at once.
+    for i in 0..300 {
+        client
+            .emit_with_ack("quiz:answer_submit", json!(i), T)
+            .await
+            .unwrap();
+    }
+    let asked = client.metrics().await.unwrap();
+    assert!(asked.inbound_reads >= 300, "{asked:?}");
+    assert_eq!(asked.held_reads, 0, "an answer waited for a hold");
+
+    let m = pushed(&client, PUSHED).await;
+    assert!(m.held_reads > 0, "a pushed stream was never held: {m:?}");
+    assert!(
+        m.inbound_reads - asked.inbound_reads < PUSHED,
+        "more reads than events: {m:?}"
+    );
+    client.close().await;
+
+    let mut unheld = config(&server);
+    unheld.read_hold = Duration::ZERO;
+    let client = Client::new(unheld).unwrap();
+    client.connect().await.unwrap();
+    let m = pushed(&client, PUSHED).await;
+    assert_eq!(m.held_reads, 0, "{m:?}");
+    client.close().await;
+}

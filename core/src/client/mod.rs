@@ -343,6 +343,8 @@ impl Client {
             ack_latency: c.latencies.summary(),
             radio_wakeups: c.radio_wakeups,
             radio_active: c.radio_active,
+            inbound_reads: c.inbound_reads,
+            held_reads: c.held_reads,
             state_times: c.state_times,
         })
     }

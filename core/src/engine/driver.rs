@@ -155,7 +155,9 @@ impl Driver {
     async fn next(&mut self, io: &mut Io) -> Wake {
         let timer = self.machine.poll_timeout();
         let blocked = self.machine.blocked_on();
-        let readable = blocked.is_none() && io.transport.is_some();
+        // Not while a listener is full (backpressure), nor while a busy stream's frames
+        // gather (`pacing`): the hold's end is among the machine's timers.
+        let readable = blocked.is_none() && io.transport.is_some() && self.machine.may_read();
         let has_room = self.store.has_room();
         let Io {
             transport,
@@ -267,6 +269,7 @@ impl Driver {
         m.frames_begin();
         let mut frame = first;
         let mut handled = 0;
+        let mut bytes = 0;
         loop {
             match frame {
                 None => {
@@ -278,7 +281,10 @@ impl Driver {
                     m.out.end(end_of(e));
                     break;
                 }
-                Some(Ok(f)) => m.frame(now, f),
+                Some(Ok(f)) => {
+                    bytes += f.len();
+                    m.frame(now, f)
+                }
             }
             handled += 1;
             // Stop before taking another frame: one taken must be handled.
@@ -291,7 +297,9 @@ impl Driver {
                 None => break,
             }
         }
-        m.frames_done(now);
+        // Read once more at the end: a batch of 512 frames takes long enough to matter to
+        // pacing, which measures from when the reader is free again.
+        m.frames_done(now, handled, bytes, tokio::time::Instant::now());
     }
 
     /// Carries out what the machine asked for, until it asks for nothing more.

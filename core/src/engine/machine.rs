@@ -25,6 +25,7 @@ use super::{
     lifecycle::Lifecycle,
     listeners::Listeners,
     namespaces::{Left, Namespaces, Refusal},
+    pacing::Pacing,
     prepared::Prepared,
     radio::Radio,
     recovery::Recovery,
@@ -53,6 +54,7 @@ pub(crate) struct Machine {
     pub(super) flush: Flush,
     pub(super) subscriptions: Subscriptions,
     pub(super) radio: Radio,
+    pub(super) pacing: Pacing,
     /// The link that is up, if one is.
     pub(super) session: Option<Session>,
     links: u64,
@@ -110,6 +112,7 @@ impl Machine {
                 config.subscription_ack_timeout,
             ),
             radio: Radio::default(),
+            pacing: Pacing::new(config.read_hold),
             session: None,
             links: 0,
             join_within: config.connect_timeout,
@@ -229,6 +232,7 @@ impl Machine {
         self.links += 1;
         self.lifecycle.linked();
         self.session = Some(Session::new(self.links, wire, now, self.join_within));
+        self.pacing.link_changed();
         self.flush.link_up();
         self.namespaces.link_up(&mut self.out);
     }
@@ -480,12 +484,19 @@ impl Machine {
         self.listeners.hold();
     }
 
-    /// A batch of frames was handled: its events are handed to the app, and what it taught
-    /// the filter and recovery is persisted.
-    pub(crate) fn frames_done(&mut self, now: Now) {
+    /// A batch of `frames` frames (`bytes` bytes), the first read at `now`, was handled by
+    /// `ended`: its events are handed to the app, what it taught the filter and recovery is
+    /// persisted, and pacing learns how busy the link is.
+    pub(crate) fn frames_done(&mut self, now: Now, frames: usize, bytes: usize, ended: Instant) {
         self.listeners.release();
         self.admission.persist(now, &mut self.out);
         self.recovery.persist(&mut self.out);
+        self.pacing.read(now.at, ended, frames, bytes);
+    }
+
+    /// Whether the link may be read now: not while a busy stream's frames gather.
+    pub(crate) fn may_read(&self) -> bool {
+        self.pacing.may_read()
     }
 
     /// The app's answer to a server's acknowledgement request.
@@ -527,6 +538,7 @@ impl Machine {
 
     /// The frames produced so far were written and flushed.
     pub(crate) fn written(&mut self, now: Now) {
+        self.pacing.wrote();
         // Written into a socket that may have died while the device slept: not delivered.
         if let Some(s) = &self.session
             && s.heartbeat.is_stale(now)
@@ -561,6 +573,7 @@ impl Machine {
             link,
             self.flush.poll_timeout(),
             self.subscriptions.poll_timeout(),
+            self.pacing.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -569,6 +582,7 @@ impl Machine {
 
     /// Time passed: every component checks its deadlines.
     pub(crate) fn timeout(&mut self, now: Now) {
+        self.pacing.on_timeout(now.at);
         self.lifecycle.on_timeout(now, &mut self.out);
         self.flush.expire_waiters(now);
         let connected = *self.lifecycle.state() == State::Connected;
@@ -614,6 +628,7 @@ impl Machine {
         // The state changes here, outside a step: time up to now is the old state's.
         self.lifecycle.account(now.at);
         self.session = None;
+        self.pacing.link_changed();
         self.flush.link_lost(&mut self.out);
         self.subscriptions.link_lost();
         self.namespaces.link_lost();
@@ -646,6 +661,8 @@ impl Machine {
             latencies: self.flush.latencies.clone(),
             radio_wakeups: self.radio.wakeups,
             radio_active: self.radio.active(now.at),
+            inbound_reads: self.pacing.reads,
+            held_reads: self.pacing.held_reads,
             state_times: self.lifecycle.state_times(now.at),
         }
     }

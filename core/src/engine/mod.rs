@@ -16,7 +16,8 @@
 //! - [`subscriptions`]: replay on every join, acks awaited before the outbox flows;
 //! - [`heartbeat`] and [`session`]: one link's liveness and protocol state;
 //! - [`radio`]: wake-ups the link's traffic costs, and whether the radio is awake anyway
-//!   (when the outbox's `Low` lane may go).
+//!   (when the outbox's `Low` lane may go);
+//! - [`pacing`]: when the link is read again (a busy stream's frames gather for a moment).
 //!
 //! [`seqs`] holds the outbox's sequence numbers, which the engine shares with callers that
 //! commit their own emits. [`machine`] routes inputs between them, [`control`] handles the
@@ -38,6 +39,7 @@ mod lifecycle;
 mod listeners;
 mod machine;
 mod namespaces;
+mod pacing;
 mod prepared;
 mod queue;
 mod radio;

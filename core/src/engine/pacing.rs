@@ -1,0 +1,303 @@
+//! When to read the link again.
+//!
+//! A reader that keeps up with a busy stream reads every few frames, and each read has a
+//! price beyond its own: the kernel answers it with an ACK or a window update, and a sender
+//! that sees its last segment taken at once keeps sending small ones. Measured against the
+//! Node server's `socket.emit` path on this project's machine, a reader that read every five
+//! events cost the server more CPU per event than socket.io-client, whose slower JavaScript
+//! lets frames gather between reads; reading once a millisecond instead cut the segments on
+//! the wire by more than half and the ACKs the server handled to a small fraction.
+//!
+//! So once wake-ups keep finding a little waiting the moment the reader is free
+//! ([`HOT_STREAK`] in a row within [`HOT_GAP`], each bringing less than [`GATHER_MAX`] bytes,
+//! with nothing written in between), the reader lets the next frames gather for the
+//! configured hold before it reads again. It reads the moment frames arrive again as soon as
+//! - a wake-up comes later than [`HOT_GAP`] (the stream paused);
+//! - a held read brings fewer than [`HELD_WORTH`] frames (too slow a stream for holding to
+//!   save a read);
+//! - a read brings [`GATHER_MAX`] bytes or more (a sender that fast would soon find the
+//!   receive window shut while the reader holds, and is read in large batches anyway);
+//! - the client writes (what comes next may be the answer: an acknowledgement, a reply).
+//!
+//! So a quiet link, or one where the client asks and the server answers, is read the moment
+//! frames arrive; only a stream the server pushes while the client listens waits, at most the
+//! hold (plus the runtime's timer tick), and is read about once per hold.
+//!
+//! The thread itself may still be woken while frames gather: the socket stays registered
+//! with the runtime, which notes each arrival. Keeping it asleep (`SO_RCVLOWAT`) measured no
+//! faster here and needs a kernel that signals a lowered mark (Linux 4.18 or later).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A wake-up this soon after the reader was free to read counts as finding frames waiting.
+pub(crate) const HOT_GAP: Duration = Duration::from_micros(200);
+
+/// Wake-ups in a row that must find frames waiting before reads are held.
+pub(crate) const HOT_STREAK: u8 = 4;
+
+/// A held read that brings fewer frames than this ends holding: at that rate the reader
+/// would wake no more often without it.
+pub(crate) const HELD_WORTH: usize = 4;
+
+/// A read that brings this many bytes ends holding, or does not count towards it: an eighth
+/// of the receive buffer Linux starts a connection with (`tcp_rmem`'s default 128 KiB), so a
+/// hold does not shut the receive window on the sender.
+pub(crate) const GATHER_MAX: usize = 16 * 1024;
+
+/// The link's read pacing, and how often it read.
+#[derive(Debug)]
+pub(crate) struct Pacing {
+    /// How long frames of a busy stream may gather; zero reads each wake-up at once.
+    hold: Duration,
+    /// When the reader was last free to read: the end of its last batch, or of its hold (as
+    /// the timer that ended it saw it).
+    free_since: Option<Instant>,
+    /// Wake-ups in a row that found frames waiting.
+    streak: u8,
+    /// Reads wait until then.
+    until: Option<Instant>,
+    /// The next read follows a hold.
+    held: bool,
+    /// Batches read from every link so far: each a wake-up of the engine's thread.
+    pub(crate) reads: u64,
+    /// Of those, the ones that followed a hold.
+    pub(crate) held_reads: u64,
+}
+
+impl Pacing {
+    /// Pacing that lets a busy stream's frames gather for `hold` between reads.
+    pub(crate) fn new(hold: Duration) -> Self {
+        Self {
+            hold,
+            free_since: None,
+            streak: 0,
+            until: None,
+            held: false,
+            reads: 0,
+            held_reads: 0,
+        }
+    }
+
+    /// A link came up or went: nothing learned about the old one applies.
+    pub(crate) fn link_changed(&mut self) {
+        self.free_since = None;
+        self.streak = 0;
+        self.until = None;
+        self.held = false;
+    }
+
+    /// Whether the link may be read now (no hold under way).
+    pub(crate) fn may_read(&self) -> bool {
+        self.until.is_none()
+    }
+
+    /// When the hold under way ends.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.until
+    }
+
+    /// Time passed: a hold that is over ends. The reader is free from now, which may be well
+    /// after the hold's end (a timer fires on its runtime's next tick: tokio's are 1 ms).
+    pub(crate) fn on_timeout(&mut self, now: Instant) {
+        if self.until.is_some_and(|t| now >= t) {
+            self.until = None;
+            self.free_since = Some(now);
+            self.held = true;
+        }
+    }
+
+    /// Frames were written: what comes next may be their answer, which must not wait, so a
+    /// hold under way ends and the streak starts again.
+    pub(crate) fn wrote(&mut self) {
+        self.streak = 0;
+        self.held = false;
+        if self.until.take().is_some() {
+            self.free_since = None;
+        }
+    }
+
+    /// A batch of `frames` frames and `bytes` bytes was read, the first at `woke`, the last
+    /// handled at `ended`.
+    pub(crate) fn read(&mut self, woke: Instant, ended: Instant, frames: usize, bytes: usize) {
+        debug_assert!(self.until.is_none(), "the link was read during a hold");
+        self.reads += 1;
+        let held = std::mem::take(&mut self.held);
+        self.held_reads += u64::from(held);
+        let waiting = self
+            .free_since
+            .is_some_and(|free| woke.saturating_duration_since(free) < HOT_GAP);
+        let worth = !held || frames >= HELD_WORTH;
+        self.streak = if waiting && worth && bytes < GATHER_MAX {
+            self.streak.saturating_add(1)
+        } else {
+            0
+        };
+        if self.streak >= HOT_STREAK && !self.hold.is_zero() {
+            self.until = Some(ended + self.hold);
+        }
+        self.free_since = Some(ended);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOLD: Duration = Duration::from_millis(1);
+
+    /// A frame's size in these tests.
+    const FRAME: usize = 120;
+
+    /// Quick enough to count as finding frames waiting.
+    const QUICK: Duration = Duration::from_micros(20);
+
+    /// Reads `frames` frames `gap` after the reader was free, each batch taking 5 µs, ending
+    /// any hold first the way the driver does (its timer fires at the hold's end). Returns
+    /// whether a hold followed.
+    fn batch(p: &mut Pacing, clock: &mut Instant, gap: Duration, frames: usize) -> bool {
+        if let Some(t) = p.poll_timeout() {
+            *clock = t;
+            p.on_timeout(*clock);
+            assert!(p.may_read());
+        }
+        *clock += gap;
+        let woke = *clock;
+        *clock += Duration::from_micros(5);
+        p.read(woke, *clock, frames, frames * FRAME);
+        !p.may_read()
+    }
+
+    /// A pacing that holds now, after a busy stream's streak.
+    fn holding(clock: &mut Instant) -> Pacing {
+        let mut p = Pacing::new(HOLD);
+        // The first read has nothing to compare with; then HOT_STREAK quick wake-ups.
+        assert!(!batch(&mut p, clock, Duration::ZERO, 5));
+        for _ in 1..HOT_STREAK {
+            assert!(!batch(&mut p, clock, QUICK, 5));
+        }
+        assert!(batch(&mut p, clock, QUICK, 5));
+        p
+    }
+
+    #[test]
+    fn a_busy_stream_is_held_after_the_streak_and_for_the_hold() {
+        let mut clock = Instant::now();
+        let mut p = holding(&mut clock);
+        assert_eq!(p.poll_timeout(), Some(clock + HOLD));
+        // Not a microsecond early.
+        p.on_timeout(clock + HOLD - Duration::from_micros(1));
+        assert!(!p.may_read());
+        // Frames waiting at the hold's end, many of them: held again.
+        assert!(batch(&mut p, &mut clock, Duration::ZERO, 100));
+        assert_eq!((p.reads, p.held_reads), (HOT_STREAK as u64 + 2, 1));
+    }
+
+    #[test]
+    fn a_timer_that_fires_late_keeps_holding() {
+        let mut clock = Instant::now();
+        let mut p = holding(&mut clock);
+        // tokio's timers fire on a 1 ms tick: the hold ends 900 µs after it was due, and the
+        // frames waiting are read at once.
+        clock = p.poll_timeout().unwrap() + Duration::from_micros(900);
+        p.on_timeout(clock);
+        assert!(p.may_read());
+        p.read(clock, clock + Duration::from_micros(5), 100, 100 * FRAME);
+        assert!(!p.may_read(), "held again");
+    }
+
+    #[test]
+    fn a_quiet_link_is_never_held() {
+        let mut p = Pacing::new(HOLD);
+        let mut clock = Instant::now();
+        for _ in 0..100 {
+            assert!(!batch(&mut p, &mut clock, HOT_GAP, 1));
+        }
+        assert_eq!((p.reads, p.held_reads), (100, 0));
+    }
+
+    #[test]
+    fn one_late_wake_up_breaks_the_streak() {
+        let mut p = Pacing::new(HOLD);
+        let mut clock = Instant::now();
+        for _ in 0..HOT_STREAK {
+            assert!(!batch(&mut p, &mut clock, QUICK, 5));
+        }
+        assert!(!batch(&mut p, &mut clock, Duration::from_millis(2), 5));
+        for _ in 1..HOT_STREAK {
+            assert!(!batch(&mut p, &mut clock, QUICK, 5));
+        }
+        assert!(batch(&mut p, &mut clock, QUICK, 5));
+    }
+
+    #[test]
+    fn a_held_read_that_brings_few_frames_ends_holding() {
+        let mut clock = Instant::now();
+        let mut p = holding(&mut clock);
+        // A stream of about 2,000 events/s: two frames gathered in the hold.
+        assert!(!batch(&mut p, &mut clock, Duration::ZERO, HELD_WORTH - 1));
+        // Quick wake-ups that follow no hold count again from the start.
+        for _ in 1..HOT_STREAK {
+            assert!(!batch(&mut p, &mut clock, QUICK, 1));
+        }
+        assert!(batch(&mut p, &mut clock, QUICK, 1));
+    }
+
+    #[test]
+    fn a_read_of_gather_max_ends_holding_and_does_not_count() {
+        let mut clock = Instant::now();
+        let mut p = holding(&mut clock);
+        let many = GATHER_MAX.div_ceil(FRAME);
+        // A sender faster than the hold should gather: read at once from now on.
+        assert!(!batch(&mut p, &mut clock, Duration::ZERO, many));
+        for _ in 0..2 * HOT_STREAK {
+            assert!(!batch(&mut p, &mut clock, QUICK, many));
+        }
+        // One byte less counts.
+        for _ in 0..HOT_STREAK {
+            p.read(clock + QUICK, clock + QUICK, 1, GATHER_MAX - 1);
+            clock += QUICK;
+        }
+        assert!(!p.may_read());
+    }
+
+    #[test]
+    fn a_write_ends_the_hold_and_the_streak() {
+        let mut clock = Instant::now();
+        let mut p = holding(&mut clock);
+        p.wrote();
+        assert!(p.may_read());
+        assert_eq!(p.poll_timeout(), None);
+        // An answer and the client's next request, in turn, however quick: never held.
+        for _ in 0..100 {
+            assert!(!batch(&mut p, &mut clock, QUICK, 1));
+            p.wrote();
+        }
+        // Nothing written for a streak: held again.
+        for _ in 1..HOT_STREAK {
+            assert!(!batch(&mut p, &mut clock, QUICK, 1));
+        }
+        assert!(batch(&mut p, &mut clock, QUICK, 1));
+    }
+
+    #[test]
+    fn a_new_link_starts_from_nothing() {
+        let mut clock = Instant::now();
+        let mut p = holding(&mut clock);
+        p.link_changed();
+        assert!(p.may_read());
+        assert_eq!(p.poll_timeout(), None);
+        assert!(!batch(&mut p, &mut clock, Duration::ZERO, 5));
+        assert_eq!(p.reads, HOT_STREAK as u64 + 2, "counts outlive links");
+    }
+
+    #[test]
+    fn a_zero_hold_never_holds() {
+        let mut p = Pacing::new(Duration::ZERO);
+        let mut clock = Instant::now();
+        for _ in 0..100 {
+            assert!(!batch(&mut p, &mut clock, Duration::ZERO, 5));
+        }
+    }
+}
