@@ -75,6 +75,11 @@ pub struct ClientConfig {
     /// Largest inbound message accepted, in bytes (default 1,000,000).
     #[uniffi(default)]
     pub max_inbound_bytes: Option<u64>,
+    /// How long a stream the server pushes may gather between reads, in milliseconds
+    /// (default 1, at most 10; 0 reads every frame at once). A quiet link, or one the client
+    /// is asking on, is always read at once.
+    #[uniffi(default)]
+    pub read_hold_ms: Option<u64>,
     /// The server event meaning "token expired" (default `token:expired`).
     #[uniffi(default)]
     pub token_expired_event: Option<String>,
@@ -636,6 +641,7 @@ impl ClientConfig {
             self.max_inbound_bytes
                 .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
         );
+        set(&mut core.read_hold, self.read_hold_ms.map(ms));
         if self.token_expired_event.is_some() {
             core.token_expired_event = self.token_expired_event;
         }

@@ -36,6 +36,11 @@ pub struct Metrics {
     pub radio_wakeups: u64,
     /// How long the radio was kept awake, in milliseconds.
     pub radio_active_ms: u64,
+    /// Times the engine read the link, each a wake-up of its thread (a stream the server
+    /// pushes is read in batches, so this stays well under `events_received` then).
+    pub inbound_reads: u64,
+    /// Of those, reads that followed a hold: frames of a busy stream left to gather.
+    pub held_reads: u64,
     /// Time spent in each state since the client was created.
     pub state_times: StateTimes,
 }
@@ -100,6 +105,8 @@ impl From<pulselink::Metrics> for Metrics {
             },
             radio_wakeups: m.radio_wakeups,
             radio_active_ms: ms(m.radio_active),
+            inbound_reads: m.inbound_reads,
+            held_reads: m.held_reads,
             state_times: StateTimes {
                 connected_ms: ms(t.connected),
                 connecting_ms: ms(t.connecting),

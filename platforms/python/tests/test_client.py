@@ -333,6 +333,9 @@ async def test_bad_input_raises_clear_errors(tmp_path: pathlib.Path) -> None:
         pulselink.Client("not a url")
     with pytest.raises(pulselink.InvalidConfig, match="namespace"):
         pulselink.Client("http://127.0.0.1:9", namespaces=["no-slash"])
+    with pytest.raises(pulselink.InvalidConfig, match="read_hold"):
+        pulselink.Client("http://127.0.0.1:9", read_hold=0.011)
+    pulselink.Client("http://127.0.0.1:9", read_hold=0)
     (tmp_path / "dir.db").mkdir()
     with pytest.raises(pulselink.StorageError):
         pulselink.Client("http://127.0.0.1:9", store_path=str(tmp_path / "dir.db"))
@@ -546,6 +549,7 @@ async def test_background_foreground_and_network_path(server: Any) -> None:
     await asyncio.wait_for(client.outbox.drained(), 10)
     metrics = await client.metrics()
     assert metrics.radio_wakeups >= 1
+    assert metrics.inbound_reads >= 1
     assert metrics.state_times.background_ms >= STAY_S * 1000
     await client.close()
     with pytest.raises(pulselink.ClientClosed):

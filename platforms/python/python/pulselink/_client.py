@@ -248,6 +248,11 @@ class Client(Socket):
     the client inside ``async`` code when ``auth`` is a callable): an ``async`` one may
     await a token refresh, a plain one should return at once. Durations are in seconds.
 
+    ``read_hold`` (seconds; 0.001 by default, at most 0.01, 0 turns it off) is how long the
+    frames of a stream the server pushes may gather between reads once the reader keeps
+    finding them waiting: such a stream wakes the client about once per hold rather than
+    once per few events. A quiet link, and answers to what the client asks, are read at once.
+
     ``store_path`` keeps the outbox, subscriptions, seen ids and recovery sessions in a
     SQLite file (in memory without one); ``durability`` says what a commit survives and
     ``encryption_key`` (:func:`outbox_key`) seals outbox payloads in the file.
@@ -304,6 +309,7 @@ class Client(Socket):
         subscription_ack_timeout: Optional[float] = None,
         max_event_age: Optional[float] = None,
         max_inbound_bytes: Optional[int] = None,
+        read_hold: Optional[float] = None,
         token_expired_event: Optional[str] = None,
         tls: Optional[_ffi.TlsConfig] = None,
         proxy: Union[None, str, _ffi.ProxyConfig] = None,
@@ -343,6 +349,7 @@ class Client(Socket):
             dedup=dedup,
             max_event_age_ms=_ms(max_event_age),
             max_inbound_bytes=max_inbound_bytes,
+            read_hold_ms=_ms(read_hold),
             token_expired_event=token_expired_event,
             tls=tls,
             proxy=_ffi.ProxyConfig(url=proxy) if isinstance(proxy, str) else proxy,
