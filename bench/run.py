@@ -451,7 +451,8 @@ def measure(quick, reps):
         # Python clients take longer per event: fewer events, same server, same packets.
         ("in-py", PY_CLIENTS, n_py),
         # The server's own socket.emit path, over WebSocket and over HTTP long-polling.
-        ("in-emit", ["pulselink", "socket.io-client"], n_emit),
+        # `pulselink-unheld`: read pacing off (`read_hold` zero), its A/B.
+        ("in-emit", ["pulselink", "pulselink-unheld", "socket.io-client"], n_emit),
         ("in-emit-polling", ["pulselink", "socket.io-client"], n_emit),
         ("ack-py", PY_CLIENTS, n_ack),
         # `await client.emit(...)` in a loop: Pulselink's durable (store file), connected and
@@ -774,15 +775,25 @@ def render(results):
     lines += [
         "",
         f"Transports ({c['n_emit']:,} events the server sends with `socket.emit`, so the "
-        "server's per-emit cost bounds every row; polling payloads batch many packets per GET).",
+        "server's per-emit cost bounds every row; polling payloads batch many packets per GET). "
+        "CPU per event: the client process's (start to exit) and the Node server's during the "
+        "run. Reads: how often the engine read the link (`Metrics::inbound_reads`), held: after "
+        "a hold (read pacing; `pulselink-unheld` runs with `read_hold` zero).",
         "",
-        "| client | WebSocket events/s | long-polling events/s | polling / WebSocket |",
-        "|---|---:|---:|---:|",
+        "| client | WebSocket events/s | CPU µs per event, client / server | events per read "
+        "(held reads) | long-polling events/s | polling / WebSocket |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for client in ["pulselink", "socket.io-client"]:
+    for client in ["pulselink", "pulselink-unheld", "socket.io-client"]:
         ws = m("in-emit", client, "events_per_sec")
         lp = m("in-emit-polling", client, "events_per_sec")
-        lines.append(f"| {client} | {fmt(ws)} | {fmt(lp)} | {ratio(lp, ws, '{:.2f}')} |")
+        us = lambda key: fmt(m("in-emit", client, key) and
+                             m("in-emit", client, key) * 1e6 / c["n_emit"], "{:.1f}")
+        reads = m("in-emit", client, "inbound_reads")
+        per_read = (f"{fmt(c['n_emit'] / reads, '{:.0f}')} ({fmt(m('in-emit', client, 'held_reads'))})"
+                    if reads else "–")
+        lines.append(f"| {client} | {fmt(ws)} | {us('client_cpu_s')} / {us('server_cpu_s')} | "
+                     f"{per_read} | {fmt(lp)} | {ratio(lp, ws, '{:.2f}')} |")
     if ("radio-idle", "pulselink") in table:
         secs = c["radio_secs"]
         heartbeat = 3600 / 25  # one wake-up per default pingInterval (25 s)

@@ -1,5 +1,6 @@
 //! Pulselink (and a raw tokio-tungstenite reader, the ceiling) as benchmark clients.
 //! `pulselink-bench <in|out|ack|reconnect> <pulselink|pulselink-serde|raw> <url> <n>`
+//! (`in-emit` also takes `pulselink-unheld`: `read_hold` zero)
 //!
 //! Durability modes (client `pulselink`; a store file in a fresh temp dir):
 //! `commit-full-1`, `commit-full-batch`, `commit-normal-1`, `commit-normal-batch` (n emits
@@ -28,9 +29,14 @@ fn main() {
         match (mode.as_str(), client.as_str()) {
             ("in", "pulselink") => pulselink_in(&url, n, false).await,
             ("in", "pulselink-serde") => pulselink_in(&url, n, true).await,
-            ("in-emit", "pulselink") => pulselink_in_emit(&url, n, Transports::WebSocket, &mode).await,
+            ("in-emit", "pulselink") => {
+                pulselink_in_emit(&url, n, Transports::WebSocket, true, &mode).await
+            }
+            ("in-emit", "pulselink-unheld") => {
+                pulselink_in_emit(&url, n, Transports::WebSocket, false, &mode).await
+            }
             ("in-emit-polling", "pulselink") => {
-                pulselink_in_emit(&url, n, Transports::Polling, &mode).await
+                pulselink_in_emit(&url, n, Transports::Polling, true, &mode).await
             }
             ("in", "raw") => raw_in(&url, n).await,
             ("out", "pulselink") => pulselink_out(&url, n, 256, false, false, &mode).await,
@@ -119,9 +125,15 @@ async fn pulselink_in(url: &str, n: u64, typed: bool) {
     client.close().await;
 }
 
-/// Inbound events the server sends through `socket.emit` (`emit-many`), on `transports`.
-async fn pulselink_in_emit(url: &str, n: u64, transports: Transports, mode: &str) {
-    let config = pulselink::ClientConfig::new(url).unwrap().with_transports(transports);
+/// Inbound events the server sends through `socket.emit` (`emit-many`), on `transports`;
+/// without `held`, as client `pulselink-unheld`, with `read_hold` zero (every frame read the
+/// moment it arrives), the A/B of read pacing.
+async fn pulselink_in_emit(url: &str, n: u64, transports: Transports, held: bool, mode: &str) {
+    let mut config = pulselink::ClientConfig::new(url).unwrap().with_transports(transports);
+    if !held {
+        config.read_hold = Duration::ZERO;
+    }
+    let name = if held { "pulselink" } else { "pulselink-unheld" };
     let client = pulselink::Client::new(config).unwrap();
     let mut events = client.events();
     client.connect().await.unwrap();
@@ -136,7 +148,13 @@ async fn pulselink_in_emit(url: &str, n: u64, transports: Transports, mode: &str
         seen += batch.drain(..).filter(|ev| ev.name() == EVENT).count() as u64;
     }
     let secs = started.elapsed().as_secs_f64();
-    report(mode, "pulselink", json!({"events": n, "secs": secs, "events_per_sec": n as f64 / secs}));
+    let m = client.metrics().await.unwrap();
+    report(
+        mode,
+        name,
+        json!({"events": n, "secs": secs, "events_per_sec": n as f64 / secs,
+               "inbound_reads": m.inbound_reads, "held_reads": m.held_reads}),
+    );
     client.close().await;
 }
 
