@@ -75,11 +75,6 @@ pub struct ClientConfig {
     /// Largest inbound message accepted, in bytes (default 1,000,000).
     #[uniffi(default)]
     pub max_inbound_bytes: Option<u64>,
-    /// How long a stream the server pushes may gather between reads, in milliseconds
-    /// (default 1, at most 10; 0 reads every frame at once). A quiet link, or one the client
-    /// is asking on, is always read at once.
-    #[uniffi(default)]
-    pub read_hold_ms: Option<u64>,
     /// The server event meaning "token expired" (default `token:expired`).
     #[uniffi(default)]
     pub token_expired_event: Option<String>,
@@ -92,6 +87,12 @@ pub struct ClientConfig {
     /// The server's application-level signals (default: only `RATE_LIMIT_EXCEEDED` pauses).
     #[uniffi(default)]
     pub signals: Option<ServerSignals>,
+    /// How long the frames of a stream the server pushes may gather between reads, in
+    /// microseconds (default 1,000, at most 10,000, rounded up to the runtime's 1 ms timer
+    /// tick; 0 reads every frame at once). Never while an answer is awaited (an ack, a
+    /// subscription's, a namespace's CONNECT), and a write ends a hold.
+    #[uniffi(default)]
+    pub read_hold_us: Option<u64>,
 }
 
 /// What the server's application-level signals mean: an app heartbeat, what its `error`
@@ -641,7 +642,10 @@ impl ClientConfig {
             self.max_inbound_bytes
                 .map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
         );
-        set(&mut core.read_hold, self.read_hold_ms.map(ms));
+        set(
+            &mut core.read_hold,
+            self.read_hold_us.map(Duration::from_micros),
+        );
         if self.token_expired_event.is_some() {
             core.token_expired_event = self.token_expired_event;
         }

@@ -33,13 +33,13 @@ fn config(url: &str) -> ClientConfig {
         subscription_ack_timeout_ms: None,
         outbox: None,
         dedup: None,
-        read_hold_ms: None,
         max_event_age_ms: None,
         max_inbound_bytes: None,
         token_expired_event: None,
         tls: None,
         proxy: None,
         signals: None,
+        read_hold_us: None,
     }
 }
 

@@ -76,8 +76,9 @@ impl AuthProvider for StaticAuth {
     }
 }
 
-/// The longest [`ClientConfig::read_hold`]: a busy stream's events wait at most this long in
-/// the socket, so holding stays invisible next to a network's own jitter.
+/// The longest [`ClientConfig::read_hold`], so holding stays small next to a mobile network's
+/// own jitter. A hold ends on the runtime's next timer tick after it (tokio's are 1 ms), so
+/// a held frame waits up to about a millisecond longer than the hold.
 pub const MAX_READ_HOLD: Duration = Duration::from_millis(10);
 
 /// Everything a [`crate::Client`] needs to know.
@@ -119,12 +120,14 @@ pub struct ClientConfig {
     /// buffered in full.
     pub max_inbound_bytes: usize,
     /// How long the frames of a stream the server pushes may gather before the engine reads
-    /// again (1 ms by default, at most [`MAX_READ_HOLD`]; zero reads every frame the moment
-    /// it arrives). Only a stream that keeps the reader busy while the client writes nothing
-    /// is held — one whose wake-ups keep finding frames waiting — so a quiet link, and the
-    /// answers to what the client asks, are read at once; a busy stream is read about once
-    /// per hold rather than every few frames (`Metrics::inbound_reads`), which also spares
-    /// the TCP stack most of the ACKs and window updates each read would send.
+    /// again (1 ms by default, at most [`MAX_READ_HOLD`], rounded up to the runtime's timer
+    /// tick; zero reads every frame the moment it arrives). Only a stream that keeps the
+    /// reader busy is held — one whose reads keep finding frames waiting — and never while
+    /// the client awaits an answer (an acknowledgement, a subscription's, a namespace's
+    /// CONNECT), and a write ends a hold: a quiet link, and answers, are read at once. A busy
+    /// stream is read about once per hold rather than every few frames
+    /// (`Metrics::inbound_reads`); on loopback here that also spared most of the ACKs and
+    /// window updates each read made the kernel send.
     pub read_hold: Duration,
     /// The server event that means "your token expired": the client refreshes credentials and
     /// reconnects.

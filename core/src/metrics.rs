@@ -47,11 +47,11 @@ pub struct Metrics {
     pub radio_wakeups: u64,
     /// How long the radio was kept awake: the union of [`RADIO_TAIL`] after every burst.
     pub radio_active: Duration,
-    /// Times the engine read the link, each a wake-up of its thread. A stream the server
-    /// pushes is read in batches (see `ClientConfig::read_hold`), so this stays well under
-    /// `events_received` then.
+    /// Times the engine read the link: batches of frames (or the link's end). A stream the
+    /// server pushes is read in larger batches once held (see `ClientConfig::read_hold`), so
+    /// this stays well under `events_received` then.
     pub inbound_reads: u64,
-    /// Of `inbound_reads`, those that followed a hold: frames of a busy stream left to gather.
+    /// Of `inbound_reads`, the first read after each hold.
     pub held_reads: u64,
     /// Time spent in each state since the client was created.
     pub state_times: StateTimes,

@@ -398,24 +398,33 @@ function handlers(socket) {
     pump();
   });
 
-  // Emits `count` events `gapMicros` apart (a busy wait between them; 40 per tick, so the
-  // event loop still runs): a steady stream the server pushes, slower than any reader but
-  // with gaps far shorter than a wake-up of the reader, as read pacing sees a firehose.
-  socket.on("emit-paced", (count, gapMicros, ack) => {
-    if (typeof ack === "function") ack();
-    const payload = { sessionId: "s_42", metric: "heart_rate", value: 142, unit: "bpm", ts: 1732000000, src: "hr" };
+  // Writes `count` pre-encoded event frames onto the WebSocket one at a time, `gapMicros`
+  // apart (a busy wait between writes, 20 per tick so the event loop still runs): a steady
+  // stream the server pushes, each frame its own segment, slower than any reader but with
+  // gaps far shorter than a wake-up — a firehose as read pacing sees it. (socket.emit would
+  // not do: engine.io queues the emits made while a write is under way and sends them as
+  // one burst.)
+  socket.on("trickle", (count, gapMicros, ack) => {
+    if (typeof ack !== "function") ack = () => {};
+    const raw = socket.conn.transport.socket && socket.conn.transport.socket._socket;
+    if (!raw) return ack({ error: "not a websocket" });
+    const one = wsFrame(BLAST_EVENT);
     const gap = BigInt(gapMicros) * 1000n;
     let left = count;
     const pump = () => {
-      for (let i = 0; i < 40 && left > 0; i++, left--) {
+      for (let i = 0; i < 20 && left > 0; i++, left--) {
         const until = process.hrtime.bigint() + gap;
-        socket.emit("metric:recorded", payload);
+        raw.write(one);
         while (process.hrtime.bigint() < until);
       }
       if (left > 0) setImmediate(pump);
     };
+    ack({});
     pump();
   });
+
+  // Acknowledges after `ms` milliseconds.
+  socket.on("ack-later", (ms, ack) => setTimeout(() => ack("later"), ms));
 
   // Writes `count` pre-encoded event frames straight onto the WebSocket, so the benchmark
   // measures the client, not the server's per-emit cost.

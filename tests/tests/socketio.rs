@@ -14,6 +14,7 @@ use pulselink::{
 };
 use pulselink_tests::{NodeServer, ServerOptions, next_disconnect, next_named, wait_for_state};
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -693,40 +694,51 @@ async fn close_leaves_no_task_behind() {
     );
 }
 
-/// Microseconds between the events of `emit-paced`: a stream slower than the reader (even a
+/// Microseconds between the frames of `trickle`: a stream slower than the reader (even a
 /// debug build's) whose gaps are far shorter than a wake-up is worth.
-const PACED_GAP_US: u64 = 50;
+const TRICKLE_GAP_US: u64 = 50;
 
-/// Receives `n` events the server pushes with `socket.emit`, `PACED_GAP_US` apart
-/// (`emit-paced`), the way an app reading a firehose does, and returns the client's metrics
-/// after them.
-async fn pushed(client: &Client, n: u64) -> pulselink::Metrics {
+/// Frames `trickle` sends per test stream: a second of stream.
+const TRICKLED: u64 = 20_000;
+
+/// Starts `trickle` (`TRICKLED` frames the server writes one at a time, `TRICKLE_GAP_US`
+/// apart) and a task that reads them as an app reading a firehose does; the task ends with
+/// the stream, and `seen` counts what it read so far.
+async fn trickle(client: &Client) -> (tokio::task::JoinHandle<()>, watch::Receiver<u64>) {
     let mut events = client.events();
+    let (count, seen) = watch::channel(0);
     client
-        .emit_with_ack("emit-paced", Args::list([json!(n), json!(PACED_GAP_US)]), T)
+        .emit_with_ack(
+            "trickle",
+            Args::list([json!(TRICKLED), json!(TRICKLE_GAP_US)]),
+            T,
+        )
         .await
         .unwrap();
-    let mut batch = Vec::with_capacity(512);
-    let mut seen = 0;
-    while seen < n {
-        let got = tokio::time::timeout(T, events.recv_many(&mut batch, 512))
-            .await
-            .expect("the pushed events arrive");
-        assert!(got > 0, "the stream ended after {seen} events");
-        seen += batch
-            .drain(..)
-            .filter(|e| e.name() == "metric:recorded")
-            .count() as u64;
-    }
-    client.metrics().await.unwrap()
+    let reader = tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(512);
+        let mut n = 0;
+        while n < TRICKLED {
+            let got = tokio::time::timeout(T, events.recv_many(&mut batch, 512))
+                .await
+                .expect("the trickled events arrive");
+            assert!(got > 0, "the stream ended after {n} events");
+            n += batch
+                .drain(..)
+                .filter(|e| e.name() == "metric:recorded")
+                .count() as u64;
+            count.send_replace(n);
+        }
+    });
+    (reader, seen)
 }
 
-/// Read pacing (`ClientConfig::read_hold`): a stream the server pushes while the client only
-/// listens is held — its frames gather between reads — while answers to the client's own
-/// requests, however quick, are read the moment they arrive, and a zero hold holds nothing.
+/// Read pacing (`ClientConfig::read_hold`) against a stream the server pushes: it is held —
+/// its frames gather between reads, which come far less often than with pacing off — except
+/// while the client awaits an answer, which no hold delays; answers to the client's own
+/// requests are never held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_stream_is_read_in_batches_and_answers_at_once() {
-    const PUSHED: u64 = 10_000;
     let server = NodeServer::start().await;
     let client = Client::new(config(&server)).unwrap();
     client.connect().await.unwrap();
@@ -742,19 +754,42 @@ async fn a_pushed_stream_is_read_in_batches_and_answers_at_once() {
     assert!(asked.inbound_reads >= 300, "{asked:?}");
     assert_eq!(asked.held_reads, 0, "an answer waited for a hold");
 
-    let m = pushed(&client, PUSHED).await;
-    assert!(m.held_reads > 0, "a pushed stream was never held: {m:?}");
+    // A stream flows; an acknowledgement awaited in its middle (the server answers after
+    // 100 ms) holds nothing back meanwhile.
+    let (reader, mut seen) = trickle(&client).await;
+    seen.wait_for(|&n| n >= TRICKLED / 10).await.unwrap();
+    let before = client.metrics().await.unwrap();
+    let reply = client
+        .emit_with_ack("ack-later", json!(100), T)
+        .await
+        .unwrap();
+    assert_eq!(reply.values().unwrap(), vec![json!("later")]);
+    let after = client.metrics().await.unwrap();
+    // At most one: a hold that ended between the snapshot and the emit's write.
     assert!(
-        m.inbound_reads - asked.inbound_reads < PUSHED,
-        "more reads than events: {m:?}"
+        after.held_reads - before.held_reads <= 1,
+        "reads held while an ack was awaited: {before:?} {after:?}"
     );
+    reader.await.unwrap();
+    let held = client.metrics().await.unwrap();
+    assert!(held.held_reads > 0, "the stream was never held: {held:?}");
     client.close().await;
 
+    // The same stream with pacing off: nothing held, and read far more often.
     let mut unheld = config(&server);
     unheld.read_hold = Duration::ZERO;
     let client = Client::new(unheld).unwrap();
     client.connect().await.unwrap();
-    let m = pushed(&client, PUSHED).await;
-    assert_eq!(m.held_reads, 0, "{m:?}");
+    let start = client.metrics().await.unwrap();
+    let (reader, _) = trickle(&client).await;
+    reader.await.unwrap();
+    let plain = client.metrics().await.unwrap();
+    assert_eq!(plain.held_reads, 0, "{plain:?}");
+    let held_reads = held.inbound_reads - asked.inbound_reads;
+    let plain_reads = plain.inbound_reads - start.inbound_reads;
+    assert!(
+        2 * held_reads < plain_reads,
+        "held: {held_reads} reads, not held: {plain_reads}"
+    );
     client.close().await;
 }

@@ -20,6 +20,7 @@ use super::{
     control::{Command, Outgoing},
     dial::dial,
     machine::Machine,
+    pacing::Batch,
     queue::QueueRx,
 };
 use crate::{
@@ -270,6 +271,7 @@ impl Driver {
         let mut frame = first;
         let mut handled = 0;
         let mut bytes = 0;
+        let mut emptied = false;
         loop {
             match frame {
                 None => {
@@ -294,12 +296,20 @@ impl Driver {
             // `recv` is cancel-safe, so polling it once and dropping a pending future is fine.
             match io.transport.as_mut().and_then(|t| t.recv().now_or_never()) {
                 Some(next) => frame = next,
-                None => break,
+                None => {
+                    emptied = true;
+                    break;
+                }
             }
         }
-        // Read once more at the end: a batch of 512 frames takes long enough to matter to
-        // pacing, which measures from when the reader is free again.
-        m.frames_done(now, handled, bytes, tokio::time::Instant::now());
+        // The clock read again: a batch of 512 frames takes long enough to matter to pacing,
+        // which measures from when the reader is free again.
+        let batch = Batch {
+            frames: handled,
+            bytes,
+            emptied,
+        };
+        m.frames_done(now, batch, tokio::time::Instant::now());
     }
 
     /// Carries out what the machine asked for, until it asks for nothing more.

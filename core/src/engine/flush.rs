@@ -721,6 +721,11 @@ impl Flush {
         self.resume_at = None;
     }
 
+    /// Whether an acknowledgement of an entry sent is awaited.
+    pub(crate) fn awaits_acks(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
     /// When [`Flush::on_timeout`] or [`Flush::expire_waiters`] is next needed.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let acks = self

@@ -25,7 +25,7 @@ use super::{
     lifecycle::Lifecycle,
     listeners::Listeners,
     namespaces::{Left, Namespaces, Refusal},
-    pacing::Pacing,
+    pacing::{Batch, Pacing},
     prepared::Prepared,
     radio::Radio,
     recovery::Recovery,
@@ -484,14 +484,21 @@ impl Machine {
         self.listeners.hold();
     }
 
-    /// A batch of `frames` frames (`bytes` bytes), the first read at `now`, was handled by
-    /// `ended`: its events are handed to the app, what it taught the filter and recovery is
-    /// persisted, and pacing learns how busy the link is.
-    pub(crate) fn frames_done(&mut self, now: Now, frames: usize, bytes: usize, ended: Instant) {
+    /// A batch, read on the wake-up handled at `now`, was handled by `ended`: its events are
+    /// handed to the app, what it taught the filter and recovery is persisted, and pacing
+    /// learns how busy the link is.
+    pub(crate) fn frames_done(&mut self, now: Now, batch: Batch, ended: Instant) {
         self.listeners.release();
         self.admission.persist(now, &mut self.out);
         self.recovery.persist(&mut self.out);
-        self.pacing.read(now.at, ended, frames, bytes);
+        let awaiting = self.awaits_answer();
+        self.pacing.read(now.at, ended, batch, awaiting);
+    }
+
+    /// Whether the client awaits an answer from the server — an acknowledgement of an entry,
+    /// a subscription's, the main namespace's CONNECT — which no read hold may delay.
+    fn awaits_answer(&self) -> bool {
+        !self.connected() || self.flush.awaits_acks() || self.subscriptions.awaits_acks()
     }
 
     /// Whether the link may be read now: not while a busy stream's frames gather.
@@ -556,6 +563,15 @@ impl Machine {
 
     /// When [`Machine::timeout`] is next needed.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let due = self.deadline();
+        match self.pacing.poll_timeout() {
+            Some(hold) => Some(due.map_or(hold, |d| d.min(hold))),
+            None => due,
+        }
+    }
+
+    /// The earliest deadline of every component but pacing.
+    fn deadline(&self) -> Option<Instant> {
         let link = self.session.as_ref().map(|s| {
             let hb = s.heartbeat.deadline();
             let hb = s
@@ -573,7 +589,6 @@ impl Machine {
             link,
             self.flush.poll_timeout(),
             self.subscriptions.poll_timeout(),
-            self.pacing.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -582,7 +597,11 @@ impl Machine {
 
     /// Time passed: every component checks its deadlines.
     pub(crate) fn timeout(&mut self, now: Now) {
-        self.pacing.on_timeout(now.at);
+        // A hold's end alone (up to a thousand a second while a stream is held) needs no
+        // sweep of the other components' deadlines.
+        if self.pacing.on_timeout(now.at) && self.deadline().is_none_or(|d| d > now.at) {
+            return;
+        }
         self.lifecycle.on_timeout(now, &mut self.out);
         self.flush.expire_waiters(now);
         let connected = *self.lifecycle.state() == State::Connected;
@@ -945,6 +964,92 @@ mod tests {
         };
         m.store_event(t0(), StoreEvent::fetched(fetch, vec![entry], true, 0));
         assert_eq!(texts(&m.take_actions()), [r#"42["tick",1]"#]);
+    }
+
+    /// Reads of a busy stream: `n` batches of five frames, 20 µs apart, from `from_us` on.
+    /// Returns when the last was read, in µs.
+    fn busy_reads(m: &mut Machine, from_us: u64, n: usize) -> u64 {
+        let mut us = from_us;
+        for _ in 0..n {
+            us += 20;
+            let now = Now {
+                at: t0().at + std::time::Duration::from_micros(us),
+                ..t0()
+            };
+            let batch = Batch {
+                frames: 5,
+                bytes: 600,
+                emptied: true,
+            };
+            m.frames_done(now, batch, now.at);
+        }
+        us
+    }
+
+    #[test]
+    fn a_busy_stream_is_held_between_reads_until_a_timer_or_a_write() {
+        let mut m = seed_connected();
+        let us = busy_reads(&mut m, 0, 5);
+        assert!(!m.may_read(), "held");
+        let until = m.poll_timeout().expect("the hold's end is a timer");
+        assert!(until > t0().at + std::time::Duration::from_micros(us));
+        // Its end comes through `timeout`, as the driver's timer calls it.
+        m.timeout(Now { at: until, ..t0() });
+        assert!(m.may_read());
+        assert_eq!(m.counters(t0()).inbound_reads, 5);
+        // Still busy: held again; a write ends the hold at once.
+        busy_reads(&mut m, us + 1_000, 1);
+        assert!(!m.may_read());
+        m.written(t0());
+        assert!(m.may_read());
+        // Held again after a streak; a lost link forgets the hold.
+        busy_reads(&mut m, us + 2_000, 5);
+        assert!(!m.may_read());
+        m.link_ended(t0(), &End::lost(DisconnectReason::TransportClose));
+        assert!(m.may_read());
+        assert_eq!(m.counters(t0()).held_reads, 1);
+    }
+
+    #[test]
+    fn no_read_is_held_while_a_subscription_ack_is_awaited() {
+        let snapshot = Snapshot {
+            subscriptions: vec![StoredSubscription {
+                namespace: "/".into(),
+                event: "room:subscribe".into(),
+                args: r#"[{"roomId":"r1"}]"#.into(),
+                unsubscribe: None,
+            }],
+            ..Snapshot::default()
+        };
+        let mut m = machine(snapshot, false);
+        link_up(&mut m);
+        // Not joined yet: the CONNECT's answer is awaited.
+        let us = busy_reads(&mut m, 0, 10);
+        assert!(m.may_read());
+        join_main(&mut m);
+        let frames = texts(&m.take_actions());
+        let us = busy_reads(&mut m, us, 10);
+        assert!(m.may_read(), "the subscription's ack is awaited");
+        let id: u64 = frames[0][2..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap();
+        let reply = AckReply {
+            args: RawJson::validated("[]".into()),
+            attachments: vec![],
+        };
+        m.input(
+            t0(),
+            Input::Ack {
+                id,
+                reply: Ok(reply),
+            },
+        );
+        m.settle(t0());
+        busy_reads(&mut m, us, 1);
+        assert!(!m.may_read(), "answered: the busy stream is held");
     }
 
     #[test]

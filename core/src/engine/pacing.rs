@@ -8,20 +8,25 @@
 //! lets frames gather between reads; reading once a millisecond instead cut the segments on
 //! the wire by more than half and the ACKs the server handled to a small fraction.
 //!
-//! So once wake-ups keep finding a little waiting the moment the reader is free
-//! ([`HOT_STREAK`] in a row within [`HOT_GAP`], each bringing less than [`GATHER_MAX`] bytes,
-//! with nothing written in between), the reader lets the next frames gather for the
-//! configured hold before it reads again. It reads the moment frames arrive again as soon as
-//! - a wake-up comes later than [`HOT_GAP`] (the stream paused);
-//! - a held read brings fewer than [`HELD_WORTH`] frames (too slow a stream for holding to
-//!   save a read);
-//! - a read brings [`GATHER_MAX`] bytes or more (a sender that fast would soon find the
-//!   receive window shut while the reader holds, and is read in large batches anyway);
-//! - the client writes (what comes next may be the answer: an acknowledgement, a reply).
+//! So once reads keep finding a little waiting the moment the reader is free
+//! ([`HOT_STREAK`] in a row within [`HOT_GAP`], each emptying what was ready and bringing less
+//! than [`GATHER_MAX`] bytes, with nothing written in between), the reader lets the next
+//! frames gather for the configured hold before it reads again. It reads the moment frames
+//! arrive again as soon as
+//! - a read comes later than [`HOT_GAP`] (the stream paused);
+//! - a held read brings fewer than [`HELD_WORTH`] frames (so slow a stream that holding saves
+//!   next to nothing);
+//! - a read brings [`GATHER_MAX`] bytes or more, or stops at the batch limit with more ready
+//!   (a sender that fast would soon find the receive window shut while the reader holds, and
+//!   is read in large batches anyway);
+//! - the client writes (what comes next may be the answer);
+//! - the client awaits an answer: an acknowledgement, a subscription's, a namespace's
+//!   CONNECT — no hold starts until it has come.
 //!
 //! So a quiet link, or one where the client asks and the server answers, is read the moment
-//! frames arrive; only a stream the server pushes while the client listens waits, at most the
-//! hold (plus the runtime's timer tick), and is read about once per hold.
+//! frames arrive. Only a stream the server pushes while the client awaits nothing is held, at
+//! most the hold plus the runtime's timer tick (tokio's: 1 ms), and read about once per hold;
+//! an event that answers an emit made without an acknowledgement may wait that long.
 //!
 //! The thread itself may still be woken while frames gather: the socket stays registered
 //! with the runtime, which notes each arrival. Keeping it asleep (`SO_RCVLOWAT`) measured no
@@ -37,14 +42,26 @@ pub(crate) const HOT_GAP: Duration = Duration::from_micros(200);
 /// Wake-ups in a row that must find frames waiting before reads are held.
 pub(crate) const HOT_STREAK: u8 = 4;
 
-/// A held read that brings fewer frames than this ends holding: at that rate the reader
-/// would wake no more often without it.
+/// A held read that brings fewer frames than this ends holding: a stream that slow costs
+/// few reads either way, and each of its frames would wait for the hold.
 pub(crate) const HELD_WORTH: usize = 4;
 
 /// A read that brings this many bytes ends holding, or does not count towards it: an eighth
 /// of the receive buffer Linux starts a connection with (`tcp_rmem`'s default 128 KiB), so a
 /// hold does not shut the receive window on the sender.
 pub(crate) const GATHER_MAX: usize = 16 * 1024;
+
+/// What one batch read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Batch {
+    /// Frames read.
+    pub(crate) frames: usize,
+    /// Their payloads' bytes.
+    pub(crate) bytes: usize,
+    /// Whether it took everything that was ready (rather than stopping at the batch limit,
+    /// a full listener or the link's end).
+    pub(crate) emptied: bool,
+}
 
 /// The link's read pacing, and how often it read.
 #[derive(Debug)]
@@ -60,9 +77,9 @@ pub(crate) struct Pacing {
     until: Option<Instant>,
     /// The next read follows a hold.
     held: bool,
-    /// Batches read from every link so far: each a wake-up of the engine's thread.
+    /// Batches read from every link so far (each one or more frames, or the link's end).
     pub(crate) reads: u64,
-    /// Of those, the ones that followed a hold.
+    /// Of those, the ones that were the first after a hold.
     pub(crate) held_reads: u64,
 }
 
@@ -98,14 +115,17 @@ impl Pacing {
         self.until
     }
 
-    /// Time passed: a hold that is over ends. The reader is free from now, which may be well
-    /// after the hold's end (a timer fires on its runtime's next tick: tokio's are 1 ms).
-    pub(crate) fn on_timeout(&mut self, now: Instant) {
-        if self.until.is_some_and(|t| now >= t) {
+    /// Time passed: a hold that is over ends (true then). The reader is free from now, which
+    /// may be well after the hold's end (a timer fires on its runtime's next tick: tokio's
+    /// are 1 ms).
+    pub(crate) fn on_timeout(&mut self, now: Instant) -> bool {
+        let over = self.until.is_some_and(|t| now >= t);
+        if over {
             self.until = None;
             self.free_since = Some(now);
             self.held = true;
         }
+        over
     }
 
     /// Frames were written: what comes next may be their answer, which must not wait, so a
@@ -118,9 +138,9 @@ impl Pacing {
         }
     }
 
-    /// A batch of `frames` frames and `bytes` bytes was read, the first at `woke`, the last
-    /// handled at `ended`.
-    pub(crate) fn read(&mut self, woke: Instant, ended: Instant, frames: usize, bytes: usize) {
+    /// A batch was read: woken at `woke`, done at `ended`, as `read` says. `awaiting`: the
+    /// client awaits an answer, so no hold starts.
+    pub(crate) fn read(&mut self, woke: Instant, ended: Instant, read: Batch, awaiting: bool) {
         debug_assert!(self.until.is_none(), "the link was read during a hold");
         self.reads += 1;
         let held = std::mem::take(&mut self.held);
@@ -128,13 +148,14 @@ impl Pacing {
         let waiting = self
             .free_since
             .is_some_and(|free| woke.saturating_duration_since(free) < HOT_GAP);
-        let worth = !held || frames >= HELD_WORTH;
-        self.streak = if waiting && worth && bytes < GATHER_MAX {
+        let worth = !held || read.frames >= HELD_WORTH;
+        let small = read.emptied && read.bytes < GATHER_MAX;
+        self.streak = if waiting && worth && small {
             self.streak.saturating_add(1)
         } else {
             0
         };
-        if self.streak >= HOT_STREAK && !self.hold.is_zero() {
+        if self.streak >= HOT_STREAK && !awaiting && !self.hold.is_zero() {
             self.until = Some(ended + self.hold);
         }
         self.free_since = Some(ended);
@@ -165,8 +186,17 @@ mod tests {
         *clock += gap;
         let woke = *clock;
         *clock += Duration::from_micros(5);
-        p.read(woke, *clock, frames, frames * FRAME);
+        p.read(woke, *clock, emptied(frames), false);
         !p.may_read()
+    }
+
+    /// `frames` frames read, everything that was ready.
+    fn emptied(frames: usize) -> Batch {
+        Batch {
+            frames,
+            bytes: frames * FRAME,
+            emptied: true,
+        }
     }
 
     /// A pacing that holds now, after a busy stream's streak.
@@ -203,7 +233,7 @@ mod tests {
         clock = p.poll_timeout().unwrap() + Duration::from_micros(900);
         p.on_timeout(clock);
         assert!(p.may_read());
-        p.read(clock, clock + Duration::from_micros(5), 100, 100 * FRAME);
+        p.read(clock, clock + Duration::from_micros(5), emptied(100), false);
         assert!(!p.may_read(), "held again");
     }
 
@@ -235,7 +265,7 @@ mod tests {
     fn a_held_read_that_brings_few_frames_ends_holding() {
         let mut clock = Instant::now();
         let mut p = holding(&mut clock);
-        // A stream of about 2,000 events/s: two frames gathered in the hold.
+        // A stream of about 2,000 events/s: a few frames gathered in the hold.
         assert!(!batch(&mut p, &mut clock, Duration::ZERO, HELD_WORTH - 1));
         // Quick wake-ups that follow no hold count again from the start.
         for _ in 1..HOT_STREAK {
@@ -256,9 +286,47 @@ mod tests {
         }
         // One byte less counts.
         for _ in 0..HOT_STREAK {
-            p.read(clock + QUICK, clock + QUICK, 1, GATHER_MAX - 1);
+            let read = Batch {
+                bytes: GATHER_MAX - 1,
+                ..emptied(1)
+            };
+            p.read(clock + QUICK, clock + QUICK, read, false);
             clock += QUICK;
         }
+        assert!(!p.may_read());
+    }
+
+    #[test]
+    fn a_batch_cut_short_ends_holding_and_does_not_count() {
+        let mut clock = Instant::now();
+        let mut p = holding(&mut clock);
+        // 512 tiny frames, more ready: read on at once.
+        let cut = Batch {
+            frames: 512,
+            bytes: 512 * 10,
+            emptied: false,
+        };
+        clock = p.poll_timeout().unwrap();
+        p.on_timeout(clock);
+        for _ in 0..2 * HOT_STREAK {
+            p.read(clock, clock + QUICK, cut, false);
+            clock += QUICK;
+            assert!(p.may_read());
+        }
+    }
+
+    #[test]
+    fn no_hold_starts_while_an_answer_is_awaited() {
+        let mut p = Pacing::new(HOLD);
+        let mut clock = Instant::now();
+        for _ in 0..4 * HOT_STREAK {
+            clock += QUICK;
+            p.read(clock, clock + QUICK, emptied(5), true);
+            clock += QUICK;
+            assert!(p.may_read());
+        }
+        // Answered: the stream, still busy, is held at once.
+        p.read(clock + QUICK, clock + 2 * QUICK, emptied(5), false);
         assert!(!p.may_read());
     }
 
@@ -279,6 +347,16 @@ mod tests {
             assert!(!batch(&mut p, &mut clock, QUICK, 1));
         }
         assert!(batch(&mut p, &mut clock, QUICK, 1));
+    }
+
+    #[test]
+    fn on_timeout_says_whether_a_hold_ended() {
+        let mut clock = Instant::now();
+        let mut p = holding(&mut clock);
+        let until = p.poll_timeout().unwrap();
+        assert!(!p.on_timeout(until - Duration::from_nanos(1)));
+        assert!(p.on_timeout(until));
+        assert!(!p.on_timeout(until), "only once");
     }
 
     #[test]

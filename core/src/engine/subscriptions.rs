@@ -186,6 +186,11 @@ impl Subscriptions {
         (w.gating && !self.gating(&w.namespace)).then_some(w.namespace)
     }
 
+    /// Whether a subscription's acknowledgement is awaited.
+    pub(crate) fn awaits_acks(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
     /// The earliest acknowledgement deadline.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.waiting.values().map(|w| w.deadline).min()

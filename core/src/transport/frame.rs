@@ -16,16 +16,11 @@ pub enum Frame {
 
 impl Frame {
     /// Its payload's length in bytes.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Frame::Text(t) => t.len(),
             Frame::Binary(b) => b.len(),
         }
-    }
-
-    /// Whether its payload is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -248,10 +248,11 @@ class Client(Socket):
     the client inside ``async`` code when ``auth`` is a callable): an ``async`` one may
     await a token refresh, a plain one should return at once. Durations are in seconds.
 
-    ``read_hold`` (seconds; 0.001 by default, at most 0.01, 0 turns it off) is how long the
-    frames of a stream the server pushes may gather between reads once the reader keeps
-    finding them waiting: such a stream wakes the client about once per hold rather than
-    once per few events. A quiet link, and answers to what the client asks, are read at once.
+    ``read_hold`` (seconds; 0.001 by default, at most 0.01, rounded up to the runtime's 1 ms
+    timer tick; 0 turns it off) is how long the frames of a stream the server pushes may
+    gather between reads once the reader keeps finding them waiting: such a stream is read
+    about once per hold rather than every few events. No hold starts while an answer is
+    awaited (an ack, a subscription's, a namespace's CONNECT), and a write ends one.
 
     ``store_path`` keeps the outbox, subscriptions, seen ids and recovery sessions in a
     SQLite file (in memory without one); ``durability`` says what a commit survives and
@@ -349,11 +350,11 @@ class Client(Socket):
             dedup=dedup,
             max_event_age_ms=_ms(max_event_age),
             max_inbound_bytes=max_inbound_bytes,
-            read_hold_ms=_ms(read_hold),
             token_expired_event=token_expired_event,
             tls=tls,
             proxy=_ffi.ProxyConfig(url=proxy) if isinstance(proxy, str) else proxy,
             signals=signals,
+            read_hold_us=None if read_hold is None else max(0, round(read_hold * 1_000_000)),
         )
         self._provider = provider
         self._client = _ffi.Client(config, provider) if hub is None else hub._hub.client(config, provider)
