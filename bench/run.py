@@ -612,6 +612,11 @@ def render(results):
     def ratio(v, b, f="{:.2f}×"):
         return "–" if v is None or not b else f.format(v / b)
 
+    def per_event(client):
+        """The server's CPU per event on its `socket.emit` path, µs."""
+        cpu = m("in-emit", client, "server_cpu_s")
+        return None if cpu is None else cpu * 1e6 / c["n_emit"]
+
     def mib(kib):
         return "–" if kib is None else f"{kib / 1024:.1f} MiB"
 
@@ -943,6 +948,15 @@ def render(results):
             f"{fmt(m('radio-low', 'pulselink-schedule-off', 'active_fraction') and 100 * m('radio-low', 'pulselink-schedule-off', 'active_fraction'), '{:.0f} %')} "
             f"without it (each emit keeps the radio up)."]
           if ("radio-idle", "pulselink") in table else []),
+        *([f"- **The server's emit path:** over WebSocket Pulselink reads the server's "
+           f"`socket.emit`s at {fmt(m('in-emit', 'pulselink', 'events_per_sec'))}/s against "
+           f"socket.io-client's {fmt(m('in-emit', 'socket.io-client', 'events_per_sec'))}/s "
+           f"({ratio(m('in-emit', 'pulselink', 'events_per_sec'), m('in-emit', 'socket.io-client', 'events_per_sec'))}), "
+           f"the server spending {fmt(per_event('pulselink'), '{:.1f}')} µs of CPU per event "
+           f"against {fmt(per_event('socket.io-client'), '{:.1f}')}; with read pacing off "
+           f"(`pulselink-unheld`) {fmt(m('in-emit', 'pulselink-unheld', 'events_per_sec'))}/s "
+           f"and {fmt(per_event('pulselink-unheld'), '{:.1f}')} µs."]
+          if ("in-emit", "pulselink-unheld") in table else []),
         *([f"- **Proxy hop:** through tinyproxy inbound runs at "
             f"{ratio(m('in@proxy', 'pulselink', 'events_per_sec'), m('in@direct', 'pulselink', 'events_per_sec'))} "
             f"the direct rate ({fmt(m('in@proxy', 'pulselink', 'events_per_sec'))} against "
@@ -994,6 +1008,8 @@ def render(results):
             lambda cl: fmt(m("offline-rss", cl, "rss_growth_kib") and
                            m("offline-rss", cl, "rss_growth_kib") / 1024, "{:.1f}"), bold=True),
         row("reconnect after a 1 s outage, median / max ms", rec),
+        row("server `socket.emit` → client over WebSocket, events/s",
+            lambda cl: fmt(m("in-emit", cl, "events_per_sec"))),
         row("server `socket.emit` → client over HTTP long-polling, events/s",
             lambda cl: fmt(m("in-emit-polling", cl, "events_per_sec"))),
         "",
