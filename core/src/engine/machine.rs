@@ -906,9 +906,9 @@ mod tests {
         assert_eq!(texts(&m.take_actions()), ["40"]);
     }
 
-    #[test]
-    fn subscriptions_are_acknowledged_before_the_first_outbox_frame() {
-        let snapshot = Snapshot {
+    /// A store that holds one subscription, replayed on every join.
+    fn subscribed() -> Snapshot {
+        Snapshot {
             subscriptions: vec![StoredSubscription {
                 namespace: "/".into(),
                 event: "room:subscribe".into(),
@@ -916,20 +916,13 @@ mod tests {
                 unsubscribe: None,
             }],
             ..Snapshot::default()
-        };
-        let mut m = machine(snapshot, false);
-        link_up(&mut m);
-        join_main(&mut m);
-        let out = m.take_actions();
-        assert_eq!(m.state(), &State::Connected);
-        let frames = texts(&out);
-        assert_eq!(frames.len(), 1);
-        assert!(frames[0].starts_with("42") && frames[0].contains("room:subscribe"));
-        assert!(
-            !out.store.iter().any(|c| matches!(c, Cmd::Fetch { .. })),
-            "the outbox waits for the subscription's ack"
-        );
-        let id: u64 = frames[0][2..]
+        }
+    }
+
+    /// The server acknowledges the subscription `frame` (its replay, ack id and all); the
+    /// step is settled.
+    fn ack_subscription(m: &mut Machine, frame: &str) {
+        let id: u64 = frame[2..]
             .chars()
             .take_while(char::is_ascii_digit)
             .collect::<String>()
@@ -947,6 +940,23 @@ mod tests {
             },
         );
         m.settle(t0());
+    }
+
+    #[test]
+    fn subscriptions_are_acknowledged_before_the_first_outbox_frame() {
+        let mut m = machine(subscribed(), false);
+        link_up(&mut m);
+        join_main(&mut m);
+        let out = m.take_actions();
+        assert_eq!(m.state(), &State::Connected);
+        let frames = texts(&out);
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].starts_with("42") && frames[0].contains("room:subscribe"));
+        assert!(
+            !out.store.iter().any(|c| matches!(c, Cmd::Fetch { .. })),
+            "the outbox waits for the subscription's ack"
+        );
+        ack_subscription(&mut m, &frames[0]);
         let out = m.take_actions();
         let Some(Cmd::Fetch { id: fetch, .. }) = out.store.into_iter().last() else {
             panic!("acked: the outbox may flow")
@@ -1012,16 +1022,7 @@ mod tests {
 
     #[test]
     fn no_read_is_held_while_a_subscription_ack_is_awaited() {
-        let snapshot = Snapshot {
-            subscriptions: vec![StoredSubscription {
-                namespace: "/".into(),
-                event: "room:subscribe".into(),
-                args: r#"[{"roomId":"r1"}]"#.into(),
-                unsubscribe: None,
-            }],
-            ..Snapshot::default()
-        };
-        let mut m = machine(snapshot, false);
+        let mut m = machine(subscribed(), false);
         link_up(&mut m);
         // Not joined yet: the CONNECT's answer is awaited.
         let us = busy_reads(&mut m, 0, 10);
@@ -1030,24 +1031,7 @@ mod tests {
         let frames = texts(&m.take_actions());
         let us = busy_reads(&mut m, us, 10);
         assert!(m.may_read(), "the subscription's ack is awaited");
-        let id: u64 = frames[0][2..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .unwrap();
-        let reply = AckReply {
-            args: RawJson::validated("[]".into()),
-            attachments: vec![],
-        };
-        m.input(
-            t0(),
-            Input::Ack {
-                id,
-                reply: Ok(reply),
-            },
-        );
-        m.settle(t0());
+        ack_subscription(&mut m, &frames[0]);
         busy_reads(&mut m, us, 1);
         assert!(!m.may_read(), "answered: the busy stream is held");
     }
