@@ -1,12 +1,12 @@
 //! When to read the link again.
 //!
 //! A reader that keeps up with a busy stream reads every few frames, and each read has a
-//! price beyond its own: the kernel answers it with an ACK or a window update, and a sender
-//! that sees its last segment taken at once keeps sending small ones. Measured against the
-//! Node server's `socket.emit` path on this project's machine, a reader that read every five
-//! events cost the server more CPU per event than socket.io-client, whose slower JavaScript
-//! lets frames gather between reads; reading once a millisecond instead cut the segments on
-//! the wire by more than half and the ACKs the server handled to a small fraction.
+//! price beyond its own: the kernel may answer it with an ACK or a window update for the
+//! sender to handle. Measured against the Node server's `socket.emit` path on this project's
+//! machine (loopback), a reader that read every few events cost the server more CPU per
+//! event than socket.io-client, whose slower JavaScript lets frames gather between reads;
+//! reading about once a millisecond instead cut the TCP segments, both ways, by more than
+//! half and the ACKs the server handled to a small fraction.
 //!
 //! So once reads keep finding a little waiting the moment the reader is free
 //! ([`HOT_STREAK`] in a row within [`HOT_GAP`], each emptying what was ready and bringing less
@@ -36,10 +36,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// A wake-up this soon after the reader was free to read counts as finding frames waiting.
+/// A read this soon after the reader was free to read counts as finding frames waiting.
 pub(crate) const HOT_GAP: Duration = Duration::from_micros(200);
 
-/// Wake-ups in a row that must find frames waiting before reads are held.
+/// Reads in a row that must find frames waiting before reads are held.
 pub(crate) const HOT_STREAK: u8 = 4;
 
 /// A held read that brings fewer frames than this ends holding: a stream that slow costs
@@ -66,12 +66,12 @@ pub(crate) struct Batch {
 /// The link's read pacing, and how often it read.
 #[derive(Debug)]
 pub(crate) struct Pacing {
-    /// How long frames of a busy stream may gather; zero reads each wake-up at once.
+    /// How long frames of a busy stream may gather; zero never holds.
     hold: Duration,
     /// When the reader was last free to read: the end of its last batch, or of its hold (as
     /// the timer that ended it saw it).
     free_since: Option<Instant>,
-    /// Wake-ups in a row that found frames waiting.
+    /// Reads in a row that found frames waiting.
     streak: u8,
     /// Reads wait until then.
     until: Option<Instant>,
