@@ -612,10 +612,10 @@ def render(results):
     def ratio(v, b, f="{:.2f}×"):
         return "–" if v is None or not b else f.format(v / b)
 
-    def per_event(client):
-        """The server's CPU per event on its `socket.emit` path, µs."""
-        cpu = m("in-emit", client, "server_cpu_s")
-        return None if cpu is None else cpu * 1e6 / c["n_emit"]
+    def per_k(mode, client, key):
+        """Median CPU microseconds per event of `key` over a mode's runs."""
+        v = [r[key] * 1e6 / r["events"] for r in table.get((mode, client), []) if key in r]
+        return statistics.median(v) if v else None
 
     def mib(kib):
         return "–" if kib is None else f"{kib / 1024:.1f} MiB"
@@ -792,8 +792,7 @@ def render(results):
     for client in ["pulselink", "pulselink-unheld", "socket.io-client"]:
         ws = m("in-emit", client, "events_per_sec")
         lp = m("in-emit-polling", client, "events_per_sec")
-        us = lambda key: fmt(m("in-emit", client, key) and
-                             m("in-emit", client, key) * 1e6 / c["n_emit"], "{:.1f}")
+        us = lambda key: fmt(per_k("in-emit", client, key), "{:.1f}")
         reads = m("in-emit", client, "inbound_reads")
         per_read = (f"{fmt(c['n_emit'] / reads, '{:.0f}')} ({fmt(m('in-emit', client, 'held_reads'))})"
                     if reads else "–")
@@ -856,11 +855,6 @@ def render(results):
             f"{ratio(m('ack@mt', 'pulselink', 'p50_us'), m('ack@mt', 'rust_socketio', 'p50_us'))} (p50) |",
         ]
     if any("server_cpu_s" in r for r in results["runs"]):
-        def per_k(mode, client, key):
-            """Median CPU microseconds per emit of `key` over a mode's runs."""
-            v = [r[key] * 1e6 / r["events"] for r in table.get((mode, client), []) if key in r]
-            return statistics.median(v) if v else None
-
         def cpu(mode, client):
             a, b = per_k(mode, client, "client_cpu_s"), per_k(mode, client, "server_cpu_s")
             return "–" if a is None else f"{a:.1f} / {b:.1f}"
@@ -952,10 +946,10 @@ def render(results):
            f"`socket.emit`s at {fmt(m('in-emit', 'pulselink', 'events_per_sec'))}/s against "
            f"socket.io-client's {fmt(m('in-emit', 'socket.io-client', 'events_per_sec'))}/s "
            f"({ratio(m('in-emit', 'pulselink', 'events_per_sec'), m('in-emit', 'socket.io-client', 'events_per_sec'))}), "
-           f"the server spending {fmt(per_event('pulselink'), '{:.1f}')} µs of CPU per event "
-           f"against {fmt(per_event('socket.io-client'), '{:.1f}')}; with read pacing off "
+           f"the server spending {fmt(per_k('in-emit', 'pulselink', 'server_cpu_s'), '{:.1f}')} µs of CPU per event "
+           f"against {fmt(per_k('in-emit', 'socket.io-client', 'server_cpu_s'), '{:.1f}')}; with read pacing off "
            f"(`pulselink-unheld`) {fmt(m('in-emit', 'pulselink-unheld', 'events_per_sec'))}/s "
-           f"and {fmt(per_event('pulselink-unheld'), '{:.1f}')} µs."]
+           f"and {fmt(per_k('in-emit', 'pulselink-unheld', 'server_cpu_s'), '{:.1f}')} µs."]
           if ("in-emit", "pulselink-unheld") in table else []),
         *([f"- **Proxy hop:** through tinyproxy inbound runs at "
             f"{ratio(m('in@proxy', 'pulselink', 'events_per_sec'), m('in@direct', 'pulselink', 'events_per_sec'))} "

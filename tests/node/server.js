@@ -83,6 +83,13 @@ function authenticate(socket, next) {
 // A 116-byte event frame, pre-encoded once, for the throughput benchmark.
 const BLAST_EVENT = '42["metric:recorded",{"sessionId":"s_42","metric":"heart_rate","value":142,"unit":"bpm","ts":1732000000,"src":"hr"}]';
 
+// The TCP socket under a Socket.IO socket's WebSocket transport (null over polling), for
+// handlers that write pre-encoded frames themselves.
+function rawSocket(socket) {
+  const ws = socket.conn.transport.socket;
+  return ws ? ws._socket : null;
+}
+
 function wsFrame(text) {
   const payload = Buffer.from(text);
   if (payload.length >= 126) throw new Error("benchmark frame must stay under 126 bytes");
@@ -406,7 +413,7 @@ function handlers(socket) {
   // one burst.)
   socket.on("trickle", (count, gapMicros, ack) => {
     if (typeof ack !== "function") ack = () => {};
-    const raw = socket.conn.transport.socket && socket.conn.transport.socket._socket;
+    const raw = rawSocket(socket);
     if (!raw) return ack({ error: "not a websocket" });
     const one = wsFrame(BLAST_EVENT);
     const gap = BigInt(gapMicros) * 1000n;
@@ -430,7 +437,7 @@ function handlers(socket) {
   // measures the client, not the server's per-emit cost.
   socket.on("blast", (count, ack) => {
     if (typeof ack !== "function") ack = () => {};
-    const raw = socket.conn.transport.socket && socket.conn.transport.socket._socket;
+    const raw = rawSocket(socket);
     if (!raw) return ack({ error: "not a websocket" });
     const one = wsFrame(BLAST_EVENT);
     const chunkCount = Math.min(count, 4096);

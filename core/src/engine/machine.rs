@@ -563,11 +563,10 @@ impl Machine {
 
     /// When [`Machine::timeout`] is next needed.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        let due = self.deadline();
-        match self.pacing.poll_timeout() {
-            Some(hold) => Some(due.map_or(hold, |d| d.min(hold))),
-            None => due,
-        }
+        self.deadline()
+            .into_iter()
+            .chain(self.pacing.poll_timeout())
+            .min()
     }
 
     /// The earliest deadline of every component but pacing.

@@ -174,10 +174,16 @@ mod tests {
     /// Quick enough to count as finding frames waiting.
     const QUICK: Duration = Duration::from_micros(20);
 
-    /// Reads `frames` frames `gap` after the reader was free, each batch taking 5 µs, ending
-    /// any hold first the way the driver does (its timer fires at the hold's end). Returns
-    /// whether a hold followed.
-    fn batch(p: &mut Pacing, clock: &mut Instant, gap: Duration, frames: usize) -> bool {
+    /// Reads `read` `gap` after the reader was free, the batch taking 5 µs, ending any hold
+    /// first the way the driver does (its timer fires at the hold's end). Returns whether a
+    /// hold followed.
+    fn read_after(
+        p: &mut Pacing,
+        clock: &mut Instant,
+        gap: Duration,
+        read: Batch,
+        awaiting: bool,
+    ) -> bool {
         if let Some(t) = p.poll_timeout() {
             *clock = t;
             p.on_timeout(*clock);
@@ -186,8 +192,13 @@ mod tests {
         *clock += gap;
         let woke = *clock;
         *clock += Duration::from_micros(5);
-        p.read(woke, *clock, emptied(frames), false);
+        p.read(woke, *clock, read, awaiting);
         !p.may_read()
+    }
+
+    /// [`read_after`] of `frames` frames, everything that was ready, no answer awaited.
+    fn batch(p: &mut Pacing, clock: &mut Instant, gap: Duration, frames: usize) -> bool {
+        read_after(p, clock, gap, emptied(frames), false)
     }
 
     /// `frames` frames read, everything that was ready.
@@ -285,15 +296,14 @@ mod tests {
             assert!(!batch(&mut p, &mut clock, QUICK, many));
         }
         // One byte less counts.
-        for _ in 0..HOT_STREAK {
-            let read = Batch {
-                bytes: GATHER_MAX - 1,
-                ..emptied(1)
-            };
-            p.read(clock + QUICK, clock + QUICK, read, false);
-            clock += QUICK;
+        let under = Batch {
+            bytes: GATHER_MAX - 1,
+            ..emptied(1)
+        };
+        for _ in 1..HOT_STREAK {
+            assert!(!read_after(&mut p, &mut clock, QUICK, under, false));
         }
-        assert!(!p.may_read());
+        assert!(read_after(&mut p, &mut clock, QUICK, under, false));
     }
 
     #[test]
@@ -306,12 +316,9 @@ mod tests {
             bytes: 512 * 10,
             emptied: false,
         };
-        clock = p.poll_timeout().unwrap();
-        p.on_timeout(clock);
+        assert!(!read_after(&mut p, &mut clock, Duration::ZERO, cut, false));
         for _ in 0..2 * HOT_STREAK {
-            p.read(clock, clock + QUICK, cut, false);
-            clock += QUICK;
-            assert!(p.may_read());
+            assert!(!read_after(&mut p, &mut clock, QUICK, cut, false));
         }
     }
 
@@ -320,14 +327,10 @@ mod tests {
         let mut p = Pacing::new(HOLD);
         let mut clock = Instant::now();
         for _ in 0..4 * HOT_STREAK {
-            clock += QUICK;
-            p.read(clock, clock + QUICK, emptied(5), true);
-            clock += QUICK;
-            assert!(p.may_read());
+            assert!(!read_after(&mut p, &mut clock, QUICK, emptied(5), true));
         }
         // Answered: the stream, still busy, is held at once.
-        p.read(clock + QUICK, clock + 2 * QUICK, emptied(5), false);
-        assert!(!p.may_read());
+        assert!(read_after(&mut p, &mut clock, QUICK, emptied(5), false));
     }
 
     #[test]
