@@ -210,15 +210,21 @@ mod tests {
         }
     }
 
+    /// With no streak (after a pause, a write, or a read that does not count): `HOT_STREAK -
+    /// 1` quick reads of `read` leave the link to be read at once, the next is held.
+    fn assert_held_after_streak(p: &mut Pacing, clock: &mut Instant, read: Batch) {
+        for _ in 1..HOT_STREAK {
+            assert!(!read_after(p, clock, QUICK, read, false));
+        }
+        assert!(read_after(p, clock, QUICK, read, false));
+    }
+
     /// A pacing that holds now, after a busy stream's streak.
     fn holding(clock: &mut Instant) -> Pacing {
         let mut p = Pacing::new(HOLD);
         // The first read has nothing to compare with; then HOT_STREAK quick wake-ups.
         assert!(!batch(&mut p, clock, Duration::ZERO, 5));
-        for _ in 1..HOT_STREAK {
-            assert!(!batch(&mut p, clock, QUICK, 5));
-        }
-        assert!(batch(&mut p, clock, QUICK, 5));
+        assert_held_after_streak(&mut p, clock, emptied(5));
         p
     }
 
@@ -266,10 +272,7 @@ mod tests {
             assert!(!batch(&mut p, &mut clock, QUICK, 5));
         }
         assert!(!batch(&mut p, &mut clock, Duration::from_millis(2), 5));
-        for _ in 1..HOT_STREAK {
-            assert!(!batch(&mut p, &mut clock, QUICK, 5));
-        }
-        assert!(batch(&mut p, &mut clock, QUICK, 5));
+        assert_held_after_streak(&mut p, &mut clock, emptied(5));
     }
 
     #[test]
@@ -279,10 +282,7 @@ mod tests {
         // A stream of about 2,000 events/s: a few frames gathered in the hold.
         assert!(!batch(&mut p, &mut clock, Duration::ZERO, HELD_WORTH - 1));
         // Quick wake-ups that follow no hold count again from the start.
-        for _ in 1..HOT_STREAK {
-            assert!(!batch(&mut p, &mut clock, QUICK, 1));
-        }
-        assert!(batch(&mut p, &mut clock, QUICK, 1));
+        assert_held_after_streak(&mut p, &mut clock, emptied(1));
     }
 
     #[test]
@@ -300,10 +300,7 @@ mod tests {
             bytes: GATHER_MAX - 1,
             ..emptied(1)
         };
-        for _ in 1..HOT_STREAK {
-            assert!(!read_after(&mut p, &mut clock, QUICK, under, false));
-        }
-        assert!(read_after(&mut p, &mut clock, QUICK, under, false));
+        assert_held_after_streak(&mut p, &mut clock, under);
     }
 
     #[test]
@@ -346,10 +343,7 @@ mod tests {
             p.wrote();
         }
         // Nothing written for a streak: held again.
-        for _ in 1..HOT_STREAK {
-            assert!(!batch(&mut p, &mut clock, QUICK, 1));
-        }
-        assert!(batch(&mut p, &mut clock, QUICK, 1));
+        assert_held_after_streak(&mut p, &mut clock, emptied(1));
     }
 
     #[test]
