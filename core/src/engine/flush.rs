@@ -43,7 +43,7 @@ use crate::{
     protocol::{EventData, Rejection, Then, Wire},
     ratelimit::{Announced, Limiter},
     server_signals::ServerSignals,
-    store::{Cmd, Gone, NewEntry, Reply, Sending, StoredEntry, idempotency_key},
+    store::{Cmd, Gone, NewEntry, Reply, Sending, StoredEntry, write_idempotency_key},
     time::Now,
 };
 
@@ -117,6 +117,8 @@ pub(crate) struct Flush {
     in_flight: SeqMap<InFlight>,
     /// Written without an ack request; delivered once the write is flushed.
     written: Vec<u64>,
+    /// The key of the entry being written: one buffer, reused by every send.
+    key: String,
     /// Delivered, to be deleted from the store.
     delivered: Vec<u64>,
     /// Callers waiting for an ack, by sequence number, across links.
@@ -184,6 +186,7 @@ impl Flush {
             resume_at: None,
             in_flight: SeqMap::default(),
             written: Vec::new(),
+            key: String::new(),
             delivered: Vec::new(),
             waiters: SeqMap::default(),
             answers: Vec::new(),
@@ -594,14 +597,14 @@ impl Flush {
         link: &mut Link<'_>,
         out: &mut Actions,
     ) -> bool {
-        let key = idempotency_key(link.client_id, seq);
+        write_idempotency_key(&mut self.key, link.client_id, seq);
         let ack = want_ack.then_some(seq);
         // An entry awaiting its ack keeps its frames to send again; any other is encoded
         // straight into the step's frames, with no vector of its own.
         let mut kept = Vec::new();
         let frames = if want_ack { &mut kept } else { &mut out.frames };
         let before = frames.len();
-        let pushed = link.wire.push_event(frames, event, ack, Some(&key));
+        let pushed = link.wire.push_event(frames, event, ack, Some(&self.key));
         let count = frames.len() - before;
         if let Err(err) = pushed {
             frames.truncate(before);

@@ -12,12 +12,19 @@ use crate::{
 
 /// `<client id>-<seq>`: unique per store, stable across resends and restarts.
 pub(crate) fn idempotency_key(client_id: &str, seq: u64) -> String {
-    use std::fmt::Write;
-    // Sized once: `format!` would start from nothing and grow twice, on every send.
+    // Sized once: `format!` would start from nothing and grow twice.
     let mut key = String::with_capacity(client_id.len() + 21);
-    key.push_str(client_id);
-    let _ = write!(key, "-{seq}");
+    write_idempotency_key(&mut key, client_id, seq);
     key
+}
+
+/// [`idempotency_key`] into `buf`, which is cleared first: the engine writes every send's key
+/// into one buffer it keeps rather than allocating a key per send.
+pub(crate) fn write_idempotency_key(buf: &mut String, client_id: &str, seq: u64) {
+    use std::fmt::Write;
+    buf.clear();
+    buf.push_str(client_id);
+    let _ = write!(buf, "-{seq}");
 }
 
 /// Where the answer to a command goes.

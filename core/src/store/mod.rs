@@ -41,7 +41,7 @@ use self::{
 pub(crate) use self::{
     command::{
         Cmd, Departed, Fetched, Gone, NewEntry, Reply, Sending, StoreEvent, StoredEntry,
-        StoredSubscription, idempotency_key,
+        StoredSubscription, write_idempotency_key,
     },
     host::Host,
     schema::{SEQ_BLOCK, Snapshot},
@@ -108,25 +108,34 @@ impl Appends<'_> {
     /// their callers is answered: the engine lets callers number their own emits again only
     /// then (`Seqs::step_committed`), and a caller that heard its emit committed and emits
     /// again at once must not find numbering still closed.
-    pub(crate) fn commit_then(mut self, delivered: &[u64], settled: impl FnOnce()) {
+    pub(crate) fn commit_then(mut self, delivered: &[u64], settled: impl FnOnce()) -> Vec<Cmd> {
         let mut settled = Some(settled);
         self.run(delivered, &mut || {
             if let Some(f) = settled.take() {
                 f();
             }
         });
+        let mut spare = std::mem::take(&mut self.cmds);
+        spare.clear();
+        spare
     }
 
     fn run(&mut self, delivered: &[u64], settled: &mut dyn FnMut()) {
         if let Some(worker) = &self.store.here {
-            let mut skipped = Vec::new();
-            if !delivered.is_empty() {
-                let kept;
-                (skipped, kept) = std::mem::take(&mut self.cmds)
-                    .into_iter()
-                    .partition(|c| matches!(c, Cmd::Append { seq, .. } if delivered.contains(seq)));
-                self.cmds = kept;
-            }
+            // `delivered` comes in the appends' order, which is their numbers' order, so a
+            // search finds each; a scan stays correct should that ever change.
+            let sorted = delivered.is_sorted();
+            let was_delivered = |seq: &u64| match sorted {
+                true => delivered.binary_search(seq).is_ok(),
+                false => delivered.contains(seq),
+            };
+            let skipped: Vec<Cmd> = self
+                .cmds
+                .extract_if(
+                    ..,
+                    |c| matches!(c, Cmd::Append { seq, .. } if was_delivered(seq)),
+                )
+                .collect();
             if !self.cmds.is_empty() {
                 worker.run_then(&mut self.cmds, settled);
             }
@@ -242,27 +251,36 @@ impl Store {
     /// live. Reads, and writes the inbound path makes, stay on the store thread — except
     /// those only a later open reads (seen ids, recovery sessions), which a store in memory
     /// drops here.
-    pub(crate) fn post_all(&self, cmds: Vec<Cmd>) -> Appends<'_> {
-        let mut appends = Appends {
-            store: self,
-            cmds: Vec::new(),
-            later: Vec::new(),
+    pub(crate) fn post_all(&self, mut cmds: Vec<Cmd>) -> Appends<'_> {
+        let here = |cmd: &Cmd| {
+            self.here.is_some()
+                && matches!(
+                    cmd,
+                    Cmd::Append { .. } | Cmd::Delivered(_) | Cmd::Failed(_) | Cmd::SentLive(_)
+                )
         };
-        for cmd in cmds {
-            match cmd {
-                // Written for the next open, which a store in memory never has (see
-                // `memory`): not worth a wake-up of the store thread per inbound batch.
-                Cmd::Seen { .. } | Cmd::Recovery { .. } if self.in_memory => {}
-                Cmd::Append { .. } | Cmd::Delivered(_) | Cmd::Failed(_) | Cmd::SentLive(_)
-                    if self.here.is_some() =>
-                {
-                    appends.cmds.push(cmd)
-                }
-                cmd if appends.cmds.is_empty() => self.post(cmd),
-                cmd => appends.later.push(cmd),
+        // Written for the next open, which a store in memory never has (see `memory`): not
+        // worth a wake-up of the store thread per inbound batch.
+        let dropped =
+            |cmd: &Cmd| self.in_memory && matches!(cmd, Cmd::Seen { .. } | Cmd::Recovery { .. });
+        // What comes before the first of the engine's own writes is posted now, what follows
+        // it once they are committed. The writes stay in `cmds`, in order: a step's emits
+        // are moved once, not copied into a second vector.
+        let first = cmds.iter().position(here).unwrap_or(cmds.len());
+        for cmd in cmds.drain(..first) {
+            if !dropped(&cmd) {
+                self.post(cmd);
             }
         }
-        appends
+        let later = cmds
+            .extract_if(.., |c| !here(c))
+            .filter(|c| !dropped(c))
+            .collect();
+        Appends {
+            store: self,
+            cmds,
+            later,
+        }
     }
 
     /// Queues a command, waiting for room.
