@@ -16,7 +16,7 @@ use tokio::{
 use tracing::{debug, info};
 
 use super::{
-    actions::{ConnectWaiter, Credentials, End, LinkAction},
+    actions::{ConnectWaiter, Credentials, End, LinkAction, reuse},
     control::{Command, Outgoing},
     dial::dial,
     machine::Machine,
@@ -126,6 +126,9 @@ struct Io {
     credentials: Option<FuturesUnordered<CredentialsFuture>>,
     outgoing_open: bool,
     close_reply: Option<oneshot::Sender<()>>,
+    /// The frames being written. Its buffer and the machine's trade places every step, so
+    /// a stream of steps reuses two buffers rather than allocating one per step ([`reuse`]).
+    frames: Vec<Frame>,
 }
 
 impl Driver {
@@ -138,6 +141,7 @@ impl Driver {
             credentials: None,
             outgoing_open: true,
             close_reply: None,
+            frames: Vec::new(),
         };
         while self.perform(&mut io).await == Flow::Continue {
             // A turn of tokio's cooperative budget per step: the inboxes (futures-channel's)
@@ -247,6 +251,9 @@ impl Driver {
             }
             Wake::Outgoing(None) => io.outgoing_open = false,
             Wake::Outgoing(Some(o)) => {
+                // Room for the batch at once: the step's commands and frames would otherwise
+                // grow by doubling, copying every emit taken so far each time.
+                m.out.reserve_emits((self.outgoing.len() + 1).min(BATCH));
                 m.outgoing(now, o);
                 for _ in 1..BATCH {
                     if !self.store.has_room() {
@@ -368,7 +375,12 @@ impl Driver {
     /// only that write, boxed, is held across the wait: the step's other state would
     /// otherwise be part of every idle client's task (some 500 bytes of its 1.3 KiB).
     fn step_out<'a>(&mut self, io: &'a mut Io) -> (Written<'a>, Option<LinkAction>, Answers) {
-        let out = self.machine.take_actions();
+        let mut out = self.machine.take_actions();
+        // The step's frames go out from `io.frames`; the buffer written last step, emptied,
+        // is the machine's for the next.
+        std::mem::swap(&mut io.frames, &mut out.frames);
+        self.machine.out.frames = reuse(out.frames, io.frames.len());
+        let used = out.store.len();
         // The outbox's writes, committed here once the frames are written: a live entry's
         // frame leaves first, and one delivered by then needs no row.
         let appends = self.store.post_all(out.store);
@@ -380,14 +392,14 @@ impl Driver {
                 .get_or_insert_with(FuturesUnordered::new)
                 .push(self.credentials(ns, how));
         }
-        let frames = out.frames;
+        let frames = &mut io.frames;
         let mut write =
             io.transport
                 .as_mut()
                 .filter(|_| !frames.is_empty())
                 .map(|t| -> Pending<'a> {
                     Box::pin(async move {
-                        for f in frames {
+                        for f in frames.drain(..) {
                             t.feed(f).await?;
                         }
                         t.flush().await
@@ -410,7 +422,10 @@ impl Driver {
         };
         // Every number this step took is in the store then: callers may number theirs.
         let seqs = &self.machine.flush.seqs;
-        appends.commit_then(&delivered, || seqs.step_committed());
+        let spare = appends.commit_then(&delivered, || seqs.step_committed());
+        if self.machine.out.store.is_empty() {
+            self.machine.out.store = reuse(spare, used);
+        }
         // Answered once the step's deletions are committed: a caller that heard its ack
         // finds the entry gone from the outbox.
         for (caller, answer) in out.acks {

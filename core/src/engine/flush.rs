@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::{
-    actions::{AckTx, Actions, WaiterAnswer},
+    actions::{AckTx, Actions, WaiterAnswer, reuse},
     listeners::Listeners,
     namespaces::Namespaces,
     seq_map::{SeqMap, SeqSet},
@@ -644,9 +644,13 @@ impl Flush {
 
     /// What was written reached a healthy link: entries that asked no ack are delivered.
     pub(crate) fn flushed(&mut self, out: &mut Actions) {
-        for seq in std::mem::take(&mut self.written) {
-            self.deliver(seq, None);
+        let written = std::mem::take(&mut self.written);
+        for seq in &written {
+            self.deliver(*seq, None);
         }
+        // Kept for the next step's writes (see `reuse`).
+        let used = written.len();
+        self.written = reuse(written, used);
         self.post_delivered(out);
     }
 
