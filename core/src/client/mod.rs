@@ -9,7 +9,7 @@ mod shared;
 mod socket;
 mod stream;
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::{
     runtime::Handle,
@@ -40,6 +40,9 @@ use crate::{
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Shared>,
+    /// The main namespace's handle, kept so that an emit on it borrows one rather than
+    /// making one (two reference counts touched per emit, and a future that owns it).
+    main: Socket,
 }
 
 impl std::fmt::Debug for Client {
@@ -100,20 +103,20 @@ impl Client {
             notices.clone(),
             hub,
         );
-        Ok(Self {
-            inner: Arc::new(Shared {
-                commands: handles.commands,
-                outgoing: handles.outgoing,
-                store,
-                seqs: handles.seqs,
-                state: handles.state,
-                notices,
-                main,
-                config,
-                runtime,
-                app_epoch: Default::default(),
-            }),
-        })
+        let inner = Arc::new(Shared {
+            commands: handles.commands,
+            outgoing: handles.outgoing,
+            store,
+            seqs: handles.seqs,
+            state: handles.state,
+            notices,
+            main,
+            config,
+            runtime,
+            app_epoch: Default::default(),
+        });
+        let main = Socket::new(inner.clone(), inner.main.clone());
+        Ok(Self { inner, main })
     }
 
     /// The number its [`crate::Hub`] gave it (unique within the hub, in the order the hub
@@ -239,29 +242,34 @@ impl Client {
 
     /// The main namespace's handle.
     pub fn main_socket(&self) -> Socket {
-        Socket::new(self.inner.clone(), self.inner.main.clone())
+        self.main.clone()
     }
 
     /// Who is online in a room on the main namespace, kept current ([`Socket::presence`]).
     pub fn presence(&self, config: PresenceConfig) -> Presence {
-        self.main_socket().presence(config)
+        self.main.presence(config)
     }
 
     /// Emits on the main namespace, durably: when this returns Ok the event is in the store
     /// and will be delivered (at least once, in order, with its idempotency key) even across
     /// reconnects and, with a store file, an app restart. Waits only for the store's commit.
-    pub async fn emit(&self, event: &str, args: impl Into<Args>) -> Result<()> {
-        self.main_socket().emit(event, args).await
+    /// See [`Socket::emit`].
+    pub fn emit(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        self.main.emit(event, args)
     }
 
     /// Emits with a priority, TTL or coalescing key; returns the entry's outbox id.
-    pub async fn emit_with(
+    pub fn emit_with(
         &self,
         event: &str,
         args: impl Into<Args>,
         options: EmitOptions,
-    ) -> Result<u64> {
-        self.main_socket().emit_with(event, args, options).await
+    ) -> impl Future<Output = Result<u64>> + Send {
+        self.main.emit_with(event, args, options)
     }
 
     /// Emits on the main namespace durably and waits for the server's acknowledgement.
@@ -273,7 +281,7 @@ impl Client {
         args: impl Into<Args>,
         timeout: Duration,
     ) -> Result<AckReply> {
-        self.main_socket().emit_with_ack(event, args, timeout).await
+        self.main.emit_with_ack(event, args, timeout).await
     }
 
     /// [`Client::emit_with_ack`] with a priority or a TTL; see
@@ -285,7 +293,7 @@ impl Client {
         options: EmitOptions,
         timeout: Duration,
     ) -> Result<AckReply> {
-        self.main_socket()
+        self.main
             .emit_with_ack_options(event, args, options, timeout)
             .await
     }
@@ -294,7 +302,7 @@ impl Client {
     /// drops it (returns `false`). Never stored: for telemetry where only the latest value
     /// matters and losing one is fine.
     pub fn emit_volatile(&self, event: &str, args: impl Into<Args>) -> Result<bool> {
-        self.main_socket().emit_volatile(event, args)
+        self.main.emit_volatile(event, args)
     }
 
     /// Declares a subscription on the main namespace: `event` with `args` is sent on every
@@ -307,13 +315,13 @@ impl Client {
         args: impl Into<Args>,
         unsubscribe: Option<&str>,
     ) -> Result<()> {
-        self.main_socket().subscribe(event, args, unsubscribe).await
+        self.main.subscribe(event, args, unsubscribe).await
     }
 
     /// Removes a subscription made with [`Client::subscribe`] and, if it named an unsubscribe
     /// event, emits that (durably) with the same arguments.
     pub async fn unsubscribe(&self, event: &str, args: impl Into<Args>) -> Result<()> {
-        self.main_socket().unsubscribe(event, args).await
+        self.main.unsubscribe(event, args).await
     }
 
     /// The durable outbox: size, contents, removal.
@@ -366,7 +374,7 @@ impl Client {
     /// Calls `handler` for each inbound event named `event` on the main namespace, on a task
     /// of the client's runtime. Stops when the returned handle is cancelled or dropped.
     pub fn on(&self, event: &str, handler: impl FnMut(Event) + Send + 'static) -> ListenerHandle {
-        self.main_socket().on(event, handler)
+        self.main.on(event, handler)
     }
 
     /// Calls `handler` for every inbound event (socket.io-client's `onAny`).

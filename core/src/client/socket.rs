@@ -1,8 +1,9 @@
 //! One namespace on a client's connection (socket.io-client's `Socket`): every call that
 //! names a namespace — emitting, subscribing, listening — is made here.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
+use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
 use super::{
@@ -12,7 +13,7 @@ use super::{
 use crate::{
     args::{AckReply, Args},
     codec::json::RawJson,
-    engine::{AckTx, Command, Interest, Outgoing, Refused},
+    engine::{AckTx, Command, Interest, Outgoing, Queued, Refused},
     error::{Error, Result},
     event::{Event, State},
     outbox::EmitOptions,
@@ -58,20 +59,31 @@ impl Socket {
     /// reconnects and, with a store file, an app restart — or it was delivered already (written
     /// to a healthy connection before its commit would have started, so it needed no row).
     /// Waits only for that commit or delivery.
-    pub async fn emit(&self, event: &str, args: impl Into<Args>) -> Result<()> {
+    ///
+    /// The arguments are converted when this is called; nothing is checked or handed over
+    /// until the future is first polled.
+    pub fn emit(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+    ) -> impl Future<Output = Result<()>> + Send {
         let opts = EmitOptions::default();
-        self.emit_in(event, args.into(), opts, None).await.map(drop)
+        self.emit_in(event, args.into(), opts, None)
+            .map(|r| r.map(drop))
     }
 
     /// Emits with a priority, TTL, coalescing key or confirmation; returns the entry's outbox
-    /// id.
-    pub async fn emit_with(
+    /// id. Like [`Socket::emit`], converts the arguments when called.
+    pub fn emit_with(
         &self,
         event: &str,
         args: impl Into<Args>,
         options: EmitOptions,
-    ) -> Result<u64> {
-        self.emit_in(event, args.into(), options, None).await
+    ) -> impl Future<Output = Result<u64>> + Send {
+        // Not an `async fn`: its future would hold the arguments twice over (the caller's
+        // value, and what `emit_in` holds), some 900 bytes that a batch of emits in flight
+        // (`FuturesUnordered`, `join_all`) allocates and copies per emit.
+        self.emit_in(event, args.into(), options, None)
     }
 
     /// Emits durably and waits for the server's acknowledgement. Resolves exactly once: the
@@ -243,7 +255,8 @@ impl Socket {
         options: EmitOptions,
         waiter: Option<AckTx>,
     ) -> Result<u64> {
-        let committed = self.send_emit(event, args, options, waiter).await?;
+        let offered = self.offer(event, args, options, waiter)?;
+        let committed = self.hand_over(offered).await?;
         committed.await.map_err(|_| Error::Closed)?
     }
 
@@ -256,6 +269,36 @@ impl Socket {
         options: EmitOptions,
         waiter: Option<AckTx>,
     ) -> Result<oneshot::Receiver<Result<u64>>> {
+        let offered = self.offer(event, args, options, waiter)?;
+        self.hand_over(offered).await
+    }
+
+    /// Waits for room for an emit the queue had none for. Apart from building the entry
+    /// ([`Socket::offer`], a plain function), so that an emit's future holds only this wait,
+    /// not the entry's parts as well.
+    async fn hand_over(&self, offered: Offered<'_>) -> Result<oneshot::Receiver<Result<u64>>> {
+        match offered {
+            Offered::Queued(rx) => Ok(rx),
+            Offered::Full { emit, queued, rx } => {
+                self.shared
+                    .outgoing
+                    .send(emit)
+                    .await
+                    .map_err(|_| Error::Closed)?;
+                queued.sent();
+                Ok(rx)
+            }
+        }
+    }
+
+    /// Checks and builds a durable emit and queues it for the engine if there is room.
+    fn offer(
+        &self,
+        event: &str,
+        args: Args,
+        options: EmitOptions,
+        waiter: Option<AckTx>,
+    ) -> Result<Offered<'_>> {
         self.check(event, &args, &options, waiter.is_some())?;
         let entry = self.entry(event, args, options, waiter.is_some());
         let (reply, rx) = oneshot::channel();
@@ -271,16 +314,14 @@ impl Socket {
         // cooperative budget, and once it runs out (128 operations in one task) the send
         // yields and the emits that app polls together (`join_all`, `FuturesUnordered`)
         // would reach the engine — and be numbered — out of the order they were made.
-        let sent = match self.shared.outgoing.try_send(emit) {
-            Ok(()) => Ok(()),
-            Err(Refused::Full(emit)) => self.shared.outgoing.send(emit).await.map_err(drop),
-            Err(Refused::Closed(_)) => Err(()),
-        };
-        if sent.is_err() {
-            return Err(Error::Closed);
+        match self.shared.outgoing.try_send(emit) {
+            Ok(()) => {
+                queued.sent();
+                Ok(Offered::Queued(rx))
+            }
+            Err(Refused::Full(emit)) => Ok(Offered::Full { emit, queued, rx }),
+            Err(Refused::Closed(_)) => Err(Error::Closed),
         }
-        queued.sent();
-        Ok(rx)
     }
 
     /// Declares a subscription: `event` with `args` is sent on every connect (and now, if
@@ -379,5 +420,42 @@ impl Socket {
     /// Leaves the namespace (and stops rejoining it on reconnect).
     pub fn leave(&self) -> Result<()> {
         self.shared.send(Command::Leave(self.namespace.clone()))
+    }
+}
+
+/// A durable emit offered to the engine's queue.
+enum Offered<'a> {
+    /// Queued; the receiver hears the commit.
+    Queued(oneshot::Receiver<Result<u64>>),
+    /// The queue was full: `emit` waits for room, counted as queued meanwhile.
+    Full {
+        emit: Outgoing,
+        queued: Queued<'a>,
+        rx: oneshot::Receiver<Result<u64>>,
+    },
+}
+
+/// The most an emit's future may take, in bytes: an app with emits in flight
+/// (`FuturesUnordered`, `join_all`, spawned tasks) allocates and moves one per emit.
+#[cfg(test)]
+const MAX_EMIT_FUTURE: usize = 512;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ClientConfig, client::Client};
+
+    #[tokio::test]
+    async fn an_emits_future_stays_small() {
+        let client = Client::new(ClientConfig::new("http://127.0.0.1:9").unwrap()).unwrap();
+        let value = serde_json::json!({"metric": "heart_rate", "value": 142});
+        let emit = client.emit("metric", value.clone());
+        let emit_with = client.emit_with("metric", value, EmitOptions::default());
+        let sizes = [size_of_val(&emit), size_of_val(&emit_with)];
+        assert!(
+            sizes.iter().all(|s| *s <= MAX_EMIT_FUTURE),
+            "{sizes:?} bytes"
+        );
+        client.close().await;
     }
 }

@@ -60,7 +60,7 @@ pub(crate) use self::{
     listeners::{Interest, Listener},
     prepared::Prepared,
     queue::{QueueTx, Refused},
-    seqs::Seqs,
+    seqs::{Queued, Seqs},
 };
 use self::{driver::Driver, machine::Machine};
 use crate::{
