@@ -435,8 +435,9 @@ enum Offered<'a> {
     },
 }
 
-/// The most an emit's future may take, in bytes: an app with emits in flight
-/// (`FuturesUnordered`, `join_all`, spawned tasks) allocates and moves one per emit.
+/// The most the future of `emit` or `emit_with` may take, in bytes: an app with emits in
+/// flight (`FuturesUnordered`, `join_all`, spawned tasks) allocates and moves one per emit.
+/// (`emit_with_ack`'s holds a timer as well, and is not bound by it.)
 #[cfg(test)]
 const MAX_EMIT_FUTURE: usize = 512;
 

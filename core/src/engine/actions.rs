@@ -54,12 +54,6 @@ impl Actions {
             && self.acks.is_empty()
     }
 
-    /// Makes room for `n` emits' store commands and frames (one each, as most emits need).
-    pub(crate) fn reserve_emits(&mut self, n: usize) {
-        self.store.reserve(n);
-        self.frames.reserve(n);
-    }
-
     /// Asks the driver to end the link (the first decision wins: it is the cause).
     pub(crate) fn end(&mut self, end: End) {
         if !matches!(self.link, Some(LinkAction::End(_) | LinkAction::Exit)) {
@@ -148,47 +142,47 @@ pub(crate) enum After {
     Exit,
 }
 
-/// `spare`, emptied, if its room suits steps like the last one, which used `used` of it.
+/// `spare`, emptied, kept for the next step if the last one, which used `used` of it, was
+/// part of a stream and needed most of its room; otherwise let go.
 ///
-/// A stream of emits makes steps of hundreds of commands and frames; a vector that started
+/// A stream of emits makes steps of tens to hundreds of commands each; a vector that started
 /// empty every step would grow by doubling each time, and glibc serves each growth past
-/// 1 KiB by first merging every small block freed meanwhile (`malloc_consolidate`): a few
-/// percent of an emit's CPU. A buffer much larger than the last step needed is let go, so a
-/// hub's client that once sent a burst holds its room only until its next small step (a
-/// heartbeat's, at the latest).
+/// 1 KiB by first merging every small block freed meanwhile (`malloc_consolidate`). A small
+/// step keeps nothing, so an idle client (a hub holds thousands) holds no buffer: a heartbeat
+/// lets go of what a burst left.
 pub(crate) fn reuse<T>(mut spare: Vec<T>, used: usize) -> Vec<T> {
-    spare.clear();
-    if spare.capacity() > KEPT_ROOM.max(used.saturating_mul(4)) {
+    if used < STREAM_STEP || spare.capacity() > used.saturating_mul(4) {
         return Vec::new();
     }
+    spare.clear();
     spare
 }
 
-/// Room any step's buffer may keep, however little the last step used.
-const KEPT_ROOM: usize = 16;
+/// The fewest items a step must have used for its buffer to be kept.
+const STREAM_STEP: usize = 8;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_buffer_is_kept_emptied_while_steps_need_its_room_and_let_go_after() {
+    fn a_buffer_is_kept_emptied_while_a_stream_needs_its_room_and_let_go_after() {
         let spare: Vec<u64> = (0..200).collect();
         let room = spare.capacity();
         let kept = reuse(spare, 100);
         assert!(kept.is_empty(), "kept emptied");
         assert_eq!(kept.capacity(), room, "kept for a step of half its room");
-        let small: Vec<u64> = Vec::with_capacity(KEPT_ROOM);
-        assert_eq!(
-            reuse(small, 0).capacity(),
-            KEPT_ROOM,
-            "a small one is always kept"
-        );
         let let_go = reuse(kept, room / 4 - 1);
         assert_eq!(
             let_go.capacity(),
             0,
             "let go after a step that needed under a quarter"
+        );
+        let small: Vec<u64> = Vec::with_capacity(STREAM_STEP);
+        assert_eq!(
+            reuse(small, STREAM_STEP - 1).capacity(),
+            0,
+            "a small step keeps nothing"
         );
     }
 }

@@ -59,9 +59,10 @@ pub(crate) enum Command {
     Shutdown,
 }
 
-/// An emit on its way to the engine. A bounded channel carries these, read while the store
-/// has room: a fast emitter waits rather than growing memory. Their bodies are boxed: the
-/// channel allocates its slots 32 at a time with the client, and a hub holds thousands.
+/// An emit on its way to the engine. The emit queue (`queue.rs`) carries these, read while
+/// the store has room: a fast emitter waits rather than growing memory. Their bodies are
+/// boxed: the queue's channel holds one empty node of this type per client even idle, and a
+/// hub holds thousands.
 pub(crate) enum Outgoing {
     /// Stored before the caller hears back on `reply`; `waiter` hears the acknowledgement.
     Durable {

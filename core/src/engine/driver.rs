@@ -126,9 +126,6 @@ struct Io {
     credentials: Option<FuturesUnordered<CredentialsFuture>>,
     outgoing_open: bool,
     close_reply: Option<oneshot::Sender<()>>,
-    /// The frames being written. Its buffer and the machine's trade places every step, so
-    /// a stream of steps reuses two buffers rather than allocating one per step ([`reuse`]).
-    frames: Vec<Frame>,
 }
 
 impl Driver {
@@ -141,7 +138,6 @@ impl Driver {
             credentials: None,
             outgoing_open: true,
             close_reply: None,
-            frames: Vec::new(),
         };
         while self.perform(&mut io).await == Flow::Continue {
             // A turn of tokio's cooperative budget per step: the inboxes (futures-channel's)
@@ -251,9 +247,6 @@ impl Driver {
             }
             Wake::Outgoing(None) => io.outgoing_open = false,
             Wake::Outgoing(Some(o)) => {
-                // Room for the batch at once: the step's commands and frames would otherwise
-                // grow by doubling, copying every emit taken so far each time.
-                m.out.reserve_emits((self.outgoing.len() + 1).min(BATCH));
                 m.outgoing(now, o);
                 for _ in 1..BATCH {
                     if !self.store.has_room() {
@@ -375,11 +368,7 @@ impl Driver {
     /// only that write, boxed, is held across the wait: the step's other state would
     /// otherwise be part of every idle client's task (some 500 bytes of its 1.3 KiB).
     fn step_out<'a>(&mut self, io: &'a mut Io) -> (Written<'a>, Option<LinkAction>, Answers) {
-        let mut out = self.machine.take_actions();
-        // The step's frames go out from `io.frames`; the buffer written last step, emptied,
-        // is the machine's for the next.
-        std::mem::swap(&mut io.frames, &mut out.frames);
-        self.machine.out.frames = reuse(out.frames, io.frames.len());
+        let out = self.machine.take_actions();
         let used = out.store.len();
         // The outbox's writes, committed here once the frames are written: a live entry's
         // frame leaves first, and one delivered by then needs no row.
@@ -392,14 +381,14 @@ impl Driver {
                 .get_or_insert_with(FuturesUnordered::new)
                 .push(self.credentials(ns, how));
         }
-        let frames = &mut io.frames;
+        let frames = out.frames;
         let mut write =
             io.transport
                 .as_mut()
                 .filter(|_| !frames.is_empty())
                 .map(|t| -> Pending<'a> {
                     Box::pin(async move {
-                        for f in frames.drain(..) {
+                        for f in frames {
                             t.feed(f).await?;
                         }
                         t.flush().await
@@ -422,10 +411,14 @@ impl Driver {
         };
         // Every number this step took is in the store then: callers may number theirs.
         let seqs = &self.machine.flush.seqs;
-        let spare = appends.commit_then(&delivered, || seqs.step_committed());
-        if self.machine.out.store.is_empty() {
-            self.machine.out.store = reuse(spare, used);
-        }
+        // The step's command vector, kept for the next step's while a stream lasts (see
+        // `reuse`), with whatever the machine asked for since (`written`'s deliveries).
+        let mut kept = reuse(
+            appends.commit_then(&delivered, || seqs.step_committed()),
+            used,
+        );
+        kept.append(&mut self.machine.out.store);
+        self.machine.out.store = kept;
         // Answered once the step's deletions are committed: a caller that heard its ack
         // finds the entry gone from the outbox.
         for (caller, answer) in out.acks {

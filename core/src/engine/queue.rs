@@ -17,14 +17,13 @@ use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError};
 /// A queue with room for `room` items.
 pub(crate) fn queue<T>(room: usize) -> (QueueTx<T>, QueueRx<T>) {
     let (tx, rx) = unbounded();
-    let capacity = room;
-    let room = Arc::new(Semaphore::new(capacity));
+    let room = Arc::new(Semaphore::new(room));
     (
         QueueTx {
             tx,
             room: room.clone(),
         },
-        QueueRx { rx, room, capacity },
+        QueueRx { rx, room },
     )
 }
 
@@ -107,7 +106,6 @@ impl<T> Reserved<'_, T> {
 pub(crate) struct QueueRx<T> {
     rx: UnboundedReceiver<T>,
     room: Arc<Semaphore>,
-    capacity: usize,
 }
 
 impl<T> QueueRx<T> {
@@ -125,13 +123,6 @@ impl<T> QueueRx<T> {
         let item = self.rx.try_recv().ok()?;
         self.room.add_permits(1);
         Some(item)
-    }
-
-    /// About how many items are queued: the room taken, which counts an item from when its
-    /// sender took room until it is received (a sender between the two is counted early).
-    /// For sizing what a batch of them will need, not for deciding whether one is there.
-    pub(crate) fn len(&self) -> usize {
-        self.capacity.saturating_sub(self.room.available_permits())
     }
 
     /// Refuses further items; those queued can still be taken.
@@ -158,7 +149,6 @@ mod tests {
         let (tx, mut rx) = queue(2);
         tx.try_send(1).unwrap();
         tx.send(2).await.unwrap();
-        assert_eq!(rx.len(), 2);
         assert!(matches!(tx.try_send(3), Err(Refused::Full(3))));
         assert!(tx.try_reserve().is_none(), "no room to reserve");
         let mut waiting = std::pin::pin!(tx.send(3));
@@ -171,10 +161,8 @@ mod tests {
             "room given back on receipt"
         );
         assert_eq!(rx.try_recv(), Some(2));
-        assert_eq!(rx.len(), 1);
         assert_eq!(rx.try_recv(), Some(3));
         assert_eq!(rx.try_recv(), None);
-        assert_eq!(rx.len(), 0);
     }
 
     #[tokio::test]

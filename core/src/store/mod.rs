@@ -108,6 +108,8 @@ impl Appends<'_> {
     /// their callers is answered: the engine lets callers number their own emits again only
     /// then (`Seqs::step_committed`), and a caller that heard its emit committed and emits
     /// again at once must not find numbering still closed.
+    ///
+    /// Returns the step's vector of commands, emptied, for the next step to reuse.
     pub(crate) fn commit_then(mut self, delivered: &[u64], settled: impl FnOnce()) -> Vec<Cmd> {
         let mut settled = Some(settled);
         self.run(delivered, &mut || {
