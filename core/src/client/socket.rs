@@ -118,9 +118,8 @@ impl Socket {
         // trip for an app whose calls run in `block_on`. It is read only when the entry was
         // dropped unanswered, to say why (a full disk, say): the store replies before it
         // tells the engine, so the reason is there by then.
-        let committed = self
-            .send_emit(event, args.into(), options, Some(tx))
-            .await?;
+        let offered = self.offer(event, args.into(), options, Some(tx))?;
+        let committed = self.hand_over(offered).await?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => match committed.await {
@@ -260,22 +259,10 @@ impl Socket {
         committed.await.map_err(|_| Error::Closed)?
     }
 
-    /// Hands a durable emit to the engine; the receiver hears its number once it is
-    /// committed (or why it was not).
-    async fn send_emit(
-        &self,
-        event: &str,
-        args: Args,
-        options: EmitOptions,
-        waiter: Option<AckTx>,
-    ) -> Result<oneshot::Receiver<Result<u64>>> {
-        let offered = self.offer(event, args, options, waiter)?;
-        self.hand_over(offered).await
-    }
-
-    /// Waits for room for an emit the queue had none for. Apart from building the entry
-    /// ([`Socket::offer`], a plain function), so that an emit's future holds only this wait,
-    /// not the entry's parts as well.
+    /// Hands an offered emit to the engine, waiting for room if the queue had none; the
+    /// receiver hears its number once it is committed (or why it was not). Apart from
+    /// building the entry ([`Socket::offer`], a plain function), so that an emit's future
+    /// holds only this wait, not the entry's parts as well.
     async fn hand_over(&self, offered: Offered<'_>) -> Result<oneshot::Receiver<Result<u64>>> {
         match offered {
             Offered::Queued(rx) => Ok(rx),
