@@ -39,9 +39,11 @@ PY_CLIENTS = ("pulselink-py", "python-socketio")
 
 
 class Server:
-    """tests/node/server.js, killable and restartable on the same port."""
+    """tests/node/server.js (or another of its test servers, `script`, which prints the same
+    "listening PORT" line), killable and restartable on the same port."""
 
-    def __init__(self):
+    def __init__(self, script="server.js"):
+        self.script = script
         self.proc = None
         self.port = 0
 
@@ -49,7 +51,7 @@ class Server:
         env = {**os.environ, "PORT": str(self.port)}
         for _ in range(100):
             self.proc = subprocess.Popen(
-                ["node", str(NODE_DIR / "server.js")], env=env, stdout=subprocess.PIPE, text=True
+                ["node", str(NODE_DIR / self.script)], env=env, stdout=subprocess.PIPE, text=True
             )
             line = self.proc.stdout.readline()
             if line.startswith("listening "):
@@ -73,6 +75,11 @@ class Server:
     @property
     def url(self):
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self):
+        """The envelope server's endpoint."""
+        return f"ws://127.0.0.1:{self.port}/ws"
 
 
 RADIO = [("radio-idle", "pulselink"), ("radio-idle", "socket.io-client"), ("radio-low", "pulselink"),
@@ -284,6 +291,8 @@ def run_client_on(client, mode, url, n, env, cpu=None, server_pid=None):
     the server used meanwhile (`server_cpu_s`)."""
     if client == "socket.io-client":
         cmd = ["node", str(BENCH / "node" / "sioclient.js"), mode, url, str(n)]
+    elif client == "ws":
+        cmd = ["node", str(BENCH / "node" / "envclient.js"), mode, url, str(n)]
     elif client == "tcp-floor":
         cmd = ["node", str(BENCH / "node" / "tcpfloor.js"), str(n)]
     elif client in PY_CLIENTS:
@@ -508,6 +517,20 @@ def measure(quick, reps):
                 r = run_client(client, mode, server.url, n, runtime="multi", server=server)
                 results["runs"].append(r)
                 print(f"  {r['mode']:4} {client:17} {json.dumps(r)}", file=sys.stderr)
+
+    # JSON envelopes over a plain WebSocket, against the envelope test server, beside a client
+    # written directly on the `ws` package: one interleaved group.
+    envelope = Server("envelope-server.js")
+    envelope.start()
+    try:
+        for rep in range(reps):
+            for mode, n in [("env-in", n_in), ("env-out", n_out), ("env-ack", n_ack)]:
+                for client in ["pulselink", "ws"]:
+                    r = run_client(client, mode, envelope.ws_url, n, server=envelope)
+                    results["runs"].append(r)
+                    print(f"  {mode:7} {client:17} {json.dumps(r)}", file=sys.stderr)
+    finally:
+        envelope.kill()
 
     # Where the client runs relative to the server: a round trip wakes a thread on each side,
     # and waking one on the other CPU of this virtual machine costs tens of microseconds
@@ -798,6 +821,34 @@ def render(results):
                     if reads else "–")
         lines.append(f"| {client} | {fmt(ws)} | {us('client_cpu_s')} / {us('server_cpu_s')} | "
                      f"{per_read} | {fmt(lp)} | {ratio(lp, ws, '{:.2f}')} |")
+    if ("env-in", "pulselink") in table:
+        lines += [
+            "",
+            "JSON envelopes over a plain WebSocket, against the envelope test server "
+            "(`tests/node/envelope-server.js`, the `ws` package): Pulselink beside a client "
+            "written directly on `ws` (`bench/node/envclient.js`: it parses every message, gives "
+            "each it sends an id and a timestamp, correlates responses by `requestId`; no outbox, "
+            "no de-duplication). in: the server writes pre-encoded envelopes, each with an id of "
+            "its own (Pulselink de-duplicates by it); out: Pulselink's emits 256 in flight, "
+            "committed to its in-memory outbox; ack: a request and its response. CPU per event: "
+            "the client process's (start to exit).",
+            "",
+            "| client | in events/s | out events/s | CPU µs per event (in / out), client "
+            "| ack p50 / p99 µs | peak RSS MiB (in) |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for client in ["pulselink", "ws"]:
+            us = lambda mode: fmt(per_k(mode, client, "client_cpu_s"), "{:.1f}")
+            rss = m("env-in", client, "peak_rss_kib")
+            lines.append(
+                f"| {client} | {fmt(m('env-in', client, 'events_per_sec'))} | "
+                f"{fmt(m('env-out', client, 'events_per_sec'))} | {us('env-in')} / {us('env-out')} | "
+                f"{pair('env-ack', 'p50_us', 'p99_us', '{:.0f}')(client)} | "
+                f"{fmt(rss and rss / 1024, '{:.1f}')} |")
+        ratios = [ratio(m(mode, "pulselink", key), m(mode, "ws", key))
+                  for mode, key in [("env-in", "events_per_sec"), ("env-out", "events_per_sec"),
+                                    ("env-ack", "p50_us"), ("env-ack", "p99_us")]]
+        lines.append(f"| Pulselink / ws | {ratios[0]} | {ratios[1]} | | {ratios[2]} / {ratios[3]} | |")
     if ("radio-idle", "pulselink") in table:
         secs = c["radio_secs"]
         heartbeat = 3600 / 25  # one wake-up per default pingInterval (25 s)
@@ -922,6 +973,14 @@ def render(results):
         f"{fmt(ack('pulselink', 'p99_us'), '{:.0f}')} µs) against {fmt(ack('socket.io-client'), '{:.0f}')} µs "
         f"for socket.io-client, {fmt(ack('rust_socketio'), '{:.0f}')} µs for rust_socketio and a "
         f"TCP floor of {fmt(ack('tcp-floor'), '{:.0f}')} µs.",
+        *([f"- **JSON envelopes:** against a client written directly on `ws`, Pulselink receives "
+           f"{fmt(m('env-in', 'pulselink', 'events_per_sec'))} events/s "
+           f"({ratio(m('env-in', 'pulselink', 'events_per_sec'), m('env-in', 'ws', 'events_per_sec'))}), "
+           f"sends {fmt(m('env-out', 'pulselink', 'events_per_sec'))}/s "
+           f"({ratio(m('env-out', 'pulselink', 'events_per_sec'), m('env-out', 'ws', 'events_per_sec'))}) "
+           f"and answers a request in {fmt(m('env-ack', 'pulselink', 'p50_us'), '{:.0f}')} µs at the "
+           f"median ({fmt(m('env-ack', 'ws', 'p50_us'), '{:.0f}')} µs)."]
+          if ("env-in", "pulselink") in table else []),
         f"- **Python:** {fmt(py_in)} events/s through the wheel's asyncio API, "
         f"{ratio(py_in, py_base, '{:.1f}×')} python-socketio; ack p50 "
         f"{fmt(m('ack-py', 'pulselink-py', 'p50_us'), '{:.0f}')} µs against "

@@ -13,6 +13,9 @@
 // Test hooks (message types): echo, subscribe/unsubscribe {eventTypes}, publish {type,data},
 // emit-to-me {type,data,id?} or {raw} (raw text frame), mute-pongs, fail {code,message},
 // reject-me, tick (rate limited, recorded once per envelope id), stats? (counters).
+// Benchmark hooks: blast N (that many pre-encoded "metric:recorded" events, written
+// straight onto the socket so the client, not the server, is measured), count? (how many
+// "metric:recorded" messages this connection sent).
 "use strict";
 const http = require("http");
 const { WebSocketServer } = require("ws");
@@ -35,6 +38,48 @@ const clients = new Set();
 let counter = 0;
 
 const now = () => new Date().toISOString();
+
+// The benchmark's event: the Socket.IO benchmark's payload in an envelope. Each blast frame
+// gets an id of its own (clients drop repeated ids), written over the template's zeros.
+const BENCH_EVENT = "metric:recorded";
+const BENCH_DATA = { sessionId: "s_42", metric: "heart_rate", value: 142, unit: "bpm", ts: 1732000000, src: "hr" };
+const ID_DIGITS = 9;
+let blasts = 0;
+
+// `count` text frames of the benchmark event, ids `<prefix>-<n>` for n from `first`.
+function blastFrames(prefix, first, count, timestamp) {
+  const text = JSON.stringify({ id: `${prefix}-${"0".repeat(ID_DIGITS)}`, type: BENCH_EVENT, timestamp, data: BENCH_DATA });
+  const payload = Buffer.from(text);
+  if (payload.length < 126 || payload.length > 0xffff) throw new Error("blast frame needs a 16-bit length");
+  const one = Buffer.concat([Buffer.from([0x81, 126, payload.length >> 8, payload.length & 0xff]), payload]);
+  const digits = one.indexOf(`-${"0".repeat(ID_DIGITS)}"`) + 1;
+  const out = Buffer.allocUnsafe(one.length * count);
+  for (let i = 0; i < count; i++) {
+    const at = i * one.length;
+    one.copy(out, at);
+    out.write(String(first + i).padStart(ID_DIGITS, "0"), at + digits, "latin1");
+  }
+  return out;
+}
+
+// Writes `count` benchmark events onto the raw socket under `ws`, a chunk at a time, waiting
+// for the socket to drain (a fresh buffer per chunk: a written one may still be queued).
+function blast(ws, count) {
+  const raw = ws._socket;
+  const prefix = `b${process.pid}x${++blasts}`;
+  const timestamp = now();
+  const CHUNK = 4096;
+  let sent = 0;
+  const pump = () => {
+    while (sent < count) {
+      const n = Math.min(CHUNK, count - sent);
+      const ok = raw.write(blastFrames(prefix, sent, n, timestamp));
+      sent += n;
+      if (!ok) return raw.once("drain", pump);
+    }
+  };
+  pump();
+}
 const nextId = () => `srv-${process.pid}-${++counter}`;
 
 function send(ws, type, data, extra) {
@@ -141,6 +186,14 @@ function onMessage(ws, state, msg) {
       return respond(ws, msg, true, { n: data && data.n });
     case "stats?":
       return respond(ws, msg, true, stats);
+    case BENCH_EVENT:
+      state.benchReceived += 1;
+      return respond(ws, msg, true, null);
+    case "count?":
+      return respond(ws, msg, true, state.benchReceived);
+    case "blast":
+      respond(ws, msg, true, null);
+      return blast(ws, Number(data));
     default:
       return respond(ws, msg, true, null);
   }
@@ -149,7 +202,7 @@ function onMessage(ws, state, msg) {
 const server = http.createServer();
 const wss = new WebSocketServer({ server, path: "/ws" });
 wss.on("connection", (ws) => {
-  const state = { authed: false, muted: false, subscriptions: new Set() };
+  const state = { authed: false, muted: false, subscriptions: new Set(), benchReceived: 0 };
   ws.pl = state;
   ws.on("message", (raw, isBinary) => {
     if (state.closing) return;

@@ -9,6 +9,8 @@
 //! `resubscribe` (n subscriptions, then connect: time until the first outbox entry is acked).
 //! `out-file`, `out-seq-file`: `out` and `out-seq` with a store file (`Durability::Normal`).
 //! `BENCH_PROXY=URL` runs `in` and `ack` through that proxy.
+//! `env-in`, `env-out`, `env-ack`: `in`, `out` and `ack` as JSON envelopes, against
+//! `tests/node/envelope-server.js` (the URL is its `ws://…/ws`).
 //! Radio modes (n seconds connected at the server's heartbeat): `radio-idle`, and `radio-low`
 //! (one `Low` emit per second) with the battery-aware schedule (`pulselink`) or without it
 //! (`pulselink-schedule-off`): radio wake-ups per hour and the fraction of time awake.
@@ -19,7 +21,7 @@ use std::{
 };
 
 use futures_util::{SinkExt, StreamExt, stream::FuturesUnordered};
-use pulselink::{Durability, EmitOptions, LowLaneHold, Priority, Transports};
+use pulselink::{Durability, EmitOptions, EnvelopeOptions, LowLaneHold, Priority, Protocol, Transports};
 use pulselink_bench::{EVENT, parse_args, peak_rss_kib, percentiles, report, runtime, sample};
 use serde_json::json;
 
@@ -27,8 +29,9 @@ fn main() {
     let (mode, client, url, n) = parse_args();
     runtime().block_on(async move {
         match (mode.as_str(), client.as_str()) {
-            ("in", "pulselink") => pulselink_in(&url, n, false).await,
-            ("in", "pulselink-serde") => pulselink_in(&url, n, true).await,
+            ("in", "pulselink") => pulselink_in(&url, n, false, &mode).await,
+            ("in", "pulselink-serde") => pulselink_in(&url, n, true, &mode).await,
+            ("env-in", "pulselink") => pulselink_in(&url, n, false, &mode).await,
             ("in-emit", "pulselink") => {
                 pulselink_in_emit(&url, n, Transports::WebSocket, true, &mode).await
             }
@@ -40,11 +43,13 @@ fn main() {
             }
             ("in", "raw") => raw_in(&url, n).await,
             ("out", "pulselink") => pulselink_out(&url, n, 256, false, false, &mode).await,
+            ("env-out", "pulselink") => pulselink_out(&url, n, 256, false, false, &mode).await,
             ("out-seq", "pulselink") => pulselink_out(&url, n, 1, false, false, &mode).await,
             ("out-file", "pulselink") => pulselink_out(&url, n, 256, true, false, &mode).await,
             ("out-seq-file", "pulselink") => pulselink_out(&url, n, 1, true, false, &mode).await,
             ("out-seq-file-task", "pulselink") => pulselink_out(&url, n, 1, true, true, &mode).await,
-            ("ack", "pulselink") => pulselink_ack(&url, n).await,
+            ("ack", "pulselink") => pulselink_ack(&url, n, &mode).await,
+            ("env-ack", "pulselink") => pulselink_ack(&url, n, &mode).await,
             ("reconnect", "pulselink") => pulselink_reconnect(&url).await,
             ("commit-full-1", "pulselink") => {
                 commit(&url, n, Durability::Full, 1, false, &mode).await
@@ -74,9 +79,16 @@ fn main() {
     });
 }
 
-async fn pulselink_client(url: &str) -> pulselink::Client {
+/// A client of `url`; `envelope`: speaking JSON envelopes to the envelope test server
+/// (`tests/node/envelope-server.js`, which accepts the token `good`) rather than Socket.IO.
+fn client_for(url: &str, envelope: bool) -> pulselink::Client {
     // WebSocket, as the peers use: the default's fallback to polling must not decide a row.
     let mut config = pulselink::ClientConfig::new(url).unwrap().with_transports(Transports::WebSocket);
+    if envelope {
+        config = config
+            .with_protocol(Protocol::Envelope(EnvelopeOptions::default()))
+            .with_static_auth(json!({"token": "good", "userId": "u1", "sessionId": "s1"}));
+    }
     // `BENCH_PROXY=URL`: through that proxy (the proxy-hop rows).
     if let Ok(proxy) = std::env::var("BENCH_PROXY") {
         config = config.with_proxy(pulselink::ProxyConfig::via(&proxy).unwrap());
@@ -96,8 +108,9 @@ struct Metric {
     src: String,
 }
 
-async fn pulselink_in(url: &str, n: u64, typed: bool) {
-    let client = pulselink_client(url).await;
+/// `n` events the server writes pre-encoded (`blast`); mode `env-in`: as JSON envelopes.
+async fn pulselink_in(url: &str, n: u64, typed: bool, mode: &str) {
+    let client = client_for(url, mode.starts_with("env-"));
     let mut events = client.events();
     client.connect().await.unwrap();
     let started = Instant::now();
@@ -121,7 +134,7 @@ async fn pulselink_in(url: &str, n: u64, typed: bool) {
     }
     let secs = started.elapsed().as_secs_f64();
     let client_name = if typed { "pulselink-serde" } else { "pulselink" };
-    report("in", client_name, json!({"events": n, "secs": secs, "events_per_sec": n as f64 / secs, "checksum": checksum}));
+    report(mode, client_name, json!({"events": n, "secs": secs, "events_per_sec": n as f64 / secs, "checksum": checksum}));
     client.close().await;
 }
 
@@ -170,7 +183,7 @@ async fn pulselink_out(url: &str, n: u64, in_flight: usize, file: bool, spawned:
     let client = if file {
         durable_client(url, &scratch.store(), Durability::Normal, None)
     } else {
-        pulselink_client(url).await
+        client_for(url, mode.starts_with("env-"))
     };
     client.connect().await.unwrap();
     let started = Instant::now();
@@ -194,8 +207,8 @@ async fn pulselink_out(url: &str, n: u64, in_flight: usize, file: bool, spawned:
     client.close().await;
 }
 
-async fn pulselink_ack(url: &str, n: u64) {
-    let client = pulselink_client(url).await;
+async fn pulselink_ack(url: &str, n: u64, mode: &str) {
+    let client = client_for(url, mode.starts_with("env-"));
     client.connect().await.unwrap();
     let mut us = Vec::with_capacity(n as usize);
     for i in 0..n + n / 10 {
@@ -205,7 +218,7 @@ async fn pulselink_ack(url: &str, n: u64) {
             us.push(t.elapsed().as_secs_f64() * 1e6);
         }
     }
-    report("ack", "pulselink", percentiles(us));
+    report(mode, "pulselink", percentiles(us));
     client.close().await;
 }
 
@@ -214,7 +227,7 @@ fn epoch_ms() -> f64 {
 }
 
 async fn pulselink_reconnect(url: &str) {
-    let client = pulselink_client(url).await;
+    let client = client_for(url, false);
     let mut states = client.states();
     client.start().unwrap();
     let stdin_closed = tokio::task::spawn_blocking(|| {
