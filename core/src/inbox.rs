@@ -79,6 +79,13 @@ pub(crate) enum Verdict {
     Stale,
 }
 
+/// The window's key for an event: `parts` joined, in a string sized once.
+fn key(parts: &[&str]) -> String {
+    let mut key = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    parts.iter().for_each(|p| key.push_str(p));
+    key
+}
+
 /// The seen-id window.
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
@@ -89,7 +96,7 @@ pub(crate) struct Inbox {
     seen: HashSet<Arc<str>>,
     order: VecDeque<(Arc<str>, i64)>,
     /// Ids seen since the last [`Inbox::take_new`], to persist.
-    new: Vec<(String, i64)>,
+    new: Vec<(Arc<str>, i64)>,
     window: usize,
     ttl_ms: i64,
 }
@@ -146,43 +153,49 @@ impl Inbox {
             return Verdict::Stale;
         }
         let id = match offset {
-            Some(o) => Some(format!("{namespace}\u{0}@{o}")),
+            Some(o) => Some(key(&[namespace, "\u{0}@", o])),
             None => self.dedup.as_ref().and_then(|d| {
                 let pointer = d.per_event.get(name).or(d.pointer.as_ref())?;
                 let v = lookup(args, pointer)?;
-                Some(format!("{namespace}\u{0}{name}\u{0}{}", scalar_text(v)?))
+                Some(key(&[namespace, "\u{0}", name, "\u{0}", &scalar_text(v)?]))
             }),
         };
         let Some(id) = id else {
             return Verdict::Deliver;
         };
         self.expire(now_ms);
-        if self.seen.contains(id.as_str()) {
+        // One shared copy for the window, its order and the ids to persist, made before the
+        // lookup: inserting is the lookup (one hash of the id, not two), and repeats are rare.
+        let id: Arc<str> = Arc::from(id);
+        if !self.remember(id.clone(), now_ms) {
             return Verdict::Duplicate;
         }
-        self.new.push((id.clone(), now_ms));
-        self.remember(Arc::from(id), now_ms);
+        self.new.push((id, now_ms));
         Verdict::Deliver
     }
 
     /// Ids first seen since the last call, for the store.
-    pub(crate) fn take_new(&mut self) -> Vec<(String, i64)> {
+    pub(crate) fn take_new(&mut self) -> Vec<(Arc<str>, i64)> {
         std::mem::take(&mut self.new)
     }
 
-    fn remember(&mut self, id: Arc<str>, at: i64) {
-        if self.seen.insert(id.clone()) {
-            // The first id takes room for itself alone: most clients of a hub see a few.
-            if self.order.capacity() == 0 {
-                self.order.reserve_exact(1);
-            }
-            self.order.push_back((id, at));
+    /// Adds `id` to the window, forgetting the oldest beyond its size; false if it was
+    /// there already.
+    fn remember(&mut self, id: Arc<str>, at: i64) -> bool {
+        if !self.seen.insert(id.clone()) {
+            return false;
         }
+        // The first id takes room for itself alone: most clients of a hub see a few.
+        if self.order.capacity() == 0 {
+            self.order.reserve_exact(1);
+        }
+        self.order.push_back((id, at));
         while self.order.len() > self.window {
             if let Some((old, _)) = self.order.pop_front() {
                 self.seen.remove(&old);
             }
         }
+        true
     }
 
     fn expire(&mut self, now_ms: i64) {
@@ -243,6 +256,10 @@ mod tests {
         let persisted = inbox.take_new();
         assert_eq!(persisted.len(), 5);
         // A restart primed with what was persisted still drops the repeat.
+        let persisted = persisted
+            .iter()
+            .map(|(id, at)| (id.to_string(), *at))
+            .collect();
         let mut again = Inbox::new(Some(DedupConfig::with_pointer("/id")), None, persisted);
         assert_eq!(again.check("/", "x", ev, None, now + 1), Verdict::Duplicate);
     }

@@ -5,15 +5,21 @@
 //! recognised by their `type` and may omit `id` and `timestamp`; every other message is an app
 //! event and must carry all three, typed, or it is refused. `data` stays raw JSON text, as with
 //! Socket.IO, so the app deserializes it once into its own types.
+//!
+//! What [`decode`] returns borrows the frame's text: a stream of events costs no copy of a
+//! name, id or `data` here (strings with escapes are the exception: they are unescaped into
+//! a copy).
+
+use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::{Map, Value, value::RawValue};
 
 use super::{CodecError, json::check_depth};
 
-/// What one inbound frame says.
+/// What one inbound frame says; its text is borrowed from the frame.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Inbound {
+pub enum Inbound<'a> {
     /// The answer to the `auth` message.
     AuthResponse {
         /// Whether the server accepted the credentials.
@@ -24,18 +30,18 @@ pub enum Inbound {
     /// The server checks the link; answer with a pong carrying `data`.
     Ping {
         /// `data` as raw JSON.
-        data: String,
+        data: &'a str,
     },
     /// The answer to our ping.
     Pong,
     /// A response to a request we sent with `metadata.requestId`.
     Response {
         /// The request id we sent, echoed.
-        request_id: String,
+        request_id: Cow<'a, str>,
         /// `success`, true when absent.
         success: bool,
         /// `data` as raw JSON.
-        data: String,
+        data: &'a str,
         /// Why it failed, when it did.
         error: Option<ErrorBody>,
     },
@@ -44,18 +50,18 @@ pub enum Inbound {
         /// The error's code and message.
         body: ErrorBody,
         /// The request it answers, when the server said.
-        request_id: Option<String>,
+        request_id: Option<Cow<'a, str>>,
         /// `data` as raw JSON.
-        data: String,
+        data: &'a str,
     },
     /// An app event (also `rate_limit_exceeded` and other server notices with an id).
     Event {
         /// The envelope id: the server's unique id for this message, used for de-duplication.
-        id: Option<String>,
+        id: Option<Cow<'a, str>>,
         /// The envelope type: the event name.
-        kind: String,
+        kind: Cow<'a, str>,
         /// `data` as raw JSON (`null` when absent).
-        data: String,
+        data: &'a str,
     },
 }
 
@@ -100,7 +106,7 @@ struct Metadata<'a> {
 }
 
 /// Decodes and validates one text frame.
-pub fn decode(text: &str) -> Result<Inbound, CodecError> {
+pub fn decode(text: &str) -> Result<Inbound<'_>, CodecError> {
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
         return Err(CodecError::Empty);
@@ -126,9 +132,7 @@ pub fn decode(text: &str) -> Result<Inbound, CodecError> {
     if kind.is_empty() {
         return Err(CodecError::InvalidPayload("type is empty"));
     }
-    let data = w
-        .data
-        .map_or_else(|| "null".to_owned(), |d| d.get().to_owned());
+    let data = w.data.map_or("null", |d| d.get());
     let success = match w.success {
         None => None,
         Some(s) => Some(
@@ -146,7 +150,7 @@ pub fn decode(text: &str) -> Result<Inbound, CodecError> {
             m.request_id.and_then(id_text)
         }
     };
-    match kind.as_str() {
+    match &*kind {
         AUTH_RESPONSE => {
             return Ok(Inbound::AuthResponse {
                 success: success.ok_or(CodecError::InvalidPayload(
@@ -201,20 +205,25 @@ pub fn decode(text: &str) -> Result<Inbound, CodecError> {
     Ok(Inbound::Event { id, kind, data })
 }
 
-/// A JSON string's contents.
-fn string(v: &RawValue) -> Option<String> {
-    v.get()
-        .starts_with('"')
-        .then(|| serde_json::from_str(v.get()).ok())?
+/// A JSON string's contents: the text between the quotes when it holds no escape (the
+/// parser has checked it: no raw control characters, quotes only escaped), else unescaped.
+fn string(v: &RawValue) -> Option<Cow<'_, str>> {
+    let t = v.get();
+    let inner = t.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(t).ok().map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(inner))
+    }
 }
 
 /// An id: a non-empty string, or an integer (some servers number their messages).
-fn id_text(v: &RawValue) -> Option<String> {
+fn id_text(v: &RawValue) -> Option<Cow<'_, str>> {
     let t = v.get();
     let id = if t.starts_with('"') {
         string(v)?
     } else if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-        t.to_owned()
+        Cow::Borrowed(t)
     } else {
         return None;
     };
@@ -226,7 +235,7 @@ fn error_body(v: &RawValue) -> Result<ErrorBody, CodecError> {
     if let Some(message) = string(v) {
         return Ok(ErrorBody {
             code: "ERROR".into(),
-            message,
+            message: message.into_owned(),
         });
     }
     #[derive(Deserialize)]
@@ -327,18 +336,56 @@ mod tests {
 
     #[test]
     fn decodes_an_app_event_with_raw_data() {
-        let m = decode(&format!(
+        let text = format!(
             r#"{{"id":"m1","type":"metric:recorded","timestamp":"{TS}","data":{{"bpm":142}}}}"#
-        ))
-        .unwrap();
+        );
+        let m = decode(&text).unwrap();
         assert_eq!(
             m,
             Inbound::Event {
                 id: Some("m1".into()),
                 kind: "metric:recorded".into(),
-                data: r#"{"bpm":142}"#.into()
+                data: r#"{"bpm":142}"#
             }
         );
+    }
+
+    #[test]
+    fn names_and_ids_are_borrowed_from_the_frame_unless_escaped() {
+        let plain = format!(r#"{{"id":"m1","type":"a:b","timestamp":"{TS}","data":null}}"#);
+        let Inbound::Event {
+            id: Some(id),
+            kind,
+            data,
+        } = decode(&plain).unwrap()
+        else {
+            panic!("an event")
+        };
+        assert!(matches!(
+            (&id, &kind),
+            (Cow::Borrowed("m1"), Cow::Borrowed("a:b"))
+        ));
+        assert_eq!(data, "null");
+        let escaped = format!(r#"{{"id":"m\"1","type":"a\u0041","timestamp":"{TS}"}}"#);
+        let Inbound::Event {
+            id: Some(id),
+            kind,
+            data,
+        } = decode(&escaped).unwrap()
+        else {
+            panic!("an event")
+        };
+        assert!(matches!((&id, &kind), (Cow::Owned(_), Cow::Owned(_))));
+        assert_eq!((&*id, &*kind, data), ("m\"1", "aA", "null"));
+        // A number is an id too, as written.
+        let numbered = format!(r#"{{"id":17,"type":"x","timestamp":"{TS}"}}"#);
+        assert!(matches!(
+            decode(&numbered).unwrap(),
+            Inbound::Event {
+                id: Some(Cow::Borrowed("17")),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -399,9 +446,7 @@ mod tests {
         assert_eq!(decode(r#"{"type":"pong"}"#).unwrap(), Inbound::Pong);
         assert_eq!(
             decode(r#"{"type":"ping","data":{"n":1}}"#).unwrap(),
-            Inbound::Ping {
-                data: r#"{"n":1}"#.into()
-            }
+            Inbound::Ping { data: r#"{"n":1}"# }
         );
         let e = decode(r#"{"type":"error","data":{"code":"SERVICE_UNAVAILABLE","message":"down","timestamp":"x"}}"#).unwrap();
         assert!(
@@ -415,16 +460,16 @@ mod tests {
 
     #[test]
     fn decodes_responses_by_request_id() {
-        let r = decode(&format!(
+        let text = format!(
             r#"{{"id":"r","type":"quiz:answer_submit","timestamp":"{TS}","success":true,"data":[1],"metadata":{{"requestId":"42"}}}}"#
-        ))
-        .unwrap();
+        );
+        let r = decode(&text).unwrap();
         assert_eq!(
             r,
             Inbound::Response {
                 request_id: "42".into(),
                 success: true,
-                data: "[1]".into(),
+                data: "[1]",
                 error: None
             }
         );

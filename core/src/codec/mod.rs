@@ -3,6 +3,7 @@
 
 pub mod engineio;
 pub mod envelope;
+pub(crate) mod intern;
 pub mod json;
 pub mod polling;
 pub mod socketio;

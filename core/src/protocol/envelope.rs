@@ -16,6 +16,7 @@ use crate::{
     codec::{
         CodecError,
         envelope::{self, ErrorBody},
+        intern::intern,
         json::RawJson,
     },
     config::EnvelopeOptions,
@@ -25,6 +26,19 @@ use crate::{
 
 /// The only namespace: the envelope protocol has none, so everything is on `/`.
 const ROOT: &str = "/";
+
+/// Socket.IO-style arguments from an envelope's `data`: `[data]`, sized once.
+fn args_of(data: &str) -> String {
+    let mut args = String::with_capacity(data.len() + 2);
+    args.push('[');
+    args.push_str(data);
+    args.push(']');
+    args
+}
+
+/// Event names kept shared at most: a server that invents a name per message does not grow
+/// the cache.
+const NAMES: usize = 256;
 
 /// The error code that means "these credentials are refused".
 const AUTHENTICATION_FAILED: &str = "AUTHENTICATION_FAILED";
@@ -40,6 +54,8 @@ pub(crate) struct Envelope {
     next_id: u64,
     root: Arc<str>,
     error_name: Arc<str>,
+    /// Event names seen, shared by every event that carries one (see `intern`).
+    names: Vec<Arc<str>>,
     /// Auth messages sent and not yet answered: each gets exactly one `auth_response`, so a
     /// late answer to an earlier one is not taken for the answer to the latest.
     auths_unanswered: u32,
@@ -57,6 +73,7 @@ impl Envelope {
             next_id: 0,
             root: Arc::from(ROOT),
             error_name: Arc::from(ERROR_EVENT),
+            names: Vec::new(),
             auths_unanswered: 0,
             authenticated: false,
         }
@@ -104,7 +121,7 @@ impl Envelope {
                 }
             }
             envelope::Inbound::Ping { data } => {
-                out.push(self.message("pong", &data, None));
+                out.push(self.message("pong", data, None));
                 Input::Nothing
             }
             envelope::Inbound::Pong => Input::Alive,
@@ -118,15 +135,15 @@ impl Envelope {
                     id,
                     reply: if success {
                         Ok(AckReply {
-                            args: RawJson::validated(format!("[{data}]")),
+                            args: RawJson::validated(args_of(data)),
                             attachments: Vec::new(),
                         })
                     } else {
-                        Err(rejection(&self.signals, error, &data))
+                        Err(rejection(&self.signals, error, data))
                     },
                 },
                 Err(_) => {
-                    debug!(request_id, "response to a request this client did not send");
+                    debug!(%request_id, "response to a request this client did not send");
                     Input::Nothing
                 }
             },
@@ -152,22 +169,23 @@ impl Envelope {
                 if let Some(id) = request_id.and_then(|r| r.parse::<u64>().ok()) {
                     return Input::Ack {
                         id,
-                        reply: Err(rejection(&self.signals, Some(body), &data)),
+                        reply: Err(rejection(&self.signals, Some(body), data)),
                     };
                 }
-                let args = format!("[{data}]");
-                let mut event = self.inbound(self.error_name.clone(), &data, None);
+                let args = args_of(data);
+                let mut event = self.inbound(self.error_name.clone(), data, None);
                 event.signal = Some(self.signals.error(body.code, body.message, &args));
                 Input::Event(event)
             }
             envelope::Inbound::Event { id, kind, data } => {
-                Input::Event(self.inbound(Arc::from(kind), &data, id.map(Arc::from)))
+                let name = intern(&mut self.names, &kind, NAMES);
+                Input::Event(self.inbound(name, data, id.map(|id| Arc::from(&*id))))
             }
         }
     }
 
     fn inbound(&self, name: Arc<str>, data: &str, id: Option<Arc<str>>) -> Inbound {
-        let args = RawJson::validated(format!("[{data}]"));
+        let args = RawJson::validated(args_of(data));
         let signal = self.signals.of(&name, args.get());
         Inbound {
             event: EventData {
@@ -260,7 +278,7 @@ fn rejection(signals: &Signals, error: Option<ErrorBody>, data: &str) -> Rejecti
         message: "the server reported a failure".into(),
     });
     Rejection {
-        then: signals.after_refusal(&body.code, &format!("[{data}]")),
+        then: signals.after_refusal(&body.code, &args_of(data)),
         code: body.code,
         message: body.message,
     }

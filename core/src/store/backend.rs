@@ -2,6 +2,8 @@
 //! the process's memory ([`Memory`]). The worker runs the same commands on either; this is
 //! the one place that tells them apart.
 
+use std::sync::Arc;
+
 use rusqlite::Connection;
 use tracing::warn;
 
@@ -175,7 +177,7 @@ impl Backend {
     /// open, which a store in memory never has.
     pub(super) fn record_seen(
         &self,
-        ids: &[(String, i64)],
+        ids: &[(Arc<str>, i64)],
         window: usize,
         min_ms: i64,
     ) -> Result<(), StoreError> {

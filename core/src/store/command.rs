@@ -144,7 +144,7 @@ pub(crate) enum Cmd {
     /// Answers with the removed subscription's unsubscribe event, if it had one.
     RemoveSubscription(StoredSubscription, Reply<Option<String>>),
     Seen {
-        ids: Vec<(String, i64)>,
+        ids: Vec<(Arc<str>, i64)>,
         window: usize,
         min_ms: i64,
     },

@@ -2,6 +2,8 @@
 //! and recovery sessions. Synchronous on purpose: only the store thread calls it, and unit
 //! tests drive it directly.
 
+use std::sync::Arc;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
@@ -282,7 +284,7 @@ pub(super) fn remove_subscription(
 /// Records inbound ids as seen and forgets the oldest beyond `window` or older than `min_ms`.
 pub(super) fn record_seen(
     conn: &Connection,
-    ids: &[(String, i64)],
+    ids: &[(Arc<str>, i64)],
     window: usize,
     min_ms: i64,
 ) -> Result<(), StoreError> {
@@ -291,7 +293,7 @@ pub(super) fn record_seen(
         .prepare_cached("INSERT OR REPLACE INTO seen (id, seen_ms) VALUES (?1, ?2)")
         .map_err(sql)?;
     for (id, at) in ids {
-        stmt.execute(params![id, at]).map_err(sql)?;
+        stmt.execute(params![&**id, at]).map_err(sql)?;
     }
     conn.prepare_cached(
         "DELETE FROM seen WHERE seen_ms < ?1 OR id IN

@@ -22,6 +22,7 @@ pub use self::encode::{
 };
 use super::{
     CodecError,
+    intern::intern,
     json::{RawJson, check_depth},
 };
 
@@ -299,20 +300,6 @@ impl Decoder {
     fn intern(&mut self, ns: &str) -> Namespace {
         intern(&mut self.namespaces, ns, 64)
     }
-}
-
-/// A shared copy of `s` from `cache`, added when new. Namespaces and event names repeat
-/// millions of times; sharing them saves an allocation per event. The cache is bounded so a
-/// server inventing a new name per packet cannot grow it forever.
-fn intern(cache: &mut Vec<Arc<str>>, s: &str, limit: usize) -> Arc<str> {
-    if let Some(n) = cache.iter().find(|n| &***n == s) {
-        return n.clone();
-    }
-    let n: Arc<str> = Arc::from(s);
-    if cache.len() < limit {
-        cache.push(n.clone());
-    }
-    n
 }
 
 fn build(
