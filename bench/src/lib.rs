@@ -46,7 +46,7 @@ pub fn percentiles(mut us: Vec<f64>) -> Value {
 pub fn parse_args() -> (String, String, String, u64) {
     let args: Vec<String> = std::env::args().collect();
     let [_, mode, client, url, n] = &args[..] else {
-        eprintln!("usage: <binary> <in|out|ack|reconnect> <client> <url> <n>");
+        eprintln!("usage: <binary> <mode> <client> <url> <n> (modes: see each binary's doc)");
         std::process::exit(2);
     };
     (mode.clone(), client.clone(), url.clone(), n.parse().expect("n is a number"))

@@ -161,6 +161,22 @@ mod tests {
     }
 
     #[test]
+    fn a_line_is_byte_for_byte_what_serde_json_writes() {
+        let mut out = Vec::new();
+        Lines::default()
+            .write(
+                &mut out,
+                "/rooms/\"r1\"",
+                "tab\there é",
+                r#"[{"a":"x\"y"},1]"#,
+            )
+            .unwrap();
+        let expected =
+            r#"{"namespace":"/rooms/\"r1\"","event":"tab\there é","args":[{"a":"x\"y"},1]}"#;
+        assert_eq!(String::from_utf8(out).unwrap(), format!("{expected}\n"));
+    }
+
+    #[test]
     fn arguments_a_server_pretty_printed_stay_on_one_line() {
         let mut lines = Lines::default();
         assert_eq!(

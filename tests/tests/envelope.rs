@@ -413,3 +413,40 @@ async fn service_unavailable_backs_off_and_reconnects() {
     assert_eq!(client.metrics().await.unwrap().reconnects, 1);
     client.close().await;
 }
+
+/// The benchmark's hooks on the envelope server, which its rows rely on: `blast N` writes N
+/// pre-encoded events straight onto the socket, each a well-formed frame with an id of its
+/// own (none is refused as invalid or dropped as a repeat), and `count?` answers how many
+/// benchmark events the client sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_hooks_deliver_distinct_events_and_count_sends() {
+    const N: usize = 5_000;
+    const EVENT: &str = "metric:recorded";
+    let server = envelope_server(None).await;
+    let client = Client::new(default_config(&server)).unwrap();
+    let mut events = client.events();
+    client.connect().await.unwrap();
+    client.emit_with_ack("blast", json!(N), T).await.unwrap();
+    let mut ids = std::collections::HashSet::new();
+    while ids.len() < N {
+        let ev = tokio::time::timeout(T, events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.name(), EVENT);
+        assert_eq!(ev.first_arg::<Value>().unwrap()["metric"], "heart_rate");
+        assert!(
+            ids.insert(ev.id().unwrap().to_owned()),
+            "a repeated id: {:?}",
+            ev.id()
+        );
+    }
+    let m = client.metrics().await.unwrap();
+    assert_eq!((m.duplicates_dropped, m.invalid_dropped), (0, 0));
+    for i in 0..3 {
+        client.emit(EVENT, json!({"n": i})).await.unwrap();
+    }
+    let count = client.emit_with_ack("count?", (), T).await.unwrap();
+    assert_eq!(count.values().unwrap()[0], 3);
+    client.close().await;
+}

@@ -377,6 +377,14 @@ mod tests {
         };
         assert!(matches!((&id, &kind), (Cow::Owned(_), Cow::Owned(_))));
         assert_eq!((&*id, &*kind, data), ("m\"1", "aA", "null"));
+        // An escape that is no character (a lone surrogate) is refused, not passed on.
+        let surrogate = format!(r#"{{"id":"\ud800","type":"x","timestamp":"{TS}"}}"#);
+        assert!(
+            decode(&surrogate)
+                .unwrap_err()
+                .to_string()
+                .contains("id must")
+        );
         // A number is an id too, as written.
         let numbered = format!(r#"{{"id":17,"type":"x","timestamp":"{TS}"}}"#);
         assert!(matches!(

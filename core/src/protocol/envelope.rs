@@ -27,6 +27,13 @@ use crate::{
 /// The only namespace: the envelope protocol has none, so everything is on `/`.
 const ROOT: &str = "/";
 
+/// Event names kept shared at most: a server that invents a name per message does not grow
+/// the cache.
+const NAMES: usize = 256;
+
+/// The error code that means "these credentials are refused".
+const AUTHENTICATION_FAILED: &str = "AUTHENTICATION_FAILED";
+
 /// Socket.IO-style arguments from an envelope's `data`: `[data]`, sized once.
 fn args_of(data: &str) -> String {
     let mut args = String::with_capacity(data.len() + 2);
@@ -35,13 +42,6 @@ fn args_of(data: &str) -> String {
     args.push(']');
     args
 }
-
-/// Event names kept shared at most: a server that invents a name per message does not grow
-/// the cache.
-const NAMES: usize = 256;
-
-/// The error code that means "these credentials are refused".
-const AUTHENTICATION_FAILED: &str = "AUTHENTICATION_FAILED";
 
 /// One WebSocket connection's envelope state.
 #[derive(Debug)]
@@ -143,7 +143,10 @@ impl Envelope {
                     },
                 },
                 Err(_) => {
-                    debug!(%request_id, "response to a request this client did not send");
+                    debug!(
+                        request_id = &*request_id,
+                        "response to a request this client did not send"
+                    );
                     Input::Nothing
                 }
             },
@@ -299,6 +302,32 @@ mod tests {
     }
 
     const TS: &str = "2026-11-22T18:05:00.123Z";
+
+    fn event_name(input: &Input) -> Arc<str> {
+        match input {
+            Input::Event(inbound) => inbound.event.name.clone(),
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn event_names_are_shared_up_to_the_caches_bound() {
+        let mut e = envelope();
+        let mut event = |id: usize, kind: &str| {
+            let frame = format!(r#"{{"id":"{id}","type":"{kind}","timestamp":"{TS}"}}"#);
+            event_name(&e.decode(text(&frame), &mut Vec::new()))
+        };
+        let (a, b) = (event(1, "metric:recorded"), event(2, "metric:recorded"));
+        assert_eq!(&*a, "metric:recorded");
+        assert!(Arc::ptr_eq(&a, &b), "one copy of a repeated name");
+        for i in 1..NAMES {
+            event(10 + i, &format!("n{i}"));
+        }
+        // The cache is full: a new name is still delivered, in a copy of its own.
+        let (c, d) = (event(1000, "late"), event(1001, "late"));
+        assert_eq!(&*c, "late");
+        assert!(!Arc::ptr_eq(&c, &d));
+    }
 
     #[test]
     fn refusals_carry_the_code_and_revocation_counts_only_after_acceptance() {
