@@ -6,20 +6,8 @@
 "use strict";
 const WebSocket = require("../../tests/node/node_modules/ws");
 
-const [mode, url, nArg] = process.argv.slice(2);
-const n = Number(nArg);
-const EVENT = "metric:recorded";
-const sample = { sessionId: "s_42", metric: "heart_rate", value: 142, unit: "bpm", ts: 1732000000, src: "hr" };
-
-function peakRssKib() {
-  const status = require("fs").readFileSync("/proc/self/status", "utf8");
-  const m = status.match(/VmHWM:\s+(\d+)/);
-  return m ? Number(m[1]) : 0;
-}
-function report(fields) {
-  console.log(JSON.stringify({ mode, client: "ws", peak_rss_kib: peakRssKib(), ...fields }));
-}
-const now = () => Number(process.hrtime.bigint()) / 1e9;
+const { mode, url, n, EVENT, sample, now, reporter } = require("./peer");
+const report = reporter("ws");
 
 const prefix = `ref${process.pid}`;
 let sent = 0;
