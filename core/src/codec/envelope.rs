@@ -350,31 +350,29 @@ mod tests {
         );
     }
 
+    /// An event's id, type and data, or a panic.
+    fn event_parts(text: &str) -> (Cow<'_, str>, Cow<'_, str>, &str) {
+        match decode(text).unwrap() {
+            Inbound::Event {
+                id: Some(id),
+                kind,
+                data,
+            } => (id, kind, data),
+            other => panic!("not an event with an id: {other:?}"),
+        }
+    }
+
     #[test]
     fn names_and_ids_are_borrowed_from_the_frame_unless_escaped() {
         let plain = format!(r#"{{"id":"m1","type":"a:b","timestamp":"{TS}","data":null}}"#);
-        let Inbound::Event {
-            id: Some(id),
-            kind,
-            data,
-        } = decode(&plain).unwrap()
-        else {
-            panic!("an event")
-        };
+        let (id, kind, data) = event_parts(&plain);
         assert!(matches!(
             (&id, &kind),
             (Cow::Borrowed("m1"), Cow::Borrowed("a:b"))
         ));
         assert_eq!(data, "null");
         let escaped = format!(r#"{{"id":"m\"1","type":"a\u0041","timestamp":"{TS}"}}"#);
-        let Inbound::Event {
-            id: Some(id),
-            kind,
-            data,
-        } = decode(&escaped).unwrap()
-        else {
-            panic!("an event")
-        };
+        let (id, kind, data) = event_parts(&escaped);
         assert!(matches!((&id, &kind), (Cow::Owned(_), Cow::Owned(_))));
         assert_eq!((&*id, &*kind, data), ("m\"1", "aA", "null"));
         // An escape that is no character (a lone surrogate) is refused, not passed on.
