@@ -20,6 +20,7 @@
 "use strict";
 const http = require("http");
 const { WebSocketServer } = require("ws");
+const { wsFrame, pump } = require("./frames");
 
 const port = Number(process.env.PORT || 0);
 const rateLimit = Number(process.env.RATE_LIMIT || 0);
@@ -49,10 +50,7 @@ let blasts = 0;
 
 // `count` text frames of the benchmark event, ids `<prefix>-<n>` for n from `first`.
 function blastFrames(prefix, first, count, timestamp) {
-  const text = JSON.stringify({ id: `${prefix}-${"0".repeat(ID_DIGITS)}`, type: BENCH_EVENT, timestamp, data: BENCH_DATA });
-  const payload = Buffer.from(text);
-  if (payload.length < 126 || payload.length > 0xffff) throw new Error("blast frame needs a 16-bit length");
-  const one = Buffer.concat([Buffer.from([0x81, 126, payload.length >> 8, payload.length & 0xff]), payload]);
+  const one = wsFrame(JSON.stringify({ id: `${prefix}-${"0".repeat(ID_DIGITS)}`, type: BENCH_EVENT, timestamp, data: BENCH_DATA }));
   const digits = one.indexOf(`-${"0".repeat(ID_DIGITS)}"`) + 1;
   const out = Buffer.allocUnsafe(one.length * count);
   for (let i = 0; i < count; i++) {
@@ -63,23 +61,12 @@ function blastFrames(prefix, first, count, timestamp) {
   return out;
 }
 
-// Writes `count` benchmark events onto the raw socket under `ws`, a chunk at a time, waiting
-// for the socket to drain (a fresh buffer per chunk: a written one may still be queued).
+// Writes `count` benchmark events onto the raw socket under `ws` (a fresh buffer per chunk:
+// the ids differ, and a written one may still be queued).
 function blast(ws, count) {
-  const raw = ws._socket;
   const prefix = `b${process.pid}x${++blasts}`;
   const timestamp = now();
-  const CHUNK = 4096;
-  let sent = 0;
-  const pump = () => {
-    while (sent < count) {
-      const n = Math.min(CHUNK, count - sent);
-      const ok = raw.write(blastFrames(prefix, sent, n, timestamp));
-      sent += n;
-      if (!ok) return raw.once("drain", pump);
-    }
-  };
-  pump();
+  pump(ws._socket, count, (first, n) => blastFrames(prefix, first, n, timestamp));
 }
 const nextId = () => `srv-${process.pid}-${++counter}`;
 

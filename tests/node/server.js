@@ -19,6 +19,7 @@ const fs = require("fs");
 const http = require("http");
 const https = require("https");
 const { Server } = require("socket.io");
+const { CHUNK, wsFrame, pump } = require("./frames");
 
 const port = Number(process.env.PORT || 0);
 const nodeName = process.env.NODE_NAME || "single";
@@ -88,12 +89,6 @@ const BLAST_EVENT = '42["metric:recorded",{"sessionId":"s_42","metric":"heart_ra
 function rawSocket(socket) {
   const ws = socket.conn.transport.socket;
   return ws ? ws._socket : null;
-}
-
-function wsFrame(text) {
-  const payload = Buffer.from(text);
-  if (payload.length >= 126) throw new Error("benchmark frame must stay under 126 bytes");
-  return Buffer.concat([Buffer.from([0x81, payload.length]), payload]);
 }
 
 // Presence, as the seed platforms keep it: a user (auth.userId) is online in a room while one
@@ -440,19 +435,10 @@ function handlers(socket) {
     const raw = rawSocket(socket);
     if (!raw) return ack({ error: "not a websocket" });
     const one = wsFrame(BLAST_EVENT);
-    const chunkCount = Math.min(count, 4096);
-    const chunk = Buffer.concat(Array(chunkCount).fill(one));
-    let left = count;
-    const pump = () => {
-      while (left > 0) {
-        const n = Math.min(left, chunkCount);
-        left -= n;
-        const ok = raw.write(n === chunkCount ? chunk : chunk.subarray(0, n * one.length));
-        if (!ok) return raw.once("drain", pump);
-      }
-    };
+    // Every frame is the same, so one chunk serves every write (a queued one is never changed).
+    const chunk = Buffer.concat(Array(Math.min(count, CHUNK)).fill(one));
     ack({ bytes: one.length, frameBytes: BLAST_EVENT.length });
-    pump();
+    pump(raw, count, (_, n) => chunk.subarray(0, n * one.length));
   });
 }
 
